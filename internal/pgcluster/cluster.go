@@ -1,0 +1,315 @@
+// Package pgcluster runs a private PostgreSQL cluster from the PostgreSQL
+// binaries installed on the machine: it initialises a data directory once,
+// starts the server listening only on a unix socket inside that directory,
+// and stops it. It backs connec's embedded default and the test harness.
+package pgcluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// ErrNoBinaries is returned when no PostgreSQL server binaries can be found.
+var ErrNoBinaries = errors.New("no PostgreSQL server binaries found (looked in PATH and /usr/lib/postgresql/*/bin); install PostgreSQL (e.g. apt-get install postgresql) or set DATABASE_URL")
+
+// SuperUser is the database role initdb creates.
+const SuperUser = "connec"
+
+// Options tune a cluster.
+type Options struct {
+	// Dir is the data directory; created if missing.
+	Dir string
+	// Durable false turns off fsync and synchronous commit (tests only).
+	Durable bool
+	// Log receives the server's log output; nil discards it.
+	Log io.Writer
+	// Settings are extra postgres -c settings.
+	Settings map[string]string
+}
+
+// Cluster is a running (or stopped) local PostgreSQL server.
+type Cluster struct {
+	opts Options
+	bin  string
+	cred *syscall.Credential
+	cmd  *exec.Cmd
+	done chan error
+}
+
+// FindBinaries returns the directory holding initdb and postgres.
+func FindBinaries() (string, error) {
+	if p, err := exec.LookPath("postgres"); err == nil {
+		if _, err := os.Stat(filepath.Join(filepath.Dir(p), "initdb")); err == nil {
+			return filepath.Dir(p), nil
+		}
+	}
+	if p, err := exec.LookPath("initdb"); err == nil {
+		if real, err := filepath.EvalSymlinks(p); err == nil {
+			if _, err := os.Stat(filepath.Join(filepath.Dir(real), "postgres")); err == nil {
+				return filepath.Dir(real), nil
+			}
+		}
+	}
+	dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
+	sort.Slice(dirs, func(i, j int) bool { return versionOf(dirs[i]) > versionOf(dirs[j]) })
+	for _, d := range dirs {
+		if _, err := os.Stat(filepath.Join(d, "postgres")); err == nil {
+			return d, nil
+		}
+	}
+	return "", ErrNoBinaries
+}
+
+func versionOf(binDir string) int {
+	v, _ := strconv.Atoi(filepath.Base(filepath.Dir(binDir)))
+	return v
+}
+
+// New prepares a cluster in opts.Dir. It does not start it.
+func New(opts Options) (*Cluster, error) {
+	bin, err := FindBinaries()
+	if err != nil {
+		return nil, err
+	}
+	if opts.Dir == "" {
+		return nil, errors.New("pgcluster: data directory required")
+	}
+	abs, err := filepath.Abs(opts.Dir)
+	if err != nil {
+		return nil, err
+	}
+	opts.Dir = abs
+	c := &Cluster{opts: opts, bin: bin}
+	if os.Geteuid() == 0 {
+		// PostgreSQL refuses to run as root: run it as an unprivileged user.
+		cred, err := unprivileged()
+		if err != nil {
+			return nil, err
+		}
+		c.cred = cred
+	}
+	return c, nil
+}
+
+func unprivileged() (*syscall.Credential, error) {
+	for _, name := range []string{"postgres", "nobody"} {
+		u, err := user.Lookup(name)
+		if err != nil {
+			continue
+		}
+		uid, _ := strconv.Atoi(u.Uid)
+		gid, _ := strconv.Atoi(u.Gid)
+		return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), NoSetGroups: true}, nil
+	}
+	return nil, errors.New("running as root and no unprivileged user (postgres or nobody) exists to run PostgreSQL")
+}
+
+// Dir returns the data directory.
+func (c *Cluster) Dir() string { return c.opts.Dir }
+
+// SocketDir returns the directory holding the server's unix socket.
+func (c *Cluster) SocketDir() string { return c.opts.Dir }
+
+// URL returns a connection string for database db on this cluster.
+func (c *Cluster) URL(db string) string {
+	return fmt.Sprintf("postgres://%s@/%s?host=%s&sslmode=disable", SuperUser, db, c.SocketDir())
+}
+
+// Initialized reports whether the data directory holds a cluster.
+func (c *Cluster) Initialized() bool {
+	_, err := os.Stat(filepath.Join(c.opts.Dir, "PG_VERSION"))
+	return err == nil
+}
+
+func (c *Cluster) command(ctx context.Context, name string, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, filepath.Join(c.bin, name), args...)
+	cmd.Env = []string{"LC_ALL=C", "LANG=C", "PATH=/usr/bin:/bin"}
+	cmd.Dir = "/"
+	if c.cred != nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: c.cred}
+	}
+	return cmd
+}
+
+// Init creates the data directory and runs initdb if the cluster does not exist yet.
+func (c *Cluster) Init(ctx context.Context) error {
+	if c.Initialized() {
+		return c.chown()
+	}
+	if err := os.MkdirAll(c.opts.Dir, 0o700); err != nil {
+		return fmt.Errorf("create data directory: %w", err)
+	}
+	if err := c.chown(); err != nil {
+		return err
+	}
+	cmd := c.command(ctx, "initdb", "-D", c.opts.Dir, "-U", SuperUser, "--auth=trust", "-E", "UTF8", "--locale=C", "--no-instructions")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("initdb: %w: %s", err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+func (c *Cluster) chown() error {
+	if c.cred == nil {
+		return nil
+	}
+	// The server's user must own the data directory and reach it.
+	if err := os.Chmod(c.opts.Dir, 0o700); err != nil && !os.IsNotExist(err) {
+		return err
+	}
+	err := filepath.Walk(c.opts.Dir, func(p string, _ os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Lchown(p, int(c.cred.Uid), int(c.cred.Gid))
+	})
+	if err != nil {
+		return fmt.Errorf("hand data directory to uid %d: %w", c.cred.Uid, err)
+	}
+	// Parents must be traversable by that user.
+	for d := filepath.Dir(c.opts.Dir); d != "/" && d != "."; d = filepath.Dir(d) {
+		fi, err := os.Stat(d)
+		if err != nil {
+			return err
+		}
+		if fi.Mode().Perm()&0o001 == 0 {
+			if err := os.Chmod(d, fi.Mode().Perm()|0o011); err != nil {
+				return fmt.Errorf("make %s traversable for the PostgreSQL user: %w", d, err)
+			}
+		}
+	}
+	return nil
+}
+
+// Start launches the server and waits until it accepts connections.
+func (c *Cluster) Start(ctx context.Context) error {
+	if c.cmd != nil {
+		return errors.New("pgcluster: already started")
+	}
+	_ = os.Remove(filepath.Join(c.opts.Dir, "postmaster.pid.stale"))
+	settings := map[string]string{
+		"listen_addresses":        "",
+		"unix_socket_directories": c.SocketDir(),
+		"max_connections":         "200",
+		"shared_buffers":          "128MB",
+		"log_min_messages":        "warning",
+		"logging_collector":       "off",
+	}
+	if !c.opts.Durable {
+		settings["fsync"] = "off"
+		settings["synchronous_commit"] = "off"
+		settings["full_page_writes"] = "off"
+	}
+	for k, v := range c.opts.Settings {
+		settings[k] = v
+	}
+	keys := make([]string, 0, len(settings))
+	for k := range settings {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	args := []string{"-D", c.opts.Dir}
+	for _, k := range keys {
+		args = append(args, "-c", k+"="+settings[k])
+	}
+	// Not bound to ctx: the server outlives the start call; Stop ends it.
+	cmd := c.command(context.Background(), "postgres", args...)
+	if c.cmd == nil && cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	}
+	// If connec dies, take the server down too.
+	cmd.SysProcAttr.Pdeathsig = syscall.SIGQUIT
+	cmd.SysProcAttr.Setpgid = true
+	logw := c.opts.Log
+	if logw == nil {
+		logw = io.Discard
+	}
+	cmd.Stdout = logw
+	cmd.Stderr = logw
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start postgres: %w", err)
+	}
+	c.cmd = cmd
+	c.done = make(chan error, 1)
+	go func() { c.done <- cmd.Wait() }()
+
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		select {
+		case err := <-c.done:
+			c.cmd = nil
+			return fmt.Errorf("postgres exited during start: %v (is another server using %s?)", err, c.opts.Dir)
+		default:
+		}
+		cctx, cancel := context.WithTimeout(ctx, time.Second)
+		conn, err := pgx.Connect(cctx, c.URL("postgres"))
+		cancel()
+		if err == nil {
+			_ = conn.Close(ctx)
+			return nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			_ = c.Stop()
+			return fmt.Errorf("postgres did not become ready: %w", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// Stop shuts the server down (fast shutdown) and waits for it.
+func (c *Cluster) Stop() error {
+	if c.cmd == nil {
+		return nil
+	}
+	_ = c.cmd.Process.Signal(syscall.SIGINT)
+	select {
+	case <-c.done:
+	case <-time.After(30 * time.Second):
+		_ = c.cmd.Process.Kill()
+		<-c.done
+	}
+	c.cmd = nil
+	return nil
+}
+
+// Kill stops the server at once (immediate shutdown), as a crash would.
+func (c *Cluster) Kill() {
+	if c.cmd == nil {
+		return
+	}
+	_ = c.cmd.Process.Signal(syscall.SIGQUIT)
+	<-c.done
+	c.cmd = nil
+}
+
+// EnsureDatabase creates database name if it does not exist.
+func (c *Cluster) EnsureDatabase(ctx context.Context, name string) error {
+	conn, err := pgx.Connect(ctx, c.URL("postgres"))
+	if err != nil {
+		return err
+	}
+	defer conn.Close(ctx)
+	var exists bool
+	if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)", name).Scan(&exists); err != nil {
+		return err
+	}
+	if exists {
+		return nil
+	}
+	_, err = conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize())
+	return err
+}
