@@ -6,6 +6,7 @@ CREATE TABLE users (
     is_local_operator boolean NOT NULL DEFAULT false,
     created_at timestamptz NOT NULL DEFAULT now()
 );
+CREATE UNIQUE INDEX users_name_ci ON users (lower(name));
 CREATE UNIQUE INDEX users_one_local_operator ON users (is_local_operator) WHERE is_local_operator;
 
 CREATE TABLE groups (
@@ -13,6 +14,7 @@ CREATE TABLE groups (
     name       text NOT NULL UNIQUE CHECK (name ~ '^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$'),
     created_at timestamptz NOT NULL DEFAULT now()
 );
+CREATE UNIQUE INDEX groups_name_ci ON groups (lower(name));
 
 CREATE TABLE group_members (
     group_id   uuid NOT NULL REFERENCES groups (id) ON DELETE CASCADE,
@@ -24,7 +26,9 @@ CREATE INDEX group_members_user ON group_members (user_id);
 
 CREATE TABLE api_tokens (
     id           uuid PRIMARY KEY DEFAULT gen_random_uuid(),
-    subject      text NOT NULL,
+    -- Tokens authenticate users only; they go when their user goes.
+    user_id      uuid NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    subject      text NOT NULL GENERATED ALWAYS AS ('user:' || user_id::text) STORED,
     token_hash   bytea NOT NULL UNIQUE,
     name         text NOT NULL DEFAULT '',
     created_at   timestamptz NOT NULL DEFAULT now(),

@@ -1,0 +1,227 @@
+package identity
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/connec/connec/callctx"
+	"github.com/connec/connec/fault"
+	"github.com/connec/connec/internal/db"
+)
+
+// TokenPrefix starts every API token, so a leaked one is easy to recognise.
+const TokenPrefix = "cnc_"
+
+const (
+	tokenBytes = 32
+	tokenLen   = len(TokenPrefix) + 43 // 32 bytes in unpadded base64url
+	tokenCols  = `id, subject, name, created_at, expires_at, revoked_at`
+
+	// unauthenticatedMsg is the one message every failed authentication
+	// gets, whatever the reason, so a caller learns nothing from it.
+	unauthenticatedMsg = "invalid, expired or revoked token"
+)
+
+var tokenEncoding = base64.RawURLEncoding.Strict()
+
+func scanToken(row pgx.Row) (Token, error) {
+	var (
+		t                  Token
+		sub                string
+		expires, revokedAt *time.Time
+	)
+	if err := row.Scan(&t.ID, &sub, &t.Name, &t.CreatedAt, &expires, &revokedAt); err != nil {
+		return Token{}, err
+	}
+	t.Subject = callctx.Subject(sub)
+	if expires != nil {
+		t.ExpiresAt = *expires
+	}
+	if revokedAt != nil {
+		t.RevokedAt = *revokedAt
+	}
+	return t, nil
+}
+
+// hashToken is what the database stores and looks tokens up by.
+func hashToken(token string) []byte {
+	h := sha256.Sum256([]byte(token))
+	return h[:]
+}
+
+// wellFormed reports whether s has the shape of a token CreateToken issues.
+func wellFormed(s string) bool {
+	if len(s) != tokenLen || !strings.HasPrefix(s, TokenPrefix) {
+		return false
+	}
+	b, err := tokenEncoding.DecodeString(s[len(TokenPrefix):])
+	return err == nil && len(b) == tokenBytes
+}
+
+// CreateToken issues an API token for subject, which must be an existing
+// user: tokens are for users only, since a group is never a caller. name is
+// an optional label ("" or a valid name); ttl is how long the token lasts,
+// 0 meaning it never expires. It returns the token, to be shown once, and
+// its metadata; only the token's SHA-256 hash is stored.
+func CreateToken(ctx context.Context, q db.Querier, subject callctx.Subject, name string, ttl time.Duration) (plaintext string, t Token, err error) {
+	sub, err := parseSubject("subject", subject)
+	if err != nil {
+		return "", Token{}, err
+	}
+	if sub.Kind() != callctx.KindUser {
+		return "", Token{}, fault.Invalid("subject", "tokens are issued to users only; %s is a group", sub)
+	}
+	if name != "" && !nameRe.MatchString(name) {
+		return "", Token{}, fault.Invalid("name", "token name %q is invalid: use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit", name)
+	}
+	if ttl < 0 {
+		return "", Token{}, fault.Invalid("ttl", "token lifetime must not be negative (0 means no expiry)")
+	}
+	var raw [tokenBytes]byte
+	if _, err := rand.Read(raw[:]); err != nil {
+		return "", Token{}, fault.Wrap(fault.Internal, fmt.Errorf("identity: generate token: %w", err), "internal error")
+	}
+	plaintext = TokenPrefix + tokenEncoding.EncodeToString(raw[:])
+	// The user check and the insert are one statement, so a token is never
+	// issued to a user deleted meanwhile.
+	t, err = scanToken(q.QueryRow(ctx, `INSERT INTO api_tokens (user_id, token_hash, name, expires_at)
+		SELECT id, $1, $2, CASE WHEN $3::bigint > 0 THEN now() + $3::bigint * interval '1 microsecond' END
+		FROM users WHERE id = $4
+		RETURNING `+tokenCols, hashToken(plaintext), name, ttl.Microseconds(), sub.ID()))
+	if err != nil {
+		return "", Token{}, mapAs(err, fault.NotFound, "user %s not found", sub.ID())
+	}
+	return plaintext, t, nil
+}
+
+// RevokeToken revokes the token with id and returns its metadata. Revoking a
+// revoked token changes nothing and is not an error.
+func RevokeToken(ctx context.Context, q db.Querier, id uuid.UUID) (Token, error) {
+	t, err := scanToken(q.QueryRow(ctx, `UPDATE api_tokens SET revoked_at = COALESCE(revoked_at, now())
+		WHERE id = $1 RETURNING `+tokenCols, id))
+	if err != nil {
+		return Token{}, mapAs(err, fault.NotFound, "token %s not found", id)
+	}
+	return t, nil
+}
+
+// ListTokens returns the metadata of every token issued to subject, revoked
+// and expired ones included, oldest first.
+func ListTokens(ctx context.Context, q db.Querier, subject callctx.Subject) ([]Token, error) {
+	sub, err := parseSubject("subject", subject)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := q.Query(ctx, `SELECT `+tokenCols+` FROM api_tokens WHERE subject = $1 ORDER BY created_at, id`, string(sub))
+	if err != nil {
+		return nil, db.Map(err)
+	}
+	return collect(rows, scanToken)
+}
+
+// Authenticate checks a bearer token (the token itself, without an
+// "Bearer " scheme) and returns the principal it belongs to, with its name
+// and groups; Transport is left for the caller to set.
+//
+// A malformed, unknown, revoked or expired token, or one whose user no
+// longer exists, is an unauthenticated fault with the same message in every
+// case; the reason is only in the cause (ErrTokenMalformed and the like), for
+// logs. The token is looked up by its SHA-256 hash, so lookup timing depends
+// on the hash of what the caller sent, never on how much of a stored token
+// it guessed right. A database failure is returned as such (unavailable,
+// timeout), not as unauthenticated.
+func Authenticate(ctx context.Context, q db.Querier, bearer string) (callctx.Principal, error) {
+	deny := func(cause error) (callctx.Principal, error) {
+		return callctx.Principal{}, fault.Wrap(fault.Unauthenticated, cause, unauthenticatedMsg)
+	}
+	if !wellFormed(bearer) {
+		return deny(ErrTokenMalformed)
+	}
+	var (
+		sub              string
+		revoked, expired bool
+	)
+	err := q.QueryRow(ctx, `SELECT subject, revoked_at IS NOT NULL, coalesce(expires_at <= now(), false)
+		FROM api_tokens WHERE token_hash = $1`, hashToken(bearer)).Scan(&sub, &revoked, &expired)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return deny(ErrTokenUnknown)
+	case err != nil:
+		return callctx.Principal{}, db.Map(err)
+	case revoked:
+		return deny(ErrTokenRevoked)
+	case expired:
+		return deny(ErrTokenExpired)
+	}
+	p, err := PrincipalFor(ctx, q, callctx.Subject(sub))
+	if errors.Is(err, fault.ErrNotFound) || errors.Is(err, fault.ErrInvalidArgument) {
+		return deny(fmt.Errorf("%w: %w", ErrTokenOrphaned, err))
+	}
+	return p, err
+}
+
+// PrincipalFor returns the principal for a user subject, with the user's
+// name and groups (sorted; empty, never nil, when there are none). Transport
+// is left for the caller to set. A group subject is invalid_argument: groups
+// are never callers.
+func PrincipalFor(ctx context.Context, q db.Querier, subject callctx.Subject) (callctx.Principal, error) {
+	sub, err := parseSubject("subject", subject)
+	if err != nil {
+		return callctx.Principal{}, err
+	}
+	if sub.Kind() != callctx.KindUser {
+		return callctx.Principal{}, fault.Invalid("subject", "only users can call connec; %s is a group", sub)
+	}
+	var (
+		name   string
+		groups []string
+	)
+	err = q.QueryRow(ctx, `SELECT u.name,
+			ARRAY(SELECT 'group:' || m.group_id::text FROM group_members m WHERE m.user_id = u.id)
+		FROM users u WHERE u.id = $1`, sub.ID()).Scan(&name, &groups)
+	if err != nil {
+		return callctx.Principal{}, mapAs(err, fault.NotFound, "user %s not found", sub.ID())
+	}
+	p := callctx.Principal{Subject: sub, Name: name, Groups: make([]callctx.Subject, len(groups))}
+	for i, g := range groups {
+		p.Groups[i] = callctx.Subject(g)
+	}
+	slices.Sort(p.Groups)
+	return p, nil
+}
+
+// CreateToken issues an API token; see the CreateToken function.
+func (s *Store) CreateToken(ctx context.Context, subject callctx.Subject, name string, ttl time.Duration) (plaintext string, t Token, err error) {
+	return CreateToken(ctx, s.pool, subject, name, ttl)
+}
+
+// RevokeToken revokes the token with id; see the RevokeToken function.
+func (s *Store) RevokeToken(ctx context.Context, id uuid.UUID) (Token, error) {
+	return RevokeToken(ctx, s.pool, id)
+}
+
+// ListTokens returns the metadata of every token issued to subject.
+func (s *Store) ListTokens(ctx context.Context, subject callctx.Subject) ([]Token, error) {
+	return ListTokens(ctx, s.pool, subject)
+}
+
+// Authenticate checks a bearer token; see the Authenticate function.
+func (s *Store) Authenticate(ctx context.Context, bearer string) (callctx.Principal, error) {
+	return Authenticate(ctx, s.pool, bearer)
+}
+
+// PrincipalFor returns the principal for a user subject; see the PrincipalFor
+// function.
+func (s *Store) PrincipalFor(ctx context.Context, subject callctx.Subject) (callctx.Principal, error) {
+	return PrincipalFor(ctx, s.pool, subject)
+}
