@@ -1,0 +1,322 @@
+// Command connec is the governed door between AI agents and connectors: an
+// MCP server (stdio, SSE, streamable HTTP) plus the operator commands that
+// manage users, tokens and policy. It only parses flags; internal/app does
+// the work.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/connec/connec/authz"
+	"github.com/connec/connec/fault"
+	"github.com/connec/connec/internal/app"
+)
+
+func main() {
+	// A client that closes our stderr must not kill connec before it has
+	// stopped its embedded PostgreSQL: writes then fail instead.
+	signal.Ignore(syscall.SIGPIPE)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := root().ExecuteContext(ctx)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "connec:", err)
+		os.Exit(1)
+	}
+}
+
+type flags struct {
+	cfg app.Config
+}
+
+func root() *cobra.Command {
+	f := &flags{cfg: app.FromEnv()}
+	cmd := &cobra.Command{
+		Use:   "connec",
+		Short: "The governed door between AI agents and connectors (MCP server)",
+		Long: "connec serves MCP tools that let agents use connector instances (HTTP APIs, mail, chat) without ever\n" +
+			"seeing a credential. Every call is checked default-deny against policy and audited.\n\n" +
+			"With no DATABASE_URL, connec starts and manages a local PostgreSQL in CONNEC_DATA_DIR.",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	pf := cmd.PersistentFlags()
+	pf.StringVar(&f.cfg.DatabaseURL, "database-url", f.cfg.DatabaseURL, "PostgreSQL URL (env DATABASE_URL); empty: embedded local cluster")
+	pf.StringVar(&f.cfg.DataDir, "data-dir", f.cfg.DataDir, "data directory for the embedded cluster and key (env CONNEC_DATA_DIR)")
+	pf.StringVar(&f.cfg.KeyFile, "key-file", f.cfg.KeyFile, "age identity file with the key-encryption keys (env CONNEC_KEY_FILE; default DATA_DIR/connec.key)")
+	pf.StringVar(&f.cfg.LogFormat, "log-format", f.cfg.LogFormat, "log format: text or json (env CONNEC_LOG_FORMAT)")
+	pf.StringVar(&f.cfg.LogLevel, "log-level", f.cfg.LogLevel, "log level: debug, info, warn, error (env CONNEC_LOG_LEVEL)")
+	cmd.AddCommand(serveCmd(f), migrateCmd(f), userCmd(f), groupCmd(f), tokenCmd(f), policyCmd(f))
+	return cmd
+}
+
+// withApp opens the core for one command and closes it after.
+func withApp(cmd *cobra.Command, f *flags, fn func(ctx context.Context, a *app.App) error) error {
+	log, err := app.NewLogger(os.Stderr, f.cfg.LogFormat, f.cfg.LogLevel)
+	if err != nil {
+		return err
+	}
+	ctx := cmd.Context()
+	a, err := app.Open(ctx, f.cfg, log)
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	return explain(fn(ctx, a))
+}
+
+// explain turns a fault into its public message for the terminal.
+func explain(err error) error {
+	if err == nil {
+		return nil
+	}
+	var fe *fault.Error
+	if errors.As(err, &fe) {
+		p := fault.PublicOf(err)
+		return fmt.Errorf("%s: %s", p.Type, p.Message)
+	}
+	return err
+}
+
+func serveCmd(f *flags) *cobra.Command {
+	var o app.ServeOptions
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Serve MCP over stdio and/or HTTP (SSE at /sse, streamable HTTP at /mcp)",
+		Long: "Serve MCP. --stdio speaks MCP on stdin/stdout as CONNEC_SUBJECT (or CONNEC_TOKEN; in the embedded default,\n" +
+			"the local operator). --http ADDR serves SSE (/sse + /message), streamable HTTP (/mcp) and /healthz; every\n" +
+			"HTTP request needs Authorization: Bearer <token>. With neither flag, --stdio is assumed.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if !o.Stdio && o.HTTPAddr == "" {
+				o.Stdio = true
+			}
+			return withApp(cmd, f, func(ctx context.Context, a *app.App) error { return a.Serve(ctx, o) })
+		},
+	}
+	cmd.Flags().BoolVar(&o.Stdio, "stdio", false, "serve MCP on stdin/stdout")
+	cmd.Flags().StringVar(&o.HTTPAddr, "http", "", "serve MCP over HTTP on this address, e.g. 127.0.0.1:8080")
+	cmd.Flags().StringVar(&f.cfg.Subject, "subject", f.cfg.Subject, "user a stdio session acts as: name or user:<uuid> (env CONNEC_SUBJECT)")
+	return cmd
+}
+
+func migrateCmd(f *flags) *cobra.Command {
+	return &cobra.Command{
+		Use:   "migrate",
+		Short: "Apply database migrations (also done at every start)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return withApp(cmd, f, func(ctx context.Context, a *app.App) error {
+				fmt.Fprintln(cmd.OutOrStdout(), "database schema is up to date")
+				return nil
+			})
+		},
+	}
+}
+
+func userCmd(f *flags) *cobra.Command {
+	cmd := &cobra.Command{Use: "user", Short: "Manage users"}
+	var bare bool
+	add := &cobra.Command{
+		Use:   "add NAME",
+		Short: "Create a user (with the owner rule: full rights on what it owns, and catalog read)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return withApp(cmd, f, func(ctx context.Context, a *app.App) error {
+				u, err := a.AddUser(ctx, args[0], bare)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "%s\t%s\n", u.Subject(), u.Name)
+				return nil
+			})
+		},
+	}
+	add.Flags().BoolVar(&bare, "no-owner-rule", false, "create the user with no rules at all (strict default deny)")
+	list := &cobra.Command{
+		Use: "list", Short: "List users", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return withApp(cmd, f, func(ctx context.Context, a *app.App) error {
+				us, err := a.Identity.ListUsers(ctx)
+				if err != nil {
+					return err
+				}
+				w := table(cmd.OutOrStdout(), "SUBJECT\tNAME\tCREATED")
+				for _, u := range us {
+					fmt.Fprintf(w, "%s\t%s\t%s\n", u.Subject(), u.Name, u.CreatedAt.Format(time.RFC3339))
+				}
+				return w.Flush()
+			})
+		},
+	}
+	cmd.AddCommand(add, list)
+	return cmd
+}
+
+func groupCmd(f *flags) *cobra.Command {
+	cmd := &cobra.Command{Use: "group", Short: "Manage groups and membership"}
+	add := &cobra.Command{
+		Use: "add NAME", Short: "Create a group (no rules: grant them with connec policy allow)", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return withApp(cmd, f, func(ctx context.Context, a *app.App) error {
+				g, err := a.AddGroup(ctx, args[0])
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "%s\t%s\n", g.Subject(), g.Name)
+				return nil
+			})
+		},
+	}
+	member := &cobra.Command{Use: "member", Short: "Manage group membership"}
+	madd := &cobra.Command{
+		Use: "add GROUP USER", Short: "Add USER (name or user:<uuid>) to GROUP (name or group:<uuid>)", Args: cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return withApp(cmd, f, func(ctx context.Context, a *app.App) error {
+				g, u, err := a.AddMember(ctx, args[0], args[1])
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "%s (%s) is a member of %s (%s)\n", u.Name, u.Subject(), g.Name, g.Subject())
+				return nil
+			})
+		},
+	}
+	member.AddCommand(madd)
+	cmd.AddCommand(add, member)
+	return cmd
+}
+
+func tokenCmd(f *flags) *cobra.Command {
+	cmd := &cobra.Command{Use: "token", Short: "Manage API tokens"}
+	var subject, name string
+	var ttl time.Duration
+	create := &cobra.Command{
+		Use:   "create",
+		Short: "Create an API token for a user; it is printed once and stored only as a hash",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return withApp(cmd, f, func(ctx context.Context, a *app.App) error {
+				s, err := a.ResolveSubject(ctx, subject)
+				if err != nil {
+					return err
+				}
+				tok, _, err := a.Identity.CreateToken(ctx, s, name, ttl)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintln(cmd.OutOrStdout(), tok)
+				return nil
+			})
+		},
+	}
+	create.Flags().StringVar(&subject, "subject", "", "user the token authenticates: user:<uuid>, user:<name> or a name (required)")
+	create.Flags().StringVar(&name, "name", "", "a label for the token")
+	create.Flags().DurationVar(&ttl, "expires", 0, "lifetime, e.g. 720h (0: no expiry)")
+	_ = create.MarkFlagRequired("subject")
+	cmd.AddCommand(create)
+	return cmd
+}
+
+func policyCmd(f *flags) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "policy",
+		Short: "Manage policy rules (default deny; deny beats allow)",
+		Long: "Rules are subject, resource pattern, action, optional task-context condition and effect.\n" +
+			"Resources: catalog | connectors/<owner> | connectors/<owner>/<type>/<instance-id>[/<operation>]; '*' matches\n" +
+			"within a path segment, '**' across segments. Actions: connector.read, connector.send, connector.admin,\n" +
+			"connector.catalog.read, connector.policy.admin, or '*'. Conditions: project=<uuid>; agent=<id>|<id>; task=required.",
+	}
+	var r authz.Rule
+	rule := func(use, short, effect string, remove bool) *cobra.Command {
+		c := &cobra.Command{
+			Use: use, Short: short, Args: cobra.NoArgs,
+			RunE: func(cmd *cobra.Command, _ []string) error {
+				return withApp(cmd, f, func(ctx context.Context, a *app.App) error {
+					rr := r
+					if effect != "" {
+						rr.Effect = effect
+					}
+					if rr.Subject != "*" {
+						s, err := a.ResolveSubject(ctx, rr.Subject)
+						if err != nil {
+							return err
+						}
+						rr.Subject = string(s)
+					}
+					changed, err := a.ChangeRule(ctx, rr, remove)
+					if err != nil {
+						return err
+					}
+					verb := map[bool]string{true: "removed", false: "added"}[remove]
+					if !changed {
+						verb = map[bool]string{true: "no such rule", false: "already present"}[remove]
+					}
+					fmt.Fprintf(cmd.OutOrStdout(), "%s: %s %s %s %s %s\n", verb, rr.Effect, rr.Subject, rr.Action, rr.Resource, rr.Cond)
+					return nil
+				})
+			},
+		}
+		c.Flags().StringVar(&r.Subject, "subject", "", "user:<name|uuid> or group:<name|uuid> (required)")
+		c.Flags().StringVar(&r.Resource, "resource", "", "resource pattern (required)")
+		c.Flags().StringVar(&r.Action, "action", "", "action or * (required)")
+		c.Flags().StringVar(&r.Cond, "cond", "", "task-context condition, e.g. project=<uuid>;task=required")
+		for _, n := range []string{"subject", "resource", "action"} {
+			_ = c.MarkFlagRequired(n)
+		}
+		if remove {
+			c.Flags().StringVar(&r.Effect, "effect", "allow", "effect of the rule to remove: allow or deny")
+		}
+		return c
+	}
+	var subject string
+	list := &cobra.Command{
+		Use: "list", Short: "List rules", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return withApp(cmd, f, func(ctx context.Context, a *app.App) error {
+				s := ""
+				if subject != "" {
+					sub, err := a.ResolveSubject(ctx, subject)
+					if err != nil {
+						return err
+					}
+					s = string(sub)
+				}
+				rules, err := a.Authz.ListRules(ctx, a.Pool, s)
+				if err != nil {
+					return err
+				}
+				w := table(cmd.OutOrStdout(), "EFFECT\tSUBJECT\tACTION\tRESOURCE\tCOND")
+				for _, r := range rules {
+					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", r.Effect, r.Subject, r.Action, r.Resource, r.Cond)
+				}
+				return w.Flush()
+			})
+		},
+	}
+	list.Flags().StringVar(&subject, "subject", "", "only rules of this subject")
+	cmd.AddCommand(
+		rule("allow", "Add an allow rule", "allow", false),
+		rule("deny", "Add a deny rule (deny beats allow)", "deny", false),
+		rule("remove", "Remove a rule", "", true),
+		list,
+	)
+	return cmd
+}
+
+func table(w io.Writer, header string) *tabwriter.Writer {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, header)
+	return tw
+}
+

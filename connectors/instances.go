@@ -1,0 +1,281 @@
+package connectors
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/connec/connec/authz"
+	"github.com/connec/connec/callctx"
+	"github.com/connec/connec/fault"
+	"github.com/connec/connec/internal/jsonschema"
+)
+
+// Tool names, as the MCP surface exposes them and audit rows record them.
+const (
+	ToolCatalogList       = "connector.catalog.list"
+	ToolInstanceInstall   = "connector.instance.install"
+	ToolInstanceEnable    = "connector.instance.enable"
+	ToolInstanceDisable   = "connector.instance.disable"
+	ToolInstanceUninstall = "connector.instance.uninstall"
+	ToolInstanceList      = "connector.instance.list"
+	ToolInstanceGet       = "connector.instance.get"
+	ToolOpInvoke          = "connector.op.invoke"
+)
+
+func parseInstanceID(raw string) (InstanceID, error) {
+	u, err := uuid.Parse(raw)
+	if err != nil || len(raw) != 36 {
+		return "", fault.Invalid("instance_id", "instance_id must be a uuid")
+	}
+	return InstanceID(u.String()), nil
+}
+
+// ListCatalog returns the connector types and their operations.
+func (s *Service) ListCatalog(ctx context.Context) ([]TypeSpec, error) {
+	c, err := s.begin(ctx, ToolCatalogList, authz.ActionCatalogRead)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.decide(ctx, authz.ResourceCatalog); err != nil {
+		return nil, err
+	}
+	if err := c.ok(ctx); err != nil {
+		return nil, err
+	}
+	return s.reg.Specs(), nil
+}
+
+// Install creates a connector instance, disabled unless in.Enable is set.
+// Installing for oneself or for a group needs connector.admin on the owner.
+func (s *Service) Install(ctx context.Context, in InstallInput) (Instance, error) {
+	c, err := s.begin(ctx, ToolInstanceInstall, authz.ActionAdmin)
+	if err != nil {
+		return Instance{}, err
+	}
+	owner := c.p.Subject
+	if in.Owner != "" {
+		if owner, err = callctx.ParseSubject(in.Owner); err != nil {
+			return Instance{}, c.invalid(ctx, fault.Invalid("owner", "owner must be user:<uuid> or group:<uuid>"))
+		}
+	}
+	if err := validateInstall(&in); err != nil {
+		return Instance{}, c.invalid(ctx, err)
+	}
+	ct, ok := s.reg.Type(in.Type)
+	if !ok {
+		return Instance{}, c.invalid(ctx, fault.Invalid("type", "unknown connector type %q (see connector.catalog.list)", in.Type))
+	}
+	c.ev.ConnectorType = in.Type
+	if err := validateAgainst(ct.Config, in.Config, "config"); err != nil {
+		return Instance{}, c.invalid(ctx, err)
+	}
+	if err := c.decide(ctx, authz.OwnerResource(owner)); err != nil {
+		return Instance{}, err
+	}
+	state := StateDisabled
+	if in.Enable {
+		state = StateEnabled
+	}
+	var out Instance
+	err = c.change(ctx, func(tx pgx.Tx) error {
+		var err error
+		out, err = insertInstance(ctx, tx, Instance{Type: in.Type, DisplayName: in.DisplayName, Owner: owner,
+			ProjectID: in.ProjectID, Config: in.Config, State: state, CreatedBy: c.p.Subject})
+		if errors.Is(err, fault.ErrNotFound) {
+			return fault.Invalid("owner", "owner %s does not exist", owner)
+		}
+		if err != nil {
+			return err
+		}
+		c.target(out)
+		return nil
+	})
+	return out, err
+}
+
+func validateInstall(in *InstallInput) error {
+	in.DisplayName = strings.TrimSpace(in.DisplayName)
+	if in.Type == "" {
+		return fault.Invalid("type", "type is required")
+	}
+	if in.DisplayName == "" || utf8.RuneCountInString(in.DisplayName) > 200 {
+		return fault.Invalid("display_name", "display_name must be 1 to 200 characters")
+	}
+	if in.ProjectID != "" {
+		u, err := uuid.Parse(in.ProjectID)
+		if err != nil || len(in.ProjectID) != 36 {
+			return fault.Invalid("project_id", "project_id must be a uuid")
+		}
+		in.ProjectID = u.String()
+	}
+	if len(in.Config) == 0 || string(in.Config) == "null" {
+		in.Config = json.RawMessage(`{}`)
+	}
+	return nil
+}
+
+func validateAgainst(schema *jsonschema.Schema, doc json.RawMessage, field string) error {
+	err := schema.Validate(doc)
+	if err == nil {
+		return nil
+	}
+	var ve *jsonschema.ValidationError
+	if errors.As(err, &ve) {
+		return fault.Invalid(field, "%s does not match its schema: %s", field, ve.Error()).
+			WithDetails(map[string]any{"field": field, "violations": ve.Violations})
+	}
+	return fault.Invalid(field, "%s is not valid JSON", field)
+}
+
+// Enable turns an instance on.
+func (s *Service) Enable(ctx context.Context, id string) (Instance, error) {
+	return s.setState(ctx, ToolInstanceEnable, id, StateEnabled)
+}
+
+// Disable turns an instance off; invocations are refused until it is enabled.
+func (s *Service) Disable(ctx context.Context, id string) (Instance, error) {
+	return s.setState(ctx, ToolInstanceDisable, id, StateDisabled)
+}
+
+// Uninstall retires an instance for good. Its row stays as a tombstone so
+// audit rows keep pointing at it; its id is never reused.
+func (s *Service) Uninstall(ctx context.Context, id string) (Instance, error) {
+	return s.setState(ctx, ToolInstanceUninstall, id, StateUninstalled)
+}
+
+func (s *Service) setState(ctx context.Context, tool, rawID, state string) (Instance, error) {
+	c, err := s.begin(ctx, tool, authz.ActionAdmin)
+	if err != nil {
+		return Instance{}, err
+	}
+	in, err := c.lookup(ctx, rawID, false, s.pool)
+	if err != nil {
+		return Instance{}, err
+	}
+	if err := c.decide(ctx, authz.InstanceResource(in.Owner, in.Type, in.ID.UUID())); err != nil {
+		return Instance{}, err
+	}
+	var out Instance
+	err = c.change(ctx, func(tx pgx.Tx) error {
+		cur, err := getInstance(ctx, tx, in.ID, true)
+		if err != nil {
+			return err
+		}
+		if cur.State == StateUninstalled {
+			return fault.New(fault.Conflict, "connector instance %s is uninstalled", in.ID)
+		}
+		if state == StateUninstalled {
+			if err := revokeAllCredentials(ctx, tx, in.ID); err != nil {
+				return err
+			}
+		}
+		out, err = setInstanceState(ctx, tx, in.ID, state)
+		return err
+	})
+	return out, err
+}
+
+// Get returns one instance the caller may see.
+func (s *Service) Get(ctx context.Context, id string) (Instance, error) {
+	c, err := s.begin(ctx, ToolInstanceGet, authz.ActionRead)
+	if err != nil {
+		return Instance{}, err
+	}
+	in, err := c.lookup(ctx, id, false, s.pool)
+	if err != nil {
+		return Instance{}, err
+	}
+	if err := c.decideAny(ctx, authz.InstanceResource(in.Owner, in.Type, in.ID.UUID())); err != nil {
+		return Instance{}, err
+	}
+	if err := c.ok(ctx); err != nil {
+		return Instance{}, err
+	}
+	return in, nil
+}
+
+// List returns the instances the caller holds any right on.
+func (s *Service) List(ctx context.Context, f ListInput) ([]Instance, error) {
+	c, err := s.begin(ctx, ToolInstanceList, authz.ActionRead)
+	if err != nil {
+		return nil, err
+	}
+	if f.Owner != "" {
+		o, err := callctx.ParseSubject(f.Owner)
+		if err != nil {
+			return nil, c.invalid(ctx, fault.Invalid("owner", "owner must be user:<uuid> or group:<uuid>"))
+		}
+		f.Owner = string(o)
+	}
+	if f.ProjectID != "" {
+		u, err := uuid.Parse(f.ProjectID)
+		if err != nil || len(f.ProjectID) != 36 {
+			return nil, c.invalid(ctx, fault.Invalid("project_id", "project_id must be a uuid"))
+		}
+		f.ProjectID = u.String()
+	}
+	all, err := listInstances(ctx, s.pool, f)
+	if err != nil {
+		return nil, c.fail(ctx, err)
+	}
+	out := make([]Instance, 0, len(all))
+	for _, in := range all {
+		ok, err := s.mayActOn(ctx, c.p.Subject, in, c.ev.Task)
+		if err != nil {
+			return nil, c.deny(ctx, fault.Wrap(fault.Unavailable, err, "policy could not be evaluated"), "policy evaluation failed")
+		}
+		if ok {
+			out = append(out, in)
+		}
+	}
+	c.ev.Reason = "listed instances the subject holds rights on"
+	if err := c.ok(ctx); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// readActions are the actions any of which lets a subject see an instance.
+var readActions = []string{authz.ActionRead, authz.ActionSend, authz.ActionAdmin}
+
+func (s *Service) mayActOn(ctx context.Context, sub callctx.Subject, in Instance, task callctx.TaskContext) (bool, error) {
+	res := authz.InstanceResource(in.Owner, in.Type, in.ID.UUID())
+	for _, a := range readActions {
+		d, err := s.authz.Decide(ctx, authz.Request{Subject: sub, Action: a, Resource: res, Task: task})
+		if err != nil {
+			return false, err
+		}
+		if d.Allowed {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// decideAny allows the call if any of read, send or admin is allowed on
+// resource (seeing an instance needs any right on it).
+func (c *call) decideAny(ctx context.Context, resource string) error {
+	c.ev.Resource = resource
+	var last authz.Decision
+	for _, a := range readActions {
+		d, err := c.s.authz.Decide(ctx, authz.Request{Subject: c.p.Subject, Action: a, Resource: resource, Task: c.ev.Task})
+		if err != nil {
+			return c.deny(ctx, fault.Wrap(fault.Unavailable, err, "policy could not be evaluated"), "policy evaluation failed")
+		}
+		c.ev.PolicyVersion = d.PolicyVersion
+		if d.Allowed {
+			c.ev.Action = a
+			c.ev.Decision = "allow"
+			c.ev.Reason = d.Reason
+			return nil
+		}
+		last = d
+	}
+	return c.deny(ctx, fault.New(fault.PolicyDenied, "denied by policy"), last.Reason)
+}

@@ -1,0 +1,182 @@
+// Package connectors is connec's core: the catalog of connector types, the
+// connector instances users install, and the service every transport calls.
+// Each service method authenticates nothing itself (transports put the
+// principal on the context), asks authz for a decision, writes one audit row,
+// and commits changes together with that row.
+package connectors
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/connec/connec/internal/jsonschema"
+	"github.com/connec/connec/vault"
+)
+
+// Kind is what an operation does, and so which action policy checks.
+type Kind string
+
+// Operation kinds.
+const (
+	KindRead  Kind = "read"
+	KindSend  Kind = "send"
+	KindAdmin Kind = "admin"
+)
+
+// Operation declares one operation of a connector type.
+type Operation struct {
+	Name        string          `json:"name"`
+	Kind        Kind            `json:"kind"`
+	Description string          `json:"description"`
+	Input       json.RawMessage `json:"input_schema"`
+	Output      json.RawMessage `json:"output_schema"`
+	// Timeout caps one execution; a caller may ask for less, never more.
+	Timeout time.Duration `json:"-"`
+	// TimeoutMS is Timeout as shown in the catalog.
+	TimeoutMS int64 `json:"timeout_ms"`
+}
+
+// TypeSpec declares a connector type: its operations, configuration,
+// accepted credential kinds and the hosts it may reach.
+type TypeSpec struct {
+	Name            string          `json:"name"`
+	Version         string          `json:"version"`
+	Description     string          `json:"description"`
+	Operations      []Operation     `json:"operations"`
+	ConfigSchema    json.RawMessage `json:"config_schema"`
+	CredentialKinds []string        `json:"credential_kinds"`
+	EgressHosts     []string        `json:"egress_hosts"`
+}
+
+// Invocation is what a driver receives for one operation. Credential holds
+// unsealed secret fields and is set only by the executor.
+type Invocation struct {
+	InstanceID string
+	Config     json.RawMessage
+	Operation  string
+	Args       json.RawMessage
+	Credential vault.Fields
+}
+
+// Driver implements a connector type. Only the executor calls Invoke.
+type Driver interface {
+	Spec() TypeSpec
+	Invoke(ctx context.Context, inv Invocation) (json.RawMessage, error)
+}
+
+// CompiledType is a registered type with its schemas compiled once.
+type CompiledType struct {
+	Spec   TypeSpec
+	Driver Driver
+	Config *jsonschema.Schema
+	ops    map[string]*CompiledOp
+}
+
+// CompiledOp is an operation with compiled schemas.
+type CompiledOp struct {
+	Operation
+	In  *jsonschema.Schema
+	Out *jsonschema.Schema
+}
+
+// Op returns the named operation.
+func (t *CompiledType) Op(name string) (*CompiledOp, bool) {
+	op, ok := t.ops[name]
+	return op, ok
+}
+
+// Registry holds the connector types compiled into this binary.
+type Registry struct {
+	mu    sync.RWMutex
+	types map[string]*CompiledType
+}
+
+// NewRegistry returns a registry holding drivers.
+func NewRegistry(drivers ...Driver) (*Registry, error) {
+	r := &Registry{types: map[string]*CompiledType{}}
+	for _, d := range drivers {
+		if err := r.Register(d); err != nil {
+			return nil, err
+		}
+	}
+	return r, nil
+}
+
+var (
+	typeNameRe = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,31}$`)
+	opNameRe   = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,31}(\.[a-z][a-z0-9_-]{0,63})+$`)
+)
+
+// Register compiles and adds a driver's type.
+func (r *Registry) Register(d Driver) error {
+	spec := d.Spec()
+	if !typeNameRe.MatchString(spec.Name) {
+		return fmt.Errorf("connector type name %q is not valid", spec.Name)
+	}
+	ct := &CompiledType{Spec: spec, Driver: d, ops: map[string]*CompiledOp{}}
+	cfg := spec.ConfigSchema
+	if len(cfg) == 0 {
+		cfg = json.RawMessage(`{"type":"object","additionalProperties":false}`)
+		ct.Spec.ConfigSchema = cfg
+	}
+	var err error
+	if ct.Config, err = jsonschema.Compile(cfg); err != nil {
+		return fmt.Errorf("type %s config schema: %w", spec.Name, err)
+	}
+	for i, op := range spec.Operations {
+		if !opNameRe.MatchString(op.Name) {
+			return fmt.Errorf("type %s: operation name %q is not namespace.operation", spec.Name, op.Name)
+		}
+		if op.Kind != KindRead && op.Kind != KindSend && op.Kind != KindAdmin {
+			return fmt.Errorf("type %s: operation %s has kind %q", spec.Name, op.Name, op.Kind)
+		}
+		if op.Timeout <= 0 {
+			return fmt.Errorf("type %s: operation %s needs a timeout cap", spec.Name, op.Name)
+		}
+		op.TimeoutMS = op.Timeout.Milliseconds()
+		ct.Spec.Operations[i] = op
+		co := &CompiledOp{Operation: op}
+		if co.In, err = jsonschema.Compile(op.Input); err != nil {
+			return fmt.Errorf("type %s operation %s input schema: %w", spec.Name, op.Name, err)
+		}
+		if co.Out, err = jsonschema.Compile(op.Output); err != nil {
+			return fmt.Errorf("type %s operation %s output schema: %w", spec.Name, op.Name, err)
+		}
+		if _, dup := ct.ops[op.Name]; dup {
+			return fmt.Errorf("type %s: operation %s declared twice", spec.Name, op.Name)
+		}
+		ct.ops[op.Name] = co
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, dup := r.types[spec.Name]; dup {
+		return fmt.Errorf("connector type %s registered twice", spec.Name)
+	}
+	r.types[spec.Name] = ct
+	return nil
+}
+
+// Type returns the named type.
+func (r *Registry) Type(name string) (*CompiledType, bool) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	t, ok := r.types[name]
+	return t, ok
+}
+
+// Specs returns every type's spec, sorted by name.
+func (r *Registry) Specs() []TypeSpec {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	out := make([]TypeSpec, 0, len(r.types))
+	for _, t := range r.types {
+		out = append(out, t.Spec)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}

@@ -1,0 +1,254 @@
+package connectors
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/connec/connec/audit"
+	"github.com/connec/connec/authz"
+	"github.com/connec/connec/callctx"
+	"github.com/connec/connec/fault"
+	"github.com/connec/connec/internal/db"
+)
+
+// Authorizer is the one decision function every call passes.
+type Authorizer interface {
+	Decide(ctx context.Context, r authz.Request) (authz.Decision, error)
+	MayAttempt(ctx context.Context, s callctx.Subject, actions ...string) (bool, error)
+}
+
+// ExecRequest is one operation for the executor to run.
+type ExecRequest struct {
+	Type     *CompiledType
+	Op       *CompiledOp
+	Instance Instance
+	Args     json.RawMessage
+	// Timeout is what the caller asked for; the executor caps it at the
+	// operation's declared timeout.
+	Timeout time.Duration
+}
+
+// ExecResult is a validated, capped operation result.
+type ExecResult struct {
+	Output    json.RawMessage
+	Truncated bool
+}
+
+// Runner runs operations; connectors/executor implements it. It is the only
+// component that ever sees a credential in plaintext.
+type Runner interface {
+	Execute(ctx context.Context, req ExecRequest) (ExecResult, error)
+}
+
+// Service is the core every transport calls.
+type Service struct {
+	pool   *pgxpool.Pool
+	reg    *Registry
+	authz  Authorizer
+	audit  *audit.Writer
+	runner Runner
+	log    *slog.Logger
+	now    func() time.Time
+}
+
+// Option configures a Service.
+type Option func(*Service)
+
+// WithLogger sets the service's logger.
+func WithLogger(l *slog.Logger) Option { return func(s *Service) { s.log = l } }
+
+// NewService wires the core.
+func NewService(pool *pgxpool.Pool, reg *Registry, az Authorizer, aw *audit.Writer, runner Runner, opts ...Option) *Service {
+	s := &Service{pool: pool, reg: reg, authz: az, audit: aw, runner: runner, log: slog.Default(), now: time.Now}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
+}
+
+// Registry returns the connector type registry.
+func (s *Service) Registry() *Registry { return s.reg }
+
+// ToolVisible reports whether the caller on ctx holds any rule that could let
+// it call a tool needing one of actions: transports use it to list only the
+// tools a subject may call, and to refuse calls to the others.
+func (s *Service) ToolVisible(ctx context.Context, actions ...string) bool {
+	p, ok := callctx.PrincipalFrom(ctx)
+	if !ok {
+		return false
+	}
+	allowed, err := s.authz.MayAttempt(ctx, p.Subject, actions...)
+	if err != nil {
+		s.log.WarnContext(ctx, "tool visibility check failed; hiding tool", "subject", p.Subject, "err", err)
+		return false
+	}
+	return allowed
+}
+
+// call is one audited service call: it gathers the audit row as the call
+// proceeds and makes sure exactly one row is written however it ends.
+type call struct {
+	s     *Service
+	start time.Time
+	p     callctx.Principal
+	ev    audit.Event
+}
+
+func (s *Service) begin(ctx context.Context, tool, action string) (*call, error) {
+	c := &call{s: s, start: s.now(), ev: audit.Event{
+		RequestID: callctx.RequestID(ctx),
+		Tool:      tool,
+		Action:    action,
+		Task:      callctx.TaskFrom(ctx),
+	}}
+	p, ok := callctx.PrincipalFrom(ctx)
+	c.ev.Transport = p.Transport
+	if !ok {
+		return c, c.deny(ctx, fault.New(fault.Unauthenticated, "authentication required"), "unauthenticated")
+	}
+	c.p = p
+	c.ev.Subject = p.Subject
+	c.ev.Groups = p.Groups
+	c.ev.Transport = p.Transport
+	return c, nil
+}
+
+func (c *call) target(in Instance) {
+	c.ev.InstanceID = string(in.ID)
+	c.ev.ConnectorType = in.Type
+}
+
+// deny records a refused call (bad input, no rights, unauthenticated) and
+// returns err, or unavailable if the row could not be written.
+func (c *call) deny(ctx context.Context, err error, reason string) error {
+	c.ev.Decision = audit.Deny
+	c.ev.Reason = reason
+	return c.finishStandalone(ctx, err)
+}
+
+// fail records an allowed call that then failed.
+func (c *call) fail(ctx context.Context, err error) error {
+	if c.ev.Decision == "" {
+		c.ev.Decision = audit.Allow
+	}
+	return c.finishStandalone(ctx, err)
+}
+
+func (c *call) finishStandalone(ctx context.Context, err error) error {
+	c.ev.Status = audit.StatusError
+	c.ev.ErrorType = string(fault.As(err).Type)
+	c.ev.Duration = c.s.now().Sub(c.start)
+	if c.ev.Reason == "" {
+		c.ev.Reason = fault.PublicOf(err).Message
+	}
+	if aerr := c.s.audit.Record(ctx, c.ev); aerr != nil {
+		c.s.log.ErrorContext(ctx, "audit write failed", "tool", c.ev.Tool, "err", aerr)
+		return fault.Wrap(fault.Unavailable, aerr, "audit trail unavailable")
+	}
+	return err
+}
+
+// invalid records and returns an invalid-argument refusal.
+func (c *call) invalid(ctx context.Context, err error) error {
+	return c.deny(ctx, err, "invalid argument: "+fault.PublicOf(err).Message)
+}
+
+// decide asks policy about resource. A deny or an evaluation failure is
+// recorded and returned as an error; nothing else happens for that call.
+func (c *call) decide(ctx context.Context, resource string) error {
+	c.ev.Resource = resource
+	d, err := c.s.authz.Decide(ctx, authz.Request{Subject: c.p.Subject, Action: c.ev.Action, Resource: resource, Task: c.ev.Task})
+	if err != nil {
+		return c.deny(ctx, fault.Wrap(fault.Unavailable, err, "policy could not be evaluated"), "policy evaluation failed")
+	}
+	c.ev.PolicyVersion = d.PolicyVersion
+	if !d.Allowed {
+		return c.deny(ctx, fault.New(fault.PolicyDenied, "denied by policy"), d.Reason)
+	}
+	c.ev.Decision = audit.Allow
+	c.ev.Reason = d.Reason
+	return nil
+}
+
+// commit writes the success row inside tx, so a change and its audit row
+// commit together or not at all.
+func (c *call) commit(ctx context.Context, tx pgx.Tx) error {
+	c.ev.Decision = audit.Allow
+	c.ev.Status = audit.StatusOK
+	c.ev.Duration = c.s.now().Sub(c.start)
+	return c.s.audit.Write(ctx, tx, c.ev)
+}
+
+// ok records a successful read-only call; it returns once the row is durable.
+func (c *call) ok(ctx context.Context) error {
+	c.ev.Decision = audit.Allow
+	c.ev.Status = audit.StatusOK
+	c.ev.Duration = c.s.now().Sub(c.start)
+	if err := c.s.audit.Record(ctx, c.ev); err != nil {
+		c.s.log.ErrorContext(ctx, "audit write failed", "tool", c.ev.Tool, "err", err)
+		return fault.Wrap(fault.Unavailable, err, "audit trail unavailable")
+	}
+	return nil
+}
+
+// change runs fn and the success audit row in one transaction. If fn fails
+// the failure is recorded in its own row instead.
+func (c *call) change(ctx context.Context, fn func(tx pgx.Tx) error) error {
+	err := db.InTx(ctx, c.s.pool, func(tx pgx.Tx) error {
+		if err := fn(tx); err != nil {
+			return err
+		}
+		return c.commit(ctx, tx)
+	})
+	if err != nil {
+		return c.fail(ctx, db.Map(err))
+	}
+	return nil
+}
+
+// lookup loads an instance for a call. A subject that may not act on the
+// instance learns nothing about whether it exists: a missing instance is
+// decided against a resource no ordinary rule matches, so both answer
+// policy_denied, and only a subject with rights over every instance hears
+// not_found.
+func (c *call) lookup(ctx context.Context, rawID string, forUpdate bool, q db.Querier) (Instance, error) {
+	id, err := parseInstanceID(rawID)
+	if err != nil {
+		return Instance{}, c.invalid(ctx, err)
+	}
+	c.ev.InstanceID = string(id)
+	in, err := getInstance(ctx, q, id, forUpdate)
+	if errors.Is(err, fault.ErrNotFound) {
+		if derr := c.decide(ctx, authz.InstanceResource("unknown", "unknown", id.UUID())); derr != nil {
+			return Instance{}, derr
+		}
+		return Instance{}, c.fail(ctx, fault.New(fault.NotFound, "connector instance %s not found", id))
+	}
+	if err != nil {
+		return Instance{}, c.fail(ctx, err)
+	}
+	c.target(in)
+	return in, nil
+}
+
+func subjectOf(s string) callctx.Subject { return callctx.Subject(s) }
+
+// Refuse records a call a transport rejected before it reached a service
+// method (malformed arguments or task context, an unknown or hidden tool, a
+// protocol error) and returns err, or unavailable if no row could be written.
+func (s *Service) Refuse(ctx context.Context, tool, action string, err error) error {
+	c, berr := s.begin(ctx, tool, action)
+	if berr != nil {
+		return berr
+	}
+	if errors.Is(err, fault.ErrPolicyDenied) {
+		return c.deny(ctx, err, "tool not permitted for subject")
+	}
+	return c.invalid(ctx, err)
+}

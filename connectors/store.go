@@ -1,0 +1,92 @@
+package connectors
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/connec/connec/internal/db"
+)
+
+const instanceCols = `id::text, type, display_name, owner, COALESCE(project_id::text, ''), config, state, created_by, created_at, updated_at, uninstalled_at`
+
+func scanInstance(row pgx.Row) (Instance, error) {
+	var in Instance
+	var owner, createdBy string
+	err := row.Scan(&in.ID, &in.Type, &in.DisplayName, &owner, &in.ProjectID, &in.Config, &in.State, &createdBy, &in.CreatedAt, &in.UpdatedAt, &in.UninstalledAt)
+	in.Owner = subjectOf(owner)
+	in.CreatedBy = subjectOf(createdBy)
+	return in, err
+}
+
+func getInstance(ctx context.Context, q db.Querier, id InstanceID, forUpdate bool) (Instance, error) {
+	sql := `SELECT ` + instanceCols + ` FROM connector_instances WHERE id = $1`
+	if forUpdate {
+		sql += ` FOR UPDATE`
+	}
+	in, err := scanInstance(q.QueryRow(ctx, sql, string(id)))
+	if err != nil {
+		return Instance{}, db.Map(err)
+	}
+	return in, nil
+}
+
+func insertInstance(ctx context.Context, q db.Querier, in Instance) (Instance, error) {
+	row := q.QueryRow(ctx, `INSERT INTO connector_instances (type, display_name, owner, project_id, config, state, created_by)
+VALUES ($1, $2, $3, NULLIF($4,'')::uuid, $5, $6, $7) RETURNING `+instanceCols,
+		in.Type, in.DisplayName, string(in.Owner), in.ProjectID, in.Config, in.State, string(in.CreatedBy))
+	out, err := scanInstance(row)
+	if err != nil {
+		return Instance{}, db.Map(err)
+	}
+	return out, nil
+}
+
+func setInstanceState(ctx context.Context, q db.Querier, id InstanceID, state string) (Instance, error) {
+	row := q.QueryRow(ctx, `UPDATE connector_instances SET state = $2, updated_at = now(),
+ uninstalled_at = CASE WHEN $2 = 'uninstalled' THEN now() ELSE uninstalled_at END
+WHERE id = $1 RETURNING `+instanceCols, string(id), state)
+	out, err := scanInstance(row)
+	if err != nil {
+		return Instance{}, db.Map(err)
+	}
+	return out, nil
+}
+
+func listInstances(ctx context.Context, q db.Querier, f ListInput) ([]Instance, error) {
+	rows, err := q.Query(ctx, `SELECT `+instanceCols+` FROM connector_instances
+WHERE ($1 = '' OR owner = $1) AND ($2 = '' OR project_id = NULLIF($2,'')::uuid) AND ($3 = '' OR type = $3)
+  AND ($4 OR state <> 'uninstalled')
+ORDER BY created_at, id LIMIT 10000`, f.Owner, f.ProjectID, f.Type, f.IncludeUninstalled)
+	if err != nil {
+		return nil, db.Map(err)
+	}
+	defer rows.Close()
+	var out []Instance
+	for rows.Next() {
+		in, err := scanInstance(rows)
+		if err != nil {
+			return nil, db.Map(err)
+		}
+		out = append(out, in)
+	}
+	return out, db.Map(rows.Err())
+}
+
+// SyncCatalog writes the registry's types into the catalog table.
+func SyncCatalog(ctx context.Context, q db.Querier, reg *Registry) error {
+	for _, spec := range reg.Specs() {
+		raw, err := json.Marshal(spec)
+		if err != nil {
+			return fmt.Errorf("encode type %s: %w", spec.Name, err)
+		}
+		if _, err := q.Exec(ctx, `INSERT INTO connector_types (name, version, description, spec) VALUES ($1,$2,$3,$4)
+ON CONFLICT (name) DO UPDATE SET version = EXCLUDED.version, description = EXCLUDED.description, spec = EXCLUDED.spec, synced_at = now()`,
+			spec.Name, spec.Version, spec.Description, raw); err != nil {
+			return fmt.Errorf("sync type %s: %w", spec.Name, db.Map(err))
+		}
+	}
+	return nil
+}

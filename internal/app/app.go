@@ -1,0 +1,216 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/connec/connec/audit"
+	"github.com/connec/connec/authz"
+	"github.com/connec/connec/callctx"
+	"github.com/connec/connec/connectors"
+	"github.com/connec/connec/connectors/echo"
+	"github.com/connec/connec/connectors/executor"
+	"github.com/connec/connec/identity"
+	"github.com/connec/connec/internal/db"
+	"github.com/connec/connec/internal/pgcluster"
+	"github.com/connec/connec/migrations"
+)
+
+// App is a running connec core: database, policy, audit, service.
+type App struct {
+	Cfg      Config
+	Log      *slog.Logger
+	Pool     *pgxpool.Pool
+	Authz    *authz.Authorizer
+	Audit    *audit.Writer
+	Identity *identity.Store
+	Service  *connectors.Service
+	Registry *connectors.Registry
+
+	cluster *pgcluster.Cluster
+}
+
+// Drivers returns the connector types compiled into this binary.
+func Drivers() []connectors.Driver {
+	return []connectors.Driver{echo.New()}
+}
+
+// Open connects to (or starts) the database, applies migrations, syncs the
+// catalog and builds the core. Close releases everything.
+func Open(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
+	a := &App{Cfg: cfg, Log: log}
+	url := cfg.DatabaseURL
+	if cfg.Embedded() {
+		var err error
+		if url, err = a.startEmbedded(ctx); err != nil {
+			return nil, err
+		}
+	}
+	pool, err := db.Open(ctx, url)
+	if err != nil {
+		a.Close()
+		return nil, err
+	}
+	a.Pool = pool
+	v, err := migrations.Up(ctx, pool)
+	if err != nil {
+		a.Close()
+		return nil, err
+	}
+	log.Debug("schema ready", "version", v)
+	if err := a.build(ctx); err != nil {
+		a.Close()
+		return nil, err
+	}
+	return a, nil
+}
+
+func (a *App) build(ctx context.Context) error {
+	reg, err := connectors.NewRegistry(Drivers()...)
+	if err != nil {
+		return fmt.Errorf("connector registry: %w", err)
+	}
+	a.Registry = reg
+	if err := connectors.SyncCatalog(ctx, a.Pool, reg); err != nil {
+		return err
+	}
+	az, err := authz.New(ctx, a.Pool, authz.WithLogger(a.Log))
+	if err != nil {
+		return fmt.Errorf("policy engine: %w", err)
+	}
+	a.Authz = az
+	a.Audit = audit.NewWriter(a.Pool)
+	a.Identity = identity.New(a.Pool)
+	ex := executor.New(executor.WithLogger(a.Log))
+	a.Service = connectors.NewService(a.Pool, reg, az, a.Audit, ex, connectors.WithLogger(a.Log))
+	return nil
+}
+
+func (a *App) startEmbedded(ctx context.Context) (string, error) {
+	dir := filepath.Join(a.Cfg.DataDir, "postgres")
+	if err := os.MkdirAll(a.Cfg.DataDir, 0o700); err != nil {
+		return "", fmt.Errorf("create data dir %s: %w", a.Cfg.DataDir, err)
+	}
+	logf, err := os.OpenFile(filepath.Join(a.Cfg.DataDir, "postgres.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return "", fmt.Errorf("open postgres log: %w", err)
+	}
+	c, err := pgcluster.New(pgcluster.Options{Dir: dir, Durable: true, Log: logf})
+	if err != nil {
+		return "", err
+	}
+	if c.Reachable(ctx) {
+		// Another connec process runs the cluster; share it.
+		a.Log.Info("using the embedded PostgreSQL another connec process started", "dir", dir)
+	} else {
+		if !c.Initialized() {
+			a.Log.Info("creating embedded PostgreSQL cluster (first run)", "dir", dir)
+		}
+		if err := c.Init(ctx); err != nil {
+			return "", err
+		}
+		start := time.Now()
+		if err := c.Start(ctx); err != nil {
+			return "", err
+		}
+		a.cluster = c
+		a.Log.Info("embedded PostgreSQL started", "dir", dir, "took", time.Since(start).Round(time.Millisecond))
+	}
+	if err := c.EnsureDatabase(ctx, "connec"); err != nil {
+		return "", fmt.Errorf("create database: %w", err)
+	}
+	return c.URL("connec"), nil
+}
+
+// Close stops everything Open started.
+func (a *App) Close() {
+	if a.Authz != nil {
+		a.Authz.Close()
+	}
+	if a.Pool != nil {
+		a.Pool.Close()
+	}
+	if a.cluster != nil {
+		if err := a.cluster.Stop(); err != nil {
+			a.Log.Warn("stopping embedded PostgreSQL", "err", err)
+		} else {
+			a.Log.Info("embedded PostgreSQL stopped")
+		}
+	}
+}
+
+// LocalOperatorRules are the rules the local operator holds: everything.
+var LocalOperatorRules = []authz.Rule{
+	{Resource: "**", Action: "*", Effect: "allow"},
+}
+
+// EnsureLocalOperator creates, once, the single-user local mode's operator:
+// an admin user every stdio session acts as unless CONNEC_SUBJECT says
+// otherwise. It exists only in the embedded default and never applies to
+// HTTP, where every request needs a token.
+func (a *App) EnsureLocalOperator(ctx context.Context) (identity.User, error) {
+	var u identity.User
+	var created bool
+	err := db.InTx(ctx, a.Pool, func(tx pgx.Tx) error {
+		var err error
+		u, created, err = identity.EnsureLocalOperator(ctx, tx)
+		if err != nil {
+			return err
+		}
+		for _, r := range LocalOperatorRules {
+			r.Subject = string(u.Subject())
+			if _, err := a.Authz.AddRule(ctx, tx, r); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return identity.User{}, fmt.Errorf("local operator: %w", err)
+	}
+	if err := a.Authz.Refresh(ctx); err != nil {
+		return identity.User{}, err
+	}
+	if created {
+		a.Log.Warn("single-user local mode: created the local operator, an ADMIN subject with every right; "+
+			"stdio sessions act as it unless CONNEC_SUBJECT names another subject (HTTP always needs a token)",
+			"user", u.Name, "subject", u.Subject())
+	}
+	return u, nil
+}
+
+// StdioPrincipal resolves who a stdio session acts as: CONNEC_TOKEN, else
+// CONNEC_SUBJECT (a subject or a user name), else — in the embedded default
+// only — the local operator.
+func (a *App) StdioPrincipal(ctx context.Context) (callctx.Principal, error) {
+	switch {
+	case a.Cfg.Token != "":
+		p, err := a.Identity.Authenticate(ctx, a.Cfg.Token)
+		if err != nil {
+			return callctx.Principal{}, fmt.Errorf("CONNEC_TOKEN: %w", err)
+		}
+		return p, nil
+	case a.Cfg.Subject != "":
+		u, err := a.Identity.ResolveUser(ctx, a.Cfg.Subject)
+		if err != nil {
+			return callctx.Principal{}, fmt.Errorf("CONNEC_SUBJECT %q: %w", a.Cfg.Subject, err)
+		}
+		return a.Identity.PrincipalFor(ctx, u.Subject())
+	case a.Cfg.Embedded():
+		u, err := a.EnsureLocalOperator(ctx)
+		if err != nil {
+			return callctx.Principal{}, err
+		}
+		return a.Identity.PrincipalFor(ctx, u.Subject())
+	default:
+		return callctx.Principal{}, errors.New("with DATABASE_URL set, a stdio session needs CONNEC_SUBJECT (a user) or CONNEC_TOKEN")
+	}
+}

@@ -1,0 +1,98 @@
+// Package app wires connec together: configuration, logging, the database
+// (an external one or the embedded local cluster), the core service and the
+// transports. cmd/connec only parses flags and calls into it.
+package app
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/lmittmann/tint"
+)
+
+// Config is connec's configuration; every field has an environment variable.
+type Config struct {
+	// DatabaseURL points at PostgreSQL; empty means the embedded local cluster.
+	DatabaseURL string
+	// DataDir holds the embedded cluster and the generated key file.
+	DataDir string
+	// KeyFile is the age identity file holding the key-encryption keys.
+	KeyFile string
+	// Subject is who a stdio session acts as (user:<uuid> or a user name).
+	Subject string
+	// Token authenticates a stdio session instead of Subject.
+	Token string
+	// LogFormat is text (colored, for people) or json (for machines).
+	LogFormat string
+	// LogLevel is debug, info, warn or error.
+	LogLevel string
+}
+
+// FromEnv reads the configuration from the environment.
+func FromEnv() Config {
+	return Config{
+		DatabaseURL: os.Getenv("DATABASE_URL"),
+		DataDir:     envOr("CONNEC_DATA_DIR", defaultDataDir()),
+		KeyFile:     os.Getenv("CONNEC_KEY_FILE"),
+		Subject:     os.Getenv("CONNEC_SUBJECT"),
+		Token:       os.Getenv("CONNEC_TOKEN"),
+		LogFormat:   envOr("CONNEC_LOG_FORMAT", "text"),
+		LogLevel:    envOr("CONNEC_LOG_LEVEL", "info"),
+	}
+}
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+func defaultDataDir() string {
+	if x := os.Getenv("XDG_DATA_HOME"); x != "" {
+		return filepath.Join(x, "connec")
+	}
+	if h, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(h, ".local", "share", "connec")
+	}
+	return ".connec"
+}
+
+// Embedded reports whether connec manages its own PostgreSQL.
+func (c Config) Embedded() bool { return c.DatabaseURL == "" }
+
+// KeyPath returns the key file path, defaulting into the data dir.
+func (c Config) KeyPath() string {
+	if c.KeyFile != "" {
+		return c.KeyFile
+	}
+	return filepath.Join(c.DataDir, "connec.key")
+}
+
+// NewLogger builds the process logger writing to w (stderr: stdout is the
+// stdio protocol stream).
+func NewLogger(w io.Writer, format, level string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("CONNEC_LOG_LEVEL %q: want debug, info, warn or error", level)
+	}
+	switch strings.ToLower(format) {
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: lv})), nil
+	case "text", "":
+		noColor := true
+		if f, ok := w.(*os.File); ok {
+			if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
+				noColor = os.Getenv("NO_COLOR") != ""
+			}
+		}
+		return slog.New(tint.NewHandler(w, &tint.Options{Level: lv, TimeFormat: time.TimeOnly, NoColor: noColor})), nil
+	default:
+		return nil, fmt.Errorf("CONNEC_LOG_FORMAT %q: want text or json", format)
+	}
+}

@@ -1,0 +1,104 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/mark3labs/mcp-go/server"
+
+	"github.com/connec/connec/mcp"
+)
+
+// ServeOptions says which transports to run.
+type ServeOptions struct {
+	Stdio    bool
+	HTTPAddr string
+	// Ready, if set, is called with the HTTP listener's address once it
+	// accepts connections.
+	Ready func(httpAddr string)
+}
+
+// Handler returns connec's HTTP surface: MCP over SSE and streamable HTTP,
+// and health. Every MCP route needs a bearer token.
+func (a *App) Handler(srv *server.MCPServer) http.Handler {
+	mux := http.NewServeMux()
+	mcpHandler := mcp.HTTPHandler(srv, a.Service, a.Identity, a.Log)
+	for _, p := range []string{"/sse", "/message", "/mcp"} {
+		mux.Handle(p, mcpHandler)
+	}
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"status":"ok"}` + "\n"))
+	})
+	return mux
+}
+
+// MCPServer builds the MCP server over the core.
+func (a *App) MCPServer() *server.MCPServer {
+	return mcp.NewServer(a.Service, mcp.WithLogger(a.Log))
+}
+
+// Serve runs the requested transports until ctx ends or stdin closes.
+func (a *App) Serve(ctx context.Context, o ServeOptions) error {
+	if !o.Stdio && o.HTTPAddr == "" {
+		return errors.New("nothing to serve: give --stdio and/or --http ADDR")
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	srv := a.MCPServer()
+	errc := make(chan error, 2)
+	running := 0
+	if o.HTTPAddr != "" {
+		ln, err := net.Listen("tcp", o.HTTPAddr)
+		if err != nil {
+			return fmt.Errorf("listen on %s: %w", o.HTTPAddr, err)
+		}
+		hs := &http.Server{Handler: a.Handler(srv), ReadHeaderTimeout: 10 * time.Second}
+		running++
+		go func() {
+			err := hs.Serve(ln)
+			if errors.Is(err, http.ErrServerClosed) {
+				err = nil
+			}
+			errc <- err
+		}()
+		go func() {
+			<-ctx.Done()
+			sctx, c := context.WithTimeout(context.Background(), 10*time.Second)
+			defer c()
+			_ = hs.Shutdown(sctx)
+		}()
+		a.Log.Info("serving MCP over HTTP", "addr", ln.Addr().String(), "sse", "/sse", "streamable", "/mcp")
+		if o.Ready != nil {
+			o.Ready(ln.Addr().String())
+		}
+	}
+	if o.Stdio {
+		p, err := a.StdioPrincipal(ctx)
+		if err != nil {
+			cancel()
+			return err
+		}
+		a.Log.Info("serving MCP over stdio", "subject", p.Subject, "name", p.Name)
+		running++
+		go func() {
+			err := mcp.RunStdio(ctx, srv, p, os.Stdin, os.Stdout, a.Log)
+			// When the stdio client goes away, connec is done.
+			cancel()
+			errc <- err
+		}()
+	}
+	var first error
+	for i := 0; i < running; i++ {
+		if err := <-errc; err != nil && first == nil {
+			first = err
+			cancel()
+		}
+	}
+	return first
+}

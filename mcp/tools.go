@@ -1,0 +1,307 @@
+// Package mcp is connec's MCP surface: the tool inventory (names, input
+// schemas, which policy action each needs) and the translation of tool calls
+// to connectors.Service methods and back. It knows nothing of transports;
+// transport.go serves the same server over stdio, SSE and streamable HTTP.
+package mcp
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/mark3labs/mcp-go/mcp"
+	"github.com/mark3labs/mcp-go/server"
+
+	"github.com/connec/connec/authz"
+	"github.com/connec/connec/callctx"
+	"github.com/connec/connec/connectors"
+	"github.com/connec/connec/fault"
+)
+
+// Tool is one entry of the inventory.
+type Tool struct {
+	Def mcp.Tool
+	// Actions lists the policy actions any of which may make the tool usable;
+	// a subject holding none of them does not see the tool.
+	Actions []string
+	// Handle decodes raw arguments and calls the service.
+	Handle func(ctx context.Context, svc *connectors.Service, raw json.RawMessage) (any, error)
+}
+
+const taskIDProp = `"task_id": {"type": "string", "format": "uuid", "description": "Task this call runs for (also accepted in _meta[\"connec.dev/task\"])."}`
+
+func schema(props string, required ...string) json.RawMessage {
+	req, _ := json.Marshal(required)
+	if props != "" {
+		props += ",\n    "
+	}
+	return json.RawMessage(fmt.Sprintf(`{
+  "type": "object",
+  "properties": {
+    %s%s
+  },
+  "required": %s,
+  "additionalProperties": false
+}`, props, taskIDProp, req))
+}
+
+const instanceIDProp = `"instance_id": {"type": "string", "format": "uuid", "description": "Connector instance id."}`
+
+func def(name, description string, in json.RawMessage, annotations mcp.ToolAnnotation) mcp.Tool {
+	t := mcp.NewToolWithRawSchema(name, description, in)
+	t.Annotations = annotations
+	return t
+}
+
+func readOnly(title string) mcp.ToolAnnotation {
+	return mcp.ToolAnnotation{Title: title, ReadOnlyHint: mcp.ToBoolPtr(true), OpenWorldHint: mcp.ToBoolPtr(false)}
+}
+
+func mutating(title string, destructive, idempotent bool) mcp.ToolAnnotation {
+	return mcp.ToolAnnotation{Title: title, ReadOnlyHint: mcp.ToBoolPtr(false), DestructiveHint: mcp.ToBoolPtr(destructive),
+		IdempotentHint: mcp.ToBoolPtr(idempotent), OpenWorldHint: mcp.ToBoolPtr(false)}
+}
+
+type idArgs struct {
+	InstanceID string `json:"instance_id"`
+	TaskID     string `json:"task_id,omitempty"`
+}
+
+func stateTool(name, description, title string, destructive bool, fn func(*connectors.Service, context.Context, string) (connectors.Instance, error)) Tool {
+	return Tool{
+		Def:     def(name, description, schema(instanceIDProp, "instance_id"), mutating(title, destructive, true)),
+		Actions: []string{authz.ActionAdmin},
+		Handle: func(ctx context.Context, svc *connectors.Service, raw json.RawMessage) (any, error) {
+			var a idArgs
+			if err := decode(raw, &a); err != nil {
+				return nil, svc.Refuse(ctx, name, authz.ActionAdmin, err)
+			}
+			return fn(svc, ctx, a.InstanceID)
+		},
+	}
+}
+
+// Inventory returns every tool connec serves.
+func Inventory() []Tool {
+	return []Tool{
+		{
+			Def: def(connectors.ToolCatalogList, "List the connector types this server supports, with their operations, operation kinds (read|send|admin), input/output schemas, config schema, accepted credential kinds and egress hosts.",
+				schema(""), readOnly("List connector types")),
+			Actions: []string{authz.ActionCatalogRead},
+			Handle: func(ctx context.Context, svc *connectors.Service, raw json.RawMessage) (any, error) {
+				var a struct {
+					TaskID string `json:"task_id,omitempty"`
+				}
+				if err := decode(raw, &a); err != nil {
+					return nil, svc.Refuse(ctx, connectors.ToolCatalogList, authz.ActionCatalogRead, err)
+				}
+				types, err := svc.ListCatalog(ctx)
+				return map[string]any{"types": types}, err
+			},
+		},
+		{
+			Def: def(connectors.ToolInstanceInstall, "Install a connector instance of a catalog type for an owner (yourself by default, or a group where policy allows), optionally scoped to a project. The config is validated against the type's config schema. New instances are disabled unless enable is true.",
+				schema(`"type": {"type": "string", "description": "Connector type name from connector.catalog.list."},
+    "display_name": {"type": "string", "minLength": 1, "maxLength": 200},
+    "owner": {"type": "string", "description": "Owner subject: user:<uuid> or group:<uuid>. Defaults to the caller."},
+    "project_id": {"type": "string", "format": "uuid", "description": "Scope the instance to one project: it may then only be invoked with that project_id in the task context."},
+    "config": {"type": "object", "description": "Instance configuration, validated against the type's config schema."},
+    "enable": {"type": "boolean", "description": "Enable the instance at once."}`, "type", "display_name"),
+				mutating("Install connector instance", false, false)),
+			Actions: []string{authz.ActionAdmin},
+			Handle: func(ctx context.Context, svc *connectors.Service, raw json.RawMessage) (any, error) {
+				var a struct {
+					connectors.InstallInput
+					TaskID string `json:"task_id,omitempty"`
+				}
+				if err := decode(raw, &a); err != nil {
+					return nil, svc.Refuse(ctx, connectors.ToolInstanceInstall, authz.ActionAdmin, err)
+				}
+				return svc.Install(ctx, a.InstallInput)
+			},
+		},
+		stateTool(connectors.ToolInstanceEnable, "Enable a connector instance so its operations can be invoked.", "Enable connector instance", false, (*connectors.Service).Enable),
+		stateTool(connectors.ToolInstanceDisable, "Disable a connector instance; invocations are refused until it is enabled again.", "Disable connector instance", false, (*connectors.Service).Disable),
+		stateTool(connectors.ToolInstanceUninstall, "Uninstall a connector instance for good: its credentials are revoked and it stays only as a tombstone for audit; its id is never reused.", "Uninstall connector instance", true, (*connectors.Service).Uninstall),
+		{
+			Def: def(connectors.ToolInstanceList, "List the connector instances you hold any right on, optionally filtered by owner, project or type.",
+				schema(`"owner": {"type": "string", "description": "Only instances of this owner subject."},
+    "project_id": {"type": "string", "format": "uuid"},
+    "type": {"type": "string"},
+    "include_uninstalled": {"type": "boolean", "description": "Also list uninstalled (tombstoned) instances."}`),
+				readOnly("List connector instances")),
+			Actions: []string{authz.ActionRead, authz.ActionSend, authz.ActionAdmin},
+			Handle: func(ctx context.Context, svc *connectors.Service, raw json.RawMessage) (any, error) {
+				var a struct {
+					connectors.ListInput
+					TaskID string `json:"task_id,omitempty"`
+				}
+				if err := decode(raw, &a); err != nil {
+					return nil, svc.Refuse(ctx, connectors.ToolInstanceList, authz.ActionRead, err)
+				}
+				list, err := svc.List(ctx, a.ListInput)
+				return map[string]any{"instances": list}, err
+			},
+		},
+		{
+			Def:     def(connectors.ToolInstanceGet, "Get one connector instance.", schema(instanceIDProp, "instance_id"), readOnly("Get connector instance")),
+			Actions: []string{authz.ActionRead, authz.ActionSend, authz.ActionAdmin},
+			Handle: func(ctx context.Context, svc *connectors.Service, raw json.RawMessage) (any, error) {
+				var a idArgs
+				if err := decode(raw, &a); err != nil {
+					return nil, svc.Refuse(ctx, connectors.ToolInstanceGet, authz.ActionRead, err)
+				}
+				return svc.Get(ctx, a.InstanceID)
+			},
+		},
+		{
+			Def: def(connectors.ToolOpInvoke, "Invoke one operation of a connector instance. Policy is checked for the operation's kind (connector.read or connector.send) on that instance and operation, with your task context. Arguments are validated against the operation's input schema; the result against its output schema. Credentials are never returned.",
+				schema(instanceIDProp+`,
+    "operation": {"type": "string", "description": "Operation name, e.g. echo.read."},
+    "arguments": {"type": "object", "description": "Operation arguments, validated against the operation's input schema."},
+    "timeout_ms": {"type": "integer", "minimum": 1, "maximum": 600000, "description": "Ask for a shorter timeout than the operation's cap."}`, "instance_id", "operation"),
+				mcp.ToolAnnotation{Title: "Invoke connector operation", ReadOnlyHint: mcp.ToBoolPtr(false), OpenWorldHint: mcp.ToBoolPtr(true)}),
+			Actions: []string{authz.ActionRead, authz.ActionSend},
+			Handle: func(ctx context.Context, svc *connectors.Service, raw json.RawMessage) (any, error) {
+				var a struct {
+					connectors.InvokeInput
+					TaskID string `json:"task_id,omitempty"`
+				}
+				if err := decode(raw, &a); err != nil {
+					return nil, svc.Refuse(ctx, connectors.ToolOpInvoke, authz.ActionRead, err)
+				}
+				if a.Arguments != nil && !isObject(a.Arguments) {
+					return nil, svc.Refuse(ctx, connectors.ToolOpInvoke, authz.ActionRead, fault.Invalid("arguments", "arguments must be a JSON object"))
+				}
+				return svc.Invoke(ctx, a.InvokeInput)
+			},
+		},
+	}
+}
+
+func isObject(raw json.RawMessage) bool {
+	t := bytes.TrimSpace(raw)
+	return len(t) > 0 && (t[0] == '{' || string(t) == "null")
+}
+
+// decode reads tool arguments strictly: unknown fields and wrong types are
+// invalid_argument errors naming the field.
+func decode(raw json.RawMessage, v any) error {
+	if len(bytes.TrimSpace(raw)) == 0 {
+		raw = json.RawMessage(`{}`)
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var te *json.UnmarshalTypeError
+		switch {
+		case errors.As(err, &te):
+			return fault.Invalid(te.Field, "argument %s must be of type %s", te.Field, te.Type.String())
+		case bytes.HasPrefix([]byte(err.Error()), []byte("json: unknown field ")):
+			field := string(bytes.Trim([]byte(err.Error()[len("json: unknown field "):]), `"`))
+			return fault.Invalid(field, "unknown argument %q", field)
+		default:
+			return fault.Invalid("", "arguments must be a JSON object")
+		}
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return fault.Invalid("", "arguments must be a single JSON object")
+	}
+	return nil
+}
+
+// Result is the structured content of every tool result.
+type Result struct {
+	Status string        `json:"status"`
+	Result any           `json:"result,omitempty"`
+	Error  *fault.Public `json:"error,omitempty"`
+}
+
+func encode(v any, err error) *mcp.CallToolResult {
+	if err != nil {
+		pub := fault.PublicOf(err)
+		r := Result{Status: "error", Error: &pub}
+		text, _ := json.Marshal(r)
+		res := mcp.NewToolResultStructured(r, string(text))
+		res.IsError = true
+		return res
+	}
+	r := Result{Status: "ok", Result: v}
+	text, _ := json.Marshal(r)
+	return mcp.NewToolResultStructured(r, string(text))
+}
+
+// taskContext reads the task context from the request's _meta and the
+// task_id argument; both may be given if they agree.
+func taskContext(req mcp.CallToolRequest, raw json.RawMessage) (callctx.TaskContext, error) {
+	var fromMeta callctx.TaskContext
+	if req.Params.Meta != nil && req.Params.Meta.AdditionalFields != nil {
+		if v, ok := req.Params.Meta.AdditionalFields[callctx.MetaKey]; ok {
+			m, ok := v.(map[string]any)
+			if !ok {
+				return callctx.TaskContext{}, fault.Invalid("_meta", "_meta[%q] must be an object", callctx.MetaKey)
+			}
+			t, err := callctx.FromMap(m, false)
+			if err != nil {
+				return callctx.TaskContext{}, fault.Invalid("_meta."+fieldOf(err), "task context: %v", err)
+			}
+			fromMeta = t
+		}
+	}
+	var a struct {
+		TaskID any `json:"task_id"`
+	}
+	_ = json.Unmarshal(raw, &a)
+	var fromArgs callctx.TaskContext
+	if a.TaskID != nil {
+		s, ok := a.TaskID.(string)
+		if !ok {
+			return callctx.TaskContext{}, fault.Invalid("task_id", "task_id must be a uuid string")
+		}
+		t, err := (callctx.TaskContext{TaskID: s}).Validate()
+		if err != nil {
+			return callctx.TaskContext{}, fault.Invalid("task_id", "task_id must be a uuid")
+		}
+		fromArgs = t
+	}
+	t, err := callctx.Merge(fromMeta, fromArgs)
+	if err != nil {
+		return callctx.TaskContext{}, fault.Invalid(fieldOf(err), "task context: %v", err)
+	}
+	return t, nil
+}
+
+func fieldOf(err error) string {
+	var fe *callctx.FieldError
+	if errors.As(err, &fe) {
+		return fe.Field
+	}
+	return ""
+}
+
+// handler turns an inventory entry into an mcp-go handler. Bad input is a
+// tool error result (IsError); Go errors are reserved for failures of the
+// protocol itself and never carry internal detail.
+func handler(svc *connectors.Service, t Tool) server.ToolHandlerFunc {
+	return func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		ctx = callctx.WithRequestID(ctx, callctx.NewRequestID())
+		raw := req.Params.RawArguments
+		if len(raw) == 0 && req.Params.Arguments != nil {
+			b, err := json.Marshal(req.Params.Arguments)
+			if err != nil {
+				return encode(nil, svc.Refuse(ctx, t.Def.Name, t.Actions[0], fault.Invalid("", "arguments must be a JSON object"))), nil
+			}
+			raw = b
+		}
+		task, err := taskContext(req, raw)
+		if err != nil {
+			return encode(nil, svc.Refuse(ctx, t.Def.Name, t.Actions[0], err)), nil
+		}
+		ctx = callctx.WithTask(ctx, task)
+		v, err := t.Handle(ctx, svc, raw)
+		return encode(v, err), nil
+	}
+}
