@@ -228,7 +228,7 @@ func (c *Cluster) Start(ctx context.Context) error {
 	}
 	// Not bound to ctx: the server outlives the start call; Stop ends it.
 	cmd := c.command(context.Background(), "postgres", args...)
-	if c.cmd == nil && cmd.SysProcAttr == nil {
+	if cmd.SysProcAttr == nil {
 		cmd.SysProcAttr = &syscall.SysProcAttr{}
 	}
 	// If connec dies, take the server down too.
@@ -312,4 +312,20 @@ func (c *Cluster) EnsureDatabase(ctx context.Context, name string) error {
 	}
 	_, err = conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize())
 	return err
+}
+
+// Reachable reports whether a server already answers on this cluster's
+// socket (for example one started by another connec process).
+func (c *Cluster) Reachable(ctx context.Context) bool {
+	if _, err := os.Stat(filepath.Join(c.SocketDir(), ".s.PGSQL.5432")); err != nil {
+		return false
+	}
+	cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(cctx, c.URL("postgres"))
+	if err != nil {
+		return false
+	}
+	_ = conn.Close(ctx)
+	return true
 }
