@@ -9,7 +9,6 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/connec/connec/authz"
 	"github.com/connec/connec/callctx"
 	"github.com/connec/connec/connectors"
 )
@@ -246,4 +245,3 @@ func TestBadArgumentsChangeNothing(t *testing.T) {
 	}
 }
 
-var _ = authz.ActionRead

@@ -80,7 +80,9 @@ func (e *env) user(name string, bare bool) (callctx.Subject, string) {
 var transports = []string{cmcp.TransportStdio, cmcp.TransportSSE, cmcp.TransportStreamable}
 
 // client connects over transport as the token's user (stdio: in-process
-// pipes acting as that user's principal).
+// pipes acting as that user's principal). mcp-go keeps one stdio session per
+// process, as a real stdio server has one client: a test opens at most one
+// stdio client at a time.
 func (e *env) client(transportName, token string) *client.Client {
 	e.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
