@@ -9,6 +9,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
+	"net/http"
 	"regexp"
 	"sort"
 	"sync"
@@ -60,7 +62,22 @@ type Invocation struct {
 	Config     json.RawMessage
 	Operation  string
 	Args       json.RawMessage
-	Credential vault.Fields
+	// CredentialKind names the kind of Credential ("" when none).
+	CredentialKind string
+	Credential     vault.Fields
+	// Egress is the only way a driver may reach the network: it refuses
+	// hosts the type and the instance do not allow.
+	Egress Egress
+}
+
+// Egress makes a driver's outbound connections, checked against the
+// instance's allowlist at dial time (after DNS resolution, and again on
+// every redirect).
+type Egress interface {
+	DialContext(ctx context.Context, network, addr string) (net.Conn, error)
+	// HTTPClient returns a client whose every connection and redirect goes
+	// through DialContext's checks.
+	HTTPClient() *http.Client
 }
 
 // Driver implements a connector type. Only the executor calls Invoke.
