@@ -1,0 +1,709 @@
+// Package authz decides whether a subject may perform an action on a
+// resource: default deny, against the Casbin policy stored in PostgreSQL.
+//
+// The policy lives in casbin_rule (see ModelConf for the model, Rule for a
+// rule, OwnerResource for resource names and patterns, Cond for task-context
+// conditions). An Authorizer holds an immutable, versioned snapshot of it,
+// replaced whenever the database's policy_version moves: after a local
+// change (Refresh) or when another server's change is announced on channel
+// connec_policy (Watcher). Decisions are cached per snapshot, so no cached
+// decision outlives the policy it was made under.
+package authz
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/casbin/casbin/v2"
+	"github.com/casbin/casbin/v2/model"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/connec/connec/callctx"
+	"github.com/connec/connec/fault"
+	"github.com/connec/connec/internal/db"
+)
+
+// Sentinel errors, for errors.Is.
+var (
+	// ErrClosed: the Authorizer has been closed.
+	ErrClosed = errors.New("authz: authorizer closed")
+	// ErrStalePolicy: the Authorizer knows or cannot rule out that its policy
+	// is out of date for longer than the allowed staleness.
+	ErrStalePolicy = errors.New("authz: policy may be out of date")
+	// ErrInvalidCond: a condition does not follow the Cond grammar.
+	ErrInvalidCond = errors.New("invalid condition")
+	// ErrUnsupportedFilter: LoadFilteredPolicy got a filter that is not a Filter.
+	ErrUnsupportedFilter = errors.New("authz adapter: unsupported filter type")
+	// ErrMembershipReadOnly: group membership rows are written only by the
+	// group_members mirror trigger.
+	ErrMembershipReadOnly = errors.New("authz adapter: group membership (ptype g) is managed through group_members, not the policy adapter")
+	// ErrFilteredSave: SavePolicy after a filtered load would drop rules.
+	ErrFilteredSave = errors.New("authz adapter: cannot save a filtered policy")
+	// ErrRuleNotFound: the rule to update is not stored.
+	ErrRuleNotFound = errors.New("authz adapter: rule not found")
+)
+
+// Option configures an Authorizer (and the Adapter and Watcher it builds).
+type Option func(*config)
+
+type config struct {
+	logger     *slog.Logger
+	watch      bool
+	cacheSize  int
+	maxStale   time.Duration
+	dbTimeout  time.Duration
+	backoffMin time.Duration
+	backoffMax time.Duration
+	pingEvery  time.Duration
+	// subjectCache bounds the per-subject enforcers kept per snapshot.
+	subjectCache int
+}
+
+func newConfig(opts []Option) config {
+	c := config{
+		logger:     slog.Default(),
+		watch:      true,
+		cacheSize:  100_000,
+		maxStale:   15 * time.Second,
+		dbTimeout:  10 * time.Second,
+		backoffMin: 100 * time.Millisecond,
+		backoffMax: 5 * time.Second,
+		pingEvery:  15 * time.Second,
+
+		subjectCache: 4096,
+	}
+	for _, o := range opts {
+		o(&c)
+	}
+	return c
+}
+
+// WithLogger sets the logger (default slog.Default()).
+func WithLogger(l *slog.Logger) Option {
+	return func(c *config) {
+		if l != nil {
+			c.logger = l
+		}
+	}
+}
+
+// WithoutWatcher does not listen for changes made elsewhere: the policy then
+// changes only on Refresh. For tools and tests; a server needs the watcher.
+func WithoutWatcher() Option { return func(c *config) { c.watch = false } }
+
+// WithCacheSize bounds the number of cached decisions per policy version
+// (default 100000; when full the cache starts over). 0 disables caching.
+func WithCacheSize(n int) Option { return func(c *config) { c.cacheSize = max(n, 0) } }
+
+// WithMaxStaleness sets how long the Authorizer keeps deciding on a policy
+// it knows or suspects is out of date: a newer version was announced but
+// cannot be loaded, or the watcher has not been listening and the version
+// could not be checked otherwise. After that, Decide and MayAttempt fail
+// with ErrStalePolicy (fail closed) until it is current again. Default 15s;
+// 0 disables the check.
+func WithMaxStaleness(d time.Duration) Option { return func(c *config) { c.maxStale = max(d, 0) } }
+
+// WithDBTimeout bounds each background database round trip: reloads and the
+// context-free Adapter methods (default 10s).
+func WithDBTimeout(d time.Duration) Option {
+	return func(c *config) {
+		if d > 0 {
+			c.dbTimeout = d
+		}
+	}
+}
+
+// WithBackoff sets the first and the longest wait between attempts to
+// reconnect the watcher or retry a failed reload (default 100ms, 5s).
+func WithBackoff(first, longest time.Duration) Option {
+	return func(c *config) {
+		if first > 0 && longest >= first {
+			c.backoffMin, c.backoffMax = first, longest
+		}
+	}
+}
+
+// WithPingInterval sets after how long without a notification the watcher
+// checks its connection is alive (default 15s).
+func WithPingInterval(d time.Duration) Option {
+	return func(c *config) {
+		if d > 0 {
+			c.pingEvery = d
+		}
+	}
+}
+
+// withSubjectCache bounds the per-subject enforcers (benchmarks use 0 to
+// measure building them).
+func withSubjectCache(n int) Option { return func(c *config) { c.subjectCache = max(n, 0) } }
+
+// Request is one authorization question: may Subject do Action on Resource,
+// for the task Task?
+type Request struct {
+	Subject  callctx.Subject
+	Action   string // one of Actions
+	Resource string // a concrete resource name, see OwnerResource
+	Task     callctx.TaskContext
+}
+
+// Decision is the answer to a Request.
+type Decision struct {
+	Allowed bool `json:"allowed"`
+	// Reason says why, for audit: "allowed by rule p, ...", "denied by rule
+	// p, ...", "no matching allow rule (default deny)" or "invalid request: ...".
+	Reason string `json:"reason"`
+	// Rule is the deciding rule (sub, obj, act, cond, eft), if one decided.
+	Rule []string `json:"rule,omitempty"`
+	// PolicyVersion is the policy version the decision was made under.
+	PolicyVersion int64 `json:"policy_version"`
+}
+
+// Reasons that are not a rule.
+const (
+	ReasonDefaultDeny = "no matching allow rule (default deny)"
+	reasonInvalid     = "invalid request: "
+)
+
+// Authorizer answers authorization requests against the current policy.
+// It is safe for concurrent use.
+type Authorizer struct {
+	pool    *pgxpool.Pool
+	adapter *Adapter
+	watcher *Watcher
+	log     *slog.Logger
+	cfg     config
+
+	snap     atomic.Pointer[snapshot]
+	reloadMu sync.Mutex // serialises Refresh
+
+	announced     atomic.Int64 // highest version announced by notification
+	behindSince   atomic.Int64 // unix ns since announced > loaded; 0 if not behind
+	lastConfirmed atomic.Int64 // unix ns when the loaded version was last confirmed current
+
+	kick      chan struct{}
+	cancel    context.CancelFunc
+	done      chan struct{}
+	closed    atomic.Bool
+	closeOnce sync.Once
+}
+
+// snapshot is one immutable version of the policy with its caches.
+//
+// Casbin evaluates a request against every rule in turn. A rule can only
+// match a request if its subject is the caller or one of the caller's
+// groups, so a request is evaluated by an enforcer holding just those rules
+// (in their original order, so the deciding rule reported is the same),
+// built on first use per caller. The answer is the one the full policy
+// gives; evaluation cost grows with the caller's rules, not all rules.
+type snapshot struct {
+	version   int64
+	policy    [][]string       // the p rules, in load order
+	bySubject map[string][]int // subject -> indexes into policy, ascending
+	condFn    func(args ...any) (any, error)
+	enf       *casbin.Enforcer           // the full policy: group lookups
+	allow     map[string]map[string]bool // subject -> actions it holds an allow rule for
+
+	subjects  *boundedCache[string, *casbin.Enforcer] // caller -> enforcer over its rules
+	decisions *boundedCache[decisionKey, Decision]
+	attempts  *boundedCache[string, bool]
+}
+
+type decisionKey struct {
+	sub, act, res string
+	facts         taskFacts
+}
+
+// New loads the policy and, unless WithoutWatcher, starts listening for
+// changes. The listener is up before the policy is read, so no change
+// between the two is missed.
+func New(ctx context.Context, pool *pgxpool.Pool, opts ...Option) (*Authorizer, error) {
+	cfg := newConfig(opts)
+	a := &Authorizer{
+		pool:    pool,
+		adapter: NewAdapter(pool, opts...),
+		log:     cfg.logger,
+		cfg:     cfg,
+		kick:    make(chan struct{}, 1),
+		done:    make(chan struct{}),
+	}
+	if cfg.watch {
+		w, err := NewWatcher(ctx, pool, opts...)
+		if err != nil {
+			return nil, fmt.Errorf("authz: %w", err)
+		}
+		a.watcher = w
+	}
+	start := time.Now()
+	s, err := a.build(ctx)
+	if err != nil {
+		if a.watcher != nil {
+			a.watcher.Close()
+		}
+		return nil, fmt.Errorf("authz: %w", err)
+	}
+	a.snap.Store(s)
+	a.lastConfirmed.Store(start.UnixNano())
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	a.cancel = cancel
+	var pollEvery time.Duration
+	if a.watcher != nil {
+		pollEvery = cfg.maxStale / 3
+		if pollEvery <= 0 {
+			pollEvery = cfg.backoffMax
+		}
+	}
+	go a.refreshLoop(runCtx, pollEvery)
+	if a.watcher != nil {
+		_ = a.watcher.SetUpdateCallback(a.onNotify)
+	}
+	a.log.Debug("authz: policy loaded", "version", s.version, "rules", len(s.policy))
+	return a, nil
+}
+
+// Close stops the watcher and background reloads. Decisions after Close
+// fail with ErrClosed.
+func (a *Authorizer) Close() {
+	a.closeOnce.Do(func() {
+		a.closed.Store(true)
+		if a.watcher != nil {
+			a.watcher.Close()
+		}
+		a.cancel()
+		<-a.done
+	})
+}
+
+// Version returns the version of the policy decisions are made under.
+func (a *Authorizer) Version() int64 { return a.snap.Load().version }
+
+// Decide answers req. Any failure to evaluate is an error of type
+// fault.Unavailable, and the caller must deny. A malformed request is not an
+// error: it is denied with a reason starting "invalid request: ".
+func (a *Authorizer) Decide(ctx context.Context, req Request) (Decision, error) {
+	s, err := a.current(ctx)
+	if err != nil {
+		return Decision{}, err
+	}
+	key, why := requestKey(req)
+	if why != "" {
+		return Decision{Reason: reasonInvalid + why, PolicyVersion: s.version}, nil
+	}
+	if d, ok := s.decisions.get(key); ok {
+		return d.clone(), nil
+	}
+	enf, err := s.enforcerFor(key.sub)
+	if err != nil {
+		return Decision{}, fault.Wrap(fault.Unavailable, err, "authorization failed")
+	}
+	allowed, explain, err := enf.EnforceEx(key.sub, key.res, key.act, key.facts)
+	if err != nil {
+		return Decision{}, fault.Wrap(fault.Unavailable, err, "authorization failed")
+	}
+	d := Decision{Allowed: allowed, PolicyVersion: s.version}
+	switch {
+	case allowed:
+		d.Rule = append([]string(nil), explain...)
+		d.Reason = "allowed by rule " + ruleString(explain)
+	case len(explain) > 0:
+		d.Rule = append([]string(nil), explain...)
+		d.Reason = "denied by rule " + ruleString(explain)
+	default:
+		d.Reason = ReasonDefaultDeny
+	}
+	s.decisions.put(key, d)
+	return d.clone(), nil
+}
+
+func (d Decision) clone() Decision {
+	d.Rule = append([]string(nil), d.Rule...)
+	if len(d.Rule) == 0 {
+		d.Rule = nil
+	}
+	return d
+}
+
+func ruleString(v []string) string { return "p, " + strings.Join(v, ", ") }
+
+// requestKey validates req and returns its canonical cache key, or why it
+// is malformed.
+func requestKey(req Request) (decisionKey, string) {
+	sub, err := canonicalSubject(req.Subject)
+	if err != nil {
+		return decisionKey{}, err.Error()
+	}
+	if !IsAction(req.Action) {
+		return decisionKey{}, fmt.Sprintf("unknown action %q", req.Action)
+	}
+	if err := checkResourceName(req.Resource); err != nil {
+		return decisionKey{}, err.Error()
+	}
+	task := req.Task
+	if !task.Empty() {
+		if task, err = task.Validate(); err != nil {
+			return decisionKey{}, "task context: " + err.Error()
+		}
+	}
+	return decisionKey{sub: sub, act: req.Action, res: req.Resource, facts: factsOf(task)}, ""
+}
+
+// MayAttempt reports whether subject, directly or through its groups, holds
+// at least one allow rule whose action is one of actions or "*", whatever
+// its resource and condition. It answers "could this subject ever be
+// allowed to" (to hide tools a subject could never call): deny rules are
+// not subtracted, and a true answer allows nothing by itself; every call
+// still goes through Decide. A malformed subject gets false.
+func (a *Authorizer) MayAttempt(ctx context.Context, subject callctx.Subject, actions ...string) (bool, error) {
+	s, err := a.current(ctx)
+	if err != nil {
+		return false, err
+	}
+	sub, err := canonicalSubject(subject)
+	if err != nil || len(actions) == 0 {
+		return false, nil
+	}
+	key := sub + "\x00" + strings.Join(actions, "\x00")
+	if v, ok := s.attempts.get(key); ok {
+		return v, nil
+	}
+	groups, err := s.enf.GetImplicitRolesForUser(sub)
+	if err != nil {
+		return false, fault.Wrap(fault.Unavailable, err, "authorization failed")
+	}
+	may := slices.ContainsFunc(append([]string{sub}, groups...), func(holder string) bool {
+		acts := s.allow[holder]
+		return acts[AnyAction] || slices.ContainsFunc(actions, func(act string) bool { return acts[act] })
+	})
+	s.attempts.put(key, may)
+	return may, nil
+}
+
+// current returns the snapshot to decide with, or why there is none.
+func (a *Authorizer) current(ctx context.Context) (*snapshot, error) {
+	if a.closed.Load() {
+		return nil, fault.Wrap(fault.Unavailable, ErrClosed, "authorization unavailable")
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fault.Wrap(fault.Unavailable, err, "authorization unavailable")
+	}
+	s := a.snap.Load()
+	if err := a.fresh(s); err != nil {
+		return nil, fault.Wrap(fault.Unavailable, err, "authorization policy may be out of date")
+	}
+	return s, nil
+}
+
+// fresh fails when s may be out of date for longer than allowed.
+func (a *Authorizer) fresh(s *snapshot) error {
+	limit := int64(a.cfg.maxStale)
+	if limit <= 0 {
+		return nil
+	}
+	now := time.Now().UnixNano()
+	if since := a.behindSince.Load(); since != 0 && now-since > limit {
+		if v := a.announced.Load(); v > s.version {
+			return fmt.Errorf("%w: version %d was announced %s ago, %d is loaded", ErrStalePolicy, v, time.Duration(now-since).Round(time.Millisecond), s.version)
+		}
+	}
+	if a.watcher != nil {
+		down := a.watcher.downSince.Load()
+		if down != 0 && now-down > limit && now-a.lastConfirmed.Load() > limit {
+			return fmt.Errorf("%w: not listening for policy changes for %s", ErrStalePolicy, time.Duration(now-down).Round(time.Millisecond))
+		}
+	}
+	return nil
+}
+
+// Refresh re-reads policy_version and reloads the policy if it moved. Call
+// it right after committing a rule change so the change applies here at
+// once; other servers learn of it by notification.
+func (a *Authorizer) Refresh(ctx context.Context) error {
+	if a.closed.Load() {
+		return fault.Wrap(fault.Unavailable, ErrClosed, "authorization unavailable")
+	}
+	a.reloadMu.Lock()
+	defer a.reloadMu.Unlock()
+	start := time.Now()
+	var v int64
+	if err := a.pool.QueryRow(ctx, `SELECT version FROM policy_version`).Scan(&v); err != nil {
+		return fmt.Errorf("refresh policy: %w", db.Map(err))
+	}
+	if v == a.snap.Load().version {
+		a.confirmed(v, start)
+		return nil
+	}
+	s, err := a.build(ctx)
+	if err != nil {
+		return fmt.Errorf("refresh policy: %w", err)
+	}
+	old := a.snap.Swap(s)
+	a.confirmed(s.version, start)
+	a.log.Debug("authz: policy reloaded", "from_version", old.version, "version", s.version, "rules", len(s.policy), "took", time.Since(start))
+	return nil
+}
+
+// confirmed records that version was current at start.
+func (a *Authorizer) confirmed(version int64, start time.Time) {
+	a.lastConfirmed.Store(start.UnixNano())
+	if a.announced.Load() <= version {
+		a.behindSince.Store(0)
+		// A newer announcement may have landed between the check and the
+		// store; if so, start its clock again.
+		if a.announced.Load() > version {
+			a.behindSince.CompareAndSwap(0, time.Now().UnixNano())
+		}
+	}
+}
+
+// onNotify is the watcher callback: payload is a version or ResyncMessage.
+// It must not block.
+func (a *Authorizer) onNotify(payload string) {
+	if v, err := strconv.ParseInt(payload, 10, 64); err == nil {
+		if v <= a.snap.Load().version {
+			return
+		}
+		for {
+			cur := a.announced.Load()
+			if v <= cur || a.announced.CompareAndSwap(cur, v) {
+				break
+			}
+		}
+		a.behindSince.CompareAndSwap(0, time.Now().UnixNano())
+	}
+	select {
+	case a.kick <- struct{}{}:
+	default: // a refresh is already pending
+	}
+}
+
+// refreshLoop refreshes when kicked by the watcher, retrying with backoff
+// on failure, and every pollEvery (if > 0) while the watcher is not
+// listening.
+func (a *Authorizer) refreshLoop(ctx context.Context, pollEvery time.Duration) {
+	defer close(a.done)
+	var poll <-chan time.Time
+	if pollEvery > 0 {
+		t := time.NewTicker(pollEvery)
+		defer t.Stop()
+		poll = t.C
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-a.kick:
+		case <-poll:
+			if a.watcher.downSince.Load() == 0 {
+				continue // listening: notifications will tell
+			}
+		}
+		backoff := a.cfg.backoffMin
+		for {
+			rctx, cancel := context.WithTimeout(ctx, a.cfg.dbTimeout)
+			err := a.Refresh(rctx)
+			cancel()
+			if err == nil || ctx.Err() != nil {
+				break
+			}
+			a.log.Warn("authz: policy reload failed", "err", err, "retry_in", backoff)
+			if !sleepCtx(ctx, jitter(backoff)) {
+				return
+			}
+			backoff = min(backoff*2, a.cfg.backoffMax)
+		}
+	}
+}
+
+// baseModel is the parsed model without policy; snapshots copy it.
+var baseModel = sync.OnceValues(NewModel)
+
+// newEnforcer returns an enforcer over m (policy already in m) with the
+// condMatch function and group links in place.
+func newEnforcer(m model.Model, condFn func(args ...any) (any, error)) (*casbin.Enforcer, error) {
+	enf, err := casbin.NewEnforcer(m)
+	if err != nil {
+		return nil, fmt.Errorf("create enforcer: %w", err)
+	}
+	enf.AddFunction("condMatch", condFn)
+	if err := enf.BuildRoleLinks(); err != nil {
+		return nil, fmt.Errorf("build group links: %w", err)
+	}
+	return enf, nil
+}
+
+// build reads the whole policy and its version into a new snapshot.
+func (a *Authorizer) build(ctx context.Context) (*snapshot, error) {
+	base, err := baseModel()
+	if err != nil {
+		return nil, err
+	}
+	m := base.Copy()
+	version, err := a.adapter.loadSnapshot(ctx, m)
+	if err != nil {
+		return nil, err
+	}
+	policy := m["p"]["p"].Policy
+	conds := make(map[string]Cond)
+	allow := make(map[string]map[string]bool)
+	bySubject := make(map[string][]int)
+	for i, v := range policy {
+		r := ruleFromValues(v)
+		if err := r.Validate(); err != nil {
+			a.log.Error("authz: malformed policy rule; it denies or fails every request it matches", "rule", r.String(), "err", err)
+		}
+		if c, err := ParseCond(r.Cond); err == nil {
+			conds[r.Cond] = c
+		}
+		switch r.Effect {
+		case EffectAllow:
+			if allow[r.Subject] == nil {
+				allow[r.Subject] = make(map[string]bool)
+			}
+			allow[r.Subject][r.Action] = true
+		case EffectDeny:
+		default:
+			// Only "allow" grants. Any other effect found in the table is
+			// treated as deny rather than ignored.
+			v[4] = EffectDeny
+		}
+		bySubject[r.Subject] = append(bySubject[r.Subject], i)
+	}
+	condFn := condMatchFunc(conds)
+	enf, err := newEnforcer(m, condFn)
+	if err != nil {
+		return nil, err
+	}
+	return &snapshot{
+		version:   version,
+		policy:    policy,
+		bySubject: bySubject,
+		condFn:    condFn,
+		enf:       enf,
+		allow:     allow,
+		subjects:  newBoundedCache[string, *casbin.Enforcer](a.cfg.subjectCache),
+		decisions: newBoundedCache[decisionKey, Decision](a.cfg.cacheSize),
+		attempts:  newBoundedCache[string, bool](a.cfg.cacheSize),
+	}, nil
+}
+
+// enforcerFor returns an enforcer holding only the rules whose subject is
+// sub or one of its groups, plus sub's group links.
+func (s *snapshot) enforcerFor(sub string) (*casbin.Enforcer, error) {
+	if e, ok := s.subjects.get(sub); ok {
+		return e, nil
+	}
+	groups, err := s.enf.GetImplicitRolesForUser(sub)
+	if err != nil {
+		return nil, fmt.Errorf("groups of %s: %w", sub, err)
+	}
+	base, err := baseModel()
+	if err != nil {
+		return nil, err
+	}
+	m := base.Copy()
+	idx := slices.Clone(s.bySubject[sub])
+	for _, g := range groups {
+		idx = append(idx, s.bySubject[g]...)
+	}
+	slices.Sort(idx)
+	for _, i := range idx {
+		if err := m.AddPolicy("p", "p", s.policy[i]); err != nil {
+			return nil, err
+		}
+	}
+	for _, g := range groups {
+		if err := m.AddPolicy("g", "g", []string{sub, g}); err != nil {
+			return nil, err
+		}
+	}
+	e, err := newEnforcer(m, s.condFn)
+	if err != nil {
+		return nil, err
+	}
+	s.subjects.put(sub, e)
+	return e, nil
+}
+
+// CondMatch implements the model's condMatch(r.tctx, p.cond) for a plain
+// Casbin enforcer over this model (enforcer.AddFunction("condMatch",
+// authz.CondMatch)); r.tctx is then a callctx.TaskContext. The Authorizer
+// registers its own, which parses each condition once per policy version.
+func CondMatch(args ...any) (any, error) { return condMatchFunc(nil)(args...) }
+
+// condMatchFunc returns condMatch(r.tctx, p.cond): whether the task context
+// satisfies the rule's condition. conds holds the conditions parsed at load
+// time; others are parsed on the spot. An unparsable condition is an
+// evaluation error, so a request that reaches such a rule fails (and is
+// denied) instead of silently skipping it.
+func condMatchFunc(conds map[string]Cond) func(args ...any) (any, error) {
+	return func(args ...any) (any, error) {
+		if len(args) != 2 {
+			return false, fmt.Errorf("condMatch: want 2 arguments, got %d", len(args))
+		}
+		var facts taskFacts
+		switch t := args[0].(type) {
+		case taskFacts:
+			facts = t
+		case callctx.TaskContext:
+			facts = factsOf(t)
+		default:
+			return false, fmt.Errorf("condMatch: request task context is %T", args[0])
+		}
+		s, ok := args[1].(string)
+		if !ok {
+			return false, fmt.Errorf("condMatch: rule condition is %T", args[1])
+		}
+		c, ok := conds[s]
+		if !ok {
+			var err error
+			if c, err = ParseCond(s); err != nil {
+				return false, fmt.Errorf("condMatch: %w", err)
+			}
+		}
+		return c.match(facts), nil
+	}
+}
+
+// boundedCache is a map that starts over when full. Entries never go stale:
+// each cache belongs to one immutable snapshot.
+type boundedCache[K comparable, V any] struct {
+	mu  sync.RWMutex
+	m   map[K]V
+	max int
+}
+
+func newBoundedCache[K comparable, V any](max int) *boundedCache[K, V] {
+	return &boundedCache[K, V]{m: make(map[K]V), max: max}
+}
+
+func (c *boundedCache[K, V]) get(k K) (V, bool) {
+	c.mu.RLock()
+	v, ok := c.m[k]
+	c.mu.RUnlock()
+	return v, ok
+}
+
+func (c *boundedCache[K, V]) put(k K, v V) {
+	if c.max <= 0 {
+		return
+	}
+	c.mu.Lock()
+	if len(c.m) >= c.max {
+		clear(c.m)
+	}
+	c.m[k] = v
+	c.mu.Unlock()
+}
+
+func (c *boundedCache[K, V]) len() int {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return len(c.m)
+}

@@ -1,0 +1,85 @@
+package authz
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/connec/connec/internal/pgtest"
+)
+
+func TestWatcher(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := pgtest.Pool(t)
+	w, err := NewWatcher(ctx, pool, WithLogger(quiet), WithBackoff(10*time.Millisecond, 50*time.Millisecond), WithPingInterval(50*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	got := make(chan string, 100)
+	if err := w.SetUpdateCallback(func(s string) { got <- s }); err != nil {
+		t.Fatal(err)
+	}
+	next := func(t *testing.T) string {
+		t.Helper()
+		select {
+		case s := <-got:
+			return s
+		case <-time.After(10 * time.Second):
+			t.Fatal("no callback within 10s")
+			return ""
+		}
+	}
+	if s := next(t); s != ResyncMessage {
+		t.Fatalf("first callback %q, want %q", s, ResyncMessage)
+	}
+	if err := w.Update(); err != nil {
+		t.Fatalf("Update: %v", err)
+	}
+
+	t.Run("payload is the new version", func(t *testing.T) {
+		// Idle longer than the ping interval first: pings must not disturb
+		// listening.
+		time.Sleep(150 * time.Millisecond)
+		if _, err := pool.Exec(ctx, `INSERT INTO casbin_rule (ptype, v0) VALUES ('p', 'x')`); err != nil {
+			t.Fatal(err)
+		}
+		if s, want := next(t), fmt.Sprint(dbVersion(t, pool)); s != want {
+			t.Errorf("payload %q, want %q", s, want)
+		}
+	})
+
+	t.Run("reconnect sends resync", func(t *testing.T) {
+		pid := w.pid.Load()
+		if _, err := pool.Exec(ctx, `SELECT pg_terminate_backend($1)`, int32(pid)); err != nil {
+			t.Fatal(err)
+		}
+		if s := next(t); s != ResyncMessage {
+			t.Fatalf("after losing the connection got %q, want %q", s, ResyncMessage)
+		}
+		if w.pid.Load() == pid || !w.DownSince().IsZero() {
+			t.Errorf("not listening on a new connection")
+		}
+		if _, err := pool.Exec(ctx, `DELETE FROM casbin_rule`); err != nil {
+			t.Fatal(err)
+		}
+		if s, want := next(t), fmt.Sprint(dbVersion(t, pool)); s != want {
+			t.Errorf("payload %q, want %q", s, want)
+		}
+	})
+
+	t.Run("no callback after Close", func(t *testing.T) {
+		w.Close()
+		w.Close() // idempotent
+		if _, err := pool.Exec(ctx, `INSERT INTO casbin_rule (ptype, v0) VALUES ('p', 'y')`); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case s := <-got:
+			t.Errorf("callback %q after Close", s)
+		case <-time.After(200 * time.Millisecond):
+		}
+	})
+}
