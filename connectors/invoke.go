@@ -74,6 +74,14 @@ func (s *Service) Invoke(ctx context.Context, in InvokeInput) (InvokeResult, err
 		return InvokeResult{}, c.deny(ctx, err, "invalid argument: arguments do not match the operation's input schema")
 	}
 
+	cred, err := liveCredential(ctx, s.pool, inst.ID)
+	if err != nil {
+		return InvokeResult{}, c.fail(ctx, err)
+	}
+	if cred == nil && ct.Spec.CredentialRequired {
+		return InvokeResult{}, c.fail(ctx, fault.New(fault.CredentialMissing, "the instance has no credential; create one with %s", ToolCredentialCreate))
+	}
+
 	if op.Kind != KindRead {
 		// Nothing leaves for the outside world before its decision is on disk.
 		pre := c.ev
@@ -87,9 +95,12 @@ func (s *Service) Invoke(ctx context.Context, in InvokeInput) (InvokeResult, err
 	}
 	started := s.now()
 	res, err := s.runner.Execute(ctx, ExecRequest{Type: ct, Op: op, Instance: inst, Args: in.Arguments,
-		Timeout: time.Duration(in.TimeoutMS) * time.Millisecond})
+		Timeout: time.Duration(in.TimeoutMS) * time.Millisecond, Credential: cred})
 	if err != nil {
 		return InvokeResult{}, c.fail(ctx, err)
+	}
+	if res.Redacted {
+		c.ev.Reason += "; credential material redacted from the result"
 	}
 	out := InvokeResult{InstanceID: inst.ID, Operation: op.Name, Output: res.Output, Truncated: res.Truncated,
 		DurationMS: s.now().Sub(started).Milliseconds()}

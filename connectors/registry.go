@@ -52,7 +52,10 @@ type TypeSpec struct {
 	Operations      []Operation     `json:"operations"`
 	ConfigSchema    json.RawMessage `json:"config_schema"`
 	CredentialKinds []string        `json:"credential_kinds"`
-	EgressHosts     []string        `json:"egress_hosts"`
+	// CredentialRequired refuses invocations of instances without a live
+	// credential.
+	CredentialRequired bool     `json:"credential_required"`
+	EgressHosts        []string `json:"egress_hosts"`
 }
 
 // Invocation is what a driver receives for one operation. Credential holds
@@ -144,6 +147,11 @@ func (r *Registry) Register(d Driver) error {
 	var err error
 	if ct.Config, err = jsonschema.Compile(cfg); err != nil {
 		return fmt.Errorf("type %s config schema: %w", spec.Name, err)
+	}
+	for _, k := range spec.CredentialKinds {
+		if _, ok := CredentialKinds[k]; !ok {
+			return fmt.Errorf("type %s: unknown credential kind %q", spec.Name, k)
+		}
 	}
 	for i, op := range spec.Operations {
 		if !opNameRe.MatchString(op.Name) {

@@ -32,12 +32,18 @@ type ExecRequest struct {
 	// Timeout is what the caller asked for; the executor caps it at the
 	// operation's declared timeout.
 	Timeout time.Duration
+	// Credential is the instance's live credential, still sealed; nil when
+	// the instance has none.
+	Credential *SealedCredential
 }
 
 // ExecResult is a validated, capped operation result.
 type ExecResult struct {
 	Output    json.RawMessage
 	Truncated bool
+	// Redacted is set when credential material was found in the result
+	// and replaced; the audit row records it.
+	Redacted bool
 }
 
 // Runner runs operations; connectors/executor implements it. It is the only
@@ -53,6 +59,7 @@ type Service struct {
 	authz  Authorizer
 	audit  *audit.Writer
 	runner Runner
+	sealer Sealer
 	log    *slog.Logger
 	now    func() time.Time
 }

@@ -244,4 +244,3 @@ func TestBadArgumentsChangeNothing(t *testing.T) {
 		t.Fatalf("instance state changed by bad calls")
 	}
 }
-

@@ -7,7 +7,9 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -20,6 +22,7 @@ import (
 	"github.com/connec/connec/internal/app"
 	"github.com/connec/connec/internal/pgtest"
 	cmcp "github.com/connec/connec/mcp"
+	"github.com/connec/connec/vault"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
@@ -30,26 +33,37 @@ type env struct {
 	app  *app.App
 	srv  *server.MCPServer
 	http *httptest.Server
-	logs *strings.Builder
+	logs *lockedBuilder
 }
 
+// lockedBuilder collects every log line the servers write.
 type lockedBuilder struct {
-	ch chan struct{}
-	sb *strings.Builder
+	mu sync.Mutex
+	sb strings.Builder
 }
 
-func (l lockedBuilder) Write(p []byte) (int, error) {
-	l.ch <- struct{}{}
-	defer func() { <-l.ch }()
+func (l *lockedBuilder) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	return l.sb.Write(p)
+}
+
+func (l *lockedBuilder) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.sb.String()
 }
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
 	ctx := context.Background()
-	logs := &strings.Builder{}
-	log := slog.New(slog.NewJSONHandler(lockedBuilder{ch: make(chan struct{}, 1), sb: logs}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	cfg := app.Config{DatabaseURL: pgtest.URL(t), DataDir: t.TempDir()}
+	logs := &lockedBuilder{}
+	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	dir := t.TempDir()
+	cfg := app.Config{DatabaseURL: pgtest.URL(t), DataDir: dir, KeyFile: filepath.Join(dir, "connec.key")}
+	if _, err := vault.GenerateKeyFile(cfg.KeyFile, true); err != nil {
+		t.Fatal(err)
+	}
 	a, err := app.Open(ctx, cfg, log)
 	if err != nil {
 		t.Fatalf("open app: %v", err)
@@ -60,6 +74,23 @@ func newEnv(t *testing.T) *env {
 	e.http = httptest.NewServer(a.Handler(e.srv))
 	t.Cleanup(e.http.Close)
 	return e
+}
+
+// peer opens a second connec server on the same database and key, as a
+// second instance of a deployment would be.
+func (e *env) peer() *env {
+	e.t.Helper()
+	p := &env{t: e.t, logs: e.logs}
+	a, err := app.Open(context.Background(), e.app.Cfg, e.app.Log)
+	if err != nil {
+		e.t.Fatalf("open peer: %v", err)
+	}
+	e.t.Cleanup(a.Close)
+	p.app = a
+	p.srv = a.MCPServer()
+	p.http = httptest.NewServer(a.Handler(p.srv))
+	e.t.Cleanup(p.http.Close)
+	return p
 }
 
 // user creates a user (with the owner rule unless bare) and a token for it.

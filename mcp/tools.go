@@ -84,8 +84,113 @@ func stateTool(name, description, title string, destructive bool, fn func(*conne
 	}
 }
 
+const credentialIDProp = `"credential_id": {"type": "string", "format": "uuid", "description": "Credential id."}`
+
+const secretProp = `"secret": {"type": "object", "additionalProperties": {"type": "string", "minLength": 1, "maxLength": 16384}, "description": "Secret fields of the credential kind (bearer: token; basic|login: username, password; header|query: value; api_key: key). Write-only: never returned, logged or audited."},
+    "expires_at": {"type": "string", "format": "date-time", "description": "When the credential stops working (it then behaves as disabled, with error credential_expired)."}`
+
+func credentialStateTool(name, description, title string, destructive bool, fn func(*connectors.Service, context.Context, string) (connectors.Credential, error)) Tool {
+	return Tool{
+		Def:     def(name, description, schema(credentialIDProp, "credential_id"), mutating(title, destructive, true)),
+		Actions: []string{authz.ActionAdmin},
+		Handle: func(ctx context.Context, svc *connectors.Service, raw json.RawMessage) (any, error) {
+			var a struct {
+				CredentialID string `json:"credential_id"`
+				TaskID       string `json:"task_id,omitempty"`
+			}
+			if err := decode(raw, &a); err != nil {
+				return nil, svc.Refuse(ctx, name, authz.ActionAdmin, err)
+			}
+			return fn(svc, ctx, a.CredentialID)
+		},
+	}
+}
+
+func credentialTools() []Tool {
+	return []Tool{
+		{
+			Def: def(connectors.ToolCredentialCreate, "Store a credential for a connector instance, sealed (envelope encryption) so that only the executor can open it. The secret is write-only: no tool ever returns it. An instance has at most one live credential; rotate it to change the secret.",
+				schema(instanceIDProp+`,
+    "kind": {"type": "string", "enum": ["api_key", "basic", "bearer", "header", "login", "query"], "description": "Credential kind; the type's catalog entry lists the kinds it accepts."},
+    `+secretProp, "instance_id", "kind", "secret"),
+				mutating("Create credential", false, false)),
+			Actions: []string{authz.ActionAdmin},
+			Handle: func(ctx context.Context, svc *connectors.Service, raw json.RawMessage) (any, error) {
+				var a struct {
+					connectors.CredentialInput
+					TaskID string `json:"task_id,omitempty"`
+				}
+				if err := decode(raw, &a); err != nil {
+					return nil, svc.Refuse(ctx, connectors.ToolCredentialCreate, authz.ActionAdmin, err)
+				}
+				defer wipe(a.Secret)
+				return svc.CreateCredential(ctx, a.CredentialInput)
+			},
+		},
+		{
+			Def: def(connectors.ToolCredentialRotate, "Replace a credential's secret. The credential id and the instance id stay the same; the version goes up by one; every server drops cached keys for it at once.",
+				schema(credentialIDProp+`,
+    `+secretProp, "credential_id", "secret"),
+				mutating("Rotate credential", false, false)),
+			Actions: []string{authz.ActionAdmin},
+			Handle: func(ctx context.Context, svc *connectors.Service, raw json.RawMessage) (any, error) {
+				var a struct {
+					connectors.RotateInput
+					TaskID string `json:"task_id,omitempty"`
+				}
+				if err := decode(raw, &a); err != nil {
+					return nil, svc.Refuse(ctx, connectors.ToolCredentialRotate, authz.ActionAdmin, err)
+				}
+				defer wipe(a.Secret)
+				return svc.RotateCredential(ctx, a.RotateInput)
+			},
+		},
+		credentialStateTool(connectors.ToolCredentialRevoke, "Revoke a credential: immediate and final. The very next invocation of its instance fails with credential_revoked, on every server.", "Revoke credential", true, (*connectors.Service).RevokeCredential),
+		credentialStateTool(connectors.ToolCredentialDisable, "Disable a credential until it is enabled again; invocations fail with credential_disabled meanwhile.", "Disable credential", false, (*connectors.Service).DisableCredential),
+		credentialStateTool(connectors.ToolCredentialEnable, "Enable a disabled credential.", "Enable credential", false, (*connectors.Service).EnableCredential),
+		{
+			Def:     def(connectors.ToolCredentialList, "List an instance's credentials (metadata only: kind, state, version, field names, key id, dates).", schema(instanceIDProp, "instance_id"), readOnly("List credentials")),
+			Actions: []string{authz.ActionAdmin},
+			Handle: func(ctx context.Context, svc *connectors.Service, raw json.RawMessage) (any, error) {
+				var a idArgs
+				if err := decode(raw, &a); err != nil {
+					return nil, svc.Refuse(ctx, connectors.ToolCredentialList, authz.ActionAdmin, err)
+				}
+				list, err := svc.ListCredentials(ctx, a.InstanceID)
+				return map[string]any{"credentials": list}, err
+			},
+		},
+		{
+			Def:     def(connectors.ToolCredentialGet, "Get one credential's metadata (never its secret).", schema(credentialIDProp, "credential_id"), readOnly("Get credential")),
+			Actions: []string{authz.ActionAdmin},
+			Handle: func(ctx context.Context, svc *connectors.Service, raw json.RawMessage) (any, error) {
+				var a struct {
+					CredentialID string `json:"credential_id"`
+					TaskID       string `json:"task_id,omitempty"`
+				}
+				if err := decode(raw, &a); err != nil {
+					return nil, svc.Refuse(ctx, connectors.ToolCredentialGet, authz.ActionAdmin, err)
+				}
+				return svc.GetCredential(ctx, a.CredentialID)
+			},
+		},
+	}
+}
+
+// wipe drops the plaintext secret strings from the decoded arguments map.
+// Go strings cannot be zeroed; dropping references is the best available.
+func wipe(m map[string]string) {
+	for k := range m {
+		delete(m, k)
+	}
+}
+
 // Inventory returns every tool connec serves.
 func Inventory() []Tool {
+	return append(instanceTools(), credentialTools()...)
+}
+
+func instanceTools() []Tool {
 	return []Tool{
 		{
 			Def: def(connectors.ToolCatalogList, "List the connector types this server supports, with their operations, operation kinds (read|send|admin), input/output schemas, config schema, accepted credential kinds and egress hosts.",

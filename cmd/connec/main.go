@@ -55,8 +55,9 @@ func root() *cobra.Command {
 	pf.StringVar(&f.cfg.DataDir, "data-dir", f.cfg.DataDir, "data directory for the embedded cluster and key (env CONNEC_DATA_DIR)")
 	pf.StringVar(&f.cfg.KeyFile, "key-file", f.cfg.KeyFile, "age identity file with the key-encryption keys (env CONNEC_KEY_FILE; default DATA_DIR/connec.key)")
 	pf.StringVar(&f.cfg.LogFormat, "log-format", f.cfg.LogFormat, "log format: text or json (env CONNEC_LOG_FORMAT)")
+	pf.StringVar(&f.cfg.Subject, "subject", f.cfg.Subject, "user a stdio session or credential command acts as: name or user:<uuid> (env CONNEC_SUBJECT)")
 	pf.StringVar(&f.cfg.LogLevel, "log-level", f.cfg.LogLevel, "log level: debug, info, warn, error (env CONNEC_LOG_LEVEL)")
-	cmd.AddCommand(serveCmd(f), migrateCmd(f), userCmd(f), groupCmd(f), tokenCmd(f), policyCmd(f))
+	cmd.AddCommand(serveCmd(f), migrateCmd(f), userCmd(f), groupCmd(f), tokenCmd(f), policyCmd(f), keyCmd(f), credentialCmd(f))
 	return cmd
 }
 
@@ -106,7 +107,6 @@ func serveCmd(f *flags) *cobra.Command {
 	}
 	cmd.Flags().BoolVar(&o.Stdio, "stdio", false, "serve MCP on stdin/stdout")
 	cmd.Flags().StringVar(&o.HTTPAddr, "http", "", "serve MCP over HTTP on this address, e.g. 127.0.0.1:8080")
-	cmd.Flags().StringVar(&f.cfg.Subject, "subject", f.cfg.Subject, "user a stdio session acts as: name or user:<uuid> (env CONNEC_SUBJECT)")
 	return cmd
 }
 

@@ -34,7 +34,8 @@ const outputSchema = `{
   "properties": {
     "message": {"type": "string"},
     "data": {"type": "object"},
-    "operation": {"type": "string"}
+    "operation": {"type": "string"},
+    "credential_kind": {"type": "string", "description": "Kind of the credential the executor handed over, if any (never its value)."}
   },
   "required": ["message", "operation"],
   "additionalProperties": false
@@ -58,8 +59,10 @@ func (Driver) Spec() connectors.TypeSpec {
 			{Name: "echo.read", Kind: connectors.KindRead, Description: "Return the message (read-kind).", Input: json.RawMessage(inputSchema), Output: json.RawMessage(outputSchema), Timeout: 10 * time.Second},
 			{Name: "echo.send", Kind: connectors.KindSend, Description: "Return the message (send-kind).", Input: json.RawMessage(inputSchema), Output: json.RawMessage(outputSchema), Timeout: 10 * time.Second},
 		},
-		ConfigSchema:    json.RawMessage(configSchema),
-		CredentialKinds: []string{},
+		ConfigSchema: json.RawMessage(configSchema),
+		// Echo needs no credential but accepts one, so the credential path
+		// (seal, unseal, redaction) can be exercised without a real service.
+		CredentialKinds: []string{"api_key", "basic", "bearer"},
 		EgressHosts:     []string{},
 	}
 }
@@ -98,6 +101,9 @@ func (Driver) Invoke(ctx context.Context, inv connectors.Invocation) (json.RawMe
 	out := map[string]any{"message": c.Prefix + a.Message, "operation": inv.Operation}
 	if len(a.Data) > 0 {
 		out["data"] = a.Data
+	}
+	if inv.CredentialKind != "" {
+		out["credential_kind"] = inv.CredentialKind
 	}
 	return json.Marshal(out)
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/connec/connec/internal/db"
 	"github.com/connec/connec/internal/pgcluster"
 	"github.com/connec/connec/migrations"
+	"github.com/connec/connec/vault"
 )
 
 // App is a running connec core: database, policy, audit, service.
@@ -35,7 +36,10 @@ type App struct {
 	Service  *connectors.Service
 	Registry *connectors.Registry
 
+	Executor *executor.Executor
+
 	cluster *pgcluster.Cluster
+	stop    context.CancelFunc
 }
 
 // Drivers returns the connector types compiled into this binary.
@@ -89,9 +93,64 @@ func (a *App) build(ctx context.Context) error {
 	a.Authz = az
 	a.Audit = audit.NewWriter(a.Pool)
 	a.Identity = identity.New(a.Pool)
-	ex := executor.New(executor.WithLogger(a.Log))
-	a.Service = connectors.NewService(a.Pool, reg, az, a.Audit, ex, connectors.WithLogger(a.Log))
+	exOpts := []executor.Option{executor.WithLogger(a.Log)}
+	keyPath, err := a.keyFile()
+	if err != nil {
+		return err
+	}
+	if keyPath != "" {
+		exOpts = append(exOpts, executor.WithKeyFile(keyPath))
+	}
+	ex, err := executor.New(exOpts...)
+	if err != nil {
+		return err
+	}
+	a.Executor = ex
+	svcOpts := []connectors.Option{connectors.WithLogger(a.Log)}
+	if recipient, keyID := ex.Recipient(); recipient != "" {
+		sealer, err := vault.NewSealer(recipient)
+		if err != nil {
+			return fmt.Errorf("sealing key: %w", err)
+		}
+		svcOpts = append(svcOpts, connectors.WithSealer(sealer))
+		a.Log.Debug("credential key loaded", "key_id", keyID, "file", keyPath)
+	}
+	life, stop := context.WithCancel(context.WithoutCancel(ctx))
+	a.stop = stop
+	if err := ex.WatchCredentials(life, a.Pool); err != nil {
+		return fmt.Errorf("listen for credential changes: %w", err)
+	}
+	a.Service = connectors.NewService(a.Pool, reg, az, a.Audit, ex, svcOpts...)
 	return nil
+}
+
+// keyFile returns the key file to load. In the embedded default a missing
+// key is created (0600, post-quantum hybrid); with an external database a
+// missing key is an error only when it was named explicitly, and otherwise
+// connec runs without one: credentials then cannot be created or opened
+// (they fail closed with a clear message) until `connec key init` makes one
+// and every server sharing the database is given the same file.
+func (a *App) keyFile() (string, error) {
+	path := a.Cfg.KeyPath()
+	if _, err := os.Stat(path); err == nil {
+		return path, nil
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("key file %s: %w", path, err)
+	}
+	switch {
+	case a.Cfg.Embedded():
+		recipient, err := vault.GenerateKeyFile(path, true)
+		if err != nil {
+			return "", fmt.Errorf("create key file: %w", err)
+		}
+		a.Log.Info("created a new credential key (age, post-quantum hybrid)", "file", path, "key_id", vault.KeyID(recipient))
+		return path, nil
+	case a.Cfg.KeyFile != "":
+		return "", fmt.Errorf("key file %s does not exist (create it with `connec key init`)", path)
+	default:
+		a.Log.Warn("no credential key file: credentials cannot be created or used until one exists (connec key init; set CONNEC_KEY_FILE on every server)", "looked_for", path)
+		return "", nil
+	}
 }
 
 func (a *App) startEmbedded(ctx context.Context) (string, error) {
@@ -132,6 +191,9 @@ func (a *App) startEmbedded(ctx context.Context) (string, error) {
 
 // Close stops everything Open started.
 func (a *App) Close() {
+	if a.stop != nil {
+		a.stop()
+	}
 	if a.Authz != nil {
 		a.Authz.Close()
 	}
