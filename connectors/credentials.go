@@ -130,7 +130,8 @@ func secretFields(kind string, secret map[string]string) (vault.Fields, error) {
 	}
 	for name := range secret {
 		if !contains(want, name) {
-			return nil, fault.Invalid("secret", "credential kind %s has no field %q (fields: %s)", kind, name, strings.Join(want, ", "))
+			// The unknown name is not repeated: a misplaced secret may be it.
+			return nil, fault.Invalid("secret", "secret has a field credential kind %s does not have (fields: %s)", kind, strings.Join(want, ", "))
 		}
 	}
 	fields := make(vault.Fields, len(want))

@@ -51,16 +51,21 @@ type Cluster struct {
 
 // FindBinaries returns the directory holding initdb and postgres.
 func FindBinaries() (string, error) {
-	if p, err := exec.LookPath("postgres"); err == nil {
-		if _, err := os.Stat(filepath.Join(filepath.Dir(p), "initdb")); err == nil {
-			return filepath.Dir(p), nil
+	// PATH entries are often symlinks (/usr/local/bin/initdb); the real
+	// directory also holds the client tools (pg_dump) of the same version.
+	for _, name := range []string{"postgres", "initdb"} {
+		p, err := exec.LookPath(name)
+		if err != nil {
+			continue
 		}
-	}
-	if p, err := exec.LookPath("initdb"); err == nil {
 		if real, err := filepath.EvalSymlinks(p); err == nil {
-			if _, err := os.Stat(filepath.Join(filepath.Dir(real), "postgres")); err == nil {
-				return filepath.Dir(real), nil
-			}
+			p = real
+		}
+		dir := filepath.Dir(p)
+		_, e1 := os.Stat(filepath.Join(dir, "postgres"))
+		_, e2 := os.Stat(filepath.Join(dir, "initdb"))
+		if e1 == nil && e2 == nil {
+			return dir, nil
 		}
 	}
 	dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
