@@ -1,13 +1,27 @@
-// Package audit writes connec's audit trail: one append-only row for every
-// call, allowed or denied, with who, what, on which instance, for which task,
-// the decision and its outcome. A call whose row cannot be written fails.
+// Package audit keeps connec's audit trail: one append-only, hash-chained
+// row for every call, allowed or denied, saying who, what, on which
+// instance, for which task, the decision and its outcome — never arguments,
+// results or secrets. A call whose row cannot be written fails.
+//
+// Rows form one chain in seq order: each row's hash covers a canonical
+// encoding of all its fields and the previous row's hash, and seq is
+// assigned gap-free under the chain lock (the audit_chain_head row, locked in
+// the inserting transaction), so several servers on one database append to
+// one chain. Verify walks it and names the first broken link; Export writes
+// rows as JSON Lines.
 package audit
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/connec/connec/callctx"
@@ -26,7 +40,26 @@ const (
 	StatusError = "error"
 )
 
-// Event is one audit row. It never holds arguments, results or secrets.
+// Errors.
+var (
+	// ErrClosed: Record was called after Close.
+	ErrClosed = errors.New("audit: writer closed")
+	// ErrInvalidEvent: the event cannot be stored as given.
+	ErrInvalidEvent = errors.New("audit: invalid event")
+	// ErrNoTransaction: Write or EnsurePartitions got a Querier that is
+	// neither a transaction nor able to begin one.
+	ErrNoTransaction = errors.New("audit: querier cannot run a transaction")
+	// ErrChainBroken: Verify found a broken link (see Report.Err).
+	ErrChainBroken = errors.New("audit: chain broken")
+	// ErrMalformedRow: a stored row cannot be encoded (e.g. a non-uuid id).
+	ErrMalformedRow = errors.New("audit: malformed row")
+	// ErrUnknownHashVersion: a row names a hash version this build lacks.
+	ErrUnknownHashVersion = errors.New("audit: unknown hash version")
+)
+
+// Event is one audit row as a caller describes it. It never holds
+// arguments, results or secrets. At is set to the current time when zero;
+// it is stored with microsecond precision.
 type Event struct {
 	At            time.Time
 	RequestID     string
@@ -48,48 +81,381 @@ type Event struct {
 	Duration      time.Duration
 }
 
-// Writer appends audit rows.
-type Writer struct {
-	pool *pgxpool.Pool
+// Defaults for a Writer.
+const (
+	DefaultMaxBatch          = 256
+	DefaultQueue             = 4 * DefaultMaxBatch
+	DefaultTimeout           = 10 * time.Second
+	DefaultPartitionInterval = time.Hour
+)
+
+// Option configures a Writer.
+type Option func(*Writer)
+
+// WithLogger sets the writer's logger.
+func WithLogger(l *slog.Logger) Option { return func(w *Writer) { w.log = l } }
+
+// WithMaxBatch bounds how many Record calls share one transaction.
+func WithMaxBatch(n int) Option { return func(w *Writer) { w.maxBatch = max(n, 1) } }
+
+// WithTimeout bounds each group commit (waiting for the chain lock
+// included); rows of a batch that times out fail.
+func WithTimeout(d time.Duration) Option { return func(w *Writer) { w.timeout = d } }
+
+// WithPartitionInterval sets how often the writer runs EnsurePartitions in
+// the background (and it runs once in NewWriter); 0 turns it off.
+func WithPartitionInterval(d time.Duration) Option {
+	return func(w *Writer) { w.partitionEvery = d }
 }
 
-// NewWriter returns a writer on pool.
-func NewWriter(pool *pgxpool.Pool) *Writer { return &Writer{pool: pool} }
+// withClock replaces time.Now (tests).
+func withClock(now func() time.Time) Option { return func(w *Writer) { w.now = now } }
 
-const insertSQL = `INSERT INTO audit_events (request_id, transport, subject, subject_groups, action, tool,
- connector_type, instance_id, operation, resource, decision, reason, policy_version,
- task_id, project_id, run_id, job_id, agent_id, status, error_type, duration_us)
-VALUES ($1,$2,$3,$4,$5,$6,NULLIF($7,''),NULLIF($8,'')::uuid,NULLIF($9,''),NULLIF($10,''),$11,$12,NULLIF($13,0),
- NULLIF($14,'')::uuid,NULLIF($15,'')::uuid,NULLIF($16,'')::uuid,NULLIF($17,'')::uuid,NULLIF($18,''),$19,NULLIF($20,''),$21)`
+// Writer appends audit rows. Write appends in the caller's transaction.
+// Record group-commits: calls that arrive while a commit is in flight go
+// together in the next transaction (one chain lock, one multi-row insert,
+// one commit), written by one goroutine; each call still returns only once
+// its own row is durable. Close stops it.
+type Writer struct {
+	pool           *pgxpool.Pool
+	log            *slog.Logger
+	now            func() time.Time
+	maxBatch       int
+	queue          int
+	timeout        time.Duration
+	partitionEvery time.Duration
 
-// Write appends ev using q, so a caller can commit it together with the
-// change it describes.
+	mu     sync.RWMutex // guards closed against sends on reqs
+	closed bool
+	reqs   chan *request
+	done   chan struct{} // closed when the commit loop has drained reqs
+	stop   context.CancelFunc
+	maint  sync.WaitGroup
+}
+
+type request struct {
+	row   *Row
+	stmts []Stmt
+	done  chan error
+}
+
+// Stmt is a statement Record runs in the same transaction as the audit row,
+// so the change it makes and the row commit together or not at all.
+type Stmt struct {
+	SQL  string
+	Args []any
+}
+
+// stmtError is a failure of one request's own statements.
+type stmtError struct {
+	req int // index in the batch
+	err error
+}
+
+func (e *stmtError) Error() string { return e.err.Error() }
+func (e *stmtError) Unwrap() error { return e.err }
+
+// NewWriter returns a writer on pool and starts its commit loop. Unless
+// turned off (WithPartitionInterval(0)) it also makes sure this and next
+// month's partitions exist before returning — so the first rows do not land
+// in the default partition and keep the month's partition from being
+// created — logging, not failing, if it cannot, and then keeps them in the
+// background. Call Close when done.
+func NewWriter(pool *pgxpool.Pool, opts ...Option) *Writer {
+	w := &Writer{
+		pool: pool, log: slog.Default(), now: time.Now,
+		maxBatch: DefaultMaxBatch, queue: DefaultQueue, timeout: DefaultTimeout, partitionEvery: DefaultPartitionInterval,
+		done: make(chan struct{}),
+	}
+	for _, o := range opts {
+		o(w)
+	}
+	w.reqs = make(chan *request, max(w.queue, 1))
+	ctx, cancel := context.WithCancel(context.Background())
+	w.stop = cancel
+	go w.run()
+	if w.partitionEvery > 0 {
+		w.ensurePartitions(ctx)
+		w.maint.Add(1)
+		go w.upkeep(ctx)
+	}
+	return w
+}
+
+// Close stops accepting rows, writes every row already queued (their
+// Record calls get the outcome as usual), and stops the writer's
+// goroutines. Later Record calls return ErrClosed. Close is idempotent.
+func (w *Writer) Close() {
+	w.mu.Lock()
+	if !w.closed {
+		w.closed = true
+		close(w.reqs)
+	}
+	w.mu.Unlock()
+	<-w.done
+	w.stop()
+	w.maint.Wait()
+}
+
+// Write appends ev in q's transaction, so a change and its row commit
+// together or not at all. It takes the chain lock, which the transaction
+// then holds until it ends, stalling every other audit write: call Write
+// last, just before commit, and never call Record while holding it. If q is
+// not a transaction (a pool or connection) Write runs one of its own.
 func (w *Writer) Write(ctx context.Context, q db.Querier, ev Event) error {
-	if ev.Decision != Allow && ev.Decision != Deny {
-		return fmt.Errorf("audit: decision %q", ev.Decision)
+	r, err := newRow(ev, w.now())
+	if err != nil {
+		return err
 	}
-	if ev.Status == "" {
-		ev.Status = StatusOK
-	}
-	if ev.Subject == "" {
-		ev.Subject = callctx.Anonymous
-	}
-	groups := make([]string, len(ev.Groups))
-	for i, g := range ev.Groups {
-		groups[i] = string(g)
-	}
-	_, err := q.Exec(ctx, insertSQL, ev.RequestID, ev.Transport, string(ev.Subject), groups, ev.Action, ev.Tool,
-		ev.ConnectorType, ev.InstanceID, ev.Operation, ev.Resource, ev.Decision, ev.Reason, ev.PolicyVersion,
-		ev.Task.TaskID, ev.Task.ProjectID, ev.Task.RunID, ev.Task.JobID, ev.Task.AgentID,
-		ev.Status, ev.ErrorType, ev.Duration.Microseconds())
+	err = inTx(ctx, q, func(tx pgx.Tx) error { return appendRows(ctx, tx, []*Row{r}) })
 	if err != nil {
 		return fmt.Errorf("write audit row: %w", db.Map(err))
 	}
 	return nil
 }
 
-// Record appends ev in its own transaction and returns once it is durable.
-func (w *Writer) Record(ctx context.Context, ev Event) error {
-	// The row must land even if the caller's context was canceled.
-	return w.Write(context.WithoutCancel(ctx), w.pool, ev)
+// Record appends ev in a transaction of its own (shared with concurrent
+// calls) and returns once the row is durable, or the error that kept it
+// from being so. ctx bounds only a wait for room in the queue (the database
+// is not keeping up): a row that finds room, or once queued, is written
+// whatever happens to ctx, and Record waits for the outcome (bounded by the
+// writer's timeout).
+//
+// stmts, if any, run in the same transaction, before the row: the change
+// they make and the row commit together or not at all. If one fails, this
+// call fails with its error and the rest of the batch commits without it.
+// They run before the chain lock is taken and must not wait on anything a
+// transaction holding it could wait on.
+func (w *Writer) Record(ctx context.Context, ev Event, stmts ...Stmt) error {
+	r, err := newRow(ev, w.now())
+	if err != nil {
+		return err
+	}
+	req := &request{row: r, stmts: stmts, done: make(chan error, 1)}
+	w.mu.RLock()
+	if w.closed {
+		w.mu.RUnlock()
+		return ErrClosed
+	}
+	select {
+	case w.reqs <- req: // room in the queue: a canceled ctx does not matter
+	default:
+		select {
+		case w.reqs <- req:
+		case <-ctx.Done():
+			w.mu.RUnlock()
+			return fmt.Errorf("record audit row: %w", db.Map(ctx.Err()))
+		}
+	}
+	w.mu.RUnlock()
+	return <-req.done
+}
+
+// run is the commit loop: it takes whatever queued while the previous
+// commit was in flight (at most maxBatch rows) and commits it as one.
+func (w *Writer) run() {
+	defer close(w.done)
+	batch := make([]*request, 0, w.maxBatch)
+	for first := range w.reqs {
+		batch = append(batch[:0], first)
+	drain:
+		for len(batch) < w.maxBatch {
+			select {
+			case r, ok := <-w.reqs:
+				if !ok {
+					break drain
+				}
+				batch = append(batch, r)
+			default:
+				break drain
+			}
+		}
+		w.flush(batch)
+		clear(batch)
+	}
+}
+
+// flush commits batch and tells each caller the outcome. A request whose
+// own statements fail gets their error and the others are committed
+// without it. If the batch is refused for its rows' values rather than the
+// database's state, each row is retried alone, so one bad row fails only
+// its own call.
+func (w *Writer) flush(batch []*request) {
+	for len(batch) > 0 {
+		err := w.commit(batch)
+		var se *stmtError
+		if errors.As(err, &se) {
+			batch[se.req].done <- fmt.Errorf("record audit row: %w", db.Map(se.err))
+			batch = slices.Delete(batch, se.req, se.req+1)
+			continue
+		}
+		if err != nil && len(batch) > 1 && isDataError(err) {
+			w.log.Warn("audit batch refused; retrying its rows one by one", "rows", len(batch), "err", err)
+			for _, r := range batch {
+				w.flush([]*request{r})
+			}
+			return
+		}
+		if err != nil {
+			w.log.Error("audit commit failed", "rows", len(batch), "err", err)
+			err = fmt.Errorf("record audit row: %w", db.Map(err))
+		}
+		for _, r := range batch {
+			r.done <- err
+		}
+		return
+	}
+}
+
+func (w *Writer) commit(batch []*request) error {
+	ctx, cancel := context.WithTimeout(context.Background(), w.timeout)
+	defer cancel()
+	return w.pool.AcquireFunc(ctx, func(c *pgxpool.Conn) error { return appendOwnTx(ctx, c.Conn(), batch) })
+}
+
+// appendRows takes the chain lock in tx, links rows after the head and
+// inserts them, moving the head.
+func appendRows(ctx context.Context, tx pgx.Tx, rows []*Row) error {
+	var seq int64
+	var head []byte
+	if err := tx.QueryRow(ctx, lockHeadSQL).Scan(&seq, &head); err != nil {
+		return fmt.Errorf("lock audit chain: %w", err)
+	}
+	sql, args, err := linkRows(rows, seq, head)
+	if err != nil {
+		return err
+	}
+	if _, err := tx.Exec(ctx, sql, args...); err != nil {
+		return fmt.Errorf("insert audit rows: %w", err)
+	}
+	return nil
+}
+
+// appendOwnTx commits batch — each request's statements, then its row — in
+// a transaction of its own on conn, in two round trips instead of four:
+// BEGIN, the statements and the chain lock, then the insert with COMMIT. If
+// it fails midway the transaction is rolled back; should even that fail,
+// the pool discards the connection (it is not idle). A failing statement is
+// reported as a *stmtError naming its request.
+func appendOwnTx(ctx context.Context, conn *pgx.Conn, batch []*request) (err error) {
+	defer func() {
+		if err != nil && !conn.IsClosed() && conn.PgConn().TxStatus() != 'I' {
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+			defer cancel()
+			_, _ = conn.Exec(rctx, "ROLLBACK")
+		}
+	}()
+	b := &pgx.Batch{}
+	b.Queue("BEGIN")
+	for _, r := range batch {
+		for _, st := range r.stmts {
+			b.Queue(st.SQL, st.Args...)
+		}
+	}
+	b.Queue(lockHeadSQL)
+	br := conn.SendBatch(ctx, b)
+	var seq int64
+	var head []byte
+	err = func() error {
+		if _, err := br.Exec(); err != nil {
+			return fmt.Errorf("begin: %w", err)
+		}
+		for i, r := range batch {
+			for j := range r.stmts {
+				if _, err := br.Exec(); err != nil {
+					var pe *pgconn.PgError
+					if errors.As(err, &pe) { // the statement's fault, not the connection's
+						return &stmtError{req: i, err: fmt.Errorf("statement %d: %w", j+1, err)}
+					}
+					return err
+				}
+			}
+		}
+		if err := br.QueryRow().Scan(&seq, &head); err != nil {
+			return fmt.Errorf("lock audit chain: %w", err)
+		}
+		return nil
+	}()
+	if cerr := br.Close(); err == nil && cerr != nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	rows := make([]*Row, len(batch))
+	for i, r := range batch {
+		rows[i] = r.row
+	}
+	sql, args, err := linkRows(rows, seq, head)
+	if err != nil {
+		return err
+	}
+	b = &pgx.Batch{}
+	b.Queue(sql, args...)
+	b.Queue("COMMIT").Exec(func(ct pgconn.CommandTag) error {
+		if ct.String() != "COMMIT" {
+			return fmt.Errorf("commit audit rows: server answered %q", ct)
+		}
+		return nil
+	})
+	if err := conn.SendBatch(ctx, b).Close(); err != nil {
+		return fmt.Errorf("insert audit rows: %w", err)
+	}
+	return nil
+}
+
+// linkRows links rows after (seq, head) and returns the statement that
+// appends them.
+func linkRows(rows []*Row, seq int64, head Hash) (string, []any, error) {
+	last, lastHash, err := link(rows, seq, head)
+	if err != nil {
+		return "", nil, err
+	}
+	return insertStatement(rows, last, lastHash)
+}
+
+// isDataError reports whether PostgreSQL refused err's statement for the
+// values in it (data exception or integrity constraint).
+func isDataError(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && (pe.Code[:2] == "22" || pe.Code[:2] == "23")
+}
+
+type beginner interface {
+	Begin(ctx context.Context) (pgx.Tx, error)
+}
+
+// inTx runs fn in q if q is a transaction, else in a transaction q begins.
+func inTx(ctx context.Context, q db.Querier, fn func(tx pgx.Tx) error) error {
+	if tx, ok := q.(pgx.Tx); ok {
+		return fn(tx)
+	}
+	b, ok := q.(beginner)
+	if !ok {
+		return fmt.Errorf("%w: %T", ErrNoTransaction, q)
+	}
+	return pgx.BeginFunc(ctx, b, fn)
+}
+
+// upkeep keeps the current and next month's partitions.
+func (w *Writer) upkeep(ctx context.Context) {
+	defer w.maint.Done()
+	t := time.NewTicker(w.partitionEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			w.ensurePartitions(ctx)
+		}
+	}
+}
+
+func (w *Writer) ensurePartitions(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, w.timeout)
+	defer cancel()
+	if err := EnsurePartitions(ctx, w.pool, w.now()); err != nil && ctx.Err() == nil {
+		w.log.Warn("audit partition upkeep failed; rows go to the default partition meanwhile", "err", err)
+	}
 }

@@ -1,0 +1,417 @@
+package audit
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/connec/connec/callctx"
+)
+
+// HashVersion is the version of the canonical row encoding new rows are
+// hashed with. A row stores the version it was hashed with, so the encoding
+// can change later without breaking the verification of older rows.
+const HashVersion = 1
+
+// HashSize is the length of a row hash (SHA-256).
+const HashSize = sha256.Size
+
+// genesis is the prev_hash of the first row: HashSize zero bytes.
+var genesis = make(Hash, HashSize)
+
+// Hash is a row hash; it prints and marshals as lower-case hex.
+type Hash []byte
+
+// MarshalText renders h as hex.
+func (h Hash) MarshalText() ([]byte, error) {
+	out := make([]byte, hex.EncodedLen(len(h)))
+	hex.Encode(out, h)
+	return out, nil
+}
+
+// UnmarshalText parses hex.
+func (h *Hash) UnmarshalText(b []byte) error {
+	out := make([]byte, hex.DecodedLen(len(b)))
+	if _, err := hex.Decode(out, b); err != nil {
+		return fmt.Errorf("hash: %w", err)
+	}
+	*h = out
+	return nil
+}
+
+// String renders h as hex.
+func (h Hash) String() string { return hex.EncodeToString(h) }
+
+// Row is one stored audit row: the event as stored (optional fields nil when
+// absent, never empty) plus its place in the chain. Export writes it as one
+// JSON object with these field names, which are stable.
+type Row struct {
+	Seq           int64     `json:"seq"`
+	At            time.Time `json:"at"`
+	RequestID     string    `json:"request_id"`
+	Transport     string    `json:"transport"`
+	Subject       string    `json:"subject"`
+	Groups        []string  `json:"subject_groups"`
+	Action        string    `json:"action"`
+	Tool          string    `json:"tool"`
+	ConnectorType *string   `json:"connector_type"`
+	InstanceID    *string   `json:"instance_id"`
+	Operation     *string   `json:"operation"`
+	Resource      *string   `json:"resource"`
+	Decision      string    `json:"decision"`
+	Reason        string    `json:"reason"`
+	PolicyVersion *int64    `json:"policy_version"`
+	TaskID        *string   `json:"task_id"`
+	ProjectID     *string   `json:"project_id"`
+	RunID         *string   `json:"run_id"`
+	JobID         *string   `json:"job_id"`
+	AgentID       *string   `json:"agent_id"`
+	Status        string    `json:"status"`
+	ErrorType     *string   `json:"error_type"`
+	DurationUS    int64     `json:"duration_us"`
+	HashVersion   int16     `json:"hash_version"`
+	PrevHash      Hash      `json:"prev_hash"`
+	Hash          Hash      `json:"hash"`
+}
+
+// ComputeHash recomputes r's hash from its fields and PrevHash with the
+// encoding r.HashVersion names. Anyone holding an export can check a row
+// (and, row by row, the chain) with it.
+func (r *Row) ComputeHash() (Hash, error) {
+	var e encoder
+	if err := e.row(r); err != nil {
+		return nil, err
+	}
+	sum := sha256.Sum256(e.buf)
+	return sum[:], nil
+}
+
+// encoder builds the canonical encoding of a row. Version 1 is, in order:
+//
+//	"connec.audit\x00", uint16 version,
+//	int64 seq, int64 at (Unix microseconds, UTC),
+//	request_id, transport, subject, uint32 len(groups) then each group,
+//	action, tool, ?connector_type, ?instance_id, ?operation, ?resource,
+//	decision, reason, ?policy_version, ?task_id, ?project_id, ?run_id,
+//	?job_id, ?agent_id, status, ?error_type, int64 duration_us,
+//	prev_hash.
+//
+// Integers are big-endian. A string or byte field is uint32 length then its
+// bytes; a uuid is its 16 bytes. A field marked ? is optional: 0x00 when
+// absent (NULL), else 0x01 then the value. Every field has a fixed place and
+// every variable-length one a length prefix, so no two rows encode alike.
+type encoder struct{ buf []byte }
+
+const encodingTag = "connec.audit\x00"
+
+func (e *encoder) u8(v byte)    { e.buf = append(e.buf, v) }
+func (e *encoder) u16(v uint16) { e.buf = binary.BigEndian.AppendUint16(e.buf, v) }
+func (e *encoder) u32(v uint32) { e.buf = binary.BigEndian.AppendUint32(e.buf, v) }
+func (e *encoder) i64(v int64)  { e.buf = binary.BigEndian.AppendUint64(e.buf, uint64(v)) }
+func (e *encoder) bytes(b []byte) {
+	e.u32(uint32(len(b)))
+	e.buf = append(e.buf, b...)
+}
+func (e *encoder) str(s string) {
+	e.u32(uint32(len(s)))
+	e.buf = append(e.buf, s...)
+}
+
+func (e *encoder) optStr(s *string) {
+	if s == nil {
+		e.u8(0)
+		return
+	}
+	e.u8(1)
+	e.str(*s)
+}
+
+func (e *encoder) optInt(v *int64) {
+	if v == nil {
+		e.u8(0)
+		return
+	}
+	e.u8(1)
+	e.i64(*v)
+}
+
+func (e *encoder) optUUID(field string, s *string) error {
+	if s == nil {
+		e.u8(0)
+		return nil
+	}
+	u, err := uuid.Parse(*s)
+	if err != nil {
+		return fmt.Errorf("%w: %s %q is not a uuid", ErrMalformedRow, field, *s)
+	}
+	e.u8(1)
+	e.buf = append(e.buf, u[:]...)
+	return nil
+}
+
+func (e *encoder) row(r *Row) error {
+	if r.HashVersion != HashVersion {
+		return fmt.Errorf("%w: %d", ErrUnknownHashVersion, r.HashVersion)
+	}
+	e.buf = append(e.buf[:0], encodingTag...)
+	e.u16(uint16(r.HashVersion))
+	e.i64(r.Seq)
+	e.i64(r.At.UnixMicro())
+	e.str(r.RequestID)
+	e.str(r.Transport)
+	e.str(r.Subject)
+	e.u32(uint32(len(r.Groups)))
+	for _, g := range r.Groups {
+		e.str(g)
+	}
+	e.str(r.Action)
+	e.str(r.Tool)
+	e.optStr(r.ConnectorType)
+	if err := e.optUUID("instance_id", r.InstanceID); err != nil {
+		return err
+	}
+	e.optStr(r.Operation)
+	e.optStr(r.Resource)
+	e.str(r.Decision)
+	e.str(r.Reason)
+	e.optInt(r.PolicyVersion)
+	for _, f := range []struct {
+		name string
+		v    *string
+	}{{"task_id", r.TaskID}, {"project_id", r.ProjectID}, {"run_id", r.RunID}, {"job_id", r.JobID}} {
+		if err := e.optUUID(f.name, f.v); err != nil {
+			return err
+		}
+	}
+	e.optStr(r.AgentID)
+	e.str(r.Status)
+	e.optStr(r.ErrorType)
+	e.i64(r.DurationUS)
+	e.bytes(r.PrevHash)
+	return nil
+}
+
+// Earliest and latest times a row may carry: PostgreSQL and Unix
+// microseconds both hold them exactly.
+var (
+	minAt = time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC)
+	maxAt = time.Date(9999, 12, 31, 23, 59, 59, 999999000, time.UTC)
+)
+
+// newRow turns ev into the row to store, less its place in the chain. It
+// fills defaults (time now, status ok, subject anonymous), makes every string
+// storable (valid UTF-8, no NUL), canonicalises uuids and rejects what the
+// database would refuse, so that one bad event can never fail a batch of
+// others.
+func newRow(ev Event, now time.Time) (*Row, error) {
+	if ev.Decision != Allow && ev.Decision != Deny {
+		return nil, fmt.Errorf("%w: decision %q", ErrInvalidEvent, ev.Decision)
+	}
+	if ev.Status == "" {
+		ev.Status = StatusOK
+	}
+	if ev.Status != StatusOK && ev.Status != StatusError {
+		return nil, fmt.Errorf("%w: status %q", ErrInvalidEvent, ev.Status)
+	}
+	if ev.Subject == "" {
+		ev.Subject = callctx.Anonymous
+	}
+	at := ev.At
+	if at.IsZero() {
+		at = now
+	}
+	at = at.UTC().Truncate(time.Microsecond)
+	if at.Before(minAt) || at.After(maxAt) {
+		return nil, fmt.Errorf("%w: time %s out of range", ErrInvalidEvent, at)
+	}
+	r := &Row{
+		At:          at,
+		RequestID:   clean(ev.RequestID),
+		Transport:   clean(ev.Transport),
+		Subject:     clean(string(ev.Subject)),
+		Groups:      make([]string, len(ev.Groups)),
+		Action:      clean(ev.Action),
+		Tool:        clean(ev.Tool),
+		Decision:    ev.Decision,
+		Reason:      clean(ev.Reason),
+		Status:      ev.Status,
+		DurationUS:  max(ev.Duration.Microseconds(), 0),
+		HashVersion: HashVersion,
+	}
+	for i, g := range ev.Groups {
+		r.Groups[i] = clean(string(g))
+	}
+	r.ConnectorType = optional(ev.ConnectorType)
+	r.Operation = optional(ev.Operation)
+	r.Resource = optional(ev.Resource)
+	r.AgentID = optional(ev.Task.AgentID)
+	r.ErrorType = optional(ev.ErrorType)
+	if ev.PolicyVersion != 0 {
+		v := ev.PolicyVersion
+		r.PolicyVersion = &v
+	}
+	for _, f := range []struct {
+		name string
+		in   string
+		out  **string
+	}{
+		{"instance_id", ev.InstanceID, &r.InstanceID},
+		{"task_id", ev.Task.TaskID, &r.TaskID},
+		{"project_id", ev.Task.ProjectID, &r.ProjectID},
+		{"run_id", ev.Task.RunID, &r.RunID},
+		{"job_id", ev.Task.JobID, &r.JobID},
+	} {
+		if f.in == "" {
+			continue
+		}
+		u, err := uuid.Parse(f.in)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %s %q is not a uuid", ErrInvalidEvent, f.name, f.in)
+		}
+		s := u.String()
+		*f.out = &s
+	}
+	return r, nil
+}
+
+// clean makes s storable as PostgreSQL text: valid UTF-8 without NUL.
+func clean(s string) string {
+	if utf8.ValidString(s) && strings.IndexByte(s, 0) < 0 {
+		return s
+	}
+	return strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "\uFFFD")
+}
+
+func optional(s string) *string {
+	if s == "" {
+		return nil
+	}
+	c := clean(s)
+	return &c
+}
+
+// link places rows after (seq, prev) in the chain and hashes them. It
+// returns the new head.
+func link(rows []*Row, seq int64, prev Hash) (int64, Hash, error) {
+	var e encoder
+	for _, r := range rows {
+		seq++
+		r.Seq = seq
+		r.PrevHash = prev
+		if err := e.row(r); err != nil {
+			return 0, nil, err
+		}
+		sum := sha256.Sum256(e.buf)
+		r.Hash = sum[:]
+		prev = r.Hash
+	}
+	return seq, prev, nil
+}
+
+// columns lists audit_events' columns in Row order.
+const columns = `seq, at, request_id, transport, subject, subject_groups, action, tool, connector_type, instance_id,
+ operation, resource, decision, reason, policy_version, task_id, project_id, run_id, job_id, agent_id, status,
+ error_type, duration_us, hash_version, prev_hash, hash`
+
+// scanRow reads one row selected as columns into r. r.Groups is reused.
+func scanRow(rows pgx.Rows, r *Row) error {
+	var groups []*string
+	if err := rows.Scan(&r.Seq, &r.At, &r.RequestID, &r.Transport, &r.Subject, &groups, &r.Action, &r.Tool,
+		&r.ConnectorType, &r.InstanceID, &r.Operation, &r.Resource, &r.Decision, &r.Reason, &r.PolicyVersion,
+		&r.TaskID, &r.ProjectID, &r.RunID, &r.JobID, &r.AgentID, &r.Status, &r.ErrorType, &r.DurationUS,
+		&r.HashVersion, (*[]byte)(&r.PrevHash), (*[]byte)(&r.Hash)); err != nil {
+		return err
+	}
+	r.At = r.At.UTC()
+	r.Groups = r.Groups[:0]
+	if r.Groups == nil {
+		r.Groups = []string{}
+	}
+	for _, g := range groups {
+		if g == nil {
+			return fmt.Errorf("%w: NULL in subject_groups", ErrMalformedRow)
+		}
+		r.Groups = append(r.Groups, *g)
+	}
+	return nil
+}
+
+// insertSQL appends one linked row and moves the chain head to it, in one
+// statement.
+const insertSQL = `WITH ins AS (
+  INSERT INTO audit_events (` + columns + `)
+  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23,
+    $24, $25, $26)
+)
+UPDATE audit_chain_head SET seq = $27, hash = $28`
+
+// insertManySQL is insertSQL for a batch: each parameter is an array with
+// one element per row (subject_groups a JSON array per row, since SQL
+// arrays cannot be ragged). For one row it costs more than insertSQL.
+const insertManySQL = `WITH r AS (
+  SELECT * FROM unnest($1::bigint[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::jsonb[], $7::text[],
+    $8::text[], $9::text[], $10::uuid[], $11::text[], $12::text[], $13::text[], $14::text[], $15::bigint[], $16::uuid[],
+    $17::uuid[], $18::uuid[], $19::uuid[], $20::text[], $21::text[], $22::text[], $23::bigint[], $24::smallint[],
+    $25::bytea[], $26::bytea[])
+  AS t(seq, at, request_id, transport, subject, subject_groups, action, tool, connector_type, instance_id,
+    operation, resource, decision, reason, policy_version, task_id, project_id, run_id, job_id, agent_id, status,
+    error_type, duration_us, hash_version, prev_hash, hash)
+), ins AS (
+  INSERT INTO audit_events (` + columns + `)
+  SELECT seq, at, request_id, transport, subject, ARRAY(SELECT jsonb_array_elements_text(subject_groups)), action, tool,
+    connector_type, instance_id, operation, resource, decision, reason, policy_version, task_id, project_id, run_id,
+    job_id, agent_id, status, error_type, duration_us, hash_version, prev_hash, hash
+  FROM r
+)
+UPDATE audit_chain_head SET seq = $27, hash = $28`
+
+// lockHeadSQL takes the chain lock: held until the transaction ends.
+const lockHeadSQL = `SELECT seq, hash FROM audit_chain_head FOR UPDATE`
+
+// insertStatement returns the statement and parameters that append linked
+// rows and move the chain head to (headSeq, headHash).
+func insertStatement(rows []*Row, headSeq int64, headHash Hash) (string, []any, error) {
+	if len(rows) == 1 {
+		r := rows[0]
+		return insertSQL, []any{r.Seq, r.At, r.RequestID, r.Transport, r.Subject, r.Groups, r.Action, r.Tool,
+			r.ConnectorType, r.InstanceID, r.Operation, r.Resource, r.Decision, r.Reason, r.PolicyVersion,
+			r.TaskID, r.ProjectID, r.RunID, r.JobID, r.AgentID, r.Status, r.ErrorType, r.DurationUS,
+			r.HashVersion, []byte(r.PrevHash), []byte(r.Hash), headSeq, []byte(headHash)}, nil
+	}
+	n := len(rows)
+	var (
+		seq, dur                 = make([]int64, n), make([]int64, n)
+		pv                       = make([]*int64, n)
+		at                       = make([]time.Time, n)
+		hv                       = make([]int16, n)
+		prev, hash               = make([][]byte, n), make([][]byte, n)
+		reqID, transport, subj   = make([]string, n), make([]string, n), make([]string, n)
+		groups, action, tool     = make([]string, n), make([]string, n), make([]string, n)
+		decision, reason, status = make([]string, n), make([]string, n), make([]string, n)
+		ctype, op, res           = make([]*string, n), make([]*string, n), make([]*string, n)
+		agent, etype             = make([]*string, n), make([]*string, n)
+		inst, task, proj         = make([]*string, n), make([]*string, n), make([]*string, n)
+		run, job                 = make([]*string, n), make([]*string, n)
+	)
+	for i, r := range rows {
+		g, err := json.Marshal(r.Groups)
+		if err != nil {
+			return "", nil, fmt.Errorf("encode subject groups: %w", err)
+		}
+		seq[i], at[i], reqID[i], transport[i], subj[i], groups[i] = r.Seq, r.At, r.RequestID, r.Transport, r.Subject, string(g)
+		action[i], tool[i], ctype[i], inst[i], op[i], res[i] = r.Action, r.Tool, r.ConnectorType, r.InstanceID, r.Operation, r.Resource
+		decision[i], reason[i], pv[i] = r.Decision, r.Reason, r.PolicyVersion
+		task[i], proj[i], run[i], job[i], agent[i] = r.TaskID, r.ProjectID, r.RunID, r.JobID, r.AgentID
+		status[i], etype[i], dur[i], hv[i], prev[i], hash[i] = r.Status, r.ErrorType, r.DurationUS, r.HashVersion, r.PrevHash, r.Hash
+	}
+	return insertManySQL, []any{seq, at, reqID, transport, subj, groups, action, tool, ctype, inst, op, res, decision,
+		reason, pv, task, proj, run, job, agent, status, etype, dur, hv, prev, hash, headSeq, []byte(headHash)}, nil
+}

@@ -1,0 +1,233 @@
+package audit
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/connec/connec/internal/db"
+)
+
+// Reason says how the chain is broken.
+type Reason string
+
+// Reasons a link breaks.
+const (
+	// ReasonEdited: the row's hash does not match its fields (row edited).
+	ReasonEdited Reason = "hash_mismatch"
+	// ReasonLink: the row's prev_hash is not the previous row's hash (a row
+	// inserted, deleted and renumbered, or reordered).
+	ReasonLink Reason = "prev_hash_mismatch"
+	// ReasonMissing: seq skips a number (rows deleted).
+	ReasonMissing Reason = "missing_rows"
+	// ReasonDuplicate: a second row with the same seq (row inserted).
+	ReasonDuplicate Reason = "duplicate_seq"
+	// ReasonAfterHead: a row beyond the chain head (row inserted).
+	ReasonAfterHead Reason = "after_head"
+	// ReasonHead: the last row is not the one the chain head names (rows
+	// deleted from the end, or the head edited).
+	ReasonHead Reason = "head_mismatch"
+	// ReasonMalformed: the row cannot be encoded (a field edited into
+	// something connec never writes).
+	ReasonMalformed Reason = "malformed_row"
+)
+
+// Break is the first broken link: the seq at which the chain stops
+// verifying, why, and a human-readable detail.
+type Break struct {
+	Seq    int64  `json:"seq"`
+	Reason Reason `json:"reason"`
+	Detail string `json:"detail"`
+}
+
+func (b *Break) String() string {
+	return fmt.Sprintf("seq %d: %s: %s", b.Seq, b.Reason, b.Detail)
+}
+
+// Report is what Verify found.
+type Report struct {
+	// Rows is how many rows verified before the walk ended.
+	Rows int64 `json:"rows"`
+	// LastSeq and LastHash are those of the last row that verified.
+	LastSeq  int64 `json:"last_seq"`
+	LastHash Hash  `json:"last_hash"`
+	// HeadSeq and HeadHash are what audit_chain_head records.
+	HeadSeq  int64 `json:"head_seq"`
+	HeadHash Hash  `json:"head_hash"`
+	// Broken is the first broken link, nil if the chain verifies.
+	Broken *Break `json:"broken,omitempty"`
+}
+
+// OK reports whether the whole chain verified.
+func (r Report) OK() bool { return r.Broken == nil }
+
+// Err returns nil if the chain verified, else an error wrapping
+// ErrChainBroken that names the first broken link.
+func (r Report) Err() error {
+	if r.Broken == nil {
+		return nil
+	}
+	return fmt.Errorf("%w at %s", ErrChainBroken, r.Broken)
+}
+
+// Verify walks the whole chain in seq order, streaming (constant memory),
+// and reports the first broken link: a row whose hash does not match its
+// fields (edited), a seq gap (deleted), a duplicate seq, a prev_hash that is
+// not the previous row's hash (inserted, reordered), rows beyond the chain
+// head or missing before it. It returns an error only if it could not read
+// the chain.
+//
+// The chain head and the rows must be read from one snapshot: given a pool
+// or a connection, Verify reads in a read-only repeatable-read transaction
+// of its own; given a transaction, it should be a repeatable-read one.
+//
+// A hash chain shows tampering by anyone who does not rewrite every later
+// row and the head as well; to catch that too, keep LastSeq and LastHash of
+// a verified chain somewhere outside the database and compare later.
+func Verify(ctx context.Context, q db.Querier) (Report, error) {
+	var rep Report
+	run := func(tx db.Querier) error {
+		var err error
+		rep, err = verify(ctx, tx)
+		return err
+	}
+	var err error
+	if b, ok := q.(txOptBeginner); ok {
+		err = pgx.BeginTxFunc(ctx, b, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly},
+			func(tx pgx.Tx) error { return run(tx) })
+	} else {
+		err = run(q)
+	}
+	if err != nil {
+		return rep, fmt.Errorf("verify audit chain: %w", db.Map(err))
+	}
+	return rep, nil
+}
+
+type txOptBeginner interface {
+	BeginTx(ctx context.Context, opts pgx.TxOptions) (pgx.Tx, error)
+}
+
+// verifyPage is how many rows Verify reads per query.
+var verifyPage = 5000
+
+func verify(ctx context.Context, q db.Querier) (Report, error) {
+	var rep Report
+	var head []byte
+	if err := q.QueryRow(ctx, `SELECT seq, hash FROM audit_chain_head`).Scan(&rep.HeadSeq, &head); err != nil {
+		return rep, fmt.Errorf("read chain head: %w", err)
+	}
+	rep.HeadHash = head
+	c := newChecker()
+	var r Row
+	// Keyset pages in (seq, at) order: each page an index walk of bounded
+	// size, so neither side ever holds or sorts the whole table.
+	for first, more := true, true; more && c.broken == nil; first = false {
+		var rows pgx.Rows
+		var err error
+		if first {
+			rows, err = q.Query(ctx, `SELECT `+columns+` FROM audit_events ORDER BY seq, at LIMIT $1`, verifyPage)
+		} else {
+			rows, err = q.Query(ctx, `SELECT `+columns+` FROM audit_events WHERE (seq, at) > ($1, $2) ORDER BY seq, at LIMIT $3`,
+				r.Seq, r.At, verifyPage)
+		}
+		if err != nil {
+			return rep, fmt.Errorf("read audit rows: %w", err)
+		}
+		n := 0
+		for rows.Next() {
+			n++
+			if err := scanRow(rows, &r); err != nil {
+				if !errors.Is(err, ErrMalformedRow) {
+					rows.Close()
+					return rep, fmt.Errorf("read audit row after seq %d: %w", c.lastSeq, err)
+				}
+				c.broken = &Break{Seq: r.Seq, Reason: ReasonMalformed, Detail: err.Error()}
+				break
+			}
+			if r.Seq > rep.HeadSeq && r.Seq >= c.expect {
+				if c.expect <= rep.HeadSeq {
+					c.broken = &Break{Seq: c.expect, Reason: ReasonMissing,
+						Detail: fmt.Sprintf("rows %d..%d missing: deleted", c.expect, rep.HeadSeq)}
+				} else {
+					c.broken = &Break{Seq: r.Seq, Reason: ReasonAfterHead,
+						Detail: fmt.Sprintf("row beyond the chain head (seq %d): inserted", rep.HeadSeq)}
+				}
+				break
+			}
+			if !c.add(&r) {
+				break
+			}
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return rep, fmt.Errorf("read audit rows: %w", err)
+		}
+		more = n == verifyPage
+	}
+	if c.broken == nil {
+		switch {
+		case c.lastSeq < rep.HeadSeq:
+			c.broken = &Break{Seq: c.lastSeq + 1, Reason: ReasonMissing,
+				Detail: fmt.Sprintf("rows %d..%d missing: the chain head is at %d (rows deleted from the end)", c.lastSeq+1, rep.HeadSeq, rep.HeadSeq)}
+		case !bytes.Equal(c.lastHash, rep.HeadHash):
+			c.broken = &Break{Seq: c.lastSeq, Reason: ReasonHead,
+				Detail: fmt.Sprintf("last row's hash %x is not the chain head's %x", []byte(c.lastHash), head)}
+		}
+	}
+	rep.Rows, rep.LastSeq, rep.LastHash, rep.Broken = c.rows, c.lastSeq, c.lastHash, c.broken
+	return rep, nil
+}
+
+// checker follows the chain one row at a time.
+type checker struct {
+	expect   int64 // seq the next row must have
+	prev     Hash  // hash the next row must name as prev_hash
+	rows     int64 // rows verified
+	lastSeq  int64
+	lastHash Hash
+	broken   *Break
+	enc      encoder
+}
+
+func newChecker() *checker {
+	return &checker{expect: 1, prev: genesis, lastHash: genesis}
+}
+
+// add checks r as the next row; false means the chain broke at it (see
+// c.broken).
+func (c *checker) add(r *Row) bool {
+	switch {
+	case r.Seq < c.expect:
+		c.broken = &Break{Seq: r.Seq, Reason: ReasonDuplicate, Detail: fmt.Sprintf("a second row with seq %d: inserted", r.Seq)}
+		return false
+	case r.Seq > c.expect:
+		c.broken = &Break{Seq: c.expect, Reason: ReasonMissing,
+			Detail: fmt.Sprintf("rows %d..%d missing: deleted", c.expect, r.Seq-1)}
+		return false
+	}
+	if err := c.enc.row(r); err != nil {
+		c.broken = &Break{Seq: r.Seq, Reason: ReasonMalformed, Detail: err.Error()}
+		return false
+	}
+	if sum := sha256.Sum256(c.enc.buf); !bytes.Equal(sum[:], r.Hash) {
+		c.broken = &Break{Seq: r.Seq, Reason: ReasonEdited,
+			Detail: fmt.Sprintf("stored hash %x, fields hash to %x: row edited", []byte(r.Hash), sum[:])}
+		return false
+	}
+	if !bytes.Equal(r.PrevHash, c.prev) {
+		c.broken = &Break{Seq: r.Seq, Reason: ReasonLink,
+			Detail: fmt.Sprintf("prev_hash %x is not row %d's hash %x: rows inserted, deleted or reordered", []byte(r.PrevHash), r.Seq-1, []byte(c.prev))}
+		return false
+	}
+	c.rows++
+	c.expect++
+	c.lastSeq = r.Seq
+	c.prev = append(c.prev[:0:0], r.Hash...)
+	c.lastHash = c.prev
+	return true
+}

@@ -1,0 +1,80 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/connec/connec/audit"
+	"github.com/connec/connec/internal/app"
+)
+
+func auditCmd(f *flags) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "audit",
+		Short: "Verify and export the audit trail",
+		Long: "Every call, allowed or denied, leaves one append-only audit row. Rows form a hash chain: each row's hash\n" +
+			"covers all its fields and the previous row's hash, so an edited, deleted, inserted or reordered row shows.",
+	}
+	verify := &cobra.Command{
+		Use:   "verify",
+		Short: "Walk the hash chain; print OK, or the first broken link and exit non-zero",
+		Long: "Walk the whole audit chain in order and check every row's hash, every link and the chain head.\n" +
+			"Prints OK with the row count, last seq and last hash (keep that hash somewhere else: a later run that\n" +
+			"finds a different hash at that seq shows a rewritten chain), or the first broken link and exits 1.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return withApp(cmd, f, func(ctx context.Context, a *app.App) error {
+				rep, err := audit.Verify(ctx, a.Pool)
+				if err != nil {
+					return err
+				}
+				out := cmd.OutOrStdout()
+				if !rep.OK() {
+					fmt.Fprintf(out, "BROKEN: first broken link at seq %d (%s): %s\n", rep.Broken.Seq, rep.Broken.Reason, rep.Broken.Detail)
+					fmt.Fprintf(out, "%d rows verified before it; chain head at seq %d\n", rep.Rows, rep.HeadSeq)
+					return rep.Err()
+				}
+				fmt.Fprintf(out, "OK: %d rows, last seq %d, last hash %s\n", rep.Rows, rep.LastSeq, rep.LastHash)
+				return nil
+			})
+		},
+	}
+	var since, until, format string
+	export := &cobra.Command{
+		Use:   "export",
+		Short: "Write audit rows as JSON Lines to stdout",
+		Long: "Write the audit rows with since <= time < until, in chain order, one JSON object per line: every field\n" +
+			"(absent ones null), times RFC 3339 UTC, hashes hex. Arguments, results and secrets are never recorded.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if format != "jsonl" {
+				return fmt.Errorf("--format %q: only jsonl is supported", format)
+			}
+			from, err := time.Parse(time.RFC3339Nano, since)
+			if err != nil {
+				return fmt.Errorf("--since: want RFC 3339, e.g. 2026-01-02T15:04:05Z: %w", err)
+			}
+			var to time.Time
+			if until != "" {
+				if to, err = time.Parse(time.RFC3339Nano, until); err != nil {
+					return fmt.Errorf("--until: want RFC 3339, e.g. 2026-02-01T00:00:00Z: %w", err)
+				}
+				if !to.After(from) {
+					return fmt.Errorf("--until %s is not after --since %s", until, since)
+				}
+			}
+			return withApp(cmd, f, func(ctx context.Context, a *app.App) error {
+				return audit.Export(ctx, a.Pool, from, to, cmd.OutOrStdout())
+			})
+		},
+	}
+	export.Flags().StringVar(&since, "since", "", "first time to export, RFC 3339 (required)")
+	export.Flags().StringVar(&until, "until", "", "export rows before this time, RFC 3339 (default: no limit)")
+	export.Flags().StringVar(&format, "format", "jsonl", "output format: jsonl")
+	_ = export.MarkFlagRequired("since")
+	cmd.AddCommand(verify, export)
+	return cmd
+}
