@@ -22,6 +22,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/bmatcuk/doublestar/v4"
 	"github.com/casbin/casbin/v2"
 	"github.com/casbin/casbin/v2/model"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -208,8 +209,8 @@ type snapshot struct {
 	policy    [][]string       // the p rules, in load order
 	bySubject map[string][]int // subject -> indexes into policy, ascending
 	condFn    func(args ...any) (any, error)
-	enf       *casbin.Enforcer           // the full policy: group lookups
-	allow     map[string]map[string]bool // subject -> actions it holds an allow rule for
+	enf       *casbin.Enforcer               // the full policy: group lookups
+	allow     map[string]map[string][]string // subject -> action -> resource patterns of its allow rules
 
 	subjects  *boundedCache[string, *casbin.Enforcer] // caller -> enforcer over its rules
 	decisions *boundedCache[decisionKey, Decision]
@@ -361,6 +362,15 @@ func requestKey(req Request) (decisionKey, string) {
 // not subtracted, and a true answer allows nothing by itself; every call
 // still goes through Decide. A malformed subject gets false.
 func (a *Authorizer) MayAttempt(ctx context.Context, subject callctx.Subject, actions ...string) (bool, error) {
+	return a.MayAttemptOn(ctx, subject, "", actions...)
+}
+
+// MayAttemptOn is MayAttempt narrowed to rules whose resource pattern
+// matches resource (any resource when it is empty): tools that act on one
+// fixed resource (the catalog, the policy) are shown only to subjects with
+// an allow rule that could reach it. Like MayAttempt it ignores deny rules
+// and conditions; every call still goes through Decide.
+func (a *Authorizer) MayAttemptOn(ctx context.Context, subject callctx.Subject, resource string, actions ...string) (bool, error) {
 	s, err := a.current(ctx)
 	if err != nil {
 		return false, err
@@ -369,7 +379,7 @@ func (a *Authorizer) MayAttempt(ctx context.Context, subject callctx.Subject, ac
 	if err != nil || len(actions) == 0 {
 		return false, nil
 	}
-	key := sub + "\x00" + strings.Join(actions, "\x00")
+	key := sub + "\x00" + resource + "\x00" + strings.Join(actions, "\x00")
 	if v, ok := s.attempts.get(key); ok {
 		return v, nil
 	}
@@ -377,9 +387,18 @@ func (a *Authorizer) MayAttempt(ctx context.Context, subject callctx.Subject, ac
 	if err != nil {
 		return false, fault.Wrap(fault.Unavailable, err, "authorization failed")
 	}
+	reaches := func(patterns []string) bool {
+		if resource == "" {
+			return len(patterns) > 0
+		}
+		return slices.ContainsFunc(patterns, func(p string) bool {
+			ok, err := doublestar.Match(p, resource)
+			return err == nil && ok
+		})
+	}
 	may := slices.ContainsFunc(append([]string{sub}, groups...), func(holder string) bool {
 		acts := s.allow[holder]
-		return acts[AnyAction] || slices.ContainsFunc(actions, func(act string) bool { return acts[act] })
+		return reaches(acts[AnyAction]) || slices.ContainsFunc(actions, func(act string) bool { return reaches(acts[act]) })
 	})
 	s.attempts.put(key, may)
 	return may, nil
@@ -551,7 +570,7 @@ func (a *Authorizer) build(ctx context.Context) (*snapshot, error) {
 	}
 	policy := m["p"]["p"].Policy
 	conds := make(map[string]Cond)
-	allow := make(map[string]map[string]bool)
+	allow := make(map[string]map[string][]string)
 	bySubject := make(map[string][]int)
 	for i, v := range policy {
 		r := ruleFromValues(v)
@@ -564,9 +583,9 @@ func (a *Authorizer) build(ctx context.Context) (*snapshot, error) {
 		switch r.Effect {
 		case EffectAllow:
 			if allow[r.Subject] == nil {
-				allow[r.Subject] = make(map[string]bool)
+				allow[r.Subject] = make(map[string][]string)
 			}
-			allow[r.Subject][r.Action] = true
+			allow[r.Subject][r.Action] = append(allow[r.Subject][r.Action], r.Resource)
 		case EffectDeny:
 		default:
 			// Only "allow" grants. Any other effect found in the table is

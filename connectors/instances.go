@@ -85,8 +85,12 @@ func (s *Service) Install(ctx context.Context, in InstallInput) (Instance, error
 	var out Instance
 	err = c.change(ctx, func(tx pgx.Tx) error {
 		var err error
+		var limits Limits
+		if in.Limits != nil {
+			limits = *in.Limits
+		}
 		out, err = insertInstance(ctx, tx, Instance{Type: in.Type, DisplayName: in.DisplayName, Owner: owner,
-			ProjectID: in.ProjectID, Config: in.Config, State: state, CreatedBy: c.p.Subject})
+			ProjectID: in.ProjectID, Config: in.Config, Limits: limits, State: state, CreatedBy: c.p.Subject})
 		if errors.Is(err, fault.ErrNotFound) {
 			return fault.Invalid("owner", "owner %s does not exist", owner)
 		}
@@ -116,6 +120,16 @@ func validateInstall(in *InstallInput) error {
 	}
 	if len(in.Config) == 0 || string(in.Config) == "null" {
 		in.Config = json.RawMessage(`{}`)
+	}
+	if in.Limits != nil {
+		for name, l := range map[string]*RateLimit{"per_subject": in.Limits.PerSubject, "per_instance": in.Limits.PerInstance} {
+			if l == nil {
+				continue
+			}
+			if l.Requests < 1 || l.Requests > 1_000_000 || l.WindowSeconds < 1 || l.WindowSeconds > 86400 {
+				return fault.Invalid("limits."+name, "limits.%s needs requests 1..1000000 and window_seconds 1..86400", name)
+			}
+		}
 	}
 	return nil
 }

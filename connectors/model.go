@@ -34,6 +34,7 @@ type Instance struct {
 	Owner         callctx.Subject `json:"owner"`
 	ProjectID     string          `json:"project_id,omitempty"`
 	Config        json.RawMessage `json:"config"`
+	Limits        Limits          `json:"limits"`
 	State         string          `json:"state"`
 	CreatedBy     callctx.Subject `json:"created_by"`
 	CreatedAt     time.Time       `json:"created_at"`
@@ -48,7 +49,21 @@ type InstallInput struct {
 	Owner       string          `json:"owner,omitempty"`
 	ProjectID   string          `json:"project_id,omitempty"`
 	Config      json.RawMessage `json:"config,omitempty"`
+	Limits      *Limits         `json:"limits,omitempty"`
 	Enable      bool            `json:"enable,omitempty"`
+}
+
+// Limits are an instance's rate limits, enforced across every server
+// sharing the database. A zero limit means none.
+type Limits struct {
+	PerSubject  *RateLimit `json:"per_subject,omitempty"`
+	PerInstance *RateLimit `json:"per_instance,omitempty"`
+}
+
+// RateLimit allows Requests invocations per window of WindowSeconds.
+type RateLimit struct {
+	Requests      int `json:"requests"`
+	WindowSeconds int `json:"window_seconds"`
 }
 
 // ListInput filters connector.instance.list.
@@ -65,14 +80,20 @@ type InvokeInput struct {
 	Operation  string          `json:"operation"`
 	Arguments  json.RawMessage `json:"arguments,omitempty"`
 	TimeoutMS  int64           `json:"timeout_ms,omitempty"`
+	// IdempotencyKey makes a send-kind operation execute at most once per
+	// instance within IdempotencyTTL; a repeat returns the first outcome.
+	IdempotencyKey string `json:"idempotency_key,omitempty"`
 }
 
 // InvokeResult is an operation's validated output.
 type InvokeResult struct {
+	RunID      string          `json:"run_id"`
+	Status     string          `json:"status"`
 	InstanceID InstanceID      `json:"instance_id"`
 	Operation  string          `json:"operation"`
-	Output     json.RawMessage `json:"output"`
+	Output     json.RawMessage `json:"output,omitempty"`
 	Truncated  bool            `json:"truncated,omitempty"`
+	Replayed   bool            `json:"replayed,omitempty"`
 	DurationMS int64           `json:"duration_ms"`
 }
 

@@ -41,6 +41,9 @@ type Operation struct {
 	Timeout time.Duration `json:"-"`
 	// TimeoutMS is Timeout as shown in the catalog.
 	TimeoutMS int64 `json:"timeout_ms"`
+	// Async operations return a run id at once; connector.run.get reports
+	// their progress and result.
+	Async bool `json:"async,omitempty"`
 }
 
 // TypeSpec declares a connector type: its operations, configuration,

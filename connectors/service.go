@@ -20,7 +20,7 @@ import (
 // Authorizer is the one decision function every call passes.
 type Authorizer interface {
 	Decide(ctx context.Context, r authz.Request) (authz.Decision, error)
-	MayAttempt(ctx context.Context, s callctx.Subject, actions ...string) (bool, error)
+	MayAttemptOn(ctx context.Context, s callctx.Subject, resource string, actions ...string) (bool, error)
 }
 
 // ExecRequest is one operation for the executor to run.
@@ -44,6 +44,9 @@ type ExecResult struct {
 	// Redacted is set when credential material was found in the result
 	// and replaced; the audit row records it.
 	Redacted bool
+	// Attempts counts executions (read-kind operations retry transient
+	// failures within their timeout).
+	Attempts int
 }
 
 // Runner runs operations; connectors/executor implements it. It is the only
@@ -60,6 +63,8 @@ type Service struct {
 	audit  *audit.Writer
 	runner Runner
 	sealer Sealer
+	rules  RuleStore
+	async  runs
 	log    *slog.Logger
 	now    func() time.Time
 }
@@ -82,15 +87,16 @@ func NewService(pool *pgxpool.Pool, reg *Registry, az Authorizer, aw *audit.Writ
 // Registry returns the connector type registry.
 func (s *Service) Registry() *Registry { return s.reg }
 
-// ToolVisible reports whether the caller on ctx holds any rule that could let
-// it call a tool needing one of actions: transports use it to list only the
-// tools a subject may call, and to refuse calls to the others.
-func (s *Service) ToolVisible(ctx context.Context, actions ...string) bool {
+// ToolVisible reports whether the caller on ctx holds any allow rule that
+// could let it call a tool needing one of actions (on resource, when the
+// tool acts on one fixed resource): transports use it to list only the tools
+// a subject may call, and to refuse calls to the others.
+func (s *Service) ToolVisible(ctx context.Context, resource string, actions ...string) bool {
 	p, ok := callctx.PrincipalFrom(ctx)
 	if !ok {
 		return false
 	}
-	allowed, err := s.authz.MayAttempt(ctx, p.Subject, actions...)
+	allowed, err := s.authz.MayAttemptOn(ctx, p.Subject, resource, actions...)
 	if err != nil {
 		s.log.WarnContext(ctx, "tool visibility check failed; hiding tool", "subject", p.Subject, "err", err)
 		return false

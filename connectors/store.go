@@ -10,12 +10,12 @@ import (
 	"github.com/connec/connec/internal/db"
 )
 
-const instanceCols = `id::text, type, display_name, owner, COALESCE(project_id::text, ''), config, state, created_by, created_at, updated_at, uninstalled_at`
+const instanceCols = `id::text, type, display_name, owner, COALESCE(project_id::text, ''), config, limits, state, created_by, created_at, updated_at, uninstalled_at`
 
 func scanInstance(row pgx.Row) (Instance, error) {
 	var in Instance
 	var owner, createdBy string
-	err := row.Scan(&in.ID, &in.Type, &in.DisplayName, &owner, &in.ProjectID, &in.Config, &in.State, &createdBy, &in.CreatedAt, &in.UpdatedAt, &in.UninstalledAt)
+	err := row.Scan(&in.ID, &in.Type, &in.DisplayName, &owner, &in.ProjectID, &in.Config, &in.Limits, &in.State, &createdBy, &in.CreatedAt, &in.UpdatedAt, &in.UninstalledAt)
 	in.Owner = subjectOf(owner)
 	in.CreatedBy = subjectOf(createdBy)
 	return in, err
@@ -34,9 +34,9 @@ func getInstance(ctx context.Context, q db.Querier, id InstanceID, forUpdate boo
 }
 
 func insertInstance(ctx context.Context, q db.Querier, in Instance) (Instance, error) {
-	row := q.QueryRow(ctx, `INSERT INTO connector_instances (type, display_name, owner, project_id, config, state, created_by)
-VALUES ($1, $2, $3, NULLIF($4,'')::uuid, $5, $6, $7) RETURNING `+instanceCols,
-		in.Type, in.DisplayName, string(in.Owner), in.ProjectID, in.Config, in.State, string(in.CreatedBy))
+	row := q.QueryRow(ctx, `INSERT INTO connector_instances (type, display_name, owner, project_id, config, limits, state, created_by)
+VALUES ($1, $2, $3, NULLIF($4,'')::uuid, $5, $6, $7, $8) RETURNING `+instanceCols,
+		in.Type, in.DisplayName, string(in.Owner), in.ProjectID, in.Config, in.Limits, in.State, string(in.CreatedBy))
 	out, err := scanInstance(row)
 	if err != nil {
 		return Instance{}, db.Map(err)

@@ -45,6 +45,10 @@ var (
 	ErrCredentialExpired = &Error{Type: CredentialExpired}
 	ErrValidation        = &Error{Type: Validation}
 	ErrTimeout           = &Error{Type: Timeout}
+	ErrTransient         = &Error{Type: Transient}
+	ErrPermanent         = &Error{Type: Permanent}
+	ErrResponseTooLarge  = &Error{Type: ResponseTooLarge}
+	ErrQuotaExceeded     = &Error{Type: QuotaExceeded}
 )
 
 // Error is connec's error. Message and Details are shown to callers; Cause is

@@ -262,7 +262,7 @@ func (e *env) audit(where string, args ...any) []auditRow {
 	e.t.Helper()
 	rows, err := e.app.Pool.Query(context.Background(), `SELECT subject, tool, decision, reason, status, transport,
  error_type, instance_id::text, operation, task_id::text, project_id::text, agent_id, connector_type
-FROM audit_events WHERE `+where+` ORDER BY id`, args...)
+FROM audit_events WHERE `+where+` ORDER BY seq`, args...)
 	if err != nil {
 		e.t.Fatalf("read audit: %v", err)
 	}

@@ -37,8 +37,10 @@ func NewServer(svc *connectors.Service, opts ...Option) *server.MCPServer {
 	}
 	inv := Inventory()
 	actions := make(map[string][]string, len(inv))
+	resources := make(map[string]string, len(inv))
 	for _, t := range inv {
 		actions[t.Def.Name] = t.Actions
+		resources[t.Def.Name] = t.Resource
 	}
 	hooks := &server.Hooks{}
 	hooks.AddOnError(func(ctx context.Context, _ any, method mcp.MCPMethod, message any, err error) {
@@ -73,7 +75,7 @@ func NewServer(svc *connectors.Service, opts ...Option) *server.MCPServer {
 		server.WithToolFilter(func(ctx context.Context, tools []mcp.Tool) []mcp.Tool {
 			out := tools[:0:0]
 			for _, t := range tools {
-				if svc.ToolVisible(ctx, actions[t.Name]...) {
+				if svc.ToolVisible(ctx, resources[t.Name], actions[t.Name]...) {
 					out = append(out, t)
 				}
 			}

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/mark3labs/mcp-go/server"
@@ -27,6 +28,9 @@ type Tool struct {
 	// Actions lists the policy actions any of which may make the tool usable;
 	// a subject holding none of them does not see the tool.
 	Actions []string
+	// Resource, when the tool acts on one fixed resource (catalog, policy),
+	// narrows visibility to rules that reach it.
+	Resource string
 	// Handle decodes raw arguments and calls the service.
 	Handle func(ctx context.Context, svc *connectors.Service, raw json.RawMessage) (any, error)
 }
@@ -38,14 +42,19 @@ func schema(props string, required ...string) json.RawMessage {
 	if props != "" {
 		props += ",\n    "
 	}
+	defs := ""
+	if strings.Contains(props, "#/$defs/rate") {
+		defs = `,
+  "$defs": {"rate": {"type": "object", "properties": {"requests": {"type": "integer", "minimum": 1, "maximum": 1000000}, "window_seconds": {"type": "integer", "minimum": 1, "maximum": 86400}}, "required": ["requests", "window_seconds"], "additionalProperties": false}}`
+	}
 	return json.RawMessage(fmt.Sprintf(`{
   "type": "object",
   "properties": {
     %s%s
   },
   "required": %s,
-  "additionalProperties": false
-}`, props, taskIDProp, req))
+  "additionalProperties": false%s
+}`, props, taskIDProp, req, defs))
 }
 
 const instanceIDProp = `"instance_id": {"type": "string", "format": "uuid", "description": "Connector instance id."}`
@@ -185,9 +194,146 @@ func wipe(m map[string]string) {
 	}
 }
 
+const ruleProps = `"subject": {"type": "string", "description": "user:<uuid> or group:<uuid>."},
+    "resource": {"type": "string", "minLength": 1, "maxLength": 512, "description": "Resource pattern: catalog | policy | connectors/<owner>[/<type>/<instance-id>[/<operation>]]; * within a segment, trailing /** across segments."},
+    "action": {"type": "string", "enum": ["*", "connector.admin", "connector.catalog.read", "connector.policy.admin", "connector.read", "connector.send"]},
+    "cond": {"type": "string", "maxLength": 512, "description": "Task-context condition: project=<uuid>; agent=<id>|<id>; task=required (joined with ;)."}`
+
+func ruleTool(name, description, title, effect string, remove bool) Tool {
+	props := ruleProps
+	if remove {
+		props += `,
+    "effect": {"type": "string", "enum": ["allow", "deny"], "description": "Effect of the rule to remove (default allow)."}`
+	}
+	return Tool{
+		Def:      def(name, description, schema(props, "subject", "resource", "action"), mutating(title, remove, true)),
+		Actions:  []string{authz.ActionPolicyAdmin},
+		Resource: authz.ResourcePolicy,
+		Handle: func(ctx context.Context, svc *connectors.Service, raw json.RawMessage) (any, error) {
+			var a struct {
+				authz.Rule
+				TaskID string `json:"task_id,omitempty"`
+			}
+			if err := decode(raw, &a); err != nil {
+				return nil, svc.Refuse(ctx, name, authz.ActionPolicyAdmin, err)
+			}
+			r := a.Rule
+			if effect != "" && r.Effect != "" {
+				return nil, svc.Refuse(ctx, name, authz.ActionPolicyAdmin, fault.Invalid("effect", "%s implies effect %s; do not pass effect", name, effect))
+			}
+			if effect != "" {
+				r.Effect = effect
+			} else if r.Effect == "" {
+				r.Effect = authz.EffectAllow
+			}
+			return svc.ChangeRule(ctx, name, r, remove)
+		},
+	}
+}
+
+func policyTools() []Tool {
+	return []Tool{
+		{
+			Def: def(connectors.ToolPolicyList, "List policy rules (administrators).",
+				schema(`"subject": {"type": "string", "description": "Only rules of this subject (user:<uuid> or group:<uuid>)."}`), readOnly("List policy rules")),
+			Actions:  []string{authz.ActionPolicyAdmin},
+			Resource: authz.ResourcePolicy,
+			Handle: func(ctx context.Context, svc *connectors.Service, raw json.RawMessage) (any, error) {
+				var a struct {
+					Subject string `json:"subject,omitempty"`
+					TaskID  string `json:"task_id,omitempty"`
+				}
+				if err := decode(raw, &a); err != nil {
+					return nil, svc.Refuse(ctx, connectors.ToolPolicyList, authz.ActionPolicyAdmin, err)
+				}
+				rules, err := svc.ListRules(ctx, a.Subject)
+				return map[string]any{"rules": rules}, err
+			},
+		},
+		ruleTool(connectors.ToolPolicyAllow, "Add an allow rule (administrators). Default deny: nothing is allowed until a rule says so.", "Allow by policy", authz.EffectAllow, false),
+		ruleTool(connectors.ToolPolicyDeny, "Add a deny rule (administrators). A matching deny beats every allow.", "Deny by policy", authz.EffectDeny, false),
+		ruleTool(connectors.ToolPolicyRemove, "Remove a policy rule (administrators).", "Remove policy rule", "", true),
+		{
+			Def: def(connectors.ToolPolicyExplain, "Explain how policy decides a request (administrators): allowed or not, the rule that decided, and the policy version.",
+				schema(`"subject": {"type": "string", "description": "user:<uuid> or group:<uuid>."},
+    "action": {"type": "string", "enum": ["connector.admin", "connector.catalog.read", "connector.policy.admin", "connector.read", "connector.send"]},
+    "resource": {"type": "string", "minLength": 1, "maxLength": 512, "description": "A concrete resource, e.g. connectors/user:<uuid>/echo/<instance-id>/echo.read."},
+    "task": {"type": "object", "description": "Task context to decide with.", "properties": {"task_id": {"type": "string"}, "project_id": {"type": "string"}, "run_id": {"type": "string"}, "job_id": {"type": "string"}, "agent_id": {"type": "string"}}, "additionalProperties": false}`, "subject", "action", "resource"),
+				readOnly("Explain a policy decision")),
+			Actions:  []string{authz.ActionPolicyAdmin},
+			Resource: authz.ResourcePolicy,
+			Handle: func(ctx context.Context, svc *connectors.Service, raw json.RawMessage) (any, error) {
+				var a struct {
+					connectors.ExplainInput
+					TaskID string `json:"task_id,omitempty"`
+				}
+				if err := decode(raw, &a); err != nil {
+					return nil, svc.Refuse(ctx, connectors.ToolPolicyExplain, authz.ActionPolicyAdmin, err)
+				}
+				return svc.Explain(ctx, a.ExplainInput)
+			},
+		},
+	}
+}
+
+const runIDProp = `"run_id": {"type": "string", "format": "uuid", "description": "Run id (from connector.op.invoke)."}`
+
+func runTools() []Tool {
+	return []Tool{
+		{
+			Def: def(connectors.ToolRunList, "List run history, newest first: every run of an instance you hold any right on (with instance_id), or your own runs (without).",
+				schema(instanceIDProp+`,
+    "status": {"type": "string", "enum": ["pending", "running", "succeeded", "failed", "canceled"]},
+    "limit": {"type": "integer", "minimum": 1, "maximum": 200},
+    "before": {"type": "string", "format": "uuid", "description": "Page: runs older than this run id."}`), readOnly("List runs")),
+			Actions: []string{authz.ActionRead, authz.ActionSend, authz.ActionAdmin},
+			Handle: func(ctx context.Context, svc *connectors.Service, raw json.RawMessage) (any, error) {
+				var a connectors.RunFilter
+				if err := decode(raw, &a); err != nil {
+					return nil, svc.Refuse(ctx, connectors.ToolRunList, authz.ActionRead, err)
+				}
+				a.TaskID = callctx.TaskFrom(ctx).TaskID
+				runs, err := svc.ListRuns(ctx, a)
+				return map[string]any{"runs": runs}, err
+			},
+		},
+		{
+			Def:     def(connectors.ToolRunGet, "Get one run: status (pending, running, succeeded, failed, canceled), error, timing and — for async and idempotent runs — the result.", schema(runIDProp, "run_id"), readOnly("Get run")),
+			Actions: []string{authz.ActionRead, authz.ActionSend, authz.ActionAdmin},
+			Handle: func(ctx context.Context, svc *connectors.Service, raw json.RawMessage) (any, error) {
+				var a struct {
+					RunID  string `json:"run_id"`
+					TaskID string `json:"task_id,omitempty"`
+				}
+				if err := decode(raw, &a); err != nil {
+					return nil, svc.Refuse(ctx, connectors.ToolRunGet, authz.ActionRead, err)
+				}
+				return svc.GetRun(ctx, a.RunID)
+			},
+		},
+		{
+			Def:     def(connectors.ToolRunCancel, "Cancel a pending or running async run you started (or any, with connector.admin on its instance).", schema(runIDProp, "run_id"), mutating("Cancel run", false, true)),
+			Actions: []string{authz.ActionRead, authz.ActionSend, authz.ActionAdmin},
+			Handle: func(ctx context.Context, svc *connectors.Service, raw json.RawMessage) (any, error) {
+				var a struct {
+					RunID  string `json:"run_id"`
+					TaskID string `json:"task_id,omitempty"`
+				}
+				if err := decode(raw, &a); err != nil {
+					return nil, svc.Refuse(ctx, connectors.ToolRunCancel, authz.ActionAdmin, err)
+				}
+				return svc.CancelRun(ctx, a.RunID)
+			},
+		},
+	}
+}
+
 // Inventory returns every tool connec serves.
 func Inventory() []Tool {
-	return append(instanceTools(), credentialTools()...)
+	tools := instanceTools()
+	tools = append(tools, credentialTools()...)
+	tools = append(tools, runTools()...)
+	return append(tools, policyTools()...)
 }
 
 func instanceTools() []Tool {
@@ -195,7 +341,8 @@ func instanceTools() []Tool {
 		{
 			Def: def(connectors.ToolCatalogList, "List the connector types this server supports, with their operations, operation kinds (read|send|admin), input/output schemas, config schema, accepted credential kinds and egress hosts.",
 				schema(""), readOnly("List connector types")),
-			Actions: []string{authz.ActionCatalogRead},
+			Actions:  []string{authz.ActionCatalogRead},
+			Resource: authz.ResourceCatalog,
 			Handle: func(ctx context.Context, svc *connectors.Service, raw json.RawMessage) (any, error) {
 				var a struct {
 					TaskID string `json:"task_id,omitempty"`
@@ -214,6 +361,7 @@ func instanceTools() []Tool {
     "owner": {"type": "string", "description": "Owner subject: user:<uuid> or group:<uuid>. Defaults to the caller."},
     "project_id": {"type": "string", "format": "uuid", "description": "Scope the instance to one project: it may then only be invoked with that project_id in the task context."},
     "config": {"type": "object", "description": "Instance configuration, validated against the type's config schema."},
+    "limits": {"type": "object", "description": "Rate limits enforced across every server: {per_subject|per_instance: {requests, window_seconds}}.", "properties": {"per_subject": {"$ref": "#/$defs/rate"}, "per_instance": {"$ref": "#/$defs/rate"}}, "additionalProperties": false},
     "enable": {"type": "boolean", "description": "Enable the instance at once."}`, "type", "display_name"),
 				mutating("Install connector instance", false, false)),
 			Actions: []string{authz.ActionAdmin},
@@ -267,7 +415,8 @@ func instanceTools() []Tool {
 				schema(instanceIDProp+`,
     "operation": {"type": "string", "description": "Operation name, e.g. echo.read."},
     "arguments": {"type": "object", "description": "Operation arguments, validated against the operation's input schema."},
-    "timeout_ms": {"type": "integer", "minimum": 1, "maximum": 600000, "description": "Ask for a shorter timeout than the operation's cap."}`, "instance_id", "operation"),
+    "timeout_ms": {"type": "integer", "minimum": 1, "maximum": 600000, "description": "Ask for a shorter timeout than the operation's cap."},
+    "idempotency_key": {"type": "string", "minLength": 1, "maxLength": 200, "description": "Send-kind operations only: execute at most once per instance within 24h; a repeat returns the first outcome."}`, "instance_id", "operation"),
 				mcp.ToolAnnotation{Title: "Invoke connector operation", ReadOnlyHint: mcp.ToBoolPtr(false), OpenWorldHint: mcp.ToBoolPtr(true)}),
 			Actions: []string{authz.ActionRead, authz.ActionSend},
 			Handle: func(ctx context.Context, svc *connectors.Service, raw json.RawMessage) (any, error) {

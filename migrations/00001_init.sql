@@ -148,20 +148,38 @@ END $$;
 CREATE TRIGGER connector_credentials_changed AFTER UPDATE OR DELETE ON connector_credentials
     FOR EACH ROW EXECUTE FUNCTION connec_credential_changed();
 
--- Audit trail: one row per call, allowed or denied. Append-only.
+-- Audit trail: one row per call, allowed or denied, and every management
+-- change. Append-only and tamper-evident: rows form a hash chain in seq
+-- order (hash = SHA-256 over a versioned canonical encoding of every field
+-- plus the previous row's hash; computed by connec, see package audit), and
+-- the connec role cannot UPDATE, DELETE or TRUNCATE them. seq is assigned
+-- gap-free under the chain lock: the single audit_chain_head row, locked FOR
+-- UPDATE in the same transaction as the insert, which also serialises several
+-- connec servers sharing one database.
+CREATE TABLE audit_chain_head (
+    singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    seq       bigint NOT NULL CHECK (seq >= 0),
+    hash      bytea NOT NULL CHECK (length(hash) = 32)
+);
+INSERT INTO audit_chain_head (seq, hash) VALUES (0, decode(repeat('00', 32), 'hex'));
+
+-- Partitioned by month on at; connec creates the current and next month's
+-- partitions (audit.EnsurePartitions) and the default partition catches any
+-- row no month partition takes, so an insert never fails for want of one.
+-- Optional text fields are NULL, never '', so each row has one encoding.
 CREATE TABLE audit_events (
-    id             bigserial PRIMARY KEY,
-    at             timestamptz NOT NULL DEFAULT clock_timestamp(),
+    seq            bigint NOT NULL CHECK (seq >= 1),
+    at             timestamptz NOT NULL,
     request_id     text NOT NULL,
     transport      text NOT NULL,
     subject        text NOT NULL,
-    subject_groups text[] NOT NULL DEFAULT '{}',
+    subject_groups text[] NOT NULL,
     action         text NOT NULL,
     tool           text NOT NULL,
-    connector_type text,
+    connector_type text CHECK (connector_type <> ''),
     instance_id    uuid,
-    operation      text,
-    resource       text,
+    operation      text CHECK (operation <> ''),
+    resource       text CHECK (resource <> ''),
     decision       text NOT NULL CHECK (decision IN ('allow', 'deny')),
     reason         text NOT NULL,
     policy_version bigint,
@@ -169,26 +187,58 @@ CREATE TABLE audit_events (
     project_id     uuid,
     run_id         uuid,
     job_id         uuid,
-    agent_id       text,
+    agent_id       text CHECK (agent_id <> ''),
     status         text NOT NULL CHECK (status IN ('ok', 'error')),
-    error_type     text,
-    duration_us    bigint NOT NULL CHECK (duration_us >= 0)
-);
+    error_type     text CHECK (error_type <> ''),
+    duration_us    bigint NOT NULL CHECK (duration_us >= 0),
+    hash_version   smallint NOT NULL,
+    prev_hash      bytea NOT NULL,
+    hash           bytea NOT NULL,
+    PRIMARY KEY (seq, at)
+) PARTITION BY RANGE (at);
+CREATE TABLE audit_events_default PARTITION OF audit_events DEFAULT;
 CREATE INDEX audit_events_at ON audit_events (at);
 CREATE INDEX audit_events_instance ON audit_events (instance_id, at);
 CREATE INDEX audit_events_task ON audit_events (task_id) WHERE task_id IS NOT NULL;
+CREATE INDEX audit_events_subject ON audit_events (subject, at);
 
 -- +goose StatementBegin
 CREATE FUNCTION connec_audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    RAISE EXCEPTION 'audit_events is append-only' USING ERRCODE = 'insufficient_privilege';
+    RAISE EXCEPTION '% is append-only (% refused)', TG_TABLE_NAME, TG_OP USING ERRCODE = 'insufficient_privilege';
 END $$;
 -- +goose StatementEnd
+-- Row triggers on the partitioned table are cloned onto every partition,
+-- present and future, so statements aimed at a partition are refused too.
+-- Statement triggers fire only for the table named, so the parent refuses
+-- even statements matching no row, and TRUNCATE is refused per partition
+-- (audit.EnsurePartitions adds it to each month it creates).
+CREATE TRIGGER audit_events_append_only_row BEFORE UPDATE OR DELETE ON audit_events
+    FOR EACH ROW EXECUTE FUNCTION connec_audit_append_only();
 CREATE TRIGGER audit_events_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON audit_events
+    FOR EACH STATEMENT EXECUTE FUNCTION connec_audit_append_only();
+CREATE TRIGGER audit_events_default_no_truncate BEFORE TRUNCATE ON audit_events_default
+    FOR EACH STATEMENT EXECUTE FUNCTION connec_audit_append_only();
+
+-- The head only moves forward and never goes away.
+-- +goose StatementBegin
+CREATE FUNCTION connec_audit_head_forward() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'UPDATE' AND NEW.seq > OLD.seq THEN
+        RETURN NEW;
+    END IF;
+    RAISE EXCEPTION 'audit_chain_head only moves forward (% refused)', TG_OP USING ERRCODE = 'insufficient_privilege';
+END $$;
+-- +goose StatementEnd
+CREATE TRIGGER audit_chain_head_forward BEFORE UPDATE OR DELETE ON audit_chain_head
+    FOR EACH ROW EXECUTE FUNCTION connec_audit_head_forward();
+CREATE TRIGGER audit_chain_head_no_truncate BEFORE TRUNCATE ON audit_chain_head
     FOR EACH STATEMENT EXECUTE FUNCTION connec_audit_append_only();
 
 -- +goose Down
 DROP TABLE audit_events;
+DROP TABLE audit_chain_head;
+DROP FUNCTION connec_audit_head_forward;
 DROP FUNCTION connec_audit_append_only;
 DROP TABLE connector_credentials;
 DROP FUNCTION connec_credential_changed;

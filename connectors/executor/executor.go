@@ -10,8 +10,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
+	"time"
 
 	"github.com/connec/connec/connectors"
+	"github.com/connec/connec/connectors/egress"
 	"github.com/connec/connec/connectors/executor/internal/keyring"
 	"github.com/connec/connec/fault"
 	"github.com/connec/connec/internal/jsonschema"
@@ -19,7 +22,7 @@ import (
 )
 
 // DefaultMaxResultBytes caps an operation's result.
-const DefaultMaxResultBytes = 1 << 20
+const DefaultMaxResultBytes = 4 << 20
 
 // Executor runs operations for the connectors service.
 type Executor struct {
@@ -107,22 +110,31 @@ func (e *Executor) Execute(ctx context.Context, req connectors.ExecRequest) (con
 		inv.Credential = fields
 		inv.CredentialKind = req.Credential.Kind
 	}
+	// The driver reaches only the hosts its type declares, narrowed by the
+	// instance's configuration, checked at dial time and on redirects.
+	guard, err := egress.ForInstance(req.Type.Spec.EgressHosts, req.Type.Driver, req.Instance.Config, egress.Options{})
+	if err != nil {
+		return connectors.ExecResult{}, fault.Wrap(fault.Permanent, err, "the instance's network configuration is not allowed")
+	}
+	defer guard.CloseIdleConnections()
+	inv.Egress = guard
+
 	timeout := req.Op.Timeout
 	if req.Timeout > 0 && req.Timeout < timeout {
 		timeout = req.Timeout
 	}
 	rctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	out, err := req.Type.Driver.Invoke(rctx, inv)
+	out, attempts, err := e.invoke(rctx, req, inv)
 	if err != nil {
 		if errors.Is(err, context.DeadlineExceeded) || errors.Is(rctx.Err(), context.DeadlineExceeded) {
-			return connectors.ExecResult{}, fault.Wrap(fault.Timeout, err, "operation did not finish within %s", timeout)
+			return connectors.ExecResult{Attempts: attempts}, fault.Wrap(fault.Timeout, redactCause(err, inv.Credential), "operation did not finish within %s", timeout)
 		}
 		var fe *fault.Error
 		if errors.As(err, &fe) {
-			return connectors.ExecResult{}, redactError(fe, inv.Credential)
+			return connectors.ExecResult{Attempts: attempts}, redactError(fe, inv.Credential)
 		}
-		return connectors.ExecResult{}, fault.Wrap(fault.Permanent, err, "operation failed")
+		return connectors.ExecResult{Attempts: attempts}, fault.Wrap(fault.Permanent, redactCause(err, inv.Credential), "operation failed")
 	}
 	if len(out) > e.maxBytes {
 		return connectors.ExecResult{}, fault.New(fault.ResponseTooLarge, "operation result is %d bytes, over the %d byte cap", len(out), e.maxBytes)
@@ -142,7 +154,31 @@ func (e *Executor) Execute(ctx context.Context, req connectors.ExecRequest) (con
 		}
 		return connectors.ExecResult{}, fault.Wrap(fault.Validation, err, "operation result does not match its output schema")
 	}
-	return connectors.ExecResult{Output: out, Redacted: redacted}, nil
+	return connectors.ExecResult{Output: out, Redacted: redacted, Attempts: attempts}, nil
+}
+
+// invoke calls the driver; a read-kind operation that fails transiently is
+// retried with exponential backoff while its timeout allows. Send-kind
+// operations are never retried here: a retry could send twice.
+func (e *Executor) invoke(ctx context.Context, req connectors.ExecRequest, inv connectors.Invocation) ([]byte, int, error) {
+	backoff := 50 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		out, err := req.Type.Driver.Invoke(ctx, inv)
+		if err == nil || req.Op.Kind != connectors.KindRead || !errors.Is(err, fault.ErrTransient) {
+			return out, attempt, err
+		}
+		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < backoff {
+			return out, attempt, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, attempt, err
+		case <-time.After(backoff + time.Duration(rand.Int64N(int64(backoff/2)))):
+		}
+		if backoff < 2*time.Second {
+			backoff *= 2
+		}
+	}
 }
 
 func (e *Executor) open(ctx context.Context, c *connectors.SealedCredential) (vault.Fields, error) {
@@ -158,15 +194,28 @@ func (e *Executor) open(ctx context.Context, c *connectors.SealedCredential) (va
 	return fields, nil
 }
 
+// redactCause keeps a driver's raw error (a URL with a query credential, a
+// server's echo) from carrying credential material into logs.
+func redactCause(err error, fields vault.Fields) error {
+	if err == nil || len(fields) == 0 {
+		return err
+	}
+	if msg := RedactString(err.Error(), fields); msg != err.Error() {
+		return errors.New(msg)
+	}
+	return err
+}
+
 // redactError keeps a driver's error message from carrying credential
 // material to the caller.
 func redactError(fe *fault.Error, fields vault.Fields) error {
 	msg := RedactString(fe.Message, fields)
-	if msg == fe.Message {
+	cause := redactCause(fe.Cause, fields)
+	if msg == fe.Message && cause == fe.Cause {
 		return fe
 	}
 	c := *fe
-	c.Message = msg
+	c.Message, c.Cause = msg, cause
 	return &c
 }
 

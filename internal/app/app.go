@@ -18,6 +18,9 @@ import (
 	"github.com/connec/connec/connectors"
 	"github.com/connec/connec/connectors/echo"
 	"github.com/connec/connec/connectors/executor"
+	"github.com/connec/connec/connectors/httpapi"
+	"github.com/connec/connec/connectors/mail"
+	"github.com/connec/connec/connectors/mattermost"
 	"github.com/connec/connec/identity"
 	"github.com/connec/connec/internal/db"
 	"github.com/connec/connec/internal/pgcluster"
@@ -44,7 +47,7 @@ type App struct {
 
 // Drivers returns the connector types compiled into this binary.
 func Drivers() []connectors.Driver {
-	return []connectors.Driver{echo.New()}
+	return []connectors.Driver{echo.New(), httpapi.New(), mail.NewSMTP(), mail.NewIMAP(), mattermost.New()}
 }
 
 // Open connects to (or starts) the database, applies migrations, syncs the
@@ -106,7 +109,7 @@ func (a *App) build(ctx context.Context) error {
 		return err
 	}
 	a.Executor = ex
-	svcOpts := []connectors.Option{connectors.WithLogger(a.Log)}
+	svcOpts := []connectors.Option{connectors.WithLogger(a.Log), connectors.WithRuleStore(az)}
 	if recipient, keyID := ex.Recipient(); recipient != "" {
 		sealer, err := vault.NewSealer(recipient)
 		if err != nil {

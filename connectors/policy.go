@@ -1,0 +1,166 @@
+package connectors
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/connec/connec/authz"
+	"github.com/connec/connec/callctx"
+	"github.com/connec/connec/fault"
+	"github.com/connec/connec/internal/db"
+)
+
+// Policy tool names.
+const (
+	ToolPolicyList    = "connector.policy.list"
+	ToolPolicyAllow   = "connector.policy.allow"
+	ToolPolicyDeny    = "connector.policy.deny"
+	ToolPolicyRemove  = "connector.policy.remove"
+	ToolPolicyExplain = "connector.policy.explain"
+)
+
+// RuleStore manages policy rules inside a caller's transaction, so a rule
+// change and its audit row commit together.
+type RuleStore interface {
+	AddRule(ctx context.Context, q db.Querier, r authz.Rule) (bool, error)
+	RemoveRule(ctx context.Context, q db.Querier, r authz.Rule) (bool, error)
+	ListRules(ctx context.Context, q db.Querier, subject string) ([]authz.Rule, error)
+	Refresh(ctx context.Context) error
+}
+
+// WithRuleStore enables the policy tools.
+func WithRuleStore(r RuleStore) Option { return func(s *Service) { s.rules = r } }
+
+// RuleChange is the result of adding or removing a rule.
+type RuleChange struct {
+	Rule    authz.Rule `json:"rule"`
+	Changed bool       `json:"changed"`
+	Version int64      `json:"policy_version,omitempty"`
+}
+
+// ExplainInput asks how policy decides one request.
+type ExplainInput struct {
+	Subject  string              `json:"subject"`
+	Action   string              `json:"action"`
+	Resource string              `json:"resource"`
+	Task     callctx.TaskContext `json:"task,omitempty"`
+}
+
+// Explanation is the decision and the rule behind it.
+type Explanation struct {
+	Allowed       bool     `json:"allowed"`
+	Reason        string   `json:"reason"`
+	Rule          []string `json:"rule,omitempty"`
+	PolicyVersion int64    `json:"policy_version"`
+}
+
+func (s *Service) policyCall(ctx context.Context, tool string) (*call, error) {
+	c, err := s.begin(ctx, tool, authz.ActionPolicyAdmin)
+	if err != nil {
+		return nil, err
+	}
+	if s.rules == nil {
+		return nil, c.fail(ctx, fault.New(fault.Unavailable, "policy management is not available on this server"))
+	}
+	return c, nil
+}
+
+// ListRules lists policy rules, optionally of one subject.
+func (s *Service) ListRules(ctx context.Context, subject string) ([]authz.Rule, error) {
+	c, err := s.policyCall(ctx, ToolPolicyList)
+	if err != nil {
+		return nil, err
+	}
+	if subject != "" {
+		sub, err := callctx.ParseSubject(subject)
+		if err != nil {
+			return nil, c.invalid(ctx, fault.Invalid("subject", "subject must be user:<uuid> or group:<uuid>"))
+		}
+		subject = string(sub)
+	}
+	if err := c.decide(ctx, authz.ResourcePolicy); err != nil {
+		return nil, err
+	}
+	rules, err := s.rules.ListRules(ctx, s.pool, subject)
+	if err != nil {
+		return nil, c.fail(ctx, err)
+	}
+	if rules == nil {
+		rules = []authz.Rule{}
+	}
+	return rules, c.ok(ctx)
+}
+
+// ChangeRule adds (remove false) or removes a rule. The change and its
+// audit row commit in one transaction, and take effect on this server at
+// once and on every other server through the database's notification.
+func (s *Service) ChangeRule(ctx context.Context, tool string, r authz.Rule, remove bool) (RuleChange, error) {
+	c, err := s.policyCall(ctx, tool)
+	if err != nil {
+		return RuleChange{}, err
+	}
+	if err := r.Validate(); err != nil {
+		return RuleChange{}, c.invalid(ctx, err)
+	}
+	if err := c.decide(ctx, authz.ResourcePolicy); err != nil {
+		return RuleChange{}, err
+	}
+	verb := "add"
+	if remove {
+		verb = "remove"
+	}
+	c.ev.Reason = fmt.Sprintf("%s; %s rule: %s %s %s %s cond=%q", c.ev.Reason, verb, r.Effect, r.Subject, r.Action, r.Resource, r.Cond)
+	out := RuleChange{Rule: r}
+	err = c.change(ctx, func(tx pgx.Tx) error {
+		var err error
+		if remove {
+			out.Changed, err = s.rules.RemoveRule(ctx, tx, r)
+		} else {
+			out.Changed, err = s.rules.AddRule(ctx, tx, r)
+		}
+		return err
+	})
+	if err != nil {
+		return RuleChange{}, err
+	}
+	if err := s.rules.Refresh(ctx); err != nil {
+		s.log.WarnContext(ctx, "policy refresh after a change failed; the watcher will catch up", "err", err)
+	}
+	if v, ok := s.authz.(interface{ Version() int64 }); ok {
+		out.Version = v.Version()
+	}
+	return out, nil
+}
+
+// Explain says how policy decides a request for any subject: which rule
+// decided and why. It is for administrators debugging policy.
+func (s *Service) Explain(ctx context.Context, in ExplainInput) (Explanation, error) {
+	c, err := s.policyCall(ctx, ToolPolicyExplain)
+	if err != nil {
+		return Explanation{}, err
+	}
+	sub, err := callctx.ParseSubject(in.Subject)
+	if err != nil {
+		return Explanation{}, c.invalid(ctx, fault.Invalid("subject", "subject must be user:<uuid> or group:<uuid>"))
+	}
+	if !authz.IsAction(in.Action) {
+		return Explanation{}, c.invalid(ctx, fault.Invalid("action", "unknown action %q", in.Action))
+	}
+	if in.Resource == "" {
+		return Explanation{}, c.invalid(ctx, fault.Invalid("resource", "resource is required"))
+	}
+	task, err := in.Task.Validate()
+	if err != nil {
+		return Explanation{}, c.invalid(ctx, fault.Invalid("task", "task: %v", err))
+	}
+	if err := c.decide(ctx, authz.ResourcePolicy); err != nil {
+		return Explanation{}, err
+	}
+	d, err := s.authz.Decide(ctx, authz.Request{Subject: sub, Action: in.Action, Resource: in.Resource, Task: task})
+	if err != nil {
+		return Explanation{}, c.fail(ctx, fault.Wrap(fault.Unavailable, err, "policy could not be evaluated"))
+	}
+	return Explanation{Allowed: d.Allowed, Reason: d.Reason, Rule: d.Rule, PolicyVersion: d.PolicyVersion}, c.ok(ctx)
+}

@@ -1,0 +1,372 @@
+package connectors
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/connec/connec/audit"
+	"github.com/connec/connec/authz"
+	"github.com/connec/connec/callctx"
+	"github.com/connec/connec/fault"
+	"github.com/connec/connec/internal/db"
+)
+
+// Run tool names.
+const (
+	ToolRunList   = "connector.run.list"
+	ToolRunGet    = "connector.run.get"
+	ToolRunCancel = "connector.run.cancel"
+)
+
+// Run states.
+const (
+	RunPending   = "pending"
+	RunRunning   = "running"
+	RunSucceeded = "succeeded"
+	RunFailed    = "failed"
+	RunCanceled  = "canceled"
+)
+
+// IdempotencyTTL is how long an idempotency key holds.
+const IdempotencyTTL = 24 * time.Hour
+
+// Run is one invocation's history row.
+type Run struct {
+	ID             string              `json:"id"`
+	InstanceID     InstanceID          `json:"instance_id"`
+	ConnectorType  string              `json:"connector_type"`
+	Operation      string              `json:"operation"`
+	Kind           Kind                `json:"kind"`
+	Subject        callctx.Subject     `json:"subject"`
+	RequestID      string              `json:"request_id"`
+	Task           callctx.TaskContext `json:"task"`
+	Status         string              `json:"status"`
+	Async          bool                `json:"async"`
+	ErrorType      string              `json:"error_type,omitempty"`
+	ErrorMessage   string              `json:"error_message,omitempty"`
+	ProviderStatus int                 `json:"provider_status,omitempty"`
+	Attempts       int                 `json:"attempts"`
+	BytesIn        int                 `json:"bytes_in"`
+	BytesOut       int                 `json:"bytes_out"`
+	Truncated      bool                `json:"truncated"`
+	Redacted       bool                `json:"redacted"`
+	IdempotencyKey string              `json:"idempotency_key,omitempty"`
+	Result         json.RawMessage     `json:"result,omitempty"`
+	CreatedAt      time.Time           `json:"created_at"`
+	StartedAt      *time.Time          `json:"started_at,omitempty"`
+	FinishedAt     *time.Time          `json:"finished_at,omitempty"`
+	DurationMS     *float64            `json:"duration_ms,omitempty"`
+}
+
+const runCols = `id::text, instance_id::text, connector_type, operation, kind, subject, request_id,
+ COALESCE(task_id::text,''), COALESCE(project_id::text,''), COALESCE(run_id::text,''), COALESCE(job_id::text,''), COALESCE(agent_id,''),
+ status, async, COALESCE(error_type,''), COALESCE(error_message,''), COALESCE(provider_status,0), attempts, bytes_in, bytes_out,
+ truncated, redacted, COALESCE(idempotency_key,''), result, created_at, started_at, finished_at, duration_us`
+
+func scanRun(row pgx.Row) (Run, error) {
+	var r Run
+	var inst, sub string
+	var dur *int64
+	err := row.Scan(&r.ID, &inst, &r.ConnectorType, &r.Operation, &r.Kind, &sub, &r.RequestID,
+		&r.Task.TaskID, &r.Task.ProjectID, &r.Task.RunID, &r.Task.JobID, &r.Task.AgentID,
+		&r.Status, &r.Async, &r.ErrorType, &r.ErrorMessage, &r.ProviderStatus, &r.Attempts, &r.BytesIn, &r.BytesOut,
+		&r.Truncated, &r.Redacted, &r.IdempotencyKey, &r.Result, &r.CreatedAt, &r.StartedAt, &r.FinishedAt, &dur)
+	r.InstanceID, r.Subject = InstanceID(inst), callctx.Subject(sub)
+	if dur != nil {
+		ms := float64(*dur) / 1000
+		r.DurationMS = &ms
+	}
+	return r, err
+}
+
+// runStart is the statement that records a run as it begins.
+func runStart(id string, c *call, inst Instance, op *CompiledOp, status string, async bool, key string, bytesIn int) audit.Stmt {
+	t := c.ev.Task
+	var expires *time.Time
+	if key != "" {
+		e := time.Now().Add(IdempotencyTTL)
+		expires = &e
+	}
+	return audit.Stmt{SQL: `INSERT INTO connector_runs (id, instance_id, connector_type, operation, kind, subject, request_id,
+ task_id, project_id, run_id, job_id, agent_id, status, async, idempotency_key, idempotency_expires_at, bytes_in, started_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, NULLIF($8,'')::uuid, NULLIF($9,'')::uuid, NULLIF($10,'')::uuid, NULLIF($11,'')::uuid, NULLIF($12,''),
+ $13, $14, NULLIF($15,''), $16, $17, CASE WHEN $13 = 'running' THEN clock_timestamp() END)`,
+		Args: []any{id, string(inst.ID), inst.Type, op.Name, string(op.Kind), string(c.p.Subject), c.ev.RequestID,
+			t.TaskID, t.ProjectID, t.RunID, t.JobID, t.AgentID, status, async, key, expires, bytesIn}}
+}
+
+// runOutcome is what finishing a run records.
+type runOutcome struct {
+	status    string
+	err       error
+	res       ExecResult
+	keep      bool // store the result (idempotent or async runs)
+	bytesIn   int
+	startedAt time.Time
+}
+
+func runFinish(id string, o runOutcome) audit.Stmt {
+	var errType, errMsg string
+	if o.err != nil {
+		pub := fault.PublicOf(o.err)
+		errType, errMsg = string(pub.Type), pub.Message
+	}
+	var result json.RawMessage
+	if o.keep && o.err == nil {
+		result = o.res.Output
+	}
+	return audit.Stmt{SQL: `UPDATE connector_runs SET status = $2, error_type = NULLIF($3,''), error_message = NULLIF($4,''),
+ attempts = $5, bytes_out = $6, truncated = $7, redacted = $8, result = $9, finished_at = clock_timestamp(),
+ started_at = COALESCE(started_at, $10), duration_us = (extract(epoch FROM clock_timestamp() - COALESCE(started_at, $10)) * 1e6)::bigint
+WHERE id = $1 AND status IN ('pending', 'running')`,
+		Args: []any{id, o.status, errType, errMsg, o.res.Attempts, len(o.res.Output), o.res.Truncated, o.res.Redacted, result, o.startedAt}}
+}
+
+// runInsertDone records a finished synchronous read in one statement.
+func runInsertDone(id string, c *call, inst Instance, op *CompiledOp, o runOutcome) []audit.Stmt {
+	return []audit.Stmt{runStart(id, c, inst, op, RunRunning, false, "", o.bytesIn), runFinish(id, o)}
+}
+
+func statusOf(err error) string {
+	switch {
+	case err == nil:
+		return RunSucceeded
+	case errors.Is(err, context.Canceled) || errors.Is(err, errCanceled):
+		return RunCanceled
+	default:
+		return RunFailed
+	}
+}
+
+var errCanceled = fault.New(fault.Conflict, "run canceled")
+
+// runs tracks the async runs this server executes, so a cancel (local or
+// announced by another server) reaches them.
+type runs struct {
+	mu      sync.Mutex
+	cancels map[string]context.CancelFunc
+	wg      sync.WaitGroup
+}
+
+func (r *runs) add(id string, cancel context.CancelFunc) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.cancels == nil {
+		r.cancels = map[string]context.CancelFunc{}
+	}
+	r.cancels[id] = cancel
+}
+
+func (r *runs) done(id string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.cancels, id)
+}
+
+// CancelLocal cancels an async run if this server executes it. The
+// database's connec_run_cancel notification calls it on every server.
+func (s *Service) CancelLocal(id string) {
+	s.async.mu.Lock()
+	cancel := s.async.cancels[id]
+	s.async.mu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
+}
+
+// Wait blocks until every async run this server started has finished.
+func (s *Service) Wait() { s.async.wg.Wait() }
+
+// RunFilter selects runs for connector.run.list.
+type RunFilter struct {
+	InstanceID string `json:"instance_id,omitempty"`
+	TaskID     string `json:"task_id,omitempty"`
+	Status     string `json:"status,omitempty"`
+	Limit      int    `json:"limit,omitempty"`
+	Before     string `json:"before,omitempty"`
+}
+
+// ListRuns returns run history the caller may see: every run of an instance
+// it holds any right on (with instance_id), or its own runs (without).
+// Newest first; page with before = the last run id seen.
+func (s *Service) ListRuns(ctx context.Context, f RunFilter) ([]Run, error) {
+	c, err := s.begin(ctx, ToolRunList, authz.ActionRead)
+	if err != nil {
+		return nil, err
+	}
+	if f.Limit == 0 {
+		f.Limit = 50
+	}
+	if f.Limit < 1 || f.Limit > 200 {
+		return nil, c.invalid(ctx, fault.Invalid("limit", "limit must be 1..200"))
+	}
+	if f.Status != "" && !contains([]string{RunPending, RunRunning, RunSucceeded, RunFailed, RunCanceled}, f.Status) {
+		return nil, c.invalid(ctx, fault.Invalid("status", "status must be pending, running, succeeded, failed or canceled"))
+	}
+	for name, v := range map[string]*string{"task_id": &f.TaskID, "before": &f.Before} {
+		if *v == "" {
+			continue
+		}
+		u, err := uuid.Parse(*v)
+		if err != nil || len(*v) != 36 {
+			return nil, c.invalid(ctx, fault.Invalid(name, "%s must be a uuid", name))
+		}
+		*v = u.String()
+	}
+	subject := string(c.p.Subject)
+	if f.InstanceID != "" {
+		inst, err := c.lookup(ctx, f.InstanceID, false, s.pool)
+		if err != nil {
+			return nil, err
+		}
+		if err := c.decideAny(ctx, authz.InstanceResource(inst.Owner, inst.Type, inst.ID.UUID())); err != nil {
+			return nil, err
+		}
+		f.InstanceID, subject = string(inst.ID), ""
+	} else {
+		c.ev.Reason = "own runs"
+	}
+	rows, err := s.pool.Query(ctx, `SELECT `+runCols+` FROM connector_runs
+WHERE ($1 = '' OR instance_id = NULLIF($1,'')::uuid) AND ($2 = '' OR subject = $2)
+  AND ($3 = '' OR task_id = NULLIF($3,'')::uuid) AND ($4 = '' OR status = $4)
+  AND ($5 = '' OR (created_at, id) < (SELECT created_at, id FROM connector_runs WHERE id = NULLIF($5,'')::uuid))
+ORDER BY created_at DESC, id DESC LIMIT $6`, f.InstanceID, subject, f.TaskID, f.Status, f.Before, f.Limit)
+	if err != nil {
+		return nil, c.fail(ctx, db.Map(err))
+	}
+	list, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Run, error) { return scanRun(r) })
+	if err != nil {
+		return nil, c.fail(ctx, db.Map(err))
+	}
+	if list == nil {
+		list = []Run{}
+	}
+	return list, c.ok(ctx)
+}
+
+// lookupRun loads a run for a call; like instances, a run the caller may not
+// see answers the same as a missing one.
+func (c *call) lookupRun(ctx context.Context, raw string) (Run, Instance, error) {
+	u, err := uuid.Parse(raw)
+	if err != nil || len(raw) != 36 {
+		return Run{}, Instance{}, c.invalid(ctx, fault.Invalid("run_id", "run_id must be a uuid"))
+	}
+	r, err := scanRun(c.s.pool.QueryRow(ctx, `SELECT `+runCols+` FROM connector_runs WHERE id = $1`, u.String()))
+	if err != nil {
+		if errors.Is(db.Map(err), fault.ErrNotFound) {
+			if derr := c.decide(ctx, authz.InstanceResource("unknown", "unknown", uuid.Nil)); derr != nil {
+				return Run{}, Instance{}, derr
+			}
+			return Run{}, Instance{}, c.fail(ctx, fault.New(fault.NotFound, "run %s not found", u))
+		}
+		return Run{}, Instance{}, c.fail(ctx, db.Map(err))
+	}
+	inst, err := getInstance(ctx, c.s.pool, r.InstanceID, false)
+	if err != nil {
+		return Run{}, Instance{}, c.fail(ctx, err)
+	}
+	c.target(inst)
+	c.ev.Operation = r.Operation
+	return r, inst, nil
+}
+
+// GetRun returns one run: its status and, for async or idempotent runs,
+// its result.
+func (s *Service) GetRun(ctx context.Context, id string) (Run, error) {
+	c, err := s.begin(ctx, ToolRunGet, authz.ActionRead)
+	if err != nil {
+		return Run{}, err
+	}
+	r, inst, err := c.lookupRun(ctx, id)
+	if err != nil {
+		return Run{}, err
+	}
+	if r.Subject != c.p.Subject {
+		if err := c.decideAny(ctx, authz.InstanceResource(inst.Owner, inst.Type, inst.ID.UUID())); err != nil {
+			return Run{}, err
+		}
+	} else {
+		c.ev.Reason = "own run"
+	}
+	return r, c.ok(ctx)
+}
+
+// CancelRun cancels a pending or running async run. The caller must have
+// started it or hold connector.admin on its instance.
+func (s *Service) CancelRun(ctx context.Context, id string) (Run, error) {
+	c, err := s.begin(ctx, ToolRunCancel, authz.ActionAdmin)
+	if err != nil {
+		return Run{}, err
+	}
+	r, inst, err := c.lookupRun(ctx, id)
+	if err != nil {
+		return Run{}, err
+	}
+	if r.Subject != c.p.Subject {
+		if err := c.decide(ctx, authz.InstanceResource(inst.Owner, inst.Type, inst.ID.UUID())); err != nil {
+			return Run{}, err
+		}
+	} else {
+		c.ev.Reason = "own run"
+	}
+	var out Run
+	err = c.change(ctx, func(tx pgx.Tx) error {
+		var err error
+		out, err = scanRun(tx.QueryRow(ctx, `UPDATE connector_runs SET status = 'canceled', error_type = 'canceled',
+ error_message = 'canceled by '||$2, finished_at = clock_timestamp() WHERE id = $1 AND status IN ('pending','running') RETURNING `+runCols, r.ID, string(c.p.Subject)))
+		if errors.Is(db.Map(err), fault.ErrNotFound) {
+			return fault.New(fault.Conflict, "run %s already finished (%s)", r.ID, r.Status)
+		}
+		return db.Map(err)
+	})
+	if err == nil {
+		s.CancelLocal(r.ID)
+	}
+	return out, err
+}
+
+// checkLimits counts this invocation against the instance's rate limits
+// (per subject and per instance), in PostgreSQL so every server shares the
+// count. It returns quota_exceeded with a retry-after when a limit is hit.
+func (s *Service) checkLimits(ctx context.Context, inst Instance, sub callctx.Subject) error {
+	type window struct {
+		key string
+		l   *RateLimit
+	}
+	var ws []window
+	if l := inst.Limits.PerInstance; l != nil {
+		ws = append(ws, window{"i:" + string(inst.ID), l})
+	}
+	if l := inst.Limits.PerSubject; l != nil {
+		ws = append(ws, window{"s:" + string(inst.ID) + ":" + string(sub), l})
+	}
+	now := s.now()
+	for _, w := range ws {
+		size := time.Duration(w.l.WindowSeconds) * time.Second
+		start := now.Truncate(size)
+		var n int
+		err := s.pool.QueryRow(ctx, `WITH gc AS (DELETE FROM connector_rate_windows WHERE key = $1 AND window_start < $2)
+INSERT INTO connector_rate_windows (key, window_start, count) VALUES ($1, $2, 1)
+ON CONFLICT (key, window_start) DO UPDATE SET count = connector_rate_windows.count + 1 RETURNING count`, w.key, start).Scan(&n)
+		if err != nil {
+			return db.Map(err)
+		}
+		if n > w.l.Requests {
+			retry := start.Add(size).Sub(now)
+			scope := "instance"
+			if strings.HasPrefix(w.key, "s:") {
+				scope = "subject"
+			}
+			return fault.New(fault.QuotaExceeded, "rate limit of %d per %ds per %s reached; retry in %s", w.l.Requests, w.l.WindowSeconds, scope, retry.Round(time.Millisecond)).
+				WithDetails(map[string]any{"retry_after_ms": retry.Milliseconds(), "scope": scope})
+		}
+	}
+	return nil
+}
