@@ -181,6 +181,15 @@ func (s *Service) CancelLocal(id string) {
 	}
 }
 
+// CancelAll cancels every async run this server executes (at shutdown).
+func (s *Service) CancelAll() {
+	s.async.mu.Lock()
+	defer s.async.mu.Unlock()
+	for _, cancel := range s.async.cancels {
+		cancel()
+	}
+}
+
 // Wait blocks until every async run this server started has finished.
 func (s *Service) Wait() { s.async.wg.Wait() }
 

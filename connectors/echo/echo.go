@@ -58,6 +58,7 @@ func (Driver) Spec() connectors.TypeSpec {
 		Operations: []connectors.Operation{
 			{Name: "echo.read", Kind: connectors.KindRead, Description: "Return the message (read-kind).", Input: json.RawMessage(inputSchema), Output: json.RawMessage(outputSchema), Timeout: 10 * time.Second},
 			{Name: "echo.send", Kind: connectors.KindSend, Description: "Return the message (send-kind).", Input: json.RawMessage(inputSchema), Output: json.RawMessage(outputSchema), Timeout: 10 * time.Second},
+			{Name: "echo.later", Kind: connectors.KindRead, Async: true, Description: "Return the message asynchronously: invoke answers with a run id; connector.run.get has the result.", Input: json.RawMessage(inputSchema), Output: json.RawMessage(outputSchema), Timeout: 60 * time.Second},
 		},
 		ConfigSchema: json.RawMessage(configSchema),
 		// Echo needs no credential but accepts one, so the credential path

@@ -94,7 +94,7 @@ func (a *App) build(ctx context.Context) error {
 		return fmt.Errorf("policy engine: %w", err)
 	}
 	a.Authz = az
-	a.Audit = audit.NewWriter(a.Pool)
+	a.Audit = audit.NewWriter(a.Pool, audit.WithLogger(a.Log))
 	a.Identity = identity.New(a.Pool)
 	exOpts := []executor.Option{executor.WithLogger(a.Log)}
 	keyPath, err := a.keyFile()
@@ -124,6 +124,8 @@ func (a *App) build(ctx context.Context) error {
 		return fmt.Errorf("listen for credential changes: %w", err)
 	}
 	a.Service = connectors.NewService(a.Pool, reg, az, a.Audit, ex, svcOpts...)
+	// A run canceled through any server stops where it executes.
+	go a.listen(life, "connec_run_cancel", a.Service.CancelLocal)
 	return nil
 }
 
@@ -196,6 +198,14 @@ func (a *App) startEmbedded(ctx context.Context) (string, error) {
 func (a *App) Close() {
 	if a.stop != nil {
 		a.stop()
+	}
+	if a.Service != nil {
+		// Async runs of this server end as canceled rather than vanish.
+		a.Service.CancelAll()
+		a.Service.Wait()
+	}
+	if a.Audit != nil {
+		a.Audit.Close()
 	}
 	if a.Authz != nil {
 		a.Authz.Close()
