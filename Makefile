@@ -5,7 +5,13 @@ PKGS    := ./...
 # Tests get a throwaway PostgreSQL unless CONNEC_TEST_DATABASE_URL is set.
 TESTFLAGS ?= -race -count=1 -timeout 20m
 
-.PHONY: all build run test bench lint deps clean
+# Fuzz targets: "package:Target". `make test` runs each briefly; found
+# crashers land in the package's testdata/fuzz and become regression tests.
+FUZZ_TARGETS := ./mcp:FuzzDecodeToolArguments ./callctx:FuzzTaskContext ./callctx:FuzzParseSubject \
+	./authz:FuzzParseCond ./authz:FuzzRuleValidate
+FUZZTIME ?= 4s
+
+.PHONY: all build run test bench lint deps clean fuzz soak
 
 all: build
 
@@ -18,8 +24,19 @@ build: ## build bin/connec
 run: deps build ## stdio MCP server on the embedded default (local PostgreSQL + key in the data dir)
 	./$(BIN) serve --stdio
 
-test: deps lint ## every test, with the race detector
+test: deps lint ## every test, with the race detector, then each fuzz target briefly
 	$(GO) test $(TESTFLAGS) $(PKGS)
+	@$(MAKE) --no-print-directory fuzz
+
+fuzz: ## run each fuzz target for FUZZTIME (default 4s)
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	  pkg=$${t%%:*}; name=$${t##*:}; \
+	  echo "fuzz $$pkg $$name ($(FUZZTIME))"; \
+	  $(GO) test -run='^$$' -fuzz="^$$name\$$" -fuzztime=$(FUZZTIME) $$pkg; \
+	done
+
+soak: deps ## the fault tests at full size (10,000 invocations, longer outages)
+	CONNEC_SOAK=1 $(GO) test -race -count=1 -timeout 60m -v ./internal/faults/
 
 bench: deps ## benchmarks (figures are ratios against baselines measured in the same run)
 	$(GO) test -run '^$$' -bench . -benchmem -count=1 $(PKGS)

@@ -55,6 +55,10 @@ var (
 	ErrMalformedRow = errors.New("audit: malformed row")
 	// ErrUnknownHashVersion: a row names a hash version this build lacks.
 	ErrUnknownHashVersion = errors.New("audit: unknown hash version")
+	// ErrPartitionBlocked: a month's partition cannot be created because
+	// rows for that month already sit in the default partition (they stay
+	// there, fully part of the chain; later months are unaffected).
+	ErrPartitionBlocked = errors.New("audit: rows for the month are in the default partition")
 )
 
 // Event is one audit row as a caller describes it. It never holds

@@ -11,11 +11,6 @@ import (
 	"github.com/connec/connec/internal/db"
 )
 
-// ErrPartitionBlocked: a month's partition cannot be created because rows
-// for that month already sit in the default partition (they stay there,
-// fully part of the chain; later months are unaffected).
-var ErrPartitionBlocked = errors.New("audit: rows for the month are in the default partition")
-
 // partitionLockKey serialises partition creation across servers
 // (pg_advisory_xact_lock key; arbitrary, fixed).
 const partitionLockKey = 0x636f6e6e65634150 // "connecAP"

@@ -1,0 +1,42 @@
+package authz
+
+import (
+	"testing"
+
+	"github.com/connec/connec/callctx"
+)
+
+// FuzzParseCond: conditions parse without panics, and an accepted one
+// round-trips through its canonical string.
+func FuzzParseCond(f *testing.F) {
+	for _, s := range []string{"", "task=required", "project=1b4e28ba-2fa1-11d2-883f-0016d3cca427;agent=a|b", "agent=", "project=x", "task=required;task=required", ";", "agent=a b"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		c, err := ParseCond(s)
+		if err != nil {
+			return
+		}
+		again, err := ParseCond(c.String())
+		if err != nil || again.String() != c.String() {
+			t.Fatalf("%q → %q does not round-trip: %v", s, c.String(), err)
+		}
+		_ = c.Match(callctx.TaskContext{TaskID: "1b4e28ba-2fa1-11d2-883f-0016d3cca427", AgentID: "a"})
+	})
+}
+
+// FuzzRuleValidate: rule validation never panics on any field values.
+func FuzzRuleValidate(f *testing.F) {
+	f.Add("user:1b4e28ba-2fa1-11d2-883f-0016d3cca427", "connectors/**", "*", "", "allow")
+	f.Add("group:1b4e28ba-2fa1-11d2-883f-0016d3cca427", "connectors/*/echo/{a,b}/x", "connector.read", "task=required", "deny")
+	f.Add("", "[", "x", ";", "maybe")
+	f.Fuzz(func(t *testing.T, sub, res, act, cond, eft string) {
+		r := Rule{Subject: sub, Resource: res, Action: act, Cond: cond, Effect: eft}
+		if err := r.Validate(); err != nil {
+			return
+		}
+		if _, err := ParseCond(r.Cond); err != nil {
+			t.Fatalf("valid rule with unparsable cond %q", r.Cond)
+		}
+	})
+}
