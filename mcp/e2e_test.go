@@ -3,6 +3,8 @@ package mcp_test
 import (
 	"context"
 	"encoding/json"
+	"io"
+	"net/http"
 	"slices"
 	"strings"
 	"testing"
@@ -242,5 +244,25 @@ func TestBadArgumentsChangeNothing(t *testing.T) {
 	}
 	if st := e.count(`SELECT count(*) FROM connector_instances WHERE id = $1 AND state = 'enabled'`, id); st != 1 {
 		t.Fatalf("instance state changed by bad calls")
+	}
+}
+
+// An oversized MCP request body is refused without being buffered.
+func TestHTTPRequestBodyCapped(t *testing.T) {
+	e := newEnv(t)
+	_, tok := e.user("alice", false)
+	body := `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"connector.catalog.list","arguments":{"pad":"` + strings.Repeat("x", 5<<20) + `"}}}`
+	req, _ := http.NewRequest(http.MethodPost, e.http.URL+"/mcp", strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+tok)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	resp, err := e.http.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(b), "too large") {
+		t.Fatalf("oversized request: status %d: %s", resp.StatusCode, b[:min(len(b), 200)])
 	}
 }

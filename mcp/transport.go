@@ -39,6 +39,9 @@ func RunStdio(ctx context.Context, srv *server.MCPServer, principal callctx.Prin
 	return err
 }
 
+// MaxRequestBytes caps one MCP request body over HTTP.
+const MaxRequestBytes = 4 << 20
+
 // Authenticator resolves a bearer token to a principal.
 type Authenticator interface {
 	Authenticate(ctx context.Context, token string) (callctx.Principal, error)
@@ -100,6 +103,8 @@ func requireToken(next http.Handler, svc *connectors.Service, auth Authenticator
 			return
 		}
 		p.Transport = transport
+		// A JSON-RPC request is small; a huge body is refused, not buffered.
+		r.Body = http.MaxBytesReader(w, r.Body, MaxRequestBytes)
 		next.ServeHTTP(w, r.WithContext(callctx.WithPrincipal(r.Context(), p)))
 	})
 }
