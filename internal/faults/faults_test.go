@@ -352,3 +352,57 @@ func TestMisbehavingConnectorServers(t *testing.T) {
 		t.Fatalf("heap grew by %d MiB", grown>>20)
 	}
 }
+
+// If the audit row cannot be written (the database refuses it while
+// otherwise healthy), the call fails closed: a management change is not
+// made, a read's result is withheld, and a send is never executed.
+func TestAuditFailureFailsClosed(t *testing.T) {
+	url, key := pgtest.URL(t), keyFile(t)
+	a := server(t, url, key)
+	ctx := as(t, a, "alice")
+	api, executed := counter(t)
+	id := httpInstance(t, a, ctx, api.URL)
+	echo, err := a.Service.Install(ctx, connectors.InstallInput{Type: "echo", DisplayName: "e", Enable: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bg := context.Background()
+	if _, err := a.Pool.Exec(bg, `CREATE FUNCTION refuse_audit() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN RAISE EXCEPTION 'audit disk full' USING ERRCODE = '53100'; END $$;
+CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_events FOR EACH ROW EXECUTE FUNCTION refuse_audit();`); err != nil {
+		t.Fatal(err)
+	}
+	count := func(sql string) int {
+		var n int
+		if err := a.Pool.QueryRow(bg, sql).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	instances := count(`SELECT count(*) FROM connector_instances`)
+	if _, err := a.Service.Install(ctx, connectors.InstallInput{Type: "echo", DisplayName: "x"}); !errors.Is(err, fault.ErrUnavailable) {
+		t.Fatalf("install without audit: %v", err)
+	}
+	if _, err := a.Service.Disable(ctx, string(echo.ID)); !errors.Is(err, fault.ErrUnavailable) {
+		t.Fatalf("disable without audit: %v", err)
+	}
+	if n := count(`SELECT count(*) FROM connector_instances`); n != instances {
+		t.Fatalf("install committed without its audit row")
+	}
+	if n := count(`SELECT count(*) FROM connector_instances WHERE state = 'enabled'`); n != 2 {
+		t.Fatalf("disable committed without its audit row")
+	}
+	res, err := a.Service.Invoke(ctx, connectors.InvokeInput{InstanceID: string(echo.ID), Operation: "echo.read", Arguments: []byte(`{"message":"x"}`)})
+	if !errors.Is(err, fault.ErrUnavailable) || len(res.Output) != 0 {
+		t.Fatalf("read without audit: %v %s", err, res.Output)
+	}
+	if _, err := a.Service.Invoke(ctx, connectors.InvokeInput{InstanceID: id, Operation: "http.post", Arguments: []byte(`{"path":"/x"}`)}); !errors.Is(err, fault.ErrUnavailable) {
+		t.Fatalf("send without audit: %v", err)
+	}
+	if executed.Load() != 0 {
+		t.Fatalf("a send executed %d times without its audit row", executed.Load())
+	}
+	if n := count(`SELECT count(*) FROM connector_runs`); n != 0 {
+		t.Fatalf("run rows written without audit rows: %d", n)
+	}
+}
