@@ -26,6 +26,7 @@ import (
 
 	"github.com/connec/connec/callctx"
 	"github.com/connec/connec/internal/db"
+	"github.com/connec/connec/internal/metrics"
 )
 
 // Decision values.
@@ -206,7 +207,8 @@ func (w *Writer) Close() {
 // then holds until it ends, stalling every other audit write: call Write
 // last, just before commit, and never call Record while holding it. If q is
 // not a transaction (a pool or connection) Write runs one of its own.
-func (w *Writer) Write(ctx context.Context, q db.Querier, ev Event) error {
+func (w *Writer) Write(ctx context.Context, q db.Querier, ev Event) (err error) {
+	defer func(start time.Time) { metrics.ObserveAuditWrite(time.Since(start), err) }(time.Now())
 	r, err := newRow(ev, w.now())
 	if err != nil {
 		return err
@@ -230,7 +232,8 @@ func (w *Writer) Write(ctx context.Context, q db.Querier, ev Event) error {
 // call fails with its error and the rest of the batch commits without it.
 // They run before the chain lock is taken and must not wait on anything a
 // transaction holding it could wait on.
-func (w *Writer) Record(ctx context.Context, ev Event, stmts ...Stmt) error {
+func (w *Writer) Record(ctx context.Context, ev Event, stmts ...Stmt) (err error) {
+	defer func(start time.Time) { metrics.ObserveAuditWrite(time.Since(start), err) }(time.Now())
 	r, err := newRow(ev, w.now())
 	if err != nil {
 		return err

@@ -30,6 +30,7 @@ import (
 	"github.com/connec/connec/callctx"
 	"github.com/connec/connec/fault"
 	"github.com/connec/connec/internal/db"
+	"github.com/connec/connec/internal/metrics"
 )
 
 // Sentinel errors, for errors.Is.
@@ -289,6 +290,20 @@ func (a *Authorizer) Version() int64 { return a.snap.Load().version }
 // fault.Unavailable, and the caller must deny. A malformed request is not an
 // error: it is denied with a reason starting "invalid request: ".
 func (a *Authorizer) Decide(ctx context.Context, req Request) (Decision, error) {
+	start := time.Now()
+	d, err := a.decide(ctx, req)
+	result := metrics.ResultDeny
+	switch {
+	case err != nil:
+		result = metrics.ResultError
+	case d.Allowed:
+		result = metrics.ResultAllow
+	}
+	metrics.ObserveDecision(result, time.Since(start))
+	return d, err
+}
+
+func (a *Authorizer) decide(ctx context.Context, req Request) (Decision, error) {
 	s, err := a.current(ctx)
 	if err != nil {
 		return Decision{}, err

@@ -2,6 +2,7 @@ package authz
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -63,19 +64,16 @@ const (
 	ActionAdmin       = "connector.admin"
 	ActionCatalogRead = "connector.catalog.read"
 	ActionPolicyAdmin = "connector.policy.admin"
+	ActionAuditRead   = "connector.audit.read"
 	AnyAction         = "*"
 )
 
 // Actions lists every action, in a stable order. Do not modify it.
-var Actions = []string{ActionRead, ActionSend, ActionAdmin, ActionCatalogRead, ActionPolicyAdmin}
+var Actions = []string{ActionRead, ActionSend, ActionAdmin, ActionCatalogRead, ActionPolicyAdmin, ActionAuditRead}
 
 // IsAction reports whether a is one of the action constants (not AnyAction).
 func IsAction(a string) bool {
-	switch a {
-	case ActionRead, ActionSend, ActionAdmin, ActionCatalogRead, ActionPolicyAdmin:
-		return true
-	}
-	return false
+	return slices.Contains(Actions, a)
 }
 
 // Rule effects.
@@ -89,6 +87,7 @@ const (
 //
 //	catalog                                              the connector catalog
 //	policy                                               policy administration
+//	audit                                                the audit trail (connector.audit.read)
 //	connectors/<owner>                                   where <owner> installs instances
 //	connectors/<owner>/<type>/<instance-uuid>            one installed instance
 //	connectors/<owner>/<type>/<instance-uuid>/<op>       one operation on an instance
@@ -116,6 +115,7 @@ const (
 const (
 	ResourceCatalog    = "catalog"
 	ResourcePolicy     = "policy"
+	ResourceAudit      = "audit"
 	resourceConnectors = "connectors"
 )
 

@@ -15,6 +15,7 @@ import (
 	"github.com/connec/connec/authz"
 	"github.com/connec/connec/fault"
 	"github.com/connec/connec/internal/db"
+	"github.com/connec/connec/internal/metrics"
 )
 
 var operationRe = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,31}(\.[a-z][a-z0-9_-]{0,63})+$`)
@@ -207,6 +208,11 @@ func (s *Service) finish(ctx context.Context, c *call, runID string, req ExecReq
 	} else {
 		c.ev.Status = audit.StatusOK
 	}
+	status := "ok"
+	if o.err != nil {
+		status = c.ev.ErrorType
+	}
+	metrics.ObserveInvocation(req.Type.Spec.Name, req.Op.Name, status, s.now().Sub(o.startedAt))
 	if err := s.audit.Record(ctx, c.ev, stmts...); err != nil {
 		s.log.ErrorContext(ctx, "audit write failed; result withheld", "tool", c.ev.Tool, "err", err)
 		return InvokeResult{}, fault.Wrap(fault.Unavailable, err, "audit trail unavailable")

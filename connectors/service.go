@@ -15,6 +15,7 @@ import (
 	"github.com/connec/connec/callctx"
 	"github.com/connec/connec/fault"
 	"github.com/connec/connec/internal/db"
+	"github.com/connec/connec/internal/metrics"
 )
 
 // Authorizer is the one decision function every call passes.
@@ -159,6 +160,17 @@ func (c *call) finishStandalone(ctx context.Context, err error) error {
 	c.ev.Duration = c.s.now().Sub(c.start)
 	if c.ev.Reason == "" {
 		c.ev.Reason = fault.PublicOf(err).Message
+	}
+	if c.ev.Tool == ToolOpInvoke {
+		// Label only with names the registry knows: callers choose the rest.
+		typ, op := "unknown", "unknown"
+		if ct, ok := c.s.reg.Type(c.ev.ConnectorType); ok {
+			typ = ct.Spec.Name
+			if _, ok := ct.Op(c.ev.Operation); ok {
+				op = c.ev.Operation
+			}
+		}
+		metrics.ObserveInvocation(typ, op, c.ev.ErrorType, 0)
 	}
 	if aerr := c.s.audit.Record(ctx, c.ev); aerr != nil {
 		c.s.log.ErrorContext(ctx, "audit write failed", "tool", c.ev.Tool, "err", aerr)

@@ -20,8 +20,8 @@ const namespacesSupported = true
 // gets new user, network and IPC namespaces: its network has no interface
 // up at all, so the egress proxy's Unix socket is its only way out, and a
 // plugin opening raw sockets reaches nothing. Always: its own process
-// group (so the whole group can be killed) and SIGKILL when connec's
-// thread that started it dies.
+// group (a terminal's Ctrl-C to connec does not reach it) and SIGKILL when
+// the connec thread that started it dies.
 func sysProcAttr(isolate bool) *syscall.SysProcAttr {
 	a := &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if isolate {
@@ -45,6 +45,3 @@ func limitProcess(pid int) error {
 	}
 	return nil
 }
-
-// killGroup kills the host's process group.
-func killGroup(pid int) { _ = syscall.Kill(-pid, syscall.SIGKILL) }

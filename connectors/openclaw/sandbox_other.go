@@ -2,19 +2,11 @@
 
 package openclaw
 
-import (
-	"os"
-	"syscall"
-)
+import "syscall"
 
+// namespacesSupported: only Linux hosts get their own namespaces.
 const namespacesSupported = false
 
 func sysProcAttr(bool) *syscall.SysProcAttr { return &syscall.SysProcAttr{} }
 
 func limitProcess(int) error { return nil }
-
-func killGroup(pid int) {
-	if p, err := os.FindProcess(pid); err == nil {
-		_ = p.Kill()
-	}
-}

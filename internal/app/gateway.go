@@ -10,11 +10,12 @@ import (
 
 // mountGateway adds the User API Gateway to mux: the REST API under /v1,
 // the web UI under /ui, /metrics and /readyz (database reachable, schema
-// current, credential key loaded). Run and audit views answer 501 until a
-// gateway.History is wired in here.
+// current, credential key loaded). Run and audit views come from the core
+// (gateway.ServiceHistory).
 func (a *App) mountGateway(mux *http.ServeMux) {
 	gateway.New(gateway.Config{
 		Service: a.Service,
+		History: gateway.ServiceHistory(a.Service),
 		Auth:    a.Identity,
 		Log:     a.Log,
 		Checks: []gateway.Check{

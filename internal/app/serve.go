@@ -35,6 +35,7 @@ func (a *App) Handler(srv *server.MCPServer) http.Handler {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write([]byte(`{"status":"ok"}` + "\n"))
 	})
+	a.mountGateway(mux)
 	return mux
 }
 
@@ -73,7 +74,8 @@ func (a *App) Serve(ctx context.Context, o ServeOptions) error {
 			defer c()
 			_ = hs.Shutdown(sctx)
 		}()
-		a.Log.Info("serving MCP over HTTP", "addr", ln.Addr().String(), "sse", "/sse", "streamable", "/mcp")
+		a.Log.Info("serving over HTTP", "addr", ln.Addr().String(), "mcp_sse", "/sse", "mcp_streamable", "/mcp",
+			"rest", "/v1", "ui", "/ui", "metrics", "/metrics", "health", "/healthz", "ready", "/readyz")
 		if o.Ready != nil {
 			o.Ready(ln.Addr().String())
 		}

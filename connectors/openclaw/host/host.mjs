@@ -108,10 +108,17 @@ function safeStringify(v) {
 
 // ---- the environment the plugin sees ----------------------------------------
 
-// process.env becomes a plain object: per-call values are set on it without
-// ever touching the OS environment (setenv), and disappear after the call.
+// process.env becomes one plain object: per-call values are set on it
+// without ever touching the OS environment (setenv), and removed after the
+// call (a plugin that kept a reference to process.env sees them too).
 const baseEnv = { ...process.env };
-process.env = { ...baseEnv };
+const pluginEnv = { ...baseEnv };
+process.env = pluginEnv;
+
+function setCallEnv(vars) {
+  for (const k of Object.keys(pluginEnv)) if (!(k in baseEnv)) delete pluginEnv[k];
+  Object.assign(pluginEnv, baseEnv, vars || {});
+}
 
 // ---- network: everything goes through connec's egress proxy ----------------
 
@@ -486,11 +493,23 @@ function pluginError(e, what) {
 }
 
 const inflight = new Map(); // id → {ac}: the calls in progress
+let envOwner = null; // the call whose values process.env holds
+
+// endCallEnv clears process.env's per-call values if call id still owns
+// them (a canceled call whose plugin settles late must not clear the next
+// call's).
+function endCallEnv(id) {
+  if (envOwner === id) {
+    setCallEnv(null);
+    envOwner = null;
+  }
+}
 
 async function withCall(id, config, fn) {
   const ac = new AbortController();
   inflight.set(id, { ac });
-  process.env = { ...baseEnv, ...((config && config.env) || {}) };
+  setCallEnv(config && config.env);
+  envOwner = id;
   let reg = null;
   try {
     try {
@@ -500,7 +519,7 @@ async function withCall(id, config, fn) {
     }
     return await fn(reg, ac.signal);
   } finally {
-    process.env = { ...baseEnv };
+    endCallEnv(id);
     inflight.delete(id);
     if (reg) {
       reg.tools.clear();
@@ -573,6 +592,7 @@ async function handle(msg) {
       // Answer at once: a plugin that ignores the abort signal must not keep
       // the call open. Its late answer is dropped.
       cancelled.add(id);
+      endCallEnv(id);
       call.ac.abort(new Error('cancelled by connec'));
       send({ jsonrpc: '2.0', id, error: { code: -32800, message: 'cancelled', data: { kind: 'cancelled' } } });
     }

@@ -1,0 +1,60 @@
+package gateway_test
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/google/uuid"
+
+	"github.com/connec/connec/audit"
+	"github.com/connec/connec/authz"
+	"github.com/connec/connec/callctx"
+	"github.com/connec/connec/gateway"
+	"github.com/connec/connec/internal/app"
+)
+
+// The audit views served by the core itself (ServiceHistory): auditors see
+// every row and the chain's verification; an instance's admin sees that
+// instance's rows; nobody else sees any.
+func TestCoreAuditViews(t *testing.T) {
+	e := newEnv(t, withHistoryFrom(func(a *app.App) gateway.History { return gateway.ServiceHistory(a.Service) }))
+	_, aliceTok := e.user("alice", false)
+	auditor, auditorTok := e.user("auditor", true)
+	_, bobTok := e.user("bob", false)
+	e.allow(auditor, authz.ResourceAudit, authz.ActionAuditRead)
+	inst := e.must(http.StatusCreated, "POST", "/v1/connector-instances", aliceTok, map[string]any{"type": "echo", "display_name": "a", "enable": true}).id(t)
+	task := callctx.TaskContext{TaskID: uuid.NewString(), AgentID: "planner-1"}
+	for i := 0; i < 3; i++ {
+		e.invoke(aliceTok, inst, "echo.read", task)
+	}
+	var page gateway.AuditPage
+	e.must(http.StatusOK, "GET", "/v1/audit-events?task_id="+task.TaskID+"&limit=2", auditorTok, nil).json(t, &page)
+	if len(page.Events) != 2 || page.NextCursor == "" || page.Events[0].Seq >= page.Events[1].Seq {
+		t.Fatalf("page 1: %+v", page)
+	}
+	next := gateway.AuditPage{}
+	e.must(http.StatusOK, "GET", "/v1/audit-events?task_id="+task.TaskID+"&limit=2&cursor="+page.NextCursor, auditorTok, nil).json(t, &next)
+	if len(next.Events) != 1 || next.Events[0].Seq <= page.Events[1].Seq {
+		t.Fatalf("page 2: %+v", next)
+	}
+	jsonl := e.must(http.StatusOK, "GET", "/v1/audit-events?format=jsonl&task_id="+task.TaskID, auditorTok, nil)
+	if n := strings.Count(strings.TrimSpace(jsonl.String()), "\n") + 1; n != 3 {
+		t.Fatalf("jsonl export: %d lines", n)
+	}
+	var ver struct {
+		OK     bool         `json:"ok"`
+		Report audit.Report `json:"report"`
+	}
+	e.must(http.StatusOK, "GET", "/v1/audit-events/verification", auditorTok, nil).json(t, &ver)
+	if !ver.OK || ver.Report.Broken != nil || ver.Report.Rows == 0 {
+		t.Fatalf("verification: %+v", ver)
+	}
+	// Alice administers the instance: she sees its rows, not the whole trail.
+	e.must(http.StatusOK, "GET", "/v1/audit-events?instance_id="+inst, aliceTok, nil)
+	problem(t, e.do("GET", "/v1/audit-events", aliceTok, nil), http.StatusForbidden, "policy_denied")
+	problem(t, e.do("GET", "/v1/audit-events/verification", aliceTok, nil), http.StatusForbidden, "policy_denied")
+	// Bob sees nothing of alice's.
+	problem(t, e.do("GET", "/v1/audit-events?instance_id="+inst, bobTok, nil), http.StatusForbidden, "policy_denied")
+	problem(t, e.do("GET", "/v1/audit-events?decision=maybe", auditorTok, nil), http.StatusBadRequest, "invalid_argument")
+}
