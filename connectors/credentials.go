@@ -397,34 +397,51 @@ func (s *Service) GetCredential(ctx context.Context, id string) (Credential, err
 // the error that explains why there is none usable. It reads the row on
 // every call, so a revocation committed anywhere takes effect at once.
 func liveCredential(ctx context.Context, q db.Querier, id InstanceID) (*SealedCredential, error) {
-	rows, err := q.Query(ctx, `SELECT id::text, kind, state, version, ciphertext, wrapped_dek, key_id, COALESCE(expires_at <= now(), false)
-FROM connector_credentials WHERE instance_id = $1 ORDER BY (state = 'revoked'), updated_at DESC LIMIT 1`, string(id))
+	var cr credRow
+	err := q.QueryRow(ctx, `SELECT `+credRowCols+` FROM connector_credentials c WHERE instance_id = $1 `+credRowOrder, string(id)).Scan(cr.dest()...)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, nil
+	}
 	if err != nil {
 		return nil, db.Map(err)
 	}
-	defer rows.Close()
-	if !rows.Next() {
-		if err := rows.Err(); err != nil {
-			return nil, db.Map(err)
-		}
+	return cr.live(id)
+}
+
+// credRow is the instance's most relevant credential row as read for an
+// invocation: the live one if any, else the latest revoked one.
+type credRow struct {
+	id, kind, state, keyID *string
+	version                *int
+	ciphertext, wrapped    []byte
+	expired                *bool
+}
+
+const (
+	credRowCols  = `c.id::text, c.kind, c.state, c.version, c.ciphertext, c.wrapped_dek, c.key_id, COALESCE(c.expires_at <= now(), false)`
+	credRowOrder = `ORDER BY (c.state = 'revoked'), c.updated_at DESC LIMIT 1`
+)
+
+func (r *credRow) dest() []any {
+	return []any{&r.id, &r.kind, &r.state, &r.version, &r.ciphertext, &r.wrapped, &r.keyID, &r.expired}
+}
+
+// live turns the row into a usable sealed credential, nil when the instance
+// has none, or the error that says why it cannot be used.
+func (r *credRow) live(inst InstanceID) (*SealedCredential, error) {
+	if r.id == nil {
 		return nil, nil
 	}
-	var sc SealedCredential
-	var state string
-	var expired bool
-	if err := rows.Scan(&sc.ID, &sc.Kind, &state, &sc.Version, &sc.Sealed.Ciphertext, &sc.Sealed.WrappedDEK, &sc.Sealed.KeyID, &expired); err != nil {
-		return nil, db.Map(err)
-	}
-	sc.InstanceID = id
 	switch {
-	case state == CredentialRevoked:
+	case *r.state == CredentialRevoked:
 		return nil, fault.New(fault.CredentialRevoked, "the instance's credential was revoked")
-	case state == CredentialDisabled:
+	case *r.state == CredentialDisabled:
 		return nil, fault.New(fault.CredentialDisabled, "the instance's credential is disabled")
-	case expired:
+	case r.expired != nil && *r.expired:
 		return nil, fault.New(fault.CredentialExpired, "the instance's credential has expired")
 	}
-	return &sc, nil
+	return &SealedCredential{ID: *r.id, InstanceID: inst, Kind: *r.kind, Version: *r.version,
+		Sealed: vault.Sealed{Ciphertext: r.ciphertext, WrappedDEK: r.wrapped, KeyID: *r.keyID}}, nil
 }
 
 // revokeAllCredentials revokes every live credential of an instance (on

@@ -47,7 +47,9 @@ func (s *Service) Invoke(ctx context.Context, in InvokeInput) (InvokeResult, err
 	if len(in.Arguments) == 0 || string(in.Arguments) == "null" {
 		in.Arguments = json.RawMessage(`{}`)
 	}
-	inst, err := c.lookup(ctx, in.InstanceID, false, s.pool)
+	inst, cr, err := c.lookupWith(ctx, in.InstanceID, func(id InstanceID) (Instance, *credRow, error) {
+		return getInstanceForInvoke(ctx, s.pool, id)
+	})
 	if err != nil {
 		return InvokeResult{}, err
 	}
@@ -86,7 +88,9 @@ func (s *Service) Invoke(ctx context.Context, in InvokeInput) (InvokeResult, err
 	if in.IdempotencyKey != "" && (op.Kind == KindRead || len(in.IdempotencyKey) > 200 || strings.TrimSpace(in.IdempotencyKey) != in.IdempotencyKey) {
 		return InvokeResult{}, c.deny(ctx, fault.Invalid("idempotency_key", "idempotency_key is for send-kind operations: 1-200 characters without surrounding space"), "invalid argument: idempotency_key")
 	}
-	cred, err := liveCredential(ctx, s.pool, inst.ID)
+	// Read with the instance, in this call: a revocation committed anywhere
+	// is seen by the very next invocation.
+	cred, err := cr.live(inst.ID)
 	if err != nil {
 		return InvokeResult{}, c.fail(ctx, err)
 	}

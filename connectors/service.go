@@ -243,23 +243,33 @@ func (c *call) change(ctx context.Context, fn func(tx pgx.Tx) error) error {
 // policy_denied, and only a subject with rights over every instance hears
 // not_found.
 func (c *call) lookup(ctx context.Context, rawID string, forUpdate bool, q db.Querier) (Instance, error) {
+	in, _, err := c.lookupWith(ctx, rawID, func(id InstanceID) (Instance, *credRow, error) {
+		in, err := getInstance(ctx, q, id, forUpdate)
+		return in, nil, err
+	})
+	return in, err
+}
+
+// lookupWith is lookup with the loader chosen by the caller (invocations
+// read the credential row in the same round trip).
+func (c *call) lookupWith(ctx context.Context, rawID string, load func(InstanceID) (Instance, *credRow, error)) (Instance, *credRow, error) {
 	id, err := parseInstanceID(rawID)
 	if err != nil {
-		return Instance{}, c.invalid(ctx, err)
+		return Instance{}, nil, c.invalid(ctx, err)
 	}
 	c.ev.InstanceID = string(id)
-	in, err := getInstance(ctx, q, id, forUpdate)
+	in, cr, err := load(id)
 	if errors.Is(err, fault.ErrNotFound) {
 		if derr := c.decide(ctx, authz.InstanceResource("unknown", "unknown", id.UUID())); derr != nil {
-			return Instance{}, derr
+			return Instance{}, nil, derr
 		}
-		return Instance{}, c.fail(ctx, fault.New(fault.NotFound, "connector instance %s not found", id))
+		return Instance{}, nil, c.fail(ctx, fault.New(fault.NotFound, "connector instance %s not found", id))
 	}
 	if err != nil {
-		return Instance{}, c.fail(ctx, err)
+		return Instance{}, nil, c.fail(ctx, err)
 	}
 	c.target(in)
-	return in, nil
+	return in, cr, nil
 }
 
 func subjectOf(s string) callctx.Subject { return callctx.Subject(s) }

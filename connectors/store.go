@@ -90,3 +90,22 @@ ON CONFLICT (name) DO UPDATE SET version = EXCLUDED.version, description = EXCLU
 	}
 	return nil
 }
+
+// getInstanceForInvoke reads an instance and its credential row in one
+// round trip: the invocation hot path.
+func getInstanceForInvoke(ctx context.Context, q db.Querier, id InstanceID) (Instance, *credRow, error) {
+	var in Instance
+	var owner, createdBy string
+	var cr credRow
+	dest := append([]any{&in.ID, &in.Type, &in.DisplayName, &owner, &in.ProjectID, &in.Config, &in.Limits, &in.State, &createdBy,
+		&in.CreatedAt, &in.UpdatedAt, &in.UninstalledAt}, cr.dest()...)
+	err := q.QueryRow(ctx, `SELECT i.id::text, i.type, i.display_name, i.owner, COALESCE(i.project_id::text, ''), i.config, i.limits,
+ i.state, i.created_by, i.created_at, i.updated_at, i.uninstalled_at, `+credRowCols+`
+FROM connector_instances i LEFT JOIN LATERAL (SELECT * FROM connector_credentials c WHERE c.instance_id = i.id `+credRowOrder+`) c ON true
+WHERE i.id = $1`, string(id)).Scan(dest...)
+	if err != nil {
+		return Instance{}, nil, db.Map(err)
+	}
+	in.Owner, in.CreatedBy = subjectOf(owner), subjectOf(createdBy)
+	return in, &cr, nil
+}

@@ -44,6 +44,9 @@ CREATE INDEX connector_runs_active ON connector_runs (status) WHERE status IN ('
 CREATE UNIQUE INDEX connector_runs_idempotency ON connector_runs (instance_id, idempotency_key)
     WHERE idempotency_key IS NOT NULL;
 
+-- Invocations read an instance's newest credential row (live first).
+CREATE INDEX connector_credentials_instance ON connector_credentials (instance_id, updated_at DESC);
+
 -- Per-instance limits set at install (and changeable by admins): rate limits
 -- per subject and per instance, shared by every server.
 ALTER TABLE connector_instances ADD COLUMN limits jsonb NOT NULL DEFAULT '{}';
@@ -70,6 +73,7 @@ CREATE TRIGGER connector_runs_cancel AFTER UPDATE OF status ON connector_runs
     FOR EACH ROW WHEN (OLD.status IS DISTINCT FROM NEW.status) EXECUTE FUNCTION connec_run_changed();
 
 -- +goose Down
+DROP INDEX connector_credentials_instance;
 DROP TABLE connector_rate_windows;
 ALTER TABLE connector_instances DROP COLUMN limits;
 DROP TABLE connector_runs;
