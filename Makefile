@@ -11,7 +11,7 @@ FUZZ_TARGETS := ./mcp:FuzzDecodeToolArguments ./callctx:FuzzTaskContext ./callct
 	./authz:FuzzParseCond ./authz:FuzzRuleValidate
 FUZZTIME ?= 4s
 
-.PHONY: all build run test bench lint deps clean fuzz soak
+.PHONY: all build run test bench lint deps clean fuzz soak test-openclaw-npm
 
 all: build
 
@@ -34,6 +34,9 @@ fuzz: ## run each fuzz target for FUZZTIME (default 4s)
 	  echo "fuzz $$pkg $$name ($(FUZZTIME))"; \
 	  $(GO) test -run='^$$' -fuzz="^$$name\$$" -fuzztime=$(FUZZTIME) $$pkg; \
 	done
+
+test-openclaw-npm: ## install @ollama/openclaw-web-search from npm and call it against a local fake
+	CONNEC_OPENCLAW_NPM=1 $(GO) test -race -count=1 -run TestNPMRealPlugin -v ./connectors/openclaw/
 
 soak: deps ## the fault tests at full size (10,000 invocations, longer outages)
 	CONNEC_SOAK=1 $(GO) test -race -count=1 -timeout 60m -v ./internal/faults/

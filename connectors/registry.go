@@ -14,6 +14,7 @@ import (
 	"regexp"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/connec/connec/internal/jsonschema"
@@ -74,7 +75,23 @@ type Invocation struct {
 	// Egress is the only way a driver may reach the network: it refuses
 	// hosts the type and the instance do not allow.
 	Egress Egress
+	// Findings collects what the driver reports about this invocation
+	// (e.g. that it redacted credential material), for the audit row.
+	Findings *Findings
 }
+
+// Findings is what a driver reports about one invocation.
+type Findings struct{ redacted atomic.Bool }
+
+// MarkRedacted records that the driver replaced credential material.
+func (f *Findings) MarkRedacted() {
+	if f != nil {
+		f.redacted.Store(true)
+	}
+}
+
+// Redacted reports whether the driver replaced credential material.
+func (f *Findings) Redacted() bool { return f != nil && f.redacted.Load() }
 
 // Egress makes a driver's outbound connections, checked against the
 // instance's allowlist at dial time (after DNS resolution, and again on

@@ -105,6 +105,10 @@ func TestHTTPConnectorThroughTheBoundary(t *testing.T) {
 		if strings.Contains(string(out), secret) || !strings.Contains(string(out), "[REDACTED]") {
 			t.Fatalf("echoed headers: %s", out)
 		}
+		// The driver redacted it; the audit row says so.
+		if n := e.count(`SELECT count(*) FROM audit_events WHERE instance_id = $1 AND reason LIKE '%redacted%'`, id); n != 1 {
+			t.Fatalf("redaction not flagged in audit: %d rows", n)
+		}
 	})
 	t.Run("timeout", func(t *testing.T) {
 		start := time.Now()

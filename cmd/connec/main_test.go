@@ -69,6 +69,9 @@ func TestHelpOnEveryCommand(t *testing.T) {
 		{"--help"}, {"serve", "--help"}, {"migrate", "--help"}, {"user", "add", "--help"}, {"user", "list", "--help"},
 		{"group", "add", "--help"}, {"group", "member", "add", "--help"}, {"token", "create", "--help"},
 		{"policy", "allow", "--help"}, {"policy", "deny", "--help"}, {"policy", "list", "--help"}, {"policy", "remove", "--help"},
+		{"key", "init", "--help"}, {"key", "add", "--help"}, {"key", "status", "--help"}, {"key", "rotate", "--help"},
+		{"credential", "create", "--help"}, {"credential", "rotate", "--help"}, {"credential", "revoke", "--help"},
+		{"audit", "verify", "--help"}, {"audit", "export", "--help"}, {"openclaw", "add", "--help"}, {"openclaw", "list", "--help"},
 	} {
 		out, errOut, err := run(t, nil, args...)
 		if err != nil || !strings.Contains(out, "Usage:") {

@@ -118,6 +118,7 @@ func (e *Executor) Execute(ctx context.Context, req connectors.ExecRequest) (con
 	}
 	defer guard.CloseIdleConnections()
 	inv.Egress = guard
+	inv.Findings = &connectors.Findings{}
 
 	timeout := req.Op.Timeout
 	if req.Timeout > 0 && req.Timeout < timeout {
@@ -143,6 +144,8 @@ func (e *Executor) Execute(ctx context.Context, req connectors.ExecRequest) (con
 	if err != nil {
 		return connectors.ExecResult{}, fault.Wrap(fault.Validation, err, "operation result is not valid JSON")
 	}
+	// Drivers that redact on their own (http, mail, openclaw) say so.
+	redacted = redacted || inv.Findings.Redacted()
 	if redacted {
 		e.log.WarnContext(ctx, "credential material found in an operation result and redacted",
 			"type", req.Type.Spec.Name, "operation", req.Op.Name, "instance", req.Instance.ID)

@@ -252,6 +252,11 @@ func (Driver) Invoke(ctx context.Context, inv connectors.Invocation) (json.RawMe
 
 	red := driverkit.NewRedactor(inv.Credential)
 	defer red.Wipe()
+	defer func() {
+		if red.Found() {
+			inv.Findings.MarkRedacted()
+		}
+	}()
 
 	req, err := buildRequest(ctx, cfg, method, a)
 	if err != nil {

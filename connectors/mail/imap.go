@@ -246,6 +246,11 @@ func (IMAP) Invoke(ctx context.Context, inv connectors.Invocation) (json.RawMess
 	}
 	red := driverkit.NewRedactor(inv.Credential)
 	defer red.Wipe()
+	defer func() {
+		if red.Found() {
+			inv.Findings.MarkRedacted()
+		}
+	}()
 
 	s, err := openSession(ctx, cfg, inv, budget, red, user, pass)
 	if err != nil {

@@ -207,6 +207,11 @@ func (SMTP) Invoke(ctx context.Context, inv connectors.Invocation) (json.RawMess
 	}
 	red := driverkit.NewRedactor(inv.Credential)
 	defer red.Wipe()
+	defer func() {
+		if red.Found() {
+			inv.Findings.MarkRedacted()
+		}
+	}()
 	if hasCred {
 		red.Add([]byte("\x00" + user + "\x00" + pass)) // the AUTH PLAIN blob
 		if cfg.Security == "none" {

@@ -271,6 +271,11 @@ func (Driver) Invoke(ctx context.Context, inv connectors.Invocation) (json.RawMe
 	}
 	red := driverkit.NewRedactor(inv.Credential)
 	defer red.Wipe()
+	defer func() {
+		if red.Found() {
+			inv.Findings.MarkRedacted()
+		}
+	}()
 
 	var op func(*client, context.Context, json.RawMessage) (any, error)
 	switch inv.Operation {

@@ -153,20 +153,8 @@
 // [REDACTED] in the result and in error messages; a result that needed it
 // says "redacted": true and a warning is logged with the instance.
 //
-// For the audit row to record it too, the executor needs a per-invocation
-// hook, because once the driver has redacted a value the executor's own
-// scan finds nothing. Proposed (connectors/registry.go):
-//
-//	// Findings collects what a driver reports about one invocation.
-//	type Findings struct{ redacted atomic.Bool }
-//	func (f *Findings) MarkRedacted()  { if f != nil { f.redacted.Store(true) } }
-//	func (f *Findings) Redacted() bool { return f != nil && f.redacted.Load() }
-//	// in Invocation:
-//	Findings *Findings
-//
-// with the executor setting inv.Findings = &connectors.Findings{} and
-// reporting ExecResult.Redacted = redacted || inv.Findings.Redacted(); this
-// driver then calls inv.Findings.MarkRedacted() where it logs the warning.
+// The driver also reports it through Invocation.Findings, so the audit row
+// of the call records that credential material was redacted.
 //
 // # The plugin API served
 //

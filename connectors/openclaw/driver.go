@@ -589,9 +589,8 @@ func (d *Driver) Invoke(ctx context.Context, inv connectors.Invocation) (json.Ra
 		return nil, err
 	}
 	if n.Redacted {
-		// The result says so ("redacted": true). The executor's own scan
-		// cannot see it any more: see the package doc for the proposed
-		// Invocation hook that lets the audit row record it.
+		// The result says so ("redacted": true), and the audit row will.
+		inv.Findings.MarkRedacted()
 		d.opts.log.WarnContext(ctx, "credential material found in an OpenClaw plugin's result and redacted",
 			"type", d.spec.Name, "operation", inv.Operation, "instance", inv.InstanceID, "reason", ReasonCredentialInOut)
 	}

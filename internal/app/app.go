@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -21,6 +22,7 @@ import (
 	"github.com/connec/connec/connectors/httpapi"
 	"github.com/connec/connec/connectors/mail"
 	"github.com/connec/connec/connectors/mattermost"
+	"github.com/connec/connec/connectors/openclaw"
 	"github.com/connec/connec/identity"
 	"github.com/connec/connec/internal/db"
 	"github.com/connec/connec/internal/pgcluster"
@@ -41,6 +43,7 @@ type App struct {
 
 	Executor *executor.Executor
 
+	closers []io.Closer
 	cluster *pgcluster.Cluster
 	stop    context.CancelFunc
 }
@@ -81,7 +84,18 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 }
 
 func (a *App) build(ctx context.Context) error {
-	reg, err := connectors.NewRegistry(Drivers()...)
+	// Installed OpenClaw plugins become connector types; each runs in its
+	// own supervised host process per instance, started on first use.
+	oc, err := openclaw.LoadDrivers(openclaw.PluginsDir(a.Cfg.DataDir), openclaw.WithLogger(a.Log))
+	if err != nil {
+		a.Log.Error("some OpenClaw plugins were not loaded", "err", err)
+	}
+	for _, d := range oc {
+		if c, ok := d.(io.Closer); ok {
+			a.closers = append(a.closers, c)
+		}
+	}
+	reg, err := connectors.NewRegistry(append(Drivers(), oc...)...)
 	if err != nil {
 		return fmt.Errorf("connector registry: %w", err)
 	}
@@ -203,6 +217,9 @@ func (a *App) Close() {
 		// Async runs of this server end as canceled rather than vanish.
 		a.Service.CancelAll()
 		a.Service.Wait()
+	}
+	for _, c := range a.closers {
+		_ = c.Close()
 	}
 	if a.Audit != nil {
 		a.Audit.Close()

@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"unicode/utf8"
 
 	"github.com/connec/connec/vault"
@@ -32,7 +33,12 @@ const minBase64Value = 6
 type Redactor struct {
 	needles [][]byte // longest first
 	max     int
+	found   atomic.Bool
 }
+
+// Found reports whether r has replaced anything so far: drivers tell the
+// executor (Invocation.Findings) so the audit row records it.
+func (r *Redactor) Found() bool { return r != nil && r.found.Load() }
 
 // NewRedactor returns a redactor for every field of a credential (nil
 // fields are fine) and for extra values, such as a derived "user:password"
@@ -116,6 +122,7 @@ func (r *Redactor) Bytes(b []byte) []byte {
 	for _, n := range r.needles {
 		if bytes.Contains(b, n) {
 			b = bytes.ReplaceAll(b, n, []byte(Redacted))
+			r.found.Store(true)
 		}
 	}
 	return b
@@ -129,6 +136,7 @@ func (r *Redactor) String(s string) string {
 	for _, n := range r.needles {
 		if strings.Contains(s, string(n)) {
 			s = strings.ReplaceAll(s, string(n), Redacted)
+			r.found.Store(true)
 		}
 	}
 	return s
