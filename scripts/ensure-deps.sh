@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what connec's build and tests need on a fresh Debian machine, and
-# only what is missing: the PostgreSQL server binaries (connec starts its own
-# throwaway/embedded cluster from them).
+# only what is missing:
+#   - PostgreSQL server binaries (connec starts its own embedded/throwaway cluster from them);
+#   - Chromium and chromedriver (the web UI is tested in a real headless browser);
+#   - Node.js (the OpenClaw plugin host), if absent.
 set -euo pipefail
 
 have_pg() {
@@ -9,12 +11,17 @@ have_pg() {
   ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1
 }
 
-if ! have_pg; then
-  echo "ensure-deps: PostgreSQL server binaries not found; installing Debian's postgresql package" >&2
+missing=()
+have_pg || missing+=(postgresql)
+{ command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; } || missing+=(chromium chromium-driver)
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "ensure-deps: installing Debian packages: ${missing[*]}" >&2
   SUDO=""
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq postgresql >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 have_pg || { echo "ensure-deps: still no PostgreSQL binaries" >&2; exit 1; }
 command -v go >/dev/null 2>&1 || { echo "ensure-deps: Go 1.26+ is required (https://go.dev/dl/)" >&2; exit 1; }
