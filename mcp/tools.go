@@ -83,13 +83,9 @@ func stateTool(name, description, title string, destructive bool, fn func(*conne
 	return Tool{
 		Def:     def(name, description, schema(instanceIDProp, "instance_id"), mutating(title, destructive, true)),
 		Actions: []string{authz.ActionAdmin},
-		Handle: func(ctx context.Context, svc *connectors.Service, raw json.RawMessage) (any, error) {
-			var a idArgs
-			if err := decode(raw, &a); err != nil {
-				return nil, svc.Refuse(ctx, name, authz.ActionAdmin, err)
-			}
+		Handle: decoded(name, authz.ActionAdmin, func(ctx context.Context, svc *connectors.Service, a idArgs) (any, error) {
 			return fn(svc, ctx, a.InstanceID)
-		},
+		}),
 	}
 }
 
@@ -102,16 +98,12 @@ func credentialStateTool(name, description, title string, destructive bool, fn f
 	return Tool{
 		Def:     def(name, description, schema(credentialIDProp, "credential_id"), mutating(title, destructive, true)),
 		Actions: []string{authz.ActionAdmin},
-		Handle: func(ctx context.Context, svc *connectors.Service, raw json.RawMessage) (any, error) {
-			var a struct {
-				CredentialID string `json:"credential_id"`
-				TaskID       string `json:"task_id,omitempty"`
-			}
-			if err := decode(raw, &a); err != nil {
-				return nil, svc.Refuse(ctx, name, authz.ActionAdmin, err)
-			}
+		Handle: decoded(name, authz.ActionAdmin, func(ctx context.Context, svc *connectors.Service, a struct {
+			CredentialID string `json:"credential_id"`
+			TaskID       string `json:"task_id,omitempty"`
+		}) (any, error) {
 			return fn(svc, ctx, a.CredentialID)
-		},
+		}),
 	}
 }
 
@@ -124,17 +116,13 @@ func credentialTools() []Tool {
     `+secretProp, "instance_id", "kind", "secret"),
 				mutating("Create credential", false, false)),
 			Actions: []string{authz.ActionAdmin},
-			Handle: func(ctx context.Context, svc *connectors.Service, raw json.RawMessage) (any, error) {
-				var a struct {
-					connectors.CredentialInput
-					TaskID string `json:"task_id,omitempty"`
-				}
-				if err := decode(raw, &a); err != nil {
-					return nil, svc.Refuse(ctx, connectors.ToolCredentialCreate, authz.ActionAdmin, err)
-				}
+			Handle: decoded(connectors.ToolCredentialCreate, authz.ActionAdmin, func(ctx context.Context, svc *connectors.Service, a struct {
+				connectors.CredentialInput
+				TaskID string `json:"task_id,omitempty"`
+			}) (any, error) {
 				defer wipe(a.Secret)
 				return svc.CreateCredential(ctx, a.CredentialInput)
-			},
+			}),
 		},
 		{
 			Def: def(connectors.ToolCredentialRotate, "Replace a credential's secret. The credential id and the instance id stay the same; the version goes up by one; every server drops cached keys for it at once.",
@@ -142,17 +130,13 @@ func credentialTools() []Tool {
     `+secretProp, "credential_id", "secret"),
 				mutating("Rotate credential", false, false)),
 			Actions: []string{authz.ActionAdmin},
-			Handle: func(ctx context.Context, svc *connectors.Service, raw json.RawMessage) (any, error) {
-				var a struct {
-					connectors.RotateInput
-					TaskID string `json:"task_id,omitempty"`
-				}
-				if err := decode(raw, &a); err != nil {
-					return nil, svc.Refuse(ctx, connectors.ToolCredentialRotate, authz.ActionAdmin, err)
-				}
+			Handle: decoded(connectors.ToolCredentialRotate, authz.ActionAdmin, func(ctx context.Context, svc *connectors.Service, a struct {
+				connectors.RotateInput
+				TaskID string `json:"task_id,omitempty"`
+			}) (any, error) {
 				defer wipe(a.Secret)
 				return svc.RotateCredential(ctx, a.RotateInput)
-			},
+			}),
 		},
 		credentialStateTool(connectors.ToolCredentialRevoke, "Revoke a credential: immediate and final. The very next invocation of its instance fails with credential_revoked, on every server.", "Revoke credential", true, (*connectors.Service).RevokeCredential),
 		credentialStateTool(connectors.ToolCredentialDisable, "Disable a credential until it is enabled again; invocations fail with credential_disabled meanwhile.", "Disable credential", false, (*connectors.Service).DisableCredential),
@@ -160,28 +144,20 @@ func credentialTools() []Tool {
 		{
 			Def:     def(connectors.ToolCredentialList, "List an instance's credentials (metadata only: kind, state, version, field names, key id, dates).", schema(instanceIDProp, "instance_id"), readOnly("List credentials")),
 			Actions: []string{authz.ActionAdmin},
-			Handle: func(ctx context.Context, svc *connectors.Service, raw json.RawMessage) (any, error) {
-				var a idArgs
-				if err := decode(raw, &a); err != nil {
-					return nil, svc.Refuse(ctx, connectors.ToolCredentialList, authz.ActionAdmin, err)
-				}
+			Handle: decoded(connectors.ToolCredentialList, authz.ActionAdmin, func(ctx context.Context, svc *connectors.Service, a idArgs) (any, error) {
 				list, err := svc.ListCredentials(ctx, a.InstanceID)
 				return map[string]any{"credentials": list}, err
-			},
+			}),
 		},
 		{
 			Def:     def(connectors.ToolCredentialGet, "Get one credential's metadata (never its secret).", schema(credentialIDProp, "credential_id"), readOnly("Get credential")),
 			Actions: []string{authz.ActionAdmin},
-			Handle: func(ctx context.Context, svc *connectors.Service, raw json.RawMessage) (any, error) {
-				var a struct {
-					CredentialID string `json:"credential_id"`
-					TaskID       string `json:"task_id,omitempty"`
-				}
-				if err := decode(raw, &a); err != nil {
-					return nil, svc.Refuse(ctx, connectors.ToolCredentialGet, authz.ActionAdmin, err)
-				}
+			Handle: decoded(connectors.ToolCredentialGet, authz.ActionAdmin, func(ctx context.Context, svc *connectors.Service, a struct {
+				CredentialID string `json:"credential_id"`
+				TaskID       string `json:"task_id,omitempty"`
+			}) (any, error) {
 				return svc.GetCredential(ctx, a.CredentialID)
-			},
+			}),
 		},
 	}
 }
@@ -209,14 +185,10 @@ func ruleTool(name, description, title, effect string, remove bool) Tool {
 		Def:      def(name, description, schema(props, "subject", "resource", "action"), mutating(title, remove, true)),
 		Actions:  []string{authz.ActionPolicyAdmin},
 		Resource: authz.ResourcePolicy,
-		Handle: func(ctx context.Context, svc *connectors.Service, raw json.RawMessage) (any, error) {
-			var a struct {
-				authz.Rule
-				TaskID string `json:"task_id,omitempty"`
-			}
-			if err := decode(raw, &a); err != nil {
-				return nil, svc.Refuse(ctx, name, authz.ActionPolicyAdmin, err)
-			}
+		Handle: decoded(name, authz.ActionPolicyAdmin, func(ctx context.Context, svc *connectors.Service, a struct {
+			authz.Rule
+			TaskID string `json:"task_id,omitempty"`
+		}) (any, error) {
 			r := a.Rule
 			if effect != "" && r.Effect != "" {
 				return nil, svc.Refuse(ctx, name, authz.ActionPolicyAdmin, fault.Invalid("effect", "%s implies effect %s; do not pass effect", name, effect))
@@ -227,7 +199,7 @@ func ruleTool(name, description, title, effect string, remove bool) Tool {
 				r.Effect = authz.EffectAllow
 			}
 			return svc.ChangeRule(ctx, name, r, remove)
-		},
+		}),
 	}
 }
 
@@ -238,17 +210,13 @@ func policyTools() []Tool {
 				schema(`"subject": {"type": "string", "description": "Only rules of this subject (user:<uuid> or group:<uuid>)."}`), readOnly("List policy rules")),
 			Actions:  []string{authz.ActionPolicyAdmin},
 			Resource: authz.ResourcePolicy,
-			Handle: func(ctx context.Context, svc *connectors.Service, raw json.RawMessage) (any, error) {
-				var a struct {
-					Subject string `json:"subject,omitempty"`
-					TaskID  string `json:"task_id,omitempty"`
-				}
-				if err := decode(raw, &a); err != nil {
-					return nil, svc.Refuse(ctx, connectors.ToolPolicyList, authz.ActionPolicyAdmin, err)
-				}
+			Handle: decoded(connectors.ToolPolicyList, authz.ActionPolicyAdmin, func(ctx context.Context, svc *connectors.Service, a struct {
+				Subject string `json:"subject,omitempty"`
+				TaskID  string `json:"task_id,omitempty"`
+			}) (any, error) {
 				rules, err := svc.ListRules(ctx, a.Subject)
 				return map[string]any{"rules": rules}, err
-			},
+			}),
 		},
 		ruleTool(connectors.ToolPolicyAllow, "Add an allow rule (administrators). Default deny: nothing is allowed until a rule says so.", "Allow by policy", authz.EffectAllow, false),
 		ruleTool(connectors.ToolPolicyDeny, "Add a deny rule (administrators). A matching deny beats every allow.", "Deny by policy", authz.EffectDeny, false),
@@ -262,16 +230,12 @@ func policyTools() []Tool {
 				readOnly("Explain a policy decision")),
 			Actions:  []string{authz.ActionPolicyAdmin},
 			Resource: authz.ResourcePolicy,
-			Handle: func(ctx context.Context, svc *connectors.Service, raw json.RawMessage) (any, error) {
-				var a struct {
-					connectors.ExplainInput
-					TaskID string `json:"task_id,omitempty"`
-				}
-				if err := decode(raw, &a); err != nil {
-					return nil, svc.Refuse(ctx, connectors.ToolPolicyExplain, authz.ActionPolicyAdmin, err)
-				}
+			Handle: decoded(connectors.ToolPolicyExplain, authz.ActionPolicyAdmin, func(ctx context.Context, svc *connectors.Service, a struct {
+				connectors.ExplainInput
+				TaskID string `json:"task_id,omitempty"`
+			}) (any, error) {
 				return svc.Explain(ctx, a.ExplainInput)
-			},
+			}),
 		},
 	}
 }
@@ -287,44 +251,45 @@ func runTools() []Tool {
     "limit": {"type": "integer", "minimum": 1, "maximum": 200},
     "before": {"type": "string", "format": "uuid", "description": "Page: runs older than this run id."}`), readOnly("List runs")),
 			Actions: []string{authz.ActionRead, authz.ActionSend, authz.ActionAdmin},
-			Handle: func(ctx context.Context, svc *connectors.Service, raw json.RawMessage) (any, error) {
-				var a connectors.RunFilter
-				if err := decode(raw, &a); err != nil {
-					return nil, svc.Refuse(ctx, connectors.ToolRunList, authz.ActionRead, err)
-				}
+			Handle: decoded(connectors.ToolRunList, authz.ActionRead, func(ctx context.Context, svc *connectors.Service, a connectors.RunFilter) (any, error) {
 				a.TaskID = callctx.TaskFrom(ctx).TaskID
 				runs, err := svc.ListRuns(ctx, a)
 				return map[string]any{"runs": runs}, err
-			},
+			}),
 		},
 		{
 			Def:     def(connectors.ToolRunGet, "Get one run: status (pending, running, succeeded, failed, canceled), error, timing and — for async and idempotent runs — the result.", schema(runIDProp, "run_id"), readOnly("Get run")),
 			Actions: []string{authz.ActionRead, authz.ActionSend, authz.ActionAdmin},
-			Handle: func(ctx context.Context, svc *connectors.Service, raw json.RawMessage) (any, error) {
-				var a struct {
-					RunID  string `json:"run_id"`
-					TaskID string `json:"task_id,omitempty"`
-				}
-				if err := decode(raw, &a); err != nil {
-					return nil, svc.Refuse(ctx, connectors.ToolRunGet, authz.ActionRead, err)
-				}
+			Handle: decoded(connectors.ToolRunGet, authz.ActionRead, func(ctx context.Context, svc *connectors.Service, a struct {
+				RunID  string `json:"run_id"`
+				TaskID string `json:"task_id,omitempty"`
+			}) (any, error) {
 				return svc.GetRun(ctx, a.RunID)
-			},
+			}),
 		},
 		{
 			Def:     def(connectors.ToolRunCancel, "Cancel a pending or running async run you started (or any, with connector.admin on its instance).", schema(runIDProp, "run_id"), mutating("Cancel run", false, true)),
 			Actions: []string{authz.ActionRead, authz.ActionSend, authz.ActionAdmin},
-			Handle: func(ctx context.Context, svc *connectors.Service, raw json.RawMessage) (any, error) {
-				var a struct {
-					RunID  string `json:"run_id"`
-					TaskID string `json:"task_id,omitempty"`
-				}
-				if err := decode(raw, &a); err != nil {
-					return nil, svc.Refuse(ctx, connectors.ToolRunCancel, authz.ActionAdmin, err)
-				}
+			Handle: decoded(connectors.ToolRunCancel, authz.ActionAdmin, func(ctx context.Context, svc *connectors.Service, a struct {
+				RunID  string `json:"run_id"`
+				TaskID string `json:"task_id,omitempty"`
+			}) (any, error) {
 				return svc.CancelRun(ctx, a.RunID)
-			},
+			}),
 		},
+	}
+}
+
+// decoded adapts a typed handler: it decodes the arguments strictly into
+// T, and a call whose arguments do not decode is refused (and audited)
+// before it reaches the service.
+func decoded[T any](name, action string, fn func(ctx context.Context, svc *connectors.Service, a T) (any, error)) func(context.Context, *connectors.Service, json.RawMessage) (any, error) {
+	return func(ctx context.Context, svc *connectors.Service, raw json.RawMessage) (any, error) {
+		var a T
+		if err := decode(raw, &a); err != nil {
+			return nil, svc.Refuse(ctx, name, action, err)
+		}
+		return fn(ctx, svc, a)
 	}
 }
 
@@ -343,16 +308,12 @@ func instanceTools() []Tool {
 				schema(""), readOnly("List connector types")),
 			Actions:  []string{authz.ActionCatalogRead},
 			Resource: authz.ResourceCatalog,
-			Handle: func(ctx context.Context, svc *connectors.Service, raw json.RawMessage) (any, error) {
-				var a struct {
-					TaskID string `json:"task_id,omitempty"`
-				}
-				if err := decode(raw, &a); err != nil {
-					return nil, svc.Refuse(ctx, connectors.ToolCatalogList, authz.ActionCatalogRead, err)
-				}
+			Handle: decoded(connectors.ToolCatalogList, authz.ActionCatalogRead, func(ctx context.Context, svc *connectors.Service, a struct {
+				TaskID string `json:"task_id,omitempty"`
+			}) (any, error) {
 				types, err := svc.ListCatalog(ctx)
 				return map[string]any{"types": types}, err
-			},
+			}),
 		},
 		{
 			Def: def(connectors.ToolInstanceInstall, "Install a connector instance of a catalog type for an owner (yourself by default, or a group where policy allows), optionally scoped to a project. The config is validated against the type's config schema. New instances are disabled unless enable is true.",
@@ -365,16 +326,12 @@ func instanceTools() []Tool {
     "enable": {"type": "boolean", "description": "Enable the instance at once."}`, "type", "display_name"),
 				mutating("Install connector instance", false, false)),
 			Actions: []string{authz.ActionAdmin},
-			Handle: func(ctx context.Context, svc *connectors.Service, raw json.RawMessage) (any, error) {
-				var a struct {
-					connectors.InstallInput
-					TaskID string `json:"task_id,omitempty"`
-				}
-				if err := decode(raw, &a); err != nil {
-					return nil, svc.Refuse(ctx, connectors.ToolInstanceInstall, authz.ActionAdmin, err)
-				}
+			Handle: decoded(connectors.ToolInstanceInstall, authz.ActionAdmin, func(ctx context.Context, svc *connectors.Service, a struct {
+				connectors.InstallInput
+				TaskID string `json:"task_id,omitempty"`
+			}) (any, error) {
 				return svc.Install(ctx, a.InstallInput)
-			},
+			}),
 		},
 		stateTool(connectors.ToolInstanceEnable, "Enable a connector instance so its operations can be invoked.", "Enable connector instance", false, (*connectors.Service).Enable),
 		stateTool(connectors.ToolInstanceDisable, "Disable a connector instance; invocations are refused until it is enabled again.", "Disable connector instance", false, (*connectors.Service).Disable),
@@ -387,28 +344,20 @@ func instanceTools() []Tool {
     "include_uninstalled": {"type": "boolean", "description": "Also list uninstalled (tombstoned) instances."}`),
 				readOnly("List connector instances")),
 			Actions: []string{authz.ActionRead, authz.ActionSend, authz.ActionAdmin},
-			Handle: func(ctx context.Context, svc *connectors.Service, raw json.RawMessage) (any, error) {
-				var a struct {
-					connectors.ListInput
-					TaskID string `json:"task_id,omitempty"`
-				}
-				if err := decode(raw, &a); err != nil {
-					return nil, svc.Refuse(ctx, connectors.ToolInstanceList, authz.ActionRead, err)
-				}
+			Handle: decoded(connectors.ToolInstanceList, authz.ActionRead, func(ctx context.Context, svc *connectors.Service, a struct {
+				connectors.ListInput
+				TaskID string `json:"task_id,omitempty"`
+			}) (any, error) {
 				list, err := svc.List(ctx, a.ListInput)
 				return map[string]any{"instances": list}, err
-			},
+			}),
 		},
 		{
 			Def:     def(connectors.ToolInstanceGet, "Get one connector instance.", schema(instanceIDProp, "instance_id"), readOnly("Get connector instance")),
 			Actions: []string{authz.ActionRead, authz.ActionSend, authz.ActionAdmin},
-			Handle: func(ctx context.Context, svc *connectors.Service, raw json.RawMessage) (any, error) {
-				var a idArgs
-				if err := decode(raw, &a); err != nil {
-					return nil, svc.Refuse(ctx, connectors.ToolInstanceGet, authz.ActionRead, err)
-				}
+			Handle: decoded(connectors.ToolInstanceGet, authz.ActionRead, func(ctx context.Context, svc *connectors.Service, a idArgs) (any, error) {
 				return svc.Get(ctx, a.InstanceID)
-			},
+			}),
 		},
 		{
 			Def: def(connectors.ToolOpInvoke, "Invoke one operation of a connector instance. Policy is checked for the operation's kind (connector.read or connector.send) on that instance and operation, with your task context. Arguments are validated against the operation's input schema; the result against its output schema. Credentials are never returned.",
@@ -419,19 +368,15 @@ func instanceTools() []Tool {
     "idempotency_key": {"type": "string", "minLength": 1, "maxLength": 200, "description": "Send-kind operations only: execute at most once per instance within 24h; a repeat returns the first outcome."}`, "instance_id", "operation"),
 				mcp.ToolAnnotation{Title: "Invoke connector operation", ReadOnlyHint: mcp.ToBoolPtr(false), OpenWorldHint: mcp.ToBoolPtr(true)}),
 			Actions: []string{authz.ActionRead, authz.ActionSend},
-			Handle: func(ctx context.Context, svc *connectors.Service, raw json.RawMessage) (any, error) {
-				var a struct {
-					connectors.InvokeInput
-					TaskID string `json:"task_id,omitempty"`
-				}
-				if err := decode(raw, &a); err != nil {
-					return nil, svc.Refuse(ctx, connectors.ToolOpInvoke, authz.ActionRead, err)
-				}
+			Handle: decoded(connectors.ToolOpInvoke, authz.ActionRead, func(ctx context.Context, svc *connectors.Service, a struct {
+				connectors.InvokeInput
+				TaskID string `json:"task_id,omitempty"`
+			}) (any, error) {
 				if a.Arguments != nil && !isObject(a.Arguments) {
 					return nil, svc.Refuse(ctx, connectors.ToolOpInvoke, authz.ActionRead, fault.Invalid("arguments", "arguments must be a JSON object"))
 				}
 				return svc.Invoke(ctx, a.InvokeInput)
-			},
+			}),
 		},
 	}
 }
