@@ -147,12 +147,16 @@ func Authenticate(ctx context.Context, q db.Querier, bearer string) (callctx.Pri
 	if !wellFormed(bearer) {
 		return deny(ErrTokenMalformed)
 	}
+	// One round trip: the token, its user and the user's groups (tokens
+	// belong to users by foreign key, so the user is there).
 	var (
-		sub              string
+		sub, name        string
+		groups           []string
 		revoked, expired bool
 	)
-	err := q.QueryRow(ctx, `SELECT subject, revoked_at IS NOT NULL, coalesce(expires_at <= now(), false)
-		FROM api_tokens WHERE token_hash = $1`, hashToken(bearer)).Scan(&sub, &revoked, &expired)
+	err := q.QueryRow(ctx, `SELECT t.subject, t.revoked_at IS NOT NULL, coalesce(t.expires_at <= now(), false), u.name,
+			ARRAY(SELECT 'group:' || m.group_id::text FROM group_members m WHERE m.user_id = u.id)
+		FROM api_tokens t JOIN users u ON u.id = t.user_id WHERE t.token_hash = $1`, hashToken(bearer)).Scan(&sub, &revoked, &expired, &name, &groups)
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
 		return deny(ErrTokenUnknown)
@@ -163,17 +167,17 @@ func Authenticate(ctx context.Context, q db.Querier, bearer string) (callctx.Pri
 	case expired:
 		return deny(ErrTokenExpired)
 	}
-	p, err := PrincipalFor(ctx, q, callctx.Subject(sub))
-	if errors.Is(err, fault.ErrNotFound) || errors.Is(err, fault.ErrInvalidArgument) {
-		return deny(fmt.Errorf("%w: %w", ErrTokenOrphaned, err))
+	p := callctx.Principal{Subject: callctx.Subject(sub), Name: name, Groups: make([]callctx.Subject, len(groups))}
+	for i, g := range groups {
+		p.Groups[i] = callctx.Subject(g)
 	}
-	return p, err
+	slices.Sort(p.Groups)
+	return p, nil
 }
 
 // PrincipalFor returns the principal for a user subject, with the user's
-// name and groups (sorted; empty, never nil, when there are none). Transport
-// is left for the caller to set. A group subject is invalid_argument: groups
-// are never callers.
+// groups. The transport is left for the caller to set. A group subject is
+// invalid_argument: groups cannot call connec.
 func PrincipalFor(ctx context.Context, q db.Querier, subject callctx.Subject) (callctx.Principal, error) {
 	sub, err := parseSubject("subject", subject)
 	if err != nil {

@@ -64,14 +64,13 @@ func NewServer(svc *connectors.Service, opts ...Option) *server.MCPServer {
 			o.log.ErrorContext(ctx, "could not audit a refused tool call", "tool", name, "err", aerr)
 		}
 	})
-	s := server.NewMCPServer("connec", Version,
+	srvOpts := []server.ServerOption{
 		server.WithToolCapabilities(false),
 		server.WithRecovery(),
-		server.WithLogger(o.log),
 		server.WithHooks(hooks),
-		server.WithInstructions("connec is the governed door to connector instances: list types with connector.catalog.list, "+
-			"install and manage instances with connector.instance.*, and run operations with connector.op.invoke. "+
-			"Pass your task context in _meta[\""+callctx.MetaKey+"\"] ({task_id, project_id, run_id, job_id, agent_id}) or as task_id."),
+		server.WithInstructions("connec is the governed door to connector instances: list types with connector.catalog.list, " +
+			"install and manage instances with connector.instance.*, and run operations with connector.op.invoke. " +
+			"Pass your task context in _meta[\"" + callctx.MetaKey + "\"] ({task_id, project_id, run_id, job_id, agent_id}) or as task_id."),
 		server.WithToolFilter(func(ctx context.Context, tools []mcp.Tool) []mcp.Tool {
 			out := tools[:0:0]
 			for _, t := range tools {
@@ -81,7 +80,14 @@ func NewServer(svc *connectors.Service, opts ...Option) *server.MCPServer {
 			}
 			return out
 		}),
-	)
+	}
+	// mcp-go logs a line per request and per tool call: the audit trail
+	// already records every call, so those lines are for debugging only
+	// (at info level they cost a noticeable share of each call's CPU).
+	if o.log.Enabled(context.Background(), slog.LevelDebug) {
+		srvOpts = append(srvOpts, server.WithLogger(o.log))
+	}
+	s := server.NewMCPServer("connec", Version, srvOpts...)
 	for _, t := range inv {
 		s.AddTool(t.Def, handler(svc, t))
 	}

@@ -7,10 +7,12 @@ package executor
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"sync"
 	"time"
 
 	"github.com/connec/connec/connectors"
@@ -30,6 +32,49 @@ type Executor struct {
 	maxBytes int
 	keyFile  string
 	keys     *keyring.Keyring
+
+	guardsMu sync.Mutex
+	guards   map[guardKey]*egress.Guard
+}
+
+// guardKey names an instance's egress guard: its id, type and the exact
+// configuration the guard was built from.
+type guardKey struct {
+	instance, typ string
+	config        [sha256.Size]byte
+}
+
+// maxGuards bounds the guards kept (and their idle connections).
+const maxGuards = 1024
+
+// guard returns the instance's egress guard, reusing one built for the same
+// instance and configuration so its connections are kept alive across
+// calls. Guards hold no credential.
+func (e *Executor) guard(req connectors.ExecRequest) (*egress.Guard, error) {
+	key := guardKey{instance: string(req.Instance.ID), typ: req.Type.Spec.Name, config: sha256.Sum256(req.Instance.Config)}
+	e.guardsMu.Lock()
+	g, ok := e.guards[key]
+	e.guardsMu.Unlock()
+	if ok {
+		return g, nil
+	}
+	g, err := egress.ForInstance(req.Type.Spec.EgressHosts, req.Type.Driver, req.Instance.Config, egress.Options{})
+	if err != nil {
+		return nil, err
+	}
+	e.guardsMu.Lock()
+	defer e.guardsMu.Unlock()
+	if e.guards == nil || len(e.guards) >= maxGuards {
+		for _, old := range e.guards {
+			old.CloseIdleConnections()
+		}
+		e.guards = map[guardKey]*egress.Guard{}
+	}
+	if prev, ok := e.guards[key]; ok {
+		return prev, nil
+	}
+	e.guards[key] = g
+	return g, nil
 }
 
 // Option configures an Executor.
@@ -112,11 +157,10 @@ func (e *Executor) Execute(ctx context.Context, req connectors.ExecRequest) (con
 	}
 	// The driver reaches only the hosts its type declares, narrowed by the
 	// instance's configuration, checked at dial time and on redirects.
-	guard, err := egress.ForInstance(req.Type.Spec.EgressHosts, req.Type.Driver, req.Instance.Config, egress.Options{})
+	guard, err := e.guard(req)
 	if err != nil {
 		return connectors.ExecResult{}, fault.Wrap(fault.Permanent, err, "the instance's network configuration is not allowed")
 	}
-	defer guard.CloseIdleConnections()
 	inv.Egress = guard
 	inv.Findings = &connectors.Findings{}
 
