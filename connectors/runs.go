@@ -129,9 +129,25 @@ WHERE id = $1 AND status IN ('pending', 'running')`,
 		Args: []any{id, o.status, errType, errMsg, o.res.Attempts, len(o.res.Output), o.res.Truncated, o.res.Redacted, result, o.startedAt}}
 }
 
-// runInsertDone records a finished synchronous read in one statement.
+// runInsertDone records a finished synchronous read in one statement (no
+// running row first: nothing was dispatched that a crash could leave
+// unaccounted for).
 func runInsertDone(id string, c *call, inst Instance, op *CompiledOp, o runOutcome) []audit.Stmt {
-	return []audit.Stmt{runStart(id, c, inst, op, RunRunning, false, "", o.bytesIn), runFinish(id, o)}
+	t := c.ev.Task
+	var errType, errMsg string
+	if o.err != nil {
+		pub := fault.PublicOf(o.err)
+		errType, errMsg = string(pub.Type), pub.Message
+	}
+	return []audit.Stmt{{SQL: `INSERT INTO connector_runs (id, instance_id, connector_type, operation, kind, subject, request_id,
+ task_id, project_id, run_id, job_id, agent_id, status, async, error_type, error_message, attempts, bytes_in, bytes_out,
+ truncated, redacted, started_at, finished_at, duration_us)
+VALUES ($1, $2, $3, $4, $5, $6, $7, NULLIF($8,'')::uuid, NULLIF($9,'')::uuid, NULLIF($10,'')::uuid, NULLIF($11,'')::uuid, NULLIF($12,''),
+ $13, false, NULLIF($14,''), NULLIF($15,''), $16, $17, $18, $19, $20, $21, clock_timestamp(),
+ (extract(epoch FROM clock_timestamp() - $21) * 1e6)::bigint)`,
+		Args: []any{id, string(inst.ID), inst.Type, op.Name, string(op.Kind), string(c.p.Subject), c.ev.RequestID,
+			t.TaskID, t.ProjectID, t.RunID, t.JobID, t.AgentID, o.status, errType, errMsg, o.res.Attempts, o.bytesIn,
+			len(o.res.Output), o.res.Truncated, o.res.Redacted, o.startedAt}}}
 }
 
 func statusOf(err error) string {
