@@ -21,6 +21,9 @@ func Redact(doc json.RawMessage, fields vault.Fields) (json.RawMessage, bool, er
 	if len(secrets) == 0 {
 		return doc, false, nil
 	}
+	if absent(doc, secrets) {
+		return doc, false, nil
+	}
 	dec := json.NewDecoder(bytes.NewReader(doc))
 	dec.UseNumber()
 	var v any
@@ -47,6 +50,28 @@ func RedactString(s string, fields vault.Fields) string {
 		s = strings.ReplaceAll(s, n, vault.Redacted)
 	}
 	return s
+}
+
+// absent reports, cheaply, that no secret can be in doc: the text has no
+// \u escape, every secret is made only of characters JSON never escapes,
+// and none occurs in the raw text. Anything else takes the full decode-and-scan path.
+func absent(doc []byte, secrets []string) bool {
+	// Any character may be written as a \u escape.
+	if bytes.Contains(doc, []byte(`\u`)) {
+		return false
+	}
+	for _, n := range secrets {
+		for i := 0; i < len(n); i++ {
+			c := n[i]
+			if c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '/' || c == '<' || c == '>' || c == '&' {
+				return false
+			}
+		}
+		if bytes.Contains(doc, []byte(n)) {
+			return false
+		}
+	}
+	return true
 }
 
 func needles(fields vault.Fields) []string {
