@@ -11,7 +11,7 @@ FUZZ_TARGETS := ./mcp:FuzzDecodeToolArguments ./callctx:FuzzTaskContext ./callct
 	./authz:FuzzParseCond ./authz:FuzzRuleValidate
 FUZZTIME ?= 4s
 
-.PHONY: all build run test bench lint deps clean fuzz soak test-openclaw-npm
+.PHONY: all build run test bench bench-report lint deps clean fuzz soak test-openclaw-npm
 
 all: build
 
@@ -43,6 +43,10 @@ soak: deps ## the fault tests at full size (10,000 invocations, longer outages)
 
 bench: deps ## benchmarks (figures are ratios against baselines measured in the same run)
 	$(GO) test -run '^$$' -bench . -benchmem -count=1 $(PKGS)
+
+bench-report: deps build ## measure connec against same-run baselines (PostgreSQL, fsync on) and rewrite BENCHMARKS.md
+	$(GO) build -o bin/connec-bench ./cmd/connec-bench
+	./bin/connec-bench -connec $(BIN) -out BENCHMARKS.md
 
 lint: ## gofmt + go vet
 	@out=$$(gofmt -l $$(git ls-files -co --exclude-standard '*.go')); \

@@ -27,7 +27,10 @@ const (
 // Only JSON-RPC frames are written to out; logs go elsewhere.
 func RunStdio(ctx context.Context, srv *server.MCPServer, principal callctx.Principal, in io.Reader, out io.Writer, log *slog.Logger) error {
 	principal.Transport = TransportStdio
+	// mcp-go's default of 5 tool-call workers caps a stdio client at 5 calls
+	// in flight, each waiting for its audit commit.
 	stdio := server.NewStdioServer(srv)
+	server.WithWorkerPoolSize(64)(stdio)
 	stdio.SetErrorLogger(slog.NewLogLogger(log.Handler(), slog.LevelError))
 	stdio.SetContextFunc(func(ctx context.Context) context.Context {
 		return callctx.WithPrincipal(ctx, principal)

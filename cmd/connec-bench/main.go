@@ -56,12 +56,26 @@ func run() error {
 		duration = flag.Duration("duration", 0, "streamable-HTTP window per run (default 10s)")
 		other    = flag.Duration("other-duration", 0, "SSE and stdio window per run (default 5s)")
 		level    = flag.String("log-level", "info", "progress log level: debug, info, warn, error")
+		only     = flag.String("only", "", "comma-separated sections to measure, of "+strings.Join(bench.Sections, ",")+
+			" (default all; a partial report should go to another -out)")
 		dbParams = flag.String("connec-db-params", "", "extra connection-string parameters for the connec processes, e.g. pool_max_conns=16 "+
 			"(to try a setting; the report says so)")
-		profile = flag.String("profile", "", "instead of the report: profile connec (built in) under the streamable-HTTP load "+
+		fromJSON = flag.String("from-json", "", "measure nothing: render the report from a file written by -json")
+		profile  = flag.String("profile", "", "instead of the report: profile connec (built in) under the streamable-HTTP load "+
 			"at each concurrency and write pprof profiles, pool statistics and per-call SQL statements into this directory")
 	)
 	flag.Parse()
+	if *fromJSON != "" {
+		b, err := os.ReadFile(*fromJSON)
+		if err != nil {
+			return err
+		}
+		var r bench.Report
+		if err := json.Unmarshal(b, &r); err != nil {
+			return fmt.Errorf("%s: %w", *fromJSON, err)
+		}
+		return writeReport(*out, r.Markdown())
+	}
 	var lv slog.Level
 	if err := lv.UnmarshalText([]byte(*level)); err != nil {
 		return err
@@ -74,6 +88,9 @@ func run() error {
 	cfg := bench.DefaultConfig()
 	if *quick {
 		cfg = bench.SmokeConfig()
+	}
+	if *only != "" {
+		cfg.Only = strings.Split(*only, ",")
 	}
 	if *duration > 0 {
 		cfg.Duration = *duration
@@ -139,6 +156,10 @@ func run() error {
 	report, runErr := bench.Run(ctx, cfg)
 	if report == nil {
 		return runErr
+	}
+	if ctx.Err() != nil {
+		// Interrupted: keep the report file as it was.
+		return fmt.Errorf("interrupted; %s left unchanged", *out)
 	}
 	if err := writeReport(*out, report.Markdown()); err != nil {
 		return errors.Join(runErr, err)

@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
+	"sync"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
@@ -79,8 +82,14 @@ func (e *Executor) RotateKeys(ctx context.Context, pool *pgxpool.Pool, o RotateO
 	if o.Progress != nil {
 		o.Progress(0, total)
 	}
+	// Keyset pagination: each batch starts after the last id of the one
+	// before, so a batch costs the same however many rows are done. Rows
+	// skipped because another transaction held them (SKIP LOCKED) are
+	// picked up by a last pass from the start; rotation ends when a pass
+	// from the start finds nothing.
+	after := uuid.Nil
 	for {
-		n, err := e.rotateBatch(ctx, pool, to, o.Batch)
+		n, last, err := e.rotateBatch(ctx, pool, to, after, o.Batch)
 		done += int64(n)
 		if o.Progress != nil && n > 0 {
 			o.Progress(done, total)
@@ -88,27 +97,34 @@ func (e *Executor) RotateKeys(ctx context.Context, pool *pgxpool.Pool, o RotateO
 		if err != nil {
 			return done, err
 		}
-		if n == 0 {
+		switch {
+		case n > 0:
+			after = last
+		case after == uuid.Nil:
 			return done, nil
+		default:
+			after = uuid.Nil
 		}
 	}
 }
 
-func (e *Executor) rotateBatch(ctx context.Context, pool *pgxpool.Pool, to string, batch int) (int, error) {
+func (e *Executor) rotateBatch(ctx context.Context, pool *pgxpool.Pool, to string, after uuid.UUID, batch int) (int, uuid.UUID, error) {
 	tx, err := pool.Begin(ctx)
 	if err != nil {
-		return 0, err
+		return 0, after, err
 	}
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
 	// SKIP LOCKED lets two rotations (or a rotation and live rotates) run
-	// side by side without waiting on each other's rows.
-	rows, err := tx.Query(ctx, `SELECT id::text, wrapped_dek, key_id FROM connector_credentials
-WHERE key_id <> $1 ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED`, to, batch)
+	// side by side without waiting on each other's rows. ORDER BY names the
+	// table's column: a bare "id" would sort by the id::text output column
+	// and read and sort the whole table for every batch.
+	rows, err := tx.Query(ctx, `SELECT c.id, c.wrapped_dek, c.key_id FROM connector_credentials c
+WHERE c.key_id <> $1 AND c.id > $3 ORDER BY c.id LIMIT $2 FOR UPDATE SKIP LOCKED`, to, batch, after)
 	if err != nil {
-		return 0, fmt.Errorf("select batch: %w", err)
+		return 0, after, fmt.Errorf("select batch: %w", err)
 	}
 	type row struct {
-		id      string
+		id      uuid.UUID
 		wrapped []byte
 		keyID   string
 	}
@@ -117,22 +133,42 @@ WHERE key_id <> $1 ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED`, to, batch)
 		return x, r.Scan(&x.id, &x.wrapped, &x.keyID)
 	})
 	if err != nil {
-		return 0, fmt.Errorf("read batch: %w", err)
+		return 0, after, fmt.Errorf("read batch: %w", err)
 	}
 	if len(list) == 0 {
-		return 0, nil
+		return 0, after, nil
 	}
-	for _, r := range list {
-		nw, nk, err := e.keys.Rewrap(r.wrapped, r.keyID)
-		if err != nil {
-			return 0, fmt.Errorf("rewrap credential %s (key %s): %w", r.id, r.keyID, err)
-		}
-		if _, err := tx.Exec(ctx, `UPDATE connector_credentials SET wrapped_dek = $2, key_id = $3 WHERE id = $1`, r.id, nw, nk); err != nil {
-			return 0, fmt.Errorf("update credential %s: %w", r.id, err)
-		}
+	// Rewrapping is an age decryption and encryption per row: spread it
+	// over the cores.
+	ids := make([]uuid.UUID, len(list))
+	wrapped := make([][]byte, len(list))
+	keyIDs := make([]string, len(list))
+	errs := make([]error, len(list))
+	var wg sync.WaitGroup
+	workers := min(runtime.GOMAXPROCS(0), len(list))
+	for w := range workers {
+		wg.Go(func() {
+			for i := w; i < len(list); i += workers {
+				r := list[i]
+				ids[i] = r.id
+				wrapped[i], keyIDs[i], errs[i] = e.keys.Rewrap(r.wrapped, r.keyID)
+				if errs[i] != nil {
+					errs[i] = fmt.Errorf("rewrap credential %s (key %s): %w", r.id, r.keyID, errs[i])
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return 0, after, err
+	}
+	// One statement for the batch.
+	if _, err := tx.Exec(ctx, `UPDATE connector_credentials c SET wrapped_dek = u.wrapped_dek, key_id = u.key_id
+FROM unnest($1::uuid[], $2::bytea[], $3::text[]) AS u(id, wrapped_dek, key_id) WHERE c.id = u.id`, ids, wrapped, keyIDs); err != nil {
+		return 0, after, fmt.Errorf("update batch: %w", err)
 	}
 	if err := tx.Commit(ctx); err != nil {
-		return 0, fmt.Errorf("commit batch: %w", err)
+		return 0, after, fmt.Errorf("commit batch: %w", err)
 	}
-	return len(list), nil
+	return len(list), list[len(list)-1].id, nil
 }

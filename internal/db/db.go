@@ -6,6 +6,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -35,6 +37,14 @@ func Open(ctx context.Context, url string) (*pgxpool.Pool, error) {
 	// a result leaves, whatever the server default is.
 	cfg.ConnConfig.RuntimeParams["synchronous_commit"] = "on"
 	cfg.ConnConfig.RuntimeParams["application_name"] = "connec"
+	// pgxpool's default (max(4, NumCPU)) is too small for connec: two of
+	// the connections are held for good by LISTEN loops (credential
+	// changes, run cancellation) and the audit writer needs one for every
+	// group commit, so on a small host requests queue for the rest. An
+	// explicit pool_max_conns in the URL still wins.
+	if !strings.Contains(url, "pool_max_conns") {
+		cfg.MaxConns = max(cfg.MaxConns, int32(4*runtime.GOMAXPROCS(0)), 16)
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("open database: %w", err)

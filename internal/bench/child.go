@@ -1,0 +1,246 @@
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"runtime/pprof"
+	"syscall"
+	"time"
+
+	"github.com/mark3labs/mcp-go/mcp"
+	"github.com/mark3labs/mcp-go/server"
+
+	"github.com/connec/connec/internal/app"
+)
+
+// childEnv names the role a re-executed bench binary plays.
+const childEnv = "CONNEC_BENCH_CHILD"
+
+// Child roles.
+const (
+	// RoleBare is the baseline: a plain mcp-go server with one echo tool.
+	RoleBare = "bare"
+	// RoleConnec is `connec serve` built into the bench binary, for the
+	// smoke test (the report runs the real bin/connec).
+	RoleConnec = "connec"
+)
+
+// RunChildIfRequested turns the running binary into a server process when
+// it was started by Self(role), and exits when that server ends. Call it
+// first thing in main and in TestMain.
+//
+//	bare:   --http ADDR | --stdio
+//	connec: serve --http ADDR | serve --stdio   (configured like connec: env)
+func RunChildIfRequested() {
+	role := os.Getenv(childEnv)
+	if role == "" {
+		return
+	}
+	signal.Ignore(syscall.SIGPIPE)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	var err error
+	switch role {
+	case RoleBare:
+		err = runBare(ctx, os.Args[1:])
+	case RoleConnec:
+		err = runConnec(ctx, os.Args[1:])
+	default:
+		err = fmt.Errorf("unknown role %q", role)
+	}
+	stop()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "bench child %s: %v\n", role, err)
+		os.Exit(1)
+	}
+	os.Exit(0)
+}
+
+// transportArgs reads "--http ADDR" or "--stdio".
+func transportArgs(args []string) (httpAddr string, stdio bool, err error) {
+	for i := 0; i < len(args); i++ {
+		switch args[i] {
+		case "--stdio":
+			stdio = true
+		case "--http":
+			if i+1 >= len(args) {
+				return "", false, errors.New("--http needs an address")
+			}
+			httpAddr = args[i+1]
+			i++
+		default:
+			return "", false, fmt.Errorf("unexpected argument %q", args[i])
+		}
+	}
+	if stdio == (httpAddr != "") {
+		return "", false, errors.New("want exactly one of --http ADDR and --stdio")
+	}
+	return httpAddr, stdio, nil
+}
+
+// BareTool is the baseline's tool name.
+const BareTool = "echo"
+
+// NewBareServer returns the baseline: a plain mcp-go server (library
+// defaults, the same server options connec sets that cost anything) with
+// one tool, echo, that answers like connec's echo.read result envelope:
+// {"status":"ok","result":{"message":…,"operation":"echo.read"}}, structured
+// and as text.
+func NewBareServer() *server.MCPServer {
+	s := server.NewMCPServer("bare", "1.0.0", server.WithToolCapabilities(false), server.WithRecovery())
+	tool := mcp.NewTool(BareTool, mcp.WithDescription("Return the message."),
+		mcp.WithString("message", mcp.Required(), mcp.Description("Text to echo back.")))
+	s.AddTool(tool, func(_ context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		msg, err := req.RequireString("message")
+		if err != nil {
+			return mcp.NewToolResultError(err.Error()), nil
+		}
+		type result struct {
+			Message   string `json:"message"`
+			Operation string `json:"operation"`
+		}
+		type envelope struct {
+			Status string `json:"status"`
+			Result result `json:"result"`
+		}
+		v := envelope{Status: "ok", Result: result{Message: msg, Operation: "echo.read"}}
+		text, _ := json.Marshal(v)
+		return mcp.NewToolResultStructured(v, string(text)), nil
+	})
+	return s
+}
+
+// BareHandler serves srv the way connec serves its MCP server, minus
+// authentication: SSE at /sse + /message (same options), streamable HTTP at
+// /mcp (library defaults: stateless session ids), and GET /healthz.
+func BareHandler(srv *server.MCPServer) http.Handler {
+	sse := server.NewSSEServer(srv,
+		server.WithSSEEndpoint("/sse"),
+		server.WithMessageEndpoint("/message"),
+		server.WithKeepAliveInterval(25*time.Second),
+	)
+	stream := server.NewStreamableHTTPServer(srv, server.WithEndpointPath("/mcp"))
+	mux := http.NewServeMux()
+	mux.Handle("/sse", sse.SSEHandler())
+	mux.Handle("/message", sse.MessageHandler())
+	mux.Handle("/mcp", stream)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"status":"ok"}` + "\n"))
+	})
+	return mux
+}
+
+func runBare(ctx context.Context, args []string) error {
+	addr, stdio, err := transportArgs(args)
+	if err != nil {
+		return err
+	}
+	srv := NewBareServer()
+	if stdio {
+		err := server.NewStdioServer(srv).Listen(ctx, os.Stdin, os.Stdout)
+		if errors.Is(err, context.Canceled) {
+			return nil
+		}
+		return err
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	hs := &http.Server{Handler: BareHandler(srv), ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = hs.Shutdown(sctx)
+	}()
+	if err := hs.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// runConnec is `connec serve`: configuration from the environment, the
+// same logger, app.Open and app.Serve.
+func runConnec(ctx context.Context, args []string) error {
+	if len(args) == 0 || args[0] != "serve" {
+		return errors.New("want: serve --http ADDR | serve --stdio")
+	}
+	addr, stdio, err := transportArgs(args[1:])
+	if err != nil {
+		return err
+	}
+	cfg := app.FromEnv()
+	log, err := app.NewLogger(os.Stderr, cfg.LogFormat, cfg.LogLevel)
+	if err != nil {
+		return err
+	}
+	if dir := os.Getenv(profileEnv); dir != "" {
+		stop, err := startProfiles(dir)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
+	a, err := app.Open(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	if dir := os.Getenv(profileEnv); dir != "" {
+		defer writePoolStats(filepath.Join(dir, "pool.json"), a)
+	}
+	return a.Serve(ctx, app.ServeOptions{Stdio: stdio, HTTPAddr: addr})
+}
+
+// profileEnv, set to a directory, makes the connec role write CPU, block,
+// mutex and heap profiles and its pool's statistics there when it ends.
+const profileEnv = "CONNEC_BENCH_PROFILE_DIR"
+
+func startProfiles(dir string) (func(), error) {
+	f, err := os.Create(filepath.Join(dir, "cpu.pprof"))
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	// Sampled sparsely, so the CPU profile stays representative.
+	runtime.SetBlockProfileRate(int(100 * time.Microsecond))
+	runtime.SetMutexProfileFraction(100)
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+		for _, name := range []string{"block", "mutex", "heap", "allocs"} {
+			if pf, err := os.Create(filepath.Join(dir, name+".pprof")); err == nil {
+				_ = pprof.Lookup(name).WriteTo(pf, 0)
+				pf.Close()
+			}
+		}
+	}, nil
+}
+
+// writePoolStats records how the connection pool coped: how often a
+// request found no idle connection and how long acquiring took in all.
+func writePoolStats(path string, a *app.App) {
+	st := a.Pool.Stat()
+	b, _ := json.MarshalIndent(map[string]any{
+		"max_conns":                st.MaxConns(),
+		"total_conns":              st.TotalConns(),
+		"acquire_count":            st.AcquireCount(),
+		"empty_acquire_count":      st.EmptyAcquireCount(),
+		"empty_acquire_wait_total": st.EmptyAcquireWaitTime().String(),
+		"acquire_duration_total":   st.AcquireDuration().String(),
+		"canceled_acquire_count":   st.CanceledAcquireCount(),
+	}, "", "  ")
+	_ = os.WriteFile(path, b, 0o644)
+}

@@ -1,0 +1,327 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/mark3labs/mcp-go/client"
+
+	"github.com/connec/connec/callctx"
+	"github.com/connec/connec/connectors"
+	"github.com/connec/connec/internal/app"
+	"github.com/connec/connec/vault"
+)
+
+// InvokeRow compares one transport at one concurrency: the bare server's
+// echo against connec's connector.op.invoke of echo.read.
+type InvokeRow struct {
+	Transport   string     `json:"transport"`
+	Concurrency int        `json:"concurrency"`
+	Bare        Summary    `json:"bare"`
+	Connec      Summary    `json:"connec"`
+	BareCPU     CPUPerCall `json:"bare_cpu"`
+	ConnecCPU   CPUPerCall `json:"connec_cpu"`
+	BareErr     string     `json:"bare_first_error,omitempty"`
+	ConnecErr   string     `json:"connec_first_error,omitempty"`
+}
+
+// Memory is the peak resident set size (VmHWM) of each server process.
+type Memory struct {
+	// ConnecHTTP and BareHTTP served every HTTP run (streamable and SSE,
+	// every concurrency).
+	ConnecHTTP int64 `json:"connec_http_bytes"`
+	BareHTTP   int64 `json:"bare_http_bytes"`
+	// ConnecStdio and BareStdio are the largest of their stdio processes.
+	ConnecStdio int64 `json:"connec_stdio_bytes"`
+	BareStdio   int64 `json:"bare_stdio_bytes"`
+}
+
+// ColdStart is process start to the first 200 from /healthz.
+type ColdStart struct {
+	Connec Summary `json:"connec"`
+	Bare   Summary `json:"bare"`
+}
+
+// fixture is connec's side of the invoke measurements: a database with a
+// user, its token, and an enabled echo instance holding a bearer
+// credential (so every invoke unseals it).
+type fixture struct {
+	cfg        app.Config
+	token      string
+	subject    callctx.Subject
+	instanceID string
+	// env configures a connec process like cfg.
+	env []string
+}
+
+// quiet discards logs of in-process components.
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+func setupFixture(ctx context.Context, d *DB, work, dbParams string) (*fixture, error) {
+	url, err := d.Create(ctx, "connec")
+	if err != nil {
+		return nil, err
+	}
+	keyFile := filepath.Join(work, "connec.key")
+	if _, err := vault.GenerateKeyFile(keyFile, true); err != nil {
+		return nil, err
+	}
+	cfg := app.Config{DatabaseURL: url, DataDir: filepath.Join(work, "connec-data"), KeyFile: keyFile, LogFormat: "json", LogLevel: "warn"}
+	a, err := app.Open(ctx, cfg, quiet)
+	if err != nil {
+		return nil, fmt.Errorf("open connec: %w", err)
+	}
+	defer a.Close()
+	u, err := a.AddUser(ctx, "bench", false)
+	if err != nil {
+		return nil, err
+	}
+	tok, _, err := a.Identity.CreateToken(ctx, u.Subject(), "bench", 0)
+	if err != nil {
+		return nil, err
+	}
+	p, err := a.Identity.PrincipalFor(ctx, u.Subject())
+	if err != nil {
+		return nil, err
+	}
+	p.Transport = "cli"
+	pctx := callctx.WithPrincipal(ctx, p)
+	inst, err := a.Service.Install(pctx, connectors.InstallInput{Type: "echo", DisplayName: "bench", Enable: true})
+	if err != nil {
+		return nil, fmt.Errorf("install echo: %w", err)
+	}
+	if _, err := a.Service.CreateCredential(pctx, connectors.CredentialInput{InstanceID: string(inst.ID), Kind: "bearer",
+		Secret: map[string]string{"token": "bench-bearer-secret-0123456789"}}); err != nil {
+		return nil, fmt.Errorf("create credential: %w", err)
+	}
+	procURL := cfg.DatabaseURL
+	if dbParams != "" {
+		sep := "?"
+		if strings.Contains(procURL, "?") {
+			sep = "&"
+		}
+		procURL += sep + dbParams
+	}
+	return &fixture{
+		cfg: cfg, token: tok, subject: u.Subject(), instanceID: string(inst.ID),
+		env: []string{
+			"DATABASE_URL=" + procURL, "CONNEC_KEY_FILE=" + cfg.KeyFile, "CONNEC_DATA_DIR=" + cfg.DataDir,
+			"CONNEC_LOG_FORMAT=json", "CONNEC_LOG_LEVEL=warn", "CONNEC_SUBJECT=", "CONNEC_TOKEN=",
+		},
+	}, nil
+}
+
+// invokeArgs is connec's call: echo.read through the whole governed path.
+func (f *fixture) invokeArgs() map[string]any {
+	return map[string]any{"instance_id": f.instanceID, "operation": "echo.read", "arguments": map[string]any{"message": "hello"}}
+}
+
+var bareArgs = map[string]any{"message": "hello"}
+
+// measureInvoke runs every transport × concurrency against both servers.
+// The HTTP servers run as processes for the whole HTTP phase (their peak
+// RSS is read at its end); each stdio run starts its own process pair.
+// floor, if set, is run right before the first streamable-HTTP run at
+// concurrency 1, so the baseline commit is measured next to it.
+func (s *suite) measureInvoke(ctx context.Context, f *fixture, floor func() error) error {
+	cfg := s.cfg
+	var httpTransports, stdio []string
+	for _, tr := range cfg.Transports {
+		if tr == Stdio {
+			stdio = append(stdio, tr)
+		} else {
+			httpTransports = append(httpTransports, tr)
+		}
+	}
+	if len(httpTransports) > 0 {
+		bare, took, err := startHTTPServer(ctx, "bare", cfg.Bare, nil, filepath.Join(cfg.WorkDir, "bare-http.log"), "--http", "{addr}")
+		if err != nil {
+			return err
+		}
+		defer bare.stop()
+		s.log.Debug("started", "server", "bare", "took", took)
+		con, took, err := startHTTPServer(ctx, "connec", cfg.Connec, f.env, filepath.Join(cfg.WorkDir, "connec-http.log"), "serve", "--http", "{addr}")
+		if err != nil {
+			return err
+		}
+		defer con.stop()
+		s.log.Debug("started", "server", "connec", "took", took)
+		targets := []*target{
+			{name: "bare", url: bare.url, pid: bare.pid(), tool: BareTool, args: bareArgs},
+			{name: "connec", url: con.url, pid: con.pid(), tool: connectors.ToolOpInvoke, args: f.invokeArgs(),
+				headers: map[string]string{"Authorization": "Bearer " + f.token}},
+		}
+		for _, tr := range httpTransports {
+			for _, conc := range cfg.Concurrency {
+				if tr == Streamable && conc == 1 && floor != nil {
+					if err := floor(); err != nil {
+						return err
+					}
+					floor = nil
+				}
+				row := InvokeRow{Transport: tr, Concurrency: conc}
+				for _, t := range targets {
+					res, err := s.loadHTTP(ctx, t, tr, conc)
+					if err != nil {
+						return fmt.Errorf("%s over %s at %d: %w", t.name, tr, conc, err)
+					}
+					row.set(t.name, res)
+				}
+				s.logRow(row)
+				s.report.Invoke = append(s.report.Invoke, row)
+			}
+		}
+		var err1, err2 error
+		s.report.Memory.BareHTTP, err1 = PeakRSS(bare.pid())
+		s.report.Memory.ConnecHTTP, err2 = PeakRSS(con.pid())
+		if err1 != nil || err2 != nil {
+			return fmt.Errorf("read peak RSS: %v %v", err1, err2)
+		}
+	}
+	for range stdio {
+		targets := []*target{
+			{name: "bare", stdio: cfg.Bare, stdioArgs: []string{"--stdio"}, stdioLog: filepath.Join(cfg.WorkDir, "bare-stdio.log"),
+				tool: BareTool, args: bareArgs},
+			{name: "connec", stdio: cfg.Connec, stdioArgs: []string{"serve", "--stdio"}, stdioLog: filepath.Join(cfg.WorkDir, "connec-stdio.log"),
+				stdioEnv: append(append([]string(nil), f.env...), "CONNEC_TOKEN="+f.token), tool: connectors.ToolOpInvoke, args: f.invokeArgs()},
+		}
+		for _, conc := range cfg.Concurrency {
+			row := InvokeRow{Transport: Stdio, Concurrency: conc}
+			for _, t := range targets {
+				res, rss, err := s.loadStdio(ctx, t, conc)
+				if err != nil {
+					return fmt.Errorf("%s over stdio at %d: %w", t.name, conc, err)
+				}
+				row.set(t.name, res)
+				if t.name == "bare" {
+					s.report.Memory.BareStdio = max(s.report.Memory.BareStdio, rss)
+				} else {
+					s.report.Memory.ConnecStdio = max(s.report.Memory.ConnecStdio, rss)
+				}
+			}
+			s.logRow(row)
+			s.report.Invoke = append(s.report.Invoke, row)
+		}
+	}
+	return nil
+}
+
+func (r *InvokeRow) set(name string, res loadResult) {
+	if name == "bare" {
+		r.Bare, r.BareCPU, r.BareErr = res.Summary, res.CPU, res.FirstErr
+	} else {
+		r.Connec, r.ConnecCPU, r.ConnecErr = res.Summary, res.CPU, res.FirstErr
+	}
+}
+
+func (s *suite) logRow(r InvokeRow) {
+	s.log.Info("invoke", "transport", r.Transport, "concurrency", r.Concurrency,
+		"bare_p50", r.Bare.P50, "connec_p50", r.Connec.P50, "bare_per_s", int(r.Bare.PerSec), "connec_per_s", int(r.Connec.PerSec),
+		"connec_errors", r.Connec.Errors)
+}
+
+func (s *suite) window(tr string) time.Duration {
+	if tr == Streamable {
+		return s.cfg.Duration
+	}
+	return s.cfg.OtherDuration
+}
+
+// loadHTTP connects conc clients (one per worker, as conc agents would) and
+// runs the load.
+func (s *suite) loadHTTP(ctx context.Context, t *target, tr string, conc int) (loadResult, error) {
+	httpc := newHTTPClient()
+	sessions := make([]*session, 0, conc)
+	defer func() {
+		for _, ss := range sessions {
+			ss.close()
+		}
+	}()
+	clients := make([]*client.Client, 0, conc)
+	start := time.Now()
+	defer func() {
+		s.log.Debug("load done", "server", t.name, "transport", tr, "concurrency", conc, "took", time.Since(start))
+	}()
+	for range conc {
+		ss, err := t.connect(ctx, tr, httpc)
+		if err != nil {
+			return loadResult{}, err
+		}
+		sessions = append(sessions, ss)
+		clients = append(clients, ss.c)
+	}
+	s.noteProtocol(t.name, tr, sessions[0].c)
+	s.log.Debug("connected", "server", t.name, "transport", tr, "clients", conc, "took", time.Since(start))
+	dbPID := 0
+	if t.name == "connec" {
+		dbPID = s.cfg.DB.pid()
+	}
+	return runLoad(ctx, clients, conc, t.call, s.cfg.Warmup, s.window(tr), t.pid, dbPID)
+}
+
+// loadStdio starts one server process and drives it with conc concurrent
+// calls over its one stdio connection (a stdio server has one client). It
+// returns the process's peak RSS too.
+func (s *suite) loadStdio(ctx context.Context, t *target, conc int) (loadResult, int64, error) {
+	start := time.Now()
+	ss, err := t.connect(ctx, Stdio, nil)
+	if err != nil {
+		return loadResult{}, 0, err
+	}
+	defer func() {
+		ss.close()
+		s.log.Debug("load done", "server", t.name, "transport", Stdio, "concurrency", conc, "took", time.Since(start))
+	}()
+	s.log.Debug("connected", "server", t.name, "transport", Stdio, "took", time.Since(start))
+	s.noteProtocol(t.name, Stdio, ss.c)
+	pid := ss.cmd.Process.Pid
+	dbPID := 0
+	if t.name == "connec" {
+		dbPID = s.cfg.DB.pid()
+	}
+	res, err := runLoad(ctx, []*client.Client{ss.c}, conc, t.call, s.cfg.Warmup, s.window(Stdio), pid, dbPID)
+	if err != nil {
+		return res, 0, err
+	}
+	rss, err := PeakRSS(pid)
+	return res, rss, err
+}
+
+// noteProtocol records the negotiated protocol version per server and
+// transport; the comparison is only fair if they agree.
+func (s *suite) noteProtocol(name, tr string, c *client.Client) {
+	if s.report.Protocol == nil {
+		s.report.Protocol = map[string]string{}
+	}
+	s.report.Protocol[name+"/"+tr] = c.ProtocolVersion()
+}
+
+// measureColdStart starts connec (on its existing, migrated database) and
+// the bare server n times each, alternating, and times process start to
+// the first 200 from /healthz.
+func (s *suite) measureColdStart(ctx context.Context, f *fixture) error {
+	var con, bare []time.Duration
+	for i := range s.cfg.ColdStarts {
+		srv, d, err := startHTTPServer(ctx, "connec", s.cfg.Connec, f.env, filepath.Join(s.cfg.WorkDir, "connec-start.log"), "serve", "--http", "{addr}")
+		if err != nil {
+			return err
+		}
+		srv.stop()
+		con = append(con, d)
+		srv, d, err = startHTTPServer(ctx, "bare", s.cfg.Bare, nil, filepath.Join(s.cfg.WorkDir, "bare-start.log"), "--http", "{addr}")
+		if err != nil {
+			return err
+		}
+		srv.stop()
+		bare = append(bare, d)
+		s.log.Debug("cold start", "i", i, "connec", con[i], "bare", bare[i])
+	}
+	s.report.ColdStart = ColdStart{Connec: Summarize(con, 0, 0), Bare: Summarize(bare, 0, 0)}
+	s.log.Info("cold start", "connec_p50", s.report.ColdStart.Connec.P50, "bare_p50", s.report.ColdStart.Bare.P50)
+	return nil
+}
