@@ -8,7 +8,7 @@ TESTFLAGS ?= -race -count=1 -timeout 20m
 # Fuzz targets: "package:Target". `make test` runs each briefly; found
 # crashers land in the package's testdata/fuzz and become regression tests.
 FUZZ_TARGETS := ./mcp:FuzzDecodeToolArguments ./callctx:FuzzTaskContext ./callctx:FuzzParseSubject \
-	./authz:FuzzParseCond ./authz:FuzzRuleValidate
+	./authz:FuzzParseCond ./authz:FuzzRuleValidate ./connectors/openclaw:FuzzReadFrame ./gateway:FuzzDecodeBody
 FUZZTIME ?= 4s
 
 .PHONY: all build run test bench bench-report lint deps clean fuzz soak test-openclaw-npm
@@ -40,6 +40,7 @@ test-openclaw-npm: ## install @ollama/openclaw-web-search from npm and call it a
 
 soak: deps ## the fault tests at full size (10,000 invocations, longer outages)
 	CONNEC_SOAK=1 $(GO) test -race -count=1 -timeout 60m -v ./internal/faults/
+	CONNEC_SOAK=1 $(GO) test -race -count=1 -timeout 60m -v -run 'SIGKILL' ./cmd/connec/
 
 bench: deps ## benchmarks (figures are ratios against baselines measured in the same run)
 	$(GO) test -run '^$$' -bench . -benchmem -count=1 $(PKGS)
