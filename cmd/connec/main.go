@@ -15,10 +15,13 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 	"github.com/spf13/cobra"
 
 	"github.com/connec/connec/authz"
 	"github.com/connec/connec/fault"
+	"github.com/connec/connec/identity"
 	"github.com/connec/connec/internal/app"
 )
 
@@ -224,8 +227,60 @@ func tokenCmd(f *flags) *cobra.Command {
 	create.Flags().StringVar(&name, "name", "", "a label for the token")
 	create.Flags().DurationVar(&ttl, "expires", 0, "lifetime, e.g. 720h (0: no expiry)")
 	_ = create.MarkFlagRequired("subject")
-	cmd.AddCommand(create)
+	var listSubject string
+	list := &cobra.Command{
+		Use: "list", Short: "List a user's tokens (metadata only)", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return withApp(cmd, f, func(ctx context.Context, a *app.App) error {
+				s, err := a.ResolveSubject(ctx, listSubject)
+				if err != nil {
+					return err
+				}
+				toks, err := a.Identity.ListTokens(ctx, s)
+				if err != nil {
+					return err
+				}
+				w := table(cmd.OutOrStdout(), "ID\tNAME\tCREATED\tEXPIRES\tREVOKED")
+				for _, t := range toks {
+					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", t.ID, t.Name, t.CreatedAt.Format(time.RFC3339), when(t.ExpiresAt), when(t.RevokedAt))
+				}
+				return w.Flush()
+			})
+		},
+	}
+	list.Flags().StringVar(&listSubject, "subject", "", "user whose tokens to list (required)")
+	_ = list.MarkFlagRequired("subject")
+	revoke := &cobra.Command{
+		Use: "revoke ID", Short: "Revoke a token at once (every server refuses it on its next request)", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			id, err := uuid.Parse(args[0])
+			if err != nil {
+				return fmt.Errorf("token id %q is not a uuid (see connec token list)", args[0])
+			}
+			return withApp(cmd, f, func(ctx context.Context, a *app.App) error {
+				var t identity.Token
+				err := a.AdminChange(ctx, "token.revoke", "token:"+id.String(), func(tx pgx.Tx) error {
+					var err error
+					t, err = identity.RevokeToken(ctx, tx, id)
+					return err
+				})
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "revoked token %s of %s\n", t.ID, t.Subject)
+				return nil
+			})
+		},
+	}
+	cmd.AddCommand(create, list, revoke)
 	return cmd
+}
+
+func when(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.Format(time.RFC3339)
 }
 
 func policyCmd(f *flags) *cobra.Command {

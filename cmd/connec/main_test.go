@@ -67,7 +67,7 @@ func run(t *testing.T, env []string, args ...string) (string, string, error) {
 func TestHelpOnEveryCommand(t *testing.T) {
 	for _, args := range [][]string{
 		{"--help"}, {"serve", "--help"}, {"migrate", "--help"}, {"user", "add", "--help"}, {"user", "list", "--help"},
-		{"group", "add", "--help"}, {"group", "member", "add", "--help"}, {"token", "create", "--help"},
+		{"group", "add", "--help"}, {"group", "member", "add", "--help"}, {"token", "create", "--help"}, {"token", "list", "--help"}, {"token", "revoke", "--help"},
 		{"policy", "allow", "--help"}, {"policy", "deny", "--help"}, {"policy", "list", "--help"}, {"policy", "remove", "--help"},
 		{"key", "init", "--help"}, {"key", "add", "--help"}, {"key", "status", "--help"}, {"key", "rotate", "--help"},
 		{"credential", "create", "--help"}, {"credential", "rotate", "--help"}, {"credential", "revoke", "--help"},
@@ -190,9 +190,21 @@ func TestOperatorCommands(t *testing.T) {
 	mustRun("user", "add", "bob", "--no-owner-rule")
 	group := strings.Fields(mustRun("group", "add", "ops"))[0]
 	mustRun("group", "member", "add", "ops", "bob")
-	tok := strings.TrimSpace(mustRun("token", "create", "--subject", alice))
+	tok := strings.TrimSpace(mustRun("token", "create", "--subject", alice, "--name", "laptop"))
 	if !strings.HasPrefix(tok, "cnc_") {
 		t.Fatalf("token create printed %q", tok)
+	}
+	toks := mustRun("token", "list", "--subject", "alice")
+	if strings.Contains(toks, tok) || !strings.Contains(toks, "laptop") {
+		t.Fatalf("token list: %s", toks)
+	}
+	tokID := strings.Fields(strings.Split(toks, "\n")[1])[0]
+	if out := mustRun("token", "revoke", tokID); !strings.Contains(out, "revoked") {
+		t.Fatalf("token revoke: %s", out)
+	}
+	row := strings.Fields(strings.Split(mustRun("token", "list", "--subject", "alice"), "\n")[1])
+	if row[0] != tokID || row[len(row)-1] == "-" {
+		t.Fatalf("token not marked revoked: %v", row)
 	}
 	mustRun("policy", "allow", "--subject", "group:ops", "--resource", "connectors/"+group+"/**", "--action", "connector.read")
 	list := mustRun("policy", "list", "--subject", "group:ops")

@@ -137,6 +137,12 @@ func (a *App) ChangeRule(ctx context.Context, r authz.Rule, remove bool) (bool, 
 	return changed, err
 }
 
+// AdminChange runs an operator's change and its audit row in one
+// transaction (see adminChange).
+func (a *App) AdminChange(ctx context.Context, tool, resource string, fn func(tx pgx.Tx) error) error {
+	return a.adminChange(ctx, tool, resource, func(tx pgx.Tx, _ *audit.Event) error { return fn(tx) })
+}
+
 // adminChange runs an operator's CLI change and its audit row in one
 // transaction. The operator has direct database access, so no policy
 // decision applies; the row says who ran it.
