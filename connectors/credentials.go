@@ -393,21 +393,6 @@ func (s *Service) GetCredential(ctx context.Context, id string) (Credential, err
 	return cred, nil
 }
 
-// liveCredential returns the instance's credential for an invocation, or
-// the error that explains why there is none usable. It reads the row on
-// every call, so a revocation committed anywhere takes effect at once.
-func liveCredential(ctx context.Context, q db.Querier, id InstanceID) (*SealedCredential, error) {
-	var cr credRow
-	err := q.QueryRow(ctx, `SELECT `+credRowCols+` FROM connector_credentials c WHERE instance_id = $1 `+credRowOrder, string(id)).Scan(cr.dest()...)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, db.Map(err)
-	}
-	return cr.live(id)
-}
-
 // credRow is the instance's most relevant credential row as read for an
 // invocation: the live one if any, else the latest revoked one.
 type credRow struct {

@@ -40,7 +40,6 @@ var (
 	ErrTokenUnknown      = errors.New("identity: token is unknown")
 	ErrTokenRevoked      = errors.New("identity: token is revoked")
 	ErrTokenExpired      = errors.New("identity: token has expired")
-	ErrTokenOrphaned     = errors.New("identity: token's user no longer exists")
 	ErrLocalOperatorName = errors.New("identity: the local operator's name is taken by an ordinary user")
 )
 
