@@ -29,11 +29,7 @@ test: deps lint ## every test, with the race detector, then each fuzz target bri
 	@$(MAKE) --no-print-directory fuzz
 
 fuzz: ## run each fuzz target for FUZZTIME (default 4s)
-	@set -e; for t in $(FUZZ_TARGETS); do \
-	  pkg=$${t%%:*}; name=$${t##*:}; \
-	  echo "fuzz $$pkg $$name ($(FUZZTIME))"; \
-	  $(GO) test -run='^$$' -fuzz="^$$name\$$" -fuzztime=$(FUZZTIME) $$pkg; \
-	done
+	@GO=$(GO) FUZZTIME=$(FUZZTIME) scripts/fuzz.sh $(FUZZ_TARGETS)
 
 test-openclaw-npm: ## install @ollama/openclaw-web-search from npm and call it against a local fake
 	CONNEC_OPENCLAW_NPM=1 $(GO) test -race -count=1 -run TestNPMRealPlugin -v ./connectors/openclaw/
