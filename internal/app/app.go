@@ -26,6 +26,7 @@ import (
 	"github.com/connec/connec/identity"
 	"github.com/connec/connec/internal/db"
 	"github.com/connec/connec/internal/pgcluster"
+	"github.com/connec/connec/internal/pgnotify"
 	"github.com/connec/connec/migrations"
 	"github.com/connec/connec/vault"
 )
@@ -42,6 +43,9 @@ type App struct {
 	Registry *connectors.Registry
 
 	Executor *executor.Executor
+	// Notify listens for the database's change announcements on one
+	// dedicated connection and keeps every in-process cache true.
+	Notify *pgnotify.Hub
 
 	closers []io.Closer
 	cluster *pgcluster.Cluster
@@ -100,6 +104,7 @@ func (a *App) build(ctx context.Context) error {
 		return fmt.Errorf("connector registry: %w", err)
 	}
 	a.Registry = reg
+	a.Notify = pgnotify.New(a.Pool.Config().ConnConfig, pgnotify.WithLogger(a.Log))
 	if err := connectors.SyncCatalog(ctx, a.Pool, reg); err != nil {
 		return err
 	}
@@ -132,14 +137,19 @@ func (a *App) build(ctx context.Context) error {
 		svcOpts = append(svcOpts, connectors.WithSealer(sealer))
 		a.Log.Debug("credential key loaded", "key_id", keyID, "file", keyPath)
 	}
-	life, stop := context.WithCancel(context.WithoutCancel(ctx))
-	a.stop = stop
-	if err := ex.WatchCredentials(life, a.Pool); err != nil {
-		return fmt.Errorf("listen for credential changes: %w", err)
+	if err := ex.Follow(a.Notify); err != nil {
+		return err
 	}
 	a.Service = connectors.NewService(a.Pool, reg, az, a.Audit, ex, svcOpts...)
 	// A run canceled through any server stops where it executes.
-	go a.listen(life, "connec_run_cancel", a.Service.CancelLocal)
+	if err := a.Notify.Handle("connec_run_cancel", a.Service.CancelLocal); err != nil {
+		return err
+	}
+	life, stop := context.WithCancel(context.WithoutCancel(ctx))
+	a.stop = stop
+	if err := a.Notify.Start(life); err != nil {
+		return err
+	}
 	return nil
 }
 
@@ -212,6 +222,7 @@ func (a *App) startEmbedded(ctx context.Context) (string, error) {
 func (a *App) Close() {
 	if a.stop != nil {
 		a.stop()
+		<-a.Notify.Done()
 	}
 	if a.Service != nil {
 		// Async runs of this server end as canceled rather than vanish.

@@ -37,10 +37,10 @@ func Open(ctx context.Context, url string) (*pgxpool.Pool, error) {
 	// a result leaves, whatever the server default is.
 	cfg.ConnConfig.RuntimeParams["synchronous_commit"] = "on"
 	cfg.ConnConfig.RuntimeParams["application_name"] = "connec"
-	// pgxpool's default (max(4, NumCPU)) is too small for connec: two of
-	// the connections are held for good by LISTEN loops (credential
-	// changes, run cancellation) and the audit writer needs one for every
-	// group commit, so on a small host requests queue for the rest. An
+	// pgxpool's default (max(4, NumCPU)) is too small for connec: the
+	// audit writer needs one for every group commit and requests hold one
+	// while they read, so on a small host requests would queue. (Change
+	// notifications have connections of their own, outside the pool.) An
 	// explicit pool_max_conns in the URL still wins.
 	if !strings.Contains(url, "pool_max_conns") {
 		cfg.MaxConns = max(cfg.MaxConns, int32(4*runtime.GOMAXPROCS(0)), 16)
