@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -130,6 +131,11 @@ type Writer struct {
 	timeout        time.Duration
 	partitionEvery time.Duration
 
+	// head is where the last group commit left the chain (the commit
+	// loop's alone); stale is set by Write, whose transaction may move it.
+	head  chainHead
+	stale atomic.Bool
+
 	mu     sync.RWMutex // guards closed against sends on reqs
 	closed bool
 	reqs   chan *request
@@ -213,6 +219,7 @@ func (w *Writer) Write(ctx context.Context, q db.Querier, ev Event) (err error) 
 	if err != nil {
 		return err
 	}
+	w.stale.Store(true)
 	err = inTx(ctx, q, func(tx pgx.Tx) error { return appendRows(ctx, tx, []*Row{r}) })
 	if err != nil {
 		return fmt.Errorf("write audit row: %w", db.Map(err))
@@ -317,8 +324,31 @@ func (w *Writer) flush(batch []*request) {
 func (w *Writer) commit(batch []*request) error {
 	ctx, cancel := context.WithTimeout(context.Background(), w.timeout)
 	defer cancel()
-	return w.pool.AcquireFunc(ctx, func(c *pgxpool.Conn) error { return appendOwnTx(ctx, c.Conn(), batch) })
+	return w.pool.AcquireFunc(ctx, func(c *pgxpool.Conn) error {
+		if w.stale.Swap(false) {
+			w.head.ok = false
+		}
+		if w.head.ok {
+			err := appendAfter(ctx, c.Conn(), batch, &w.head)
+			if !errors.Is(err, errHeadMoved) {
+				return err
+			}
+			// Another writer appended since: read the head under the lock.
+		}
+		return appendOwnTx(ctx, c.Conn(), batch, &w.head)
+	})
 }
+
+// chainHead is where the writer's last commit left the chain: the commit
+// loop's own state, valid only while ok.
+type chainHead struct {
+	seq  int64
+	hash Hash
+	ok   bool
+}
+
+// errHeadMoved: the chain head was not where the writer left it.
+var errHeadMoved = errors.New("audit chain head moved")
 
 // appendRows takes the chain lock in tx, links rows after the head and
 // inserts them, moving the head.
@@ -328,23 +358,118 @@ func appendRows(ctx context.Context, tx pgx.Tx, rows []*Row) error {
 	if err := tx.QueryRow(ctx, lockHeadSQL).Scan(&seq, &head); err != nil {
 		return fmt.Errorf("lock audit chain: %w", err)
 	}
-	sql, args, err := linkRows(rows, seq, head)
+	b, _, err := queueAppend(&pgx.Batch{}, rows, seq, head)
 	if err != nil {
 		return err
 	}
-	if _, err := tx.Exec(ctx, sql, args...); err != nil {
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
 		return fmt.Errorf("insert audit rows: %w", err)
 	}
 	return nil
 }
 
-// appendOwnTx commits batch — each request's statements, then its row — in
-// a transaction of its own on conn, in two round trips instead of four:
-// BEGIN, the statements and the chain lock, then the insert with COMMIT. If
-// it fails midway the transaction is rolled back; should even that fail,
-// the pool discards the connection (it is not idle). A failing statement is
+// queueAppend links rows after (seq, head) and queues the statements that
+// move the head and insert them. It returns the new head.
+func queueAppend(b *pgx.Batch, rows []*Row, seq int64, head Hash) (*pgx.Batch, chainHead, error) {
+	last, lastHash, err := link(rows, seq, head)
+	if err != nil {
+		return nil, chainHead{}, err
+	}
+	sql, args, err := insertStatement(rows)
+	if err != nil {
+		return nil, chainHead{}, err
+	}
+	b.Queue(advanceSQL, seq, []byte(head), last, []byte(lastHash))
+	b.Queue(sql, args...)
+	return b, chainHead{seq: last, hash: lastHash, ok: true}, nil
+}
+
+// queueStmts queues every request's own statements.
+func queueStmts(b *pgx.Batch, batch []*request) {
+	for _, r := range batch {
+		for _, st := range r.stmts {
+			b.Queue(st.SQL, st.Args...)
+		}
+	}
+}
+
+// execStmts reads the results of queueStmts; a failing statement is
 // reported as a *stmtError naming its request.
-func appendOwnTx(ctx context.Context, conn *pgx.Conn, batch []*request) (err error) {
+func execStmts(br pgx.BatchResults, batch []*request) error {
+	for i, r := range batch {
+		for j := range r.stmts {
+			if _, err := br.Exec(); err != nil {
+				var pe *pgconn.PgError
+				if errors.As(err, &pe) { // the statement's fault, not the connection's
+					return &stmtError{req: i, err: fmt.Errorf("statement %d: %w", j+1, err)}
+				}
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func rowsOf(batch []*request) []*Row {
+	rows := make([]*Row, len(batch))
+	for i, r := range batch {
+		rows[i] = r.row
+	}
+	return rows
+}
+
+// appendAfter commits batch in one round trip, in one implicit transaction
+// (the pipeline's statements up to its one Sync): each request's
+// statements, the head moved from where this writer left it (the chain
+// lock), the rows linked after it. If another writer moved the head
+// meanwhile, nothing is committed and it returns errHeadMoved. head is
+// updated on success and marked unknown otherwise.
+func appendAfter(ctx context.Context, conn *pgx.Conn, batch []*request, head *chainHead) error {
+	from := *head
+	head.ok = false
+	b := &pgx.Batch{}
+	queueStmts(b, batch)
+	b, next, err := queueAppend(b, rowsOf(batch), from.seq, from.hash)
+	if err != nil {
+		return err
+	}
+	br := conn.SendBatch(ctx, b)
+	err = func() error {
+		if err := execStmts(br, batch); err != nil {
+			return err
+		}
+		if _, err := br.Exec(); err != nil {
+			var pe *pgconn.PgError
+			if errors.As(err, &pe) && pe.Code == headMovedCode {
+				return errHeadMoved
+			}
+			return fmt.Errorf("move audit chain head: %w", err)
+		}
+		if _, err := br.Exec(); err != nil {
+			return fmt.Errorf("insert audit rows: %w", err)
+		}
+		return nil
+	}()
+	if cerr := br.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("commit audit rows: %w", cerr)
+	}
+	if err != nil {
+		return err
+	}
+	*head = next
+	return nil
+}
+
+// appendOwnTx commits batch — each request's statements, then its row — in
+// a transaction of its own on conn that reads the head under the chain
+// lock, in two round trips: BEGIN, the statements and the chain lock, then
+// the head moved and the rows inserted with COMMIT. If it fails midway the
+// transaction is rolled back; should even that fail, the pool discards the
+// connection (it is not idle). A failing statement is reported as a
+// *stmtError naming its request. head is updated on success and marked
+// unknown otherwise.
+func appendOwnTx(ctx context.Context, conn *pgx.Conn, batch []*request, head *chainHead) (err error) {
+	head.ok = false
 	defer func() {
 		if err != nil && !conn.IsClosed() && conn.PgConn().TxStatus() != 'I' {
 			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
@@ -354,31 +479,19 @@ func appendOwnTx(ctx context.Context, conn *pgx.Conn, batch []*request) (err err
 	}()
 	b := &pgx.Batch{}
 	b.Queue("BEGIN")
-	for _, r := range batch {
-		for _, st := range r.stmts {
-			b.Queue(st.SQL, st.Args...)
-		}
-	}
+	queueStmts(b, batch)
 	b.Queue(lockHeadSQL)
 	br := conn.SendBatch(ctx, b)
 	var seq int64
-	var head []byte
+	var hash []byte
 	err = func() error {
 		if _, err := br.Exec(); err != nil {
 			return fmt.Errorf("begin: %w", err)
 		}
-		for i, r := range batch {
-			for j := range r.stmts {
-				if _, err := br.Exec(); err != nil {
-					var pe *pgconn.PgError
-					if errors.As(err, &pe) { // the statement's fault, not the connection's
-						return &stmtError{req: i, err: fmt.Errorf("statement %d: %w", j+1, err)}
-					}
-					return err
-				}
-			}
+		if err := execStmts(br, batch); err != nil {
+			return err
 		}
-		if err := br.QueryRow().Scan(&seq, &head); err != nil {
+		if err := br.QueryRow().Scan(&seq, &hash); err != nil {
 			return fmt.Errorf("lock audit chain: %w", err)
 		}
 		return nil
@@ -389,16 +502,10 @@ func appendOwnTx(ctx context.Context, conn *pgx.Conn, batch []*request) (err err
 	if err != nil {
 		return err
 	}
-	rows := make([]*Row, len(batch))
-	for i, r := range batch {
-		rows[i] = r.row
-	}
-	sql, args, err := linkRows(rows, seq, head)
+	b, next, err := queueAppend(&pgx.Batch{}, rowsOf(batch), seq, hash)
 	if err != nil {
 		return err
 	}
-	b = &pgx.Batch{}
-	b.Queue(sql, args...)
 	b.Queue("COMMIT").Exec(func(ct pgconn.CommandTag) error {
 		if ct.String() != "COMMIT" {
 			return fmt.Errorf("commit audit rows: server answered %q", ct)
@@ -408,17 +515,8 @@ func appendOwnTx(ctx context.Context, conn *pgx.Conn, batch []*request) (err err
 	if err := conn.SendBatch(ctx, b).Close(); err != nil {
 		return fmt.Errorf("insert audit rows: %w", err)
 	}
+	*head = next
 	return nil
-}
-
-// linkRows links rows after (seq, head) and returns the statement that
-// appends them.
-func linkRows(rows []*Row, seq int64, head Hash) (string, []any, error) {
-	last, lastHash, err := link(rows, seq, head)
-	if err != nil {
-		return "", nil, err
-	}
-	return insertStatement(rows, last, lastHash)
 }
 
 // isDataError reports whether PostgreSQL refused err's statement for the

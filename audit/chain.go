@@ -344,47 +344,47 @@ func scanRow(rows pgx.Rows, r *Row) error {
 	return nil
 }
 
-// insertSQL appends one linked row and moves the chain head to it, in one
-// statement.
-const insertSQL = `WITH ins AS (
-  INSERT INTO audit_events (` + columns + `)
+// insertSQL appends one linked row.
+const insertSQL = `INSERT INTO audit_events (` + columns + `)
   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23,
-    $24, $25, $26)
-)
-UPDATE audit_chain_head SET seq = $27, hash = $28`
+    $24, $25, $26)`
 
 // insertManySQL is insertSQL for a batch: each parameter is an array with
 // one element per row (subject_groups a JSON array per row, since SQL
 // arrays cannot be ragged). For one row it costs more than insertSQL.
-const insertManySQL = `WITH r AS (
-  SELECT * FROM unnest($1::bigint[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::jsonb[], $7::text[],
+const insertManySQL = `INSERT INTO audit_events (` + columns + `)
+  SELECT seq, at, request_id, transport, subject, ARRAY(SELECT jsonb_array_elements_text(subject_groups)), action, tool,
+    connector_type, instance_id, operation, resource, decision, reason, policy_version, task_id, project_id, run_id,
+    job_id, agent_id, status, error_type, duration_us, hash_version, prev_hash, hash
+  FROM unnest($1::bigint[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::jsonb[], $7::text[],
     $8::text[], $9::text[], $10::uuid[], $11::text[], $12::text[], $13::text[], $14::text[], $15::bigint[], $16::uuid[],
     $17::uuid[], $18::uuid[], $19::uuid[], $20::text[], $21::text[], $22::text[], $23::bigint[], $24::smallint[],
     $25::bytea[], $26::bytea[])
   AS t(seq, at, request_id, transport, subject, subject_groups, action, tool, connector_type, instance_id,
     operation, resource, decision, reason, policy_version, task_id, project_id, run_id, job_id, agent_id, status,
-    error_type, duration_us, hash_version, prev_hash, hash)
-), ins AS (
-  INSERT INTO audit_events (` + columns + `)
-  SELECT seq, at, request_id, transport, subject, ARRAY(SELECT jsonb_array_elements_text(subject_groups)), action, tool,
-    connector_type, instance_id, operation, resource, decision, reason, policy_version, task_id, project_id, run_id,
-    job_id, agent_id, status, error_type, duration_us, hash_version, prev_hash, hash
-  FROM r
-)
-UPDATE audit_chain_head SET seq = $27, hash = $28`
+    error_type, duration_us, hash_version, prev_hash, hash)`
+
+// advanceSQL moves the chain head from ($1, $2) to ($3, $4), taking the
+// chain lock; if the head is no longer at ($1, $2) it raises
+// headMovedCode and the transaction fails (migration 00005).
+const advanceSQL = `SELECT connec_audit_advance($1, $2, $3, $4)`
+
+// headMovedCode is the SQLSTATE connec_audit_advance raises when another
+// writer moved the head.
+const headMovedCode = "CA001"
 
 // lockHeadSQL takes the chain lock: held until the transaction ends.
 const lockHeadSQL = `SELECT seq, hash FROM audit_chain_head FOR UPDATE`
 
-// insertStatement returns the statement and parameters that append linked
-// rows and move the chain head to (headSeq, headHash).
-func insertStatement(rows []*Row, headSeq int64, headHash Hash) (string, []any, error) {
+// insertStatement returns the statement and parameters that insert linked
+// rows (the head is moved separately, with advanceSQL).
+func insertStatement(rows []*Row) (string, []any, error) {
 	if len(rows) == 1 {
 		r := rows[0]
 		return insertSQL, []any{r.Seq, r.At, r.RequestID, r.Transport, r.Subject, r.Groups, r.Action, r.Tool,
 			r.ConnectorType, r.InstanceID, r.Operation, r.Resource, r.Decision, r.Reason, r.PolicyVersion,
 			r.TaskID, r.ProjectID, r.RunID, r.JobID, r.AgentID, r.Status, r.ErrorType, r.DurationUS,
-			r.HashVersion, []byte(r.PrevHash), []byte(r.Hash), headSeq, []byte(headHash)}, nil
+			r.HashVersion, []byte(r.PrevHash), []byte(r.Hash)}, nil
 	}
 	n := len(rows)
 	var (
@@ -413,5 +413,5 @@ func insertStatement(rows []*Row, headSeq int64, headHash Hash) (string, []any, 
 		status[i], etype[i], dur[i], hv[i], prev[i], hash[i] = r.Status, r.ErrorType, r.DurationUS, r.HashVersion, r.PrevHash, r.Hash
 	}
 	return insertManySQL, []any{seq, at, reqID, transport, subj, groups, action, tool, ctype, inst, op, res, decision,
-		reason, pv, task, proj, run, job, agent, status, etype, dur, hv, prev, hash, headSeq, []byte(headHash)}, nil
+		reason, pv, task, proj, run, job, agent, status, etype, dur, hv, prev, hash}, nil
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -486,4 +487,79 @@ func TestRecordWithCanceledContextStillWrites(t *testing.T) {
 		}
 	}
 	checkSeq(t, pool, 20)
+}
+
+// roundTrips counts what a pool sends: statements and batches (each one
+// round trip, once its statements are prepared on the connection).
+type roundTrips struct{ queries, batches atomic.Int64 }
+
+func (c *roundTrips) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryStartData) context.Context {
+	c.queries.Add(1)
+	return ctx
+}
+func (c *roundTrips) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+func (c *roundTrips) TraceBatchStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceBatchStartData) context.Context {
+	c.batches.Add(1)
+	return ctx
+}
+func (c *roundTrips) TraceBatchQuery(context.Context, *pgx.Conn, pgx.TraceBatchQueryData) {}
+func (c *roundTrips) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData)     {}
+
+// Once a writer knows where the chain head is, each group commit is one
+// round trip (statements, head moved, rows inserted, committed at the
+// pipeline's end); when another writer moved the head meanwhile, the commit
+// is refused whole and redone under the chain lock, and the chain stays one.
+func TestGroupCommitIsOneRoundTrip(t *testing.T) {
+	ctx := context.Background()
+	url := pgtest.URL(t)
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	trips := &roundTrips{}
+	cfg.ConnConfig.Tracer = trips
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	if _, err := pool.Exec(ctx, `CREATE TABLE runs (id int PRIMARY KEY)`); err != nil {
+		t.Fatal(err)
+	}
+	w := newWriter(t, pool)
+	record(t, w, 1) // learns the head under the lock
+
+	trips.queries.Store(0)
+	trips.batches.Store(0)
+	for i := range 10 {
+		if err := w.Record(ctx, event(i), Stmt{SQL: `INSERT INTO runs VALUES ($1)`, Args: []any{i}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if q, b := trips.queries.Load(), trips.batches.Load(); q != 0 || b != 10 {
+		t.Fatalf("10 sequential Record calls sent %d statements and %d batches; want 0 and 10 (one round trip each)", q, b)
+	}
+
+	other, err := pgxpool.New(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(other.Close)
+	record(t, newWriter(t, other), 2)                    // the head moves under w
+	if err := db.InTx(ctx, pool, func(tx pgx.Tx) error { // and again, by w's own Write
+		return w.Write(ctx, tx, event(3))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	record(t, w, 2)
+	if err := w.Record(ctx, event(5), Stmt{SQL: `INSERT INTO runs VALUES (0)`}); err == nil {
+		t.Fatal("a failing statement did not fail its call")
+	}
+	record(t, w, 1)
+	checkSeq(t, pool, 17)
+	mustVerify(t, pool, 17)
+	var runs int
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM runs`).Scan(&runs); err != nil || runs != 10 {
+		t.Fatalf("runs: %d, %v; want 10", runs, err)
+	}
 }
