@@ -10,6 +10,10 @@
 // user, group or token is not_found, and every failed authentication is
 // unauthenticated with one message that reveals nothing.
 //
+// Store.Follow lets Store.Authenticate answer from memory, kept true by the
+// database's change notifications (see NotifyChannel); without it every
+// authentication reads the database.
+//
 // Callers are users. Groups only collect users so policy can name many at
 // once: a group never authenticates, owns no token and is never a Principal.
 package identity
@@ -18,6 +22,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -26,6 +31,7 @@ import (
 	"github.com/connec/connec/callctx"
 	"github.com/connec/connec/fault"
 	"github.com/connec/connec/internal/db"
+	"github.com/connec/connec/internal/pgnotify"
 )
 
 // LocalOperatorName is the name given to the user EnsureLocalOperator creates.
@@ -75,9 +81,12 @@ type Token struct {
 	RevokedAt time.Time // zero: not revoked
 }
 
-// Store runs identity operations on a connection pool.
+// Store runs identity operations on a connection pool. By itself every
+// Authenticate reads the database; after Follow it answers from memory while
+// change notifications flow.
 type Store struct {
-	pool *pgxpool.Pool
+	pool  *pgxpool.Pool
+	cache atomic.Pointer[pgnotify.Cache[tokenKey, tokenEntry]] // nil until Follow
 }
 
 // New returns a Store over pool.

@@ -55,9 +55,15 @@ func scanToken(row pgx.Row) (Token, error) {
 
 // hashToken is what the database stores and looks tokens up by.
 func hashToken(token string) []byte {
-	h := sha256.Sum256([]byte(token))
+	h := hashKey(token)
 	return h[:]
 }
+
+// tokenKey is a token's SHA-256 hash: what the database and the
+// authentication cache know a token by. The token itself is never kept.
+type tokenKey [sha256.Size]byte
+
+func hashKey(token string) tokenKey { return sha256.Sum256([]byte(token)) }
 
 // wellFormed reports whether s has the shape of a token CreateToken issues.
 func wellFormed(s string) bool {
@@ -141,38 +147,79 @@ func ListTokens(ctx context.Context, q db.Querier, subject callctx.Subject) ([]T
 // it guessed right. A database failure is returned as such (unavailable,
 // timeout), not as unauthenticated.
 func Authenticate(ctx context.Context, q db.Querier, bearer string) (callctx.Principal, error) {
-	deny := func(cause error) (callctx.Principal, error) {
-		return callctx.Principal{}, fault.Wrap(fault.Unauthenticated, cause, unauthenticatedMsg)
-	}
 	if !wellFormed(bearer) {
-		return deny(ErrTokenMalformed)
+		return callctx.Principal{}, unauthenticated(ErrTokenMalformed)
 	}
+	key := hashKey(bearer)
+	e, err := lookupToken(ctx, q, key)
+	if err != nil {
+		return callctx.Principal{}, err
+	}
+	return e.principal(time.Now())
+}
+
+// unauthenticated is a failed authentication: the one message every failure
+// gets, the reason in the cause.
+func unauthenticated(cause error) error {
+	return fault.Wrap(fault.Unauthenticated, cause, unauthenticatedMsg)
+}
+
+// tokenEntry is what a live token's lookup yields: enough to rebuild its
+// principal, and its expiry, which is checked against the clock at every use
+// (so a cached token expires on time).
+type tokenEntry struct {
+	subject callctx.Subject
+	name    string
+	groups  []callctx.Subject // sorted, never nil; never handed out
+	expires time.Time         // zero: never expires
+}
+
+// expired reports whether the token has expired at now.
+func (e tokenEntry) expired(now time.Time) bool {
+	return !e.expires.IsZero() && !now.Before(e.expires)
+}
+
+// principal returns the token's principal, or an unauthenticated fault
+// (ErrTokenExpired) if it has expired at now.
+func (e tokenEntry) principal(now time.Time) (callctx.Principal, error) {
+	if e.expired(now) {
+		return callctx.Principal{}, unauthenticated(ErrTokenExpired)
+	}
+	return callctx.Principal{Subject: e.subject, Name: e.name, Groups: slices.Clone(e.groups)}, nil
+}
+
+// lookupToken reads the token with hash key, its user and the user's
+// groups. An unknown or revoked token is an unauthenticated fault; expiry is
+// left to the caller.
+func lookupToken(ctx context.Context, q db.Querier, key tokenKey) (tokenEntry, error) {
 	// One round trip: the token, its user and the user's groups (tokens
 	// belong to users by foreign key, so the user is there).
 	var (
-		sub, name        string
-		groups           []string
-		revoked, expired bool
+		sub, name string
+		groups    []string
+		revoked   bool
+		expires   *time.Time
 	)
-	err := q.QueryRow(ctx, `SELECT t.subject, t.revoked_at IS NOT NULL, coalesce(t.expires_at <= now(), false), u.name,
+	err := q.QueryRow(ctx, `SELECT t.subject, t.revoked_at IS NOT NULL, t.expires_at, u.name,
 			ARRAY(SELECT 'group:' || m.group_id::text FROM group_members m WHERE m.user_id = u.id)
-		FROM api_tokens t JOIN users u ON u.id = t.user_id WHERE t.token_hash = $1`, hashToken(bearer)).Scan(&sub, &revoked, &expired, &name, &groups)
+		FROM api_tokens t JOIN users u ON u.id = t.user_id WHERE t.token_hash = $1`, key[:]).Scan(&sub, &revoked, &expires, &name, &groups)
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
-		return deny(ErrTokenUnknown)
+		return tokenEntry{}, unauthenticated(ErrTokenUnknown)
 	case err != nil:
-		return callctx.Principal{}, db.Map(err)
+		return tokenEntry{}, db.Map(err)
 	case revoked:
-		return deny(ErrTokenRevoked)
-	case expired:
-		return deny(ErrTokenExpired)
+		return tokenEntry{}, unauthenticated(ErrTokenRevoked)
 	}
-	p := callctx.Principal{Subject: callctx.Subject(sub), Name: name, Groups: make([]callctx.Subject, len(groups))}
+	e := tokenEntry{subject: callctx.Subject(sub), name: name, groups: make([]callctx.Subject, len(groups))}
 	for i, g := range groups {
-		p.Groups[i] = callctx.Subject(g)
+		e.groups[i] = callctx.Subject(g)
 	}
-	slices.Sort(p.Groups)
-	return p, nil
+	slices.Sort(e.groups)
+	if expires != nil {
+		e.expires = *expires
+	}
+	return e, nil
 }
 
 // PrincipalFor returns the principal for a user subject, with the user's
@@ -206,11 +253,14 @@ func PrincipalFor(ctx context.Context, q db.Querier, subject callctx.Subject) (c
 
 // CreateToken issues an API token; see the CreateToken function.
 func (s *Store) CreateToken(ctx context.Context, subject callctx.Subject, name string, ttl time.Duration) (plaintext string, t Token, err error) {
+	defer s.forget()
 	return CreateToken(ctx, s.pool, subject, name, ttl)
 }
 
-// RevokeToken revokes the token with id; see the RevokeToken function.
+// RevokeToken revokes the token with id; see the RevokeToken function. The
+// token is refused by this Store from the moment RevokeToken returns.
 func (s *Store) RevokeToken(ctx context.Context, id uuid.UUID) (Token, error) {
+	defer s.forget()
 	return RevokeToken(ctx, s.pool, id)
 }
 
@@ -219,9 +269,30 @@ func (s *Store) ListTokens(ctx context.Context, subject callctx.Subject) ([]Toke
 	return ListTokens(ctx, s.pool, subject)
 }
 
-// Authenticate checks a bearer token; see the Authenticate function.
+// Authenticate checks a bearer token; see the Authenticate function. After
+// Follow, a token that authenticated is remembered (by its hash) and later
+// answered from memory while the hub listens; its expiry is still checked
+// against the clock every time. Failures are never remembered.
 func (s *Store) Authenticate(ctx context.Context, bearer string) (callctx.Principal, error) {
-	return Authenticate(ctx, s.pool, bearer)
+	c := s.cache.Load()
+	if c == nil {
+		return Authenticate(ctx, s.pool, bearer)
+	}
+	if !wellFormed(bearer) {
+		return callctx.Principal{}, unauthenticated(ErrTokenMalformed)
+	}
+	key := hashKey(bearer)
+	e, err := c.Load(ctx, key, func(ctx context.Context) (tokenEntry, error) {
+		e, err := lookupToken(ctx, s.pool, key)
+		if err == nil && e.expired(time.Now()) {
+			err = unauthenticated(ErrTokenExpired)
+		}
+		return e, err
+	})
+	if err != nil {
+		return callctx.Principal{}, err
+	}
+	return e.principal(time.Now())
 }
 
 // PrincipalFor returns the principal for a user subject; see the PrincipalFor

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/connec/connec/callctx"
 	"github.com/connec/connec/fault"
@@ -123,9 +124,22 @@ func TestTokenNotStored(t *testing.T) {
 	}
 }
 
+// TestAuthenticate runs against a Store reading the database every time and
+// against one following change notifications (each bearer tried twice, so
+// the second answer may come from memory): both must answer alike.
 func TestAuthenticate(t *testing.T) {
+	t.Run("database", func(t *testing.T) {
+		s, pool := newStore(t)
+		testAuthenticate(t, s, pool)
+	})
+	t.Run("cached", func(t *testing.T) {
+		f := newFollowed(t)
+		testAuthenticate(t, f.s, f.pool)
+	})
+}
+
+func testAuthenticate(t *testing.T, s *identity.Store, pool *pgxpool.Pool) {
 	ctx := context.Background()
-	s, pool := newStore(t)
 	alice, _ := s.CreateUser(ctx, "alice")
 	bob, _ := s.CreateUser(ctx, "bob")
 	var groups []callctx.Subject
@@ -191,36 +205,13 @@ func TestAuthenticate(t *testing.T) {
 		{"padded", good[:len(good)-1] + "=", identity.ErrTokenMalformed},
 		{"non-canonical last char", sloppy, identity.ErrTokenMalformed},
 	}
+	cold, _ := mint(t, alice.Subject())
 	var messages = map[string]bool{}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			p, err := s.Authenticate(ctx, tt.bearer)
-			if tt.cause == nil {
-				if err != nil {
-					t.Fatal(err)
-				}
-				if p.Subject != alice.Subject() || p.Name != "alice" || len(p.Groups) != len(groups) {
-					t.Fatalf("principal = %+v", p)
-				}
-				for i := 1; i < len(p.Groups); i++ {
-					if p.Groups[i-1] >= p.Groups[i] {
-						t.Fatalf("groups not sorted: %v", p.Groups)
-					}
-				}
-				return
+			for range 2 {
+				authenticateCase(t, s, tt.bearer, tt.cause, alice.Subject(), len(groups), messages)
 			}
-			wantFault(t, err, fault.Unauthenticated, "")
-			if !errors.Is(err, tt.cause) {
-				t.Fatalf("err = %v, want cause %v", err, tt.cause)
-			}
-			if p.Subject != "" {
-				t.Fatalf("principal returned with an error: %+v", p)
-			}
-			pub := fault.PublicOf(err)
-			if pub.Details != nil {
-				t.Fatalf("details leak: %v", pub.Details)
-			}
-			messages[pub.Message] = true
 		})
 	}
 	if len(messages) != 1 {
@@ -229,11 +220,45 @@ func TestAuthenticate(t *testing.T) {
 	t.Run("database failure is not unauthenticated", func(t *testing.T) {
 		cctx, cancel := context.WithCancel(ctx)
 		cancel()
-		_, err := s.Authenticate(cctx, good)
+		_, err := s.Authenticate(cctx, cold) // never authenticated, so not in memory
 		if err == nil || fault.As(err).Type == fault.Unauthenticated {
 			t.Fatalf("err = %v, want a database fault", err)
 		}
 	})
+}
+
+// authenticateCase checks one authentication of bearer: alice, with
+// nGroups sorted groups, if cause is nil; else an unauthenticated fault with
+// cause and no details, whose public message goes into messages.
+func authenticateCase(t *testing.T, s *identity.Store, bearer string, cause error, alice callctx.Subject, nGroups int, messages map[string]bool) {
+	t.Helper()
+	p, err := s.Authenticate(context.Background(), bearer)
+	if cause == nil {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.Subject != alice || p.Name != "alice" || len(p.Groups) != nGroups {
+			t.Fatalf("principal = %+v", p)
+		}
+		for i := 1; i < len(p.Groups); i++ {
+			if p.Groups[i-1] >= p.Groups[i] {
+				t.Fatalf("groups not sorted: %v", p.Groups)
+			}
+		}
+		return
+	}
+	wantFault(t, err, fault.Unauthenticated, "")
+	if !errors.Is(err, cause) {
+		t.Fatalf("err = %v, want cause %v", err, cause)
+	}
+	if p.Subject != "" {
+		t.Fatalf("principal returned with an error: %+v", p)
+	}
+	pub := fault.PublicOf(err)
+	if pub.Details != nil {
+		t.Fatalf("details leak: %v", pub.Details)
+	}
+	messages[pub.Message] = true
 }
 
 func TestRevokeAndListTokens(t *testing.T) {

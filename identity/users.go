@@ -247,6 +247,7 @@ func EnsureLocalOperator(ctx context.Context, q db.Querier) (u User, created boo
 
 // CreateUser adds a user named name.
 func (s *Store) CreateUser(ctx context.Context, name string) (User, error) {
+	defer s.forget()
 	return CreateUser(ctx, s.pool, name)
 }
 
@@ -265,6 +266,7 @@ func (s *Store) ListUsers(ctx context.Context) ([]User, error) { return ListUser
 
 // CreateGroup adds a group named name.
 func (s *Store) CreateGroup(ctx context.Context, name string) (Group, error) {
+	defer s.forget()
 	return CreateGroup(ctx, s.pool, name)
 }
 
@@ -283,11 +285,13 @@ func (s *Store) ListGroups(ctx context.Context) ([]Group, error) { return ListGr
 
 // AddMember puts a user into a group; see the AddMember function.
 func (s *Store) AddMember(ctx context.Context, groupID, userID uuid.UUID) (added bool, err error) {
+	defer s.forget()
 	return AddMember(ctx, s.pool, groupID, userID)
 }
 
 // RemoveMember takes a user out of a group; see the RemoveMember function.
 func (s *Store) RemoveMember(ctx context.Context, groupID, userID uuid.UUID) error {
+	defer s.forget()
 	return RemoveMember(ctx, s.pool, groupID, userID)
 }
 
@@ -304,5 +308,6 @@ func (s *Store) GroupsOf(ctx context.Context, userID uuid.UUID) ([]Group, error)
 // EnsureLocalOperator returns the local-mode operator, creating it once; see
 // the EnsureLocalOperator function.
 func (s *Store) EnsureLocalOperator(ctx context.Context) (u User, created bool, err error) {
+	defer s.forget()
 	return EnsureLocalOperator(ctx, s.pool)
 }

@@ -1,0 +1,45 @@
+package identity
+
+import (
+	"fmt"
+
+	"github.com/connec/connec/internal/pgnotify"
+)
+
+// NotifyChannel is the notification channel the database announces identity
+// changes on: any change to api_tokens, users, groups or group_members, by
+// anyone (see migrations: connec_identity_changed).
+const NotifyChannel = "connec_identity"
+
+// maxCachedTokens bounds the authentication cache; when full it starts over.
+// Only tokens that authenticated are kept, so a spray of bad tokens never
+// fills it.
+const maxCachedTokens = 10_000
+
+// Follow makes Authenticate answer from memory, kept true by hub: a token
+// that authenticated is remembered by its SHA-256 hash with its principal and
+// expiry, and every server forgets every remembered token as soon as the
+// database announces any identity change (revocation, user or membership
+// change), and whenever hub may have missed an announcement. While hub is not
+// listening, Authenticate reads the database every time. Call once, before
+// hub.Start and before the Store is used.
+func (s *Store) Follow(hub *pgnotify.Hub) error {
+	c, err := pgnotify.NewCache[tokenKey, tokenEntry](hub, maxCachedTokens)
+	if err != nil {
+		return fmt.Errorf("identity: follow changes: %w", err)
+	}
+	if err := hub.Handle(NotifyChannel, func(string) { c.InvalidateAll() }); err != nil {
+		return fmt.Errorf("identity: follow changes: %w", err)
+	}
+	s.cache.Store(c)
+	return nil
+}
+
+// forget drops every remembered token. Store methods that write call it once
+// their change is committed, so this process is right at once rather than
+// when its own announcement comes back.
+func (s *Store) forget() {
+	if c := s.cache.Load(); c != nil {
+		c.InvalidateAll()
+	}
+}
