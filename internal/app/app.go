@@ -115,6 +115,9 @@ func (a *App) build(ctx context.Context) error {
 	a.Authz = az
 	a.Audit = audit.NewWriter(a.Pool, audit.WithLogger(a.Log))
 	a.Identity = identity.New(a.Pool)
+	if err := a.Identity.Follow(a.Notify); err != nil {
+		return err
+	}
 	exOpts := []executor.Option{executor.WithLogger(a.Log)}
 	keyPath, err := a.keyFile()
 	if err != nil {
