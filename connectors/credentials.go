@@ -222,6 +222,7 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING `+credentialCols,
 		}
 		return nil
 	})
+	s.forget(inst.ID)
 	return out, err
 }
 
@@ -296,11 +297,14 @@ func (s *Service) RotateCredential(ctx context.Context, in RotateInput) (Credent
 WHERE id = $1 RETURNING `+credentialCols, cred.ID, sealed.Ciphertext, sealed.WrappedDEK, sealed.KeyID, fields.Names(), in.ExpiresAt))
 		return db.Map(err)
 	})
+	s.forget(inst.ID)
 	return out, err
 }
 
 // RevokeCredential deactivates a credential at once and for good: the very
-// next invocation, on any server sharing the database, fails.
+// next invocation on this server fails, and on any other server sharing the
+// database no send is dispatched and no result is returned with it from the
+// moment it commits (see Invoke).
 func (s *Service) RevokeCredential(ctx context.Context, id string) (Credential, error) {
 	return s.setCredentialState(ctx, ToolCredentialRevoke, id, CredentialRevoked)
 }
@@ -341,6 +345,7 @@ func (s *Service) setCredentialState(ctx context.Context, tool, id, state string
 WHERE id = $1 RETURNING `+credentialCols, cred.ID, state))
 		return db.Map(err)
 	})
+	s.forget(inst.ID)
 	return out, err
 }
 
@@ -394,36 +399,55 @@ func (s *Service) GetCredential(ctx context.Context, id string) (Credential, err
 }
 
 // credRow is the instance's most relevant credential row as read for an
-// invocation: the live one if any, else the latest revoked one.
+// invocation: the live one if any, else the latest revoked one. It holds
+// nothing that depends on when it was read (it may be cached): expiry is
+// decided at each use against the caller's clock.
 type credRow struct {
 	id, kind, state, keyID *string
 	version                *int
 	ciphertext, wrapped    []byte
-	expired                *bool
+	expiresAt              *time.Time
 }
 
 const (
-	credRowCols  = `c.id::text, c.kind, c.state, c.version, c.ciphertext, c.wrapped_dek, c.key_id, COALESCE(c.expires_at <= now(), false)`
+	credRowCols  = `c.id::text, c.kind, c.state, c.version, c.ciphertext, c.wrapped_dek, c.key_id, c.expires_at`
 	credRowOrder = `ORDER BY (c.state = 'revoked'), c.updated_at DESC LIMIT 1`
 )
 
 func (r *credRow) dest() []any {
-	return []any{&r.id, &r.kind, &r.state, &r.version, &r.ciphertext, &r.wrapped, &r.keyID, &r.expired}
+	return []any{&r.id, &r.kind, &r.state, &r.version, &r.ciphertext, &r.wrapped, &r.keyID, &r.expiresAt}
+}
+
+// credentialExpired is the refusal state of an active credential past its
+// expiry (not a stored state).
+const credentialExpired = "expired"
+
+// credentialRefusal is what an invocation answers when the instance's
+// credential is revoked, disabled or expired.
+func credentialRefusal(state string) *fault.Error {
+	switch state {
+	case CredentialRevoked:
+		return fault.New(fault.CredentialRevoked, "the instance's credential was revoked")
+	case CredentialDisabled:
+		return fault.New(fault.CredentialDisabled, "the instance's credential is disabled")
+	default:
+		return fault.New(fault.CredentialExpired, "the instance's credential has expired")
+	}
 }
 
 // live turns the row into a usable sealed credential, nil when the instance
-// has none, or the error that says why it cannot be used.
-func (r *credRow) live(inst InstanceID) (*SealedCredential, error) {
+// has none, or the error that says why it cannot be used at now.
+func (r *credRow) live(inst InstanceID, now time.Time) (*SealedCredential, error) {
 	if r.id == nil {
 		return nil, nil
 	}
 	switch {
 	case *r.state == CredentialRevoked:
-		return nil, fault.New(fault.CredentialRevoked, "the instance's credential was revoked")
+		return nil, credentialRefusal(CredentialRevoked)
 	case *r.state == CredentialDisabled:
-		return nil, fault.New(fault.CredentialDisabled, "the instance's credential is disabled")
-	case r.expired != nil && *r.expired:
-		return nil, fault.New(fault.CredentialExpired, "the instance's credential has expired")
+		return nil, credentialRefusal(CredentialDisabled)
+	case r.expiresAt != nil && !now.Before(*r.expiresAt):
+		return nil, credentialRefusal(credentialExpired)
 	}
 	return &SealedCredential{ID: *r.id, InstanceID: inst, Kind: *r.kind, Version: *r.version,
 		Sealed: vault.Sealed{Ciphertext: r.ciphertext, WrappedDEK: r.wrapped, KeyID: *r.keyID}}, nil

@@ -100,6 +100,7 @@ func (s *Service) Install(ctx context.Context, in InstallInput) (Instance, error
 		c.target(out)
 		return nil
 	})
+	s.forget(out.ID)
 	return out, err
 }
 
@@ -192,6 +193,7 @@ func (s *Service) setState(ctx context.Context, tool, rawID, state string) (Inst
 		out, err = setInstanceState(ctx, tx, in.ID, state)
 		return err
 	})
+	s.forget(in.ID)
 	return out, err
 }
 

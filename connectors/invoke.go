@@ -32,6 +32,14 @@ const maxTimeout = 10 * time.Minute
 // row and running run row commit before it runs (so nothing is sent
 // unaudited) and its outcome rows after. Audit and run rows are written in
 // the audit writer's group commit, with synchronous_commit on.
+//
+// Freshness: with WithNotify the instance and its credential row may come
+// from memory, up to one change notification behind the database. So the
+// commit that lets a send or async run start, and the commit that lets a
+// cached read's result out, also checks in the database that the instance
+// is enabled and the credential used is still active, unexpired and at
+// that version (connec_invoke_guard); if not, the call is refused with the
+// same error an up-to-date read gives, and nothing is sent or returned.
 func (s *Service) Invoke(ctx context.Context, in InvokeInput) (InvokeResult, error) {
 	c, err := s.begin(ctx, ToolOpInvoke, authz.ActionRead)
 	if err != nil {
@@ -47,8 +55,11 @@ func (s *Service) Invoke(ctx context.Context, in InvokeInput) (InvokeResult, err
 	if len(in.Arguments) == 0 || string(in.Arguments) == "null" {
 		in.Arguments = json.RawMessage(`{}`)
 	}
+	var cached bool
 	inst, cr, err := c.lookupWith(ctx, in.InstanceID, func(id InstanceID) (Instance, *credRow, error) {
-		return getInstanceForInvoke(ctx, s.pool, id)
+		i, r, hit, err := s.instanceForInvoke(ctx, id)
+		cached = hit
+		return i, r, err
 	})
 	if err != nil {
 		return InvokeResult{}, err
@@ -88,9 +99,13 @@ func (s *Service) Invoke(ctx context.Context, in InvokeInput) (InvokeResult, err
 	if in.IdempotencyKey != "" && (op.Kind == KindRead || len(in.IdempotencyKey) > 200 || strings.TrimSpace(in.IdempotencyKey) != in.IdempotencyKey) {
 		return InvokeResult{}, c.deny(ctx, fault.Invalid("idempotency_key", "idempotency_key is for send-kind operations: 1-200 characters without surrounding space"), "invalid argument: idempotency_key")
 	}
-	// Read with the instance, in this call: a revocation committed anywhere
-	// is seen by the very next invocation.
-	cred, err := cr.live(inst.ID)
+	// Read with the instance: in this call, or (cached) as of this server's
+	// last change notification for it. A change this server made is seen
+	// here at once; one made on another server once its notification
+	// arrives (milliseconds) — until then the guard in the commit below
+	// refuses a send before it runs and withholds a read's result. Expiry
+	// is decided now, by this server's clock.
+	cred, err := cr.live(inst.ID, s.now())
 	if err != nil {
 		return InvokeResult{}, c.fail(ctx, err)
 	}
@@ -109,39 +124,54 @@ func (s *Service) Invoke(ctx context.Context, in InvokeInput) (InvokeResult, err
 		return s.startAsync(ctx, c, runID, req)
 	}
 	if op.Kind == KindRead {
-		return s.runRead(ctx, c, runID, req)
+		return s.runRead(ctx, c, runID, req, cached)
 	}
 	return s.runSend(ctx, c, runID, req, in.IdempotencyKey)
 }
 
 // runRead executes a read-kind operation, then commits its run row and
-// audit row together before the result is returned.
-func (s *Service) runRead(ctx context.Context, c *call, runID string, req ExecRequest) (InvokeResult, error) {
+// audit row together before the result is returned. If the instance and
+// credential came from the cache, that commit also checks they are still
+// usable, and the result is withheld if not.
+func (s *Service) runRead(ctx context.Context, c *call, runID string, req ExecRequest, cached bool) (InvokeResult, error) {
 	started := s.now()
 	res, err := s.runner.Execute(ctx, req)
 	o := runOutcome{status: statusOf(err), err: err, res: res, bytesIn: len(req.Args), startedAt: started}
-	return s.finish(ctx, c, runID, req, o, runInsertDone(runID, c, req.Instance, req.Op, o))
+	stmts := runInsertDone(runID, c, req.Instance, req.Op, o)
+	if cached {
+		stmts = append([]audit.Stmt{guardStmt(req.Instance.ID, req.Credential)}, stmts...)
+	}
+	return s.finish(ctx, c, runID, req, o, stmts)
 }
 
 // runSend executes a send-kind operation. Its decision row and running run
-// row commit before it executes, so nothing leaves unaudited; with an
-// idempotency key the database decides which call executes, and a repeat
-// returns the first outcome.
+// row commit before it executes, so nothing leaves unaudited, and only if
+// the instance is still enabled and the credential still active at the
+// version used, so nothing leaves on a credential revoked anywhere before
+// that commit; with an idempotency key the database decides which call
+// executes, and a repeat returns the first outcome.
 func (s *Service) runSend(ctx context.Context, c *call, runID string, req ExecRequest, key string) (InvokeResult, error) {
 	pre := c.ev
 	pre.Decision, pre.Status = audit.Allow, audit.StatusOK
 	pre.Reason = c.ev.Reason + " dispatched"
 	pre.Duration = s.now().Sub(c.start)
+	guard := guardStmt(req.Instance.ID, req.Credential)
 	start := runStart(runID, c, req.Instance, req.Op, RunRunning, false, key, len(req.Args))
 	if key != "" {
-		first, err := s.reserve(ctx, pre, start, req.Instance.ID, key)
+		first, err := s.reserve(ctx, pre, guard, start, req.Instance.ID, key)
+		if st := asStale(err); st != nil {
+			return InvokeResult{}, c.refuseStale(ctx, st, req.Instance.ID, "not dispatched")
+		}
 		if err != nil {
 			return InvokeResult{}, c.fail(ctx, err)
 		}
 		if first != nil {
 			return s.replay(ctx, c, *first)
 		}
-	} else if err := s.audit.Record(ctx, pre, start); err != nil {
+	} else if err := s.audit.Record(ctx, pre, guard, start); err != nil {
+		if st := asStale(err); st != nil {
+			return InvokeResult{}, c.refuseStale(ctx, st, req.Instance.ID, "not dispatched")
+		}
 		s.log.ErrorContext(ctx, "audit write failed before send", "err", err)
 		return InvokeResult{}, fault.Wrap(fault.Unavailable, err, "audit trail unavailable")
 	}
@@ -152,10 +182,14 @@ func (s *Service) runSend(ctx context.Context, c *call, runID string, req ExecRe
 }
 
 // reserve claims an idempotency key for this call in the same transaction
-// as its decision row. It returns the earlier run if the key is taken.
-func (s *Service) reserve(ctx context.Context, pre audit.Event, start audit.Stmt, inst InstanceID, key string) (*Run, error) {
+// as its decision row, after guard holds. It returns the earlier run if the
+// key is taken.
+func (s *Service) reserve(ctx context.Context, pre audit.Event, guard, start audit.Stmt, inst InstanceID, key string) (*Run, error) {
 	var first *Run
 	err := db.InTx(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, guard.SQL, guard.Args...); err != nil {
+			return db.Map(err)
+		}
 		// A key past its TTL is free again.
 		if _, err := tx.Exec(ctx, `UPDATE connector_runs SET idempotency_key = NULL
 WHERE instance_id = $1 AND idempotency_key = $2 AND idempotency_expires_at < now()`, string(inst), key); err != nil {
@@ -216,8 +250,12 @@ func (s *Service) finish(ctx context.Context, c *call, runID string, req ExecReq
 	if o.err != nil {
 		status = c.ev.ErrorType
 	}
+	err := s.audit.Record(ctx, c.ev, stmts...)
+	if st := asStale(err); st != nil {
+		return InvokeResult{}, c.refuseStale(ctx, st, req.Instance.ID, "result withheld")
+	}
 	metrics.ObserveInvocation(req.Type.Spec.Name, req.Op.Name, status, s.now().Sub(o.startedAt))
-	if err := s.audit.Record(ctx, c.ev, stmts...); err != nil {
+	if err != nil {
 		s.log.ErrorContext(ctx, "audit write failed; result withheld", "tool", c.ev.Tool, "err", err)
 		return InvokeResult{}, fault.Wrap(fault.Unavailable, err, "audit trail unavailable")
 	}
@@ -228,15 +266,20 @@ func (s *Service) finish(ctx context.Context, c *call, runID string, req ExecReq
 		Truncated: o.res.Truncated, DurationMS: s.now().Sub(o.startedAt).Milliseconds()}, nil
 }
 
-// startAsync records a pending run with its decision row and returns its id
-// at once; the operation runs in the background on this server and
-// connector.run.get reports its progress and result.
+// startAsync records a pending run with its decision row (guarded as a
+// send's dispatch is) and returns its id at once; the operation runs in the
+// background on this server and connector.run.get reports its progress and
+// result.
 func (s *Service) startAsync(ctx context.Context, c *call, runID string, req ExecRequest) (InvokeResult, error) {
 	pre := c.ev
 	pre.Decision, pre.Status = audit.Allow, audit.StatusOK
 	pre.Reason = c.ev.Reason + " started asynchronously"
 	pre.Duration = s.now().Sub(c.start)
-	if err := s.audit.Record(ctx, pre, runStart(runID, c, req.Instance, req.Op, RunPending, true, "", len(req.Args))); err != nil {
+	if err := s.audit.Record(ctx, pre, guardStmt(req.Instance.ID, req.Credential),
+		runStart(runID, c, req.Instance, req.Op, RunPending, true, "", len(req.Args))); err != nil {
+		if st := asStale(err); st != nil {
+			return InvokeResult{}, c.refuseStale(ctx, st, req.Instance.ID, "not started")
+		}
 		return InvokeResult{}, fault.Wrap(fault.Unavailable, err, "audit trail unavailable")
 	}
 	// The run outlives the request: it keeps the caller's values, not its

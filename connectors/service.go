@@ -16,6 +16,7 @@ import (
 	"github.com/connec/connec/fault"
 	"github.com/connec/connec/internal/db"
 	"github.com/connec/connec/internal/metrics"
+	"github.com/connec/connec/internal/pgnotify"
 )
 
 // Authorizer is the one decision function every call passes.
@@ -68,6 +69,10 @@ type Service struct {
 	async  runs
 	log    *slog.Logger
 	now    func() time.Time
+
+	// hub and instances: the invocation cache (WithNotify); nil without.
+	hub       *pgnotify.Hub
+	instances *pgnotify.Cache[InstanceID, invokeEntry]
 }
 
 // Option configures a Service.
@@ -82,6 +87,7 @@ func NewService(pool *pgxpool.Pool, reg *Registry, az Authorizer, aw *audit.Writ
 	for _, o := range opts {
 		o(s)
 	}
+	s.follow()
 	return s
 }
 
@@ -251,7 +257,7 @@ func (c *call) lookup(ctx context.Context, rawID string, forUpdate bool, q db.Qu
 }
 
 // lookupWith is lookup with the loader chosen by the caller (invocations
-// read the credential row in the same round trip).
+// read the credential row with the instance, or from the cache).
 func (c *call) lookupWith(ctx context.Context, rawID string, load func(InstanceID) (Instance, *credRow, error)) (Instance, *credRow, error) {
 	id, err := parseInstanceID(rawID)
 	if err != nil {

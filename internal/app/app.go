@@ -143,7 +143,7 @@ func (a *App) build(ctx context.Context) error {
 	if err := ex.Follow(a.Notify); err != nil {
 		return err
 	}
-	a.Service = connectors.NewService(a.Pool, reg, az, a.Audit, ex, svcOpts...)
+	a.Service = connectors.NewService(a.Pool, reg, az, a.Audit, ex, append(svcOpts, connectors.WithNotify(a.Notify))...)
 	// A run canceled through any server stops where it executes.
 	if err := a.Notify.Handle("connec_run_cancel", a.Service.CancelLocal); err != nil {
 		return err
