@@ -1,0 +1,9 @@
+package connectors
+
+// CachedInstances reports how many entries s's invocation cache holds.
+func CachedInstances(s *Service) int {
+	if s.instances == nil {
+		return 0
+	}
+	return s.instances.Len()
+}
