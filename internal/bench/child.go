@@ -15,10 +15,12 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/mark3labs/mcp-go/server"
 
 	"github.com/connec/connec/internal/app"
+	cmcp "github.com/connec/connec/mcp"
 )
 
 // childEnv names the role a re-executed bench binary plays.
@@ -85,32 +87,61 @@ func transportArgs(args []string) (httpAddr string, stdio bool, err error) {
 	return httpAddr, stdio, nil
 }
 
-// BareTool is the baseline's tool name.
-const BareTool = "echo"
+// BareTool is the baseline's tool name: connec's invoke tool, declared
+// the same way (see NewBareServer).
+const BareTool = "connector.op.invoke"
 
 // NewBareServer returns the baseline: a plain mcp-go server (library
 // defaults, the same server options connec sets that cost anything) with
-// one tool, echo, that answers like connec's echo.read result envelope:
-// {"status":"ok","result":{"message":…,"operation":"echo.read"}}, structured
-// and as text.
+// one tool that is connec's connector.op.invoke as a client sees it — the
+// same name, description and input schema (taken from connec's inventory),
+// called with the same arguments, answering with a result of the same shape
+// and size as connec's echo.read answer — but doing nothing else: no
+// authentication, policy, instance, credential, execution, audit or run
+// row. So what mcp-go and the client do per call (parsing, the protocol's
+// header checks against the tool's schema, encoding) is the same on both
+// sides, and the difference measured is connec's governance.
 func NewBareServer() *server.MCPServer {
 	s := server.NewMCPServer("bare", "1.0.0", server.WithToolCapabilities(false), server.WithRecovery())
-	tool := mcp.NewTool(BareTool, mcp.WithDescription("Return the message."),
-		mcp.WithString("message", mcp.Required(), mcp.Description("Text to echo back.")))
-	s.AddTool(tool, func(_ context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-		msg, err := req.RequireString("message")
-		if err != nil {
+	var def mcp.Tool
+	for _, t := range cmcp.Inventory() {
+		if t.Def.Name == BareTool {
+			def = t.Def
+		}
+	}
+	if def.Name == "" {
+		panic("bench: connec has no tool " + BareTool)
+	}
+	s.AddTool(def, func(_ context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		var in struct {
+			InstanceID string `json:"instance_id"`
+			Operation  string `json:"operation"`
+			Arguments  struct {
+				Message string `json:"message"`
+			} `json:"arguments"`
+		}
+		if err := req.BindArguments(&in); err != nil {
 			return mcp.NewToolResultError(err.Error()), nil
 		}
+		type output struct {
+			CredentialKind string `json:"credential_kind"`
+			Message        string `json:"message"`
+			Operation      string `json:"operation"`
+		}
 		type result struct {
-			Message   string `json:"message"`
-			Operation string `json:"operation"`
+			RunID      string `json:"run_id"`
+			Status     string `json:"status"`
+			InstanceID string `json:"instance_id"`
+			Operation  string `json:"operation"`
+			Output     output `json:"output"`
+			DurationMS int64  `json:"duration_ms"`
 		}
 		type envelope struct {
 			Status string `json:"status"`
 			Result result `json:"result"`
 		}
-		v := envelope{Status: "ok", Result: result{Message: msg, Operation: "echo.read"}}
+		v := envelope{Status: "ok", Result: result{RunID: uuid.NewString(), Status: "succeeded", InstanceID: in.InstanceID,
+			Operation: in.Operation, Output: output{CredentialKind: "bearer", Message: in.Arguments.Message, Operation: in.Operation}}}
 		text, _ := json.Marshal(v)
 		return mcp.NewToolResultStructured(v, string(text)), nil
 	})

@@ -116,12 +116,12 @@ func setupFixture(ctx context.Context, d *DB, work, dbParams string) (*fixture, 
 	}, nil
 }
 
-// invokeArgs is connec's call: echo.read through the whole governed path.
+// invokeArgs is the call made to both servers: on connec, echo.read through
+// the whole governed path; on the bare server, the same tool doing nothing.
 func (f *fixture) invokeArgs() map[string]any {
 	return map[string]any{"instance_id": f.instanceID, "operation": "echo.read", "arguments": map[string]any{"message": "hello"}}
 }
 
-var bareArgs = map[string]any{"message": "hello"}
 
 // measureInvoke runs every transport × concurrency against both servers.
 // The HTTP servers run as processes for the whole HTTP phase (their peak
@@ -152,7 +152,7 @@ func (s *suite) measureInvoke(ctx context.Context, f *fixture, floor func() erro
 		defer con.stop()
 		s.log.Debug("started", "server", "connec", "took", took)
 		targets := []*target{
-			{name: "bare", url: bare.url, pid: bare.pid(), tool: BareTool, args: bareArgs},
+			{name: "bare", url: bare.url, pid: bare.pid(), tool: BareTool, args: f.invokeArgs()},
 			{name: "connec", url: con.url, pid: con.pid(), tool: connectors.ToolOpInvoke, args: f.invokeArgs(),
 				headers: map[string]string{"Authorization": "Bearer " + f.token}},
 		}
@@ -186,7 +186,7 @@ func (s *suite) measureInvoke(ctx context.Context, f *fixture, floor func() erro
 	for range stdio {
 		targets := []*target{
 			{name: "bare", stdio: cfg.Bare, stdioArgs: []string{"--stdio"}, stdioLog: filepath.Join(cfg.WorkDir, "bare-stdio.log"),
-				tool: BareTool, args: bareArgs},
+				tool: BareTool, args: f.invokeArgs()},
 			{name: "connec", stdio: cfg.Connec, stdioArgs: []string{"serve", "--stdio"}, stdioLog: filepath.Join(cfg.WorkDir, "connec-stdio.log"),
 				stdioEnv: append(append([]string(nil), f.env...), "CONNEC_TOKEN="+f.token), tool: connectors.ToolOpInvoke, args: f.invokeArgs()},
 		}
