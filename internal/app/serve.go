@@ -49,6 +49,7 @@ func (a *App) Serve(ctx context.Context, o ServeOptions) error {
 	if !o.Stdio && o.HTTPAddr == "" {
 		return errors.New("nothing to serve: give --stdio and/or --http ADDR")
 	}
+	tuneRuntime()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	srv := a.MCPServer()
