@@ -150,17 +150,12 @@ type request struct {
 	done  chan error
 }
 
-// Stmt is a statement Record runs in the same transaction as the audit row,
-// so the change it makes and the row commit together or not at all.
-type Stmt struct {
-	SQL  string
-	Args []any
-}
-
-// stmtError is a failure of one request's own statements.
+// stmtError is a failure of requests' own statements: of reqs (indexes in
+// the batch), or, if ambiguous, of one or more of them (a merged insert).
 type stmtError struct {
-	req int // index in the batch
-	err error
+	reqs      []int
+	ambiguous bool
+	err       error
 }
 
 func (e *stmtError) Error() string { return e.err.Error() }
@@ -291,16 +286,26 @@ func (w *Writer) run() {
 
 // flush commits batch and tells each caller the outcome. A request whose
 // own statements fail gets their error and the others are committed
-// without it. If the batch is refused for its rows' values rather than the
+// without it (requests sharing a failed check all fail; a failed merged
+// insert is retried request by request to find whose row it was). If the batch is refused for its rows' values rather than the
 // database's state, each row is retried alone, so one bad row fails only
 // its own call.
 func (w *Writer) flush(batch []*request) {
 	for len(batch) > 0 {
 		err := w.commit(batch)
 		var se *stmtError
+		if errors.As(err, &se) && se.ambiguous && len(batch) > 1 {
+			for _, r := range batch { // alone, nothing is merged: the failure is named
+				w.flush([]*request{r})
+			}
+			return
+		}
 		if errors.As(err, &se) {
-			batch[se.req].done <- fmt.Errorf("record audit row: %w", db.Map(se.err))
-			batch = slices.Delete(batch, se.req, se.req+1)
+			failed := fmt.Errorf("record audit row: %w", db.Map(se.err))
+			for _, i := range slices.Backward(se.reqs) {
+				batch[i].done <- failed
+				batch = slices.Delete(batch, i, i+1)
+			}
 			continue
 		}
 		if err != nil && len(batch) > 1 && isDataError(err) {
@@ -384,32 +389,6 @@ func queueAppend(b *pgx.Batch, rows []*Row, seq int64, head Hash) (*pgx.Batch, c
 	return b, chainHead{seq: last, hash: lastHash, ok: true}, nil
 }
 
-// queueStmts queues every request's own statements.
-func queueStmts(b *pgx.Batch, batch []*request) {
-	for _, r := range batch {
-		for _, st := range r.stmts {
-			b.Queue(st.SQL, st.Args...)
-		}
-	}
-}
-
-// execStmts reads the results of queueStmts; a failing statement is
-// reported as a *stmtError naming its request.
-func execStmts(br pgx.BatchResults, batch []*request) error {
-	for i, r := range batch {
-		for j := range r.stmts {
-			if _, err := br.Exec(); err != nil {
-				var pe *pgconn.PgError
-				if errors.As(err, &pe) { // the statement's fault, not the connection's
-					return &stmtError{req: i, err: fmt.Errorf("statement %d: %w", j+1, err)}
-				}
-				return err
-			}
-		}
-	}
-	return nil
-}
-
 func rowsOf(batch []*request) []*Row {
 	rows := make([]*Row, len(batch))
 	for i, r := range batch {
@@ -428,14 +407,15 @@ func appendAfter(ctx context.Context, conn *pgx.Conn, batch []*request, head *ch
 	from := *head
 	head.ok = false
 	b := &pgx.Batch{}
-	queueStmts(b, batch)
+	units := planStmts(batch)
+	queueUnits(b, units)
 	b, next, err := queueAppend(b, rowsOf(batch), from.seq, from.hash)
 	if err != nil {
 		return err
 	}
 	br := conn.SendBatch(ctx, b)
 	err = func() error {
-		if err := execStmts(br, batch); err != nil {
+		if err := execUnits(br, units); err != nil {
 			return err
 		}
 		if _, err := br.Exec(); err != nil {
@@ -479,7 +459,8 @@ func appendOwnTx(ctx context.Context, conn *pgx.Conn, batch []*request, head *ch
 	}()
 	b := &pgx.Batch{}
 	b.Queue("BEGIN")
-	queueStmts(b, batch)
+	units := planStmts(batch)
+	queueUnits(b, units)
 	b.Queue(lockHeadSQL)
 	br := conn.SendBatch(ctx, b)
 	var seq int64
@@ -488,7 +469,7 @@ func appendOwnTx(ctx context.Context, conn *pgx.Conn, batch []*request, head *ch
 		if _, err := br.Exec(); err != nil {
 			return fmt.Errorf("begin: %w", err)
 		}
-		if err := execStmts(br, batch); err != nil {
+		if err := execUnits(br, units); err != nil {
 			return err
 		}
 		if err := br.QueryRow().Scan(&seq, &hash); err != nil {

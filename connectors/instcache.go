@@ -115,7 +115,9 @@ func guardStmt(inst InstanceID, cred *SealedCredential) audit.Stmt {
 	if cred != nil {
 		id, version = &cred.ID, &cred.Version
 	}
-	return audit.Stmt{SQL: `SELECT connec_invoke_guard($1, $2, $3)`, Args: []any{string(inst), id, version}}
+	// A check: a group commit runs it once for every call on the same
+	// instance and credential version.
+	return audit.Stmt{SQL: `SELECT connec_invoke_guard($1, $2, $3)`, Args: []any{string(inst), id, version}, Check: true}
 }
 
 // staleError is connec_invoke_guard's refusal: the database no longer allows

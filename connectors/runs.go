@@ -87,6 +87,21 @@ func scanRun(row pgx.Row) (Run, error) {
 }
 
 // runStart is the statement that records a run as it begins.
+// Run rows are inserted as audit.RowInserts: a group commit inserts its
+// calls' run rows together.
+var (
+	runStartRow = audit.NewRowInsert(`connector_runs (id, instance_id, connector_type, operation, kind, subject, request_id,
+ task_id, project_id, run_id, job_id, agent_id, status, async, idempotency_key, idempotency_expires_at, bytes_in, started_at)`,
+		`$1, $2, $3, $4, $5, $6, $7, NULLIF($8,'')::uuid, NULLIF($9,'')::uuid, NULLIF($10,'')::uuid, NULLIF($11,'')::uuid, NULLIF($12,''),
+ $13, $14, NULLIF($15,''), $16, $17, CASE WHEN $13 = 'running' THEN clock_timestamp() END`)
+	runDoneRow = audit.NewRowInsert(`connector_runs (id, instance_id, connector_type, operation, kind, subject, request_id,
+ task_id, project_id, run_id, job_id, agent_id, status, async, error_type, error_message, attempts, bytes_in, bytes_out,
+ truncated, redacted, started_at, finished_at, duration_us)`,
+		`$1, $2, $3, $4, $5, $6, $7, NULLIF($8,'')::uuid, NULLIF($9,'')::uuid, NULLIF($10,'')::uuid, NULLIF($11,'')::uuid, NULLIF($12,''),
+ $13, false, NULLIF($14,''), NULLIF($15,''), $16, $17, $18, $19, $20, $21, clock_timestamp(),
+ (extract(epoch FROM clock_timestamp() - $21) * 1e6)::bigint`)
+)
+
 func runStart(id string, c *call, inst Instance, op *CompiledOp, status string, async bool, key string, bytesIn int) audit.Stmt {
 	t := c.ev.Task
 	var expires *time.Time
@@ -94,12 +109,8 @@ func runStart(id string, c *call, inst Instance, op *CompiledOp, status string, 
 		e := time.Now().Add(IdempotencyTTL)
 		expires = &e
 	}
-	return audit.Stmt{SQL: `INSERT INTO connector_runs (id, instance_id, connector_type, operation, kind, subject, request_id,
- task_id, project_id, run_id, job_id, agent_id, status, async, idempotency_key, idempotency_expires_at, bytes_in, started_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, NULLIF($8,'')::uuid, NULLIF($9,'')::uuid, NULLIF($10,'')::uuid, NULLIF($11,'')::uuid, NULLIF($12,''),
- $13, $14, NULLIF($15,''), $16, $17, CASE WHEN $13 = 'running' THEN clock_timestamp() END)`,
-		Args: []any{id, string(inst.ID), inst.Type, op.Name, string(op.Kind), string(c.p.Subject), c.ev.RequestID,
-			t.TaskID, t.ProjectID, t.RunID, t.JobID, t.AgentID, status, async, key, expires, bytesIn}}
+	return runStartRow.Row(id, string(inst.ID), inst.Type, op.Name, string(op.Kind), string(c.p.Subject), c.ev.RequestID,
+		t.TaskID, t.ProjectID, t.RunID, t.JobID, t.AgentID, status, async, key, expires, bytesIn)
 }
 
 // runOutcome is what finishing a run records.
@@ -139,15 +150,9 @@ func runInsertDone(id string, c *call, inst Instance, op *CompiledOp, o runOutco
 		pub := fault.PublicOf(o.err)
 		errType, errMsg = string(pub.Type), pub.Message
 	}
-	return []audit.Stmt{{SQL: `INSERT INTO connector_runs (id, instance_id, connector_type, operation, kind, subject, request_id,
- task_id, project_id, run_id, job_id, agent_id, status, async, error_type, error_message, attempts, bytes_in, bytes_out,
- truncated, redacted, started_at, finished_at, duration_us)
-VALUES ($1, $2, $3, $4, $5, $6, $7, NULLIF($8,'')::uuid, NULLIF($9,'')::uuid, NULLIF($10,'')::uuid, NULLIF($11,'')::uuid, NULLIF($12,''),
- $13, false, NULLIF($14,''), NULLIF($15,''), $16, $17, $18, $19, $20, $21, clock_timestamp(),
- (extract(epoch FROM clock_timestamp() - $21) * 1e6)::bigint)`,
-		Args: []any{id, string(inst.ID), inst.Type, op.Name, string(op.Kind), string(c.p.Subject), c.ev.RequestID,
-			t.TaskID, t.ProjectID, t.RunID, t.JobID, t.AgentID, o.status, errType, errMsg, o.res.Attempts, o.bytesIn,
-			len(o.res.Output), o.res.Truncated, o.res.Redacted, o.startedAt}}}
+	return []audit.Stmt{runDoneRow.Row(id, string(inst.ID), inst.Type, op.Name, string(op.Kind), string(c.p.Subject), c.ev.RequestID,
+		t.TaskID, t.ProjectID, t.RunID, t.JobID, t.AgentID, o.status, errType, errMsg, o.res.Attempts, o.bytesIn,
+		len(o.res.Output), o.res.Truncated, o.res.Redacted, o.startedAt)}
 }
 
 func statusOf(err error) string {
