@@ -122,7 +122,6 @@ func (f *fixture) invokeArgs() map[string]any {
 	return map[string]any{"instance_id": f.instanceID, "operation": "echo.read", "arguments": map[string]any{"message": "hello"}}
 }
 
-
 // measureInvoke runs every transport × concurrency against both servers.
 // The HTTP servers run as processes for the whole HTTP phase (their peak
 // RSS is read at its end); each stdio run starts its own process pair.
