@@ -65,7 +65,8 @@ type config struct {
 	backoffMin time.Duration
 	backoffMax time.Duration
 	pingEvery  time.Duration
-	// subjectCache bounds the per-subject enforcers kept per snapshot.
+	// subjectCache bounds the per-subject compiled rule lists kept per
+	// snapshot.
 	subjectCache int
 }
 
@@ -143,8 +144,8 @@ func WithPingInterval(d time.Duration) Option {
 	}
 }
 
-// withSubjectCache bounds the per-subject enforcers (benchmarks use 0 to
-// measure building them).
+// withSubjectCache bounds the per-subject compiled rule lists (benchmarks
+// use 0 to measure compiling them).
 func withSubjectCache(n int) Option { return func(c *config) { c.subjectCache = max(n, 0) } }
 
 // Request is one authorization question: may Subject do Action on Resource,
@@ -199,21 +200,25 @@ type Authorizer struct {
 
 // snapshot is one immutable version of the policy with its caches.
 //
-// Casbin evaluates a request against every rule in turn. A rule can only
-// match a request if its subject is the caller or one of the caller's
-// groups, so a request is evaluated by an enforcer holding just those rules
-// (in their original order, so the deciding rule reported is the same),
-// built on first use per caller. The answer is the one the full policy
-// gives; evaluation cost grows with the caller's rules, not all rules.
+// A request is decided as Casbin decides it against the whole policy,
+// which tests every rule in turn. A rule can only match a request if its
+// subject is the caller or one of the caller's groups, so a request is
+// evaluated against just those rules (in their original order, so the
+// deciding rule reported is the same), compiled on first use per caller
+// (rulesFor, evaluate). The answer is the one the full policy gives;
+// evaluation cost grows with the caller's rules, not all rules.
+//
+// Casbin itself still holds the policy (enf, loaded by the Adapter) and
+// answers group membership; it does not evaluate requests on Decide's path.
 type snapshot struct {
 	version   int64
-	policy    [][]string       // the p rules, in load order
-	bySubject map[string][]int // subject -> indexes into policy, ascending
-	condFn    func(args ...any) (any, error)
+	policy    [][]string                     // the p rules, in load order
+	bySubject map[string][]int               // subject -> indexes into policy, ascending
+	conds     map[string]Cond                // every condition in the policy that parses
 	enf       *casbin.Enforcer               // the full policy: group lookups
 	allow     map[string]map[string][]string // subject -> action -> resource patterns of its allow rules
 
-	subjects  *boundedCache[string, *casbin.Enforcer] // caller -> enforcer over its rules
+	subjects  *boundedCache[string, []compiledRule] // caller -> its rules, compiled
 	decisions *boundedCache[decisionKey, Decision]
 	attempts  *boundedCache[string, bool]
 }
@@ -315,11 +320,11 @@ func (a *Authorizer) decide(ctx context.Context, req Request) (Decision, error) 
 	if d, ok := s.decisions.get(key); ok {
 		return d.clone(), nil
 	}
-	enf, err := s.enforcerFor(key.sub)
+	rules, err := s.rulesFor(key.sub)
 	if err != nil {
 		return Decision{}, fault.Wrap(fault.Unavailable, err, "authorization failed")
 	}
-	allowed, explain, err := enf.EnforceEx(key.sub, key.res, key.act, key.facts)
+	allowed, explain, err := evaluate(rules, key.act, key.res, key.facts)
 	if err != nil {
 		return Decision{}, fault.Wrap(fault.Unavailable, err, "authorization failed")
 	}
@@ -583,6 +588,12 @@ func (a *Authorizer) build(ctx context.Context) (*snapshot, error) {
 	if err != nil {
 		return nil, err
 	}
+	return newSnapshot(version, m, a.cfg)
+}
+
+// newSnapshot indexes the policy loaded into m (a copy of baseModel) as
+// version. It rewrites effects other than allow and deny to deny in m.
+func newSnapshot(version int64, m model.Model, cfg config) (*snapshot, error) {
 	policy := m["p"]["p"].Policy
 	conds := make(map[string]Cond)
 	allow := make(map[string]map[string][]string)
@@ -590,7 +601,7 @@ func (a *Authorizer) build(ctx context.Context) (*snapshot, error) {
 	for i, v := range policy {
 		r := ruleFromValues(v)
 		if err := r.Validate(); err != nil {
-			a.log.Error("authz: malformed policy rule; it denies or fails every request it matches", "rule", r.String(), "err", err)
+			cfg.logger.Error("authz: malformed policy rule; it denies or fails every request it matches", "rule", r.String(), "err", err)
 		}
 		if c, err := ParseCond(r.Cond); err == nil {
 			conds[r.Cond] = c
@@ -609,8 +620,7 @@ func (a *Authorizer) build(ctx context.Context) (*snapshot, error) {
 		}
 		bySubject[r.Subject] = append(bySubject[r.Subject], i)
 	}
-	condFn := condMatchFunc(conds)
-	enf, err := newEnforcer(m, condFn)
+	enf, err := newEnforcer(m, condMatchFunc(conds))
 	if err != nil {
 		return nil, err
 	}
@@ -618,57 +628,20 @@ func (a *Authorizer) build(ctx context.Context) (*snapshot, error) {
 		version:   version,
 		policy:    policy,
 		bySubject: bySubject,
-		condFn:    condFn,
+		conds:     conds,
 		enf:       enf,
 		allow:     allow,
-		subjects:  newBoundedCache[string, *casbin.Enforcer](a.cfg.subjectCache),
-		decisions: newBoundedCache[decisionKey, Decision](a.cfg.cacheSize),
-		attempts:  newBoundedCache[string, bool](a.cfg.cacheSize),
+		subjects:  newBoundedCache[string, []compiledRule](cfg.subjectCache),
+		decisions: newBoundedCache[decisionKey, Decision](cfg.cacheSize),
+		attempts:  newBoundedCache[string, bool](cfg.cacheSize),
 	}, nil
-}
-
-// enforcerFor returns an enforcer holding only the rules whose subject is
-// sub or one of its groups, plus sub's group links.
-func (s *snapshot) enforcerFor(sub string) (*casbin.Enforcer, error) {
-	if e, ok := s.subjects.get(sub); ok {
-		return e, nil
-	}
-	groups, err := s.enf.GetImplicitRolesForUser(sub)
-	if err != nil {
-		return nil, fmt.Errorf("groups of %s: %w", sub, err)
-	}
-	base, err := baseModel()
-	if err != nil {
-		return nil, err
-	}
-	m := base.Copy()
-	idx := slices.Clone(s.bySubject[sub])
-	for _, g := range groups {
-		idx = append(idx, s.bySubject[g]...)
-	}
-	slices.Sort(idx)
-	for _, i := range idx {
-		if err := m.AddPolicy("p", "p", s.policy[i]); err != nil {
-			return nil, err
-		}
-	}
-	for _, g := range groups {
-		if err := m.AddPolicy("g", "g", []string{sub, g}); err != nil {
-			return nil, err
-		}
-	}
-	e, err := newEnforcer(m, s.condFn)
-	if err != nil {
-		return nil, err
-	}
-	s.subjects.put(sub, e)
-	return e, nil
 }
 
 // CondMatch implements the model's condMatch(r.tctx, p.cond) for a plain
 // Casbin enforcer over this model (enforcer.AddFunction("condMatch",
-// authz.CondMatch)); r.tctx is then a callctx.TaskContext. The Authorizer
-// registers its own, which parses each condition once per policy version.
+// authz.CondMatch)); r.tctx is then a callctx.TaskContext. The Authorizer's
+// own enforcer uses one that parses each condition once per policy version
+// (its decisions do not go through Casbin, see evaluate).
 func CondMatch(args ...any) (any, error) { return condMatchFunc(nil)(args...) }
 
 // condMatchFunc returns condMatch(r.tctx, p.cond): whether the task context

@@ -930,10 +930,12 @@ func TestNewFailsWithoutDatabase(t *testing.T) {
 	}
 }
 
-// TestSubjectEnforcerMatchesFull: evaluating a request against only the
-// rules of the caller and its groups gives the same answer, and cites the
-// same rule, as evaluating it against the whole policy.
-func TestSubjectEnforcerMatchesFull(t *testing.T) {
+// TestDecideMatchesFullPolicy: Decide, which evaluates a request against
+// only the compiled rules of the caller and its groups, gives the same
+// answer, and cites the same rule, as Casbin evaluating it against the
+// whole policy loaded from the database (TestCompiledMatchesCasbin covers
+// more shapes of rules, in memory).
+func TestDecideMatchesFullPolicy(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	pool := pgtest.Pool(t)

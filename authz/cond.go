@@ -128,7 +128,7 @@ func (c Cond) match(f taskFacts) bool {
 }
 
 // taskFacts is everything about a task context that a condition can test.
-// It is what the enforcer sees as r.tctx and what decisions are cached by,
+// It is what evaluation sees as r.tctx and what decisions are cached by,
 // so a decision can never depend on a field the cache key leaves out, and
 // calls that differ only in task, run or job id share one cache entry.
 type taskFacts struct {
