@@ -24,10 +24,10 @@ type PolicyRow struct {
 	// Cached is a decision answered from the per-version decision cache.
 	Cached Summary `json:"cached"`
 	// Uncached evaluates every time (decision cache off), with the
-	// caller's enforcer already built.
+	// caller's rules already compiled.
 	Uncached Summary `json:"uncached"`
 	// NewCaller is a caller's first decision under a policy version: its
-	// enforcer over its own rules is built first.
+	// own rules are compiled first.
 	NewCaller Summary `json:"new_caller"`
 	// FullScan is the baseline: plain Casbin over the same model, policy
 	// and request, evaluating every rule.
