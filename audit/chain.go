@@ -4,7 +4,6 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
@@ -344,25 +343,10 @@ func scanRow(rows pgx.Rows, r *Row) error {
 	return nil
 }
 
-// insertSQL appends one linked row.
-const insertSQL = `INSERT INTO audit_events (` + columns + `)
-  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23,
-    $24, $25, $26)`
-
-// insertManySQL is insertSQL for a batch: each parameter is an array with
-// one element per row (subject_groups a JSON array per row, since SQL
-// arrays cannot be ragged). For one row it costs more than insertSQL.
-const insertManySQL = `INSERT INTO audit_events (` + columns + `)
-  SELECT seq, at, request_id, transport, subject, ARRAY(SELECT jsonb_array_elements_text(subject_groups)), action, tool,
-    connector_type, instance_id, operation, resource, decision, reason, policy_version, task_id, project_id, run_id,
-    job_id, agent_id, status, error_type, duration_us, hash_version, prev_hash, hash
-  FROM unnest($1::bigint[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::jsonb[], $7::text[],
-    $8::text[], $9::text[], $10::uuid[], $11::text[], $12::text[], $13::text[], $14::text[], $15::bigint[], $16::uuid[],
-    $17::uuid[], $18::uuid[], $19::uuid[], $20::text[], $21::text[], $22::text[], $23::bigint[], $24::smallint[],
-    $25::bytea[], $26::bytea[])
-  AS t(seq, at, request_id, transport, subject, subject_groups, action, tool, connector_type, instance_id,
-    operation, resource, decision, reason, policy_version, task_id, project_id, run_id, job_id, agent_id, status,
-    error_type, duration_us, hash_version, prev_hash, hash)`
+// auditRow appends one linked row; a batch's rows go in one multi-row
+// INSERT (see RowInsert).
+var auditRow = NewRowInsert(`audit_events (`+columns+`)`,
+	`$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26`)
 
 // advanceSQL moves the chain head from ($1, $2) to ($3, $4), taking the
 // chain lock; if the head is no longer at ($1, $2) it raises
@@ -379,39 +363,19 @@ const lockHeadSQL = `SELECT seq, hash FROM audit_chain_head FOR UPDATE`
 // insertStatement returns the statement and parameters that insert linked
 // rows (the head is moved separately, with advanceSQL).
 func insertStatement(rows []*Row) (string, []any, error) {
-	if len(rows) == 1 {
-		r := rows[0]
-		return insertSQL, []any{r.Seq, r.At, r.RequestID, r.Transport, r.Subject, r.Groups, r.Action, r.Tool,
+	stmts := make([]Stmt, len(rows))
+	for i, r := range rows {
+		stmts[i] = auditRow.Row(r.Seq, r.At, r.RequestID, r.Transport, r.Subject, r.Groups, r.Action, r.Tool,
 			r.ConnectorType, r.InstanceID, r.Operation, r.Resource, r.Decision, r.Reason, r.PolicyVersion,
 			r.TaskID, r.ProjectID, r.RunID, r.JobID, r.AgentID, r.Status, r.ErrorType, r.DurationUS,
-			r.HashVersion, []byte(r.PrevHash), []byte(r.Hash)}, nil
+			r.HashVersion, []byte(r.PrevHash), []byte(r.Hash))
 	}
-	n := len(rows)
-	var (
-		seq, dur                 = make([]int64, n), make([]int64, n)
-		pv                       = make([]*int64, n)
-		at                       = make([]time.Time, n)
-		hv                       = make([]int16, n)
-		prev, hash               = make([][]byte, n), make([][]byte, n)
-		reqID, transport, subj   = make([]string, n), make([]string, n), make([]string, n)
-		groups, action, tool     = make([]string, n), make([]string, n), make([]string, n)
-		decision, reason, status = make([]string, n), make([]string, n), make([]string, n)
-		ctype, op, res           = make([]*string, n), make([]*string, n), make([]*string, n)
-		agent, etype             = make([]*string, n), make([]*string, n)
-		inst, task, proj         = make([]*string, n), make([]*string, n), make([]*string, n)
-		run, job                 = make([]*string, n), make([]*string, n)
-	)
-	for i, r := range rows {
-		g, err := json.Marshal(r.Groups)
-		if err != nil {
-			return "", nil, fmt.Errorf("encode subject groups: %w", err)
-		}
-		seq[i], at[i], reqID[i], transport[i], subj[i], groups[i] = r.Seq, r.At, r.RequestID, r.Transport, r.Subject, string(g)
-		action[i], tool[i], ctype[i], inst[i], op[i], res[i] = r.Action, r.Tool, r.ConnectorType, r.InstanceID, r.Operation, r.Resource
-		decision[i], reason[i], pv[i] = r.Decision, r.Reason, r.PolicyVersion
-		task[i], proj[i], run[i], job[i], agent[i] = r.TaskID, r.ProjectID, r.RunID, r.JobID, r.AgentID
-		status[i], etype[i], dur[i], hv[i], prev[i], hash[i] = r.Status, r.ErrorType, r.DurationUS, r.HashVersion, r.PrevHash, r.Hash
+	if len(stmts) == 1 {
+		return stmts[0].SQL, stmts[0].Args, nil
 	}
-	return insertManySQL, []any{seq, at, reqID, transport, subj, groups, action, tool, ctype, inst, op, res, decision,
-		reason, pv, task, proj, run, job, agent, status, etype, dur, hv, prev, hash}, nil
+	args := make([]any, 0, len(stmts)*auditRow.nargs)
+	for _, st := range stmts {
+		args = append(args, st.Args...)
+	}
+	return mergeRows(stmts), args, nil
 }
