@@ -164,12 +164,19 @@ func (s *suite) measureInvoke(ctx context.Context, f *fixture, floor func() erro
 					floor = nil
 				}
 				row := InvokeRow{Transport: tr, Concurrency: conc}
+				var loads []*load
 				for _, t := range targets {
-					res, err := s.loadHTTP(ctx, t, tr, conc)
+					l, err := s.connectHTTP(ctx, t, tr, conc)
 					if err != nil {
+						closeLoads(loads)
 						return fmt.Errorf("%s over %s at %d: %w", t.name, tr, conc, err)
 					}
-					row.set(t.name, res)
+					loads = append(loads, l)
+				}
+				err := s.interleave(ctx, loads, conc, s.window(tr), &row)
+				closeLoads(loads)
+				if err != nil {
+					return fmt.Errorf("over %s at %d: %w", tr, conc, err)
 				}
 				s.logRow(row)
 				s.report.Invoke = append(s.report.Invoke, row)
@@ -191,17 +198,30 @@ func (s *suite) measureInvoke(ctx context.Context, f *fixture, floor func() erro
 		}
 		for _, conc := range cfg.Concurrency {
 			row := InvokeRow{Transport: Stdio, Concurrency: conc}
+			var loads []*load
 			for _, t := range targets {
-				res, rss, err := s.loadStdio(ctx, t, conc)
+				l, err := s.connectStdio(ctx, t)
 				if err != nil {
+					closeLoads(loads)
 					return fmt.Errorf("%s over stdio at %d: %w", t.name, conc, err)
 				}
-				row.set(t.name, res)
-				if t.name == "bare" {
+				loads = append(loads, l)
+			}
+			err := s.interleave(ctx, loads, conc, s.window(Stdio), &row)
+			for _, l := range loads {
+				rss, rerr := PeakRSS(l.pid)
+				if err == nil && rerr != nil {
+					err = fmt.Errorf("read peak RSS: %w", rerr)
+				}
+				if l.t.name == "bare" {
 					s.report.Memory.BareStdio = max(s.report.Memory.BareStdio, rss)
 				} else {
 					s.report.Memory.ConnecStdio = max(s.report.Memory.ConnecStdio, rss)
 				}
+			}
+			closeLoads(loads)
+			if err != nil {
+				return fmt.Errorf("over stdio at %d: %w", conc, err)
 			}
 			s.logRow(row)
 			s.report.Invoke = append(s.report.Invoke, row)
@@ -231,64 +251,104 @@ func (s *suite) window(tr string) time.Duration {
 	return s.cfg.OtherDuration
 }
 
-// loadHTTP connects conc clients (one per worker, as conc agents would) and
-// runs the load.
-func (s *suite) loadHTTP(ctx context.Context, t *target, tr string, conc int) (loadResult, error) {
+// load is one server under measurement: its clients, connected once for
+// every round of a cell, and the processes whose CPU is accounted.
+type load struct {
+	t       *target
+	clients []*client.Client
+	pid     int // the server process
+	dbPID   int // PostgreSQL's postmaster (connec only)
+	close   func()
+}
+
+func closeLoads(ls []*load) {
+	for _, l := range ls {
+		l.close()
+	}
+}
+
+// connectHTTP connects conc clients to t (one per worker, as conc agents
+// would).
+func (s *suite) connectHTTP(ctx context.Context, t *target, tr string, conc int) (*load, error) {
 	httpc := newHTTPClient()
-	sessions := make([]*session, 0, conc)
-	defer func() {
+	l := &load{t: t, pid: t.pid}
+	var sessions []*session
+	l.close = func() {
 		for _, ss := range sessions {
 			ss.close()
 		}
-	}()
-	clients := make([]*client.Client, 0, conc)
+	}
 	start := time.Now()
-	defer func() {
-		s.log.Debug("load done", "server", t.name, "transport", tr, "concurrency", conc, "took", time.Since(start))
-	}()
 	for range conc {
 		ss, err := t.connect(ctx, tr, httpc)
 		if err != nil {
-			return loadResult{}, err
+			l.close()
+			return nil, err
 		}
 		sessions = append(sessions, ss)
-		clients = append(clients, ss.c)
+		l.clients = append(l.clients, ss.c)
 	}
 	s.noteProtocol(t.name, tr, sessions[0].c)
 	s.log.Debug("connected", "server", t.name, "transport", tr, "clients", conc, "took", time.Since(start))
-	dbPID := 0
 	if t.name == "connec" {
-		dbPID = s.cfg.DB.pid()
+		l.dbPID = s.cfg.DB.pid()
 	}
-	return runLoad(ctx, clients, conc, t.call, s.cfg.Warmup, s.window(tr), t.pid, dbPID)
+	return l, nil
 }
 
-// loadStdio starts one server process and drives it with conc concurrent
-// calls over its one stdio connection (a stdio server has one client). It
-// returns the process's peak RSS too.
-func (s *suite) loadStdio(ctx context.Context, t *target, conc int) (loadResult, int64, error) {
+// connectStdio starts one server process for t; a stdio server has one
+// client, so concurrency there is concurrent calls on its one connection.
+func (s *suite) connectStdio(ctx context.Context, t *target) (*load, error) {
 	start := time.Now()
 	ss, err := t.connect(ctx, Stdio, nil)
 	if err != nil {
-		return loadResult{}, 0, err
+		return nil, err
 	}
-	defer func() {
-		ss.close()
-		s.log.Debug("load done", "server", t.name, "transport", Stdio, "concurrency", conc, "took", time.Since(start))
-	}()
 	s.log.Debug("connected", "server", t.name, "transport", Stdio, "took", time.Since(start))
 	s.noteProtocol(t.name, Stdio, ss.c)
-	pid := ss.cmd.Process.Pid
-	dbPID := 0
+	l := &load{t: t, clients: []*client.Client{ss.c}, pid: ss.cmd.Process.Pid, close: ss.close}
 	if t.name == "connec" {
-		dbPID = s.cfg.DB.pid()
+		l.dbPID = s.cfg.DB.pid()
 	}
-	res, err := runLoad(ctx, []*client.Client{ss.c}, conc, t.call, s.cfg.Warmup, s.window(Stdio), pid, dbPID)
-	if err != nil {
-		return res, 0, err
+	return l, nil
+}
+
+// interleave measures the loads in Config.Rounds alternating turns of
+// window/Rounds each (the order reversed every round), so a change in the
+// machine's speed during the cell falls on every server alike, and sets
+// each one's merged result on row. Each server's first turn is preceded by
+// the full warm-up, later ones by a short one.
+func (s *suite) interleave(ctx context.Context, loads []*load, conc int, window time.Duration, row *InvokeRow) error {
+	rounds := max(s.cfg.Rounds, 1)
+	turns := make([][]turn, len(loads))
+	for r := range rounds {
+		for k := range loads {
+			i := k
+			if r%2 == 1 {
+				i = len(loads) - 1 - k
+			}
+			l := loads[i]
+			warm := s.cfg.Warmup
+			if r > 0 {
+				warm = min(warm, max(window/time.Duration(rounds)/10, 50*time.Millisecond))
+			}
+			start := time.Now()
+			t := runTurn(ctx, l.clients, conc, l.t.call, warm, window/time.Duration(rounds), l.pid, l.dbPID)
+			s.log.Debug("turn done", "server", l.t.name, "round", r, "concurrency", conc, "calls", len(t.samples), "took", time.Since(start))
+			turns[i] = append(turns[i], t)
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+		}
 	}
-	rss, err := PeakRSS(pid)
-	return res, rss, err
+	for i, l := range loads {
+		res, err := merge(turns[i], ctx.Err())
+		if err != nil {
+			return fmt.Errorf("%s: %w", l.t.name, err)
+		}
+		row.set(l.t.name, res)
+	}
+	return nil
 }
 
 // noteProtocol records the negotiated protocol version per server and

@@ -180,12 +180,63 @@ type loadResult struct {
 	FirstErr string
 }
 
+// turn is one measured window of a closed loop: its samples, errors and
+// the CPU time each process group used.
+type turn struct {
+	samples  []time.Duration
+	elapsed  time.Duration
+	errors   int
+	cpu      cpuSnap // used during the window (after minus before)
+	firstErr string
+}
+
 // runLoad runs conc workers calling call in a closed loop: warmup first
 // (not recorded), then a measured window of dur. Worker i uses
 // clients[i%len(clients)]. A call is recorded if it started inside the
 // window. serverPID and dbPID name the processes whose CPU is accounted.
 func runLoad(ctx context.Context, clients []*client.Client, conc int, call func(context.Context, *client.Client) error,
 	warmup, dur time.Duration, serverPID, dbPID int) (loadResult, error) {
+	t := runTurn(ctx, clients, conc, call, warmup, dur, serverPID, dbPID)
+	return merge([]turn{t}, ctx.Err())
+}
+
+// merge sums turns into one result: every sample, every error, all CPU
+// time over all calls.
+func merge(turns []turn, ctxErr error) (loadResult, error) {
+	var (
+		all     []time.Duration
+		elapsed time.Duration
+		nerr    int
+		cpu     cpuSnap
+		r       loadResult
+	)
+	for _, t := range turns {
+		all = append(all, t.samples...)
+		elapsed += t.elapsed
+		nerr += t.errors
+		cpu.server += t.cpu.server
+		cpu.db += t.cpu.db
+		cpu.client += t.cpu.client
+		cpu.machine += t.cpu.machine
+		if r.FirstErr == "" {
+			r.FirstErr = t.firstErr
+		}
+	}
+	r.Summary = Summarize(all, elapsed, nerr)
+	r.CPU = cpuSnap{}.perCall(cpu, r.Count)
+	if r.Count == 0 {
+		msg := "no call succeeded"
+		if r.FirstErr != "" {
+			msg += ": " + r.FirstErr
+		}
+		return r, errors.New(msg)
+	}
+	return r, ctxErr
+}
+
+// runTurn is one window of runLoad.
+func runTurn(ctx context.Context, clients []*client.Client, conc int, call func(context.Context, *client.Client) error,
+	warmup, dur time.Duration, serverPID, dbPID int) turn {
 	const (
 		warming = iota
 		measuring
@@ -240,25 +291,17 @@ func runLoad(ctx context.Context, clients []*client.Client, conc int, call func(
 	// Calls in flight at the end of the window are recorded, so their CPU
 	// is counted too.
 	after := snapCPU(serverPID, dbPID)
-	var all []time.Duration
-	nerr := 0
+	t := turn{elapsed: elapsed,
+		cpu: cpuSnap{server: after.server - before.server, db: after.db - before.db,
+			client: after.client - before.client, machine: after.machine - before.machine}}
 	for w := range conc {
-		all = append(all, samples[w]...)
-		nerr += errs[w]
+		t.samples = append(t.samples, samples[w]...)
+		t.errors += errs[w]
 	}
-	r := loadResult{Summary: Summarize(all, elapsed, nerr)}
-	r.CPU = before.perCall(after, r.Count)
 	if v := firstErr.Load(); v != nil {
-		r.FirstErr = v.(string)
+		t.firstErr = v.(string)
 	}
-	if r.Count == 0 {
-		msg := "no call succeeded"
-		if r.FirstErr != "" {
-			msg += ": " + r.FirstErr
-		}
-		return r, errors.New(msg)
-	}
-	return r, ctx.Err()
+	return t
 }
 
 func sleep(ctx context.Context, d time.Duration) {

@@ -75,16 +75,19 @@ func Profile(ctx context.Context, cfg Config, dir string) error {
 	return nil
 }
 
-// loadHTTPFor is loadHTTP with an explicit warm-up and window.
+// loadHTTPFor connects conc clients to t over streamable HTTP and runs one
+// window after warmup (window 0: a warm-up only).
 func (s *suite) loadHTTPFor(ctx context.Context, t *target, conc int, warmup, window time.Duration) (loadResult, error) {
-	saved := s.cfg
-	defer func() { s.cfg = saved }()
-	s.cfg.Warmup, s.cfg.Duration = warmup, window
 	if window == 0 {
 		// A warm-up only: a window too short to matter.
-		s.cfg.Warmup, s.cfg.Duration = 0, warmup
+		warmup, window = 0, warmup
 	}
-	return s.loadHTTP(ctx, t, Streamable, conc)
+	l, err := s.connectHTTP(ctx, t, Streamable, conc)
+	if err != nil {
+		return loadResult{}, err
+	}
+	defer l.close()
+	return runLoad(ctx, l.clients, conc, t.call, warmup, window, l.pid, l.dbPID)
 }
 
 func writeStatements(ctx context.Context, conn *pgx.Conn, path string, calls int, res loadResult) error {

@@ -169,8 +169,13 @@ func (r *Report) Markdown() string {
 		p("| connec settings | **not the defaults**: the connec processes' DATABASE_URL carried `%s` |", r.Config.ConnecDBParams)
 	}
 	p("| Machine load | load average %s at the start, %s at the end (other processes' CPU during each invoke window is in section 1) |", r.LoadStart, r.LoadEnd)
-	p("| Windows | streamable HTTP %s, SSE and stdio %s each, after %s of warm-up (not recorded) |",
-		r.Config.Duration, r.Config.OtherDuration, r.Config.Warmup)
+	if r.Config.Rounds > 1 {
+		p("| Windows | streamable HTTP %s, SSE and stdio %s per server, each measured in %d turns alternating with the other server's (order reversed every round), after %s of warm-up before the first turn (not recorded) |",
+			r.Config.Duration, r.Config.OtherDuration, r.Config.Rounds, r.Config.Warmup)
+	} else {
+		p("| Windows | streamable HTTP %s, SSE and stdio %s each, after %s of warm-up (not recorded) |",
+			r.Config.Duration, r.Config.OtherDuration, r.Config.Warmup)
+	}
 	if len(r.Errors) > 0 {
 		p("")
 		p("**Measurements that failed** (their figures are missing):")

@@ -30,8 +30,14 @@ type Config struct {
 	Transports  []string
 	Concurrency []int
 	// Duration is each streamable-HTTP window; OtherDuration each SSE and
-	// stdio window; Warmup precedes every window and is not recorded.
+	// stdio window; Warmup precedes each server's first round and is not
+	// recorded.
 	Duration, OtherDuration, Warmup time.Duration
+	// Rounds splits each invoke window into that many alternating turns of
+	// the two servers (bare, connec, then connec, bare, …), so drift in the
+	// machine's speed during a run falls on both alike; the turns' samples
+	// and CPU time are merged. 0 or 1: one turn each.
+	Rounds int
 	// FloorDuration is how long the durable-commit floor is sampled.
 	FloorDuration time.Duration
 	// ColdStarts is how many times each server is started.
@@ -65,6 +71,7 @@ func DefaultConfig() Config {
 		Duration:           10 * time.Second,
 		OtherDuration:      5 * time.Second,
 		Warmup:             time.Second,
+		Rounds:             5,
 		FloorDuration:      5 * time.Second,
 		ColdStarts:         5,
 		PolicySizes:        []int{1_000, 10_000, 100_000},
@@ -86,6 +93,7 @@ func SmokeConfig() Config {
 		Duration:           200 * time.Millisecond,
 		OtherDuration:      150 * time.Millisecond,
 		Warmup:             50 * time.Millisecond,
+		Rounds:             2,
 		FloorDuration:      100 * time.Millisecond,
 		ColdStarts:         1,
 		PolicySizes:        []int{100},
@@ -128,6 +136,7 @@ type ConfigSummary struct {
 	Duration      time.Duration `json:"duration_ns"`
 	OtherDuration time.Duration `json:"other_duration_ns"`
 	Warmup        time.Duration `json:"warmup_ns"`
+	Rounds        int           `json:"rounds,omitempty"`
 	Concurrency   []int         `json:"concurrency"`
 	ColdStarts    int           `json:"cold_starts"`
 	// ConnecDBParams are Config.ConnecDBParams, when set.
@@ -160,7 +169,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 	}
 	s := &suite{cfg: cfg, log: cfg.Log, report: &Report{Started: time.Now().UTC(), Config: ConfigSummary{
-		Duration: cfg.Duration, OtherDuration: cfg.OtherDuration, Warmup: cfg.Warmup, Concurrency: cfg.Concurrency, ColdStarts: cfg.ColdStarts,
+		Duration: cfg.Duration, OtherDuration: cfg.OtherDuration, Warmup: cfg.Warmup, Rounds: cfg.Rounds, Concurrency: cfg.Concurrency, ColdStarts: cfg.ColdStarts,
 		ConnecDBParams: cfg.ConnecDBParams,
 	}}}
 	s.report.LoadStart = loadAvg()
