@@ -25,13 +25,13 @@ run: deps build ## stdio MCP server on the embedded default (local PostgreSQL + 
 	./$(BIN) serve --stdio
 
 test: deps lint ## every test, with the race detector, then each fuzz target briefly
-	$(GO) test $(TESTFLAGS) $(PKGS)
+	CONNEC_OPENCLAW_NPM=1 $(GO) test $(TESTFLAGS) $(PKGS)
 	@$(MAKE) --no-print-directory fuzz
 
 fuzz: ## run each fuzz target for FUZZTIME (default 4s)
 	@GO=$(GO) FUZZTIME=$(FUZZTIME) scripts/fuzz.sh $(FUZZ_TARGETS)
 
-test-openclaw-npm: ## install @ollama/openclaw-web-search from npm and call it against a local fake
+test-openclaw-npm: ## just the npm plugin test (make test runs it too): install @ollama/openclaw-web-search, call it against a local fake
 	CONNEC_OPENCLAW_NPM=1 $(GO) test -race -count=1 -run TestNPMRealPlugin -v ./connectors/openclaw/
 
 soak: deps ## the fault tests at full size (10,000 invocations, longer outages)

@@ -21,12 +21,13 @@ const webSearchSpec = "@ollama/openclaw-web-search@0.2.2"
 
 // TestNPMRealPluginOllamaWebSearch installs a real OpenClaw plugin from the
 // npm registry (network), loads and describes it, and calls its tool
-// against a local fake of its API. It runs only with
-// CONNEC_OPENCLAW_NPM=1 (make test-openclaw-npm); the install is cached in
+// against a local fake of its API. It needs the npm registry, so it runs
+// only with CONNEC_OPENCLAW_NPM=1, which make test (and so CI) and make
+// test-openclaw-npm set; the install is cached in
 // CONNEC_OPENCLAW_NPM_CACHE (default: the user cache directory).
 func TestNPMRealPluginOllamaWebSearch(t *testing.T) {
 	if os.Getenv("CONNEC_OPENCLAW_NPM") != "1" {
-		t.Skip("set CONNEC_OPENCLAW_NPM=1 (make test-openclaw-npm) to install " + webSearchSpec + " from npm and test it")
+		t.Skip("needs the npm registry: set CONNEC_OPENCLAW_NPM=1 (make test does) to install " + webSearchSpec + " and test it")
 	}
 	needNode(t)
 	if _, err := exec.LookPath("npm"); err != nil {
