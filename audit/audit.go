@@ -380,10 +380,7 @@ func queueAppend(b *pgx.Batch, rows []*Row, seq int64, head Hash) (*pgx.Batch, c
 	if err != nil {
 		return nil, chainHead{}, err
 	}
-	sql, args, err := insertStatement(rows)
-	if err != nil {
-		return nil, chainHead{}, err
-	}
+	sql, args := insertStatement(rows)
 	b.Queue(advanceSQL, seq, []byte(head), last, []byte(lastHash))
 	b.Queue(sql, args...)
 	return b, chainHead{seq: last, hash: lastHash, ok: true}, nil

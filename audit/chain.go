@@ -362,7 +362,7 @@ const lockHeadSQL = `SELECT seq, hash FROM audit_chain_head FOR UPDATE`
 
 // insertStatement returns the statement and parameters that insert linked
 // rows (the head is moved separately, with advanceSQL).
-func insertStatement(rows []*Row) (string, []any, error) {
+func insertStatement(rows []*Row) (string, []any) {
 	stmts := make([]Stmt, len(rows))
 	for i, r := range rows {
 		stmts[i] = auditRow.Row(r.Seq, r.At, r.RequestID, r.Transport, r.Subject, r.Groups, r.Action, r.Tool,
@@ -370,12 +370,5 @@ func insertStatement(rows []*Row) (string, []any, error) {
 			r.TaskID, r.ProjectID, r.RunID, r.JobID, r.AgentID, r.Status, r.ErrorType, r.DurationUS,
 			r.HashVersion, []byte(r.PrevHash), []byte(r.Hash))
 	}
-	if len(stmts) == 1 {
-		return stmts[0].SQL, stmts[0].Args, nil
-	}
-	args := make([]any, 0, len(stmts)*auditRow.nargs)
-	for _, st := range stmts {
-		args = append(args, st.Args...)
-	}
-	return mergeRows(stmts), args, nil
+	return mergeRows(stmts)
 }

@@ -151,10 +151,7 @@ func asSuperuser(t testing.TB, pool *pgxpool.Pool, fn func(ctx context.Context, 
 // off.
 func forge(ctx context.Context, tx pgx.Tx, rows ...*Row) error {
 	for _, r := range rows { // one at a time: the single-row statement
-		sql, args, err := insertStatement([]*Row{r})
-		if err != nil {
-			return err
-		}
+		sql, args := insertStatement([]*Row{r})
 		if _, err := tx.Exec(ctx, sql, args...); err != nil {
 			return err
 		}

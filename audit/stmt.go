@@ -87,8 +87,9 @@ func (f *RowInsert) Row(args ...any) Stmt {
 type unit struct {
 	sql    string
 	args   []any
-	reqs   []int // indexes in the batch
-	merged bool  // rows of several requests in one insert
+	reqs   []int  // indexes in the batch
+	merged bool   // rows of several requests in one insert
+	rows   []Stmt // a RowInsert's rows, merged into sql and args once planned
 	check  bool
 	stmt   int // for a plain statement: its number in its request
 }
@@ -101,7 +102,6 @@ func planStmts(batch []*request) []*unit {
 		units  []*unit
 		checks map[string]*unit
 		forms  map[*RowInsert]*unit
-		rows   map[*unit][]Stmt
 	)
 	for i, r := range batch {
 		for j, st := range r.stmts {
@@ -125,40 +125,39 @@ func planStmts(batch []*request) []*unit {
 				if !ok {
 					u = &unit{}
 					if forms == nil {
-						forms, rows = map[*RowInsert]*unit{}, map[*unit][]Stmt{}
+						forms = map[*RowInsert]*unit{}
 					}
 					forms[st.row] = u
 					units = append(units, u)
 				}
 				u.reqs = append(u.reqs, i)
-				rows[u] = append(rows[u], st)
+				u.rows = append(u.rows, st)
 			default:
 				units = append(units, &unit{sql: st.SQL, args: st.Args, reqs: []int{i}, stmt: j + 1})
 			}
 		}
 	}
-	for u, sts := range rows {
-		if len(sts) == 1 {
-			u.sql, u.args = sts[0].SQL, sts[0].Args
-			continue
-		}
-		u.sql, u.args, u.merged = mergeRows(sts), make([]any, 0, len(sts)*sts[0].row.nargs), true
-		for _, st := range sts {
-			u.args = append(u.args, st.Args...)
-		}
+	for _, u := range forms {
+		u.sql, u.args = mergeRows(u.rows)
+		u.merged, u.rows = len(u.rows) > 1, nil
 	}
 	return units
 }
 
-// mergeRows writes one INSERT for rows of one form.
-func mergeRows(sts []Stmt) string {
+// mergeRows returns one statement inserting the rows (of one RowInsert):
+// the row's own statement if there is one, else a multi-row INSERT.
+func mergeRows(sts []Stmt) (string, []any) {
+	if len(sts) == 1 {
+		return sts[0].SQL, sts[0].Args
+	}
 	f := sts[0].row
 	var b strings.Builder
 	b.Grow(len(f.into) + len(sts)*(len(f.sql)-len(f.into)))
 	b.WriteString("INSERT INTO ")
 	b.WriteString(f.into)
 	b.WriteString(" VALUES ")
-	for k := range sts {
+	args := make([]any, 0, len(sts)*f.nargs)
+	for k, st := range sts {
 		if k > 0 {
 			b.WriteString(", ")
 		}
@@ -171,8 +170,9 @@ func mergeRows(sts []Stmt) string {
 			}
 		}
 		b.WriteByte(')')
+		args = append(args, st.Args...)
 	}
-	return b.String()
+	return b.String(), args
 }
 
 // checkKey names a check by its SQL and argument values (pointers

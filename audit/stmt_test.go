@@ -18,7 +18,10 @@ func TestRowInsertMerges(t *testing.T) {
 		t.Fatalf("single-row SQL: %s", a.SQL)
 	}
 	b := ins.Row(2, "", "z")
-	got := mergeRows([]Stmt{a, b})
+	got, args := mergeRows([]Stmt{a, b})
+	if len(args) != 6 || args[3] != 2 {
+		t.Fatalf("merged args: %v", args)
+	}
 	want := "INSERT INTO t (a, b, c) VALUES ($1, NULLIF($2,'')::uuid, $3 || '$'), ($4, NULLIF($5,'')::uuid, $6 || '$')"
 	if got != want {
 		t.Fatalf("merged:\n got %s\nwant %s", got, want)
