@@ -603,8 +603,10 @@ func newSnapshot(version int64, m model.Model, cfg config) (*snapshot, error) {
 		if err := r.Validate(); err != nil {
 			cfg.logger.Error("authz: malformed policy rule; it denies or fails every request it matches", "rule", r.String(), "err", err)
 		}
-		if c, err := ParseCond(r.Cond); err == nil {
-			conds[r.Cond] = c
+		if _, seen := conds[r.Cond]; !seen { // most rules share a few conditions
+			if c, err := ParseCond(r.Cond); err == nil {
+				conds[r.Cond] = c
+			}
 		}
 		switch r.Effect {
 		case EffectAllow:
