@@ -172,7 +172,10 @@ func (e *Executor) Execute(ctx context.Context, req connectors.ExecRequest) (con
 	defer cancel()
 	out, attempts, err := e.invoke(rctx, req, inv)
 	if err != nil {
-		if errors.Is(err, context.DeadlineExceeded) || errors.Is(rctx.Err(), context.DeadlineExceeded) {
+		// A read that failed transiently and ran out of time retrying is
+		// reported as the service's failure, not as our timeout.
+		retried := attempts > 1 && errors.Is(err, fault.ErrTransient)
+		if !retried && (errors.Is(err, context.DeadlineExceeded) || errors.Is(rctx.Err(), context.DeadlineExceeded)) {
 			return connectors.ExecResult{Attempts: attempts}, fault.Wrap(fault.Timeout, redactCause(err, inv.Credential), "operation did not finish within %s", timeout)
 		}
 		var fe *fault.Error
@@ -206,14 +209,21 @@ func (e *Executor) Execute(ctx context.Context, req connectors.ExecRequest) (con
 
 // invoke calls the driver; a read-kind operation that fails transiently is
 // retried with exponential backoff while its timeout allows. Send-kind
-// operations are never retried here: a retry could send twice.
+// operations are never retried here: a retry could send twice. When the
+// deadline cuts a retry short, the earlier transient failure is the answer:
+// the service kept failing, it was not slow.
 func (e *Executor) invoke(ctx context.Context, req connectors.ExecRequest, inv connectors.Invocation) ([]byte, int, error) {
 	backoff := 50 * time.Millisecond
+	var last error
 	for attempt := 1; ; attempt++ {
 		out, err := req.Type.Driver.Invoke(ctx, inv)
+		if err != nil && last != nil && ctx.Err() != nil {
+			return nil, attempt, last
+		}
 		if err == nil || req.Op.Kind != connectors.KindRead || !errors.Is(err, fault.ErrTransient) {
 			return out, attempt, err
 		}
+		last = err
 		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < backoff {
 			return out, attempt, err
 		}

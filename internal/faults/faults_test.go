@@ -299,6 +299,21 @@ func TestMisbehavingConnectorServers(t *testing.T) {
 		}
 		_ = conn.Close()
 	})
+	// The first call resets, later ones hang: the retry is cut by the
+	// deadline, and the answer is the service's failure, not a timeout.
+	var flaky atomic.Int64
+	mux.HandleFunc("/reset-then-hang", func(w http.ResponseWriter, r *http.Request) {
+		if flaky.Add(1) == 1 {
+			hj, _ := w.(http.Hijacker)
+			conn, _, _ := hj.Hijack()
+			if tc, ok := conn.(*net.TCPConn); ok {
+				_ = tc.SetLinger(0)
+			}
+			_ = conn.Close()
+			return
+		}
+		<-r.Context().Done()
+	})
 	mux.HandleFunc("/endless", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")
 		chunk := []byte(strings.Repeat("y", 64<<10))
@@ -321,6 +336,7 @@ func TestMisbehavingConnectorServers(t *testing.T) {
 	}{
 		{"/hang", fault.Timeout},
 		{"/reset", fault.Transient},
+		{"/reset-then-hang", fault.Transient},
 	}
 	for _, tc := range cases {
 		t.Run(tc.path, func(t *testing.T) {
