@@ -1,10 +1,14 @@
 package bench
 
 import (
+	"bufio"
 	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -60,12 +64,19 @@ func Profile(ctx context.Context, cfg Config, dir string) error {
 			srv.stop()
 			return err
 		}
+		before, _ := scrapeMetrics(ctx, srv.url)
 		res, err := s.loadHTTPFor(ctx, t, conc, 0, cfg.Duration)
+		after, merr := scrapeMetrics(ctx, srv.url)
 		srv.stop() // flushes the profiles
 		if err != nil {
 			return err
 		}
 		calls := res.Count + res.Errors
+		if merr == nil {
+			if err := writeMetricMeans(filepath.Join(out, "metrics.txt"), before, after); err != nil {
+				return err
+			}
+		}
 		if err := writeStatements(ctx, conn, filepath.Join(out, "statements.txt"), calls, res); err != nil {
 			return err
 		}
@@ -120,4 +131,58 @@ WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) OR
 	tw.Flush()
 	fmt.Fprintf(&b, "\nstatements per call (listed): %.2f\n", perCall)
 	return os.WriteFile(path, []byte(b.String()), 0o644)
+}
+
+// scrapeMetrics reads the server's Prometheus histograms' sums and counts
+// (series name with labels → value).
+func scrapeMetrics(ctx context.Context, base string) (map[string]float64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(base, "/mcp")+"/metrics", nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("metrics: %s", resp.Status)
+	}
+	m := map[string]float64{}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if strings.HasPrefix(line, "#") {
+			continue
+		}
+		name, val, ok := strings.Cut(line, " ")
+		if !ok || !(strings.Contains(name, "_sum") || strings.Contains(name, "_count")) {
+			continue
+		}
+		if v, err := strconv.ParseFloat(val, 64); err == nil {
+			m[name] = v
+		}
+	}
+	return m, sc.Err()
+}
+
+// writeMetricMeans writes each histogram's mean over the window (from the
+// difference of two scrapes).
+func writeMetricMeans(path string, before, after map[string]float64) error {
+	var lines []string
+	for name, sum := range after {
+		base, labels, ok := strings.Cut(name, "_sum")
+		if !ok {
+			continue
+		}
+		count := after[base+"_count"+labels] - before[base+"_count"+labels]
+		if count <= 0 {
+			continue
+		}
+		mean := time.Duration((sum - before[name]) / count * float64(time.Second))
+		lines = append(lines, fmt.Sprintf("%-12s %8.0f  %s%s", mean.Round(time.Microsecond), count, base, labels))
+	}
+	slices.Sort(lines)
+	return os.WriteFile(path, []byte("mean over the window  count  histogram\n"+strings.Join(lines, "\n")+"\n"), 0o644)
 }
