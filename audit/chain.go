@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/connec/connec/callctx"
+	"github.com/connec/connec/migrations"
 )
 
 // HashVersion is the version of the canonical row encoding new rows are
@@ -350,12 +351,12 @@ var auditRow = NewRowInsert(`audit_events (`+columns+`)`,
 
 // advanceSQL moves the chain head from ($1, $2) to ($3, $4), taking the
 // chain lock; if the head is no longer at ($1, $2) it raises
-// headMovedCode and the transaction fails (migration 00005).
-const advanceSQL = `SELECT connec_audit_advance($1, $2, $3, $4)`
+// headMovedCode and the transaction fails.
+const advanceSQL = migrations.AuditAdvanceSQL
 
-// headMovedCode is the SQLSTATE connec_audit_advance raises when another
-// writer moved the head.
-const headMovedCode = "CA001"
+// headMovedCode is the SQLSTATE advanceSQL raises when another writer
+// moved the head.
+const headMovedCode = migrations.AuditHeadMovedCode
 
 // lockHeadSQL takes the chain lock: held until the transaction ends.
 const lockHeadSQL = `SELECT seq, hash FROM audit_chain_head FOR UPDATE`

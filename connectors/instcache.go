@@ -9,6 +9,7 @@ import (
 	"github.com/connec/connec/audit"
 	"github.com/connec/connec/fault"
 	"github.com/connec/connec/internal/pgnotify"
+	"github.com/connec/connec/migrations"
 )
 
 // InstanceChannel is the channel the database announces every change to an
@@ -96,7 +97,7 @@ func (s *Service) forget(id InstanceID) {
 	}
 }
 
-// SQLSTATEs connec_invoke_guard raises (migrations/00004_instance_notify.sql).
+// SQLSTATEs migrations.InvokeGuardSQL raises (connec_invoke_guard, migrations/00004_instance_notify.sql).
 const (
 	sqlstateInstanceDisabled    = "CNI01"
 	sqlstateInstanceUninstalled = "CNI02"
@@ -117,7 +118,7 @@ func guardStmt(inst InstanceID, cred *SealedCredential) audit.Stmt {
 	}
 	// A check: a group commit runs it once for every call on the same
 	// instance and credential version.
-	return audit.Stmt{SQL: `SELECT connec_invoke_guard($1, $2, $3)`, Args: []any{string(inst), id, version}, Check: true}
+	return audit.Stmt{SQL: migrations.InvokeGuardSQL, Args: []any{string(inst), id, version}, Check: true}
 }
 
 // staleError is connec_invoke_guard's refusal: the database no longer allows

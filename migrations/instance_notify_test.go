@@ -1,8 +1,10 @@
 package migrations_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -133,17 +135,27 @@ func TestInstanceChangesAnnounced(t *testing.T) {
 	expect("truncate", "connec_instance *")
 }
 
-// connec_invoke_guard passes only for an enabled instance whose credential
-// (if one is named) is active, unexpired and at the named version, and says
-// why it refuses with its own SQLSTATE.
+// connec_invoke_guard, and migrations.InvokeGuardSQL that connec runs (its
+// fast path calls the function only to name a refusal), pass only for an
+// enabled instance whose credential (if one is named) is active, unexpired
+// and at the named version, and say why they refuse with the same SQLSTATE.
 func TestInvokeGuard(t *testing.T) {
+	for name, sql := range map[string]string{
+		"function":       `SELECT connec_invoke_guard($1, $2, $3)`,
+		"InvokeGuardSQL": migrations.InvokeGuardSQL,
+	} {
+		t.Run(name, func(t *testing.T) { testInvokeGuard(t, sql) })
+	}
+}
+
+func testInvokeGuard(t *testing.T, sql string) {
 	ctx := context.Background()
 	pool := pgtest.Pool(t)
 	inst := seedInstance(t, pool, "enabled")
 	cred := seedCredential(t, pool, inst)
 	guard := func(inst, cred any, version any) string {
 		t.Helper()
-		_, err := pool.Exec(ctx, `SELECT connec_invoke_guard($1, $2, $3)`, inst, cred, version)
+		_, err := pool.Exec(ctx, sql, inst, cred, version)
 		if err == nil {
 			return ""
 		}
@@ -171,6 +183,7 @@ func TestInvokeGuard(t *testing.T) {
 		{"other credential", ``, "00000000-0000-0000-0000-000000000009", 1, "CNC01"},
 		{"expires later", `UPDATE connector_credentials SET expires_at = now() + interval '1 hour'`, cred, 1, ""},
 		{"expired", `UPDATE connector_credentials SET expires_at = now() - interval '1 second'`, cred, 1, "CNC03"},
+		{"expires now", `UPDATE connector_credentials SET expires_at = now()`, cred, 1, "CNC03"},
 		{"disabled", `UPDATE connector_credentials SET state = 'disabled', expires_at = NULL`, cred, 1, "CNC02"},
 		{"revoked", `UPDATE connector_credentials SET state = 'revoked'`, cred, 1, "CNC01"},
 		{"instance disabled", `UPDATE connector_instances SET state = 'disabled'`, nil, nil, "CNI01"},
@@ -185,5 +198,74 @@ func TestInvokeGuard(t *testing.T) {
 	}
 	if got := guard("00000000-0000-0000-0000-000000000008", nil, nil); got != "CNI02" {
 		t.Errorf("missing instance: SQLSTATE %q, want CNI02", got)
+	}
+}
+
+// migrations.AuditAdvanceSQL moves the chain head only from where the
+// caller says it is, and otherwise raises AuditHeadMovedCode and changes
+// nothing; the head still only moves forward.
+func TestAuditAdvance(t *testing.T) {
+	ctx := context.Background()
+	pool := pgtest.Pool(t)
+	var seq int64
+	var hash []byte
+	if err := pool.QueryRow(ctx, `SELECT seq, hash FROM audit_chain_head`).Scan(&seq, &hash); err != nil {
+		t.Fatal(err)
+	}
+	next := bytes.Repeat([]byte{7}, 32)
+	code := func(err error) string {
+		var pe *pgconn.PgError
+		if errors.As(err, &pe) {
+			return pe.Code
+		}
+		return fmt.Sprint(err)
+	}
+	for _, tc := range []struct {
+		name           string
+		fromSeq, toSeq int64
+		fromHash       []byte
+		want           string
+	}{
+		{"wrong seq", seq + 1, seq + 2, hash, migrations.AuditHeadMovedCode},
+		{"wrong hash", seq, seq + 1, next, migrations.AuditHeadMovedCode},
+		{"backwards", seq, seq, hash, "42501"},
+		{"forward", seq, seq + 1, hash, ""},
+		{"from the old head", seq, seq + 2, hash, migrations.AuditHeadMovedCode},
+	} {
+		_, err := pool.Exec(ctx, migrations.AuditAdvanceSQL, tc.fromSeq, tc.fromHash, tc.toSeq, next)
+		if got := code(err); err == nil && tc.want != "" || err != nil && got != tc.want {
+			t.Errorf("%s: %v, want %q", tc.name, err, tc.want)
+		}
+	}
+	var gotSeq int64
+	var gotHash []byte
+	if err := pool.QueryRow(ctx, `SELECT seq, hash FROM audit_chain_head`).Scan(&gotSeq, &gotHash); err != nil {
+		t.Fatal(err)
+	}
+	if gotSeq != seq+1 || !bytes.Equal(gotHash, next) {
+		t.Fatalf("head at %d %x, want %d %x", gotSeq, gotHash, seq+1, next)
+	}
+}
+
+// Instances are never deleted (uninstalling is a state), which is what lets
+// connector_runs refer to them without a foreign key.
+func TestInstancesAreKept(t *testing.T) {
+	ctx := context.Background()
+	pool := pgtest.Pool(t)
+	inst := seedInstance(t, pool, "uninstalled")
+	for _, sql := range []string{
+		`DELETE FROM connector_instances WHERE id = '` + inst + `'`,
+		`DELETE FROM connector_instances WHERE false`,
+		`TRUNCATE connector_instances CASCADE`,
+	} {
+		_, err := pool.Exec(ctx, sql)
+		var pe *pgconn.PgError
+		if !errors.As(err, &pe) || pe.Code != "42501" {
+			t.Errorf("%s: err = %v, want insufficient_privilege", sql, err)
+		}
+	}
+	var n int
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM connector_instances WHERE id = $1`, inst).Scan(&n); err != nil || n != 1 {
+		t.Fatalf("instance rows: %d (%v)", n, err)
 	}
 }
