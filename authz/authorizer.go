@@ -31,6 +31,7 @@ import (
 	"github.com/connec/connec/fault"
 	"github.com/connec/connec/internal/db"
 	"github.com/connec/connec/internal/metrics"
+	"github.com/connec/connec/internal/pgnotify"
 )
 
 // Sentinel errors, for errors.Is.
@@ -59,6 +60,7 @@ type Option func(*config)
 type config struct {
 	logger     *slog.Logger
 	watch      bool
+	hub        *pgnotify.Hub
 	cacheSize  int
 	maxStale   time.Duration
 	dbTimeout  time.Duration
@@ -101,6 +103,12 @@ func WithLogger(l *slog.Logger) Option {
 // WithoutWatcher does not listen for changes made elsewhere: the policy then
 // changes only on Refresh. For tools and tests; a server needs the watcher.
 func WithoutWatcher() Option { return func(c *config) { c.watch = false } }
+
+// WithNotify listens for policy changes through hub, which the caller
+// starts after New (the server's hub, shared with its other caches) and
+// stops, instead of through a connection of the Authorizer's own. Policy
+// changes committed before the hub starts are picked up when it does.
+func WithNotify(hub *pgnotify.Hub) Option { return func(c *config) { c.hub = hub } }
 
 // WithCacheSize bounds the number of cached decisions per policy version
 // (default 100000; when full the cache starts over). 0 disables caching.
@@ -181,7 +189,9 @@ type Authorizer struct {
 	pool    *pgxpool.Pool
 	adapter *Adapter
 	watcher *Watcher
-	log     *slog.Logger
+	// downSince is the watcher's DownSince; nil without a watcher.
+	downSince func() time.Time
+	log       *slog.Logger
 	cfg     config
 
 	snap     atomic.Pointer[snapshot]
@@ -228,9 +238,10 @@ type decisionKey struct {
 	facts         taskFacts
 }
 
-// New loads the policy and, unless WithoutWatcher, starts listening for
-// changes. The listener is up before the policy is read, so no change
-// between the two is missed.
+// New loads the policy and, unless WithoutWatcher, listens for changes. A
+// watcher of its own is up before the policy is read, so no change between
+// the two is missed; through a shared hub (WithNotify) it listens from the
+// hub's Start, which makes it check for changes first.
 func New(ctx context.Context, pool *pgxpool.Pool, opts ...Option) (*Authorizer, error) {
 	cfg := newConfig(opts)
 	a := &Authorizer{
@@ -242,11 +253,17 @@ func New(ctx context.Context, pool *pgxpool.Pool, opts ...Option) (*Authorizer, 
 		done:    make(chan struct{}),
 	}
 	if cfg.watch {
-		w, err := NewWatcher(ctx, pool, opts...)
+		var w *Watcher
+		var err error
+		if cfg.hub != nil {
+			w, err = watchThrough(cfg.hub)
+		} else {
+			w, err = NewWatcher(ctx, pool, opts...)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("authz: %w", err)
 		}
-		a.watcher = w
+		a.watcher, a.downSince = w, w.DownSince
 	}
 	start := time.Now()
 	s, err := a.build(ctx)
@@ -451,10 +468,12 @@ func (a *Authorizer) fresh(s *snapshot) error {
 			return fmt.Errorf("%w: version %d was announced %s ago, %d is loaded", ErrStalePolicy, v, time.Duration(now-since).Round(time.Millisecond), s.version)
 		}
 	}
-	if a.watcher != nil {
-		down := a.watcher.downSince.Load()
-		if down != 0 && now-down > limit && now-a.lastConfirmed.Load() > limit {
-			return fmt.Errorf("%w: not listening for policy changes for %s", ErrStalePolicy, time.Duration(now-down).Round(time.Millisecond))
+	if a.downSince != nil {
+		if t := a.downSince(); !t.IsZero() {
+			down := t.UnixNano()
+			if now-down > limit && now-a.lastConfirmed.Load() > limit {
+				return fmt.Errorf("%w: not listening for policy changes for %s", ErrStalePolicy, time.Duration(now-down).Round(time.Millisecond))
+			}
 		}
 	}
 	return nil
@@ -539,7 +558,7 @@ func (a *Authorizer) refreshLoop(ctx context.Context, pollEvery time.Duration) {
 			return
 		case <-a.kick:
 		case <-poll:
-			if a.watcher.downSince.Load() == 0 {
+			if a.downSince().IsZero() {
 				continue // listening: notifications will tell
 			}
 		}

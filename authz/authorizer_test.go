@@ -17,6 +17,7 @@ import (
 	"github.com/connec/connec/callctx"
 	"github.com/connec/connec/fault"
 	"github.com/connec/connec/internal/db"
+	"github.com/connec/connec/internal/pgnotify"
 	"github.com/connec/connec/internal/pgtest"
 )
 
@@ -736,7 +737,7 @@ func TestWatcherReconnect(t *testing.T) {
 	req := Request{Subject: u, Action: ActionCatalogRead, Resource: ResourceCatalog}
 
 	for round := range 3 {
-		pid := a1.watcher.pid.Load()
+		pid := a1.watcher.hub.PID()
 		// Kill the listener and change the policy in one go, so the change
 		// is very likely made while nobody listens.
 		_, err := p2.Exec(ctx, `SELECT pg_terminate_backend($1)`, int32(pid))
@@ -754,8 +755,76 @@ func TestWatcherReconnect(t *testing.T) {
 			return err == nil && d.Allowed == want
 		})
 		eventually(t, 10*time.Second, "watcher did not reconnect", func() bool {
-			return a1.watcher.pid.Load() != pid && a1.watcher.DownSince().IsZero()
+			return a1.watcher.hub.PID() != pid && a1.watcher.DownSince().IsZero()
 		})
+	}
+}
+
+// TestSharedHub: an Authorizer listening through a hub it shares with the
+// rest of a server (WithNotify) sees changes made before the hub starts,
+// changes announced later, and changes made while the hub reconnects; it
+// counts as not listening until the hub starts; and closing it leaves the
+// hub to its other users.
+func TestSharedHub(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	url := pgtest.URL(t)
+	p1, p2 := newPool(t, url), newPool(t, url)
+	hub := pgnotify.New(p1.Config().ConnConfig, pgnotify.WithLogger(quiet), pgnotify.WithBackoff(10*time.Millisecond, 50*time.Millisecond))
+	other := make(chan string, 10)
+	if err := hub.Handle("authz_test_other", func(p string) { other <- p }); err != nil {
+		t.Fatal(err)
+	}
+	a1, err := New(ctx, p1, WithLogger(quiet), WithNotify(hub))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a2 := newAuthz(t, p2, WithoutWatcher())
+	u := randUser()
+	req := Request{Subject: u, Action: ActionCatalogRead, Resource: ResourceCatalog}
+	isAllowed := func(want bool) func() bool {
+		return func() bool {
+			d, err := a1.Decide(ctx, req)
+			return err == nil && d.Allowed == want
+		}
+	}
+	if a1.downSince().IsZero() {
+		t.Fatal("listening before the hub started")
+	}
+	addRules(t, a2, p2, allow(u, ResourceCatalog, ActionCatalogRead))
+	if err := hub.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "change made before the hub started not seen", isAllowed(true))
+	if !a1.downSince().IsZero() {
+		t.Fatal("not listening after the hub started")
+	}
+	removeRules(t, a2, p2, allow(u, ResourceCatalog, ActionCatalogRead))
+	eventually(t, 10*time.Second, "announced change not seen", isAllowed(false))
+
+	pid := hub.PID()
+	if _, err := p2.Exec(ctx, `SELECT pg_terminate_backend($1)`, int32(pid)); err != nil {
+		t.Fatal(err)
+	}
+	addRules(t, a2, p2, allow(u, ResourceCatalog, ActionCatalogRead))
+	eventually(t, 10*time.Second, "change made while the hub reconnected not seen", isAllowed(true))
+	eventually(t, 10*time.Second, "hub did not listen anew", func() bool { return hub.Live() && hub.PID() != pid })
+
+	a1.Close()
+	if _, err := p2.Exec(ctx, `SELECT pg_notify('authz_test_other', 'still here')`); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case p := <-other:
+		if p != "still here" {
+			t.Fatalf("other handler got %q", p)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("closing the Authorizer stopped the shared hub")
+	}
+	if _, err := a1.Decide(ctx, req); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Decide after Close: %v", err)
 	}
 }
 
@@ -813,14 +882,17 @@ func TestFreshness(t *testing.T) {
 		{name: "check disabled", announced: 6, loaded: 5, behindSince: long, watcherDown: long, lastConfirmed: long, maxStale: -1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			a := &Authorizer{cfg: config{maxStale: limit}, watcher: &Watcher{}}
+			a := &Authorizer{cfg: config{maxStale: limit}}
 			if tc.maxStale < 0 {
 				a.cfg.maxStale = 0
 			}
-			if tc.noWatcher {
-				a.watcher = nil
-			} else {
-				a.watcher.downSince.Store(tc.watcherDown)
+			if !tc.noWatcher {
+				a.downSince = func() time.Time {
+					if tc.watcherDown == 0 {
+						return time.Time{}
+					}
+					return time.Unix(0, tc.watcherDown)
+				}
 			}
 			a.announced.Store(tc.announced)
 			a.behindSince.Store(tc.behindSince)

@@ -2,96 +2,95 @@ package authz
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"log/slog"
 	"math/rand/v2"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/casbin/casbin/v2/persist"
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/connec/connec/internal/db"
+	"github.com/connec/connec/internal/pgnotify"
 )
 
 // Channel is the PostgreSQL notification channel on which the database
 // announces every policy change; the payload is the new policy version.
 const Channel = "connec_policy"
 
-// ResyncMessage is what the watcher passes to its update callback after it
-// has (re)connected: notifications may have been missed while it was not
-// listening, so the receiver must check for changes itself.
+// ResyncMessage is what the watcher passes to its update callback whenever
+// notifications may have been missed (it lost its connection, it listens
+// again, it has just started), so the receiver must check for changes
+// itself.
 const ResyncMessage = "resync"
 
-// watcherAppName identifies the listening connection in pg_stat_activity.
+// watcherAppName identifies a watcher's own listening connection in
+// pg_stat_activity.
 const watcherAppName = "connec-authz-watcher"
 
-// Watcher listens for policy change notifications on its own connection and
-// passes each payload to the update callback. It reconnects with jittered
-// exponential backoff when the connection fails and then sends
-// ResyncMessage, since notifications sent meanwhile are lost. An idle
-// connection is pinged so a silently dead one is noticed.
+// Watcher passes policy change notifications to an update callback. It
+// listens through a pgnotify.Hub — one of its own (NewWatcher) or the one a
+// server shares among all its caches (WithNotify) — which reconnects with
+// jittered backoff, pings an idle connection so a silently dead one is
+// noticed, and says when notifications may have been missed.
 //
 // It implements persist.Watcher. Update is a no-op: the database trigger on
 // casbin_rule already notifies every listener, in the transaction of the
 // change.
 type Watcher struct {
-	connCfg    *pgx.ConnConfig
-	log        *slog.Logger
-	backoffMin time.Duration
-	backoffMax time.Duration
-	pingEvery  time.Duration
+	hub  *pgnotify.Hub
+	stop func() // stops the watcher's own hub; nil for a shared one
 
-	mu       sync.Mutex
-	callback func(string)
-
-	downSince atomic.Int64 // unix nanos since when not listening; 0 while listening
-	pid       atomic.Uint32
-	cancel    context.CancelFunc
-	done      chan struct{}
+	mu        sync.Mutex
+	callback  func(string)
+	closed    bool
 	closeOnce sync.Once
 }
 
 var _ persist.Watcher = (*Watcher)(nil)
 
-// NewWatcher connects a dedicated connection with pool's settings, starts
-// listening on Channel and returns once it listens; an error means it could
-// not. It honours WithLogger, WithBackoff and WithPingInterval.
+// NewWatcher listens on a connection of its own (pool's settings) and
+// returns once it listens; an error means it could not. It honours
+// WithLogger, WithBackoff and WithPingInterval.
 func NewWatcher(ctx context.Context, pool *pgxpool.Pool, opts ...Option) (*Watcher, error) {
 	c := newConfig(opts)
-	cfg := pool.Config().ConnConfig.Copy()
-	if cfg.RuntimeParams == nil {
-		cfg.RuntimeParams = map[string]string{}
-	}
-	cfg.RuntimeParams["application_name"] = watcherAppName
-	w := &Watcher{
-		connCfg:    cfg,
-		log:        c.logger,
-		backoffMin: c.backoffMin,
-		backoffMax: c.backoffMax,
-		pingEvery:  c.pingEvery,
-		done:       make(chan struct{}),
-	}
-	conn, err := w.connect(ctx)
+	hub := pgnotify.New(pool.Config().ConnConfig, pgnotify.WithLogger(c.logger), pgnotify.WithApplicationName(watcherAppName),
+		pgnotify.WithBackoff(c.backoffMin, c.backoffMax), pgnotify.WithPingEvery(c.pingEvery))
+	w, err := watchThrough(hub)
 	if err != nil {
-		return nil, fmt.Errorf("policy watcher: %w", db.Map(err))
+		return nil, err
 	}
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	w.cancel = cancel
-	go w.run(runCtx, conn)
+	if err := hub.Start(runCtx); err != nil {
+		cancel()
+		return nil, fmt.Errorf("policy watcher: %w", db.Map(err))
+	}
+	w.stop = func() { cancel(); <-hub.Done() }
+	return w, nil
+}
+
+// watchThrough registers a watcher on hub, which must not be started yet:
+// it listens from the hub's Start, and Close leaves the hub running.
+func watchThrough(hub *pgnotify.Hub) (*Watcher, error) {
+	w := &Watcher{hub: hub}
+	if err := hub.Handle(Channel, w.notify); err != nil {
+		return nil, fmt.Errorf("policy watcher: %w", err)
+	}
+	if err := hub.OnReset(func() { w.notify(ResyncMessage) }); err != nil {
+		return nil, fmt.Errorf("policy watcher: %w", err)
+	}
 	return w, nil
 }
 
 // SetUpdateCallback sets the function called with each notification payload
-// (the new policy version) or ResyncMessage. It is called from the watcher's
+// (the new policy version) or ResyncMessage. It is called from the hub's
 // goroutine and must not block. Setting it also sends ResyncMessage once,
 // since notifications that arrived before there was a callback are lost.
 func (w *Watcher) SetUpdateCallback(fn func(string)) error {
 	w.mu.Lock()
-	w.callback = fn
+	if !w.closed {
+		w.callback = fn
+	}
 	w.mu.Unlock()
 	if fn != nil {
 		fn(ResyncMessage)
@@ -102,104 +101,31 @@ func (w *Watcher) SetUpdateCallback(fn func(string)) error {
 // Update does nothing: the database announces every change itself.
 func (w *Watcher) Update() error { return nil }
 
-// Close stops listening and waits for the watcher's goroutine to end. The
-// callback is not called after Close returns.
+// Close stops passing notifications on (and stops the watcher's own hub,
+// waiting for it). The callback is not called after Close returns.
 func (w *Watcher) Close() {
 	w.closeOnce.Do(func() {
-		w.cancel()
-		<-w.done
 		w.mu.Lock()
+		w.closed = true
 		w.callback = nil
 		w.mu.Unlock()
+		if w.stop != nil {
+			w.stop()
+		}
 	})
 }
 
-// DownSince returns when the watcher stopped listening, or the zero time
-// while it listens.
-func (w *Watcher) DownSince() time.Time {
-	if ns := w.downSince.Load(); ns != 0 {
-		return time.Unix(0, ns)
-	}
-	return time.Time{}
-}
+// DownSince returns since when the watcher has not been listening, or the
+// zero time while it listens.
+func (w *Watcher) DownSince() time.Time { return w.hub.DownSince() }
 
+// notify runs on the hub's goroutine; holding mu while calling keeps a
+// callback from running after Close returns.
 func (w *Watcher) notify(payload string) {
 	w.mu.Lock()
-	fn := w.callback
-	w.mu.Unlock()
-	if fn != nil {
-		fn(payload)
-	}
-}
-
-func (w *Watcher) connect(ctx context.Context) (*pgx.Conn, error) {
-	conn, err := pgx.ConnectConfig(ctx, w.connCfg.Copy())
-	if err != nil {
-		return nil, err
-	}
-	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{Channel}.Sanitize()); err != nil {
-		_ = conn.Close(context.WithoutCancel(ctx))
-		return nil, err
-	}
-	w.pid.Store(conn.PgConn().PID())
-	return conn, nil
-}
-
-func (w *Watcher) run(ctx context.Context, conn *pgx.Conn) {
-	defer close(w.done)
-	backoff := w.backoffMin
-	for {
-		if conn == nil {
-			var err error
-			conn, err = w.connect(ctx)
-			if err != nil {
-				if ctx.Err() != nil {
-					return
-				}
-				w.log.Warn("authz: policy watcher cannot reconnect", "err", err, "retry_in", backoff)
-				if !sleepCtx(ctx, jitter(backoff)) {
-					return
-				}
-				backoff = min(backoff*2, w.backoffMax)
-				continue
-			}
-			w.log.Info("authz: policy watcher reconnected")
-			backoff = w.backoffMin
-			w.downSince.Store(0)
-			w.notify(ResyncMessage)
-		}
-		err := w.listen(ctx, conn)
-		_ = conn.Close(context.Background())
-		conn = nil
-		if ctx.Err() != nil {
-			return
-		}
-		w.downSince.CompareAndSwap(0, time.Now().UnixNano())
-		w.log.Warn("authz: policy watcher lost its connection; policy changes are not seen until it reconnects", "err", err)
-	}
-}
-
-// listen passes notifications on until the connection fails or ctx ends.
-func (w *Watcher) listen(ctx context.Context, conn *pgx.Conn) error {
-	for {
-		waitCtx, cancel := context.WithTimeout(ctx, w.pingEvery)
-		n, err := conn.WaitForNotification(waitCtx)
-		cancel()
-		switch {
-		case err == nil:
-			w.notify(n.Payload)
-		case ctx.Err() != nil:
-			return ctx.Err()
-		case errors.Is(err, context.DeadlineExceeded) && !conn.IsClosed():
-			pingCtx, cancel := context.WithTimeout(ctx, w.pingEvery)
-			err := conn.Ping(pingCtx)
-			cancel()
-			if err != nil {
-				return fmt.Errorf("ping: %w", err)
-			}
-		default:
-			return err
-		}
+	defer w.mu.Unlock()
+	if w.callback != nil {
+		w.callback(payload)
 	}
 }
 

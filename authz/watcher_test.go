@@ -51,16 +51,22 @@ func TestWatcher(t *testing.T) {
 		}
 	})
 
-	t.Run("reconnect sends resync", func(t *testing.T) {
-		pid := w.pid.Load()
+	t.Run("a lost connection sends resync, and so does listening anew", func(t *testing.T) {
+		pid := w.hub.PID()
 		if _, err := pool.Exec(ctx, `SELECT pg_terminate_backend($1)`, int32(pid)); err != nil {
 			t.Fatal(err)
 		}
-		if s := next(t); s != ResyncMessage {
-			t.Fatalf("after losing the connection got %q, want %q", s, ResyncMessage)
+		for _, when := range []string{"losing the connection", "listening anew"} {
+			if s := next(t); s != ResyncMessage {
+				t.Fatalf("after %s got %q, want %q", when, s, ResyncMessage)
+			}
 		}
-		if w.pid.Load() == pid || !w.DownSince().IsZero() {
-			t.Errorf("not listening on a new connection")
+		deadline := time.Now().Add(10 * time.Second)
+		for w.hub.PID() == pid || !w.DownSince().IsZero() {
+			if time.Now().After(deadline) {
+				t.Fatal("not listening on a new connection")
+			}
+			time.Sleep(time.Millisecond)
 		}
 		if _, err := pool.Exec(ctx, `DELETE FROM casbin_rule`); err != nil {
 			t.Fatal(err)

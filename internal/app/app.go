@@ -108,7 +108,7 @@ func (a *App) build(ctx context.Context) error {
 	if err := connectors.SyncCatalog(ctx, a.Pool, reg); err != nil {
 		return err
 	}
-	az, err := authz.New(ctx, a.Pool, authz.WithLogger(a.Log))
+	az, err := authz.New(ctx, a.Pool, authz.WithLogger(a.Log), authz.WithNotify(a.Notify))
 	if err != nil {
 		return fmt.Errorf("policy engine: %w", err)
 	}

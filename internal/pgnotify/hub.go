@@ -35,17 +35,21 @@ var (
 // Start. Handlers run on the hub's goroutine, one at a time, in the order
 // the database sent the notifications: keep them short.
 type Hub struct {
-	cfg       *pgx.ConnConfig
-	log       *slog.Logger
-	pingEvery time.Duration
+	cfg        *pgx.ConnConfig
+	log        *slog.Logger
+	pingEvery  time.Duration
+	backoffMin time.Duration
+	backoffMax time.Duration
 
 	mu       sync.Mutex
 	started  bool
 	handlers map[string][]func(payload string)
 	resets   []func()
 
-	live atomic.Bool
-	done chan struct{}
+	live      atomic.Bool
+	downSince atomic.Int64  // unix ns since when not listening; 0 while live
+	pid       atomic.Uint32 // the listening connection's backend, 0 if none
+	done      chan struct{}
 }
 
 // Option configures a Hub.
@@ -58,9 +62,31 @@ func WithLogger(l *slog.Logger) Option { return func(h *Hub) { h.log = l } }
 // checks the connection is still there (default 10s).
 func WithPingEvery(d time.Duration) Option { return func(h *Hub) { h.pingEvery = d } }
 
-// New returns a hub that connects with cfg (copied).
+// WithBackoff sets the first and the longest wait between attempts to
+// reconnect (default 50ms, 5s; each wait is jittered).
+func WithBackoff(first, longest time.Duration) Option {
+	return func(h *Hub) {
+		if first > 0 && longest >= first {
+			h.backoffMin, h.backoffMax = first, longest
+		}
+	}
+}
+
+// WithApplicationName sets the connection's application_name (default
+// ApplicationName).
+func WithApplicationName(name string) Option {
+	return func(h *Hub) {
+		if name != "" {
+			h.cfg.RuntimeParams["application_name"] = name
+		}
+	}
+}
+
+// New returns a hub that connects with cfg (copied). It is not listening
+// until Start.
 func New(cfg *pgx.ConnConfig, opts ...Option) *Hub {
 	h := &Hub{cfg: cfg.Copy(), log: slog.Default(), pingEvery: 10 * time.Second,
+		backoffMin: 50 * time.Millisecond, backoffMax: 5 * time.Second,
 		handlers: map[string][]func(string){}, done: make(chan struct{})}
 	h.cfg.RuntimeParams = maps.Clone(h.cfg.RuntimeParams)
 	if h.cfg.RuntimeParams == nil {
@@ -70,6 +96,7 @@ func New(cfg *pgx.ConnConfig, opts ...Option) *Hub {
 	for _, o := range opts {
 		o(h)
 	}
+	h.downSince.Store(time.Now().UnixNano())
 	return h
 }
 
@@ -102,6 +129,20 @@ func (h *Hub) OnReset(fn func()) error {
 // now on will reach the handlers.
 func (h *Hub) Live() bool { return h.live.Load() }
 
+// DownSince returns since when the hub has not been listening (since New,
+// before Start; since the connection was lost, while it reconnects), or the
+// zero time while it listens.
+func (h *Hub) DownSince() time.Time {
+	if ns := h.downSince.Load(); ns != 0 {
+		return time.Unix(0, ns)
+	}
+	return time.Time{}
+}
+
+// PID returns the backend process id of the listening connection (as in
+// pg_stat_activity), or 0 while there is none.
+func (h *Hub) PID() uint32 { return h.pid.Load() }
+
 // Start connects and listens on every channel a handler was registered for,
 // and returns once it is live (or the first connection fails). It then
 // keeps listening until ctx ends, reconnecting with backoff; Done is closed
@@ -120,7 +161,7 @@ func (h *Hub) Start(ctx context.Context) error {
 		return fmt.Errorf("listen for changes: %w", err)
 	}
 	h.reset()
-	h.live.Store(true)
+	h.up()
 	go h.run(ctx, conn)
 	return nil
 }
@@ -139,6 +180,7 @@ func (h *Hub) connect(ctx context.Context) (*pgx.Conn, error) {
 			return nil, err
 		}
 	}
+	h.pid.Store(conn.PgConn().PID())
 	return conn, nil
 }
 
@@ -148,13 +190,24 @@ func (h *Hub) reset() {
 	}
 }
 
+// up marks the hub listening; down marks it not (keeping the earliest time).
+func (h *Hub) up() {
+	h.downSince.Store(0)
+	h.live.Store(true)
+}
+
+func (h *Hub) down() {
+	h.live.Store(false)
+	h.downSince.CompareAndSwap(0, time.Now().UnixNano())
+	h.pid.Store(0)
+}
+
 func (h *Hub) run(ctx context.Context, conn *pgx.Conn) {
 	defer close(h.done)
-	const backoffMin, backoffMax = 50 * time.Millisecond, 5 * time.Second
-	backoff := backoffMin
+	backoff := h.backoffMin
 	for {
 		err := h.listen(ctx, conn)
-		h.live.Store(false)
+		h.down()
 		h.reset()
 		_ = conn.Close(context.Background())
 		if ctx.Err() != nil {
@@ -168,7 +221,7 @@ func (h *Hub) run(ctx context.Context, conn *pgx.Conn) {
 				return
 			case <-time.After(d):
 			}
-			backoff = min(backoff*2, backoffMax)
+			backoff = min(backoff*2, h.backoffMax)
 			conn, err = h.connect(ctx)
 			if err == nil {
 				break
@@ -177,9 +230,9 @@ func (h *Hub) run(ctx context.Context, conn *pgx.Conn) {
 				return
 			}
 		}
-		backoff = backoffMin
+		backoff = h.backoffMin
 		h.reset()
-		h.live.Store(true)
+		h.up()
 		h.log.Info("change notifications resumed")
 	}
 }

@@ -3,6 +3,8 @@ package pgnotify_test
 import (
 	"context"
 	"errors"
+	"slices"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -102,5 +104,65 @@ func TestCacheFollowsNotifications(t *testing.T) {
 	<-hub.Done()
 	if hub.Live() {
 		t.Fatal("live after stop")
+	}
+}
+
+// DownSince and PID say whether, since when, and on which backend the hub
+// listens: down from New until Start, down from the moment its connection
+// is lost until it listens anew.
+func TestDownSinceAndPID(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	pool := pgtest.Pool(t)
+	created := time.Now()
+	hub := pgnotify.New(pool.Config().ConnConfig, pgnotify.WithApplicationName("pgnotify-test-hub"),
+		pgnotify.WithBackoff(5*time.Millisecond, 20*time.Millisecond), pgnotify.WithPingEvery(50*time.Millisecond))
+	if err := hub.Handle("pgnotify_test", func(string) {}); err != nil {
+		t.Fatal(err)
+	}
+	// What the hub says of itself while it tells handlers to reset.
+	var mu sync.Mutex
+	var seen []time.Time
+	if err := hub.OnReset(func() {
+		mu.Lock()
+		seen = append(seen, hub.DownSince())
+		mu.Unlock()
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if d := hub.DownSince(); d.Before(created) || hub.PID() != 0 {
+		t.Fatalf("before Start: down since %v (created %v), pid %d", d, created, hub.PID())
+	}
+	if err := hub.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	pid := hub.PID()
+	if !hub.DownSince().IsZero() || pid == 0 {
+		t.Fatalf("after Start: down since %v, pid %d", hub.DownSince(), pid)
+	}
+	var app string
+	if err := pool.QueryRow(ctx, `SELECT application_name FROM pg_stat_activity WHERE pid = $1`, int32(pid)).Scan(&app); err != nil || app != "pgnotify-test-hub" {
+		t.Fatalf("backend %d: application_name %q (%v)", pid, app, err)
+	}
+	killed := time.Now()
+	if _, err := pool.Exec(ctx, `SELECT pg_terminate_backend($1)`, int32(pid)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "hub live on a new connection", func() bool { return hub.Live() && hub.PID() != 0 && hub.PID() != pid })
+	if !hub.DownSince().IsZero() {
+		t.Fatal("live again but still reported down")
+	}
+	// Resets: at Start (down since New), at the loss and at the resumption
+	// (both down since the loss, which came after the kill).
+	mu.Lock()
+	got := slices.Clone(seen)
+	mu.Unlock()
+	if len(got) != 3 || got[0].Before(created) || got[0].After(killed) || got[1].Before(killed) || !got[2].Equal(got[1]) {
+		t.Fatalf("DownSince seen by resets: %v (created %v, killed %v)", got, created, killed)
+	}
+	cancel()
+	<-hub.Done()
+	if hub.DownSince().IsZero() || hub.PID() != 0 {
+		t.Fatalf("after stop: down since %v, pid %d", hub.DownSince(), hub.PID())
 	}
 }
