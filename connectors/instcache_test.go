@@ -75,6 +75,9 @@ type fixture struct {
 	reads   *readCounter
 	other   *pgxpool.Pool // another server's connection to the database
 	runner  *countingRunner
+	reg     *connectors.Registry
+	az      *authz.Authorizer
+	aw      *audit.Writer
 	hub     *pgnotify.Hub
 	stopHub context.CancelFunc
 	ctx     context.Context
@@ -145,6 +148,7 @@ func newFixture(t *testing.T, mode hubMode) *fixture {
 	if f.hub != nil {
 		opts = append(opts, connectors.WithNotify(f.hub))
 	}
+	f.reg, f.az, f.aw = reg, az, aw
 	f.svc = connectors.NewService(f.pool, reg, az, aw, f.runner, opts...)
 	t.Cleanup(f.svc.Wait)
 	if mode == liveHub {

@@ -91,9 +91,9 @@ func scanRun(row pgx.Row) (Run, error) {
 // calls' run rows together.
 var (
 	runStartRow = audit.NewRowInsert(`connector_runs (id, instance_id, connector_type, operation, kind, subject, request_id,
- task_id, project_id, run_id, job_id, agent_id, status, async, idempotency_key, idempotency_expires_at, bytes_in, started_at)`,
+ task_id, project_id, run_id, job_id, agent_id, status, async, idempotency_key, idempotency_expires_at, bytes_in, started_at, server_id)`,
 		`$1, $2, $3, $4, $5, $6, $7, NULLIF($8,'')::uuid, NULLIF($9,'')::uuid, NULLIF($10,'')::uuid, NULLIF($11,'')::uuid, NULLIF($12,''),
- $13, $14, NULLIF($15,''), $16, $17, CASE WHEN $13 = 'running' THEN clock_timestamp() END`)
+ $13, $14, NULLIF($15,''), $16, $17, CASE WHEN $13 = 'running' THEN clock_timestamp() END, NULLIF($18,'')::uuid`)
 	runDoneRow = audit.NewRowInsert(`connector_runs (id, instance_id, connector_type, operation, kind, subject, request_id,
  task_id, project_id, run_id, job_id, agent_id, status, async, error_type, error_message, attempts, bytes_in, bytes_out,
  truncated, redacted, started_at, finished_at, duration_us)`,
@@ -109,8 +109,10 @@ func runStart(id string, c *call, inst Instance, op *CompiledOp, status string, 
 		e := time.Now().Add(IdempotencyTTL)
 		expires = &e
 	}
+	// An open run carries this server's lease (if it holds one), so that
+	// another server fails it should this one stop (lease.go).
 	return runStartRow.Row(id, string(inst.ID), inst.Type, op.Name, string(op.Kind), string(c.p.Subject), c.ev.RequestID,
-		t.TaskID, t.ProjectID, t.RunID, t.JobID, t.AgentID, status, async, key, expires, bytesIn)
+		t.TaskID, t.ProjectID, t.RunID, t.JobID, t.AgentID, status, async, key, expires, bytesIn, c.s.leaseID())
 }
 
 // runOutcome is what finishing a run records.

@@ -67,6 +67,7 @@ type Service struct {
 	sealer Sealer
 	rules  RuleStore
 	async  runs
+	lease  lease
 	log    *slog.Logger
 	now    func() time.Time
 

@@ -110,6 +110,8 @@ func serveCmd(f *flags) *cobra.Command {
 	}
 	cmd.Flags().BoolVar(&o.Stdio, "stdio", false, "serve MCP on stdin/stdout")
 	cmd.Flags().StringVar(&o.HTTPAddr, "http", "", "serve MCP over HTTP on this address, e.g. 127.0.0.1:8080")
+	cmd.Flags().DurationVar(&f.cfg.ServerLease, "server-lease", f.cfg.ServerLease,
+		"how long this server's lease lasts unless renewed; once it runs out, other servers fail the runs it left open (env CONNEC_SERVER_LEASE; 0: 1m)")
 	return cmd
 }
 

@@ -231,6 +231,11 @@ func (a *App) Close() {
 		// Async runs of this server end as canceled rather than vanish.
 		a.Service.CancelAll()
 		a.Service.Wait()
+		rctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := a.Service.ReleaseLease(rctx); err != nil {
+			a.Log.Warn("server lease not released; it runs out by itself", "err", err)
+		}
+		cancel()
 	}
 	for _, c := range a.closers {
 		_ = c.Close()

@@ -31,6 +31,10 @@ type Config struct {
 	LogFormat string
 	// LogLevel is debug, info, warn or error.
 	LogLevel string
+	// ServerLease is how long a serving process's lease lasts unless
+	// renewed: once it runs out, other servers fail the open runs it left
+	// (0: connectors.DefaultLeaseTTL; negative: the setting was invalid).
+	ServerLease time.Duration
 }
 
 // FromEnv reads the configuration from the environment.
@@ -43,7 +47,22 @@ func FromEnv() Config {
 		Token:       os.Getenv("CONNEC_TOKEN"),
 		LogFormat:   envOr("CONNEC_LOG_FORMAT", "text"),
 		LogLevel:    envOr("CONNEC_LOG_LEVEL", "info"),
+		ServerLease: envDuration("CONNEC_SERVER_LEASE"),
 	}
+}
+
+// envDuration parses k as a duration: 0 if unset, -1 if not a positive
+// duration (the command that uses it says so).
+func envDuration(k string) time.Duration {
+	v := os.Getenv(k)
+	if v == "" {
+		return 0
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		return -1
+	}
+	return d
 }
 
 func envOr(k, def string) string {

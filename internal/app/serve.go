@@ -49,9 +49,17 @@ func (a *App) Serve(ctx context.Context, o ServeOptions) error {
 	if !o.Stdio && o.HTTPAddr == "" {
 		return errors.New("nothing to serve: give --stdio and/or --http ADDR")
 	}
+	if a.Cfg.ServerLease < 0 {
+		return errors.New("invalid server lease (CONNEC_SERVER_LEASE or --server-lease): give a positive duration such as 60s")
+	}
 	tuneRuntime()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	// While serving, this process holds a lease; should it stop without
+	// finishing its open runs, another server fails them.
+	if err := a.Service.StartLease(ctx, a.Cfg.ServerLease); err != nil {
+		return err
+	}
 	srv := a.MCPServer()
 	errc := make(chan error, 2)
 	running := 0
