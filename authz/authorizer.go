@@ -192,7 +192,7 @@ type Authorizer struct {
 	// downSince is the watcher's DownSince; nil without a watcher.
 	downSince func() time.Time
 	log       *slog.Logger
-	cfg     config
+	cfg       config
 
 	snap     atomic.Pointer[snapshot]
 	reloadMu sync.Mutex // serialises Refresh
