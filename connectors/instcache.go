@@ -26,7 +26,9 @@ const instanceCacheMax = 10_000
 // everything is dropped whenever announcements may have been missed, and
 // nothing is answered from memory while hub is not live. Changes this
 // service makes itself are seen by its very next call; changes made
-// elsewhere when their announcement arrives. Whatever the cache holds, the
+// elsewhere when their announcement arrives, except that a call is never
+// refused on memory alone (what would refuse it is read again first, so an
+// enable elsewhere holds at once). Whatever the cache holds, the
 // commit that lets a send (or async run) start, or a cached read's result
 // out, checks the instance and credential in the database (see Invoke).
 // The service registers with hub in NewService, which must come before
@@ -86,6 +88,20 @@ func (s *Service) instanceForInvoke(ctx context.Context, id InstanceID) (in Inst
 	}
 	row := e.cred
 	return e.inst, &row, cached, nil
+}
+
+// wouldRefuse reports whether an invocation of inst with credential row cr
+// is refused for the instance's or the credential's state (disabled,
+// uninstalled, no usable credential where the type needs one).
+func (s *Service) wouldRefuse(inst Instance, cr *credRow) bool {
+	if inst.State != StateEnabled {
+		return true
+	}
+	if cr == nil || cr.id == nil {
+		ct, ok := s.reg.Type(inst.Type)
+		return ok && ct.Spec.CredentialRequired
+	}
+	return *cr.state != CredentialActive || cr.expiresAt != nil && !s.now().Before(*cr.expiresAt)
 }
 
 // forget drops what this server holds for an instance it has just changed,

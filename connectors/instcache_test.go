@@ -586,3 +586,36 @@ WHERE datname = current_database() AND application_name = $1`, pgnotify.Applicat
 		t.Fatal("reached the executor")
 	}
 }
+
+// A refusal is never made on memory alone: an instance or credential that
+// this server holds as disabled, but that was enabled again elsewhere (the
+// announcement not here yet: the hub is deaf), is read again and the call
+// goes through.
+func TestCachedRefusalConfirmedInDatabase(t *testing.T) {
+	f := newFixture(t, deafHub)
+	id, cred := f.instance(nil)
+	f.mustInvoke(id, "echo.read")
+
+	if _, err := f.svc.DisableCredential(f.ctx, cred.ID); err != nil {
+		t.Fatal(err)
+	}
+	_, err := f.invoke(id, "echo.read", "")
+	refused(t, "disabled credential", err, fault.CredentialDisabled)
+	f.exec(`UPDATE connector_credentials SET state = 'active' WHERE id = $1`, cred.ID) // elsewhere
+	f.mustInvoke(id, "echo.read")
+
+	if _, err := f.svc.Disable(f.ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	_, err = f.invoke(id, "echo.read", "")
+	refused(t, "disabled instance", err, fault.PolicyDenied)
+	f.exec(`UPDATE connector_instances SET state = 'enabled' WHERE id = $1`, id) // elsewhere
+	f.mustInvoke(id, "echo.read")
+
+	// A refusal the database confirms stands.
+	f.exec(`UPDATE connector_credentials SET state = 'revoked' WHERE id = $1`, cred.ID)
+	for range 2 {
+		_, err = f.invoke(id, "echo.read", "")
+		refused(t, "revoked elsewhere", err, fault.CredentialRevoked)
+	}
+}

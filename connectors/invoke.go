@@ -58,6 +58,14 @@ func (s *Service) Invoke(ctx context.Context, in InvokeInput) (InvokeResult, err
 	var cached bool
 	inst, cr, err := c.lookupWith(ctx, in.InstanceID, func(id InstanceID) (Instance, *credRow, error) {
 		i, r, hit, err := s.instanceForInvoke(ctx, id)
+		if err == nil && hit && s.wouldRefuse(i, r) {
+			// A refusal is never made on memory alone: the instance or its
+			// credential may have been re-enabled elsewhere, the
+			// announcement still on its way. (Allows are checked by the
+			// guard at commit.)
+			s.instances.Invalidate(id)
+			i, r, hit, err = s.instanceForInvoke(ctx, id)
+		}
 		cached = hit
 		return i, r, err
 	})
