@@ -88,6 +88,7 @@ const (
 //	catalog                                              the connector catalog
 //	policy                                               policy administration
 //	audit                                                the audit trail (connector.audit.read)
+//	network/private                                      installing instances that reach private networks (connector.admin)
 //	connectors/<owner>                                   where <owner> installs instances
 //	connectors/<owner>/<type>/<instance-uuid>            one installed instance
 //	connectors/<owner>/<type>/<instance-uuid>/<op>       one operation on an instance
@@ -113,10 +114,15 @@ const (
 // "**" must be a whole segment: "connectors/user:U**" is the same as
 // "connectors/user:U*" and does not cross "/".
 const (
-	ResourceCatalog    = "catalog"
-	ResourcePolicy     = "policy"
-	ResourceAudit      = "audit"
-	resourceConnectors = "connectors"
+	ResourceCatalog = "catalog"
+	ResourcePolicy  = "policy"
+	ResourceAudit   = "audit"
+	// ResourcePrivateNetwork is what an installer needs connector.admin on
+	// to install an instance whose configuration reaches loopback, private
+	// or link-local addresses (allow_private_network): an owner could
+	// otherwise point an instance at internal services.
+	ResourcePrivateNetwork = "network/private"
+	resourceConnectors     = "connectors"
 )
 
 // OwnerResource names the place where owner installs instances:

@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/connec/connec/authz"
+	"github.com/connec/connec/connectors/egress"
 	"github.com/connec/connec/callctx"
 	"github.com/connec/connec/fault"
 	"github.com/connec/connec/internal/jsonschema"
@@ -74,6 +75,19 @@ func (s *Service) Install(ctx context.Context, in InstallInput) (Instance, error
 	c.ev.ConnectorType = in.Type
 	if err := validateAgainst(ct.Config, in.Config, "config"); err != nil {
 		return Instance{}, c.invalid(ctx, err)
+	}
+	// Reaching private networks is the operator's to grant (checked first,
+	// so the row of an allowed install cites the owner decision).
+	if s, ok := ct.Driver.(egress.Scoped); ok {
+		scope, err := s.EgressScope(in.Config)
+		if err != nil {
+			return Instance{}, c.invalid(ctx, fault.Invalid("config", "%v", err))
+		}
+		if scope.AllowPrivate {
+			if err := c.decide(ctx, authz.ResourcePrivateNetwork); err != nil {
+				return Instance{}, err
+			}
+		}
 	}
 	if err := c.decide(ctx, authz.OwnerResource(owner)); err != nil {
 		return Instance{}, err

@@ -12,6 +12,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/connec/connec/authz"
 	"github.com/connec/connec/callctx"
 	"github.com/connec/connec/connectors"
 )
@@ -66,7 +67,7 @@ func newFakeAPI(t *testing.T, token string) *fakeAPI {
 // must handle, every call audited with its task context.
 func TestHTTPConnectorThroughTheBoundary(t *testing.T) {
 	e := newEnv(t)
-	_, tok := e.user("alice", false)
+	alice, tok := e.user("alice", false)
 	c := e.client(transports[2], tok)
 	secret := canary()
 	api := newFakeAPI(t, secret)
@@ -80,6 +81,18 @@ func TestHTTPConnectorThroughTheBoundary(t *testing.T) {
 		return id
 	}
 	cfg := map[string]any{"base_url": api.URL + "/api", "auth": map[string]any{"style": "bearer"}, "allow_private_network": true}
+	// Reaching private networks (the test API is on loopback) is the
+	// operator's to grant: an owner alone is refused, audited, and nothing
+	// is installed.
+	before := e.count(`SELECT count(*) FROM connector_instances`)
+	mustFail(t, c, connectors.ToolInstanceInstall, map[string]any{"type": "http", "display_name": "api", "enable": true, "config": cfg}, nil, "policy_denied")
+	if n := e.count(`SELECT count(*) FROM connector_instances`); n != before {
+		t.Fatal("a refused install left an instance")
+	}
+	if rows := e.audit("tool = 'connector.instance.install' AND decision = 'deny' AND resource = $1", authz.ResourcePrivateNetwork); len(rows) != 1 {
+		t.Fatalf("refused install audited as %+v", rows)
+	}
+	e.allow(alice, authz.ResourcePrivateNetwork, authz.ActionAdmin, "")
 	id := install(cfg, map[string]any{"per_subject": map[string]any{"requests": 30, "window_seconds": 3600}})
 	task := uuid.NewString()
 	meta := map[string]any{callctx.MetaKey: map[string]any{"task_id": task, "agent_id": "worker"}}

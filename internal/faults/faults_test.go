@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/connec/connec/audit"
+	"github.com/connec/connec/authz"
 	"github.com/connec/connec/callctx"
 	"github.com/connec/connec/connectors"
 	"github.com/connec/connec/fault"
@@ -93,6 +94,12 @@ func counter(t *testing.T) (*httptest.Server, *atomic.Int64) {
 
 func httpInstance(t *testing.T, a *app.App, ctx context.Context, base string) string {
 	t.Helper()
+	// The test servers are on loopback: the installer needs the grant.
+	p, _ := callctx.PrincipalFrom(ctx)
+	if _, err := a.ChangeRule(context.Background(), authz.Rule{Subject: string(p.Subject), Resource: authz.ResourcePrivateNetwork,
+		Action: authz.ActionAdmin, Effect: authz.EffectAllow}, false); err != nil {
+		t.Fatal(err)
+	}
 	cfg, _ := json.Marshal(map[string]any{"base_url": base, "auth": map[string]any{"style": "bearer"}, "allow_private_network": true})
 	inst, err := a.Service.Install(ctx, connectors.InstallInput{Type: "http", DisplayName: "counter", Config: cfg, Enable: true})
 	if err != nil {
