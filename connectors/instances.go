@@ -11,8 +11,8 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/connec/connec/authz"
-	"github.com/connec/connec/connectors/egress"
 	"github.com/connec/connec/callctx"
+	"github.com/connec/connec/connectors/egress"
 	"github.com/connec/connec/fault"
 	"github.com/connec/connec/internal/jsonschema"
 )
