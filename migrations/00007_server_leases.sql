@@ -12,12 +12,10 @@ CREATE TABLE connec_servers (
     started_at  timestamptz NOT NULL DEFAULT now(),
     expires_at  timestamptz NOT NULL
 );
+-- Runs are looked up by server only while open: connector_runs_active (00002),
+-- which holds just the open runs, serves those lookups.
 ALTER TABLE connector_runs ADD COLUMN server_id uuid;
--- Only open runs are looked up by server, so the index holds only those.
-CREATE INDEX connector_runs_open_by_server ON connector_runs (server_id)
-    WHERE server_id IS NOT NULL AND status IN ('pending', 'running');
 
 -- +goose Down
-DROP INDEX connector_runs_open_by_server;
 ALTER TABLE connector_runs DROP COLUMN server_id;
 DROP TABLE connec_servers;
