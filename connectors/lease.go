@@ -43,8 +43,9 @@ const reapMessage = "the server running it stopped before it finished; a send ma
 
 // lease is the server's lease: its id, once StartLease registered it.
 type lease struct {
-	mu sync.Mutex
-	id string
+	mu       sync.Mutex
+	id       string
+	starting bool
 }
 
 // leaseID returns the id open runs are marked with ("" without a lease).
@@ -64,12 +65,18 @@ func (s *Service) StartLease(ctx context.Context, ttl time.Duration) error {
 		ttl = DefaultLeaseTTL
 	}
 	s.lease.mu.Lock()
-	if s.lease.id != "" {
+	if s.lease.id != "" || s.lease.starting {
 		s.lease.mu.Unlock()
 		return errors.New("lease already started")
 	}
-	id := uuid.NewString()
+	s.lease.starting = true
 	s.lease.mu.Unlock()
+	defer func() {
+		s.lease.mu.Lock()
+		s.lease.starting = false
+		s.lease.mu.Unlock()
+	}()
+	id := uuid.NewString()
 	host, _ := os.Hostname()
 	renew := func(ctx context.Context) error {
 		_, err := s.pool.Exec(ctx, `INSERT INTO connec_servers (id, host, pid, expires_at) VALUES ($1, $2, $3, now() + $4::interval)
