@@ -45,10 +45,11 @@ bench-report: deps build ## measure connec against same-run baselines (PostgreSQ
 	$(GO) build -o bin/connec-bench ./cmd/connec-bench
 	./bin/connec-bench -connec $(BIN) -out BENCHMARKS.md
 
-lint: ## gofmt + go vet
+lint: ## gofmt + go vet + staticcheck (pinned in go.mod as a tool)
 	@out=$$(gofmt -l $$(git ls-files -co --exclude-standard '*.go')); \
 	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
+	$(GO) tool staticcheck $(PKGS)
 
 clean:
 	rm -rf bin

@@ -243,7 +243,7 @@ func TestKeyIDStable(t *testing.T) {
 	if got, want := vault.KeyID(r), "kek-cf7e568231315068"; got != want {
 		t.Fatalf("KeyID = %s, want %s", got, want)
 	}
-	if vault.KeyID(r) != vault.KeyID(r) || vault.KeyID(r) == vault.KeyID(r+"x") {
+	if first, again := vault.KeyID(r), vault.KeyID(r); first != again || first == vault.KeyID(r+"x") {
 		t.Fatal("KeyID not a function of the recipient")
 	}
 }

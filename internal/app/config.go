@@ -110,7 +110,7 @@ func NewLogger(w io.Writer, format, level string) (*slog.Logger, error) {
 				noColor = os.Getenv("NO_COLOR") != ""
 			}
 		}
-		return slog.New(tint.NewHandler(w, &tint.Options{Level: lv, TimeFormat: time.TimeOnly, NoColor: noColor})), nil
+		return slog.New(tint.NewTextHandler(w, &tint.Options{Level: lv, TimeFormat: time.TimeOnly, NoColor: noColor})), nil
 	default:
 		return nil, fmt.Errorf("CONNEC_LOG_FORMAT %q: want text or json", format)
 	}

@@ -440,8 +440,6 @@ func fmtDur(d time.Duration) string {
 
 func fmtMicros(d time.Duration) string { return sig(float64(d) / 1e3) }
 
-func fmtSec(d time.Duration) string { return sig(d.Seconds()) + " s" }
-
 // sig formats v with three significant digits.
 func sig(v float64) string {
 	switch {
