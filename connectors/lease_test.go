@@ -55,7 +55,9 @@ func TestStoppedServersRunsFailed(t *testing.T) {
 	orphan := later(f.svc)
 	bCtx, stopB := context.WithCancel(ctx)
 	defer stopB()
-	if err := b.StartLease(bCtx, 200*time.Millisecond); err != nil {
+	// B's lease is long enough that no stall of its renewals on a loaded
+	// machine lets A's sweeps (A still runs for a moment) take B for dead.
+	if err := b.StartLease(bCtx, 2*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	own := later(b)
