@@ -115,11 +115,27 @@ func TestKeyRotationSurvivesSIGKILL(t *testing.T) {
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(time.Duration(100+rand.IntN(600)) * time.Millisecond)
+		exited := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(exited) }()
+		// Mostly the kill lands at a random point after this run has begun
+		// rewrapping (how long it takes to get there depends on the
+		// machine's load, so an absolute delay could miss it every time);
+		// sometimes anywhere, start-up included.
+		before, anywhere := left(newKey), rand.IntN(4) == 0
+		started := time.Now()
+	wait:
+		for !anywhere && left(newKey) == before && time.Since(started) < 30*time.Second {
+			select {
+			case <-exited:
+				break wait
+			case <-time.After(time.Millisecond):
+			}
+		}
+		time.Sleep(time.Duration(rand.IntN(60)) * time.Millisecond)
 		_ = cmd.Process.Signal(syscall.SIGKILL)
-		_ = cmd.Wait()
+		<-exited
 		switch l := left(newKey); {
-		case l > 0 && l < n:
+		case l > 0 && l < before:
 			midway++
 			t.Logf("round %d: killed midway, %d of %d rows still to rewrap", round, l, n)
 		case l == 0:
