@@ -131,6 +131,11 @@ func TestREQ_CONNEC_0107_RevocationIsImmediate(t *testing.T) {
 	e := newEnv(t)
 	other := e.peer() // a second server on the same database
 	_, tok := e.user("alice", false)
+	// alice's owner rule reaches the other server by notification (ms);
+	// this test is about credentials, so it does not race that.
+	if err := other.app.Authz.Refresh(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	a := e.client(transports[2], tok)
 	b := other.client(transports[1], tok)
 	id := echoInstance(t, a, true)
