@@ -441,16 +441,25 @@ func (r *credRow) live(inst InstanceID, now time.Time) (*SealedCredential, error
 	if r.id == nil {
 		return nil, nil
 	}
-	switch {
-	case *r.state == CredentialRevoked:
-		return nil, credentialRefusal(CredentialRevoked)
-	case *r.state == CredentialDisabled:
-		return nil, credentialRefusal(CredentialDisabled)
-	case r.expiresAt != nil && !now.Before(*r.expiresAt):
-		return nil, credentialRefusal(credentialExpired)
+	if err := r.refusal(now); err != nil {
+		return nil, err
 	}
 	return &SealedCredential{ID: *r.id, InstanceID: inst, Kind: *r.kind, Version: *r.version,
 		Sealed: vault.Sealed{Ciphertext: r.ciphertext, WrappedDEK: r.wrapped, KeyID: *r.keyID}}, nil
+}
+
+// refusal is why the credential in r cannot be used at now (revoked,
+// disabled, expired), or nil. r must name a credential.
+func (r *credRow) refusal(now time.Time) error {
+	switch {
+	case *r.state == CredentialRevoked:
+		return credentialRefusal(CredentialRevoked)
+	case *r.state == CredentialDisabled:
+		return credentialRefusal(CredentialDisabled)
+	case r.expiresAt != nil && !now.Before(*r.expiresAt):
+		return credentialRefusal(credentialExpired)
+	}
+	return nil
 }
 
 // revokeAllCredentials revokes every live credential of an instance (on

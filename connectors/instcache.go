@@ -101,7 +101,7 @@ func (s *Service) wouldRefuse(inst Instance, cr *credRow) bool {
 		ct, ok := s.reg.Type(inst.Type)
 		return ok && ct.Spec.CredentialRequired
 	}
-	return *cr.state != CredentialActive || cr.expiresAt != nil && !s.now().Before(*cr.expiresAt)
+	return cr.refusal(s.now()) != nil
 }
 
 // forget drops what this server holds for an instance it has just changed,

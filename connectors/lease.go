@@ -136,7 +136,6 @@ func (s *Service) ReleaseLease(ctx context.Context) error {
 func (s *Service) ReapExpired(ctx context.Context) (int, error) {
 	n := 0
 	err := db.InTx(ctx, s.pool, func(tx pgx.Tx) error {
-		n = 0
 		rows, err := tx.Query(ctx, `UPDATE connector_runs r SET status = 'failed', error_type = $1, error_message = $2,
  finished_at = clock_timestamp(),
  duration_us = (extract(epoch FROM clock_timestamp() - COALESCE(r.started_at, r.created_at)) * 1e6)::bigint
