@@ -16,7 +16,6 @@ import (
 	"github.com/mark3labs/mcp-go/client"
 	"github.com/mark3labs/mcp-go/client/transport"
 	"github.com/mark3labs/mcp-go/mcp"
-	"github.com/mark3labs/mcp-go/server"
 
 	"github.com/connec/connec/callctx"
 	"github.com/connec/connec/internal/app"
@@ -32,7 +31,7 @@ func TestMain(m *testing.M) { pgtest.Main(m) }
 type env struct {
 	t    *testing.T
 	app  *app.App
-	srv  *server.MCPServer
+	srv  *cmcp.Server
 	http *httptest.Server
 	logs *lockedBuilder
 }
