@@ -407,25 +407,3 @@ func TestREQ_CONNEC_0116_RunAndAuditViews(t *testing.T) {
 		})
 	})
 }
-
-// mixedHistory takes runs from one History and the audit trail from another.
-type mixedHistory struct {
-	runs  gateway.History
-	audit gateway.History
-}
-
-func (m mixedHistory) ListRuns(ctx context.Context, f gateway.RunFilter) (gateway.RunPage, error) {
-	return m.runs.ListRuns(ctx, f)
-}
-
-func (m mixedHistory) GetRun(ctx context.Context, id string) (gateway.Run, error) {
-	return m.runs.GetRun(ctx, id)
-}
-
-func (m mixedHistory) ListAudit(ctx context.Context, f gateway.AuditFilter) (gateway.AuditPage, error) {
-	return m.audit.ListAudit(ctx, f)
-}
-
-func (m mixedHistory) VerifyAudit(ctx context.Context) (audit.Report, error) {
-	return m.audit.VerifyAudit(ctx)
-}
