@@ -10,6 +10,7 @@ import (
 
 	"github.com/connec/connec/fault"
 	"github.com/connec/connec/internal/jsonschema"
+	"github.com/connec/connec/internal/jsontext"
 )
 
 // argumentsSchema is a tool's compiled input schema: what the tool declares
@@ -38,10 +39,8 @@ func (a argumentsSchema) decode(raw json.RawMessage, v any) error {
 	}
 	// PostgreSQL cannot store NUL in text, and no name, key or filter needs
 	// one: refuse it here, naming where it is, rather than fail deep down.
-	if bytes.Contains(raw, []byte(`\u0000`)) {
-		if path, ok := nulAt(raw); ok {
-			return fault.Invalid(path, "argument %s must not contain NUL characters (\\u0000)", path)
-		}
+	if path, ok := jsontext.NULAt(raw); ok {
+		return fault.Invalid(path, "argument %s must not contain NUL characters (\\u0000)", path)
 	}
 	if err := a.compiled.Validate(raw); err != nil {
 		var ve *jsonschema.ValidationError
@@ -74,59 +73,19 @@ func violation(v jsonschema.Violation) error {
 	msg := v.Message
 	if rest, ok := strings.CutPrefix(msg, "missing property "); ok {
 		name := strings.Trim(rest, "'")
-		return fault.Invalid(join(field, name), "argument %s is required", join(field, name))
+		return fault.Invalid(jsontext.Join(field, name), "argument %s is required", jsontext.Join(field, name))
 	}
 	if rest, ok := strings.CutPrefix(msg, "missing properties "); ok {
 		names := strings.Split(rest, ", ")
 		name := strings.Trim(names[0], "'")
-		return fault.Invalid(join(field, name), "argument %s is required", join(field, name))
+		return fault.Invalid(jsontext.Join(field, name), "argument %s is required", jsontext.Join(field, name))
 	}
 	if rest, ok := strings.CutPrefix(msg, "additional properties "); ok {
 		name, _, _ := strings.Cut(strings.TrimPrefix(rest, "'"), "'")
-		return fault.Invalid(join(field, name), "unknown argument %q", join(field, name))
+		return fault.Invalid(jsontext.Join(field, name), "unknown argument %q", jsontext.Join(field, name))
 	}
 	if field == "" {
 		return fault.Invalid("arguments", "arguments: %s", msg)
 	}
 	return fault.Invalid(field, "argument %s: %s", field, msg)
-}
-
-func join(parent, name string) string {
-	if parent == "" {
-		return name
-	}
-	return parent + "." + name
-}
-
-// nulAt finds the first string or key holding a NUL character and returns
-// its dotted path.
-func nulAt(raw json.RawMessage) (string, bool) {
-	var v any
-	if err := json.Unmarshal(raw, &v); err != nil {
-		return "", false
-	}
-	return findNUL(v, "")
-}
-
-func findNUL(v any, path string) (string, bool) {
-	switch x := v.(type) {
-	case string:
-		return path, strings.ContainsRune(x, 0)
-	case map[string]any:
-		for k, e := range x {
-			if strings.ContainsRune(k, 0) {
-				return join(path, strings.ReplaceAll(k, "\x00", `\u0000`)), true
-			}
-			if p, ok := findNUL(e, join(path, k)); ok {
-				return p, true
-			}
-		}
-	case []any:
-		for i, e := range x {
-			if p, ok := findNUL(e, fmt.Sprintf("%s[%d]", path, i)); ok {
-				return p, true
-			}
-		}
-	}
-	return "", false
 }
