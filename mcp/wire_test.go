@@ -29,6 +29,12 @@ type rawStdio struct {
 // stdio starts a stdio session as the token's user over in-process pipes.
 func (e *env) stdio(token string) *rawStdio {
 	e.t.Helper()
+	return e.stdioOn(e.srv, token)
+}
+
+// stdioOn is stdio on another server over e's core.
+func (e *env) stdioOn(srv *cmcp.Server, token string) *rawStdio {
+	e.t.Helper()
 	p, err := e.app.Identity.Authenticate(context.Background(), token)
 	if err != nil {
 		e.t.Fatalf("authenticate: %v", err)
@@ -38,7 +44,7 @@ func (e *env) stdio(token string) *rawStdio {
 	s := &rawStdio{t: e.t, in: cw, msgs: make(chan map[string]any, 256), raw: make(chan string, 256), done: make(chan error, 1)}
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() {
-		err := cmcp.RunStdio(ctx, e.srv, p, sr, sw, e.app.Log)
+		err := cmcp.RunStdio(ctx, srv, p, sr, sw, e.app.Log)
 		sw.Close()
 		s.done <- err
 	}()
