@@ -35,6 +35,7 @@ func TestMakeRunStdoutIsOnlyProtocol(t *testing.T) {
 		name := "make " + strings.Join(tc.args, " ")
 		t.Run(name, func(t *testing.T) {
 			dataDir := t.TempDir()
+			reapCluster(t, dataDir)
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 			defer cancel()
 			// The binary goes to a temporary path so the test leaves the

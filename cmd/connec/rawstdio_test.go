@@ -280,6 +280,17 @@ func processAlive(pid int) bool {
 	return len(f) > 0 && f[0] != "Z" && f[0] != "X"
 }
 
+// reapCluster makes sure no embedded PostgreSQL outlives the test in
+// dataDir even when the test fails before its processes stopped it (call it
+// before starting them: cleanups run last to first).
+func reapCluster(t *testing.T, dataDir string) {
+	t.Cleanup(func() {
+		if pid := postmasterPID(dataDir); processAlive(pid) {
+			_ = syscall.Kill(pid, syscall.SIGQUIT)
+		}
+	})
+}
+
 // waitFor polls cond until it holds or the deadline passes.
 func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {
 	t.Helper()

@@ -35,6 +35,9 @@ type Config struct {
 	// renewed: once it runs out, other servers fail the open runs it left
 	// (0: connectors.DefaultLeaseTTL; negative: the setting was invalid).
 	ServerLease time.Duration
+
+	// policyMaxStale overrides the authorizer's allowed staleness (tests).
+	policyMaxStale time.Duration
 }
 
 // FromEnv reads the configuration from the environment.
