@@ -70,6 +70,7 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 	if cfg.Embedded() {
 		var err error
 		if url, err = a.startEmbedded(ctx); err != nil {
+			a.Close() // leaves the cluster if it joined it
 			return nil, err
 		}
 	}

@@ -223,7 +223,11 @@ func (c *Cluster) serves(pid int) bool {
 	cwd, err := os.Readlink("/proc/" + strconv.Itoa(pid) + "/cwd")
 	if err != nil {
 		// Not allowed to look (hardened /proc): whether it lives must do.
-		return errors.Is(err, os.ErrPermission) && syscall.Kill(pid, 0) == nil
+		if !errors.Is(err, os.ErrPermission) {
+			return false // gone, or a zombie
+		}
+		kerr := syscall.Kill(pid, 0)
+		return kerr == nil || errors.Is(kerr, syscall.EPERM)
 	}
 	dir := c.opts.Dir
 	if real, err := filepath.EvalSymlinks(dir); err == nil {
