@@ -123,7 +123,8 @@ func TestEmbeddedClusterKilledIsRestarted(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Back by itself: every answer until then is unavailable, then success.
-	deadline := time.Now().Add(time.Minute)
+	released := time.Now()
+	deadline := released.Add(time.Minute)
 	for {
 		_, err := a.callTool(ctx, connectors.ToolCatalogList, map[string]any{})
 		if err == nil {
@@ -137,6 +138,7 @@ func TestEmbeddedClusterKilledIsRestarted(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	t.Logf("serving again %s after the cluster could be restarted", time.Since(released).Round(time.Millisecond))
 	restarted := postmasterPID(dataDir)
 	if restarted == killed || !processAlive(restarted) {
 		t.Fatalf("postmaster %d (killed %d)", restarted, killed)
