@@ -15,14 +15,21 @@ FUZZTIME ?= 4s
 
 all: build
 
-deps: ## install missing system packages (PostgreSQL server binaries)
-	@scripts/ensure-deps.sh
+deps: ## install missing system packages for building and testing (PostgreSQL, Node.js, Chromium + chromedriver)
+	@scripts/ensure-deps.sh test
 
 build: ## build bin/connec
 	$(GO) build -o $(BIN) ./cmd/connec
 
-run: deps build ## stdio MCP server on the embedded default (local PostgreSQL + key in the data dir)
-	./$(BIN) serve --stdio
+# run's stdout is the MCP stream from its first byte: no prerequisites whose
+# recipes make would echo there, everything before the server goes to
+# stderr, and the server replaces the shell. (From another directory use
+# `make -s -C DIR run`: -C alone makes make print "Entering directory" on
+# stdout before it reads this file.)
+run: ## stdio MCP server on the embedded default (installs only PostgreSQL, and Node.js if OpenClaw plugins are installed)
+	@scripts/ensure-deps.sh run >&2
+	@$(GO) build -o $(BIN) ./cmd/connec >&2
+	@exec $(abspath $(BIN)) serve --stdio
 
 test: deps lint ## every test, with the race detector, then each fuzz target briefly
 	CONNEC_OPENCLAW_NPM=1 $(GO) test $(TESTFLAGS) $(PKGS)

@@ -42,6 +42,9 @@ type Config struct {
 	// endpoints (comma-separated scheme://host[:port]); loopback origins
 	// are allowed on a loopback listener.
 	AllowedOrigins []string
+
+	// policyMaxStale overrides the authorizer's allowed staleness (tests).
+	policyMaxStale time.Duration
 }
 
 // FromEnv reads the configuration from the environment.
