@@ -41,13 +41,7 @@ func RunStdio(ctx context.Context, srv *Server, principal callctx.Principal, in 
 	base := callctx.WithPrincipal(context.WithoutCancel(ctx), principal)
 	serving, stop := context.WithCancel(base)
 	defer stop()
-	go func() {
-		select {
-		case <-ctx.Done():
-			stop()
-		case <-serving.Done():
-		}
-	}()
+	defer context.AfterFunc(ctx, stop)()
 	if err := srv.RegisterSession(serving, s.session); err != nil {
 		return fmt.Errorf("register stdio session: %w", err)
 	}
