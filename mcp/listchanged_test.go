@@ -114,3 +114,58 @@ func TestToolListChangesOnSubscriptionStream(t *testing.T) {
 		t.Fatalf("want tools/list_changed on the stream, got %s", ev)
 	}
 }
+
+// modernMeta is the _meta every 2026-07-28 request carries.
+func modernMeta() map[string]any {
+	return map[string]any{"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+		"io.modelcontextprotocol/clientCapabilities": map[string]any{},
+		"io.modelcontextprotocol/clientInfo":         map[string]any{"name": "raw", "version": "1"}}
+}
+
+// Over stdio at 2026-07-28 notifications are opt-in too: a client that did
+// not subscribe gets no tools/list_changed, one that did gets it on its
+// subscriptions/listen stream.
+func TestModernStdioNotificationsOptIn(t *testing.T) {
+	e := newEnv(t)
+	bob, tok := e.user("bob", true)
+	legacy := e.stdio(tok)
+	legacy.initialize()
+	quiet := e.stdio(tok)
+	quiet.await(quiet.request("tools/list", map[string]any{"_meta": modernMeta()}))
+	listening := e.stdio(tok)
+	listen := listening.request("subscriptions/listen", map[string]any{"_meta": modernMeta(),
+		"notifications": map[string]any{"toolsListChanged": true}})
+	if ack, _ := listening.nextMessage(); ack["method"] != "notifications/subscriptions/acknowledged" {
+		t.Fatalf("want the subscription acknowledged, got %s", short2(ack))
+	}
+
+	e.allow(bob, "catalog", "connector.catalog.read", "")
+	for {
+		m, ok := legacy.nextMessage()
+		if !ok {
+			t.Fatal("stdout closed")
+		}
+		if m["method"] == string(mcp.MethodNotificationToolsListChanged) {
+			break
+		}
+	}
+	if m, _ := listening.nextMessage(); m["method"] != string(mcp.MethodNotificationToolsListChanged) {
+		t.Fatalf("subscribed stdio client: want tools/list_changed, got %s", short2(m))
+	}
+	for range 2 {
+		id := quiet.request("tools/list", map[string]any{"_meta": modernMeta()})
+		for {
+			m, ok := quiet.nextMessage()
+			if !ok {
+				t.Fatal("stdout closed")
+			}
+			if m["method"] != nil {
+				t.Fatalf("a 2026-07-28 client that did not subscribe got %s", short2(m))
+			}
+			if n, _ := m["id"].(float64); int(n) == id {
+				break
+			}
+		}
+	}
+	listening.notify("notifications/cancelled", map[string]any{"requestId": listen})
+}

@@ -151,6 +151,9 @@ func (s *stdioConn) handle(ctx context.Context, line []byte) {
 		s.write(reply)
 		return
 	}
+	if !s.session.modern.Load() && isModernMessage(line) {
+		s.session.modern.Store(true)
+	}
 	if len(m.ID) == 0 {
 		if m.Method == string(mcp.MethodNotificationCancelled) {
 			s.cancel(m.Params)
@@ -238,6 +241,9 @@ type stdioSession struct {
 	caps        mcp.ClientCapabilities
 	filter      mcp.SubscriptionFilter
 	listening   bool
+	// modern is set once the client speaks 2026-07-28, where every
+	// notification is opt-in (subscriptions/listen).
+	modern atomic.Bool
 }
 
 func (s *stdioSession) SessionID() string                                   { return s.id }
@@ -277,8 +283,11 @@ func (s *stdioSession) SetSubscriptionFilter(f mcp.SubscriptionFilter) {
 	s.filter, s.listening = f, !f.IsEmpty()
 }
 
+// SubscriptionFilter says what the client opted in to: a 2026-07-28 client
+// that is not listening opted in to nothing; a legacy client gets every
+// notification (active false).
 func (s *stdioSession) SubscriptionFilter() (mcp.SubscriptionFilter, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.filter, s.listening
+	return s.filter, s.listening || s.modern.Load()
 }
