@@ -151,7 +151,7 @@ func (s *stdioConn) handle(ctx context.Context, line []byte) {
 		s.write(reply)
 		return
 	}
-	if !s.session.modern.Load() && isModernMessage(line) {
+	if !s.session.modern.Load() && modernParams(m.Params) {
 		s.session.modern.Store(true)
 	}
 	if len(m.ID) == 0 {

@@ -173,7 +173,7 @@ func (h *httpTransport) messages(transport string, next http.Handler) http.Handl
 			next.ServeHTTP(w, r) // responses and parse errors: mcp-go's own handling
 			return
 		}
-		modern = modern || isModernMessage(body)
+		modern = modern || modernParams(m.Params)
 		if reply := checkRequest(m); reply != nil {
 			status := http.StatusOK
 			if bytes.Equal(reply.(rpcErrorMessage).ID, []byte("null")) {
@@ -272,17 +272,18 @@ func (h *httpTransport) sseStream(next http.Handler) http.Handler {
 	})
 }
 
-func isModernMessage(body []byte) bool {
-	var w struct {
-		Params struct {
-			Meta map[string]any `json:"_meta"`
-		} `json:"params"`
-	}
-	if json.Unmarshal(body, &w) != nil {
+// modernParams reports whether a message's params name a 2026-07-28 (or
+// later) revision in _meta, as every request of those revisions does.
+func modernParams(params json.RawMessage) bool {
+	if len(params) == 0 {
 		return false
 	}
-	v, _ := w.Params.Meta[mcp.MetaKeyProtocolVersion].(string)
-	return mcp.IsModernProtocol(v)
+	var p struct {
+		Meta struct {
+			Version string `json:"io.modelcontextprotocol/protocolVersion"`
+		} `json:"_meta"`
+	}
+	return json.Unmarshal(params, &p) == nil && mcp.IsModernProtocol(p.Meta.Version)
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
