@@ -59,3 +59,17 @@ func TestArgumentErrorsInCallersTerms(t *testing.T) {
 		t.Fatalf("bad arguments created runs: %d, was %d", n, runs)
 	}
 }
+
+// "arguments" that are not an object at all (the issue's own example) are
+// refused in plain words, not with the Go type they failed to decode into.
+func TestArgumentsNotAnObject(t *testing.T) {
+	e := newEnv(t)
+	_, tok := e.user("alice", false)
+	r := e.openRaw(tok, "2025-11-25")
+	for _, args := range []any{"x", []any{1}, 5} {
+		_, _, body := r.send("tools/call", map[string]any{"name": connectors.ToolInstanceList, "arguments": args})
+		if !strings.Contains(string(body), `"invalid_argument"`) || !strings.Contains(string(body), "arguments must be a JSON object") || strings.Contains(string(body), "struct {") {
+			t.Fatalf("arguments %v: %s", args, body)
+		}
+	}
+}
