@@ -86,7 +86,7 @@ type Token struct {
 // change notifications flow.
 type Store struct {
 	pool     *pgxpool.Pool
-	cache    atomic.Pointer[pgnotify.Cache[tokenKey, tokenEntry]]             // nil until Follow
+	cache    atomic.Pointer[pgnotify.Cache[tokenKey, tokenEntry]]               // nil until Follow
 	subjects atomic.Pointer[pgnotify.Cache[callctx.Subject, callctx.Principal]] // nil until Follow
 }
 

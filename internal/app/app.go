@@ -24,10 +24,10 @@ import (
 	"github.com/connec/connec/connectors/mattermost"
 	"github.com/connec/connec/connectors/openclaw"
 	"github.com/connec/connec/identity"
-	"github.com/connec/connec/mcp"
 	"github.com/connec/connec/internal/db"
 	"github.com/connec/connec/internal/pgcluster"
 	"github.com/connec/connec/internal/pgnotify"
+	"github.com/connec/connec/mcp"
 	"github.com/connec/connec/migrations"
 	"github.com/connec/connec/vault"
 )
