@@ -204,8 +204,10 @@ func (s *Service) CancelLocal(id string) {
 	}
 }
 
-// CancelAll cancels every async run this server executes (at shutdown).
+// CancelAll cancels every async run this server executes (at shutdown), and
+// makes outcomes still being retried give up after their next attempt.
 func (s *Service) CancelAll() {
+	s.stopping.Store(true)
 	s.async.mu.Lock()
 	defer s.async.mu.Unlock()
 	for _, cancel := range s.async.cancels {
@@ -213,8 +215,12 @@ func (s *Service) CancelAll() {
 	}
 }
 
-// Wait blocks until every async run this server started has finished.
-func (s *Service) Wait() { s.async.wg.Wait() }
+// Wait blocks until every async run this server started has finished and
+// every outcome has been recorded (or, after CancelAll, given up on).
+func (s *Service) Wait() {
+	s.async.wg.Wait()
+	s.settling.Wait()
+}
 
 // RunFilter selects runs for connector.run.list.
 type RunFilter struct {

@@ -206,6 +206,14 @@ func (s *stdioConn) handle(ctx context.Context, line []byte) {
 // subject is no longer valid, unavailable when that could not be checked.
 func (s *stdioConn) refuse(ctx context.Context, m wireMessage, err error) any {
 	if errors.Is(err, fault.ErrUnavailable) {
+		if m.Method == string(mcp.MethodToolsCall) {
+			// As any tool call that cannot be served now: a tool error the
+			// agent can read and retry.
+			var id any
+			_ = json.Unmarshal(m.ID, &id)
+			return mcp.NewJSONRPCResultResponse(mcp.NewRequestId(id),
+				encode(nil, fault.New(fault.Unavailable, "service unavailable: could not check the session's credentials; try again")))
+		}
 		return rpcError(m.ID, mcp.INTERNAL_ERROR, "service unavailable: could not check the session's credentials; try again")
 	}
 	actx := callctx.WithPrincipal(callctx.WithRequestID(ctx, callctx.NewRequestID()), callctx.Principal{Transport: TransportStdio})
