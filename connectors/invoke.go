@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -252,10 +253,13 @@ func (s *Service) replay(ctx context.Context, c *call, r Run) (InvokeResult, err
 	case RunPending, RunRunning:
 		return InvokeResult{}, c.fail(ctx, fault.New(fault.Conflict, "an invocation with this idempotency key is still running (run %s)", r.ID).
 			WithDetails(map[string]any{"run_id": r.ID}))
+	case RunCanceled:
+		return InvokeResult{}, c.fail(ctx, fault.New(fault.Conflict, "the first invocation with this idempotency key was canceled (run %s); use a new key to try again", r.ID).
+			WithDetails(map[string]any{"run_id": r.ID, "replayed": true}))
 	default:
 		t := fault.Type(r.ErrorType)
-		if t == "" {
-			t = fault.Permanent
+		if !slices.Contains(fault.Types(), t) {
+			t = fault.Permanent // only documented types leave connec
 		}
 		return InvokeResult{}, c.fail(ctx, fault.New(t, "%s (replayed from run %s)", r.ErrorMessage, r.ID).WithDetails(map[string]any{"run_id": r.ID, "replayed": true}))
 	}

@@ -63,12 +63,16 @@ type Run struct {
 	StartedAt      *time.Time          `json:"started_at,omitempty"`
 	FinishedAt     *time.Time          `json:"finished_at,omitempty"`
 	DurationMS     *float64            `json:"duration_ms,omitempty"`
+	// CancelRequestedAt is when someone asked for this (async) run to stop;
+	// its status says what happened then.
+	CancelRequestedAt *time.Time `json:"cancel_requested_at,omitempty"`
 }
 
 const runCols = `id::text, instance_id::text, connector_type, operation, kind, subject, request_id,
  COALESCE(task_id::text,''), COALESCE(project_id::text,''), COALESCE(run_id::text,''), COALESCE(job_id::text,''), COALESCE(agent_id,''),
  status, async, COALESCE(error_type,''), COALESCE(error_message,''), COALESCE(provider_status,0), attempts, bytes_in, bytes_out,
- truncated, redacted, COALESCE(idempotency_key,''), result, created_at, started_at, finished_at, duration_us`
+ truncated, redacted, COALESCE(idempotency_key,''), result, created_at, started_at, finished_at, duration_us,
+ cancel_requested_at`
 
 func scanRun(row pgx.Row) (Run, error) {
 	var r Run
@@ -77,7 +81,8 @@ func scanRun(row pgx.Row) (Run, error) {
 	err := row.Scan(&r.ID, &inst, &r.ConnectorType, &r.Operation, &r.Kind, &sub, &r.RequestID,
 		&r.Task.TaskID, &r.Task.ProjectID, &r.Task.RunID, &r.Task.JobID, &r.Task.AgentID,
 		&r.Status, &r.Async, &r.ErrorType, &r.ErrorMessage, &r.ProviderStatus, &r.Attempts, &r.BytesIn, &r.BytesOut,
-		&r.Truncated, &r.Redacted, &r.IdempotencyKey, &r.Result, &r.CreatedAt, &r.StartedAt, &r.FinishedAt, &dur)
+		&r.Truncated, &r.Redacted, &r.IdempotencyKey, &r.Result, &r.CreatedAt, &r.StartedAt, &r.FinishedAt, &dur,
+		&r.CancelRequestedAt)
 	r.InstanceID, r.Subject = InstanceID(inst), callctx.Subject(sub)
 	if dur != nil {
 		ms := float64(*dur) / 1000
@@ -168,7 +173,7 @@ func statusOf(err error) string {
 	}
 }
 
-var errCanceled = fault.New(fault.Conflict, "run canceled")
+var errCanceled = fault.New(fault.Conflict, "run canceled on request")
 
 // runs tracks the async runs this server executes, so a cancel (local or
 // announced by another server) reaches them.
@@ -336,8 +341,12 @@ func (s *Service) GetRun(ctx context.Context, id string) (Run, error) {
 	return r, c.ok(ctx)
 }
 
-// CancelRun cancels a pending or running async run. The caller must have
-// started it or hold connector.admin on its instance.
+// CancelRun asks the server executing a pending or running async run to
+// stop it; that server records what happened (canceled, or the outcome the
+// operation had already reached). A synchronous run cannot be canceled: it
+// ends with the call that started it, and its record must say what that
+// call did. The caller must have started the run or hold connector.admin on
+// its instance.
 func (s *Service) CancelRun(ctx context.Context, id string) (Run, error) {
 	c, err := s.begin(ctx, ToolRunCancel, authz.ActionAdmin)
 	if err != nil {
@@ -354,11 +363,14 @@ func (s *Service) CancelRun(ctx context.Context, id string) (Run, error) {
 	} else {
 		c.ev.Reason = "own run"
 	}
+	if !r.Async {
+		return Run{}, c.fail(ctx, fault.New(fault.Conflict, "run %s is synchronous: only asynchronous runs can be canceled (a synchronous run ends with the call that started it)", r.ID))
+	}
 	var out Run
 	err = c.change(ctx, func(tx pgx.Tx) error {
 		var err error
-		out, err = scanRun(tx.QueryRow(ctx, `UPDATE connector_runs SET status = 'canceled', error_type = 'canceled',
- error_message = 'canceled by '||$2, finished_at = clock_timestamp() WHERE id = $1 AND status IN ('pending','running') RETURNING `+runCols, r.ID, string(c.p.Subject)))
+		out, err = scanRun(tx.QueryRow(ctx, `UPDATE connector_runs SET cancel_requested_at = COALESCE(cancel_requested_at, clock_timestamp()),
+ cancel_requested_by = COALESCE(cancel_requested_by, $2) WHERE id = $1 AND status IN ('pending','running') RETURNING `+runCols, r.ID, string(c.p.Subject)))
 		if errors.Is(db.Map(err), fault.ErrNotFound) {
 			return fault.New(fault.Conflict, "run %s already finished (%s)", r.ID, r.Status)
 		}
