@@ -1,8 +1,10 @@
 package connectors
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"regexp"
 	"slices"
 	"strings"
@@ -13,6 +15,7 @@ import (
 
 	"github.com/connec/connec/audit"
 	"github.com/connec/connec/authz"
+	"github.com/connec/connec/callctx"
 	"github.com/connec/connec/fault"
 	"github.com/connec/connec/internal/db"
 	"github.com/connec/connec/internal/metrics"
@@ -154,9 +157,9 @@ func (s *Service) dispatch(ctx context.Context, c *call, runID string, req ExecR
 		pre.Reason = c.ev.Reason + " " + what
 		pre.Duration = s.now().Sub(c.start)
 		guards := []audit.Stmt{guardStmt(req.Instance.ID, req.Credential), decisionGuard(c)}
-		start := runStart(runID, c, req.Instance, req.Op, status, req.Op.Async, key, len(req.Args))
+		start := runStart(runID, c, req.Instance, req.Op, status, req.Op.Async, key, req.Args)
 		if key != "" {
-			first, err = s.reserve(ctx, pre, guards, start, req.Instance.ID, key)
+			first, err = s.reserve(ctx, pre, guards, start, req.Instance.ID, c.p.Subject, key, canonicalHash(req.Args))
 		} else {
 			err = s.audit.Record(ctx, pre, append(guards, start)...)
 		}
@@ -179,6 +182,9 @@ func (s *Service) dispatch(ctx context.Context, c *call, runID string, req ExecR
 		}
 		if st := asStale(err); st != nil {
 			return nil, c.refuseStale(ctx, st, req.Instance.ID, "not dispatched")
+		}
+		if errors.Is(err, fault.ErrConflict) {
+			return nil, c.fail(ctx, err) // the idempotency key's refusal
 		}
 		s.log.ErrorContext(ctx, "decision row could not be written; nothing dispatched", "tool", c.ev.Tool, "err", err)
 		return nil, fault.Wrap(fault.Unavailable, err, "audit trail unavailable")
@@ -211,7 +217,7 @@ func (s *Service) execute(ctx context.Context, c *call, runID string, req ExecRe
 // reserve claims an idempotency key for this call in the same transaction
 // as its decision row, after guard holds. It returns the earlier run if the
 // key is taken.
-func (s *Service) reserve(ctx context.Context, pre audit.Event, guards []audit.Stmt, start audit.Stmt, inst InstanceID, key string) (*Run, error) {
+func (s *Service) reserve(ctx context.Context, pre audit.Event, guards []audit.Stmt, start audit.Stmt, inst InstanceID, sub callctx.Subject, key string, args []byte) (*Run, error) {
 	var first *Run
 	err := db.InTx(ctx, s.pool, func(tx pgx.Tx) error {
 		for _, g := range guards {
@@ -221,18 +227,24 @@ func (s *Service) reserve(ctx context.Context, pre audit.Event, guards []audit.S
 		}
 		// A key past its TTL is free again.
 		if _, err := tx.Exec(ctx, `UPDATE connector_runs SET idempotency_key = NULL
-WHERE instance_id = $1 AND idempotency_key = $2 AND idempotency_expires_at < now()`, string(inst), key); err != nil {
+WHERE instance_id = $1 AND subject = $2 AND idempotency_key = $3 AND idempotency_expires_at < now()`, string(inst), string(sub), key); err != nil {
 			return db.Map(err)
 		}
 		tag, err := tx.Exec(ctx, start.SQL+
-			` ON CONFLICT (instance_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING`, start.Args...)
+			` ON CONFLICT (instance_id, subject, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING`, start.Args...)
 		if err != nil {
 			return db.Map(err)
 		}
 		if tag.RowsAffected() == 0 {
-			r, err := scanRun(tx.QueryRow(ctx, `SELECT `+runCols+` FROM connector_runs WHERE instance_id = $1 AND idempotency_key = $2`, string(inst), key))
+			var prior []byte
+			r, err := scanRun(tx.QueryRow(ctx, `SELECT `+runCols+`, idempotency_args FROM connector_runs
+WHERE instance_id = $1 AND subject = $2 AND idempotency_key = $3`, string(inst), string(sub), key), &prior)
 			if err != nil {
 				return db.Map(err)
+			}
+			if !bytes.Equal(prior, args) {
+				return fault.New(fault.Conflict, "idempotency key %q was already used with other arguments (run %s); use a new key for a different call", key, r.ID).
+					WithDetails(map[string]any{"run_id": r.ID, "field": "idempotency_key"})
 			}
 			first = &r
 			return nil
