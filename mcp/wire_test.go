@@ -176,12 +176,6 @@ func toolResult(t *testing.T, m map[string]any) map[string]any {
 	return sc
 }
 
-func errorType(sc map[string]any) string {
-	e, _ := sc["error"].(map[string]any)
-	s, _ := e["type"].(string)
-	return s
-}
-
 func short2(v any) string {
 	b, _ := json.Marshal(v)
 	s := string(b)
