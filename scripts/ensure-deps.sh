@@ -3,7 +3,8 @@
 # only what is missing:
 #   - PostgreSQL server binaries (connec starts its own embedded/throwaway cluster from them);
 #   - Chromium and chromedriver (the web UI is tested in a real headless browser);
-#   - Node.js (the OpenClaw plugin host), if absent.
+#   - Node.js and npm (the OpenClaw plugin host; npm installs the interop tests'
+#     pinned packages, which bring their own Node 22), if absent.
 set -euo pipefail
 
 have_pg() {
@@ -15,6 +16,7 @@ missing=()
 have_pg || missing+=(postgresql)
 { command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; } || missing+=(chromium chromium-driver)
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 
 if [ ${#missing[@]} -gt 0 ]; then
   echo "ensure-deps: installing Debian packages: ${missing[*]}" >&2
