@@ -20,14 +20,21 @@ INTEROP_NPM := interop/node_modules/.connec-npm-ci
 
 all: build
 
-deps: ## install missing system packages (PostgreSQL server binaries)
-	@scripts/ensure-deps.sh
+deps: ## install missing system packages for building and testing (PostgreSQL, Node.js + npm, Chromium + chromedriver)
+	@scripts/ensure-deps.sh test
 
 build: ## build bin/connec
 	$(GO) build -o $(BIN) ./cmd/connec
 
-run: deps build ## stdio MCP server on the embedded default (local PostgreSQL + key in the data dir)
-	./$(BIN) serve --stdio
+# run's stdout is the MCP stream from its first byte: no prerequisites whose
+# recipes make would echo there, everything before the server goes to
+# stderr, and the server replaces the shell. (From another directory use
+# `make -s -C DIR run`: -C alone makes make print "Entering directory" on
+# stdout before it reads this file.)
+run: ## stdio MCP server on the embedded default (installs only PostgreSQL, and Node.js if OpenClaw plugins are installed)
+	@scripts/ensure-deps.sh run >&2
+	@$(GO) build -o $(BIN) ./cmd/connec >&2
+	@exec $(abspath $(BIN)) serve --stdio
 
 test: deps lint $(INTEROP_NPM) ## every test, with the race detector, then each fuzz target briefly
 	CONNEC_OPENCLAW_NPM=1 CONNEC_INTEROP_NPM=1 $(GO) test $(TESTFLAGS) $(PKGS)
@@ -41,11 +48,11 @@ test-openclaw-npm: ## just the npm plugin test (make test runs it too): install 
 
 interop-deps: $(INTEROP_NPM) ## install the interop tests' pinned npm packages (make test does)
 
-$(INTEROP_NPM): interop/package-lock.json
+$(INTEROP_NPM): interop/package-lock.json | deps
 	cd interop && npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
-test-interop: deps $(INTEROP_NPM) ## just the interop tests (official MCP clients, Inspector, conformance suite), verbose
+test-interop: $(INTEROP_NPM) ## just the interop tests (official MCP clients, Inspector, conformance suite), verbose
 	CONNEC_INTEROP_NPM=1 $(GO) test -race -count=1 -v ./interop/
 
 soak: deps ## the fault tests at full size (10,000 invocations, longer outages)

@@ -201,6 +201,10 @@ type Authorizer struct {
 	behindSince   atomic.Int64 // unix ns since announced > loaded; 0 if not behind
 	lastConfirmed atomic.Int64 // unix ns when the loaded version was last confirmed current
 
+	// changed are called with each newly loaded policy version.
+	changedMu sync.Mutex
+	changed   []func(version int64)
+
 	kick      chan struct{}
 	cancel    context.CancelFunc
 	done      chan struct{}
@@ -504,7 +508,22 @@ func (a *Authorizer) Refresh(ctx context.Context) error {
 	old := a.snap.Swap(s)
 	a.confirmed(s.version, start)
 	a.log.Debug("authz: policy reloaded", "from_version", old.version, "version", s.version, "rules", len(s.policy), "took", time.Since(start))
+	a.changedMu.Lock()
+	fns := a.changed
+	a.changedMu.Unlock()
+	for _, fn := range fns {
+		fn(s.version)
+	}
 	return nil
+}
+
+// OnChange calls fn with each policy version this authorizer loads after
+// the call, once the version is in force here (so a caller told of it sees
+// the new policy when it asks again). fn must not block.
+func (a *Authorizer) OnChange(fn func(version int64)) {
+	a.changedMu.Lock()
+	defer a.changedMu.Unlock()
+	a.changed = append(a.changed, fn)
 }
 
 // confirmed records that version was current at start.

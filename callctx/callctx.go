@@ -68,11 +68,11 @@ type Principal struct {
 // TaskContext says which task a call runs for. All fields optional; TaskID,
 // ProjectID, RunID and JobID are uuids, AgentID a short identifier.
 type TaskContext struct {
-	TaskID    string `json:"task_id,omitempty"`
-	ProjectID string `json:"project_id,omitempty"`
-	RunID     string `json:"run_id,omitempty"`
-	JobID     string `json:"job_id,omitempty"`
-	AgentID   string `json:"agent_id,omitempty"`
+	TaskID    string `json:"task_id,omitempty" schema:"format=uuid"`
+	ProjectID string `json:"project_id,omitempty" schema:"format=uuid"`
+	RunID     string `json:"run_id,omitempty" schema:"format=uuid"`
+	JobID     string `json:"job_id,omitempty" schema:"format=uuid"`
+	AgentID   string `json:"agent_id,omitempty" schema:"minLength=1,maxLength=128"`
 }
 
 // MetaKey is the key under a request's _meta that carries the task context.

@@ -92,17 +92,17 @@ func (c SealedCredential) AD() vault.AD {
 
 // CredentialInput is what connector.credential.create takes.
 type CredentialInput struct {
-	InstanceID string            `json:"instance_id"`
-	Kind       string            `json:"kind"`
-	Secret     map[string]string `json:"secret"`
-	ExpiresAt  *time.Time        `json:"expires_at,omitempty"`
+	InstanceID string            `json:"instance_id" jsonschema:"Connector instance id." schema:"format=uuid"`
+	Kind       string            `json:"kind" jsonschema:"Credential kind; the type's catalog entry lists the kinds it accepts." schema:"enum=api_key|basic|bearer|header|login|query"`
+	Secret     map[string]string `json:"secret" jsonschema:"Secret fields of the credential kind (bearer: token; basic|login: username, password; header|query: value; api_key: key). Write-only: never returned, logged or audited." schema:"values.minLength=1,values.maxLength=16384"`
+	ExpiresAt  *time.Time        `json:"expires_at,omitempty" jsonschema:"When the credential stops working (it then behaves as disabled, with error credential_expired)."`
 }
 
 // RotateInput is what connector.credential.rotate takes.
 type RotateInput struct {
-	CredentialID string            `json:"credential_id"`
-	Secret       map[string]string `json:"secret"`
-	ExpiresAt    *time.Time        `json:"expires_at,omitempty"`
+	CredentialID string            `json:"credential_id" jsonschema:"Credential id." schema:"format=uuid"`
+	Secret       map[string]string `json:"secret" jsonschema:"The new secret fields of the credential's kind. Write-only: never returned, logged or audited." schema:"values.minLength=1,values.maxLength=16384"`
+	ExpiresAt    *time.Time        `json:"expires_at,omitempty" jsonschema:"When the credential stops working (it then behaves as disabled, with error credential_expired)."`
 }
 
 const credentialCols = `id::text, instance_id::text, kind, state, version, fields, key_id, expires_at, created_by,

@@ -42,10 +42,10 @@ type RuleChange struct {
 
 // ExplainInput asks how policy decides one request.
 type ExplainInput struct {
-	Subject  string              `json:"subject"`
-	Action   string              `json:"action"`
-	Resource string              `json:"resource"`
-	Task     callctx.TaskContext `json:"task,omitempty"`
+	Subject  string              `json:"subject" jsonschema:"user:<uuid> or group:<uuid>."`
+	Action   string              `json:"action" schema:"enum=connector.admin|connector.catalog.read|connector.policy.admin|connector.read|connector.send"`
+	Resource string              `json:"resource" jsonschema:"A concrete resource, e.g. connectors/user:<uuid>/echo/<instance-id>/echo.read." schema:"minLength=1,maxLength=512"`
+	Task     callctx.TaskContext `json:"task,omitzero" jsonschema:"Task context to decide with."`
 }
 
 // Explanation is the decision and the rule behind it.

@@ -36,8 +36,8 @@ type Operation struct {
 	Name        string          `json:"name"`
 	Kind        Kind            `json:"kind"`
 	Description string          `json:"description"`
-	Input       json.RawMessage `json:"input_schema"`
-	Output      json.RawMessage `json:"output_schema"`
+	Input       json.RawMessage `json:"input_schema" jsonschema:"JSON Schema of the operation's arguments."`
+	Output      json.RawMessage `json:"output_schema" jsonschema:"JSON Schema of the operation's output."`
 	// Timeout caps one execution; a caller may ask for less, never more.
 	Timeout time.Duration `json:"-"`
 	// TimeoutMS is Timeout as shown in the catalog.
@@ -54,7 +54,7 @@ type TypeSpec struct {
 	Version         string          `json:"version"`
 	Description     string          `json:"description"`
 	Operations      []Operation     `json:"operations"`
-	ConfigSchema    json.RawMessage `json:"config_schema"`
+	ConfigSchema    json.RawMessage `json:"config_schema" jsonschema:"JSON Schema of an instance's configuration."`
 	CredentialKinds []string        `json:"credential_kinds"`
 	// CredentialRequired refuses invocations of instances without a live
 	// credential.

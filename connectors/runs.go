@@ -58,7 +58,7 @@ type Run struct {
 	Truncated      bool                `json:"truncated"`
 	Redacted       bool                `json:"redacted"`
 	IdempotencyKey string              `json:"idempotency_key,omitempty"`
-	Result         json.RawMessage     `json:"result,omitempty"`
+	Result         json.RawMessage     `json:"result,omitempty" jsonschema:"The operation's output, kept for async and idempotent runs."`
 	CreatedAt      time.Time           `json:"created_at"`
 	StartedAt      *time.Time          `json:"started_at,omitempty"`
 	FinishedAt     *time.Time          `json:"finished_at,omitempty"`
@@ -218,11 +218,11 @@ func (s *Service) Wait() { s.async.wg.Wait() }
 
 // RunFilter selects runs for connector.run.list.
 type RunFilter struct {
-	InstanceID string `json:"instance_id,omitempty"`
-	TaskID     string `json:"task_id,omitempty"`
-	Status     string `json:"status,omitempty"`
-	Limit      int    `json:"limit,omitempty"`
-	Before     string `json:"before,omitempty"`
+	InstanceID string `json:"instance_id,omitempty" jsonschema:"Every run of this instance (you need a right on it); without it, your own runs." schema:"format=uuid"`
+	TaskID     string `json:"task_id,omitempty" jsonschema:"Task this call runs for (also accepted in _meta[\"connec.dev/task\"]); lists that task's runs." schema:"format=uuid"`
+	Status     string `json:"status,omitempty" schema:"enum=pending|running|succeeded|failed|canceled"`
+	Limit      int    `json:"limit,omitempty" schema:"minimum=1,maximum=200"`
+	Before     string `json:"before,omitempty" jsonschema:"Page: runs older than this run id." schema:"format=uuid"`
 }
 
 // ListRuns returns run history the caller may see: every run of an instance

@@ -98,18 +98,23 @@ func (s *Service) Registry() *Registry { return s.reg }
 // ToolVisible reports whether the caller on ctx holds any allow rule that
 // could let it call a tool needing one of actions (on resource, when the
 // tool acts on one fixed resource): transports use it to list only the tools
-// a subject may call, and to refuse calls to the others.
-func (s *Service) ToolVisible(ctx context.Context, resource string, actions ...string) bool {
+// a subject may call, and to refuse calls to the others. An error means the
+// check could not be made (policy unavailable, the request ended): that is
+// not a denial, and transports must not report it as one.
+func (s *Service) ToolVisible(ctx context.Context, resource string, actions ...string) (bool, error) {
 	p, ok := callctx.PrincipalFrom(ctx)
 	if !ok {
-		return false
+		return false, nil
+	}
+	if err := ctx.Err(); err != nil {
+		return false, err
 	}
 	allowed, err := s.authz.MayAttemptOn(ctx, p.Subject, resource, actions...)
 	if err != nil {
-		s.log.WarnContext(ctx, "tool visibility check failed; hiding tool", "subject", p.Subject, "err", err)
-		return false
+		s.log.WarnContext(ctx, "tool visibility check failed", "subject", p.Subject, "err", err)
+		return false, fault.Wrap(fault.Unavailable, err, "policy cannot be evaluated right now")
 	}
-	return allowed
+	return allowed, nil
 }
 
 // call is one audited service call: it gathers the audit row as the call

@@ -32,6 +32,13 @@ const (
 	ResponseTooLarge   Type = "response_too_large"
 )
 
+// Types lists every stable error type, in the order the documentation gives them.
+func Types() []Type {
+	return []Type{InvalidArgument, NotFound, PolicyDenied, Conflict, Unavailable, Internal, Unauthenticated,
+		CredentialRevoked, CredentialDisabled, CredentialExpired, CredentialMissing, Validation, Timeout, Permanent,
+		Transient, QuotaExceeded, ResponseTooLarge}
+}
+
 // Sentinels for errors.Is. Each matches any *Error of the same Type.
 var (
 	ErrInvalidArgument   = &Error{Type: InvalidArgument}

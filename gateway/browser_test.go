@@ -13,12 +13,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
 
+	"github.com/connec/connec/authz"
 	"github.com/connec/connec/callctx"
 	"github.com/connec/connec/gateway"
 	"github.com/connec/connec/internal/app"
@@ -27,26 +29,26 @@ import (
 // The web UI in a real browser: headless Chromium driven over chromedriver's
 // W3C WebDriver HTTP API signs in with a token, views every page, toggles
 // an instance through its CSRF-protected form, signs out, and saves a
-// screenshot of each page in test-artifacts/gateway-ui/.
+// screenshot of each page in test-artifacts/gateway-ui/. What it checks on
+// a page it reads as rendered (names, not ids; run ids that differ; the
+// trail newest first; an instance admin's rows, an auditor's whole trail).
 func TestWebUIInHeadlessChromium(t *testing.T) {
 	chromium, driver := ensureChromium(t)
 	start := time.Now()
 
-	// Runs from the core itself; the audit trail from the database through
-	// the test's stand-in until the core serves audit views.
-	h := &fakeHistory{page: 50}
-	e := newEnv(t, withHistoryFrom(func(a *app.App) gateway.History {
-		h.pool = a.Pool
-		return mixedHistory{runs: gateway.ServiceRuns(a.Service), audit: h}
-	}))
-	_, aliceTok := e.user("alice", false)
+	// Runs and the audit trail from the core itself, as connec serves them:
+	// what each user sees is what policy lets them see.
+	e := newEnv(t, withHistoryFrom(func(a *app.App) gateway.History { return gateway.ServiceHistory(a.Service) }))
+	alice, aliceTok := e.user("alice", false)
 	_, bobTok := e.user("bob", false)
+	auditor, auditorTok := e.user("auditor", true)
+	e.allow(auditor, authz.ResourceAudit, authz.ActionAuditRead)
 	primary := e.must(http.StatusCreated, "POST", "/v1/connector-instances", aliceTok,
 		map[string]any{"type": "echo", "display_name": "Primary echo", "config": map[string]any{"prefix": "echo: "}, "enable": true}).id(t)
 	e.must(http.StatusCreated, "POST", "/v1/connector-instances/"+primary+"/credentials", aliceTok,
 		map[string]any{"kind": "bearer", "secret": map[string]string{"token": "browser-test-secret"}})
-	e.must(http.StatusCreated, "POST", "/v1/connector-instances", aliceTok, map[string]any{"type": "echo", "display_name": "Staging echo"})
-	e.must(http.StatusCreated, "POST", "/v1/connector-instances", bobTok, map[string]any{"type": "echo", "display_name": "Bob's private echo"})
+	staging := e.must(http.StatusCreated, "POST", "/v1/connector-instances", aliceTok, map[string]any{"type": "echo", "display_name": "Staging echo"}).id(t)
+	bobs := e.must(http.StatusCreated, "POST", "/v1/connector-instances", bobTok, map[string]any{"type": "echo", "display_name": "Bob's private echo"}).id(t)
 	// Real runs, through the core, as an agent would make them.
 	task := callctx.TaskContext{TaskID: uuid.NewString(), AgentID: "planner-1"}
 	for _, op := range []string{"echo.read", "echo.send", "echo.read"} {
@@ -115,6 +117,11 @@ func TestWebUIInHeadlessChromium(t *testing.T) {
 			t.Fatalf("session cookie in the browser: %+v", c)
 		}
 	}
+	for _, c := range wd.column("Owner") {
+		if c.Text != "alice" || c.Title != string(alice) {
+			t.Fatalf("the Owner column shows %q (title %q), want alice's name with her id at hand", c.Text, c.Title)
+		}
+	}
 	shot("02-instances")
 
 	wd.click(wd.find(`a.instance-link[href="/ui/instances/` + primary + `"]`))
@@ -137,19 +144,71 @@ func TestWebUIInHeadlessChromium(t *testing.T) {
 
 	wd.navigate(e.http.URL + "/ui/runs")
 	expectText("echo.read", "echo.send", "succeeded")
+	runs := map[string]bool{}
+	for _, c := range wd.column("Run") {
+		if runs[c.Text] || c.Title == "" || !strings.Contains(c.Title, strings.Trim(c.Text, "…")) {
+			t.Fatalf("run ids do not tell runs apart, or lack the full id: %+v", wd.column("Run"))
+		}
+		runs[c.Text] = true
+	}
+	for _, c := range wd.column("Subject") {
+		if c.Text != "alice" || c.Title != string(alice) {
+			t.Fatalf("the Subject column shows %q (title %q), want alice's name", c.Text, c.Title)
+		}
+	}
 	shot("05-runs")
 	wd.click(wd.find("a.run-link"))
 	expectText("Operation", "planner-1", "Attempts")
 	shot("06-run")
 
+	// Alice is no auditor: she reads the rows of the instance she
+	// administers, newest first, and not bob's.
 	wd.navigate(e.http.URL + "/ui/audit")
-	expectText("Chain verified", "connector.instance.disable", "connector.instance.enable", "web")
+	expectText("connector.instance.disable", "connector.instance.enable", "web")
+	if src := wd.source(); strings.Contains(src, "Denied by policy") || strings.Contains(src, bobs) {
+		t.Fatalf("alice's audit page:\n%s", src)
+	}
+	expectNewestFirst := func() {
+		t.Helper()
+		var prev int64
+		for i, c := range wd.column("Seq") {
+			n, err := strconv.ParseInt(c.Text, 10, 64)
+			if err != nil || (i > 0 && n >= prev) {
+				t.Fatalf("the audit rows are not newest first: %+v", wd.column("Seq"))
+			}
+			prev = n
+		}
+	}
+	expectNewestFirst()
+	for _, c := range wd.column("Instance") {
+		if (c.Title != primary && c.Title != staging) || !strings.Contains(c.Text, c.Title[len(c.Title)-12:]) {
+			t.Fatalf("the Instance column shows %q (title %q), want one of alice's instances", c.Text, c.Title)
+		}
+	}
 	shot("07-audit")
 
 	wd.click(wd.find("#logout"))
 	expectPath("/ui/login")
 	expectText("You are signed out.")
 	shot("08-signed-out")
+
+	// The auditor reads the whole trail, by name, with the chain verified.
+	wd.sendKeys(wd.find("#token"), auditorTok)
+	wd.click(wd.find("#login"))
+	expectPath("/ui/instances")
+	wd.navigate(e.http.URL + "/ui/audit")
+	expectText("Chain verified", bobs)
+	expectNewestFirst()
+	names := map[string]bool{}
+	for _, c := range wd.column("Subject") {
+		names[c.Text] = true
+	}
+	if !names["alice"] || !names["bob"] || !names["auditor"] {
+		t.Fatalf("the auditor's audit page names %v", names)
+	}
+	shot("09-audit-auditor")
+	wd.click(wd.find("#logout"))
+	expectPath("/ui/login")
 	wd.navigate(e.http.URL + "/ui/instances")
 	expectPath("/ui/login")
 
@@ -302,7 +361,7 @@ func startDriver(t *testing.T, driver, chromium string) *webDriver {
 			"binary": chromium,
 			"args": []string{"--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
 				"--disable-background-networking", "--disable-component-update", "--disable-sync",
-				"--user-data-dir=" + t.TempDir(), "--window-size=1440,900", "--hide-scrollbars", "--lang=en-US"},
+				"--user-data-dir=" + t.TempDir(), "--window-size=1440,1200", "--hide-scrollbars", "--lang=en-US"},
 		},
 	}}}
 	var created struct {
@@ -415,6 +474,35 @@ func (wd *webDriver) click(el string) {
 func (wd *webDriver) sendKeys(el, text string) {
 	wd.t.Helper()
 	wd.cmd("POST", "/element/"+el+"/value", map[string]string{"text": text})
+}
+
+// columnCell is one table cell as the browser renders it: its visible
+// text, and the title of the element in it that has one.
+type columnCell struct {
+	Text  string `json:"text"`
+	Title string `json:"title"`
+}
+
+// column returns the cells under the header named name in the page's first
+// table that has one (the script runs through WebDriver, not the page, so
+// the UI's Content-Security-Policy does not apply to it).
+func (wd *webDriver) column(name string) []columnCell {
+	wd.t.Helper()
+	const script = `const name = arguments[0];
+const heads = t => [...t.querySelectorAll("thead th")];
+const table = [...document.querySelectorAll("table")].find(t => heads(t).some(th => th.innerText.trim() === name));
+if (!table) return null;
+const i = heads(table).findIndex(th => th.innerText.trim() === name);
+return [...table.querySelectorAll("tbody tr")].map(tr => {
+  const c = tr.cells[i], titled = c.querySelector("[title]");
+  return {text: c.innerText.trim(), title: titled ? titled.title : ""};
+});`
+	var cells []columnCell
+	raw := wd.cmd("POST", "/execute/sync", map[string]any{"script": script, "args": []any{name}})
+	if err := json.Unmarshal(raw, &cells); err != nil || cells == nil {
+		wd.t.Fatalf("no column %q on %s (%v):\n%s", name, wd.path(), err, wd.source())
+	}
+	return cells
 }
 
 func (wd *webDriver) screenshot() []byte {

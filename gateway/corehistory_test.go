@@ -15,11 +15,11 @@ import (
 )
 
 // The audit views served by the core itself (ServiceHistory): auditors see
-// every row and the chain's verification; an instance's admin sees that
-// instance's rows; nobody else sees any.
+// every row and the chain's verification; an instance's admin sees the rows
+// of the instances they administer; nobody else sees any.
 func TestCoreAuditViews(t *testing.T) {
 	e := newEnv(t, withHistoryFrom(func(a *app.App) gateway.History { return gateway.ServiceHistory(a.Service) }))
-	_, aliceTok := e.user("alice", false)
+	alice, aliceTok := e.user("alice", false)
 	auditor, auditorTok := e.user("auditor", true)
 	_, bobTok := e.user("bob", false)
 	e.allow(auditor, authz.ResourceAudit, authz.ActionAuditRead)
@@ -50,11 +50,26 @@ func TestCoreAuditViews(t *testing.T) {
 	if !ver.OK || ver.Report.Broken != nil || ver.Report.Rows == 0 {
 		t.Fatalf("verification: %+v", ver)
 	}
-	// Alice administers the instance: she sees its rows, not the whole trail.
+	// Alice administers the instance: she sees its rows, named or not, and
+	// not the whole trail.
 	e.must(http.StatusOK, "GET", "/v1/audit-events?instance_id="+inst, aliceTok, nil)
-	problem(t, e.do("GET", "/v1/audit-events", aliceTok, nil), http.StatusForbidden, "policy_denied")
+	mine := gateway.AuditPage{}
+	e.must(http.StatusOK, "GET", "/v1/audit-events?limit=1000", aliceTok, nil).json(t, &mine)
+	if n := e.count(`SELECT count(*) FROM audit_events WHERE instance_id = $1`, inst); len(mine.Events) != n || n < 4 {
+		t.Fatalf("alice's unfiltered rows: %d, her instance has %d", len(mine.Events), n)
+	}
+	for _, r := range mine.Events {
+		if r.InstanceID == nil || *r.InstanceID != inst {
+			t.Fatalf("alice reads row %d of instance %v", r.Seq, r.InstanceID)
+		}
+	}
+	if n := e.count(`SELECT count(*) FROM audit_events WHERE tool = 'connector.audit.list' AND subject = $1 AND instance_id IS NULL
+  AND decision = 'allow' AND action = 'connector.admin' AND reason LIKE 'not an auditor: the rows of the 1 instances%'`, string(alice)); n != 1 {
+		t.Fatalf("alice's listing of her instances' rows is audited %d times", n)
+	}
 	problem(t, e.do("GET", "/v1/audit-events/verification", aliceTok, nil), http.StatusForbidden, "policy_denied")
-	// Bob sees nothing of alice's.
+	// Bob, who administers nothing, sees nothing of alice's.
 	problem(t, e.do("GET", "/v1/audit-events?instance_id="+inst, bobTok, nil), http.StatusForbidden, "policy_denied")
+	problem(t, e.do("GET", "/v1/audit-events", bobTok, nil), http.StatusForbidden, "policy_denied")
 	problem(t, e.do("GET", "/v1/audit-events?decision=maybe", auditorTok, nil), http.StatusBadRequest, "invalid_argument")
 }

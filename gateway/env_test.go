@@ -98,6 +98,7 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 	gcfg := gateway.Config{
 		Service: a.Service,
 		Auth:    a.Identity,
+		Names:   a.Identity,
 		Log:     log,
 		Checks: []gateway.Check{
 			gateway.DatabaseCheck(a.Pool.Ping),

@@ -61,6 +61,13 @@ type Authenticator interface {
 	Authenticate(ctx context.Context, token string) (callctx.Principal, error)
 }
 
+// SubjectNamer names the users and groups among subjects, in one lookup
+// (identity.Store). The UI shows names with the ids at hand; subjects left
+// out of the answer are shown as ids.
+type SubjectNamer interface {
+	Names(ctx context.Context, subjects []callctx.Subject) (map[callctx.Subject]string, error)
+}
+
 // Config is what a Gateway is built from.
 type Config struct {
 	// Service is the core every handler calls.
@@ -71,6 +78,9 @@ type Config struct {
 	// service implements it, and then every run and audit endpoint answers
 	// 501 and the UI says so.
 	History History
+	// Names names the owners and subjects the UI shows; nil shows ids.
+	// It is asked only about subjects on rows the caller was shown.
+	Names SubjectNamer
 	// Checks are what /readyz runs.
 	Checks []Check
 	// SecureCookies marks the UI cookies Secure even on plain HTTP (behind
@@ -85,6 +95,7 @@ type Gateway struct {
 	svc     *connectors.Service
 	auth    Authenticator
 	hist    History
+	names   SubjectNamer
 	checks  []Check
 	secure  bool
 	log     *slog.Logger
@@ -96,7 +107,7 @@ type Gateway struct {
 
 // New builds a gateway over cfg.
 func New(cfg Config) *Gateway {
-	g := &Gateway{svc: cfg.Service, auth: cfg.Auth, hist: cfg.History, checks: cfg.Checks,
+	g := &Gateway{svc: cfg.Service, auth: cfg.Auth, hist: cfg.History, names: cfg.Names, checks: cfg.Checks,
 		secure: cfg.SecureCookies, log: cfg.Log}
 	if g.log == nil {
 		g.log = slog.Default()

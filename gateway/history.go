@@ -25,7 +25,7 @@ type History interface {
 	// GetRun returns one run (not_found / policy_denied otherwise).
 	GetRun(ctx context.Context, id string) (Run, error)
 	// ListAudit returns one page of the audit rows the caller may see,
-	// in seq order, matching f.
+	// in seq order (newest first when f.Newest), matching f.
 	ListAudit(ctx context.Context, f AuditFilter) (AuditPage, error)
 	// VerifyAudit walks the audit chain (audit.Verify) for a caller
 	// allowed to.
@@ -70,17 +70,25 @@ type AuditFilter struct {
 	// Since and Until bound the row time: Since <= at < Until (query since
 	// and until, RFC 3339; zero: unbounded).
 	Since, Until time.Time
-	// Cursor is the NextCursor of the previous page (query cursor).
+	// Newest lists the newest rows first, as people read a trail (the UI's
+	// default); the REST API lists in chain order.
+	Newest bool
+	// Cursor is the NextCursor of the previous page (query cursor), asked
+	// with the same order.
 	Cursor string
 	// Limit is the page size asked for (query limit; 0: the default).
 	Limit int
 }
 
-// AuditPage is one page of audit rows, in seq order.
+// AuditPage is one page of audit rows, in seq order (or newest first).
 type AuditPage struct {
 	Events []audit.Row `json:"events"`
 	// NextCursor fetches the next page; empty on the last one.
 	NextCursor string `json:"next_cursor,omitempty"`
+	// Scope is which rows the caller may read: every row (an auditor) or
+	// those of the instances they administer; empty when the History does
+	// not say. The UI verifies the chain only for the former.
+	Scope connectors.AuditScope `json:"-"`
 }
 
 // notWired is the 501 answered while History is missing.
@@ -145,29 +153,34 @@ type serviceHistory struct{ serviceRuns }
 // ServiceHistory is a History served entirely by the core: run history as
 // ServiceRuns, and the audit trail through Service.ListAudit and
 // VerifyAudit (auditors — connector.audit.read on "audit" — see every row;
-// an instance's admins see its rows). Its audit cursor is the last seq of a
-// page.
+// an instance's admins see the rows of the instances they administer). Its
+// audit cursor is the last seq of a page, in either order.
 func ServiceHistory(svc *connectors.Service) History { return serviceHistory{serviceRuns{svc: svc}} }
 
 func (h serviceHistory) ListAudit(ctx context.Context, f AuditFilter) (AuditPage, error) {
-	var after int64
+	q := connectors.AuditQuery{Subject: f.Subject, InstanceID: f.InstanceID, TaskID: f.TaskID, Tool: f.Tool,
+		Decision: f.Decision, Status: f.Status, Since: f.Since, Until: f.Until, Newest: f.Newest, Limit: f.Limit}
 	if f.Cursor != "" {
 		n, err := strconv.ParseInt(f.Cursor, 10, 64)
 		if err != nil || n < 0 {
 			return AuditPage{}, fault.Invalid("cursor", "cursor is not one this server issued")
 		}
-		after = n
+		if f.Newest {
+			q.BeforeSeq = max(n, 1) // a zero BeforeSeq would mean no bound
+		} else {
+			q.AfterSeq = n
+		}
 	}
 	limit := f.Limit
 	if limit == 0 {
 		limit = 100
 	}
-	rows, err := h.svc.ListAudit(ctx, connectors.AuditQuery{Subject: f.Subject, InstanceID: f.InstanceID, TaskID: f.TaskID, Tool: f.Tool,
-		Decision: f.Decision, Status: f.Status, Since: f.Since, Until: f.Until, AfterSeq: after, Limit: limit})
+	q.Limit = limit
+	rows, scope, err := h.svc.ListAudit(ctx, q)
 	if err != nil {
 		return AuditPage{}, err
 	}
-	page := AuditPage{Events: rows}
+	page := AuditPage{Events: rows, Scope: scope}
 	if len(rows) == limit {
 		page.NextCursor = strconv.FormatInt(rows[len(rows)-1].Seq, 10)
 	}

@@ -105,19 +105,24 @@ func (h *fakeHistory) ListAudit(ctx context.Context, f gateway.AuditFilter) (gat
 		f.Limit = 50
 	}
 	limit := min(f.Limit, h.page)
-	after := int64(0)
+	after, before := int64(0), int64(0)
 	if f.Cursor != "" {
 		n, err := strconv.ParseInt(f.Cursor, 10, 64)
 		if err != nil {
 			return gateway.AuditPage{}, fault.Invalid("cursor", "bad cursor")
 		}
-		after = n
+		if f.Newest {
+			before = n
+		} else {
+			after = n
+		}
 	}
 	var buf bytes.Buffer
 	if err := audit.Export(ctx, h.pool, time.Time{}, f.Until, &buf); err != nil {
 		return gateway.AuditPage{}, err
 	}
 	out := gateway.AuditPage{Events: []audit.Row{}}
+	var all []audit.Row
 	sc := bufio.NewScanner(&buf)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
@@ -125,7 +130,13 @@ func (h *fakeHistory) ListAudit(ctx context.Context, f gateway.AuditFilter) (gat
 		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
 			return gateway.AuditPage{}, err
 		}
-		if r.Seq <= after || r.At.Before(f.Since) || (f.Subject != "" && r.Subject != f.Subject) || (f.Tool != "" && r.Tool != f.Tool) ||
+		all = append(all, r)
+	}
+	if f.Newest {
+		slices.Reverse(all)
+	}
+	for _, r := range all {
+		if r.Seq <= after || (before > 0 && r.Seq >= before) || r.At.Before(f.Since) || (f.Subject != "" && r.Subject != f.Subject) || (f.Tool != "" && r.Tool != f.Tool) ||
 			(f.Decision != "" && r.Decision != f.Decision) || (f.Status != "" && r.Status != f.Status) ||
 			(f.InstanceID != "" && (r.InstanceID == nil || *r.InstanceID != f.InstanceID)) {
 			continue
@@ -395,26 +406,4 @@ func TestREQ_CONNEC_0116_RunAndAuditViews(t *testing.T) {
 			problem(t, e.do("GET", "/v1/audit-events", tok, nil), http.StatusNotImplemented, "not_implemented")
 		})
 	})
-}
-
-// mixedHistory takes runs from one History and the audit trail from another.
-type mixedHistory struct {
-	runs  gateway.History
-	audit gateway.History
-}
-
-func (m mixedHistory) ListRuns(ctx context.Context, f gateway.RunFilter) (gateway.RunPage, error) {
-	return m.runs.ListRuns(ctx, f)
-}
-
-func (m mixedHistory) GetRun(ctx context.Context, id string) (gateway.Run, error) {
-	return m.runs.GetRun(ctx, id)
-}
-
-func (m mixedHistory) ListAudit(ctx context.Context, f gateway.AuditFilter) (gateway.AuditPage, error) {
-	return m.audit.ListAudit(ctx, f)
-}
-
-func (m mixedHistory) VerifyAudit(ctx context.Context) (audit.Report, error) {
-	return m.audit.VerifyAudit(ctx)
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/connec/connec/authz"
 	"github.com/connec/connec/connectors"
 	"github.com/connec/connec/fault"
+	"github.com/connec/connec/internal/jsontext"
 	"github.com/connec/connec/internal/metrics"
 )
 
@@ -169,6 +170,9 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any, optional bool) er
 	if data[0] != '{' {
 		return fault.Invalid("", "the request body must be a JSON object")
 	}
+	if path, ok := jsontext.NULAt(data); ok {
+		return fault.Invalid(path, "%s must not contain NUL characters (\\u0000)", path)
+	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
@@ -226,6 +230,10 @@ func readQuery(r *http.Request, allowed ...string) *query {
 		}
 		if len(vals) > 1 {
 			q.err = fault.Invalid(name, "query parameter %q is given more than once", name)
+			return q
+		}
+		if jsontext.HasNUL(vals[0]) {
+			q.err = fault.Invalid(name, "query parameter %s must not contain NUL characters", name)
 			return q
 		}
 	}

@@ -15,6 +15,7 @@ import (
 	"io/fs"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -77,6 +78,7 @@ var uiFuncs = template.FuncMap{
 		}
 		return s
 	},
+	"idtail": idTail,
 	"pretty": func(raw json.RawMessage) string {
 		var buf bytes.Buffer
 		if len(raw) == 0 {
@@ -128,6 +130,8 @@ type view struct {
 	Notice  string
 	Problem *Problem
 	Data    any
+	// Names names the users and groups Data shows.
+	Names subjectNames
 }
 
 // session is a signed-in UI request.
@@ -479,12 +483,14 @@ func (g *Gateway) instancesPage(w http.ResponseWriter, r *http.Request, s *sessi
 		return "", nil, err
 	}
 	d := instancesData{IncludeUninstall: include, NextCursor: page.NextCursor}
+	var owners []callctx.Subject
 	for _, in := range page.Instances {
 		row := instanceRow{Instance: in}
 		row.Credentials, row.CredentialNote = g.credentialsOf(r.Context(), string(in.ID))
 		d.Rows = append(d.Rows, row)
+		owners = append(owners, in.Owner)
 	}
-	return "instances", &view{Title: "Connector instances", Nav: "instances", Data: d}, nil
+	return "instances", &view{Title: "Connector instances", Nav: "instances", Data: d, Names: g.namesOf(r.Context(), owners)}, nil
 }
 
 func (g *Gateway) instancePage(w http.ResponseWriter, r *http.Request, s *session) (string, *view, error) {
@@ -494,7 +500,8 @@ func (g *Gateway) instancePage(w http.ResponseWriter, r *http.Request, s *sessio
 	}
 	row := instanceRow{Instance: in}
 	row.Credentials, row.CredentialNote = g.credentialsOf(r.Context(), string(in.ID))
-	return "instance", &view{Title: in.DisplayName, Nav: "instances", Notice: notices[r.URL.Query().Get("done")], Data: row}, nil
+	return "instance", &view{Title: in.DisplayName, Nav: "instances", Notice: notices[r.URL.Query().Get("done")], Data: row,
+		Names: g.namesOf(r.Context(), []callctx.Subject{in.Owner, in.CreatedBy})}, nil
 }
 
 // toggle enables or disables an instance from its page's form.
@@ -535,6 +542,11 @@ func (g *Gateway) runsPage(w http.ResponseWriter, r *http.Request, s *session) (
 		return "runs", v, nil
 	}
 	d.Page = page
+	subjects := make([]callctx.Subject, 0, len(page.Runs))
+	for _, run := range page.Runs {
+		subjects = append(subjects, run.Subject)
+	}
+	v.Names = g.namesOf(r.Context(), subjects)
 	if page.NextCursor != "" {
 		nq := url.Values{"cursor": {page.NextCursor}}
 		for k, val := range map[string]string{"instance_id": d.Filter.InstanceID, "task_id": d.Filter.TaskID, "status": d.Filter.Status} {
@@ -555,7 +567,7 @@ func (g *Gateway) runPage(w http.ResponseWriter, r *http.Request, s *session) (s
 	if err != nil {
 		return "", nil, historyErr("run history", err)
 	}
-	return "run", &view{Title: "Run " + run.ID, Nav: "runs", Data: run}, nil
+	return "run", &view{Title: "Run " + run.ID, Nav: "runs", Data: run, Names: g.namesOf(r.Context(), []callctx.Subject{run.Subject})}, nil
 }
 
 type chainStatus struct {
@@ -563,6 +575,9 @@ type chainStatus struct {
 	OK      bool
 	Report  audit.Report
 	Problem string
+	// AuditorsOnly: the caller reads only the rows of the instances they
+	// administer; verifying the whole chain is an auditor's view.
+	AuditorsOnly bool
 }
 
 type auditData struct {
@@ -576,6 +591,24 @@ type auditData struct {
 // auditForm is the audit filter as the form shows it.
 type auditForm struct {
 	Subject, InstanceID, TaskID, Tool, Decision, Status, Since, Until string
+	// Order is "newest" (the default) or "oldest"; Limit the page size
+	// asked for in the address ("" for the default).
+	Order, Limit string
+}
+
+// values is the form as query parameters, without its empty fields.
+func (f auditForm) values() url.Values {
+	q := url.Values{}
+	for k, val := range map[string]string{"subject": f.Subject, "instance_id": f.InstanceID, "task_id": f.TaskID,
+		"tool": f.Tool, "decision": f.Decision, "status": f.Status, "since": f.Since, "until": f.Until, "limit": f.Limit} {
+		if val != "" {
+			q.Set(k, val)
+		}
+	}
+	if f.Order != "newest" {
+		q.Set("order", f.Order)
+	}
+	return q
 }
 
 // formTime reads a time from a filter form: RFC 3339, or the
@@ -597,7 +630,10 @@ func (g *Gateway) auditPage(w http.ResponseWriter, r *http.Request, s *session) 
 	q := r.URL.Query()
 	form := auditForm{Subject: strings.TrimSpace(q.Get("subject")), InstanceID: strings.TrimSpace(q.Get("instance_id")),
 		TaskID: strings.TrimSpace(q.Get("task_id")), Tool: strings.TrimSpace(q.Get("tool")), Decision: q.Get("decision"),
-		Status: q.Get("status"), Since: q.Get("since"), Until: q.Get("until")}
+		Status: q.Get("status"), Since: q.Get("since"), Until: q.Get("until"), Order: q.Get("order"), Limit: strings.TrimSpace(q.Get("limit"))}
+	if form.Order == "" {
+		form.Order = "newest"
+	}
 	d := auditData{Available: g.hist != nil, Filter: form}
 	v := &view{Title: "Audit trail", Nav: "audit", Data: &d}
 	if g.hist == nil {
@@ -608,6 +644,17 @@ func (g *Gateway) auditPage(w http.ResponseWriter, r *http.Request, s *session) 
 		v.Problem = &p
 		return "audit", v, nil
 	}
+	if form.Order != "newest" && form.Order != "oldest" {
+		return showProblem(fault.Invalid("order", "order must be newest or oldest"))
+	}
+	limit := 0
+	if form.Limit != "" {
+		n, err := strconv.Atoi(form.Limit)
+		if err != nil {
+			return showProblem(fault.Invalid("limit", "limit must be a whole number"))
+		}
+		limit = n
+	}
 	since, err := formTime("since", form.Since)
 	if err != nil {
 		return showProblem(err)
@@ -616,28 +663,31 @@ func (g *Gateway) auditPage(w http.ResponseWriter, r *http.Request, s *session) 
 	if err != nil {
 		return showProblem(err)
 	}
-	rep, err := g.hist.VerifyAudit(r.Context())
-	switch {
-	case err == nil:
-		d.Chain = chainStatus{Checked: true, OK: rep.OK(), Report: rep}
-	default:
-		d.Chain = chainStatus{Problem: fault.PublicOf(historyErr("audit chain verification", err)).Message}
-	}
 	f := AuditFilter{Subject: form.Subject, InstanceID: form.InstanceID, TaskID: form.TaskID, Tool: form.Tool,
-		Decision: form.Decision, Status: form.Status, Since: since, Until: until, Cursor: q.Get("cursor")}
+		Decision: form.Decision, Status: form.Status, Since: since, Until: until, Newest: form.Order == "newest",
+		Cursor: q.Get("cursor"), Limit: limit}
 	page, err := g.hist.ListAudit(r.Context(), f)
 	if err != nil {
 		return showProblem(historyErr("the audit trail", err))
 	}
 	d.Page = page
+	// The chain is verified for auditors only: an instance admin would
+	// just leave a refusal in the trail at every visit.
+	if page.Scope == connectors.AuditScopeAdministered {
+		d.Chain.AuditorsOnly = true
+	} else if rep, err := g.hist.VerifyAudit(r.Context()); err == nil {
+		d.Chain = chainStatus{Checked: true, OK: rep.OK(), Report: rep}
+	} else {
+		d.Chain = chainStatus{Problem: fault.PublicOf(historyErr("audit chain verification", err)).Message}
+	}
+	subjects := make([]callctx.Subject, 0, len(page.Events))
+	for _, row := range page.Events {
+		subjects = append(subjects, callctx.Subject(row.Subject))
+	}
+	v.Names = g.namesOf(r.Context(), subjects)
 	if page.NextCursor != "" {
-		nq := url.Values{"cursor": {page.NextCursor}}
-		for k, val := range map[string]string{"subject": form.Subject, "instance_id": form.InstanceID, "task_id": form.TaskID,
-			"tool": form.Tool, "decision": form.Decision, "status": form.Status, "since": form.Since, "until": form.Until} {
-			if val != "" {
-				nq.Set(k, val)
-			}
-		}
+		nq := form.values()
+		nq.Set("cursor", page.NextCursor)
 		d.NextURL = template.URL("/ui/audit?" + nq.Encode())
 	}
 	return "audit", v, nil

@@ -503,3 +503,31 @@ func TestEnsureLocalOperator(t *testing.T) {
 		}
 	})
 }
+
+// Names names the users and groups among a page's subjects in one query and
+// leaves out what is not a user or group.
+func TestNames(t *testing.T) {
+	ctx := context.Background()
+	s, _ := newStore(t)
+	alice, err := s.CreateUser(ctx, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ops, err := s.CreateGroup(ctx, "ops")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gone := callctx.UserSubject(uuid.New())
+	upper := callctx.Subject("user:" + strings.ToUpper(alice.ID.String()))
+	got, err := s.Names(ctx, []callctx.Subject{alice.Subject(), ops.Subject(), gone, callctx.Anonymous, "cli:root", alice.Subject(), upper})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[callctx.Subject]string{alice.Subject(): "alice", ops.Subject(): "ops"}
+	if len(got) != len(want) || got[alice.Subject()] != "alice" || got[ops.Subject()] != "ops" {
+		t.Fatalf("names: %v, want %v", got, want)
+	}
+	if none, err := s.Names(ctx, nil); err != nil || len(none) != 0 {
+		t.Fatalf("no subjects: %v %v", none, err)
+	}
+}

@@ -133,6 +133,42 @@ func ListGroups(ctx context.Context, q db.Querier) ([]Group, error) {
 	return collect(rows, scanGroup)
 }
 
+// Names returns the names of the users and groups among subjects, keyed by
+// subject, in one query; a subject that names no user or group (an unknown
+// id, "anonymous", an operator command's "cli:…") is left out.
+func Names(ctx context.Context, q db.Querier, subjects []callctx.Subject) (map[callctx.Subject]string, error) {
+	var users, groups []uuid.UUID
+	for _, s := range subjects {
+		p, err := callctx.ParseSubject(string(s))
+		if err != nil {
+			continue
+		}
+		if p.Kind() == callctx.KindUser {
+			users = append(users, p.ID())
+		} else {
+			groups = append(groups, p.ID())
+		}
+	}
+	out := map[callctx.Subject]string{}
+	if len(users)+len(groups) == 0 {
+		return out, nil
+	}
+	rows, err := q.Query(ctx, `SELECT 'user:' || id::text, name FROM users WHERE id = ANY($1)
+UNION ALL SELECT 'group:' || id::text, name FROM groups WHERE id = ANY($2)`, users, groups)
+	if err != nil {
+		return nil, db.Map(err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var sub, name string
+		if err := rows.Scan(&sub, &name); err != nil {
+			return nil, db.Map(err)
+		}
+		out[callctx.Subject(sub)] = name
+	}
+	return out, db.Map(rows.Err())
+}
+
 // parseRef reads a user or group reference. A reference containing ':' must
 // be a subject of kind; a canonical uuid is an id; anything else is a name.
 // Names can contain neither ':' nor look like a uuid, so this is unambiguous.
@@ -282,6 +318,12 @@ func (s *Store) ResolveGroup(ctx context.Context, ref string) (Group, error) {
 
 // ListGroups returns every group, ordered by name.
 func (s *Store) ListGroups(ctx context.Context) ([]Group, error) { return ListGroups(ctx, s.pool) }
+
+// Names returns the names of the users and groups among subjects; see the
+// Names function.
+func (s *Store) Names(ctx context.Context, subjects []callctx.Subject) (map[callctx.Subject]string, error) {
+	return Names(ctx, s.pool, subjects)
+}
 
 // AddMember puts a user into a group; see the AddMember function.
 func (s *Store) AddMember(ctx context.Context, groupID, userID uuid.UUID) (added bool, err error) {

@@ -262,7 +262,7 @@ func TestHTTPRequestBodyCapped(t *testing.T) {
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(b), "too large") {
+	if resp.StatusCode != http.StatusRequestEntityTooLarge || !strings.Contains(string(b), "too large") {
 		t.Fatalf("oversized request: status %d: %s", resp.StatusCode, b[:min(len(b), 200)])
 	}
 }

@@ -16,10 +16,10 @@ import (
 	"github.com/mark3labs/mcp-go/client"
 	"github.com/mark3labs/mcp-go/client/transport"
 	"github.com/mark3labs/mcp-go/mcp"
-	"github.com/mark3labs/mcp-go/server"
 
 	"github.com/connec/connec/callctx"
 	"github.com/connec/connec/internal/app"
+	"github.com/connec/connec/internal/jsonschema"
 	"github.com/connec/connec/internal/pgtest"
 	cmcp "github.com/connec/connec/mcp"
 	"github.com/connec/connec/vault"
@@ -31,7 +31,7 @@ func TestMain(m *testing.M) { pgtest.Main(m) }
 type env struct {
 	t    *testing.T
 	app  *app.App
-	srv  *server.MCPServer
+	srv  *cmcp.Server
 	http *httptest.Server
 	logs *lockedBuilder
 }
@@ -201,6 +201,10 @@ func call(t *testing.T, c *client.Client, name string, args map[string]any, meta
 	if err := json.Unmarshal(raw, &o); err != nil {
 		t.Fatalf("%s: structured content %s: %v", name, raw, err)
 	}
+	// Every answer must be what the tool declares it sends.
+	if err := outputSchemaOf(t, name).Validate(raw); err != nil {
+		t.Fatalf("%s: structured content breaks the tool's outputSchema: %v\n%s", name, err, raw)
+	}
 	o.IsError = res.IsError
 	var text []string
 	for _, ct := range res.Content {
@@ -210,6 +214,33 @@ func call(t *testing.T, c *client.Client, name string, args map[string]any, meta
 	}
 	o.Raw = string(raw) + strings.Join(text, "")
 	return o, nil
+}
+
+var (
+	outputMu      sync.Mutex
+	outputSchemas = map[string]*jsonschema.Schema{}
+)
+
+// outputSchemaOf compiles the outputSchema connec declares for a tool.
+func outputSchemaOf(t *testing.T, name string) *jsonschema.Schema {
+	t.Helper()
+	outputMu.Lock()
+	defer outputMu.Unlock()
+	if s, ok := outputSchemas[name]; ok {
+		return s
+	}
+	for _, tool := range cmcp.Inventory() {
+		if tool.Def.Name == name {
+			s, err := jsonschema.Compile(tool.Def.RawOutputSchema)
+			if err != nil {
+				t.Fatalf("%s: outputSchema does not compile: %v", name, err)
+			}
+			outputSchemas[name] = s
+			return s
+		}
+	}
+	t.Fatalf("no tool %s in the inventory", name)
+	return nil
 }
 
 func mustOK(t *testing.T, c *client.Client, name string, args map[string]any, meta map[string]any) json.RawMessage {

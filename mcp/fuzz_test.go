@@ -22,24 +22,21 @@ func FuzzDecodeToolArguments(f *testing.F) {
 	} {
 		f.Add([]byte(s), []byte(`{"task_id":"1b4e28ba-2fa1-11d2-883f-0016d3cca427","agent_id":"a"}`))
 	}
+	type target struct {
+		schema argumentsSchema
+		new    func() any
+	}
+	targets := []target{
+		{compileArguments(mustSchema[installArgs]()), func() any { return &installArgs{} }},
+		{compileArguments(mustSchema[invokeArgs]()), func() any { return &invokeArgs{} }},
+		{compileArguments(mustSchema[createCredentialArgs]()), func() any { return &createCredentialArgs{} }},
+		{compileArguments(mustSchema[connectors.RunFilter]()), func() any { return &connectors.RunFilter{} }},
+		{compileArguments(mustSchema[instanceArgs]()), func() any { return &instanceArgs{} }},
+		{compileArguments(mustSchema[removeRuleArgs]()), func() any { return &removeRuleArgs{} }},
+	}
 	f.Fuzz(func(t *testing.T, args, meta []byte) {
-		targets := []any{
-			&struct {
-				connectors.InstallInput
-				TaskID string `json:"task_id,omitempty"`
-			}{},
-			&struct {
-				connectors.InvokeInput
-				TaskID string `json:"task_id,omitempty"`
-			}{},
-			&struct {
-				connectors.CredentialInput
-				TaskID string `json:"task_id,omitempty"`
-			}{},
-			&connectors.RunFilter{}, &idArgs{},
-		}
-		for _, v := range targets {
-			if err := decode(args, v); err != nil && fault.As(err).Type != fault.InvalidArgument {
+		for _, tg := range targets {
+			if err := tg.schema.decode(args, tg.new()); err != nil && fault.As(err).Type != fault.InvalidArgument {
 				t.Fatalf("decode refused with %v", err)
 			}
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"strings"
 
 	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/mark3labs/mcp-go/server"
@@ -16,8 +17,40 @@ import (
 // Version is the server version reported to clients.
 var Version = "0.1.0"
 
+// ToolNames says how tool names are spelled on the wire.
+type ToolNames string
+
+const (
+	// DottedNames serves connector.catalog.list (the default).
+	DottedNames ToolNames = "dotted"
+	// UnderscoreNames serves connector_catalog_list, for hosts and model
+	// APIs that accept only ^[a-zA-Z0-9_-]{1,64}$ as a tool name.
+	UnderscoreNames ToolNames = "underscore"
+)
+
+// ParseToolNames reads a tool-name style setting.
+func ParseToolNames(s string) (ToolNames, error) {
+	switch ToolNames(strings.ToLower(strings.TrimSpace(s))) {
+	case "", DottedNames:
+		return DottedNames, nil
+	case UnderscoreNames:
+		return UnderscoreNames, nil
+	}
+	return "", errors.New("tool names: want dotted or underscore")
+}
+
+// wireName is a tool's name as served in the given style.
+func (n ToolNames) wireName(name string) string {
+	if n == UnderscoreNames {
+		return strings.ReplaceAll(name, ".", "_")
+	}
+	return name
+}
+
 type options struct {
-	log *slog.Logger
+	log     *slog.Logger
+	names   ToolNames
+	changes func(fn func(version int64))
 }
 
 // Option configures NewServer.
@@ -26,72 +59,111 @@ type Option func(*options)
 // WithLogger sets the logger.
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
 
+// WithToolNames sets how tool names are spelled on the wire. Audit rows and
+// policy always use the canonical dotted name.
+func WithToolNames(n ToolNames) Option { return func(o *options) { o.names = n } }
+
+// Server is connec's MCP server: mcp-go's protocol engine with connec's
+// inventory, plus what every transport shares (the service, for auditing
+// refusals made before a tool runs).
+type Server struct {
+	*server.MCPServer
+	svc   *connectors.Service
+	log   *slog.Logger
+	tools map[string]Tool // by wire name
+}
+
 // NewServer builds the MCP server over svc: every inventory tool, a filter
 // that shows and lets through only tools the caller could be allowed to use
 // (the same check for tools/list and tools/call), and a hook that audits
 // calls refused before they reach a tool handler.
-func NewServer(svc *connectors.Service, opts ...Option) *server.MCPServer {
-	o := options{log: slog.Default()}
+func NewServer(svc *connectors.Service, opts ...Option) *Server {
+	o := options{log: slog.Default(), names: DottedNames}
 	for _, f := range opts {
 		f(&o)
 	}
+	s := &Server{svc: svc, log: o.log, tools: map[string]Tool{}}
 	inv := Inventory()
-	actions := make(map[string][]string, len(inv))
-	resources := make(map[string]string, len(inv))
 	for _, t := range inv {
-		actions[t.Def.Name] = t.Actions
-		resources[t.Def.Name] = t.Resource
+		s.tools[o.names.wireName(t.Def.Name)] = t
 	}
 	hooks := &server.Hooks{}
-	hooks.AddOnError(func(ctx context.Context, _ any, method mcp.MCPMethod, message any, err error) {
-		if method != mcp.MethodToolsCall {
-			return
-		}
-		name := "unknown"
-		if req, ok := message.(*mcp.CallToolRequest); ok && req.Params.Name != "" {
-			name = req.Params.Name
-		}
-		action := "tool.call"
-		if a, ok := actions[name]; ok {
-			action = a[0]
-		}
-		ctx = callctx.WithRequestID(ctx, callctx.NewRequestID())
-		var refusal error = fault.New(fault.PolicyDenied, "tool not available")
-		if !errors.Is(err, server.ErrToolNotFound) {
-			refusal = fault.New(fault.InvalidArgument, "malformed tool call")
-		}
-		if aerr := svc.Refuse(ctx, truncate(name, 100), action, refusal); aerr != nil && errors.Is(aerr, fault.ErrUnavailable) {
-			o.log.ErrorContext(ctx, "could not audit a refused tool call", "tool", name, "err", aerr)
-		}
-	})
+	hooks.AddOnError(s.auditRefusedCall)
 	srvOpts := []server.ServerOption{
-		server.WithToolCapabilities(false),
+		server.WithToolCapabilities(true),
 		server.WithRecovery(),
 		server.WithHooks(hooks),
-		server.WithInstructions("connec is the governed door to connector instances: list types with connector.catalog.list, " +
-			"install and manage instances with connector.instance.*, and run operations with connector.op.invoke. " +
+		// Lists depend on who asks: a client may keep one only for the same
+		// credentials, and for a minute at most (changes are announced too).
+		server.WithCacheHints(listTTL.Milliseconds(), mcp.CacheScopePrivate),
+		server.WithInstructions("connec is the governed door to connector instances: list types with " + o.names.wireName("connector.catalog.list") +
+			", install and manage instances with " + o.names.wireName("connector.instance.*") + ", and run operations with " + o.names.wireName("connector.op.invoke") + ". " +
 			"Pass your task context in _meta[\"" + callctx.MetaKey + "\"] ({task_id, project_id, run_id, job_id, agent_id}) or as task_id."),
-		server.WithToolFilter(func(ctx context.Context, tools []mcp.Tool) []mcp.Tool {
-			out := tools[:0:0]
-			for _, t := range tools {
-				if svc.ToolVisible(ctx, resources[t.Name], actions[t.Name]...) {
-					out = append(out, t)
-				}
-			}
-			return out
-		}),
+		server.WithToolFilter(s.visibleTools),
 	}
 	// mcp-go logs a line per request and per tool call: the audit trail
 	// already records every call, so those lines are for debugging only
 	// (at info level they cost a noticeable share of each call's CPU).
 	if o.log.Enabled(context.Background(), slog.LevelDebug) {
-		srvOpts = append(srvOpts, server.WithLogger(o.log))
+		srvOpts = append(srvOpts, server.WithLogger(quietSessions(o.log)))
 	}
-	s := server.NewMCPServer("connec", Version, srvOpts...)
-	for _, t := range inv {
-		s.AddTool(t.Def, handler(svc, t))
+	s.MCPServer = server.NewMCPServer("connec", Version, srvOpts...)
+	for wire, t := range s.tools {
+		def := t.Def
+		def.Name = wire
+		s.AddTool(def, handler(svc, t))
+	}
+	if o.changes != nil {
+		o.changes((&announcer{srv: s}).changed)
 	}
 	return s
+}
+
+// visibleTools keeps the tools the caller could be allowed to use. On a
+// tools/call (one tool) a check that cannot be made lets the call through:
+// the handler then asks policy itself and fails closed as unavailable,
+// audited as such, instead of reporting a denial that was never decided.
+func (s *Server) visibleTools(ctx context.Context, tools []mcp.Tool) []mcp.Tool {
+	out := tools[:0:0]
+	for _, wt := range tools {
+		t, ok := s.tools[wt.Name]
+		if !ok {
+			continue
+		}
+		visible, err := s.svc.ToolVisible(ctx, t.Resource, t.Actions...)
+		switch {
+		case err != nil && len(tools) == 1:
+			out = append(out, wt)
+		case err != nil:
+			visibilityFailed(ctx)
+		case visible:
+			out = append(out, wt)
+		}
+	}
+	return out
+}
+
+// auditRefusedCall audits a tools/call refused before it reached a handler:
+// an unknown or hidden tool, or a malformed call.
+func (s *Server) auditRefusedCall(ctx context.Context, _ any, method mcp.MCPMethod, message any, err error) {
+	if method != mcp.MethodToolsCall {
+		return
+	}
+	name, action := "unknown", "tool.call"
+	if req, ok := message.(*mcp.CallToolRequest); ok && req.Params.Name != "" {
+		name = truncate(req.Params.Name, 100)
+	}
+	if t, ok := s.tools[name]; ok {
+		name, action = t.Def.Name, t.Actions[0]
+	}
+	ctx = callctx.WithRequestID(ctx, callctx.NewRequestID())
+	var refusal error = fault.New(fault.PolicyDenied, "tool not available")
+	if !errors.Is(err, server.ErrToolNotFound) {
+		refusal = fault.New(fault.InvalidArgument, "malformed tool call")
+	}
+	if aerr := s.svc.Refuse(ctx, name, action, refusal); aerr != nil && errors.Is(aerr, fault.ErrUnavailable) {
+		s.log.ErrorContext(ctx, "could not audit a refused tool call", "tool", name, "err", aerr)
+	}
 }
 
 func truncate(s string, n int) string {

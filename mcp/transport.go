@@ -1,7 +1,9 @@
 package mcp
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
@@ -9,10 +11,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/mark3labs/mcp-go/server"
 
 	"github.com/connec/connec/callctx"
-	"github.com/connec/connec/connectors"
 	"github.com/connec/connec/fault"
 )
 
@@ -23,26 +25,7 @@ const (
 	TransportStreamable = "streamable-http"
 )
 
-// RunStdio serves srv over in/out as principal until in closes or ctx ends.
-// Only JSON-RPC frames are written to out; logs go elsewhere.
-func RunStdio(ctx context.Context, srv *server.MCPServer, principal callctx.Principal, in io.Reader, out io.Writer, log *slog.Logger) error {
-	principal.Transport = TransportStdio
-	// mcp-go's default of 5 tool-call workers caps a stdio client at 5 calls
-	// in flight, each waiting for its audit commit.
-	stdio := server.NewStdioServer(srv)
-	server.WithWorkerPoolSize(64)(stdio)
-	stdio.SetErrorLogger(slog.NewLogLogger(log.Handler(), slog.LevelError))
-	stdio.SetContextFunc(func(ctx context.Context) context.Context {
-		return callctx.WithPrincipal(ctx, principal)
-	})
-	err := stdio.Listen(ctx, in, out)
-	if err != nil && (errors.Is(err, context.Canceled) || errors.Is(err, io.EOF)) {
-		return nil
-	}
-	return err
-}
-
-// MaxRequestBytes caps one MCP request body over HTTP.
+// MaxRequestBytes caps one MCP request body over HTTP (and one stdio line).
 const MaxRequestBytes = 4 << 20
 
 // Authenticator resolves a bearer token to a principal.
@@ -50,26 +33,55 @@ type Authenticator interface {
 	Authenticate(ctx context.Context, token string) (callctx.Principal, error)
 }
 
+// HTTPOptions configure the HTTP transports.
+type HTTPOptions struct {
+	// AllowedOrigins are the browser origins (scheme://host[:port]) allowed
+	// to call the MCP endpoints, beyond loopback origins on a loopback
+	// listener. Requests without an Origin header (non-browser clients) are
+	// not affected.
+	AllowedOrigins []string
+	Log            *slog.Logger
+}
+
+// sessionIdle is how long an unused legacy streamable HTTP session lives.
+const sessionIdle = 30 * time.Minute
+
 // HTTPHandler serves srv over SSE (GET /sse, POST /message) and streamable
-// HTTP (/mcp). Every request must carry Authorization: Bearer <token>; a
-// missing or bad token gets 401 (and an audit row) and never reaches MCP.
-func HTTPHandler(srv *server.MCPServer, svc *connectors.Service, auth Authenticator, log *slog.Logger) http.Handler {
-	sse := server.NewSSEServer(srv,
+// HTTP (/mcp). Every request must come from an allowed origin and carry
+// Authorization: Bearer <token>; a missing or bad token gets 401 (and an
+// audit row) and never reaches MCP.
+func HTTPHandler(srv *Server, auth Authenticator, o HTTPOptions) http.Handler {
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+	h := &httpTransport{srv: srv, auth: auth, log: o.Log, sessions: newSessions(), origins: newOriginPolicy(o.AllowedOrigins)}
+	sse := server.NewSSEServer(srv.MCPServer,
 		server.WithSSEEndpoint("/sse"),
 		server.WithMessageEndpoint("/message"),
 		server.WithKeepAliveInterval(25*time.Second),
 		server.WithSSEContextFunc(principalFromRequest(TransportSSE)),
+		server.WithSessionIDGenerator(h.sseSessionID),
 	)
-	stream := server.NewStreamableHTTPServer(srv,
+	stream := server.NewStreamableHTTPServer(srv.MCPServer,
 		server.WithEndpointPath("/mcp"),
-		server.WithStreamableHTTPLogger(log),
+		server.WithStreamableHTTPLogger(quietSessions(o.Log)),
 		server.WithHTTPContextFunc(principalFromRequest(TransportStreamable)),
+		server.WithSessionIdManagerResolver(h.sessions.resolver()),
+		server.WithSessionIdleTTL(sessionIdle),
 	)
 	mux := http.NewServeMux()
-	mux.Handle("/sse", requireToken(sse.SSEHandler(), svc, auth, TransportSSE))
-	mux.Handle("/message", requireToken(sse.MessageHandler(), svc, auth, TransportSSE))
-	mux.Handle("/mcp", requireToken(stream, svc, auth, TransportStreamable))
+	mux.Handle("/sse", h.guard(TransportSSE, h.sseStream(sse.SSEHandler())))
+	mux.Handle("/message", h.guard(TransportSSE, h.messages(TransportSSE, sse.MessageHandler())))
+	mux.Handle("/mcp", h.guard(TransportStreamable, h.messages(TransportStreamable, stream)))
 	return mux
+}
+
+type httpTransport struct {
+	srv      *Server
+	auth     Authenticator
+	log      *slog.Logger
+	sessions *sessions
+	origins  originPolicy
 }
 
 // principalFromRequest moves the principal the auth middleware put on the
@@ -81,17 +93,26 @@ func principalFromRequest(transport string) func(ctx context.Context, r *http.Re
 			return ctx
 		}
 		p.Transport = transport
-		return callctx.WithPrincipal(ctx, p)
+		ctx = callctx.WithPrincipal(ctx, p)
+		if v, ok := r.Context().Value(visibilityKey{}).(*visibility); ok {
+			ctx = context.WithValue(ctx, visibilityKey{}, v)
+		}
+		return ctx
 	}
 }
 
-func requireToken(next http.Handler, svc *connectors.Service, auth Authenticator, transport string) http.Handler {
+// guard admits a request from an allowed origin with a valid bearer token.
+func (h *httpTransport) guard(transport string, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if why := h.origins.refuse(r); why != "" {
+			http.Error(w, "forbidden: "+why, http.StatusForbidden)
+			return
+		}
 		token, ok := bearer(r)
 		var p callctx.Principal
 		var err error
 		if ok {
-			p, err = auth.Authenticate(r.Context(), token)
+			p, err = h.auth.Authenticate(r.Context(), token)
 		}
 		if !ok || err != nil {
 			if err != nil && errors.Is(err, fault.ErrUnavailable) {
@@ -100,7 +121,7 @@ func requireToken(next http.Handler, svc *connectors.Service, auth Authenticator
 			}
 			ctx := callctx.WithRequestID(r.Context(), callctx.NewRequestID())
 			ctx = callctx.WithPrincipal(ctx, callctx.Principal{Transport: transport})
-			_ = svc.Refuse(ctx, "http:"+transport, "authenticate", fault.New(fault.Unauthenticated, "missing or invalid bearer token"))
+			_ = h.srv.svc.Refuse(ctx, "http:"+transport, "authenticate", fault.New(fault.Unauthenticated, "missing or invalid bearer token"))
 			w.Header().Set("WWW-Authenticate", `Bearer realm="connec"`)
 			http.Error(w, "unauthorized: a valid bearer token is required", http.StatusUnauthorized)
 			return
@@ -119,4 +140,155 @@ func bearer(r *http.Request) (string, bool) {
 		return "", false
 	}
 	return strings.TrimSpace(tok), true
+}
+
+// messages checks each message before the MCP server sees it: the protocol
+// errors mcp-go would mishandle, legacy session ownership, and client
+// cancellations (whose requests then get no answer).
+func (h *httpTransport) messages(transport string, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p, _ := callctx.PrincipalFrom(r.Context())
+		session := r.Header.Get(server.HeaderKeySessionID)
+		if transport == TransportSSE {
+			session = r.URL.Query().Get("sessionId")
+		}
+		modern := mcp.IsModernProtocol(r.Header.Get(mcp.HeaderProtocolVersion))
+		if r.Method != http.MethodPost {
+			// GET opens a legacy notification stream, DELETE ends a session:
+			// both name a session the caller must own.
+			if transport == TransportStreamable && !modern && (r.Method == http.MethodDelete || session != "") && !h.sessionOK(w, session, p.Subject) {
+				return
+			}
+			next.ServeHTTP(w, r)
+			return
+		}
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			http.Error(w, "request body too large or unreadable", http.StatusRequestEntityTooLarge)
+			return
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		var m wireMessage
+		if json.Unmarshal(body, &m) != nil || m.Method == "" {
+			next.ServeHTTP(w, r) // responses and parse errors: mcp-go's own handling
+			return
+		}
+		modern = modern || modernParams(m.Params)
+		if reply := checkRequest(m); reply != nil {
+			status := http.StatusOK
+			if bytes.Equal(reply.(rpcErrorMessage).ID, []byte("null")) {
+				status = http.StatusBadRequest // not a request this server can answer by id
+			}
+			writeJSON(w, status, reply)
+			return
+		}
+		if len(m.ID) == 0 && modern {
+			// 2026-07-28 has no client notifications over HTTP: a client
+			// cancels by closing the response stream. Accept and drop them,
+			// as an HTTP server accepts any notification.
+			w.WriteHeader(http.StatusAccepted)
+			return
+		}
+		if !modern && m.Method != string(mcp.MethodInitialize) && !h.sessionOK(w, session, p.Subject) {
+			return
+		}
+		if !modern && len(m.ID) == 0 && m.Method == string(mcp.MethodNotificationCancelled) {
+			var c struct {
+				RequestID json.RawMessage `json:"requestId"`
+			}
+			if json.Unmarshal(m.Params, &c) == nil && len(c.RequestID) > 0 {
+				h.sessions.cancel(session, string(c.RequestID))
+			}
+		}
+		if m.Method == string(mcp.MethodToolsList) {
+			h.serveList(w, r, m, next)
+			return
+		}
+		if transport == TransportStreamable && !modern && len(m.ID) > 0 {
+			id := string(m.ID)
+			w = &cancelable{ResponseWriter: w, canceled: func() bool { return h.sessions.wasCanceled(session, id, false) }}
+			defer h.sessions.wasCanceled(session, id, true)
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// sessionOK refuses a request naming no session (400) or a session the
+// caller does not own (404, as for an unknown or terminated one).
+func (h *httpTransport) sessionOK(w http.ResponseWriter, session string, subject callctx.Subject) bool {
+	if session == "" {
+		http.Error(w, "bad request: this request needs the session id from initialize (Mcp-Session-Id)", http.StatusBadRequest)
+		return false
+	}
+	if !h.sessions.owned(session, subject) {
+		http.Error(w, "not found: unknown or terminated session; initialize a new one", http.StatusNotFound)
+		return false
+	}
+	return true
+}
+
+// serveList runs a tools/list and answers it with an error instead when a
+// visibility check could not be made (the list would be short, not true).
+func (h *httpTransport) serveList(w http.ResponseWriter, r *http.Request, m wireMessage, next http.Handler) {
+	ctx := withListCheck(r.Context())
+	rec := &recorder{header: http.Header{}, status: http.StatusOK}
+	next.ServeHTTP(rec, r.WithContext(ctx))
+	if reply := listFailure(ctx, m, nil); reply != nil {
+		writeJSON(w, http.StatusOK, reply)
+		return
+	}
+	for k, v := range rec.header {
+		w.Header()[k] = v
+	}
+	w.WriteHeader(rec.status)
+	_, _ = w.Write(rec.body.Bytes())
+}
+
+// sseSessionID mints the id of a new SSE session, bound to the subject
+// that opened the stream.
+func (h *httpTransport) sseSessionID(_ context.Context, r *http.Request) (string, error) {
+	p, _ := callctx.PrincipalFrom(r.Context())
+	id := h.sessions.open(p.Subject)
+	if hold, ok := r.Context().Value(sseHoldKey{}).(*sseHold); ok {
+		hold.id = id
+	}
+	return id, nil
+}
+
+type sseHoldKey struct{}
+
+type sseHold struct{ id string }
+
+// sseStream serves one SSE stream: the session it opens ends with it, and
+// answers to requests the client canceled are left out of it.
+func (h *httpTransport) sseStream(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hold := &sseHold{}
+		r = r.WithContext(context.WithValue(r.Context(), sseHoldKey{}, hold))
+		defer func() { h.sessions.close(hold.id) }()
+		next.ServeHTTP(&sseFilter{ResponseWriter: w, drop: func(id string) bool {
+			return hold.id != "" && h.sessions.wasCanceled(hold.id, id, true)
+		}}, r)
+	})
+}
+
+// modernParams reports whether a message's params name a 2026-07-28 (or
+// later) revision in _meta, as every request of those revisions does.
+func modernParams(params json.RawMessage) bool {
+	if len(params) == 0 {
+		return false
+	}
+	var p struct {
+		Meta struct {
+			Version string `json:"io.modelcontextprotocol/protocolVersion"`
+		} `json:"_meta"`
+	}
+	return json.Unmarshal(params, &p) == nil && mcp.IsModernProtocol(p.Meta.Version)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, _ := json.Marshal(v)
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(b)
 }

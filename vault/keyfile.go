@@ -24,25 +24,35 @@ import (
 //	# public key: age1pq1…
 //	AGE-SECRET-KEY-PQ-1…
 func GenerateKeyFile(path string, hybrid bool) (recipient string, err error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", fmt.Errorf("vault: create key directory: %w", err)
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if errors.Is(err, fs.ErrExist) {
+	if _, err := os.Lstat(path); err == nil {
 		return "", fmt.Errorf("%w: %s (refusing to overwrite a key; to rotate, append a new identity)", ErrKeyFileExists, path)
 	}
+	// Written whole under a temporary name (0600), then linked into place:
+	// a process that finds the key file (several connec processes may
+	// start at once on a fresh data dir) finds all of it, and linking
+	// fails rather than overwrite a key another process put there first.
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".new-*")
 	if err != nil {
 		return "", fmt.Errorf("vault: create key file: %w", err)
 	}
+	defer func() { _ = os.Remove(f.Name()) }()
 	recipient, err = writeIdentity(f, hybrid, "")
 	if cerr := f.Close(); err == nil && cerr != nil {
 		err = fmt.Errorf("vault: write key file: %w", cerr)
 	}
 	if err != nil {
-		_ = os.Remove(path)
 		return "", err
 	}
-	syncDir(filepath.Dir(path))
+	if err := os.Link(f.Name(), path); errors.Is(err, fs.ErrExist) {
+		return "", fmt.Errorf("%w: %s (refusing to overwrite a key; to rotate, append a new identity)", ErrKeyFileExists, path)
+	} else if err != nil {
+		return "", fmt.Errorf("vault: create key file: %w", err)
+	}
+	syncDir(dir)
 	return recipient, nil
 }
 

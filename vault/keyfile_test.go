@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -151,5 +152,64 @@ func TestAppendIdentityRefuses(t *testing.T) {
 	}
 	if after, _ := os.ReadFile(path); string(after) != string(before) {
 		t.Fatal("insecure key file was written")
+	}
+}
+
+// Several connec processes starting at once on a fresh data dir each try
+// to create the key: exactly one wins, and nobody ever reads the file half
+// written (a reader that sees it sees the whole key).
+func TestGenerateKeyFileConcurrently(t *testing.T) {
+	for round := 0; round < 20; round++ {
+		path := filepath.Join(t.TempDir(), "connec.key")
+		var wg sync.WaitGroup
+		recipients := make([]string, 4)
+		errs := make([]error, 4)
+		for i := range recipients {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				recipients[i], errs[i] = vault.GenerateKeyFile(path, false)
+			}()
+		}
+		stop := make(chan struct{})
+		var seen []string
+		readerDone := make(chan struct{})
+		go func() {
+			defer close(readerDone)
+			for {
+				if b, err := os.ReadFile(path); err == nil {
+					seen = append(seen, string(b))
+				}
+				select {
+				case <-stop:
+					return
+				default:
+				}
+			}
+		}()
+		wg.Wait()
+		close(stop)
+		<-readerDone
+		winner := ""
+		for i, err := range errs {
+			switch {
+			case err == nil && winner == "":
+				winner = recipients[i]
+			case err == nil:
+				t.Fatalf("round %d: two generators both created the key", round)
+			case !errors.Is(err, vault.ErrKeyFileExists):
+				t.Fatalf("round %d: %v", round, err)
+			}
+		}
+		if winner == "" {
+			t.Fatalf("round %d: nobody created the key: %v", round, errs)
+		}
+		final, _ := os.ReadFile(path)
+		for _, s := range seen {
+			if s != string(final) {
+				t.Fatalf("round %d: a reader saw the key file half written: %q", round, s)
+			}
+		}
+		checkBlock(t, blocks(t, path)[0], winner, false)
 	}
 }

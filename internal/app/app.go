@@ -48,8 +48,13 @@ type App struct {
 	Notify *pgnotify.Hub
 
 	closers []io.Closer
-	cluster *pgcluster.Cluster
-	stop    context.CancelFunc
+	// shared is this process's use of the embedded cluster (nil with
+	// DATABASE_URL); superviseStop ends the watch that restarts it.
+	shared        *pgcluster.Shared
+	pgLog         *os.File
+	superviseStop context.CancelFunc
+	superviseDone chan struct{}
+	stop          context.CancelFunc
 }
 
 // Drivers returns the connector types compiled into this binary.
@@ -65,6 +70,7 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 	if cfg.Embedded() {
 		var err error
 		if url, err = a.startEmbedded(ctx); err != nil {
+			a.Close() // leaves the cluster if it joined it
 			return nil, err
 		}
 	}
@@ -83,6 +89,11 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 	if err := a.build(ctx); err != nil {
 		a.Close()
 		return nil, err
+	}
+	if a.shared != nil {
+		sctx, stop := context.WithCancel(context.WithoutCancel(ctx))
+		a.superviseStop, a.superviseDone = stop, make(chan struct{})
+		go a.superviseEmbedded(sctx)
 	}
 	return a, nil
 }
@@ -108,7 +119,11 @@ func (a *App) build(ctx context.Context) error {
 	if err := connectors.SyncCatalog(ctx, a.Pool, reg); err != nil {
 		return err
 	}
-	az, err := authz.New(ctx, a.Pool, authz.WithLogger(a.Log), authz.WithNotify(a.Notify))
+	azOpts := []authz.Option{authz.WithLogger(a.Log), authz.WithNotify(a.Notify)}
+	if a.Cfg.policyMaxStale > 0 {
+		azOpts = append(azOpts, authz.WithMaxStaleness(a.Cfg.policyMaxStale))
+	}
+	az, err := authz.New(ctx, a.Pool, azOpts...)
 	if err != nil {
 		return fmt.Errorf("policy engine: %w", err)
 	}
@@ -172,6 +187,10 @@ func (a *App) keyFile() (string, error) {
 	switch {
 	case a.Cfg.Embedded():
 		recipient, err := vault.GenerateKeyFile(path, true)
+		if errors.Is(err, vault.ErrKeyFileExists) {
+			// Another connec starting on the same data dir made it first.
+			return path, nil
+		}
 		if err != nil {
 			return "", fmt.Errorf("create key file: %w", err)
 		}
@@ -185,6 +204,9 @@ func (a *App) keyFile() (string, error) {
 	}
 }
 
+// startEmbedded joins the embedded cluster in the data dir, starting it
+// unless another connec process already runs it: every connec on the data
+// dir shares one server, and the last one out stops it.
 func (a *App) startEmbedded(ctx context.Context) (string, error) {
 	dir := filepath.Join(a.Cfg.DataDir, "postgres")
 	if err := os.MkdirAll(a.Cfg.DataDir, 0o700); err != nil {
@@ -194,27 +216,23 @@ func (a *App) startEmbedded(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("open postgres log: %w", err)
 	}
-	c, err := pgcluster.New(pgcluster.Options{Dir: dir, Durable: true, Log: logf})
+	// Kept open while connec runs: it may have to start the server again.
+	a.pgLog = logf
+	if _, err := os.Stat(filepath.Join(dir, "PG_VERSION")); err != nil {
+		a.Log.Info("creating embedded PostgreSQL cluster (first run)", "dir", dir)
+	}
+	start := time.Now()
+	sh, started, err := pgcluster.Join(ctx, pgcluster.Options{Dir: dir, Durable: true, Log: logf})
 	if err != nil {
 		return "", err
 	}
-	if c.Reachable(ctx) {
-		// Another connec process runs the cluster; share it.
-		a.Log.Info("using the embedded PostgreSQL another connec process started", "dir", dir)
-	} else {
-		if !c.Initialized() {
-			a.Log.Info("creating embedded PostgreSQL cluster (first run)", "dir", dir)
-		}
-		if err := c.Init(ctx); err != nil {
-			return "", err
-		}
-		start := time.Now()
-		if err := c.Start(ctx); err != nil {
-			return "", err
-		}
-		a.cluster = c
+	a.shared = sh
+	if started {
 		a.Log.Info("embedded PostgreSQL started", "dir", dir, "took", time.Since(start).Round(time.Millisecond))
+	} else {
+		a.Log.Info("using the embedded PostgreSQL another connec process started", "dir", dir)
 	}
+	c := sh.Cluster()
 	if err := c.EnsureDatabase(ctx, "connec"); err != nil {
 		return "", fmt.Errorf("create database: %w", err)
 	}
@@ -223,6 +241,10 @@ func (a *App) startEmbedded(ctx context.Context) (string, error) {
 
 // Close stops everything Open started.
 func (a *App) Close() {
+	if a.superviseStop != nil {
+		a.superviseStop()
+		<-a.superviseDone
+	}
 	if a.stop != nil {
 		a.stop()
 		<-a.Notify.Done()
@@ -249,12 +271,21 @@ func (a *App) Close() {
 	if a.Pool != nil {
 		a.Pool.Close()
 	}
-	if a.cluster != nil {
-		if err := a.cluster.Stop(); err != nil {
-			a.Log.Warn("stopping embedded PostgreSQL", "err", err)
-		} else {
-			a.Log.Info("embedded PostgreSQL stopped")
+	if a.shared != nil {
+		lctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		stopped, err := a.shared.Leave(lctx)
+		cancel()
+		switch {
+		case err != nil:
+			a.Log.Warn("leaving the embedded PostgreSQL", "err", err)
+		case stopped:
+			a.Log.Info("embedded PostgreSQL stopped (no other connec process uses it)")
+		default:
+			a.Log.Info("embedded PostgreSQL left running for the other connec processes using it")
 		}
+	}
+	if a.pgLog != nil {
+		_ = a.pgLog.Close()
 	}
 }
 

@@ -35,19 +35,31 @@ type Config struct {
 	// renewed: once it runs out, other servers fail the open runs it left
 	// (0: connectors.DefaultLeaseTTL; negative: the setting was invalid).
 	ServerLease time.Duration
+	// ToolNames is how MCP tool names are spelled: dotted (default) or
+	// underscore (for hosts that accept only [a-zA-Z0-9_-] in names).
+	ToolNames string
+	// AllowedOrigins are the browser origins allowed to call the HTTP MCP
+	// endpoints (comma-separated scheme://host[:port]); loopback origins
+	// are allowed on a loopback listener.
+	AllowedOrigins []string
+
+	// policyMaxStale overrides the authorizer's allowed staleness (tests).
+	policyMaxStale time.Duration
 }
 
 // FromEnv reads the configuration from the environment.
 func FromEnv() Config {
 	return Config{
-		DatabaseURL: os.Getenv("DATABASE_URL"),
-		DataDir:     envOr("CONNEC_DATA_DIR", defaultDataDir()),
-		KeyFile:     os.Getenv("CONNEC_KEY_FILE"),
-		Subject:     os.Getenv("CONNEC_SUBJECT"),
-		Token:       os.Getenv("CONNEC_TOKEN"),
-		LogFormat:   envOr("CONNEC_LOG_FORMAT", "text"),
-		LogLevel:    envOr("CONNEC_LOG_LEVEL", "info"),
-		ServerLease: envDuration("CONNEC_SERVER_LEASE"),
+		DatabaseURL:    os.Getenv("DATABASE_URL"),
+		DataDir:        envOr("CONNEC_DATA_DIR", defaultDataDir()),
+		KeyFile:        os.Getenv("CONNEC_KEY_FILE"),
+		Subject:        os.Getenv("CONNEC_SUBJECT"),
+		Token:          os.Getenv("CONNEC_TOKEN"),
+		LogFormat:      envOr("CONNEC_LOG_FORMAT", "text"),
+		LogLevel:       envOr("CONNEC_LOG_LEVEL", "info"),
+		ServerLease:    envDuration("CONNEC_SERVER_LEASE"),
+		ToolNames:      envOr("CONNEC_TOOL_NAMES", "dotted"),
+		AllowedOrigins: splitList(os.Getenv("CONNEC_ALLOWED_ORIGINS")),
 	}
 }
 
@@ -63,6 +75,17 @@ func envDuration(k string) time.Duration {
 		return -1
 	}
 	return d
+}
+
+// splitList splits a comma-separated setting, dropping empty items.
+func splitList(v string) []string {
+	var out []string
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 func envOr(k, def string) string {

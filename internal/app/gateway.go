@@ -17,6 +17,7 @@ func (a *App) mountGateway(mux *http.ServeMux) {
 		Service: a.Service,
 		History: gateway.ServiceHistory(a.Service),
 		Auth:    a.Identity,
+		Names:   a.Identity,
 		Log:     a.Log,
 		Checks: []gateway.Check{
 			gateway.DatabaseCheck(a.Pool.Ping),

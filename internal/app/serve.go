@@ -9,8 +9,6 @@ import (
 	"os"
 	"time"
 
-	"github.com/mark3labs/mcp-go/server"
-
 	"github.com/connec/connec/mcp"
 )
 
@@ -25,9 +23,9 @@ type ServeOptions struct {
 
 // Handler returns connec's HTTP surface: MCP over SSE and streamable HTTP,
 // and health. Every MCP route needs a bearer token.
-func (a *App) Handler(srv *server.MCPServer) http.Handler {
+func (a *App) Handler(srv *mcp.Server) http.Handler {
 	mux := http.NewServeMux()
-	mcpHandler := mcp.HTTPHandler(srv, a.Service, a.Identity, a.Log)
+	mcpHandler := mcp.HTTPHandler(srv, a.Identity, mcp.HTTPOptions{AllowedOrigins: a.Cfg.AllowedOrigins, Log: a.Log})
 	for _, p := range []string{"/sse", "/message", "/mcp"} {
 		mux.Handle(p, mcpHandler)
 	}
@@ -39,9 +37,28 @@ func (a *App) Handler(srv *server.MCPServer) http.Handler {
 	return mux
 }
 
-// MCPServer builds the MCP server over the core.
-func (a *App) MCPServer() *server.MCPServer {
-	return mcp.NewServer(a.Service, mcp.WithLogger(a.Log))
+// MCPServer builds the MCP server over the core. It announces tool-list
+// changes once a new policy is in force here.
+func (a *App) MCPServer() *mcp.Server {
+	names, _ := mcp.ParseToolNames(a.Cfg.ToolNames) // Serve checked it
+	return mcp.NewServer(a.Service, mcp.WithLogger(a.Log), mcp.WithToolNames(names), mcp.WithChanges(a.Authz.OnChange))
+}
+
+// checkServe reports a serving setting that cannot be used, in the terms of
+// the flag and variable that set it.
+func (a *App) checkServe() error {
+	if a.Cfg.ServerLease < 0 {
+		return errors.New("invalid server lease (CONNEC_SERVER_LEASE or --server-lease): give a positive duration such as 60s")
+	}
+	if _, err := mcp.ParseToolNames(a.Cfg.ToolNames); err != nil {
+		return fmt.Errorf("invalid tool names %q (CONNEC_TOOL_NAMES or --tool-names): want dotted or underscore", a.Cfg.ToolNames)
+	}
+	for _, o := range a.Cfg.AllowedOrigins {
+		if !mcp.ValidOrigin(o) {
+			return fmt.Errorf("invalid allowed origin %q (CONNEC_ALLOWED_ORIGINS or --allowed-origin): want scheme://host[:port], e.g. https://agents.example.com", o)
+		}
+	}
+	return nil
 }
 
 // Serve runs the requested transports until ctx ends or stdin closes.
@@ -49,8 +66,8 @@ func (a *App) Serve(ctx context.Context, o ServeOptions) error {
 	if !o.Stdio && o.HTTPAddr == "" {
 		return errors.New("nothing to serve: give --stdio and/or --http ADDR")
 	}
-	if a.Cfg.ServerLease < 0 {
-		return errors.New("invalid server lease (CONNEC_SERVER_LEASE or --server-lease): give a positive duration such as 60s")
+	if err := a.checkServe(); err != nil {
+		return err
 	}
 	tuneRuntime()
 	ctx, cancel := context.WithCancel(ctx)

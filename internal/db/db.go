@@ -102,6 +102,8 @@ func Map(err error) error {
 			return fault.Wrap(fault.NotFound, err, "referenced object not found")
 		case pe.Code == "23514" || pe.Code == "22P02" || pe.Code == "23502": // check, invalid text, not null
 			return fault.Wrap(fault.InvalidArgument, err, "value rejected by the database")
+		case pe.Code == "22021" || pe.Code == "22P05": // NUL or a character the encoding cannot hold
+			return fault.Wrap(fault.InvalidArgument, err, "text must not contain NUL characters")
 		case pe.Code == "40001" || pe.Code == "40P01": // serialization, deadlock
 			return fault.Wrap(fault.Unavailable, err, "concurrent update, try again")
 		case pe.Code[:2] == "08" || pe.Code[:2] == "57" || pe.Code[:2] == "53": // connection, operator intervention, resources

@@ -1,7 +1,9 @@
 // Package pgcluster runs a private PostgreSQL cluster from the PostgreSQL
 // binaries installed on the machine: it initialises a data directory once,
 // starts the server listening only on a unix socket inside that directory,
-// and stops it. It backs connec's embedded default and the test harness.
+// and stops it. It backs connec's embedded default, where every connec
+// process on a data directory shares one server (Join: the last one out
+// stops it), and the test harness, where the server dies with its process.
 package pgcluster
 
 import (
@@ -20,10 +22,16 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // ErrNoBinaries is returned when no PostgreSQL server binaries can be found.
 var ErrNoBinaries = errors.New("no PostgreSQL server binaries found (looked in PATH and /usr/lib/postgresql/*/bin); install PostgreSQL (e.g. apt-get install postgresql) or set DATABASE_URL")
+
+// errExitedDuringStart: the server gave up while starting, for example
+// because the processes of one killed a moment ago still hold its shared
+// memory; trying again shortly may succeed.
+var errExitedDuringStart = errors.New("postgres exited during start")
 
 // SuperUser is the database role initdb creates.
 const SuperUser = "connec"
@@ -38,6 +46,12 @@ type Options struct {
 	Log io.Writer
 	// Settings are extra postgres -c settings.
 	Settings map[string]string
+	// Detached runs the server in a session of its own, not tied to the
+	// process that starts it (no parent-death signal), and Stop finds it
+	// through its postmaster.pid, whoever started it: for a cluster that
+	// several processes share (Join). Log must then be a file (or nil),
+	// which the server writes itself.
+	Detached bool
 }
 
 // Cluster is a running (or stopped) local PostgreSQL server.
@@ -203,7 +217,12 @@ func (c *Cluster) chown() error {
 // Start launches the server and waits until it accepts connections.
 func (c *Cluster) Start(ctx context.Context) error {
 	if c.cmd != nil {
-		return errors.New("pgcluster: already started")
+		select {
+		case <-c.done: // the server this Cluster started is gone
+			c.cmd = nil
+		default:
+			return errors.New("pgcluster: already started")
+		}
 	}
 	_ = os.Remove(filepath.Join(c.opts.Dir, "postmaster.pid.stale"))
 	settings := map[string]string{
@@ -236,10 +255,21 @@ func (c *Cluster) Start(ctx context.Context) error {
 	if cmd.SysProcAttr == nil {
 		cmd.SysProcAttr = &syscall.SysProcAttr{}
 	}
-	// If connec dies, take the server down too.
-	cmd.SysProcAttr.Pdeathsig = syscall.SIGQUIT
-	cmd.SysProcAttr.Setpgid = true
 	logw := c.opts.Log
+	if c.opts.Detached {
+		// Shared: the server must outlive this process (the last user
+		// stops it), and signals meant for this process's group (a
+		// terminal's Ctrl-C) must not reach it.
+		cmd.SysProcAttr.Setsid = true
+		if _, isFile := logw.(*os.File); logw != nil && !isFile {
+			// A pipe would break when this process exits.
+			return errors.New("pgcluster: a detached server needs its log to be a file")
+		}
+	} else {
+		// If connec dies, take the server down too.
+		cmd.SysProcAttr.Pdeathsig = syscall.SIGQUIT
+		cmd.SysProcAttr.Setpgid = true
+	}
 	if logw == nil {
 		logw = io.Discard
 	}
@@ -257,7 +287,7 @@ func (c *Cluster) Start(ctx context.Context) error {
 		select {
 		case err := <-c.done:
 			c.cmd = nil
-			return fmt.Errorf("postgres exited during start: %v (is another server using %s?)", err, c.opts.Dir)
+			return fmt.Errorf("%w: %v (is another server using %s?)", errExitedDuringStart, err, c.opts.Dir)
 		default:
 		}
 		cctx, cancel := context.WithTimeout(ctx, time.Second)
@@ -275,8 +305,12 @@ func (c *Cluster) Start(ctx context.Context) error {
 	}
 }
 
-// Stop shuts the server down (fast shutdown) and waits for it.
+// Stop shuts the server down (fast shutdown) and waits for it. A detached
+// cluster's server is stopped whoever started it.
 func (c *Cluster) Stop() error {
+	if c.opts.Detached {
+		return c.stopByPID()
+	}
 	if c.cmd == nil {
 		return nil
 	}
@@ -316,6 +350,11 @@ func (c *Cluster) EnsureDatabase(ctx context.Context, name string) error {
 		return nil
 	}
 	_, err = conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize())
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && (pe.Code == "42P04" || pe.Code == "23505") {
+		// Another process sharing the cluster created it meanwhile.
+		return nil
+	}
 	return err
 }
 

@@ -1,0 +1,267 @@
+package mcp
+
+import (
+	"context"
+
+	"github.com/mark3labs/mcp-go/mcp"
+
+	"github.com/connec/connec/authz"
+	"github.com/connec/connec/callctx"
+	"github.com/connec/connec/connectors"
+)
+
+// The argument types every tool's input schema is generated from.
+type (
+	// taskArg is the task_id every tool accepts.
+	taskArg struct {
+		TaskID string `json:"task_id,omitempty" jsonschema:"Task this call runs for (also accepted in _meta[\"connec.dev/task\"])." schema:"format=uuid"`
+	}
+	instanceArgs struct {
+		InstanceID string `json:"instance_id" jsonschema:"Connector instance id." schema:"format=uuid"`
+		taskArg
+	}
+	credentialArgs struct {
+		CredentialID string `json:"credential_id" jsonschema:"Credential id." schema:"format=uuid"`
+		taskArg
+	}
+	runArgs struct {
+		RunID string `json:"run_id" jsonschema:"Run id (from connector.op.invoke)." schema:"format=uuid"`
+		taskArg
+	}
+	installArgs struct {
+		connectors.InstallInput
+		taskArg
+	}
+	listArgs struct {
+		connectors.ListInput
+		taskArg
+	}
+	invokeArgs struct {
+		connectors.InvokeInput
+		taskArg
+	}
+	createCredentialArgs struct {
+		connectors.CredentialInput
+		taskArg
+	}
+	rotateCredentialArgs struct {
+		connectors.RotateInput
+		taskArg
+	}
+	policyListArgs struct {
+		Subject string `json:"subject,omitempty" jsonschema:"Only rules of this subject (user:<uuid> or group:<uuid>)."`
+		taskArg
+	}
+	ruleArgs struct {
+		Subject  string `json:"subject" jsonschema:"user:<uuid> or group:<uuid>."`
+		Resource string `json:"resource" jsonschema:"Resource pattern: catalog | policy | connectors/<owner>[/<type>/<instance-id>[/<operation>]]; * within a segment, trailing /** across segments." schema:"minLength=1,maxLength=512"`
+		Action   string `json:"action" schema:"enum=*|connector.admin|connector.catalog.read|connector.policy.admin|connector.read|connector.send"`
+		Cond     string `json:"cond,omitempty" jsonschema:"Task-context condition: project=<uuid>; agent=<id>|<id>; task=required (joined with ;)." schema:"maxLength=512"`
+		taskArg
+	}
+	removeRuleArgs struct {
+		ruleArgs
+		Effect string `json:"effect,omitempty" jsonschema:"Effect of the rule to remove (default allow)." schema:"enum=allow|deny"`
+	}
+	explainArgs struct {
+		connectors.ExplainInput
+		taskArg
+	}
+)
+
+// The result types of list tools: an object, as MCP structured content must be.
+type (
+	catalogResult struct {
+		Types []connectors.TypeSpec `json:"types" schema:"type=array"`
+	}
+	instancesResult struct {
+		Instances []connectors.Instance `json:"instances" schema:"type=array"`
+	}
+	credentialsResult struct {
+		Credentials []connectors.Credential `json:"credentials" schema:"type=array"`
+	}
+	runsResult struct {
+		Runs []connectors.Run `json:"runs" schema:"type=array"`
+	}
+	rulesResult struct {
+		Rules []authz.Rule `json:"rules" schema:"type=array"`
+	}
+)
+
+// nonNil keeps an empty list an empty JSON array, as the schemas say.
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}
+
+var anyRight = []string{authz.ActionRead, authz.ActionSend, authz.ActionAdmin}
+
+// Inventory returns every tool connec serves.
+func Inventory() []Tool {
+	tools := instanceTools()
+	tools = append(tools, credentialTools()...)
+	tools = append(tools, runTools()...)
+	return append(tools, policyTools()...)
+}
+
+func instanceTools() []Tool {
+	admin := func(name, description, title string, destructive bool, fn func(*connectors.Service, context.Context, string) (connectors.Instance, error)) Tool {
+		return tool(about{name: name, description: description, annotations: mutating(title, destructive, true),
+			actions: []string{authz.ActionAdmin}, refuseAs: authz.ActionAdmin},
+			func(ctx context.Context, svc *connectors.Service, a instanceArgs) (connectors.Instance, error) {
+				return fn(svc, ctx, a.InstanceID)
+			})
+	}
+	return []Tool{
+		tool(about{name: connectors.ToolCatalogList, annotations: readOnly("List connector types"),
+			description: "List the connector types this server supports, with their operations, operation kinds (read|send|admin), input/output schemas, config schema, accepted credential kinds and egress hosts.",
+			actions:     []string{authz.ActionCatalogRead}, refuseAs: authz.ActionCatalogRead, resource: authz.ResourceCatalog},
+			func(ctx context.Context, svc *connectors.Service, _ taskArg) (catalogResult, error) {
+				types, err := svc.ListCatalog(ctx)
+				return catalogResult{Types: nonNil(types)}, err
+			}),
+		tool(about{name: connectors.ToolInstanceInstall, annotations: mutating("Install connector instance", false, false),
+			description: "Install a connector instance of a catalog type for an owner (yourself by default, or a group where policy allows), optionally scoped to a project. The config is validated against the type's config schema. New instances are disabled unless enable is true.",
+			actions:     []string{authz.ActionAdmin}, refuseAs: authz.ActionAdmin},
+			func(ctx context.Context, svc *connectors.Service, a installArgs) (connectors.Instance, error) {
+				return svc.Install(ctx, a.InstallInput)
+			}),
+		admin(connectors.ToolInstanceEnable, "Enable a connector instance so its operations can be invoked.", "Enable connector instance", false, (*connectors.Service).Enable),
+		admin(connectors.ToolInstanceDisable, "Disable a connector instance; invocations are refused until it is enabled again.", "Disable connector instance", false, (*connectors.Service).Disable),
+		admin(connectors.ToolInstanceUninstall, "Uninstall a connector instance for good: its credentials are revoked and it stays only as a tombstone for audit; its id is never reused.", "Uninstall connector instance", true, (*connectors.Service).Uninstall),
+		tool(about{name: connectors.ToolInstanceList, annotations: readOnly("List connector instances"),
+			description: "List the connector instances you hold any right on, optionally filtered by owner, project or type.",
+			actions:     anyRight, refuseAs: authz.ActionRead},
+			func(ctx context.Context, svc *connectors.Service, a listArgs) (instancesResult, error) {
+				list, err := svc.List(ctx, a.ListInput)
+				return instancesResult{Instances: nonNil(list)}, err
+			}),
+		tool(about{name: connectors.ToolInstanceGet, description: "Get one connector instance.", annotations: readOnly("Get connector instance"),
+			actions: anyRight, refuseAs: authz.ActionRead},
+			func(ctx context.Context, svc *connectors.Service, a instanceArgs) (connectors.Instance, error) {
+				return svc.Get(ctx, a.InstanceID)
+			}),
+		tool(about{name: connectors.ToolOpInvoke,
+			annotations: mcp.ToolAnnotation{Title: "Invoke connector operation", ReadOnlyHint: mcp.ToBoolPtr(false), OpenWorldHint: mcp.ToBoolPtr(true)},
+			description: "Invoke one operation of a connector instance. Policy is checked for the operation's kind (connector.read or connector.send) on that instance and operation, with your task context. Arguments are validated against the operation's input schema; the result against its output schema. Credentials are never returned.",
+			actions:     []string{authz.ActionRead, authz.ActionSend}, refuseAs: authz.ActionRead},
+			func(ctx context.Context, svc *connectors.Service, a invokeArgs) (connectors.InvokeResult, error) {
+				return svc.Invoke(ctx, a.InvokeInput)
+			}),
+	}
+}
+
+func credentialTools() []Tool {
+	state := func(name, description, title string, destructive bool, fn func(*connectors.Service, context.Context, string) (connectors.Credential, error)) Tool {
+		return tool(about{name: name, description: description, annotations: mutating(title, destructive, true),
+			actions: []string{authz.ActionAdmin}, refuseAs: authz.ActionAdmin},
+			func(ctx context.Context, svc *connectors.Service, a credentialArgs) (connectors.Credential, error) {
+				return fn(svc, ctx, a.CredentialID)
+			})
+	}
+	return []Tool{
+		tool(about{name: connectors.ToolCredentialCreate, annotations: mutating("Create credential", false, false),
+			description: "Store a credential for a connector instance, sealed (envelope encryption) so that only the executor can open it. The secret is write-only: no tool ever returns it. An instance has at most one live credential; rotate it to change the secret.",
+			actions:     []string{authz.ActionAdmin}, refuseAs: authz.ActionAdmin},
+			func(ctx context.Context, svc *connectors.Service, a createCredentialArgs) (connectors.Credential, error) {
+				defer wipe(a.Secret)
+				return svc.CreateCredential(ctx, a.CredentialInput)
+			}),
+		tool(about{name: connectors.ToolCredentialRotate, annotations: mutating("Rotate credential", false, false),
+			description: "Replace a credential's secret. The credential id and the instance id stay the same; the version goes up by one; every server drops cached keys for it at once.",
+			actions:     []string{authz.ActionAdmin}, refuseAs: authz.ActionAdmin},
+			func(ctx context.Context, svc *connectors.Service, a rotateCredentialArgs) (connectors.Credential, error) {
+				defer wipe(a.Secret)
+				return svc.RotateCredential(ctx, a.RotateInput)
+			}),
+		state(connectors.ToolCredentialRevoke, "Revoke a credential: immediate and final. The very next invocation of its instance fails with credential_revoked, on every server.", "Revoke credential", true, (*connectors.Service).RevokeCredential),
+		state(connectors.ToolCredentialDisable, "Disable a credential until it is enabled again; invocations fail with credential_disabled meanwhile.", "Disable credential", false, (*connectors.Service).DisableCredential),
+		state(connectors.ToolCredentialEnable, "Enable a disabled credential.", "Enable credential", false, (*connectors.Service).EnableCredential),
+		tool(about{name: connectors.ToolCredentialList, annotations: readOnly("List credentials"),
+			description: "List an instance's credentials (metadata only: kind, state, version, field names, key id, dates).",
+			actions:     []string{authz.ActionAdmin}, refuseAs: authz.ActionAdmin},
+			func(ctx context.Context, svc *connectors.Service, a instanceArgs) (credentialsResult, error) {
+				list, err := svc.ListCredentials(ctx, a.InstanceID)
+				return credentialsResult{Credentials: nonNil(list)}, err
+			}),
+		tool(about{name: connectors.ToolCredentialGet, description: "Get one credential's metadata (never its secret).", annotations: readOnly("Get credential"),
+			actions: []string{authz.ActionAdmin}, refuseAs: authz.ActionAdmin},
+			func(ctx context.Context, svc *connectors.Service, a credentialArgs) (connectors.Credential, error) {
+				return svc.GetCredential(ctx, a.CredentialID)
+			}),
+	}
+}
+
+// wipe drops the plaintext secret strings from the decoded arguments map.
+// Go strings cannot be zeroed; dropping references is the best available.
+func wipe(m map[string]string) {
+	for k := range m {
+		delete(m, k)
+	}
+}
+
+func runTools() []Tool {
+	return []Tool{
+		tool(about{name: connectors.ToolRunList, annotations: readOnly("List runs"),
+			description: "List run history, newest first: every run of an instance you hold any right on (with instance_id), or your own runs (without).",
+			actions:     anyRight, refuseAs: authz.ActionRead},
+			func(ctx context.Context, svc *connectors.Service, a connectors.RunFilter) (runsResult, error) {
+				// The task filter is the call's task context, from _meta or task_id.
+				a.TaskID = callctx.TaskFrom(ctx).TaskID
+				runs, err := svc.ListRuns(ctx, a)
+				return runsResult{Runs: nonNil(runs)}, err
+			}),
+		tool(about{name: connectors.ToolRunGet, annotations: readOnly("Get run"),
+			description: "Get one run: status (pending, running, succeeded, failed, canceled), error, timing and — for async and idempotent runs — the result.",
+			actions:     anyRight, refuseAs: authz.ActionRead},
+			func(ctx context.Context, svc *connectors.Service, a runArgs) (connectors.Run, error) {
+				return svc.GetRun(ctx, a.RunID)
+			}),
+		tool(about{name: connectors.ToolRunCancel, annotations: mutating("Cancel run", false, true),
+			description: "Cancel a pending or running async run you started (or any, with connector.admin on its instance).",
+			actions:     anyRight, refuseAs: authz.ActionAdmin},
+			func(ctx context.Context, svc *connectors.Service, a runArgs) (connectors.Run, error) {
+				return svc.CancelRun(ctx, a.RunID)
+			}),
+	}
+}
+
+func policyTools() []Tool {
+	admin := func(name, description string, ann mcp.ToolAnnotation) about {
+		return about{name: name, description: description, annotations: ann,
+			actions: []string{authz.ActionPolicyAdmin}, refuseAs: authz.ActionPolicyAdmin, resource: authz.ResourcePolicy}
+	}
+	add := func(name, description, title, effect string) Tool {
+		return tool(admin(name, description, mutating(title, false, true)),
+			func(ctx context.Context, svc *connectors.Service, a ruleArgs) (connectors.RuleChange, error) {
+				return svc.ChangeRule(ctx, name, a.rule(effect), false)
+			})
+	}
+	return []Tool{
+		tool(admin(connectors.ToolPolicyList, "List policy rules (administrators).", readOnly("List policy rules")),
+			func(ctx context.Context, svc *connectors.Service, a policyListArgs) (rulesResult, error) {
+				rules, err := svc.ListRules(ctx, a.Subject)
+				return rulesResult{Rules: nonNil(rules)}, err
+			}),
+		add(connectors.ToolPolicyAllow, "Add an allow rule (administrators). Default deny: nothing is allowed until a rule says so.", "Allow by policy", authz.EffectAllow),
+		add(connectors.ToolPolicyDeny, "Add a deny rule (administrators). A matching deny beats every allow.", "Deny by policy", authz.EffectDeny),
+		tool(admin(connectors.ToolPolicyRemove, "Remove a policy rule (administrators).", mutating("Remove policy rule", true, true)),
+			func(ctx context.Context, svc *connectors.Service, a removeRuleArgs) (connectors.RuleChange, error) {
+				effect := a.Effect
+				if effect == "" {
+					effect = authz.EffectAllow
+				}
+				return svc.ChangeRule(ctx, connectors.ToolPolicyRemove, a.rule(effect), true)
+			}),
+		tool(admin(connectors.ToolPolicyExplain, "Explain how policy decides a request (administrators): allowed or not, the rule that decided, and the policy version.", readOnly("Explain a policy decision")),
+			func(ctx context.Context, svc *connectors.Service, a explainArgs) (connectors.Explanation, error) {
+				return svc.Explain(ctx, a.ExplainInput)
+			}),
+	}
+}
+
+func (a ruleArgs) rule(effect string) authz.Rule {
+	return authz.Rule{Subject: a.Subject, Resource: a.Resource, Action: a.Action, Cond: a.Cond, Effect: effect}
+}

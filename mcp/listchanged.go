@@ -1,0 +1,45 @@
+package mcp
+
+import (
+	"sync/atomic"
+	"time"
+
+	"github.com/mark3labs/mcp-go/mcp"
+)
+
+// listTTL is how long a client may keep a tools/list answer (ttlMs). The
+// list depends on policy, which changes at any time; changes are also
+// announced, so the TTL only bounds how stale a client that missed the
+// announcement can be.
+const listTTL = time.Minute
+
+// listSettle is how long a burst of policy changes (a script adding rules)
+// is gathered into one announcement.
+const listSettle = 50 * time.Millisecond
+
+// WithChanges makes the server tell clients to list their tools again
+// whenever what a subject may see could have changed. subscribe registers a
+// function to be called on each change (e.g. authz.Authorizer.OnChange,
+// which fires once the new policy is in force on this server, whichever
+// server or command made the change).
+func WithChanges(subscribe func(fn func(version int64))) Option {
+	return func(o *options) { o.changes = subscribe }
+}
+
+// announcer sends notifications/tools/list_changed to every session that
+// may receive it: legacy sessions with a stream, and 2026-07-28
+// subscriptions/listen streams that asked for toolsListChanged.
+type announcer struct {
+	srv     *Server
+	pending atomic.Bool
+}
+
+func (a *announcer) changed(int64) {
+	if a.pending.Swap(true) {
+		return
+	}
+	time.AfterFunc(listSettle, func() {
+		a.pending.Store(false)
+		a.srv.SendNotificationToAllClients(string(mcp.MethodNotificationToolsListChanged), nil)
+	})
+}

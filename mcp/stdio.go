@@ -1,0 +1,293 @@
+package mcp
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+
+	"github.com/google/uuid"
+	"github.com/mark3labs/mcp-go/mcp"
+
+	"github.com/connec/connec/callctx"
+)
+
+// RunStdio serves srv over in/out as principal until in closes or ctx ends.
+// Only JSON-RPC frames are written to out; logs go elsewhere.
+//
+// connec reads the stream itself rather than through mcp-go's stdio server
+// because the protocol asks for things that one does not do: a request in
+// flight when the input ends is finished and answered (a host may write its
+// requests and close stdin at once), a request the client cancels is not
+// answered, and a request with a null id gets an Invalid Request error.
+// Each message is then handled by the shared MCP server, exactly as over HTTP.
+func RunStdio(ctx context.Context, srv *Server, principal callctx.Principal, in io.Reader, out io.Writer, log *slog.Logger) error {
+	principal.Transport = TransportStdio
+	s := &stdioConn{
+		srv:      srv,
+		out:      out,
+		log:      log,
+		session:  &stdioSession{id: "stdio-" + uuid.NewString(), notes: make(chan mcp.JSONRPCNotification, 64)},
+		inflight: map[string]*inflight{},
+	}
+	// ctx ends the session at once (a signal): requests see it canceled.
+	// The input ending does not: requests already read run to completion.
+	base := callctx.WithPrincipal(context.WithoutCancel(ctx), principal)
+	serving, stop := context.WithCancel(base)
+	defer stop()
+	defer context.AfterFunc(ctx, stop)()
+	if err := srv.RegisterSession(serving, s.session); err != nil {
+		return fmt.Errorf("register stdio session: %w", err)
+	}
+	defer srv.UnregisterSession(base, s.session.id)
+	serving = srv.WithContext(serving, s.session)
+
+	notesDone := make(chan struct{})
+	go s.forwardNotifications(serving, notesDone)
+
+	err := s.read(serving, in)
+	s.wg.Wait()
+	stop()
+	<-notesDone
+	if err != nil && (errors.Is(err, context.Canceled) || errors.Is(err, io.EOF)) {
+		return nil
+	}
+	return err
+}
+
+// maxLine caps one message on stdin, as MaxRequestBytes does over HTTP.
+const maxLine = MaxRequestBytes
+
+type stdioConn struct {
+	srv     *Server
+	out     io.Writer
+	log     *slog.Logger
+	session *stdioSession
+	writeMu sync.Mutex
+	wg      sync.WaitGroup
+
+	mu       sync.Mutex
+	inflight map[string]*inflight
+}
+
+// inflight is a request being served; canceled means the client asked for
+// it to stop, so its answer is dropped.
+type inflight struct {
+	cancel   context.CancelFunc
+	canceled atomic.Bool
+}
+
+// envelope is what the loop needs to know of a message to route it.
+type wireMessage struct {
+	ID     json.RawMessage `json:"id"`
+	Method string          `json:"method"`
+	Params json.RawMessage `json:"params"`
+	Result json.RawMessage `json:"result"`
+	Error  json.RawMessage `json:"error"`
+}
+
+func (s *stdioConn) read(ctx context.Context, in io.Reader) error {
+	r := bufio.NewReaderSize(in, 64<<10)
+	for {
+		line, err := readLine(r)
+		if len(bytes.TrimSpace(line)) > 0 {
+			s.handle(ctx, line)
+		}
+		if errors.Is(err, errLineTooLong) {
+			s.write(rpcError(nil, mcp.INVALID_REQUEST, fmt.Sprintf("message too large (limit %d bytes)", maxLine)))
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
+}
+
+var errLineTooLong = errors.New("line too long")
+
+// readLine reads one newline-terminated message, refusing (and skipping)
+// one longer than maxLine instead of buffering it.
+func readLine(r *bufio.Reader) ([]byte, error) {
+	var line []byte
+	for {
+		chunk, err := r.ReadSlice('\n')
+		if len(line)+len(chunk) > maxLine {
+			for errors.Is(err, bufio.ErrBufferFull) {
+				_, err = r.ReadSlice('\n')
+			}
+			if err != nil && !errors.Is(err, bufio.ErrBufferFull) {
+				return nil, err
+			}
+			return nil, errLineTooLong
+		}
+		line = append(line, chunk...)
+		if errors.Is(err, bufio.ErrBufferFull) {
+			continue
+		}
+		return line, err
+	}
+}
+
+func (s *stdioConn) handle(ctx context.Context, line []byte) {
+	var m wireMessage
+	if err := json.Unmarshal(line, &m); err != nil {
+		s.write(rpcError(nil, mcp.PARSE_ERROR, "parse error: the message is not valid JSON"))
+		return
+	}
+	if m.Method == "" {
+		// A response to a request connec sent; connec sends none on stdio.
+		return
+	}
+	if reply := checkRequest(m); reply != nil {
+		s.write(reply)
+		return
+	}
+	if !s.session.modern.Load() && modernParams(m.Params) {
+		s.session.modern.Store(true)
+	}
+	if len(m.ID) == 0 {
+		if m.Method == string(mcp.MethodNotificationCancelled) {
+			s.cancel(m.Params)
+			return
+		}
+		if resp := s.srv.HandleMessage(ctx, line); resp != nil {
+			s.write(resp)
+		}
+		return
+	}
+	key := string(m.ID)
+	rctx, cancel := context.WithCancel(ctx)
+	req := &inflight{cancel: cancel}
+	s.mu.Lock()
+	s.inflight[key] = req
+	s.mu.Unlock()
+	s.wg.Go(func() {
+		defer cancel()
+		resp := s.srv.HandleMessage(withListCheck(rctx), line)
+		s.mu.Lock()
+		if s.inflight[key] == req {
+			delete(s.inflight, key)
+		}
+		s.mu.Unlock()
+		if req.canceled.Load() {
+			return
+		}
+		if resp != nil {
+			s.write(listFailure(rctx, m, resp))
+		}
+	})
+}
+
+// cancel stops the request a notifications/cancelled names; its answer is
+// dropped. Unknown or finished requests are ignored, as the spec allows.
+func (s *stdioConn) cancel(params json.RawMessage) {
+	var p struct {
+		RequestID json.RawMessage `json:"requestId"`
+	}
+	if json.Unmarshal(params, &p) != nil || len(p.RequestID) == 0 {
+		return
+	}
+	s.mu.Lock()
+	req := s.inflight[string(p.RequestID)]
+	s.mu.Unlock()
+	if req != nil {
+		req.canceled.Store(true)
+		req.cancel()
+	}
+}
+
+func (s *stdioConn) write(msg any) {
+	b, err := json.Marshal(msg)
+	if err != nil {
+		s.log.Error("could not encode an MCP message", "err", err)
+		return
+	}
+	b = append(b, '\n')
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	if _, err := s.out.Write(b); err != nil {
+		s.log.Debug("stdio client gone", "err", err)
+	}
+}
+
+func (s *stdioConn) forwardNotifications(ctx context.Context, done chan<- struct{}) {
+	defer close(done)
+	for {
+		select {
+		case n := <-s.session.notes:
+			s.write(n)
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// stdioSession is the one client of a stdio stream, as mcp-go sees it.
+type stdioSession struct {
+	id          string
+	notes       chan mcp.JSONRPCNotification
+	initialized atomic.Bool
+	mu          sync.Mutex
+	info        mcp.Implementation
+	caps        mcp.ClientCapabilities
+	filter      mcp.SubscriptionFilter
+	listening   bool
+	// modern is set once the client speaks 2026-07-28, where every
+	// notification is opt-in (subscriptions/listen).
+	modern atomic.Bool
+}
+
+func (s *stdioSession) SessionID() string                                   { return s.id }
+func (s *stdioSession) NotificationChannel() chan<- mcp.JSONRPCNotification { return s.notes }
+func (s *stdioSession) Initialize()                                         { s.initialized.Store(true) }
+func (s *stdioSession) Initialized() bool                                   { return s.initialized.Load() }
+
+func (s *stdioSession) GetClientInfo() mcp.Implementation {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.info
+}
+
+func (s *stdioSession) SetClientInfo(i mcp.Implementation) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.info = i
+}
+
+func (s *stdioSession) GetClientCapabilities() mcp.ClientCapabilities {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.caps
+}
+
+func (s *stdioSession) SetClientCapabilities(c mcp.ClientCapabilities) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.caps = c
+}
+
+// SetSubscriptionFilter records what a 2026-07-28 client opted in to with
+// subscriptions/listen; notifications outside it are not sent.
+func (s *stdioSession) SetSubscriptionFilter(f mcp.SubscriptionFilter) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.filter, s.listening = f, !f.IsEmpty()
+}
+
+// SubscriptionFilter says what the client opted in to: a 2026-07-28 client
+// that is not listening opted in to nothing; a legacy client gets every
+// notification (active false).
+func (s *stdioSession) SubscriptionFilter() (mcp.SubscriptionFilter, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.filter, s.listening || s.modern.Load()
+}

@@ -1,0 +1,99 @@
+package mcp_test
+
+import (
+	"testing"
+
+	"github.com/connec/connec/connectors"
+	cmcp "github.com/connec/connec/mcp"
+)
+
+// A host that writes its requests and closes stdin at once (printf … |
+// connec serve --stdio) gets every answer: requests in flight at EOF are
+// finished, not canceled, and nothing is refused or audited as a denial
+// because the input ended.
+func TestStdioFinishesInFlightRequestsAfterEOF(t *testing.T) {
+	e := newEnv(t)
+	root, tok := e.user("root", true)
+	e.allow(root, "**", "*", "")
+	s := e.stdio(tok)
+	s.initialize()
+	inst := s.request("tools/call", map[string]any{"name": connectors.ToolInstanceInstall,
+		"arguments": map[string]any{"type": "echo", "display_name": "eof", "enable": true}})
+	res := toolResult(t, s.await(inst))
+	id, _ := res["result"].(map[string]any)["id"].(string)
+
+	list := s.request("tools/list", map[string]any{})
+	cat := s.request("tools/call", map[string]any{"name": connectors.ToolCatalogList, "arguments": map[string]any{}})
+	slow := s.request("tools/call", map[string]any{"name": connectors.ToolOpInvoke, "arguments": map[string]any{
+		"instance_id": id, "operation": "echo.read", "arguments": map[string]any{"message": "late", "delay_ms": 300}}})
+	msgs, err := s.closeAndDrain()
+	if err != nil {
+		t.Fatalf("stdio server ended with %v", err)
+	}
+	got := byID(msgs)
+	tools, _ := got[list]["result"].(map[string]any)["tools"].([]any)
+	if len(tools) != len(cmcp.Inventory()) {
+		t.Fatalf("tools/list after EOF: %d tools, want %d: %s", len(tools), len(cmcp.Inventory()), short2(got[list]))
+	}
+	for _, want := range []int{cat, slow} {
+		m, ok := got[want]
+		if !ok {
+			t.Fatalf("no answer to request %d after EOF", want)
+		}
+		if sc := toolResult(t, m); sc["status"] != "ok" {
+			t.Fatalf("request %d after EOF: %s", want, short2(sc))
+		}
+	}
+	if n := e.count(`SELECT count(*) FROM audit_events WHERE subject = $1 AND decision = 'deny'`, string(root)); n != 0 {
+		t.Fatalf("%d denials audited for a subject holding every right: %+v", n, e.audit("subject = $1 AND decision = 'deny'", string(root)))
+	}
+}
+
+// A request whose id is null is invalid (MCP ids are strings or numbers):
+// it gets an Invalid Request error, not silence.
+func TestStdioNullIDIsAnswered(t *testing.T) {
+	e := newEnv(t)
+	_, tok := e.user("alice", false)
+	s := e.stdio(tok)
+	s.initialize()
+	s.writeLine(`{"jsonrpc":"2.0","id":null,"method":"tools/list"}`)
+	m, ok := s.nextMessage()
+	if !ok {
+		t.Fatal("stdout closed")
+	}
+	e2, _ := m["error"].(map[string]any)
+	if _, has := m["id"]; !has || m["id"] != nil || e2 == nil || e2["code"] != float64(-32600) {
+		t.Fatalf("want an Invalid Request error with id null, got %s", short2(m))
+	}
+}
+
+// A request the client cancels (notifications/cancelled) gets no response,
+// as the spec says a receiver should, and its run records the cancellation.
+func TestStdioCanceledRequestIsNotAnswered(t *testing.T) {
+	e := newEnv(t)
+	root, tok := e.user("root", true)
+	e.allow(root, "**", "*", "")
+	s := e.stdio(tok)
+	s.initialize()
+	inst := s.request("tools/call", map[string]any{"name": connectors.ToolInstanceInstall,
+		"arguments": map[string]any{"type": "echo", "display_name": "cancel", "enable": true}})
+	id, _ := toolResult(t, s.await(inst))["result"].(map[string]any)["id"].(string)
+	slow := s.request("tools/call", map[string]any{"name": connectors.ToolOpInvoke, "arguments": map[string]any{
+		"instance_id": id, "operation": "echo.send", "arguments": map[string]any{"message": "never", "delay_ms": 20000}}})
+	waitFor(t, "the slow run to start", func() bool {
+		return e.count(`SELECT count(*) FROM connector_runs WHERE instance_id = $1 AND status = 'running'`, id) == 1
+	})
+	s.notify("notifications/cancelled", map[string]any{"requestId": slow, "reason": "user gave up"})
+	waitFor(t, "the run to end canceled", func() bool {
+		return e.count(`SELECT count(*) FROM connector_runs WHERE instance_id = $1 AND status = 'canceled'`, id) == 1
+	})
+	ping := s.request("ping", map[string]any{})
+	msgs, _ := s.closeAndDrain()
+	got := byID(msgs)
+	if m, ok := got[slow]; ok {
+		t.Fatalf("canceled request %d was answered: %s", slow, short2(m))
+	}
+	if _, ok := got[ping]; !ok {
+		t.Fatalf("no answer to the ping after the cancellation: %s", short2(msgs))
+	}
+}
