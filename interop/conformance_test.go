@@ -60,8 +60,12 @@ func TestConformance(t *testing.T) {
 				t.Fatalf("conformance %s: %v (suite: %v)\n%s", set, err, runErr, tailOf(log.String(), 8000))
 			}
 			v := judge(checks, baseline)
-			t.Logf("conformance %s: %d scenarios; checks: %d passed, %d failed, %d warnings (%d failures and warnings expected, see %s); unexpected: %d, stale expected failures: %d",
-				set, v.scenarios, v.passed, v.failed, v.warnings, v.expected, baselineFile, len(v.unexpected), len(v.stale))
+			suite := "passed"
+			if runErr != nil {
+				suite = runErr.Error()
+			}
+			t.Logf("conformance %s: %d scenarios; checks: %d passed, %d failed, %d warnings (%d failures and warnings expected, see %s); unexpected: %d, stale expected failures: %d; the suite's own verdict: %s",
+				set, v.scenarios, v.passed, v.failed, v.warnings, v.expected, baselineFile, len(v.unexpected), len(v.stale), suite)
 			if len(v.unexpected) > 0 {
 				t.Errorf("conformance %s: unexpected failures (fix connec; never list a real defect in %s):\n  %s",
 					set, baselineFile, strings.Join(v.unexpected, "\n  "))
