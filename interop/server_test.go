@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"sync"
 	"syscall"
+	"testing"
 	"time"
 )
 
@@ -143,15 +144,16 @@ func tokenProxy(target, token string, errs io.Writer) (*httptest.Server, error) 
 	if err != nil {
 		return nil, err
 	}
-	p := httputil.NewSingleHostReverseProxy(u)
-	rewrite := p.Director
-	p.Director = func(r *http.Request) {
-		rewrite(r)
-		r.Header.Set("Authorization", "Bearer "+token)
+	p := &httputil.ReverseProxy{
+		Rewrite: func(r *httputil.ProxyRequest) {
+			r.SetURL(u)
+			r.Out.Host = r.In.Host // SetURL would put the target's
+			r.Out.Header.Set("Authorization", "Bearer "+token)
+		},
+		// Stream SSE responses as they come.
+		FlushInterval: -1,
+		ErrorLog:      log.New(errs, "proxy: ", 0),
 	}
-	// Stream SSE responses as they come.
-	p.FlushInterval = -1
-	p.ErrorLog = log.New(errs, "proxy: ", 0)
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// Read the request body before forwarding it. Streamed, the
 		// outbound transport's last read of it (looking for bytes past
@@ -168,4 +170,34 @@ func tokenProxy(target, token string, errs io.Writer) (*httptest.Server, error) 
 		p.ServeHTTP(w, r)
 	})
 	return httptest.NewServer(h), nil
+}
+
+// The proxy in front of connec for the conformance suite adds the token and
+// changes nothing else the suite checks connec by: Host and Origin arrive as
+// sent, and a request body arrives whole.
+func TestTokenProxyAddsOnlyTheToken(t *testing.T) {
+	type seen struct{ host, origin, auth, body string }
+	got := make(chan seen, 1)
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		got <- seen{r.Host, r.Header.Get("Origin"), r.Header.Get("Authorization"), string(b)}
+	}))
+	defer backend.Close()
+	proxy, err := tokenProxy(backend.URL, "cnc_test", io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer proxy.Close()
+	req, _ := http.NewRequest("POST", proxy.URL+"/mcp", bytes.NewReader([]byte(`{"jsonrpc":"2.0"}`)))
+	req.Host = "evil.example.com"
+	req.Header.Set("Origin", "http://evil.example.com")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	want := seen{"evil.example.com", "http://evil.example.com", "Bearer cnc_test", `{"jsonrpc":"2.0"}`}
+	if s := <-got; s != want {
+		t.Fatalf("connec would see %+v, want %+v", s, want)
+	}
 }
