@@ -295,6 +295,21 @@ func (s *Store) Authenticate(ctx context.Context, bearer string) (callctx.Princi
 	return e.principal(time.Now())
 }
 
+// Principal is PrincipalFor answered from memory after Follow, forgotten on
+// every identity change as remembered tokens are: a session that acts as a
+// subject (stdio with CONNEC_SUBJECT) resolves it before every call, so a
+// deleted user or a membership change applies to its next call. The groups
+// slice is shared; do not modify it.
+func (s *Store) Principal(ctx context.Context, subject callctx.Subject) (callctx.Principal, error) {
+	c := s.subjects.Load()
+	if c == nil {
+		return PrincipalFor(ctx, s.pool, subject)
+	}
+	return c.Load(ctx, subject, func(ctx context.Context) (callctx.Principal, error) {
+		return PrincipalFor(ctx, s.pool, subject)
+	})
+}
+
 // PrincipalFor returns the principal for a user subject; see the PrincipalFor
 // function.
 func (s *Store) PrincipalFor(ctx context.Context, subject callctx.Subject) (callctx.Principal, error) {
