@@ -33,7 +33,7 @@ func TestInspectorSeesEveryTool(t *testing.T) {
 					t.Parallel()
 					ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 					defer cancel()
-					raw, err := rawToolNames(ctx, f, tr, subject.token)
+					raw, err := rawToolNames(ctx, f, tr, f.dotted.url, subject.token)
 					if err != nil {
 						t.Fatalf("raw tools/list: %v", err)
 					}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -154,8 +155,18 @@ func (f *fixture) stdioEnv(token string, underscore bool) map[string]string {
 	return env
 }
 
-// user creates a user (with the owner rule unless bare) and a token for it.
+// user creates a user (with the owner rule unless bare) and a token for it,
+// and returns once the HTTP servers apply the user's rules.
 func (f *fixture) user(t *testing.T, name string, bare bool) (callctx.Subject, string) {
+	t.Helper()
+	sub, tok := f.addUser(t, name, bare)
+	if !bare {
+		f.awaitTool(t, tok, "connector.instance.install")
+	}
+	return sub, tok
+}
+
+func (f *fixture) addUser(t *testing.T, name string, bare bool) (callctx.Subject, string) {
 	t.Helper()
 	ctx := context.Background()
 	u, err := f.app.AddUser(ctx, name, bare)
@@ -172,14 +183,44 @@ func (f *fixture) user(t *testing.T, name string, bare bool) (callctx.Subject, s
 // admin creates a user holding every right (as the local operator does).
 func (f *fixture) admin(t *testing.T, name string) (callctx.Subject, string) {
 	t.Helper()
-	sub, tok := f.user(t, name, true)
+	sub, tok := f.addUser(t, name, true)
 	for _, r := range app.LocalOperatorRules {
 		r.Subject = string(sub)
 		if _, err := f.app.ChangeRule(context.Background(), r, false); err != nil {
 			t.Fatalf("rule for %s: %v", name, err)
 		}
 	}
+	f.awaitTool(t, tok, "connector.policy.allow")
 	return sub, tok
+}
+
+// awaitTool polls each HTTP server until it lists the (dotted) tool to
+// token's subject. Rules are written here, in another process than the
+// servers: each server applies them when PostgreSQL announces the change,
+// a moment later, and a story must not start inside that moment.
+func (f *fixture) awaitTool(t *testing.T, token, dotted string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, s := range []*server{f.dotted, f.underscore} {
+		if s == nil {
+			continue
+		}
+		want := dotted
+		if s == f.underscore {
+			want = strings.ReplaceAll(dotted, ".", "_")
+		}
+		for {
+			names, err := rawToolNames(ctx, f, transportStreamable, s.url, token)
+			if err == nil && slices.Contains(names, want) {
+				break
+			}
+			if ctx.Err() != nil {
+				t.Fatalf("the %s server never listed %s to a new user: %v %v", s.name, want, names, err)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
 }
 
 // npm returns the interop directory's node binary, or skips (fails under

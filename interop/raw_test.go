@@ -36,17 +36,17 @@ type rawConn interface {
 }
 
 // rawToolNames initializes at 2025-11-25 over transport as token's subject
-// and lists every tool, following cursors.
-func rawToolNames(ctx context.Context, f *fixture, transport, token string) ([]string, error) {
+// (HTTP: at the server at base) and lists every tool, following cursors.
+func rawToolNames(ctx context.Context, f *fixture, transport, base, token string) ([]string, error) {
 	var c rawConn
 	var err error
 	switch transport {
 	case transportStdio:
 		c, err = rawStdio(f, token)
 	case transportSSE:
-		c, err = rawSSE(ctx, f.dotted.url, token)
+		c, err = rawSSE(ctx, base, token)
 	case transportStreamable:
-		c = &rawStreamable{url: f.dotted.url + "/mcp", token: token}
+		c = &rawStreamable{url: base + "/mcp", token: token}
 	default:
 		err = fmt.Errorf("unknown transport %s", transport)
 	}
