@@ -66,7 +66,7 @@ func (s *Service) Invoke(ctx context.Context, in InvokeInput) (InvokeResult, err
 			// announcement still on its way. (Allows are checked by the
 			// guard at commit.)
 			s.instances.Invalidate(id)
-			i, r, hit, err = s.instanceForInvoke(ctx, id)
+			i, r, _, err = s.instanceForInvoke(ctx, id)
 		}
 		return i, r, err
 	})

@@ -263,7 +263,8 @@ func (s *Service) ListRuns(ctx context.Context, f RunFilter) ([]Run, error) {
 	// the listing covers one instance the caller holds a right on, or the
 	// caller's runs on the instances it still holds a right on.
 	subject := string(c.p.Subject)
-	instances, operations := []string{}, []string{}
+	var instances []string
+	operations := []string{}
 	if f.InstanceID != "" {
 		inst, err := c.lookup(ctx, f.InstanceID, false, s.pool)
 		if err != nil {
