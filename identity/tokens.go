@@ -296,6 +296,23 @@ func (s *Store) Authenticate(ctx context.Context, bearer string) (callctx.Princi
 	return e.principal(time.Now())
 }
 
+// Remembered returns the principal of a token this Store remembers as valid
+// (it authenticated since the last identity change) and that has not
+// expired, from memory alone: it never reads the database. A token it does
+// not remember is not necessarily invalid.
+func (s *Store) Remembered(bearer string) (callctx.Principal, bool) {
+	c := s.cache.Load()
+	if c == nil || !wellFormed(bearer) {
+		return callctx.Principal{}, false
+	}
+	e, ok := c.Peek(hashKey(bearer))
+	if !ok {
+		return callctx.Principal{}, false
+	}
+	p, err := e.principal(time.Now())
+	return p, err == nil
+}
+
 // Principal is PrincipalFor answered from memory after Follow, forgotten on
 // every identity change as remembered tokens are: a session that acts as a
 // subject (stdio with CONNEC_SUBJECT) resolves it before every call, so a
