@@ -44,6 +44,7 @@ import (
 	"github.com/connec/connec/callctx"
 	"github.com/connec/connec/connectors"
 	"github.com/connec/connec/fault"
+	"github.com/connec/connec/internal/authlimit"
 	"github.com/connec/connec/internal/metrics"
 )
 
@@ -189,39 +190,32 @@ func (g *Gateway) serveAPI(w http.ResponseWriter, r *http.Request) {
 }
 
 // authenticate checks the bearer token and returns the context carrying the
-// principal and a fresh request id. On failure it writes the problem (401,
-// or 503 if tokens cannot be checked), audits the refusal and returns false.
+// principal and a fresh request id. On failure it writes the problem (401;
+// 429 for a source over its limit of failed authentications; 503 if tokens
+// cannot be checked) and returns false; failures are audited per source
+// (authlimit).
 func (g *Gateway) authenticate(w http.ResponseWriter, r *http.Request, transport string) (context.Context, bool) {
 	ctx := requestContext(w, r)
-	token, ok := bearer(r)
-	var p callctx.Principal
-	var err error
-	if ok {
-		p, err = g.auth.Authenticate(ctx, token)
-	}
-	if ok && err == nil {
+	token, _ := bearer(r)
+	p, err := g.authGuard(ctx, r, transport, token)
+	if err == nil {
 		p.Transport = transport
 		return callctx.WithPrincipal(ctx, p), true
 	}
-	if err != nil && errors.Is(err, fault.ErrUnavailable) {
-		writeProblem(w, r.WithContext(ctx), fault.New(fault.Unavailable, "tokens cannot be checked right now"))
-		return nil, false
+	if errors.Is(err, fault.ErrUnauthenticated) {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="connec"`)
+		err = fault.New(fault.Unauthenticated, "missing or invalid bearer token")
 	}
-	refusal := g.refuseAnonymous(ctx, transport)
-	w.Header().Set("WWW-Authenticate", `Bearer realm="connec"`)
-	writeProblem(w, r.WithContext(ctx), refusal)
+	writeProblem(w, r.WithContext(ctx), err)
 	return nil, false
 }
 
-// refuseAnonymous audits a failed authentication as MCP does, and returns
-// the unauthenticated fault (or unavailable if no row could be written).
-func (g *Gateway) refuseAnonymous(ctx context.Context, transport string) error {
-	ctx = callctx.WithPrincipal(ctx, callctx.Principal{Transport: transport})
-	err := g.svc.Refuse(ctx, "http:"+transport, "authenticate", fault.New(fault.Unauthenticated, "missing or invalid bearer token"))
-	if err == nil {
-		err = fault.New(fault.Unauthenticated, "missing or invalid bearer token")
-	}
-	return err
+// authGuard authenticates token through the service's guard, which limits
+// and audits failed authentications per source.
+func (g *Gateway) authGuard(ctx context.Context, r *http.Request, transport, token string) (callctx.Principal, error) {
+	guard := g.svc.AuthGuard()
+	return guard.Authenticate(ctx, authlimit.Attempt{Source: guard.Source(r), Transport: transport,
+		Tool: "http:" + transport, Token: token}, g.auth)
 }
 
 // requestContext gives the request a fresh id, on the context (so audit rows

@@ -116,6 +116,12 @@ func serveCmd(f *flags) *cobra.Command {
 		"how tool names are spelled: dotted (connector.op.invoke) or underscore (connector_op_invoke, for hosts that accept only [a-zA-Z0-9_-]) (env CONNEC_TOOL_NAMES)")
 	cmd.Flags().StringSliceVar(&f.cfg.AllowedOrigins, "allowed-origin", f.cfg.AllowedOrigins,
 		"a browser origin (scheme://host[:port]) allowed to call the HTTP MCP endpoints; repeat or comma-separate (env CONNEC_ALLOWED_ORIGINS)")
+	cmd.Flags().StringSliceVar(&f.cfg.TrustedProxies, "trusted-proxy", f.cfg.TrustedProxies,
+		"a reverse proxy (address or CIDR prefix) whose X-Forwarded-For names a request's source; repeat or comma-separate (env CONNEC_TRUSTED_PROXIES; default none)")
+	cmd.Flags().DurationVar(&f.cfg.AuthFailureInterval, "auth-failure-interval", f.cfg.AuthFailureInterval,
+		"how long failed authentications from one source are counted into one audit row, and the window of --auth-failure-limit (env CONNEC_AUTH_FAILURE_INTERVAL; 0: 10s)")
+	cmd.Flags().IntVar(&f.cfg.AuthFailureLimit, "auth-failure-limit", f.cfg.AuthFailureLimit,
+		"failed authentications a source may have per interval before its requests get 429 unchecked (env CONNEC_AUTH_FAILURE_LIMIT; 0: 20)")
 	return cmd
 }
 

@@ -24,6 +24,7 @@ import (
 	"github.com/connec/connec/connectors/mattermost"
 	"github.com/connec/connec/connectors/openclaw"
 	"github.com/connec/connec/identity"
+	"github.com/connec/connec/internal/authlimit"
 	"github.com/connec/connec/internal/db"
 	"github.com/connec/connec/internal/pgcluster"
 	"github.com/connec/connec/internal/pgnotify"
@@ -147,7 +148,12 @@ func (a *App) build(ctx context.Context) error {
 		return err
 	}
 	a.Executor = ex
-	svcOpts := []connectors.Option{connectors.WithLogger(a.Log), connectors.WithRuleStore(az)}
+	// A bad proxy list leaves none trusted here; serving refuses to start
+	// with it (checkServe).
+	proxies, _ := authlimit.ParseProxies(a.Cfg.TrustedProxies)
+	svcOpts := []connectors.Option{connectors.WithLogger(a.Log), connectors.WithRuleStore(az),
+		connectors.WithAuthLimits(authlimit.Config{Interval: max(a.Cfg.AuthFailureInterval, 0),
+			Limit: max(a.Cfg.AuthFailureLimit, 0), Proxies: proxies, Log: a.Log})}
 	if recipient, keyID := ex.Recipient(); recipient != "" {
 		sealer, err := vault.NewSealer(recipient)
 		if err != nil {
@@ -251,6 +257,12 @@ func (a *App) Close() {
 		<-a.Notify.Done()
 	}
 	if a.Service != nil {
+		// Failed authentications counted and not yet written are written.
+		gctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := a.Service.AuthGuard().Close(gctx); err != nil {
+			a.Log.Warn("failed authentications counted but not audited", "err", err)
+		}
+		cancel()
 		// Async runs of this server end as canceled rather than vanish.
 		a.Service.CancelAll()
 		a.Service.Wait()

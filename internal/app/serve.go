@@ -9,6 +9,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/connec/connec/internal/authlimit"
 	"github.com/connec/connec/mcp"
 )
 
@@ -52,6 +53,15 @@ func (a *App) checkServe() error {
 	}
 	if _, err := mcp.ParseToolNames(a.Cfg.ToolNames); err != nil {
 		return fmt.Errorf("invalid tool names %q (CONNEC_TOOL_NAMES or --tool-names): want dotted or underscore", a.Cfg.ToolNames)
+	}
+	if _, err := authlimit.ParseProxies(a.Cfg.TrustedProxies); err != nil {
+		return fmt.Errorf("invalid trusted proxy (CONNEC_TRUSTED_PROXIES or --trusted-proxy): %w; give addresses or CIDR prefixes, e.g. 10.0.0.0/8", err)
+	}
+	if a.Cfg.AuthFailureInterval < 0 {
+		return errors.New("invalid auth failure interval (CONNEC_AUTH_FAILURE_INTERVAL or --auth-failure-interval): give a positive duration such as 10s")
+	}
+	if a.Cfg.AuthFailureLimit < 0 {
+		return errors.New("invalid auth failure limit (CONNEC_AUTH_FAILURE_LIMIT or --auth-failure-limit): give a positive number such as 20")
 	}
 	for _, o := range a.Cfg.AllowedOrigins {
 		if !mcp.ValidOrigin(o) {
