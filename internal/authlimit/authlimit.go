@@ -32,6 +32,7 @@ import (
 
 	"github.com/connec/connec/callctx"
 	"github.com/connec/connec/fault"
+	"github.com/connec/connec/internal/metrics"
 )
 
 // Defaults for a Config's zero fields.
@@ -182,6 +183,7 @@ func (g *Guard) Authenticate(ctx context.Context, a Attempt, auth Authenticator)
 			}
 		}
 		g.count(a, g.now(), true)
+		metrics.ObserveAuthFailure(a.Transport, metrics.AuthLimited)
 		return callctx.Principal{}, fault.New(fault.QuotaExceeded, "too many failed authentications from this address; try again later").
 			WithDetails(map[string]any{"retry_after_ms": max(retry.Milliseconds(), 1)})
 	}
@@ -207,8 +209,10 @@ func (g *Guard) Refuse(ctx context.Context, a Attempt) error {
 	refused := fault.New(fault.Unauthenticated, "missing or invalid credentials")
 	now := g.now()
 	if !g.count(a, now, false) {
+		metrics.ObserveAuthFailure(a.Transport, metrics.AuthCounted)
 		return refused
 	}
+	metrics.ObserveAuthFailure(a.Transport, metrics.AuthAudited)
 	if callctx.RequestID(ctx) == "" {
 		ctx = callctx.WithRequestID(ctx, callctx.NewRequestID())
 	}

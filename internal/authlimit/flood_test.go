@@ -17,6 +17,7 @@ import (
 	"github.com/connec/connec/fault"
 	"github.com/connec/connec/internal/app"
 	"github.com/connec/connec/internal/authlimit"
+	"github.com/connec/connec/internal/metrics"
 )
 
 // flush ends every source's interval (as its end would), so that what was
@@ -230,6 +231,9 @@ func TestOverTheLimitIs429WithoutDatabaseWork(t *testing.T) {
 	if r := get("/v1/connector-types", bob); r.StatusCode != http.StatusTooManyRequests {
 		t.Fatalf("a token not yet known, from the limited address: %d, want 429", r.StatusCode)
 	}
+	if n := authFailures(t, "rest", "limited"); n == 0 {
+		t.Fatal("connec_auth_failures_total does not count the limited failures")
+	}
 	// The web UI's session cookie is checked the same way.
 	noRedirect := *c
 	noRedirect.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
@@ -400,4 +404,29 @@ func TestCountsAreWrittenWhenTheIntervalEnds(t *testing.T) {
 		e.badRequest(c, 2*i, nil)
 	}
 	waitFor(t, "the interval's row", func() bool { return e.refusals("ip:127.0.0.5") == 20 })
+}
+
+// authFailures reads connec_auth_failures_total for transport and outcome
+// (process-wide: tests only check it moved).
+func authFailures(t *testing.T, transport, outcome string) float64 {
+	t.Helper()
+	fams, err := metrics.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range fams {
+		if f.GetName() != "connec_auth_failures_total" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["transport"] == transport && labels["outcome"] == outcome {
+				return m.GetCounter().GetValue()
+			}
+		}
+	}
+	return 0
 }
