@@ -15,7 +15,8 @@ import (
 const floodRate = 1000
 
 // BenchmarkInvokeUnderFlood measures a real caller's connector.op.invoke
-// latency (streamable HTTP, echo.read, one call at a time) without and with
+// latency (streamable HTTP, echo.send — a send commits a decision row before
+// it runs and an outcome row after — one call at a time) without and with
 // a concurrent flood of requests carrying a bad bearer token from the same
 // address (the worst case: a shared NAT, or a proxy connec does not trust),
 // paced at floodRate, in the same run: turns with and without the flood

@@ -19,6 +19,7 @@ import (
 type caller struct {
 	c        *client.Client
 	instance string
+	op       string // the operation invoke runs: echo.send unless set
 }
 
 // newCaller connects as the token's user and installs an echo instance to
@@ -41,7 +42,7 @@ func newCaller(tb testing.TB, e *env, token string) *caller {
 	if _, err := c.Initialize(ctx, init); err != nil {
 		tb.Fatal(err)
 	}
-	k := &caller{c: c}
+	k := &caller{c: c, op: "echo.send"}
 	out, err := k.call(ctx, connectors.ToolInstanceInstall, map[string]any{"type": "echo", "display_name": "flood", "enable": true})
 	if err != nil {
 		tb.Fatal(err)
@@ -77,9 +78,10 @@ func (k *caller) call(ctx context.Context, name string, args map[string]any) (js
 	return sc.Result, nil
 }
 
-// invoke runs echo.read once.
+// invoke runs k.op once: echo.send commits its decision row before it
+// runs and its outcome row after, as every send does.
 func (k *caller) invoke(ctx context.Context) error {
-	_, err := k.call(ctx, connectors.ToolOpInvoke, map[string]any{"instance_id": k.instance, "operation": "echo.read",
+	_, err := k.call(ctx, connectors.ToolOpInvoke, map[string]any{"instance_id": k.instance, "operation": k.op,
 		"arguments": map[string]any{"message": "hello"}})
 	return err
 }
