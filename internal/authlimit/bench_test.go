@@ -27,8 +27,8 @@ const floodRate = 1000
 //
 //	go test -run '^$' -bench InvokeUnderFlood -benchtime 600x ./internal/authlimit/
 func BenchmarkInvokeUnderFlood(b *testing.B) {
-	e := newEnv(b)
-	k := newCaller(b, e, e.user("alice"))
+	e := newEnv(b, withUsers("alice"))
+	k := newCaller(b, e, e.tokens["alice"])
 	ctx := context.Background()
 	measure := func(n int, into *[]time.Duration) {
 		for range n {

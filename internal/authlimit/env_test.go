@@ -29,26 +29,55 @@ type env struct {
 	app *app.App
 	url string
 	db  string // the database's URL
+	// tokens of the users made before the server started (withUsers).
+	tokens map[string]string
 }
 
-func newEnv(t testing.TB, mods ...func(*app.Config)) *env {
+type option func(*app.Config, *[]string)
+
+// withConfig changes the server's configuration.
+func withConfig(m func(*app.Config)) option { return func(c *app.Config, _ *[]string) { m(c) } }
+
+// withUsers makes users (with the owner rule) and a token each before the
+// server starts, as another server would have: their notifications were
+// sent before this one listened, so nothing makes it forget their tokens
+// once it knows them.
+func withUsers(names ...string) option {
+	return func(_ *app.Config, users *[]string) { *users = append(*users, names...) }
+}
+
+func newEnv(t testing.TB, opts ...option) *env {
 	t.Helper()
 	dir := t.TempDir()
 	cfg := app.Config{DatabaseURL: pgtest.URL(t), DataDir: dir, KeyFile: filepath.Join(dir, "connec.key")}
-	for _, m := range mods {
-		m(&cfg)
+	var users []string
+	for _, o := range opts {
+		o(&cfg, &users)
 	}
 	if _, err := vault.GenerateKeyFile(cfg.KeyFile, true); err != nil {
 		t.Fatal(err)
 	}
-	a, err := app.Open(context.Background(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatalf("open app: %v", err)
+	open := func() *app.App {
+		a, err := app.Open(context.Background(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		if err != nil {
+			t.Fatalf("open app: %v", err)
+		}
+		return a
 	}
-	t.Cleanup(a.Close)
-	srv := httptest.NewServer(a.Handler(a.MCPServer()))
+	e := &env{t: t, db: cfg.DatabaseURL, tokens: map[string]string{}}
+	if len(users) > 0 {
+		e.app = open()
+		for _, name := range users {
+			e.tokens[name] = e.user(name)
+		}
+		e.app.Close()
+	}
+	e.app = open()
+	t.Cleanup(e.app.Close)
+	srv := httptest.NewServer(e.app.Handler(e.app.MCPServer()))
 	t.Cleanup(srv.Close)
-	return &env{t: t, app: a, url: srv.URL, db: cfg.DatabaseURL}
+	e.url = srv.URL
+	return e
 }
 
 // from returns a client whose connections leave from the loopback address
@@ -171,7 +200,7 @@ func (e *env) databaseDown() (up func()) {
 }
 
 // waitFor polls cond until it holds or a generous deadline passes.
-func waitFor(t *testing.T, what string, cond func() bool) {
+func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for !cond() {

@@ -169,7 +169,7 @@ func TestSourcesAreKeptApart(t *testing.T) {
 		}
 	})
 	t.Run("behind a trusted proxy", func(t *testing.T) {
-		e := newEnv(t, func(c *app.Config) { c.TrustedProxies = []string{"127.0.0.1"} })
+		e := newEnv(t, withConfig(func(c *app.Config) { c.TrustedProxies = []string{"127.0.0.1"} }))
 		c := from("127.0.0.1")
 		for i := range 20 {
 			// A client's own X-Forwarded-For entries come first; the
@@ -188,8 +188,8 @@ func TestSourcesAreKeptApart(t *testing.T) {
 // token this server already knows valid from memory still gets in; one it
 // has not seen is refused with the rest.
 func TestOverTheLimitIs429WithoutDatabaseWork(t *testing.T) {
-	e := newEnv(t, func(c *app.Config) { c.AuthFailureLimit = 5 })
-	alice := e.user("alice")
+	e := newEnv(t, withConfig(func(c *app.Config) { c.AuthFailureLimit = 5 }), withUsers("alice"))
+	alice := e.tokens["alice"]
 	c := from("127.0.0.1")
 	get := func(path, token string) *http.Response {
 		req, _ := http.NewRequest("GET", e.url+path, nil)
@@ -261,8 +261,8 @@ func TestOverTheLimitIs429WithoutDatabaseWork(t *testing.T) {
 // address (a shared NAT or a proxy connec was not told to trust): the
 // flood is limited and aggregated, the user's calls all succeed.
 func TestRealCallerKeepsWorkingDuringAFlood(t *testing.T) {
-	e := newEnv(t)
-	k := newCaller(t, e, e.user("alice"))
+	e := newEnv(t, withUsers("alice"))
+	k := newCaller(t, e, e.tokens["alice"])
 	ctx := context.Background()
 	if err := k.invoke(ctx); err != nil {
 		t.Fatal(err)
@@ -398,7 +398,7 @@ func TestSourcesBeyondTheBoundAreCountedTogether(t *testing.T) {
 // Counts are written when the interval ends, without anything else
 // happening.
 func TestCountsAreWrittenWhenTheIntervalEnds(t *testing.T) {
-	e := newEnv(t, func(c *app.Config) { c.AuthFailureInterval = 50 * time.Millisecond; c.AuthFailureLimit = 1000 })
+	e := newEnv(t, withConfig(func(c *app.Config) { c.AuthFailureInterval = 50 * time.Millisecond; c.AuthFailureLimit = 1000 }))
 	c := from("127.0.0.5")
 	for i := range 20 {
 		e.badRequest(c, 2*i, nil)
