@@ -100,6 +100,9 @@ func (s *Service) Invoke(ctx context.Context, in InvokeInput) (InvokeResult, err
 	if inst.ProjectID != "" && c.ev.Task.ProjectID != inst.ProjectID {
 		return InvokeResult{}, c.deny(ctx, fault.New(fault.PolicyDenied, "connector instance is scoped to another project"), "project scope mismatch")
 	}
+	if err := s.checkPrivateNetwork(ctx, c, ct, inst); err != nil {
+		return InvokeResult{}, err
+	}
 	if err := validateAgainst(op.In, in.Arguments, "arguments"); err != nil {
 		return InvokeResult{}, c.deny(ctx, err, "invalid argument: arguments do not match the operation's input schema")
 	}
