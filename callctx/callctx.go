@@ -63,6 +63,10 @@ type Principal struct {
 	Name      string
 	Groups    []Subject
 	Transport string
+	// TokenID is the API token the principal authenticated with (empty when
+	// it acts as a configured subject): the commit that lets an operation
+	// start checks that it is still valid.
+	TokenID string
 }
 
 // TaskContext says which task a call runs for. All fields optional; TaskID,

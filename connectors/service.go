@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -23,6 +25,9 @@ import (
 type Authorizer interface {
 	Decide(ctx context.Context, r authz.Request) (authz.Decision, error)
 	MayAttemptOn(ctx context.Context, s callctx.Subject, resource string, actions ...string) (bool, error)
+	// Refresh loads the current policy now (a dispatch found the one a
+	// call was decided under has moved).
+	Refresh(ctx context.Context) error
 }
 
 // ExecRequest is one operation for the executor to run.
@@ -68,8 +73,12 @@ type Service struct {
 	rules  RuleStore
 	async  runs
 	lease  lease
-	log    *slog.Logger
-	now    func() time.Time
+	// settling counts outcomes being recorded behind their results;
+	// stopping makes their retries give up (shutdown).
+	settling sync.WaitGroup
+	stopping atomic.Bool
+	log      *slog.Logger
+	now      func() time.Time
 
 	// hub and instances: the invocation cache (WithNotify); nil without.
 	hub       *pgnotify.Hub
