@@ -178,6 +178,9 @@ func (s *Service) dispatch(ctx context.Context, c *call, runID string, req ExecR
 			if derr := c.decide(ctx, c.ev.Resource); derr != nil {
 				return nil, derr
 			}
+			if derr := s.checkPrivateNetwork(ctx, c, req.Type, req.Instance); derr != nil {
+				return nil, derr
+			}
 			continue
 		}
 		if policyMoved(err) {
