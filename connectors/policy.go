@@ -119,6 +119,9 @@ func (s *Service) ChangeRule(ctx context.Context, tool string, r authz.Rule, rem
 		verb = "remove"
 	}
 	c.ev.Reason = fmt.Sprintf("%s; %s rule: %s %s %s %s cond=%q", c.ev.Reason, verb, r.Effect, r.Subject, r.Action, r.Resource, r.Cond)
+	if invalid != nil {
+		c.ev.Reason += " (a stored rule that fails validation: " + fault.PublicOf(invalid).Message + ")"
+	}
 	out := RuleChange{Rule: r}
 	err = c.change(ctx, func(tx pgx.Tx) error {
 		var err error

@@ -66,6 +66,9 @@ func TestRulesThatCanMatchNothingAreRefused(t *testing.T) {
 	if n := e.count(`SELECT count(*) FROM casbin_rule WHERE v1 = $1`, legacy.Resource); n != 0 {
 		t.Fatalf("stored invalid rule still there (%d)", n)
 	}
+	if rows := e.audit("tool = $1 AND status = 'ok' AND reason LIKE '%fails validation%'", connectors.ToolPolicyRemove); len(rows) != 1 {
+		t.Fatalf("removal of a stored invalid rule audited as %+v", rows)
+	}
 
 	// Explain takes the subject forms the CLI takes: user:<name>, a bare
 	// user name, group:<name>, as well as ids; names in the resource's

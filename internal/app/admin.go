@@ -168,6 +168,9 @@ func (a *App) ChangeRule(ctx context.Context, r authz.Rule, remove bool) (bool, 
 	}
 	err := a.adminChange(ctx, tool, r.Resource, func(tx pgx.Tx, ev *audit.Event) error {
 		ev.Reason = fmt.Sprintf("%s rule: %s %s %s %s cond=%q", strings.TrimPrefix(tool, "policy."), r.Effect, r.Subject, r.Action, r.Resource, r.Cond)
+		if invalid != nil {
+			ev.Reason += " (a stored rule that fails validation: " + fault.PublicOf(invalid).Message + ")"
+		}
 		var err error
 		if remove {
 			changed, err = a.Authz.RemoveRule(ctx, tx, r)
