@@ -112,7 +112,7 @@ func (w *walk) miss(depth int, format string, args ...any) {
 
 func (w *walk) root(segs []string) {
 	matched := false
-	for _, head := range []string{ResourceCatalog, ResourcePolicy, ResourceAudit, "network", resourceConnectors} {
+	for _, head := range []string{ResourceCatalog, ResourcePolicy, ResourceAudit, "network", resourceConnectors, resourceTokens} {
 		if !segMatch(segs[0], head) {
 			continue
 		}
@@ -123,6 +123,8 @@ func (w *walk) root(segs []string) {
 			w.network(rest)
 		case resourceConnectors:
 			w.connectors(rest)
+		case resourceTokens:
+			w.tokens(rest)
 		default:
 			if len(rest) > 0 {
 				w.miss(1, "%s has nothing below it", head)
@@ -132,7 +134,7 @@ func (w *walk) root(segs []string) {
 		}
 	}
 	if !matched {
-		w.miss(0, "a resource is catalog, policy, audit, network/private or connectors/… (lower case), and %q is none of them", segs[0])
+		w.miss(0, "a resource is catalog, policy, audit, network/private, tokens/… or connectors/… (lower case), and %q is none of them", segs[0])
 	}
 }
 
@@ -148,6 +150,26 @@ func (w *walk) network(rest []string) {
 		w.miss(2, "network/private has nothing below it")
 	default:
 		w.reach(privateNetworkActions...)
+	}
+}
+
+// tokens is tokens/user:<uuid>: minting task-bound tokens for that user.
+func (w *walk) tokens(rest []string) {
+	switch {
+	case len(rest) == 0 && w.tail:
+		w.reach(ActionTokenMint)
+	case len(rest) == 0:
+		w.miss(1, "tokens alone is no resource: want tokens/user:<uuid> (or tokens/**)")
+	case len(rest) > 1:
+		w.miss(2, "tokens/<user> has nothing below it")
+	case strings.HasPrefix(rest[0], callctx.KindGroup+":"):
+		w.miss(2, "tokens are minted for users; %q is a group", rest[0])
+	default:
+		if why := ownerProblem(rest[0]); why != "" {
+			w.miss(2, "%s", why)
+			return
+		}
+		w.reach(ActionTokenMint)
 	}
 }
 

@@ -59,6 +59,15 @@ func TestRuleResourceGrammar(t *testing.T) {
 		{"connectors/*:" + u.ID().String(), ActionAdmin, ""},
 		{own + "/echo/" + inst[:8] + "*", ActionRead, ""},
 		{own + "/e*/" + inst, ActionRead, ""},
+		// Minting task-bound tokens, for users only.
+		{TokenResource(u), ActionTokenMint, ""},
+		{"tokens/**", ActionTokenMint, ""},
+		{"tokens/user:*", ActionTokenMint, ""},
+		{TokenResource(u), ActionRead, "action"},
+		{"tokens/" + string(g), ActionTokenMint, "resource"},
+		{"tokens", ActionTokenMint, "resource"},
+		{TokenResource(u) + "/x", ActionTokenMint, "resource"},
+		{"tokens/" + upper, ActionTokenMint, "resource"},
 
 		// The review's examples.
 		{"connectors/" + upper + "/**", ActionSend, "resource"},
