@@ -43,6 +43,10 @@ type Config struct {
 	// are allowed on a loopback listener.
 	AllowedOrigins []string
 
+	// NoKeyCreate keeps Open from creating the key file in the embedded
+	// default when there is none (`connec key init` creates it itself).
+	NoKeyCreate bool
+
 	// policyMaxStale overrides the authorizer's allowed staleness (tests).
 	policyMaxStale time.Duration
 }
