@@ -113,6 +113,11 @@ const (
 //
 // "**" must be a whole segment: "connectors/user:U**" is the same as
 // "connectors/user:U*" and does not cross "/".
+//
+// A rule's pattern must be able to match one of these names (see
+// Rule.ValidateIn): only "*" within a segment and a trailing "/**" are
+// accepted in new rules, owners and instance ids as canonical uuids, and
+// an action some matched name is decided under (grammar.go lists them).
 const (
 	ResourceCatalog = "catalog"
 	ResourcePolicy  = "policy"

@@ -133,6 +133,33 @@ func ResolveGroup(ctx context.Context, q db.Querier, ref string) (Group, error) 
 	return g, nil
 }
 
+// ResolveSubject turns a subject given by a person into its canonical form:
+// "user:<name|uuid>", "group:<name|uuid>", or a bare user name or uuid (a
+// user). The user or group must exist: an unknown one is not_found.
+func ResolveSubject(ctx context.Context, q db.Querier, ref string) (callctx.Subject, error) {
+	kind, rest, ok := strings.Cut(ref, ":")
+	if !ok {
+		kind, rest = callctx.KindUser, ref
+	}
+	if !strings.Contains(rest, ":") {
+		switch kind {
+		case callctx.KindUser:
+			u, err := ResolveUser(ctx, q, rest)
+			if err != nil {
+				return "", err
+			}
+			return u.Subject(), nil
+		case callctx.KindGroup:
+			g, err := ResolveGroup(ctx, q, rest)
+			if err != nil {
+				return "", err
+			}
+			return g.Subject(), nil
+		}
+	}
+	return "", fault.Invalid("subject", "subject %q: want user:<name|uuid>, group:<name|uuid> or a user name", ref)
+}
+
 // ListGroups returns every group, ordered by name.
 func ListGroups(ctx context.Context, q db.Querier) ([]Group, error) {
 	rows, err := q.Query(ctx, `SELECT `+groupCols+` FROM groups ORDER BY name`)

@@ -134,6 +134,8 @@ func serveCmd(f *flags) *cobra.Command {
 		"how long this server's lease lasts unless renewed; once it runs out, other servers fail the runs it left open (env CONNEC_SERVER_LEASE; 0: 1m)")
 	cmd.Flags().StringVar(&f.cfg.ToolNames, "tool-names", f.cfg.ToolNames,
 		"how tool names are spelled: dotted (connector.op.invoke) or underscore (connector_op_invoke, for hosts that accept only [a-zA-Z0-9_-]) (env CONNEC_TOOL_NAMES)")
+	cmd.Flags().StringVar(&f.cfg.MetricsAddr, "metrics-addr", f.cfg.MetricsAddr,
+		"serve Prometheus metrics at /metrics on this address only, e.g. 127.0.0.1:9090 (env CONNEC_METRICS_ADDR; empty: no metrics)")
 	cmd.Flags().StringSliceVar(&f.cfg.AllowedOrigins, "allowed-origin", f.cfg.AllowedOrigins,
 		"a browser origin (scheme://host[:port]) allowed to call the HTTP MCP endpoints; repeat or comma-separate (env CONNEC_ALLOWED_ORIGINS)")
 	return cmd
@@ -396,9 +398,12 @@ func policyCmd(f *flags) *cobra.Command {
 		Use:   "policy",
 		Short: "Manage policy rules (default deny; deny beats allow)",
 		Long: "Rules are subject, resource pattern, action, optional task-context condition and effect.\n" +
-			"Resources: catalog | connectors/<owner> | connectors/<owner>/<type>/<instance-id>[/<operation>]; '*' matches\n" +
-			"within a path segment, '**' across segments. Actions: connector.read, connector.send, connector.admin,\n" +
-			"connector.catalog.read, connector.policy.admin, or '*'. Conditions: project=<uuid>; agent=<id>|<id>; task=required.",
+			"Resources: catalog | policy | audit | network/private | connectors/<owner>[/<type>/<instance-id>[/<operation>]];\n" +
+			"'*' matches within a segment, a trailing '/**' the part before it and everything below. Owners may be given\n" +
+			"as user:<name>, group:<name> or a user name, like --subject; they are stored as ids. Actions: connector.read,\n" +
+			"connector.send, connector.admin, connector.catalog.read, connector.policy.admin, connector.audit.read, or '*'.\n" +
+			"Conditions: project=<uuid>; agent=<id>|<id>; task=required. A rule that could never match (an unknown prefix,\n" +
+			"type or operation, an action never asked of what it names) is refused.",
 	}
 	var r authz.Rule
 	rule := func(use, short, effect string, remove bool) *cobra.Command {
@@ -410,14 +415,7 @@ func policyCmd(f *flags) *cobra.Command {
 					if effect != "" {
 						rr.Effect = effect
 					}
-					if rr.Subject != "*" {
-						s, err := a.ResolveSubject(ctx, rr.Subject)
-						if err != nil {
-							return err
-						}
-						rr.Subject = string(s)
-					}
-					changed, err := a.ChangeRule(ctx, rr, remove)
+					rr, changed, err := a.ChangeWrittenRule(ctx, rr, remove)
 					if err != nil {
 						return err
 					}
@@ -431,7 +429,7 @@ func policyCmd(f *flags) *cobra.Command {
 			},
 		}
 		c.Flags().StringVar(&r.Subject, "subject", "", "user:<name|uuid> or group:<name|uuid> (required)")
-		c.Flags().StringVar(&r.Resource, "resource", "", "resource pattern (required)")
+		c.Flags().StringVar(&r.Resource, "resource", "", "resource pattern; owners by name or id (required)")
 		c.Flags().StringVar(&r.Action, "action", "", "action or * (required)")
 		c.Flags().StringVar(&r.Cond, "cond", "", "task-context condition, e.g. project=<uuid>;task=required")
 		for _, n := range []string{"subject", "resource", "action"} {
@@ -468,11 +466,43 @@ func policyCmd(f *flags) *cobra.Command {
 		},
 	}
 	list.Flags().StringVar(&subject, "subject", "", "only rules of this subject")
+	check := &cobra.Command{
+		Use: "check", Args: cobra.NoArgs,
+		Short: "List stored rules that fail validation (they can never match as written); exit status 1 if there are any",
+		Long: "Rules stored before validation was strict, or written by SQL, stay in force as written, and a server warns\n" +
+			"of them when it starts. This lists them with the reason; remove one with `connec policy remove`, giving it\n" +
+			"exactly as listed.",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return withApp(cmd, f, func(ctx context.Context, a *app.App) error {
+				rules, err := a.Authz.ListRules(ctx, a.Pool, "")
+				if err != nil {
+					return err
+				}
+				w := table(cmd.OutOrStdout(), "EFFECT\tSUBJECT\tACTION\tRESOURCE\tCOND\tPROBLEM")
+				bad := 0
+				for _, r := range rules {
+					if err := a.Authz.ValidateRule(r); err != nil {
+						bad++
+						fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", r.Effect, r.Subject, r.Action, r.Resource, r.Cond, fault.PublicOf(err).Message)
+					}
+				}
+				if bad == 0 {
+					fmt.Fprintf(cmd.OutOrStdout(), "every rule is valid (%d rules)\n", len(rules))
+					return nil
+				}
+				if err := w.Flush(); err != nil {
+					return err
+				}
+				return fmt.Errorf("%d of %d rules fail validation: correct or remove them", bad, len(rules))
+			})
+		},
+	}
 	cmd.AddCommand(
 		rule("allow", "Add an allow rule", "allow", false),
 		rule("deny", "Add a deny rule (deny beats allow)", "deny", false),
 		rule("remove", "Remove a rule", "", true),
 		list,
+		check,
 	)
 	return cmd
 }

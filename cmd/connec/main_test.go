@@ -68,7 +68,7 @@ func TestHelpOnEveryCommand(t *testing.T) {
 	for _, args := range [][]string{
 		{"--help"}, {"serve", "--help"}, {"migrate", "--help"}, {"user", "add", "--help"}, {"user", "list", "--help"},
 		{"group", "add", "--help"}, {"group", "member", "add", "--help"}, {"token", "create", "--help"}, {"token", "list", "--help"}, {"token", "revoke", "--help"},
-		{"policy", "allow", "--help"}, {"policy", "deny", "--help"}, {"policy", "list", "--help"}, {"policy", "remove", "--help"},
+		{"policy", "allow", "--help"}, {"policy", "deny", "--help"}, {"policy", "list", "--help"}, {"policy", "remove", "--help"}, {"policy", "check", "--help"},
 		{"key", "init", "--help"}, {"key", "add", "--help"}, {"key", "status", "--help"}, {"key", "rotate", "--help"},
 		{"credential", "create", "--help"}, {"credential", "rotate", "--help"}, {"credential", "revoke", "--help"},
 		{"audit", "verify", "--help"}, {"audit", "export", "--help"}, {"openclaw", "add", "--help"}, {"openclaw", "list", "--help"},

@@ -13,6 +13,7 @@ import (
 	"github.com/connec/connec/audit"
 	"github.com/connec/connec/authz"
 	"github.com/connec/connec/callctx"
+	"github.com/connec/connec/fault"
 	"github.com/connec/connec/identity"
 	"github.com/connec/connec/internal/db"
 )
@@ -100,31 +101,72 @@ func (a *App) AddMember(ctx context.Context, groupRef, userRef string) (identity
 // ResolveSubject turns "user:<name|uuid>", "group:<name|uuid>" or a bare
 // user name into a canonical subject.
 func (a *App) ResolveSubject(ctx context.Context, ref string) (callctx.Subject, error) {
-	kind, rest, ok := strings.Cut(ref, ":")
-	if !ok {
-		kind, rest = callctx.KindUser, ref
-	}
-	switch kind {
-	case callctx.KindUser:
-		u, err := a.Identity.ResolveUser(ctx, rest)
+	return identity.ResolveSubject(ctx, a.Pool, ref)
+}
+
+// ResolveRule puts a rule as a person wrote it into the form rules are
+// stored in: the subject, and the owner in the resource, resolved the same
+// way from a name or an id in any case to the canonical subject; an
+// instance id in the resource in canonical form (authz.ResolveNames). The
+// subject "*" is left for validation to refuse.
+func (a *App) ResolveRule(ctx context.Context, r authz.Rule) (authz.Rule, error) {
+	if r.Subject != "*" {
+		s, err := a.ResolveSubject(ctx, r.Subject)
 		if err != nil {
-			return "", err
+			return r, err
 		}
-		return u.Subject(), nil
-	case callctx.KindGroup:
-		g, err := a.Identity.ResolveGroup(ctx, rest)
-		if err != nil {
-			return "", err
-		}
-		return g.Subject(), nil
+		r.Subject = string(s)
 	}
-	return "", fmt.Errorf("subject %q: want user:<name|uuid> or group:<name|uuid>", ref)
+	res, err := authz.ResolveNames(r.Resource, func(ref string) (callctx.Subject, error) { return a.ResolveSubject(ctx, ref) })
+	if err != nil {
+		switch fault.As(err).Type {
+		case fault.NotFound, fault.InvalidArgument:
+			return r, fault.Invalid("resource", "resource %q: %s", r.Resource, fault.PublicOf(err).Message)
+		}
+		return r, err
+	}
+	r.Resource = res
+	return r, nil
+}
+
+// ChangeWrittenRule is ChangeRule for a rule as a person wrote it (the
+// CLI): it resolves names first (ResolveRule) and returns the rule as
+// changed. A removal takes a stored rule that fails validation (one stored
+// before validation was this strict, with a name where an id belongs, say)
+// exactly as written, resource and all, before trying the resolved form.
+func (a *App) ChangeWrittenRule(ctx context.Context, written authz.Rule, remove bool) (authz.Rule, bool, error) {
+	if remove && written.Subject != "*" {
+		s, err := a.ResolveSubject(ctx, written.Subject)
+		if err != nil {
+			return written, false, err
+		}
+		literal := written
+		literal.Subject = string(s)
+		if a.Authz.ValidateRule(literal) != nil {
+			changed, err := a.ChangeRule(ctx, literal, true)
+			if err == nil || fault.As(err).Type != fault.InvalidArgument {
+				return literal, changed, err
+			}
+			// Not stored as written: remove what it resolves to.
+		}
+	}
+	r, err := a.ResolveRule(ctx, written)
+	if err != nil {
+		return written, false, err
+	}
+	changed, err := a.ChangeRule(ctx, r, remove)
+	return r, changed, err
 }
 
 // ChangeRule adds or removes a policy rule, audited in the same transaction.
+// A rule that could never match (authz.Rule.ValidateIn, against this
+// binary's connector types) is refused with invalid_argument naming the
+// field, and nothing changes; one stored that way can still be removed,
+// exactly as stored.
 func (a *App) ChangeRule(ctx context.Context, r authz.Rule, remove bool) (bool, error) {
-	if err := r.Validate(); err != nil {
-		return false, err
+	invalid := a.Authz.ValidateRule(r)
+	if invalid != nil && !remove {
+		return false, invalid
 	}
 	var changed bool
 	tool := "policy.add"
@@ -133,9 +175,15 @@ func (a *App) ChangeRule(ctx context.Context, r authz.Rule, remove bool) (bool, 
 	}
 	err := a.adminChange(ctx, tool, r.Resource, func(tx pgx.Tx, ev *audit.Event) error {
 		ev.Reason = fmt.Sprintf("%s rule: %s %s %s %s cond=%q", strings.TrimPrefix(tool, "policy."), r.Effect, r.Subject, r.Action, r.Resource, r.Cond)
+		if invalid != nil {
+			ev.Reason += " (a stored rule that fails validation: " + fault.PublicOf(invalid).Message + ")"
+		}
 		var err error
 		if remove {
 			changed, err = a.Authz.RemoveRule(ctx, tx, r)
+			if err == nil && invalid != nil && !changed {
+				return invalid // not stored, and could never have been added
+			}
 		} else {
 			changed, err = a.Authz.AddRule(ctx, tx, r)
 		}

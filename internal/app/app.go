@@ -121,7 +121,7 @@ func (a *App) build(ctx context.Context) error {
 	if err := connectors.SyncCatalog(ctx, a.Pool, reg); err != nil {
 		return err
 	}
-	azOpts := []authz.Option{authz.WithLogger(a.Log), authz.WithNotify(a.Notify)}
+	azOpts := []authz.Option{authz.WithLogger(a.Log), authz.WithNotify(a.Notify), authz.WithCatalog(reg)}
 	if a.Cfg.policyMaxStale > 0 {
 		azOpts = append(azOpts, authz.WithMaxStaleness(a.Cfg.policyMaxStale))
 	}
