@@ -11,12 +11,12 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"text/tabwriter"
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5"
 	"github.com/spf13/cobra"
 
 	"github.com/connec/connec/authz"
@@ -61,7 +61,27 @@ func root() *cobra.Command {
 	pf.StringVar(&f.cfg.Subject, "subject", f.cfg.Subject, "user a stdio session or credential command acts as: name or user:<uuid> (env CONNEC_SUBJECT)")
 	pf.StringVar(&f.cfg.LogLevel, "log-level", f.cfg.LogLevel, "log level: debug, info, warn, error (env CONNEC_LOG_LEVEL)")
 	cmd.AddCommand(serveCmd(f), migrateCmd(f), userCmd(f), groupCmd(f), tokenCmd(f), policyCmd(f), keyCmd(f), credentialCmd(f), auditCmd(f), openclawCmd(f))
+	refuseUnknownSubcommands(cmd)
 	return cmd
+}
+
+// refuseUnknownSubcommands makes every command that only groups others fail
+// on an unknown subcommand. Left to itself cobra prints the help and exits
+// 0, so a mistyped `connec user disabel bob` would look like success.
+func refuseUnknownSubcommands(c *cobra.Command) {
+	for _, sub := range c.Commands() {
+		refuseUnknownSubcommands(sub)
+	}
+	if !c.HasParent() || !c.HasSubCommands() || c.Runnable() {
+		return
+	}
+	c.Args = cobra.ArbitraryArgs
+	c.RunE = func(cmd *cobra.Command, args []string) error {
+		if len(args) > 0 {
+			return fmt.Errorf("unknown command %q for %q (see %s --help)", args[0], cmd.CommandPath(), cmd.CommandPath())
+		}
+		return cmd.Help()
+	}
 }
 
 // withApp opens the core for one command and closes it after.
@@ -162,16 +182,44 @@ func userCmd(f *flags) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				w := table(cmd.OutOrStdout(), "SUBJECT\tNAME\tCREATED")
+				w := table(cmd.OutOrStdout(), "SUBJECT\tNAME\tSTATE\tCREATED")
 				for _, u := range us {
-					fmt.Fprintf(w, "%s\t%s\t%s\n", u.Subject(), u.Name, u.CreatedAt.Format(time.RFC3339))
+					fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", u.Subject(), u.Name, state(u.DisabledAt), u.CreatedAt.Format(time.RFC3339))
 				}
 				return w.Flush()
 			})
 		},
 	}
-	cmd.AddCommand(add, list)
+	change := func(use, short string, fn func(*app.App, context.Context, string) (identity.User, error), done string) *cobra.Command {
+		return &cobra.Command{
+			Use: use + " USER", Short: short, Args: cobra.ExactArgs(1),
+			RunE: func(cmd *cobra.Command, args []string) error {
+				return withApp(cmd, f, func(ctx context.Context, a *app.App) error {
+					u, err := fn(a, ctx, args[0])
+					if err != nil {
+						return err
+					}
+					fmt.Fprintf(cmd.OutOrStdout(), "%s %s (%s)\n", done, u.Name, u.Subject())
+					return nil
+				})
+			},
+		}
+	}
+	cmd.AddCommand(add, list,
+		change("disable", "Disable a user (name or user:<uuid>): its tokens and name authenticate nowhere, at once, until enabled",
+			(*app.App).DisableUser, "disabled"),
+		change("enable", "Enable a disabled user again", (*app.App).EnableUser, "enabled"),
+		change("remove", "Remove a user with its tokens, memberships and rules (refused while it owns installed instances)",
+			(*app.App).RemoveUser, "removed"))
 	return cmd
+}
+
+// state shows whether a user or group is disabled.
+func state(disabledAt time.Time) string {
+	if disabledAt.IsZero() {
+		return "enabled"
+	}
+	return "disabled since " + disabledAt.Format(time.RFC3339)
 }
 
 func groupCmd(f *flags) *cobra.Command {
@@ -189,6 +237,45 @@ func groupCmd(f *flags) *cobra.Command {
 			})
 		},
 	}
+	list := &cobra.Command{
+		Use: "list", Short: "List groups and their members", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return withApp(cmd, f, func(ctx context.Context, a *app.App) error {
+				gs, err := a.Identity.ListGroups(ctx)
+				if err != nil {
+					return err
+				}
+				w := table(cmd.OutOrStdout(), "SUBJECT\tNAME\tSTATE\tMEMBERS")
+				for _, g := range gs {
+					ms, err := a.Identity.ListMembers(ctx, g.ID)
+					if err != nil {
+						return err
+					}
+					names := make([]string, len(ms))
+					for i, m := range ms {
+						names[i] = m.Name
+					}
+					fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", g.Subject(), g.Name, state(g.DisabledAt), orDash(strings.Join(names, ",")))
+				}
+				return w.Flush()
+			})
+		},
+	}
+	change := func(use, short string, fn func(*app.App, context.Context, string) (identity.Group, error), done string) *cobra.Command {
+		return &cobra.Command{
+			Use: use + " GROUP", Short: short, Args: cobra.ExactArgs(1),
+			RunE: func(cmd *cobra.Command, args []string) error {
+				return withApp(cmd, f, func(ctx context.Context, a *app.App) error {
+					g, err := fn(a, ctx, args[0])
+					if err != nil {
+						return err
+					}
+					fmt.Fprintf(cmd.OutOrStdout(), "%s %s (%s)\n", done, g.Name, g.Subject())
+					return nil
+				})
+			},
+		}
+	}
 	member := &cobra.Command{Use: "member", Short: "Manage group membership"}
 	madd := &cobra.Command{
 		Use: "add GROUP USER", Short: "Add USER (name or user:<uuid>) to GROUP (name or group:<uuid>)", Args: cobra.ExactArgs(2),
@@ -203,9 +290,33 @@ func groupCmd(f *flags) *cobra.Command {
 			})
 		},
 	}
-	member.AddCommand(madd)
-	cmd.AddCommand(add, member)
+	mremove := &cobra.Command{
+		Use: "remove GROUP USER", Short: "Take USER out of GROUP: it loses the group's rights at once, on every server", Args: cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return withApp(cmd, f, func(ctx context.Context, a *app.App) error {
+				g, u, err := a.RemoveMember(ctx, args[0], args[1])
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "%s (%s) is no longer a member of %s (%s)\n", u.Name, u.Subject(), g.Name, g.Subject())
+				return nil
+			})
+		},
+	}
+	member.AddCommand(madd, mremove)
+	cmd.AddCommand(add, list, member,
+		change("disable", "Disable a group: its members hold none of its rights, at once, until enabled", (*app.App).DisableGroup, "disabled"),
+		change("enable", "Enable a disabled group again", (*app.App).EnableGroup, "enabled"),
+		change("remove", "Remove a group with its memberships and rules (refused while it owns installed instances)",
+			(*app.App).RemoveGroup, "removed"))
 	return cmd
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }
 
 func tokenCmd(f *flags) *cobra.Command {
@@ -218,11 +329,7 @@ func tokenCmd(f *flags) *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return withApp(cmd, f, func(ctx context.Context, a *app.App) error {
-				s, err := a.ResolveSubject(ctx, subject)
-				if err != nil {
-					return err
-				}
-				tok, _, err := a.Identity.CreateToken(ctx, s, name, ttl)
+				tok, _, err := a.CreateToken(ctx, subject, name, ttl)
 				if err != nil {
 					return err
 				}
@@ -266,12 +373,7 @@ func tokenCmd(f *flags) *cobra.Command {
 				return fmt.Errorf("token id %q is not a uuid (see connec token list)", args[0])
 			}
 			return withApp(cmd, f, func(ctx context.Context, a *app.App) error {
-				var t identity.Token
-				err := a.AdminChange(ctx, "token.revoke", "token:"+id.String(), func(tx pgx.Tx) error {
-					var err error
-					t, err = identity.RevokeToken(ctx, tx, id)
-					return err
-				})
+				t, err := a.RevokeToken(ctx, id)
 				if err != nil {
 					return err
 				}

@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os/user"
 	"strings"
@@ -48,8 +49,10 @@ func (a *App) AddUser(ctx context.Context, name string, bare bool) (identity.Use
 		}
 		ev.Resource = string(u.Subject())
 		if bare {
+			ev.Reason = fmt.Sprintf("created user %s with no rules", u.Name)
 			return nil
 		}
+		ev.Reason = fmt.Sprintf("created user %s with the owner rule", u.Name)
 		for _, r := range OwnerRules(u.Subject()) {
 			if _, err := a.Authz.AddRule(ctx, tx, r); err != nil {
 				return err
@@ -66,7 +69,7 @@ func (a *App) AddGroup(ctx context.Context, name string) (identity.Group, error)
 	err := a.adminChange(ctx, "group.add", "", func(tx pgx.Tx, ev *audit.Event) error {
 		var err error
 		g, err = identity.CreateGroup(ctx, tx, name)
-		ev.Resource = string(g.Subject())
+		ev.Resource, ev.Reason = string(g.Subject()), fmt.Sprintf("created group %s", g.Name)
 		return err
 	})
 	return g, err
@@ -85,7 +88,11 @@ func (a *App) AddMember(ctx context.Context, groupRef, userRef string) (identity
 			return err
 		}
 		ev.Resource = string(g.Subject())
-		_, err = identity.AddMember(ctx, tx, g.ID, u.ID)
+		added, err := identity.AddMember(ctx, tx, g.ID, u.ID)
+		ev.Reason = fmt.Sprintf("added %s (%s) to %s (%s)", u.Subject(), u.Name, g.Subject(), g.Name)
+		if !added {
+			ev.Reason = fmt.Sprintf("%s (%s) already was a member of %s (%s)", u.Subject(), u.Name, g.Subject(), g.Name)
+		}
 		return err
 	})
 	return g, u, err
@@ -191,10 +198,31 @@ func (a *App) AdminChange(ctx context.Context, tool, resource string, fn func(tx
 	return a.adminChange(ctx, tool, resource, func(tx pgx.Tx, _ *audit.Event) error { return fn(tx) })
 }
 
-// adminChange runs an operator's CLI change and its audit row in one
-// transaction. The operator has direct database access, so no policy
-// decision applies; the row says who ran it.
+// adminChange runs an operator's change and its audit row in one
+// transaction, then makes the change effective in this process at once
+// (other servers learn of it through the database's notifications). The
+// operator has direct database access, so no policy decision applies; the
+// row says who ran it.
 func (a *App) adminChange(ctx context.Context, tool, resource string, fn func(tx pgx.Tx, ev *audit.Event) error) error {
+	if err := a.audited(ctx, tool, resource, fn); err != nil {
+		return err
+	}
+	a.Identity.Forget()
+	return a.Authz.Refresh(ctx)
+}
+
+// errUnchanged, returned by an audited change, says it found nothing to
+// change: the transaction is rolled back, no row is written, and the change
+// reports success.
+var errUnchanged = errors.New("nothing changed")
+
+// audited is the one path every operator change takes: fn makes the change
+// in tx and fills in ev (resource, reason), and the row is written in the
+// same transaction, so the change and its row commit together or not at
+// all. The row is transport "cli", subject "cli:<OS user>", tool
+// "cli.<tool>". It never holds a secret: fn puts only ids, names and counts
+// in it.
+func (a *App) audited(ctx context.Context, tool, resource string, fn func(tx pgx.Tx, ev *audit.Event) error) error {
 	start := time.Now()
 	ev := audit.Event{RequestID: callctx.NewRequestID(), Transport: "cli", Subject: cliSubject(), Action: authz.ActionPolicyAdmin,
 		Tool: "cli." + tool, Resource: resource, Decision: audit.Allow, Reason: "operator command", Status: audit.StatusOK}
@@ -205,10 +233,29 @@ func (a *App) adminChange(ctx context.Context, tool, resource string, fn func(tx
 		ev.Duration = time.Since(start)
 		return a.Audit.Write(ctx, tx, ev)
 	})
-	if err != nil {
-		return err
+	if errors.Is(err, errUnchanged) {
+		return nil
 	}
-	// Rules may have changed: make them effective here at once (other
-	// servers learn of it through the database's notification).
-	return a.Authz.Refresh(ctx)
+	return err
+}
+
+// outsideChange makes an operator's change that lives outside the database
+// (the key file, the plugins directory) with its audit row: apply runs inside
+// the transaction that writes the row, which commits right after it, and a
+// failure before apply has run changes nothing. Only if the database fails
+// between apply and the commit is the change made without its row; the
+// error then says so plainly.
+func (a *App) outsideChange(ctx context.Context, tool, resource string, apply func(ev *audit.Event) error) error {
+	applied := false
+	err := a.audited(ctx, tool, resource, func(_ pgx.Tx, ev *audit.Event) error {
+		if err := apply(ev); err != nil {
+			return err
+		}
+		applied = true
+		return nil
+	})
+	if err != nil && applied {
+		return fmt.Errorf("%s was done, but its audit row could not be written (record it by hand): %w", tool, err)
+	}
+	return err
 }

@@ -46,6 +46,10 @@ type Config struct {
 	// no metrics. Keep it on a private interface.
 	MetricsAddr string
 
+	// NoKeyCreate keeps Open from creating the key file in the embedded
+	// default when there is none (`connec key init` creates it itself).
+	NoKeyCreate bool
+
 	// policyMaxStale overrides the authorizer's allowed staleness (tests).
 	policyMaxStale time.Duration
 }
