@@ -416,10 +416,11 @@ func (a *Authorizer) MayAttempt(ctx context.Context, subject callctx.Subject, ac
 }
 
 // MayAttemptOn is MayAttempt narrowed to rules whose resource pattern
-// matches resource (any resource when it is empty): tools that act on one
-// fixed resource (the catalog, the policy) are shown only to subjects with
-// an allow rule that could reach it. Like MayAttempt it ignores deny rules
-// and conditions; every call still goes through Decide.
+// matches resource (any resource when it is empty; any resource under
+// <prefix> when it is "<prefix>/**"): tools that act on one fixed resource
+// (the catalog, the policy) or one family of them (tokens/…) are shown only
+// to subjects with an allow rule that could reach it. Like MayAttempt it
+// ignores deny rules and conditions; every call still goes through Decide.
 func (a *Authorizer) MayAttemptOn(ctx context.Context, subject callctx.Subject, resource string, actions ...string) (bool, error) {
 	s, err := a.current(ctx)
 	if err != nil {
@@ -437,11 +438,21 @@ func (a *Authorizer) MayAttemptOn(ctx context.Context, subject callctx.Subject, 
 	if err != nil {
 		return false, fault.Wrap(fault.Unavailable, err, "authorization failed")
 	}
+	prefix, under := strings.CutSuffix(resource, "/**")
 	reaches := func(patterns []string) bool {
 		if resource == "" {
 			return len(patterns) > 0
 		}
 		return slices.ContainsFunc(patterns, func(p string) bool {
+			if under {
+				// A pattern that names something under prefix, or one
+				// broad enough to match anything there.
+				if strings.HasPrefix(p, prefix+"/") {
+					return true
+				}
+				ok, err := doublestar.Match(p, prefix+"/-")
+				return err == nil && ok
+			}
 			ok, err := doublestar.Match(p, resource)
 			return err == nil && ok
 		})

@@ -71,6 +71,7 @@ type Service struct {
 	runner Runner
 	sealer Sealer
 	rules  RuleStore
+	tokens TokenIssuer
 	async  runs
 	lease  lease
 	// settling counts outcomes being recorded behind their results;

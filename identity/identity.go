@@ -94,6 +94,10 @@ type Token struct {
 	CreatedAt time.Time
 	ExpiresAt time.Time // zero: never expires
 	RevokedAt time.Time // zero: not revoked
+	// Bound is the task context the token is bound to (empty: none);
+	// MintedBy, who minted it (empty: created by an operator).
+	Bound    callctx.TaskContext
+	MintedBy string
 }
 
 // Store runs identity operations on a connection pool. By itself every

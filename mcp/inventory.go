@@ -67,6 +67,10 @@ type (
 		connectors.ExplainInput
 		taskArg
 	}
+	mintArgs struct {
+		connectors.MintInput
+		taskArg
+	}
 )
 
 // The result types of list tools: an object, as MCP structured content must be.
@@ -103,7 +107,19 @@ func Inventory() []Tool {
 	tools := instanceTools()
 	tools = append(tools, credentialTools()...)
 	tools = append(tools, runTools()...)
-	return append(tools, policyTools()...)
+	tools = append(tools, policyTools()...)
+	return append(tools, tokenTools()...)
+}
+
+func tokenTools() []Tool {
+	return []Tool{
+		tool(about{name: connectors.ToolTokenMint, annotations: mutating("Mint a task-bound token", false, false),
+			description: "Mint a short-lived token bound to a task context (orchestrators, with connector.token.mint on tokens/<user>): every call made with it runs for that task — it may add the fields left open, never change one — so policy conditions marked from=token can rely on them. The token is shown once.",
+			actions:     []string{authz.ActionTokenMint}, refuseAs: authz.ActionTokenMint, resource: "tokens/**"},
+			func(ctx context.Context, svc *connectors.Service, a mintArgs) (connectors.MintedToken, error) {
+				return svc.MintToken(ctx, a.MintInput)
+			}),
+	}
 }
 
 func instanceTools() []Tool {

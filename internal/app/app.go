@@ -148,7 +148,12 @@ func (a *App) build(ctx context.Context) error {
 		return err
 	}
 	a.Executor = ex
-	svcOpts := []connectors.Option{connectors.WithLogger(a.Log), connectors.WithRuleStore(az)}
+	svcOpts := []connectors.Option{connectors.WithLogger(a.Log), connectors.WithRuleStore(az),
+		connectors.WithTokenIssuer(func(ctx context.Context, tx pgx.Tx, subject callctx.Subject, name string, ttl time.Duration,
+			bound callctx.TaskContext, mintedBy string) (string, string, time.Time, error) {
+			tok, t, err := identity.CreateBoundToken(ctx, tx, subject, name, ttl, bound, mintedBy)
+			return tok, t.ID.String(), t.ExpiresAt, err
+		})}
 	if recipient, keyID := ex.Recipient(); recipient != "" {
 		sealer, err := vault.NewSealer(recipient)
 		if err != nil {
