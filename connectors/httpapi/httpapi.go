@@ -49,9 +49,12 @@
 //	JSON body over the cap          response_too_large
 //	bad path, query, headers, body  invalid_argument
 //
-// Every credential value (and its URL, base64, HTML and JSON encodings,
-// including the Basic header's user:password) is replaced by [REDACTED] in
-// the body, the returned headers and error texts.
+// Every credential value, and what the driver derives from it and sends
+// ("Bearer <token>", the Basic pair user:password and its header), is
+// replaced by [REDACTED] in the body, the returned headers and error
+// texts, in every encoding driverkit.Redactor matches (base64 at any
+// alignment and nested once, hex, percent, JSON and HTML escapes) and
+// whatever the content type. A username alone is left in place.
 package httpapi
 
 import (
@@ -250,7 +253,7 @@ func (Driver) Invoke(ctx context.Context, inv connectors.Invocation) (json.RawMe
 		return nil, fault.Invalid("", "arguments are not valid for %s", inv.Operation)
 	}
 
-	red := driverkit.NewRedactor(inv.Credential)
+	red := driverkit.ForInvocation(inv)
 	defer red.Wipe()
 	defer func() {
 		if red.Found() {
@@ -378,6 +381,7 @@ func applyAuth(req *http.Request, cfg *config, inv connectors.Invocation, red *d
 		if err != nil {
 			return err
 		}
+		red.Add([]byte("Bearer " + tok)) // what goes out, declared for redaction
 		req.Header.Set("Authorization", "Bearer "+tok)
 	case "header":
 		v, err := field("value")
@@ -394,8 +398,11 @@ func applyAuth(req *http.Request, cfg *config, inv connectors.Invocation, red *d
 		if err != nil {
 			return err
 		}
-		red.Add([]byte(user + ":" + pass))
 		req.SetBasicAuth(user, pass)
+		// What goes out, declared for redaction: the pair (so the
+		// username is redacted inside it) and the header's value.
+		red.Add([]byte(user + ":" + pass))
+		red.Add([]byte(req.Header.Get("Authorization")))
 	case "query":
 		v, err := field("value")
 		if err != nil {
@@ -498,10 +505,8 @@ func readResponse(ctx context.Context, cfg *config, resp *http.Response, red *dr
 	out := &result{Status: resp.StatusCode, Headers: map[string]string{}}
 	for _, h := range safeResponseHeaders {
 		if v := resp.Header.Get(h); v != "" {
-			if len(v) > 2048 {
-				v = v[:2048]
-			}
-			out.Headers[h] = strings.ToValidUTF8(red.String(v), "\uFFFD")
+			// Cut after matching, so no part of a value survives the cut.
+			out.Headers[h] = strings.ToValidUTF8(string(red.Cut([]byte(v), 2048)), "\uFFFD")
 		}
 	}
 	tooLarge := func() error {

@@ -205,7 +205,7 @@ func (SMTP) Invoke(ctx context.Context, inv connectors.Invocation) (json.RawMess
 	if err != nil {
 		return nil, err
 	}
-	red := driverkit.NewRedactor(inv.Credential)
+	red := driverkit.ForInvocation(inv)
 	defer red.Wipe()
 	defer func() {
 		if red.Found() {

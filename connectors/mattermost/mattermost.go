@@ -269,7 +269,7 @@ func (Driver) Invoke(ctx context.Context, inv connectors.Invocation) (json.RawMe
 	if err != nil {
 		return nil, err
 	}
-	red := driverkit.NewRedactor(inv.Credential)
+	red := driverkit.ForInvocation(inv)
 	defer red.Wipe()
 	defer func() {
 		if red.Found() {

@@ -529,7 +529,7 @@ func (d *Driver) Invoke(ctx context.Context, inv connectors.Invocation) (json.Ra
 	if err != nil {
 		return nil, err
 	}
-	red := driverkit.NewRedactor(inv.Credential)
+	red := driverkit.ForInvocation(inv)
 	defer red.Wipe()
 
 	config, err := d.buildConfig(cfg, inv.CredentialKind, inv.Credential)
@@ -567,7 +567,7 @@ func (d *Driver) Invoke(ctx context.Context, inv connectors.Invocation) (json.Ra
 	if ih == nil {
 		return nil, fault.New(fault.Unavailable, "the %s connector type is shut down", d.spec.Name)
 	}
-	f, refused, err := ih.run(ctx, inv.Egress, method, params, driverkit.NewRedactor(inv.Credential))
+	f, refused, err := ih.run(ctx, inv.Egress, method, params, driverkit.ForInvocation(inv))
 	if err == nil && f.Error != nil {
 		err = rpcFault(f.Error, red)
 	}
