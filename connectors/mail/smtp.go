@@ -126,7 +126,7 @@ func parseSMTPConfig(raw json.RawMessage) (*smtpConfig, error) {
 	}
 	from, err := parseAddress(c.From)
 	if err != nil {
-		return nil, configError("from: %v", err)
+		return nil, configError("from is not a single ASCII e-mail address")
 	}
 	c.from = from
 	return &c, nil

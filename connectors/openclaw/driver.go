@@ -327,7 +327,7 @@ func parseConfig(raw json.RawMessage) (*instanceConfig, error) {
 		}
 	}
 	if c.CredentialConfigPath != "" && !validPath(c.CredentialConfigPath) {
-		return nil, configError("credential_config_path %q is not a dotted path", c.CredentialConfigPath)
+		return nil, configError("credential_config_path is not a dotted path")
 	}
 	for f, p := range c.CredentialFieldPaths {
 		if !validPath(p) {
@@ -508,7 +508,7 @@ func (cc *callConfig) set(path string, v any) error {
 		}
 		nm, ok := next.(map[string]any)
 		if !ok {
-			return configError("credential path %s crosses %q, which the configuration sets to a non-object", path, s)
+			return configError("a credential path crosses a key the plugin configuration sets to a non-object")
 		}
 		m = nm
 	}
