@@ -52,40 +52,66 @@ func (r *Redactor) add(v []byte) {
 		}
 	}
 	r.values = append(r.values, slices.Clone(v))
+	var hexBuf []byte // scratch: needle copies what it keeps
 	for _, f := range textForms(v) {
-		r.needle(slices.Clone(f))
-		r.needle([]byte(hex.EncodeToString(f)))
-		r.needle(bytes.ToUpper([]byte(hex.EncodeToString(f))))
+		r.needle(f)
+		hexBuf = hex.AppendEncode(hexBuf[:0], f)
+		r.needle(hexBuf)
+		upper := bytes.ToUpper(hexBuf)
+		r.needle(upper)
+		clear(upper)
 		// The whole encoding of the form alone, padding included (the
 		// common case: an upstream echoing the value itself)...
-		for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.URLEncoding} {
-			r.needle(enc.AppendEncode(nil, f))
-		}
+		hexBuf = base64.StdEncoding.AppendEncode(hexBuf[:0], f)
+		r.needle(hexBuf)
+		hexBuf = base64.URLEncoding.AppendEncode(hexBuf[:0], f)
+		r.needle(hexBuf)
 		// ...and, inside the encoding of any longer text, the part that
 		// depends on the form alone, also inside base64 of that base64.
-		for _, c := range cores(f) {
-			for _, c2 := range cores(c) {
-				r.needle(c2)
-			}
+		var s cores
+		s.each(0, f, func(c []byte) {
+			s.each(1, c, r.needle)
 			r.needle(c)
-		}
+		})
+		s.wipe()
 		clear(f)
 	}
+	clear(hexBuf)
 }
 
+// needle makes r match a copy of n, kept in r's arena.
 func (r *Redactor) needle(n []byte) {
-	if !r.m.add(n) {
-		clear(n)
+	if len(n) < minNeedle {
+		return
 	}
+	if len(r.arena) == 0 || cap(r.arena[len(r.arena)-1])-len(r.arena[len(r.arena)-1]) < len(n) {
+		r.arena = append(r.arena, make([]byte, 0, max(arenaChunk, len(n))))
+	}
+	chunk := &r.arena[len(r.arena)-1]
+	at := len(*chunk)
+	*chunk = append(*chunk, n...)
+	r.m.add((*chunk)[at:len(*chunk):len(*chunk)])
+}
+
+// arenaChunk is the size of the blocks needles are kept in: one
+// allocation for many needles, and one place to wipe.
+const arenaChunk = 4096
+
+// plainByte reports bytes that no escaping scheme changes.
+func plainByte(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_' || c == '.' || c == '~'
 }
 
 // textForms returns v as it may appear in text: as is, URL query- and
 // path-escaped, HTML-escaped and JSON-escaped (with and without <>&
 // escaped). Their own encodings are matched too (an upstream may base64 a
-// URL it received).
+// URL it received). The forms are new slices the caller clears.
 func textForms(v []byte) [][]byte {
-	s := string(v)
 	out := [][]byte{slices.Clone(v)}
+	if !slices.ContainsFunc(v, func(c byte) bool { return !plainByte(c) }) {
+		return out // every form is v itself
+	}
+	s := string(v)
 	for _, f := range []string{url.QueryEscape(s), url.PathEscape(s), html.EscapeString(s), jsonEscape(s, true), jsonEscape(s, false)} {
 		if !slices.ContainsFunc(out, func(o []byte) bool { return string(o) == f }) {
 			out = append(out, []byte(f))
@@ -106,25 +132,52 @@ func jsonEscape(s string, escapeHTML bool) string {
 	return string(b)
 }
 
-// cores returns, for each base64 alphabet and each of the three
-// alignments v may have inside a longer text, the part of that text's
-// base64 that depends on v's bytes alone: it appears in the encoding of
-// any text containing v at that alignment, padded or not.
-func cores(v []byte) [][]byte {
-	var out [][]byte
-	for _, enc := range []*base64.Encoding{base64.RawStdEncoding, base64.RawURLEncoding} {
-		for a := range 3 {
-			buf := make([]byte, a+len(v))
-			copy(buf[a:], v)
-			s := enc.AppendEncode(nil, buf)
-			clear(buf)
-			// Character i covers bits [6i, 6i+6); v holds bits [8a, 8(a+len(v))).
-			start, end := (8*a+5)/6, 8*(a+len(v))/6
-			if end-start >= minCore {
-				out = append(out, slices.Clone(s[start:end]))
+// cores computes, for each base64 alphabet and each of the three
+// alignments a value may have inside a longer text, the part of that
+// text's base64 that depends on the value's bytes alone: it appears in the
+// encoding of any text containing the value at that alignment, padded or
+// not. The URL alphabet's core is the standard one with '+' and '/'
+// swapped for '-' and '_', given only when it differs. Two levels of
+// scratch space let a core's own cores be computed inside the callback.
+type cores struct {
+	in, out, url [2][]byte
+}
+
+// each calls f with each core of v, a slice valid only during the call.
+func (s *cores) each(level int, v []byte, f func([]byte)) {
+	for a := range 3 {
+		in := append(s.in[level][:0], make([]byte, a)...)
+		in = append(in, v...)
+		s.in[level] = in
+		out := base64.RawStdEncoding.AppendEncode(s.out[level][:0], in)
+		s.out[level] = out
+		// Character i covers bits [6i, 6i+6); v holds bits [8a, 8(a+len(v))).
+		start, end := (8*a+5)/6, 8*(a+len(v))/6
+		if end-start < minCore {
+			continue
+		}
+		c := out[start:end:end]
+		f(c)
+		if slices.ContainsFunc(c, func(ch byte) bool { return ch == '+' || ch == '/' }) {
+			u := append(s.url[level][:0], c...)
+			s.url[level] = u
+			for i, ch := range u {
+				switch ch {
+				case '+':
+					u[i] = '-'
+				case '/':
+					u[i] = '_'
+				}
 			}
-			clear(s)
+			f(u)
 		}
 	}
-	return out
+}
+
+func (s *cores) wipe() {
+	for l := range 2 {
+		clear(s.in[l][:cap(s.in[l])])
+		clear(s.out[l][:cap(s.out[l])])
+		clear(s.url[l][:cap(s.url[l])])
+	}
 }

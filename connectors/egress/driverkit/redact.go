@@ -43,6 +43,7 @@ const Redacted = vault.Redacted
 // other methods are safe for concurrent use.
 type Redactor struct {
 	m        matcher
+	arena    [][]byte // the needles' bytes, wiped by Wipe
 	values   [][]byte // copies of the values, wiped by Wipe
 	findings *connectors.Findings
 	found    atomic.Bool
@@ -61,6 +62,12 @@ func (r *Redactor) Found() bool { return r != nil && r.found.Load() }
 // (nil fields are fine; identifier fields are left to the derived values)
 // and for extra values, such as a derived "user:password".
 func NewRedactor(fields vault.Fields, extra ...[]byte) *Redactor {
+	r := newRedactor(fields, extra)
+	r.m.build()
+	return r
+}
+
+func newRedactor(fields vault.Fields, extra [][]byte) *Redactor {
 	r := &Redactor{}
 	for _, name := range fields.Names() {
 		if !connectors.IdentifierFields[name] {
@@ -80,13 +87,14 @@ func NewRedactor(fields vault.Fields, extra ...[]byte) *Redactor {
 // executor's own redaction of the result and errors covers them.
 func ForInvocation(inv connectors.Invocation) *Redactor {
 	derived := Derived(inv.CredentialKind, inv.Credential)
-	r := NewRedactor(inv.Credential, derived...)
+	r := newRedactor(inv.Credential, derived)
 	for _, d := range derived {
 		clear(d)
 	}
 	for _, s := range inv.Findings.SentValues() {
 		r.add(s.Expose())
 	}
+	r.m.build()
 	r.findings = inv.Findings
 	return r
 }
@@ -100,6 +108,7 @@ func (r *Redactor) Add(v []byte) {
 		return
 	}
 	r.add(v)
+	r.m.build()
 	r.findings.Sent(v)
 }
 
@@ -114,7 +123,7 @@ func (r *Redactor) MaxLen() int {
 }
 
 // Empty reports whether r redacts nothing.
-func (r *Redactor) Empty() bool { return r == nil || len(r.m.needles) == 0 }
+func (r *Redactor) Empty() bool { return r == nil || len(r.m.index) == 0 }
 
 func (r *Redactor) spans(b []byte) []span {
 	if r == nil {
@@ -237,14 +246,14 @@ func (r *Redactor) Wipe() {
 	if r == nil {
 		return
 	}
-	for _, n := range r.m.needles {
-		clear(n)
+	for _, c := range r.arena {
+		clear(c[:cap(c)])
 	}
 	for _, v := range r.values {
 		clear(v)
 	}
 	r.m = matcher{}
-	r.values = nil
+	r.arena, r.values = nil, nil
 }
 
 type redactedError struct {

@@ -2,6 +2,7 @@ package driverkit
 
 import (
 	"bytes"
+	"cmp"
 	"html"
 	"slices"
 	"unicode/utf16"
@@ -10,59 +11,78 @@ import (
 
 // matcher finds many needles (each at least 4 bytes) in one pass: a
 // position is looked at closely only when a filter over its first four
-// bytes says some needle starts with them.
+// bytes says some needle starts with them; then the needles starting with
+// those four bytes are found by binary search. add collects needles; build
+// (after the last add, before any scan) sorts and deduplicates them.
 type matcher struct {
 	needles [][]byte
-	byKey   map[uint32][]int32
-	filter  [1 << 16 / 64]uint64
+	index   []entry // sorted by key, then needle
+	filter  [filterBits / 64]uint64
 	max     int
+}
+
+type entry struct {
+	key    uint32
+	needle []byte
 }
 
 // minNeedle is the shortest needle the matcher takes.
 const minNeedle = 4
 
+// filterBits sizes the filter: with a few hundred needles about one
+// position in a hundred passes it for a closer look.
+const filterBits = 1 << 14
+
 func key4(b []byte) uint32 {
 	return uint32(b[0]) | uint32(b[1])<<8 | uint32(b[2])<<16 | uint32(b[3])<<24
 }
 
-func hash16(k uint32) uint32 { return (k * 2654435761) >> 16 }
+func hash(k uint32) uint32 { return (k * 2654435761) >> (32 - 14) }
 
-// add takes n (not copied) unless it is short or already known; it
-// reports whether it took n.
-func (m *matcher) add(n []byte) bool {
-	if len(n) < minNeedle {
-		return false
+// add takes n (not copied), at least minNeedle long.
+func (m *matcher) add(n []byte) {
+	if m.needles == nil {
+		m.needles = make([][]byte, 0, 128)
 	}
-	k := key4(n)
-	for _, i := range m.byKey[k] {
-		if bytes.Equal(m.needles[i], n) {
-			return false
-		}
-	}
-	if m.byKey == nil {
-		m.byKey = map[uint32][]int32{}
-	}
-	m.byKey[k] = append(m.byKey[k], int32(len(m.needles)))
 	m.needles = append(m.needles, n)
-	h := hash16(k)
-	m.filter[h/64] |= 1 << (h % 64)
-	m.max = max(m.max, len(n))
-	return true
+}
+
+// build indexes the needles added so far.
+func (m *matcher) build() {
+	m.index = slices.Grow(m.index[:0], len(m.needles))
+	for _, n := range m.needles {
+		m.index = append(m.index, entry{key4(n), n})
+	}
+	slices.SortFunc(m.index, func(a, b entry) int {
+		if a.key != b.key {
+			return cmp.Compare(a.key, b.key)
+		}
+		return bytes.Compare(a.needle, b.needle)
+	})
+	m.index = slices.CompactFunc(m.index, func(a, b entry) bool { return a.key == b.key && bytes.Equal(a.needle, b.needle) })
+	m.filter = [filterBits / 64]uint64{}
+	m.max = 0
+	for _, e := range m.index {
+		h := hash(e.key)
+		m.filter[h/64] |= 1 << (h % 64)
+		m.max = max(m.max, len(e.needle))
+	}
 }
 
 // scan calls emit with the start and end of every needle occurrence in b.
 func (m *matcher) scan(b []byte, emit func(start, end int)) {
-	if len(m.needles) == 0 {
+	if len(m.index) == 0 {
 		return
 	}
 	for i := 0; i+minNeedle <= len(b); i++ {
 		k := key4(b[i:])
-		h := hash16(k)
+		h := hash(k)
 		if m.filter[h/64]&(1<<(h%64)) == 0 {
 			continue
 		}
-		for _, n := range m.byKey[k] {
-			if nd := m.needles[n]; bytes.HasPrefix(b[i:], nd) {
+		j, _ := slices.BinarySearchFunc(m.index, k, func(e entry, k uint32) int { return cmp.Compare(e.key, k) })
+		for ; j < len(m.index) && m.index[j].key == k; j++ {
+			if nd := m.index[j].needle; bytes.HasPrefix(b[i:], nd) {
 				emit(i, i+len(nd))
 			}
 		}
@@ -252,7 +272,7 @@ func numericRef(s []byte) (int, rune) {
 // spans returns the merged source ranges holding a needle: in the text as
 // it is, and in each of its percent-, JSON- and HTML-unescaped readings.
 func (m *matcher) spans(s []byte) []span {
-	if len(m.needles) == 0 {
+	if len(m.index) == 0 {
 		return nil
 	}
 	var out []span
