@@ -11,11 +11,16 @@ FUZZ_TARGETS := ./mcp:FuzzDecodeToolArguments ./callctx:FuzzTaskContext ./callct
 	./authz:FuzzParseCond ./authz:FuzzRuleValidate ./connectors/openclaw:FuzzReadFrame ./gateway:FuzzDecodeBody
 FUZZTIME ?= 4s
 
-.PHONY: all build run test bench bench-report lint deps clean fuzz soak test-openclaw-npm
+# The interop tests' pinned npm packages (official MCP clients, the MCP
+# Inspector, the conformance suite and a Node 22 for them): make test installs
+# them, again only when interop/package-lock.json changes; make run never does.
+INTEROP_NPM := interop/node_modules/.connec-npm-ci
+
+.PHONY: all build run test bench bench-report lint deps clean fuzz soak test-openclaw-npm interop-deps test-interop
 
 all: build
 
-deps: ## install missing system packages for building and testing (PostgreSQL, Node.js, Chromium + chromedriver)
+deps: ## install missing system packages for building and testing (PostgreSQL, Node.js + npm, Chromium + chromedriver)
 	@scripts/ensure-deps.sh test
 
 build: ## build bin/connec
@@ -31,8 +36,8 @@ run: ## stdio MCP server on the embedded default (installs only PostgreSQL, and 
 	@$(GO) build -o $(BIN) ./cmd/connec >&2
 	@exec $(abspath $(BIN)) serve --stdio
 
-test: deps lint ## every test, with the race detector, then each fuzz target briefly
-	CONNEC_OPENCLAW_NPM=1 $(GO) test $(TESTFLAGS) $(PKGS)
+test: deps lint $(INTEROP_NPM) ## every test, with the race detector, then each fuzz target briefly
+	CONNEC_OPENCLAW_NPM=1 CONNEC_INTEROP_NPM=1 $(GO) test $(TESTFLAGS) $(PKGS)
 	@$(MAKE) --no-print-directory fuzz
 
 fuzz: ## run each fuzz target for FUZZTIME (default 4s)
@@ -40,6 +45,15 @@ fuzz: ## run each fuzz target for FUZZTIME (default 4s)
 
 test-openclaw-npm: ## just the npm plugin test (make test runs it too): install @ollama/openclaw-web-search, call it against a local fake
 	CONNEC_OPENCLAW_NPM=1 $(GO) test -race -count=1 -run TestNPMRealPlugin -v ./connectors/openclaw/
+
+interop-deps: $(INTEROP_NPM) ## install the interop tests' pinned npm packages (make test does)
+
+$(INTEROP_NPM): interop/package-lock.json | deps
+	cd interop && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+test-interop: $(INTEROP_NPM) ## just the interop tests (official MCP clients, Inspector, conformance suite), verbose
+	CONNEC_INTEROP_NPM=1 $(GO) test -race -count=1 -v ./interop/
 
 soak: deps ## the fault tests at full size (10,000 invocations, longer outages)
 	CONNEC_SOAK=1 $(GO) test -race -count=1 -timeout 60m -v ./internal/faults/

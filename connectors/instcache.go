@@ -7,6 +7,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/connec/connec/audit"
+	"github.com/connec/connec/callctx"
 	"github.com/connec/connec/fault"
 	"github.com/connec/connec/internal/pgnotify"
 	"github.com/connec/connec/migrations"
@@ -137,6 +138,36 @@ func guardStmt(inst InstanceID, cred *SealedCredential) audit.Stmt {
 	return audit.Stmt{SQL: migrations.InvokeGuardSQL, Args: []any{string(inst), id, version}, Check: true}
 }
 
+// SQLSTATEs migrations.DecisionGuardSQL raises (connec_decision_guard, migration 00008).
+const (
+	sqlstatePolicyMoved  = "CNP01"
+	sqlstateTokenRevoked = "CNT01"
+	sqlstateTokenExpired = "CNT02"
+	sqlstateUserGone     = "CNT03"
+)
+
+// decisionGuard makes the statements it is recorded with commit only if the
+// policy is still at the version the call was decided under, and the
+// caller's token (if it used one) is still valid and its user still there.
+func decisionGuard(c *call) audit.Stmt {
+	var token, user *string
+	if c.p.TokenID != "" {
+		token = &c.p.TokenID
+	}
+	if c.p.Subject.Kind() == callctx.KindUser {
+		id := c.p.Subject.ID().String()
+		user = &id
+	}
+	return audit.Stmt{SQL: migrations.DecisionGuardSQL, Args: []any{c.ev.PolicyVersion, token, user}, Check: true}
+}
+
+// policyMoved reports whether err is the decision guard finding the policy
+// changed since the call was decided.
+func policyMoved(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == sqlstatePolicyMoved
+}
+
 // staleError is connec_invoke_guard's refusal: the database no longer allows
 // what the call was prepared with.
 type staleError struct {
@@ -163,6 +194,8 @@ func asStale(err error) *staleError {
 		return &staleError{err: credentialRefusal(CredentialDisabled)}
 	case sqlstateCredentialExpired:
 		return &staleError{err: credentialRefusal(credentialExpired)}
+	case sqlstateTokenRevoked, sqlstateTokenExpired, sqlstateUserGone:
+		return &staleError{err: fault.New(fault.Unauthenticated, "the caller's token was revoked or has expired, or its user is gone"), denial: "credentials of the caller no longer valid"}
 	case sqlstateCredentialRotated:
 		return &staleError{err: fault.New(fault.Transient, "the instance's credential was rotated while this call was in flight; retry")}
 	}

@@ -313,7 +313,7 @@ func TestOwnChangesSeenAtNextCall(t *testing.T) {
 	if f.reads.n.Load() != reads {
 		t.Fatal("the cache is not in use")
 	}
-	calls, sent := 2, 0
+	calls, executed := 2, 2
 	// next invokes read and send and checks both are refused with want
 	// before reaching the executor (or, want "", both run).
 	next := func(what string, want fault.Type) {
@@ -326,9 +326,7 @@ func TestOwnChangesSeenAtNextCall(t *testing.T) {
 				if err != nil {
 					t.Fatalf("after %s, %s: %v", what, op, err)
 				}
-				if op == "echo.send" {
-					sent++
-				}
+				executed++
 				continue
 			}
 			refused(t, "after "+what+", "+op, err, want)
@@ -365,9 +363,10 @@ func TestOwnChangesSeenAtNextCall(t *testing.T) {
 		}
 		next(s.what, s.want)
 	}
-	// One row per call, and a send that ran has its dispatch row too.
-	if n := f.count(`SELECT count(*) FROM audit_events WHERE tool = 'connector.op.invoke' AND instance_id = $1`, id); n != calls+sent {
-		t.Fatalf("%d invocations (%d sends ran), %d audit rows", calls, sent, n)
+	// One row per call, and a call that ran (read or send) has its
+	// dispatch row too.
+	if n := f.count(`SELECT count(*) FROM audit_events WHERE tool = 'connector.op.invoke' AND instance_id = $1`, id); n != calls+executed {
+		t.Fatalf("%d invocations (%d ran), %d audit rows", calls, executed, n)
 	}
 }
 
@@ -428,9 +427,8 @@ func TestRevocationElsewhereSeenWhenNotified(t *testing.T) {
 }
 
 // While this server has not heard of a change made elsewhere, the commit
-// that would let the call act refuses it: a send or async run never starts,
-// a read's result is withheld, and the call has exactly one audit row and
-// no run row.
+// that would let the call act refuses it: no operation starts, read or send,
+// and the call has exactly one audit row and no run row.
 func TestStaleCacheRefusedAtCommit(t *testing.T) {
 	f := newFixture(t, deafHub)
 	changes := []struct {
@@ -453,7 +451,7 @@ UPDATE connector_instances SET state = 'uninstalled' WHERE id = $1`, fault.Polic
 		{"send", "echo.send", "", false},
 		{"idempotent send", "echo.send", "k1", false},
 		{"async", "echo.later", "", false},
-		{"read", "echo.read", "", true},
+		{"read", "echo.read", "", false},
 	}
 	for _, ch := range changes {
 		for _, c := range calls {
@@ -492,7 +490,8 @@ WHERE tool = 'connector.op.invoke' AND instance_id = $1 ORDER BY seq`, id)
 				if ch.want == fault.PolicyDenied {
 					decision = "deny"
 				}
-				if want := []string{"allow ", decision + " " + string(ch.want)}; !slices.Equal(rows, want) {
+				// The first read's decision and outcome rows, then the refusal.
+				if want := []string{"allow ", "allow ", decision + " " + string(ch.want)}; !slices.Equal(rows, want) {
 					t.Fatalf("audit rows %q, want %q", rows, want)
 				}
 				// The refusal dropped the stale entry: the next call reads

@@ -1,10 +1,12 @@
 package connectors
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -13,6 +15,7 @@ import (
 
 	"github.com/connec/connec/audit"
 	"github.com/connec/connec/authz"
+	"github.com/connec/connec/callctx"
 	"github.com/connec/connec/fault"
 	"github.com/connec/connec/internal/db"
 	"github.com/connec/connec/internal/metrics"
@@ -55,7 +58,6 @@ func (s *Service) Invoke(ctx context.Context, in InvokeInput) (InvokeResult, err
 	if len(in.Arguments) == 0 || string(in.Arguments) == "null" {
 		in.Arguments = json.RawMessage(`{}`)
 	}
-	var cached bool
 	inst, cr, err := c.lookupWith(ctx, in.InstanceID, func(id InstanceID) (Instance, *credRow, error) {
 		i, r, hit, err := s.instanceForInvoke(ctx, id)
 		if err == nil && hit && s.wouldRefuse(i, r) {
@@ -64,9 +66,8 @@ func (s *Service) Invoke(ctx context.Context, in InvokeInput) (InvokeResult, err
 			// announcement still on its way. (Allows are checked by the
 			// guard at commit.)
 			s.instances.Invalidate(id)
-			i, r, hit, err = s.instanceForInvoke(ctx, id)
+			i, r, _, err = s.instanceForInvoke(ctx, id)
 		}
-		cached = hit
 		return i, r, err
 	})
 	if err != nil {
@@ -133,87 +134,117 @@ func (s *Service) Invoke(ctx context.Context, in InvokeInput) (InvokeResult, err
 	if op.Async {
 		return s.startAsync(ctx, c, runID, req)
 	}
-	if op.Kind == KindRead {
-		return s.runRead(ctx, c, runID, req, cached)
-	}
-	return s.runSend(ctx, c, runID, req, in.IdempotencyKey)
+	return s.execute(ctx, c, runID, req, in.IdempotencyKey)
 }
 
-// runRead executes a read-kind operation, then commits its run row and
-// audit row together before the result is returned. If the instance and
-// credential came from the cache, that commit also checks they are still
-// usable, and the result is withheld if not.
-func (s *Service) runRead(ctx context.Context, c *call, runID string, req ExecRequest, cached bool) (InvokeResult, error) {
-	started := s.now()
-	res, err := s.runner.Execute(ctx, req)
-	o := runOutcome{status: statusOf(err), err: err, res: res, bytesIn: len(req.Args), startedAt: started}
-	stmts := runInsertDone(runID, c, req.Instance, req.Op, o)
-	if cached {
-		stmts = append([]audit.Stmt{guardStmt(req.Instance.ID, req.Credential)}, stmts...)
+// maxRedecide bounds how often one call is decided again because the
+// policy moved between its decision and its dispatch.
+const maxRedecide = 3
+
+// dispatch commits the call's decision row and its run row (with status)
+// before anything uses a credential — for reads and sends alike — and only
+// if what the call was decided with is still current: the instance enabled,
+// the credential active, unexpired and at the version used (guardStmt), the
+// policy at the version decided under, the caller's token valid
+// (decisionGuard). Another server's change binds this call even before this
+// server hears of it. A policy that moved is decided again; a refusal is
+// recorded as the call's only row. With an idempotency key the database
+// decides which call executes, and first is the earlier run to replay.
+func (s *Service) dispatch(ctx context.Context, c *call, runID string, req ExecRequest, status string, key, what string) (first *Run, err error) {
+	for attempt := 1; ; attempt++ {
+		pre := c.ev
+		pre.Decision, pre.Status = audit.Allow, audit.StatusOK
+		pre.Reason = c.ev.Reason + " " + what
+		pre.Duration = s.now().Sub(c.start)
+		guards := []audit.Stmt{guardStmt(req.Instance.ID, req.Credential), decisionGuard(c)}
+		start := runStart(runID, c, req.Instance, req.Op, status, req.Op.Async, key, req.Args)
+		if key != "" {
+			first, err = s.reserve(ctx, pre, guards, start, req.Instance.ID, c.p.Subject, key, canonicalHash(req.Args))
+		} else {
+			err = s.audit.Record(ctx, pre, append(guards, start)...)
+		}
+		if err == nil {
+			return first, nil
+		}
+		if policyMoved(err) && attempt < maxRedecide {
+			// Decided under a policy that changed since: decide again
+			// under the current one (a deny is recorded by decide).
+			if rerr := s.authz.Refresh(ctx); rerr != nil {
+				return nil, c.fail(ctx, fault.Wrap(fault.Unavailable, rerr, "policy could not be reloaded"))
+			}
+			if derr := c.decide(ctx, c.ev.Resource); derr != nil {
+				return nil, derr
+			}
+			continue
+		}
+		if policyMoved(err) {
+			return nil, c.fail(ctx, fault.New(fault.Transient, "the policy kept changing while this call was dispatched; retry"))
+		}
+		if st := asStale(err); st != nil {
+			return nil, c.refuseStale(ctx, st, req.Instance.ID, "not dispatched")
+		}
+		if errors.Is(err, fault.ErrConflict) {
+			return nil, c.fail(ctx, err) // the idempotency key's refusal
+		}
+		s.log.ErrorContext(ctx, "decision row could not be written; nothing dispatched", "tool", c.ev.Tool, "err", err)
+		return nil, fault.Wrap(fault.Unavailable, err, "audit trail unavailable")
 	}
-	return s.finish(ctx, c, runID, req, o, stmts)
 }
 
-// runSend executes a send-kind operation. Its decision row and running run
-// row commit before it executes, so nothing leaves unaudited, and only if
-// the instance is still enabled and the credential still active at the
-// version used, so nothing leaves on a credential revoked anywhere before
-// that commit; with an idempotency key the database decides which call
-// executes, and a repeat returns the first outcome.
-func (s *Service) runSend(ctx context.Context, c *call, runID string, req ExecRequest, key string) (InvokeResult, error) {
-	pre := c.ev
-	pre.Decision, pre.Status = audit.Allow, audit.StatusOK
-	pre.Reason = c.ev.Reason + " dispatched"
-	pre.Duration = s.now().Sub(c.start)
-	guard := guardStmt(req.Instance.ID, req.Credential)
-	start := runStart(runID, c, req.Instance, req.Op, RunRunning, false, key, len(req.Args))
-	if key != "" {
-		first, err := s.reserve(ctx, pre, guard, start, req.Instance.ID, key)
-		if st := asStale(err); st != nil {
-			return InvokeResult{}, c.refuseStale(ctx, st, req.Instance.ID, "not dispatched")
-		}
-		if err != nil {
-			return InvokeResult{}, c.fail(ctx, err)
-		}
-		if first != nil {
-			return s.replay(ctx, c, *first)
-		}
-	} else if err := s.audit.Record(ctx, pre, guard, start); err != nil {
-		if st := asStale(err); st != nil {
-			return InvokeResult{}, c.refuseStale(ctx, st, req.Instance.ID, "not dispatched")
-		}
-		s.log.ErrorContext(ctx, "audit write failed before send", "err", err)
-		return InvokeResult{}, fault.Wrap(fault.Unavailable, err, "audit trail unavailable")
+// execute dispatches a synchronous operation (read or send), runs it, and
+// returns its result once its outcome is recorded (settle).
+func (s *Service) execute(ctx context.Context, c *call, runID string, req ExecRequest, key string) (InvokeResult, error) {
+	first, err := s.dispatch(ctx, c, runID, req, RunRunning, key, "dispatched")
+	if err != nil {
+		return InvokeResult{}, err
+	}
+	if first != nil {
+		return s.replay(ctx, c, *first)
 	}
 	started := s.now()
 	res, err := s.runner.Execute(ctx, req)
 	o := runOutcome{status: statusOf(err), err: err, res: res, keep: key != "", bytesIn: len(req.Args), startedAt: started}
-	return s.finish(ctx, c, runID, req, o, []audit.Stmt{runFinish(runID, o)})
+	if serr := s.settle(ctx, c, runID, req, o); serr != nil {
+		return InvokeResult{}, serr
+	}
+	if err != nil {
+		return InvokeResult{}, err
+	}
+	return InvokeResult{RunID: runID, Status: RunSucceeded, InstanceID: req.Instance.ID, Operation: req.Op.Name, Output: res.Output,
+		Truncated: res.Truncated, DurationMS: s.now().Sub(started).Milliseconds()}, nil
 }
 
 // reserve claims an idempotency key for this call in the same transaction
 // as its decision row, after guard holds. It returns the earlier run if the
 // key is taken.
-func (s *Service) reserve(ctx context.Context, pre audit.Event, guard, start audit.Stmt, inst InstanceID, key string) (*Run, error) {
+func (s *Service) reserve(ctx context.Context, pre audit.Event, guards []audit.Stmt, start audit.Stmt, inst InstanceID, sub callctx.Subject, key string, args []byte) (*Run, error) {
 	var first *Run
 	err := db.InTx(ctx, s.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, guard.SQL, guard.Args...); err != nil {
-			return db.Map(err)
+		for _, g := range guards {
+			if _, err := tx.Exec(ctx, g.SQL, g.Args...); err != nil {
+				return err // the guards' SQLSTATEs name the refusal
+			}
 		}
 		// A key past its TTL is free again.
 		if _, err := tx.Exec(ctx, `UPDATE connector_runs SET idempotency_key = NULL
-WHERE instance_id = $1 AND idempotency_key = $2 AND idempotency_expires_at < now()`, string(inst), key); err != nil {
+WHERE instance_id = $1 AND subject = $2 AND idempotency_key = $3 AND idempotency_expires_at < now()`, string(inst), string(sub), key); err != nil {
 			return db.Map(err)
 		}
 		tag, err := tx.Exec(ctx, start.SQL+
-			` ON CONFLICT (instance_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING`, start.Args...)
+			` ON CONFLICT (instance_id, subject, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING`, start.Args...)
 		if err != nil {
 			return db.Map(err)
 		}
 		if tag.RowsAffected() == 0 {
-			r, err := scanRun(tx.QueryRow(ctx, `SELECT `+runCols+` FROM connector_runs WHERE instance_id = $1 AND idempotency_key = $2`, string(inst), key))
+			var prior []byte
+			r, err := scanRun(tx.QueryRow(ctx, `SELECT `+runCols+`, idempotency_args FROM connector_runs
+WHERE instance_id = $1 AND subject = $2 AND idempotency_key = $3`, string(inst), string(sub), key), &prior)
 			if err != nil {
 				return db.Map(err)
+			}
+			if !bytes.Equal(prior, args) {
+				return fault.New(fault.Conflict, "idempotency key %q was already used with other arguments (run %s); use a new key for a different call", key, r.ID).
+					WithDetails(map[string]any{"run_id": r.ID, "field": "idempotency_key"})
 			}
 			first = &r
 			return nil
@@ -234,46 +265,63 @@ func (s *Service) replay(ctx context.Context, c *call, r Run) (InvokeResult, err
 	case RunPending, RunRunning:
 		return InvokeResult{}, c.fail(ctx, fault.New(fault.Conflict, "an invocation with this idempotency key is still running (run %s)", r.ID).
 			WithDetails(map[string]any{"run_id": r.ID}))
+	case RunCanceled:
+		return InvokeResult{}, c.fail(ctx, fault.New(fault.Conflict, "the first invocation with this idempotency key was canceled (run %s); use a new key to try again", r.ID).
+			WithDetails(map[string]any{"run_id": r.ID, "replayed": true}))
 	default:
 		t := fault.Type(r.ErrorType)
-		if t == "" {
-			t = fault.Permanent
+		if !slices.Contains(fault.Types(), t) {
+			t = fault.Permanent // only documented types leave connec
 		}
 		return InvokeResult{}, c.fail(ctx, fault.New(t, "%s (replayed from run %s)", r.ErrorMessage, r.ID).WithDetails(map[string]any{"run_id": r.ID, "replayed": true}))
 	}
 }
 
-// finish commits the run row and the outcome audit row in one transaction
-// (grouped with concurrent calls) and only then lets the result go.
-func (s *Service) finish(ctx context.Context, c *call, runID string, req ExecRequest, o runOutcome, stmts []audit.Stmt) (InvokeResult, error) {
+// settle records an operation's outcome — its run row and outcome audit
+// row, in one transaction — and only then lets its result go. If the
+// database cannot take it, the caller gets unavailable (the operation ran;
+// its outcome is not yet in the trail) and the write is retried in the
+// background until the database returns, so no run stays open while its
+// server lives; should this server stop first, another fails the run as
+// outcome unknown once this server's lease runs out.
+func (s *Service) settle(ctx context.Context, c *call, runID string, req ExecRequest, o runOutcome) error {
+	ev := c.ev
 	if o.res.Redacted {
-		c.ev.Reason += "; credential material redacted from the result"
+		ev.Reason += "; credential material redacted from the result"
 	}
-	c.ev.Duration = s.now().Sub(c.start)
-	c.ev.Decision = audit.Allow
-	if o.err != nil {
-		c.ev.Status, c.ev.ErrorType = audit.StatusError, string(fault.As(o.err).Type)
-	} else {
-		c.ev.Status = audit.StatusOK
-	}
+	ev.Duration = s.now().Sub(c.start)
+	ev.Decision = audit.Allow
 	status := "ok"
 	if o.err != nil {
-		status = c.ev.ErrorType
-	}
-	err := s.audit.Record(ctx, c.ev, stmts...)
-	if st := asStale(err); st != nil {
-		return InvokeResult{}, c.refuseStale(ctx, st, req.Instance.ID, "result withheld")
+		ev.Status, ev.ErrorType = audit.StatusError, string(fault.As(o.err).Type)
+		status = ev.ErrorType
+	} else {
+		ev.Status = audit.StatusOK
 	}
 	metrics.ObserveInvocation(req.Type.Spec.Name, req.Op.Name, status, s.now().Sub(o.startedAt))
-	if err != nil {
-		s.log.ErrorContext(ctx, "audit write failed; result withheld", "tool", c.ev.Tool, "err", err)
-		return InvokeResult{}, fault.Wrap(fault.Unavailable, err, "audit trail unavailable")
+	finish := runFinish(runID, o)
+	err := s.audit.Record(ctx, ev, finish)
+	if err == nil {
+		return nil
 	}
-	if o.err != nil {
-		return InvokeResult{}, o.err
-	}
-	return InvokeResult{RunID: runID, Status: RunSucceeded, InstanceID: req.Instance.ID, Operation: req.Op.Name, Output: o.res.Output,
-		Truncated: o.res.Truncated, DurationMS: s.now().Sub(o.startedAt).Milliseconds()}, nil
+	s.log.ErrorContext(ctx, "outcome of a run not recorded; result withheld, retrying the record", "run", runID, "err", err)
+	bg := context.WithoutCancel(ctx)
+	s.settling.Add(1)
+	go func() {
+		defer s.settling.Done()
+		for backoff := 50 * time.Millisecond; ; backoff = min(backoff*2, 5*time.Second) {
+			if s.stopping.Load() {
+				s.log.ErrorContext(bg, "outcome of a run not recorded before shutdown; another server fails it as outcome unknown once this server's lease runs out", "run", runID)
+				return
+			}
+			time.Sleep(backoff)
+			if err := s.audit.Record(bg, ev, finish); err == nil {
+				s.log.InfoContext(bg, "outcome of a run recorded after the database returned", "run", runID)
+				return
+			}
+		}
+	}()
+	return fault.Wrap(fault.Unavailable, err, "audit trail unavailable: the operation ran, its outcome is recorded once the database is back")
 }
 
 // startAsync records a pending run with its decision row (guarded as a
@@ -281,16 +329,8 @@ func (s *Service) finish(ctx context.Context, c *call, runID string, req ExecReq
 // background on this server and connector.run.get reports its progress and
 // result.
 func (s *Service) startAsync(ctx context.Context, c *call, runID string, req ExecRequest) (InvokeResult, error) {
-	pre := c.ev
-	pre.Decision, pre.Status = audit.Allow, audit.StatusOK
-	pre.Reason = c.ev.Reason + " started asynchronously"
-	pre.Duration = s.now().Sub(c.start)
-	if err := s.audit.Record(ctx, pre, guardStmt(req.Instance.ID, req.Credential),
-		runStart(runID, c, req.Instance, req.Op, RunPending, true, "", len(req.Args))); err != nil {
-		if st := asStale(err); st != nil {
-			return InvokeResult{}, c.refuseStale(ctx, st, req.Instance.ID, "not started")
-		}
-		return InvokeResult{}, fault.Wrap(fault.Unavailable, err, "audit trail unavailable")
+	if _, err := s.dispatch(ctx, c, runID, req, RunPending, "", "dispatched asynchronously"); err != nil {
+		return InvokeResult{}, err
 	}
 	// The run outlives the request: it keeps the caller's values, not its
 	// cancellation, and ends with its timeout or connector.run.cancel.
@@ -310,9 +350,7 @@ func (s *Service) startAsync(ctx context.Context, c *call, runID string, req Exe
 			err = errCanceled
 		}
 		o := runOutcome{status: statusOf(err), err: err, res: res, keep: true, bytesIn: len(req.Args), startedAt: started}
-		if _, ferr := s.finish(context.WithoutCancel(rctx), c, runID, req, o, []audit.Stmt{runFinish(runID, o)}); ferr != nil && !errors.Is(ferr, err) {
-			s.log.ErrorContext(rctx, "async run: record outcome", "run", runID, "err", ferr)
-		}
+		_ = s.settle(context.WithoutCancel(rctx), c, runID, req, o) // a failure is retried and logged
 	}()
 	return InvokeResult{RunID: runID, Status: RunPending, InstanceID: req.Instance.ID, Operation: req.Op.Name}, nil
 }

@@ -2,6 +2,7 @@ package connectors
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"strings"
@@ -63,21 +64,27 @@ type Run struct {
 	StartedAt      *time.Time          `json:"started_at,omitempty"`
 	FinishedAt     *time.Time          `json:"finished_at,omitempty"`
 	DurationMS     *float64            `json:"duration_ms,omitempty"`
+	// CancelRequestedAt is when someone asked for this (async) run to stop;
+	// its status says what happened then.
+	CancelRequestedAt *time.Time `json:"cancel_requested_at,omitempty"`
 }
 
 const runCols = `id::text, instance_id::text, connector_type, operation, kind, subject, request_id,
  COALESCE(task_id::text,''), COALESCE(project_id::text,''), COALESCE(run_id::text,''), COALESCE(job_id::text,''), COALESCE(agent_id,''),
  status, async, COALESCE(error_type,''), COALESCE(error_message,''), COALESCE(provider_status,0), attempts, bytes_in, bytes_out,
- truncated, redacted, COALESCE(idempotency_key,''), result, created_at, started_at, finished_at, duration_us`
+ truncated, redacted, COALESCE(idempotency_key,''), result, created_at, started_at, finished_at, duration_us,
+ cancel_requested_at`
 
-func scanRun(row pgx.Row) (Run, error) {
+// scanRun reads runCols, then any extra columns selected after them.
+func scanRun(row pgx.Row, extra ...any) (Run, error) {
 	var r Run
 	var inst, sub string
 	var dur *int64
-	err := row.Scan(&r.ID, &inst, &r.ConnectorType, &r.Operation, &r.Kind, &sub, &r.RequestID,
+	err := row.Scan(append([]any{&r.ID, &inst, &r.ConnectorType, &r.Operation, &r.Kind, &sub, &r.RequestID,
 		&r.Task.TaskID, &r.Task.ProjectID, &r.Task.RunID, &r.Task.JobID, &r.Task.AgentID,
 		&r.Status, &r.Async, &r.ErrorType, &r.ErrorMessage, &r.ProviderStatus, &r.Attempts, &r.BytesIn, &r.BytesOut,
-		&r.Truncated, &r.Redacted, &r.IdempotencyKey, &r.Result, &r.CreatedAt, &r.StartedAt, &r.FinishedAt, &dur)
+		&r.Truncated, &r.Redacted, &r.IdempotencyKey, &r.Result, &r.CreatedAt, &r.StartedAt, &r.FinishedAt, &dur,
+		&r.CancelRequestedAt}, extra...)...)
 	r.InstanceID, r.Subject = InstanceID(inst), callctx.Subject(sub)
 	if dur != nil {
 		ms := float64(*dur) / 1000
@@ -86,33 +93,42 @@ func scanRun(row pgx.Row) (Run, error) {
 	return r, err
 }
 
-// runStart is the statement that records a run as it begins.
-// Run rows are inserted as audit.RowInserts: a group commit inserts its
-// calls' run rows together.
-var (
-	runStartRow = audit.NewRowInsert(`connector_runs (id, instance_id, connector_type, operation, kind, subject, request_id,
- task_id, project_id, run_id, job_id, agent_id, status, async, idempotency_key, idempotency_expires_at, bytes_in, started_at, server_id)`,
-		`$1, $2, $3, $4, $5, $6, $7, NULLIF($8,'')::uuid, NULLIF($9,'')::uuid, NULLIF($10,'')::uuid, NULLIF($11,'')::uuid, NULLIF($12,''),
- $13, $14, NULLIF($15,''), $16, $17, CASE WHEN $13 = 'running' THEN clock_timestamp() END, NULLIF($18,'')::uuid`)
-	runDoneRow = audit.NewRowInsert(`connector_runs (id, instance_id, connector_type, operation, kind, subject, request_id,
- task_id, project_id, run_id, job_id, agent_id, status, async, error_type, error_message, attempts, bytes_in, bytes_out,
- truncated, redacted, started_at, finished_at, duration_us)`,
-		`$1, $2, $3, $4, $5, $6, $7, NULLIF($8,'')::uuid, NULLIF($9,'')::uuid, NULLIF($10,'')::uuid, NULLIF($11,'')::uuid, NULLIF($12,''),
- $13, false, NULLIF($14,''), NULLIF($15,''), $16, $17, $18, $19, $20, $21, clock_timestamp(),
- (extract(epoch FROM clock_timestamp() - $21) * 1e6)::bigint`)
-)
+// runStartRow is the statement that records a run as it begins. Run rows
+// are inserted as audit.RowInserts: a group commit inserts its calls' run
+// rows together.
+var runStartRow = audit.NewRowInsert(`connector_runs (id, instance_id, connector_type, operation, kind, subject, request_id,
+ task_id, project_id, run_id, job_id, agent_id, status, async, idempotency_key, idempotency_expires_at, bytes_in, started_at, server_id,
+ idempotency_args)`,
+	`$1, $2, $3, $4, $5, $6, $7, NULLIF($8,'')::uuid, NULLIF($9,'')::uuid, NULLIF($10,'')::uuid, NULLIF($11,'')::uuid, NULLIF($12,''),
+ $13, $14, NULLIF($15,''), $16, $17, CASE WHEN $13 = 'running' THEN clock_timestamp() END, NULLIF($18,'')::uuid, $19`)
 
-func runStart(id string, c *call, inst Instance, op *CompiledOp, status string, async bool, key string, bytesIn int) audit.Stmt {
+func runStart(id string, c *call, inst Instance, op *CompiledOp, status string, async bool, key string, args json.RawMessage) audit.Stmt {
 	t := c.ev.Task
 	var expires *time.Time
+	var argsHash []byte
 	if key != "" {
 		e := time.Now().Add(IdempotencyTTL)
 		expires = &e
+		argsHash = canonicalHash(args)
 	}
 	// An open run carries this server's lease (if it holds one), so that
 	// another server fails it should this one stop (lease.go).
 	return runStartRow.Row(id, string(inst.ID), inst.Type, op.Name, string(op.Kind), string(c.p.Subject), c.ev.RequestID,
-		t.TaskID, t.ProjectID, t.RunID, t.JobID, t.AgentID, status, async, key, expires, bytesIn, c.s.leaseID())
+		t.TaskID, t.ProjectID, t.RunID, t.JobID, t.AgentID, status, async, key, expires, len(args), c.s.leaseID(), argsHash)
+}
+
+// canonicalHash is the SHA-256 of a JSON document's canonical form (keys
+// sorted, no insignificant space), so the same arguments written another
+// way hash the same.
+func canonicalHash(raw json.RawMessage) []byte {
+	var v any
+	if err := json.Unmarshal(raw, &v); err == nil {
+		if b, err := json.Marshal(v); err == nil {
+			raw = b
+		}
+	}
+	sum := sha256.Sum256(raw)
+	return sum[:]
 }
 
 // runOutcome is what finishing a run records.
@@ -142,21 +158,6 @@ WHERE id = $1 AND status IN ('pending', 'running')`,
 		Args: []any{id, o.status, errType, errMsg, o.res.Attempts, len(o.res.Output), o.res.Truncated, o.res.Redacted, result, o.startedAt}}
 }
 
-// runInsertDone records a finished synchronous read in one statement (no
-// running row first: nothing was dispatched that a crash could leave
-// unaccounted for).
-func runInsertDone(id string, c *call, inst Instance, op *CompiledOp, o runOutcome) []audit.Stmt {
-	t := c.ev.Task
-	var errType, errMsg string
-	if o.err != nil {
-		pub := fault.PublicOf(o.err)
-		errType, errMsg = string(pub.Type), pub.Message
-	}
-	return []audit.Stmt{runDoneRow.Row(id, string(inst.ID), inst.Type, op.Name, string(op.Kind), string(c.p.Subject), c.ev.RequestID,
-		t.TaskID, t.ProjectID, t.RunID, t.JobID, t.AgentID, o.status, errType, errMsg, o.res.Attempts, o.bytesIn,
-		len(o.res.Output), o.res.Truncated, o.res.Redacted, o.startedAt)}
-}
-
 func statusOf(err error) string {
 	switch {
 	case err == nil:
@@ -168,7 +169,7 @@ func statusOf(err error) string {
 	}
 }
 
-var errCanceled = fault.New(fault.Conflict, "run canceled")
+var errCanceled = fault.New(fault.Conflict, "run canceled on request")
 
 // runs tracks the async runs this server executes, so a cancel (local or
 // announced by another server) reaches them.
@@ -204,8 +205,10 @@ func (s *Service) CancelLocal(id string) {
 	}
 }
 
-// CancelAll cancels every async run this server executes (at shutdown).
+// CancelAll cancels every async run this server executes (at shutdown), and
+// makes outcomes still being retried give up after their next attempt.
 func (s *Service) CancelAll() {
+	s.stopping.Store(true)
 	s.async.mu.Lock()
 	defer s.async.mu.Unlock()
 	for _, cancel := range s.async.cancels {
@@ -213,8 +216,12 @@ func (s *Service) CancelAll() {
 	}
 }
 
-// Wait blocks until every async run this server started has finished.
-func (s *Service) Wait() { s.async.wg.Wait() }
+// Wait blocks until every async run this server started has finished and
+// every outcome has been recorded (or, after CancelAll, given up on).
+func (s *Service) Wait() {
+	s.async.wg.Wait()
+	s.settling.Wait()
+}
 
 // RunFilter selects runs for connector.run.list.
 type RunFilter struct {
@@ -252,7 +259,12 @@ func (s *Service) ListRuns(ctx context.Context, f RunFilter) ([]Run, error) {
 		}
 		*v = u.String()
 	}
+	// Runs follow the rights on their instance, the caller's own included:
+	// the listing covers one instance the caller holds a right on, or the
+	// caller's runs on the instances it still holds a right on.
 	subject := string(c.p.Subject)
+	var instances []string
+	operations := []string{}
 	if f.InstanceID != "" {
 		inst, err := c.lookup(ctx, f.InstanceID, false, s.pool)
 		if err != nil {
@@ -261,15 +273,31 @@ func (s *Service) ListRuns(ctx context.Context, f RunFilter) ([]Run, error) {
 		if err := c.decideAny(ctx, authz.InstanceResource(inst.Owner, inst.Type, inst.ID.UUID())); err != nil {
 			return nil, err
 		}
-		f.InstanceID, subject = string(inst.ID), ""
+		instances, subject = []string{string(inst.ID)}, ""
 	} else {
-		c.ev.Reason = "own runs"
+		if instances, operations, err = s.ownRunTargets(ctx, c); err != nil {
+			return nil, c.deny(ctx, err, "policy evaluation failed")
+		}
+		c.ev.Reason = "own runs of operations the subject still holds rights on"
+	}
+	if f.Before != "" {
+		// Paging starts from a run of this same listing; any other id, of
+		// a run that does not exist or one the caller may not see, is
+		// refused alike.
+		var n int
+		if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM connector_runs WHERE id = $1::uuid AND `+runTargets+`
+ AND ($4 = '' OR subject = $4)`, f.Before, instances, operations, subject).Scan(&n); err != nil {
+			return nil, c.fail(ctx, db.Map(err))
+		}
+		if n == 0 {
+			return nil, c.invalid(ctx, fault.Invalid("before", "before must be the id of a run in this listing (the last run of the previous page)"))
+		}
 	}
 	rows, err := s.pool.Query(ctx, `SELECT `+runCols+` FROM connector_runs
-WHERE ($1 = '' OR instance_id = NULLIF($1,'')::uuid) AND ($2 = '' OR subject = $2)
-  AND ($3 = '' OR task_id = NULLIF($3,'')::uuid) AND ($4 = '' OR status = $4)
-  AND ($5 = '' OR (created_at, id) < (SELECT created_at, id FROM connector_runs WHERE id = NULLIF($5,'')::uuid))
-ORDER BY created_at DESC, id DESC LIMIT $6`, f.InstanceID, subject, f.TaskID, f.Status, f.Before, f.Limit)
+WHERE `+runTargets+` AND ($4 = '' OR subject = $4)
+  AND ($5 = '' OR task_id = NULLIF($5,'')::uuid) AND ($6 = '' OR status = $6)
+  AND ($1 = '' OR (created_at, id) < (SELECT created_at, id FROM connector_runs WHERE id = NULLIF($1,'')::uuid))
+ORDER BY created_at DESC, id DESC LIMIT $7`, f.Before, instances, operations, subject, f.TaskID, f.Status, f.Limit)
 	if err != nil {
 		return nil, c.fail(ctx, db.Map(err))
 	}
@@ -281,6 +309,80 @@ ORDER BY created_at DESC, id DESC LIMIT $6`, f.InstanceID, subject, f.TaskID, f.
 		list = []Run{}
 	}
 	return list, c.ok(ctx)
+}
+
+// runTargets selects runs by $2 (instance ids) and, when $3 is not empty,
+// by (instance id, operation) pairs from $2 and $3 alike.
+const runTargets = `(CASE WHEN COALESCE(cardinality($3::text[]), 0) = 0 THEN instance_id = ANY($2::uuid[])
+ ELSE (instance_id, operation) IN (SELECT * FROM unnest($2::uuid[], $3::text[])) END)`
+
+// ownRunTargets returns the (instance, operation) pairs the caller has runs
+// of and still holds a right on (on the instance, or on that operation).
+func (s *Service) ownRunTargets(ctx context.Context, c *call) (instances, operations []string, err error) {
+	rows, err := s.pool.Query(ctx, `SELECT i.id::text, i.type, i.owner, r.operation FROM connector_instances i
+JOIN (SELECT DISTINCT instance_id, operation FROM connector_runs WHERE subject = $1) r ON r.instance_id = i.id`, string(c.p.Subject))
+	if err != nil {
+		return nil, nil, db.Map(err)
+	}
+	type target struct {
+		in Instance
+		op string
+	}
+	all, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (target, error) {
+		var t target
+		var id, owner string
+		err := r.Scan(&id, &t.in.Type, &owner, &t.op)
+		t.in.ID, t.in.Owner = InstanceID(id), callctx.Subject(owner)
+		return t, err
+	})
+	if err != nil {
+		return nil, nil, db.Map(err)
+	}
+	instances, operations = []string{}, []string{}
+	for _, t := range all {
+		ok, err := s.mayReadRunsOf(ctx, c.p.Subject, t.in, t.op, c.ev.Task)
+		if err != nil {
+			return nil, nil, fault.Wrap(fault.Unavailable, err, "policy could not be evaluated")
+		}
+		if ok {
+			instances, operations = append(instances, string(t.in.ID)), append(operations, t.op)
+		}
+	}
+	if len(instances) == 0 {
+		// No pair at all must select nothing (an empty list of operations
+		// would mean "any operation").
+		instances, operations = []string{}, []string{""}
+	}
+	return instances, operations, nil
+}
+
+// mayReadRunsOf reports whether sub may see runs of operation op on in: any
+// right on the instance, or on that operation.
+func (s *Service) mayReadRunsOf(ctx context.Context, sub callctx.Subject, in Instance, op string, task callctx.TaskContext) (bool, error) {
+	if ok, err := s.mayActOn(ctx, sub, in, task); ok || err != nil {
+		return ok, err
+	}
+	res := authz.OperationResource(in.Owner, in.Type, in.ID.UUID(), op)
+	for _, a := range readActions {
+		d, err := s.authz.Decide(ctx, authz.Request{Subject: sub, Action: a, Resource: res, Task: task})
+		if err != nil || d.Allowed {
+			return d.Allowed, err
+		}
+	}
+	return false, nil
+}
+
+// decideRun allows the call if the caller holds any right on the run's
+// instance, or on the run's operation there.
+func (c *call) decideRun(ctx context.Context, inst Instance, op string) error {
+	ok, err := c.s.mayActOn(ctx, c.p.Subject, inst, c.ev.Task)
+	if err != nil {
+		return c.deny(ctx, fault.Wrap(fault.Unavailable, err, "policy could not be evaluated"), "policy evaluation failed")
+	}
+	if ok {
+		return c.decideAny(ctx, authz.InstanceResource(inst.Owner, inst.Type, inst.ID.UUID()))
+	}
+	return c.decideAny(ctx, authz.OperationResource(inst.Owner, inst.Type, inst.ID.UUID(), op))
 }
 
 // lookupRun loads a run for a call; like instances, a run the caller may not
@@ -320,18 +422,19 @@ func (s *Service) GetRun(ctx context.Context, id string) (Run, error) {
 	if err != nil {
 		return Run{}, err
 	}
-	if r.Subject != c.p.Subject {
-		if err := c.decideAny(ctx, authz.InstanceResource(inst.Owner, inst.Type, inst.ID.UUID())); err != nil {
-			return Run{}, err
-		}
-	} else {
-		c.ev.Reason = "own run"
+	// A run follows the rights on its instance, the caller's own run too.
+	if err := c.decideRun(ctx, inst, r.Operation); err != nil {
+		return Run{}, err
 	}
 	return r, c.ok(ctx)
 }
 
-// CancelRun cancels a pending or running async run. The caller must have
-// started it or hold connector.admin on its instance.
+// CancelRun asks the server executing a pending or running async run to
+// stop it; that server records what happened (canceled, or the outcome the
+// operation had already reached). A synchronous run cannot be canceled: it
+// ends with the call that started it, and its record must say what that
+// call did. The caller must have started the run or hold connector.admin on
+// its instance.
 func (s *Service) CancelRun(ctx context.Context, id string) (Run, error) {
 	c, err := s.begin(ctx, ToolRunCancel, authz.ActionAdmin)
 	if err != nil {
@@ -341,18 +444,24 @@ func (s *Service) CancelRun(ctx context.Context, id string) (Run, error) {
 	if err != nil {
 		return Run{}, err
 	}
+	// Another's run needs connector.admin on its instance; one's own, any
+	// right still held there.
 	if r.Subject != c.p.Subject {
-		if err := c.decide(ctx, authz.InstanceResource(inst.Owner, inst.Type, inst.ID.UUID())); err != nil {
-			return Run{}, err
-		}
+		err = c.decide(ctx, authz.InstanceResource(inst.Owner, inst.Type, inst.ID.UUID()))
 	} else {
-		c.ev.Reason = "own run"
+		err = c.decideRun(ctx, inst, r.Operation)
+	}
+	if err != nil {
+		return Run{}, err
+	}
+	if !r.Async {
+		return Run{}, c.fail(ctx, fault.New(fault.Conflict, "run %s is synchronous: only asynchronous runs can be canceled (a synchronous run ends with the call that started it)", r.ID))
 	}
 	var out Run
 	err = c.change(ctx, func(tx pgx.Tx) error {
 		var err error
-		out, err = scanRun(tx.QueryRow(ctx, `UPDATE connector_runs SET status = 'canceled', error_type = 'canceled',
- error_message = 'canceled by '||$2, finished_at = clock_timestamp() WHERE id = $1 AND status IN ('pending','running') RETURNING `+runCols, r.ID, string(c.p.Subject)))
+		out, err = scanRun(tx.QueryRow(ctx, `UPDATE connector_runs SET cancel_requested_at = COALESCE(cancel_requested_at, clock_timestamp()),
+ cancel_requested_by = COALESCE(cancel_requested_by, $2) WHERE id = $1 AND status IN ('pending','running') RETURNING `+runCols, r.ID, string(c.p.Subject)))
 		if errors.Is(db.Map(err), fault.ErrNotFound) {
 			return fault.New(fault.Conflict, "run %s already finished (%s)", r.ID, r.Status)
 		}

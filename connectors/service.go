@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -23,6 +25,9 @@ import (
 type Authorizer interface {
 	Decide(ctx context.Context, r authz.Request) (authz.Decision, error)
 	MayAttemptOn(ctx context.Context, s callctx.Subject, resource string, actions ...string) (bool, error)
+	// Refresh loads the current policy now (a dispatch found the one a
+	// call was decided under has moved).
+	Refresh(ctx context.Context) error
 }
 
 // ExecRequest is one operation for the executor to run.
@@ -68,8 +73,12 @@ type Service struct {
 	rules  RuleStore
 	async  runs
 	lease  lease
-	log    *slog.Logger
-	now    func() time.Time
+	// settling counts outcomes being recorded behind their results;
+	// stopping makes their retries give up (shutdown).
+	settling sync.WaitGroup
+	stopping atomic.Bool
+	log      *slog.Logger
+	now      func() time.Time
 
 	// hub and instances: the invocation cache (WithNotify); nil without.
 	hub       *pgnotify.Hub
@@ -142,6 +151,18 @@ func (s *Service) begin(ctx context.Context, tool, action string) (*call, error)
 	c.ev.Subject = p.Subject
 	c.ev.Groups = p.Groups
 	c.ev.Transport = p.Transport
+	// The task context the caller's token is bound to wins over what the
+	// call claims: the call may only add the fields it leaves open.
+	task, err := c.ev.Task.BindTo(p.Bound)
+	if err != nil {
+		var fe *callctx.FieldError
+		field := "_meta"
+		if errors.As(err, &fe) {
+			field = fe.Field
+		}
+		return c, c.invalid(ctx, fault.Invalid(field, "task context: %v", err))
+	}
+	c.ev.Task = task
 	return c, nil
 }
 

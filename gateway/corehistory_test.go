@@ -28,18 +28,19 @@ func TestCoreAuditViews(t *testing.T) {
 	for i := 0; i < 3; i++ {
 		e.invoke(aliceTok, inst, "echo.read", task)
 	}
+	// Each read has two rows: its decision (before it runs) and its outcome.
 	var page gateway.AuditPage
-	e.must(http.StatusOK, "GET", "/v1/audit-events?task_id="+task.TaskID+"&limit=2", auditorTok, nil).json(t, &page)
-	if len(page.Events) != 2 || page.NextCursor == "" || page.Events[0].Seq >= page.Events[1].Seq {
+	e.must(http.StatusOK, "GET", "/v1/audit-events?task_id="+task.TaskID+"&limit=4", auditorTok, nil).json(t, &page)
+	if len(page.Events) != 4 || page.NextCursor == "" || page.Events[0].Seq >= page.Events[1].Seq {
 		t.Fatalf("page 1: %+v", page)
 	}
 	next := gateway.AuditPage{}
-	e.must(http.StatusOK, "GET", "/v1/audit-events?task_id="+task.TaskID+"&limit=2&cursor="+page.NextCursor, auditorTok, nil).json(t, &next)
-	if len(next.Events) != 1 || next.Events[0].Seq <= page.Events[1].Seq {
+	e.must(http.StatusOK, "GET", "/v1/audit-events?task_id="+task.TaskID+"&limit=4&cursor="+page.NextCursor, auditorTok, nil).json(t, &next)
+	if len(next.Events) != 2 || next.Events[0].Seq <= page.Events[3].Seq {
 		t.Fatalf("page 2: %+v", next)
 	}
 	jsonl := e.must(http.StatusOK, "GET", "/v1/audit-events?format=jsonl&task_id="+task.TaskID, auditorTok, nil)
-	if n := strings.Count(strings.TrimSpace(jsonl.String()), "\n") + 1; n != 3 {
+	if n := strings.Count(strings.TrimSpace(jsonl.String()), "\n") + 1; n != 6 {
 		t.Fatalf("jsonl export: %d lines", n)
 	}
 	var ver struct {

@@ -85,8 +85,9 @@ type Token struct {
 // Authenticate reads the database; after Follow it answers from memory while
 // change notifications flow.
 type Store struct {
-	pool  *pgxpool.Pool
-	cache atomic.Pointer[pgnotify.Cache[tokenKey, tokenEntry]] // nil until Follow
+	pool     *pgxpool.Pool
+	cache    atomic.Pointer[pgnotify.Cache[tokenKey, tokenEntry]]               // nil until Follow
+	subjects atomic.Pointer[pgnotify.Cache[callctx.Subject, callctx.Principal]] // nil until Follow
 }
 
 // New returns a Store over pool.

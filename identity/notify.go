@@ -3,6 +3,7 @@ package identity
 import (
 	"fmt"
 
+	"github.com/connec/connec/callctx"
 	"github.com/connec/connec/internal/pgnotify"
 )
 
@@ -28,10 +29,15 @@ func (s *Store) Follow(hub *pgnotify.Hub) error {
 	if err != nil {
 		return fmt.Errorf("identity: follow changes: %w", err)
 	}
-	if err := hub.Handle(NotifyChannel, func(string) { c.InvalidateAll() }); err != nil {
+	subjects, err := pgnotify.NewCache[callctx.Subject, callctx.Principal](hub, maxCachedTokens)
+	if err != nil {
+		return fmt.Errorf("identity: follow changes: %w", err)
+	}
+	if err := hub.Handle(NotifyChannel, func(string) { c.InvalidateAll(); subjects.InvalidateAll() }); err != nil {
 		return fmt.Errorf("identity: follow changes: %w", err)
 	}
 	s.cache.Store(c)
+	s.subjects.Store(subjects)
 	return nil
 }
 
@@ -40,6 +46,9 @@ func (s *Store) Follow(hub *pgnotify.Hub) error {
 // when its own announcement comes back.
 func (s *Store) forget() {
 	if c := s.cache.Load(); c != nil {
+		c.InvalidateAll()
+	}
+	if c := s.subjects.Load(); c != nil {
 		c.InvalidateAll()
 	}
 }

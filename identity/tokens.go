@@ -168,6 +168,7 @@ func unauthenticated(cause error) error {
 // principal, and its expiry, which is checked against the clock at every use
 // (so a cached token expires on time).
 type tokenEntry struct {
+	id      string
 	subject callctx.Subject
 	name    string
 	groups  []callctx.Subject // sorted, never nil; never handed out
@@ -185,7 +186,7 @@ func (e tokenEntry) principal(now time.Time) (callctx.Principal, error) {
 	if e.expired(now) {
 		return callctx.Principal{}, unauthenticated(ErrTokenExpired)
 	}
-	return callctx.Principal{Subject: e.subject, Name: e.name, Groups: slices.Clone(e.groups)}, nil
+	return callctx.Principal{Subject: e.subject, Name: e.name, Groups: slices.Clone(e.groups), TokenID: e.id}, nil
 }
 
 // lookupToken reads the token with hash key, its user and the user's
@@ -195,14 +196,14 @@ func lookupToken(ctx context.Context, q db.Querier, key tokenKey) (tokenEntry, e
 	// One round trip: the token, its user and the user's groups (tokens
 	// belong to users by foreign key, so the user is there).
 	var (
-		sub, name string
-		groups    []string
-		revoked   bool
-		expires   *time.Time
+		id, sub, name string
+		groups        []string
+		revoked       bool
+		expires       *time.Time
 	)
-	err := q.QueryRow(ctx, `SELECT t.subject, t.revoked_at IS NOT NULL, t.expires_at, u.name,
+	err := q.QueryRow(ctx, `SELECT t.id::text, t.subject, t.revoked_at IS NOT NULL, t.expires_at, u.name,
 			ARRAY(SELECT 'group:' || m.group_id::text FROM group_members m WHERE m.user_id = u.id)
-		FROM api_tokens t JOIN users u ON u.id = t.user_id WHERE t.token_hash = $1`, key[:]).Scan(&sub, &revoked, &expires, &name, &groups)
+		FROM api_tokens t JOIN users u ON u.id = t.user_id WHERE t.token_hash = $1`, key[:]).Scan(&id, &sub, &revoked, &expires, &name, &groups)
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
 		return tokenEntry{}, unauthenticated(ErrTokenUnknown)
@@ -211,7 +212,7 @@ func lookupToken(ctx context.Context, q db.Querier, key tokenKey) (tokenEntry, e
 	case revoked:
 		return tokenEntry{}, unauthenticated(ErrTokenRevoked)
 	}
-	e := tokenEntry{subject: callctx.Subject(sub), name: name, groups: make([]callctx.Subject, len(groups))}
+	e := tokenEntry{id: id, subject: callctx.Subject(sub), name: name, groups: make([]callctx.Subject, len(groups))}
 	for i, g := range groups {
 		e.groups[i] = callctx.Subject(g)
 	}
@@ -293,6 +294,21 @@ func (s *Store) Authenticate(ctx context.Context, bearer string) (callctx.Princi
 		return callctx.Principal{}, err
 	}
 	return e.principal(time.Now())
+}
+
+// Principal is PrincipalFor answered from memory after Follow, forgotten on
+// every identity change as remembered tokens are: a session that acts as a
+// subject (stdio with CONNEC_SUBJECT) resolves it before every call, so a
+// deleted user or a membership change applies to its next call. The groups
+// slice is shared; do not modify it.
+func (s *Store) Principal(ctx context.Context, subject callctx.Subject) (callctx.Principal, error) {
+	c := s.subjects.Load()
+	if c == nil {
+		return PrincipalFor(ctx, s.pool, subject)
+	}
+	return c.Load(ctx, subject, func(ctx context.Context) (callctx.Principal, error) {
+		return PrincipalFor(ctx, s.pool, subject)
+	})
 }
 
 // PrincipalFor returns the principal for a user subject; see the PrincipalFor

@@ -1,6 +1,7 @@
 package mcp_test
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -310,5 +311,49 @@ func TestAsyncRuns(t *testing.T) {
 	// Decision and outcome rows for both async runs.
 	if n := e.count(`SELECT count(*) FROM audit_events WHERE tool = 'connector.op.invoke' AND instance_id = $1`, id); n != 4 {
 		t.Fatalf("async audit rows: %d", n)
+	}
+}
+
+// Only an async run can be canceled: canceling a synchronous send in flight
+// is refused (it would only falsify history: the send goes on), the send's
+// run records what happened, and a replay of its key returns that.
+func TestCancelSyncSendRefusedHistoryTrue(t *testing.T) {
+	e := newEnv(t)
+	_, tok := e.user("alice", false)
+	c := e.client(transports[2], tok)
+	other := e.client(transports[1], tok)
+	id := decodeID(t, mustOK(t, c, connectors.ToolInstanceInstall, map[string]any{"type": "echo", "display_name": "e", "enable": true}, nil))
+	send := map[string]any{"instance_id": id, "operation": "echo.send", "idempotency_key": "k-1",
+		"arguments": map[string]any{"message": "sent", "delay_ms": 1500}}
+	done := make(chan json.RawMessage, 1)
+	go func() {
+		o, err := call(t, c, connectors.ToolOpInvoke, send, nil)
+		if err != nil {
+			t.Error(err)
+		}
+		done <- json.RawMessage(o.Raw)
+	}()
+	var runID string
+	eventually(t, func() bool {
+		_ = e.app.Pool.QueryRow(context.Background(), `SELECT id::text FROM connector_runs WHERE instance_id = $1 AND status = 'running'`, id).Scan(&runID)
+		return runID != ""
+	})
+	refused := mustFail(t, other, connectors.ToolRunCancel, map[string]any{"run_id": runID}, nil, "conflict")
+	if !strings.Contains(refused.Error.Message, "asynchronous") {
+		t.Fatalf("cancel of a synchronous run: %q", refused.Error.Message)
+	}
+	if got := <-done; !strings.Contains(string(got), `"status":"ok"`) {
+		t.Fatalf("the send: %s", got)
+	}
+	var run connectors.Run
+	if err := json.Unmarshal(mustOK(t, c, connectors.ToolRunGet, map[string]any{"run_id": runID}, nil), &run); err != nil {
+		t.Fatal(err)
+	}
+	if run.Status != connectors.RunSucceeded {
+		t.Fatalf("the send's run says %s (%s), but it succeeded", run.Status, run.ErrorType)
+	}
+	var replay connectors.InvokeResult
+	if err := json.Unmarshal(mustOK(t, c, connectors.ToolOpInvoke, send, nil), &replay); err != nil || !replay.Replayed || replay.RunID != runID {
+		t.Fatalf("replay: %+v %v", replay, err)
 	}
 }

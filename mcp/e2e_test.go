@@ -78,7 +78,8 @@ func TestLifecycleOverEveryTransport(t *testing.T) {
 				"connector.instance.install:allow:ok",
 				"connector.op.invoke:deny:error",
 				"connector.instance.enable:allow:ok",
-				"connector.op.invoke:allow:ok", // read
+				"connector.op.invoke:allow:ok", // read: decision row before it runs
+				"connector.op.invoke:allow:ok", // read: outcome row
 				"connector.op.invoke:allow:ok", // send: decision row before it runs
 				"connector.op.invoke:allow:ok", // send: outcome row
 				"connector.instance.disable:allow:ok",

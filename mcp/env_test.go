@@ -127,7 +127,7 @@ func (e *env) client(transportName, token string) *client.Client {
 	case cmcp.TransportStreamable:
 		c, err = client.NewStreamableHttpClient(e.http.URL+"/mcp", transport.WithHTTPHeaders(headers))
 	case cmcp.TransportStdio:
-		p, aerr := e.app.Identity.Authenticate(ctx, token)
+		_, aerr := e.app.Identity.Authenticate(ctx, token)
 		if aerr != nil {
 			e.t.Fatalf("authenticate: %v", aerr)
 		}
@@ -137,7 +137,7 @@ func (e *env) client(transportName, token string) *client.Client {
 		done := make(chan struct{})
 		go func() {
 			defer close(done)
-			_ = cmcp.RunStdio(sctx, e.srv, p, sr, sw, e.app.Log)
+			_ = cmcp.RunStdio(sctx, e.srv, tokenAuth(e, token), sr, sw, e.app.Log)
 			sw.Close()
 		}()
 		e.t.Cleanup(func() { cw.Close(); scancel(); <-done })

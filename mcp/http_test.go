@@ -335,3 +335,25 @@ func newEnvFrom(t *testing.T, e *env) *httptest.Server {
 	t.Cleanup(s.Close)
 	return s
 }
+
+// 2026-07-28 defines no SSE transport: an initialize over SSE asking for it
+// is answered with the newest revision SSE serves, and a 2026-07-28 request
+// (its revision in _meta) is refused there in plain words.
+func TestSSEServesRevisionsThatHaveIt(t *testing.T) {
+	e := newEnv(t)
+	_, tok := e.user("alice", false)
+	s := e.openSSE(tok)
+	if st := s.post(tok, `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2026-07-28","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}`); st != http.StatusAccepted {
+		t.Fatalf("initialize: %d", st)
+	}
+	if ev := s.next(); !strings.Contains(ev, `"protocolVersion":"2025-11-25"`) {
+		t.Fatalf("initialize over SSE asking for 2026-07-28: %s", ev)
+	}
+	modern := `{"jsonrpc":"2.0","id":2,"method":"server/discover","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}}`
+	if st := s.post(tok, modern); st != http.StatusAccepted {
+		t.Fatalf("a 2026-07-28 request over SSE: %d", st)
+	}
+	if ev := s.next(); !strings.Contains(ev, `"id":2`) || !strings.Contains(ev, `"code":-32`) || !strings.Contains(ev, `"supported":["2025-11-25"`) {
+		t.Fatalf("a 2026-07-28 request over SSE is answered %s, want UnsupportedProtocolVersion listing 2025-11-25 first", ev)
+	}
+}

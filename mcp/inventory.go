@@ -220,7 +220,7 @@ func runTools() []Tool {
 				return svc.GetRun(ctx, a.RunID)
 			}),
 		tool(about{name: connectors.ToolRunCancel, annotations: mutating("Cancel run", false, true),
-			description: "Cancel a pending or running async run you started (or any, with connector.admin on its instance).",
+			description: "Ask for a pending or running async run you started (or any, with connector.admin on its instance) to stop. The server running it records what happened: canceled, or the outcome it had already reached (poll connector.run.get). Synchronous runs cannot be canceled.",
 			actions:     anyRight, refuseAs: authz.ActionAdmin},
 			func(ctx context.Context, svc *connectors.Service, a runArgs) (connectors.Run, error) {
 				return svc.CancelRun(ctx, a.RunID)

@@ -268,13 +268,13 @@ func TestREQ_CONNEC_0110_AuditRowsNameSubjectInstanceOperationDecision(t *testin
 	mustOK(t, a, connectors.ToolOpInvoke, args, nil)
 	mustFail(t, m, connectors.ToolOpInvoke, args, nil, "policy_denied")
 	rows := e.audit("tool = 'connector.op.invoke' AND instance_id = $1", id)
-	if len(rows) != 2 {
-		t.Fatalf("want 2 invoke rows, got %+v", rows)
+	if len(rows) != 3 {
+		t.Fatalf("want 3 invoke rows (alice's decision and outcome, mallory's refusal), got %+v", rows)
 	}
 	want := []struct {
 		subject  callctx.Subject
 		decision string
-	}{{alice, "allow"}, {mallory, "deny"}}
+	}{{alice, "allow"}, {alice, "allow"}, {mallory, "deny"}}
 	for i, r := range rows {
 		if r.Subject != string(want[i].subject) || r.Decision != want[i].decision || str(r.Operation) != "echo.read" ||
 			str(r.InstanceID) != id || str(r.ConnectorType) != "echo" || r.Reason == "" || r.Transport != "sse" {
@@ -333,20 +333,23 @@ func TestREQ_CONNEC_0113_ToolCallsAuditedWithTaskContext(t *testing.T) {
 			// task_id as a tool argument works too.
 			t2 := uuid.NewString()
 			mustOK(t, c, connectors.ToolOpInvoke, map[string]any{"instance_id": id, "operation": "echo.read", "arguments": map[string]any{"message": "x"}, "task_id": t2}, nil)
+			// install; the first read's decision and outcome; the second's.
 			rows := e.audit("instance_id = $1", id)
-			if len(rows) != 3 {
+			if len(rows) != 5 {
 				t.Fatalf("rows %+v", rows)
 			}
-			for _, r := range rows[:2] {
+			for _, r := range rows[:3] {
 				if str(r.TaskID) != task || str(r.ProjectID) != project || str(r.AgentID) != "planner" {
 					t.Fatalf("task context not audited: %+v", r)
 				}
 			}
-			if n := e.count(`SELECT count(*) FROM audit_events WHERE run_id = $1 AND job_id = $2`, run, job); n != 2 {
+			if n := e.count(`SELECT count(*) FROM audit_events WHERE run_id = $1 AND job_id = $2`, run, job); n != 3 {
 				t.Fatalf("run/job ids audited on %d rows", n)
 			}
-			if str(rows[2].TaskID) != t2 {
-				t.Fatalf("task_id argument not audited: %+v", rows[2])
+			for _, r := range rows[3:] {
+				if str(r.TaskID) != t2 {
+					t.Fatalf("task_id argument not audited: %+v", r)
+				}
 			}
 		})
 	}

@@ -16,10 +16,17 @@ import (
 	"github.com/mark3labs/mcp-go/mcp"
 
 	"github.com/connec/connec/callctx"
+	"github.com/connec/connec/fault"
 )
 
-// RunStdio serves srv over in/out as principal until in closes or ctx ends.
-// Only JSON-RPC frames are written to out; logs go elsewhere.
+// StdioAuth says, before every request, who a stdio session acts as: the
+// session's token or subject resolved again each time, so that a revoked or
+// expired token, or a membership change, applies to the very next call.
+type StdioAuth func(ctx context.Context) (callctx.Principal, error)
+
+// RunStdio serves srv over in/out, each request as auth resolves it, until
+// in closes or ctx ends. Only JSON-RPC frames are written to out; logs go
+// elsewhere.
 //
 // connec reads the stream itself rather than through mcp-go's stdio server
 // because the protocol asks for things that one does not do: a request in
@@ -27,10 +34,10 @@ import (
 // requests and close stdin at once), a request the client cancels is not
 // answered, and a request with a null id gets an Invalid Request error.
 // Each message is then handled by the shared MCP server, exactly as over HTTP.
-func RunStdio(ctx context.Context, srv *Server, principal callctx.Principal, in io.Reader, out io.Writer, log *slog.Logger) error {
-	principal.Transport = TransportStdio
+func RunStdio(ctx context.Context, srv *Server, auth StdioAuth, in io.Reader, out io.Writer, log *slog.Logger) error {
 	s := &stdioConn{
 		srv:      srv,
+		auth:     auth,
 		out:      out,
 		log:      log,
 		session:  &stdioSession{id: "stdio-" + uuid.NewString(), notes: make(chan mcp.JSONRPCNotification, 64)},
@@ -38,7 +45,7 @@ func RunStdio(ctx context.Context, srv *Server, principal callctx.Principal, in 
 	}
 	// ctx ends the session at once (a signal): requests see it canceled.
 	// The input ending does not: requests already read run to completion.
-	base := callctx.WithPrincipal(context.WithoutCancel(ctx), principal)
+	base := context.WithoutCancel(ctx)
 	serving, stop := context.WithCancel(base)
 	defer stop()
 	defer context.AfterFunc(ctx, stop)()
@@ -66,6 +73,7 @@ const maxLine = MaxRequestBytes
 
 type stdioConn struct {
 	srv     *Server
+	auth    StdioAuth
 	out     io.Writer
 	log     *slog.Logger
 	session *stdioSession
@@ -164,8 +172,14 @@ func (s *stdioConn) handle(ctx context.Context, line []byte) {
 		}
 		return
 	}
+	p, err := s.auth(ctx)
+	if err != nil {
+		s.write(s.refuse(ctx, m, err))
+		return
+	}
+	p.Transport = TransportStdio
 	key := string(m.ID)
-	rctx, cancel := context.WithCancel(ctx)
+	rctx, cancel := context.WithCancel(callctx.WithPrincipal(ctx, p))
 	req := &inflight{cancel: cancel}
 	s.mu.Lock()
 	s.inflight[key] = req
@@ -186,6 +200,33 @@ func (s *stdioConn) handle(ctx context.Context, line []byte) {
 		}
 	})
 }
+
+// refuse answers a request made when the session could not be
+// authenticated: unauthenticated (audited, as over HTTP) when its token or
+// subject is no longer valid, unavailable when that could not be checked.
+func (s *stdioConn) refuse(ctx context.Context, m wireMessage, err error) any {
+	if errors.Is(err, fault.ErrUnavailable) {
+		if m.Method == string(mcp.MethodToolsCall) {
+			// As any tool call that cannot be served now: a tool error the
+			// agent can read and retry.
+			var id any
+			_ = json.Unmarshal(m.ID, &id)
+			return mcp.NewJSONRPCResultResponse(mcp.NewRequestId(id),
+				encode(nil, fault.New(fault.Unavailable, "service unavailable: could not check the session's credentials; try again")))
+		}
+		return rpcError(m.ID, mcp.INTERNAL_ERROR, "service unavailable: could not check the session's credentials; try again")
+	}
+	actx := callctx.WithPrincipal(callctx.WithRequestID(ctx, callctx.NewRequestID()), callctx.Principal{Transport: TransportStdio})
+	if aerr := s.srv.svc.Refuse(actx, "stdio:"+truncate(m.Method, 64), "authenticate",
+		fault.New(fault.Unauthenticated, "the session's token or subject is no longer valid")); aerr != nil && errors.Is(aerr, fault.ErrUnavailable) {
+		return rpcError(m.ID, mcp.INTERNAL_ERROR, "service unavailable: the refusal could not be audited; try again")
+	}
+	return rpcError(m.ID, errUnauthenticated, "unauthenticated: this session's token is revoked, expired or unknown, or its user is gone; start a new session with valid credentials")
+}
+
+// errUnauthenticated is the JSON-RPC error code of a request whose session
+// credentials are no longer valid (a server-defined code).
+const errUnauthenticated = -32001
 
 // cancel stops the request a notifications/cancelled names; its answer is
 // dropped. Unknown or finished requests are ignored, as the spec allows.

@@ -1,6 +1,8 @@
 package mcp_test
 
 import (
+	"context"
+	"strings"
 	"testing"
 
 	"github.com/connec/connec/connectors"
@@ -95,5 +97,48 @@ func TestStdioCanceledRequestIsNotAnswered(t *testing.T) {
 	}
 	if _, ok := got[ping]; !ok {
 		t.Fatalf("no answer to the ping after the cancellation: %s", short2(msgs))
+	}
+}
+
+// Every stdio call is authenticated as an HTTP call is: once the session's
+// token is revoked, expired or deleted, its next call is refused as
+// unauthenticated (and audited), while the process keeps running.
+func TestStdioTokenChangesEndRightsAtOnce(t *testing.T) {
+	for _, change := range []struct {
+		name, sql string
+	}{
+		{"revoked", `UPDATE api_tokens SET revoked_at = now() WHERE subject = $1`},
+		{"expired", `UPDATE api_tokens SET expires_at = now() - interval '1 second' WHERE subject = $1`},
+		{"deleted", `DELETE FROM api_tokens WHERE subject = $1`},
+	} {
+		t.Run(change.name, func(t *testing.T) {
+			e := newEnv(t)
+			alice, tok := e.user("alice", false)
+			s := e.stdio(tok)
+			s.initialize()
+			call := func() map[string]any {
+				return s.await(s.request("tools/call", map[string]any{"name": connectors.ToolInstanceList, "arguments": map[string]any{}}))
+			}
+			if sc := toolResult(t, call()); sc["status"] != "ok" {
+				t.Fatalf("before the change: %s", short2(sc))
+			}
+			if _, err := e.app.Pool.Exec(context.Background(), change.sql, string(alice)); err != nil {
+				t.Fatal(err)
+			}
+			// The change was made in the database (as by another server or
+			// the CLI); wait until this server has heard of it.
+			waitFor(t, "the server to hear of the change", func() bool {
+				_, err := e.app.Identity.Authenticate(context.Background(), tok)
+				return err != nil
+			})
+			m := call()
+			errObj, _ := m["error"].(map[string]any)
+			if errObj == nil || !strings.Contains(short2(errObj), "unauthenticated") {
+				t.Fatalf("a call after the token was %s: %s", change.name, short2(m))
+			}
+			if n := e.count(`SELECT count(*) FROM audit_events WHERE transport = 'stdio' AND error_type = 'unauthenticated'`); n != 1 {
+				t.Fatalf("%d unauthenticated stdio refusals audited, want 1", n)
+			}
+		})
 	}
 }

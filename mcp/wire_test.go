@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/connec/connec/callctx"
 	cmcp "github.com/connec/connec/mcp"
 )
 
@@ -35,8 +36,7 @@ func (e *env) stdio(token string) *rawStdio {
 // stdioOn is stdio on another server over e's core.
 func (e *env) stdioOn(srv *cmcp.Server, token string) *rawStdio {
 	e.t.Helper()
-	p, err := e.app.Identity.Authenticate(context.Background(), token)
-	if err != nil {
+	if _, err := e.app.Identity.Authenticate(context.Background(), token); err != nil {
 		e.t.Fatalf("authenticate: %v", err)
 	}
 	sr, cw := io.Pipe()
@@ -44,7 +44,7 @@ func (e *env) stdioOn(srv *cmcp.Server, token string) *rawStdio {
 	s := &rawStdio{t: e.t, in: cw, msgs: make(chan map[string]any, 256), raw: make(chan string, 256), done: make(chan error, 1)}
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() {
-		err := cmcp.RunStdio(ctx, srv, p, sr, sw, e.app.Log)
+		err := cmcp.RunStdio(ctx, srv, tokenAuth(e, token), sr, sw, e.app.Log)
 		sw.Close()
 		s.done <- err
 	}()
@@ -176,12 +176,6 @@ func toolResult(t *testing.T, m map[string]any) map[string]any {
 	return sc
 }
 
-func errorType(sc map[string]any) string {
-	e, _ := sc["error"].(map[string]any)
-	s, _ := e["type"].(string)
-	return s
-}
-
 func short2(v any) string {
 	b, _ := json.Marshal(v)
 	s := string(b)
@@ -202,4 +196,10 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// tokenAuth authenticates a stdio session's every request with token, as
+// connec serve --stdio does with CONNEC_TOKEN.
+func tokenAuth(e *env, token string) cmcp.StdioAuth {
+	return func(ctx context.Context) (callctx.Principal, error) { return e.app.Identity.Authenticate(ctx, token) }
 }

@@ -6,7 +6,8 @@
 #                           - PostgreSQL server binaries (connec starts its own embedded cluster from them);
 #                           - Node.js, only if OpenClaw plugins are installed in the data dir (they run in it).
 #   ensure-deps.sh [test] building and testing it (make test, CI), all of the above and:
-#                           - Node.js (the OpenClaw plugin tests);
+#                           - Node.js (the OpenClaw plugin tests) and npm (it installs the interop
+#                             tests' pinned packages, which bring their own Node 22);
 #                           - Chromium and chromedriver (the web UI is tested in a real headless browser).
 #
 # Everything it says goes to stderr: `make run` serves MCP on stdout.
@@ -39,6 +40,7 @@ if [ "$mode" = test ] || plugins_installed; then
   command -v node >/dev/null 2>&1 || missing+=(nodejs)
 fi
 if [ "$mode" = test ]; then
+  command -v npm >/dev/null 2>&1 || missing+=(npm)
   { command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; } || missing+=(chromium chromium-driver)
 fi
 

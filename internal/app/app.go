@@ -27,6 +27,7 @@ import (
 	"github.com/connec/connec/internal/db"
 	"github.com/connec/connec/internal/pgcluster"
 	"github.com/connec/connec/internal/pgnotify"
+	"github.com/connec/connec/mcp"
 	"github.com/connec/connec/migrations"
 	"github.com/connec/connec/vault"
 )
@@ -355,4 +356,17 @@ func (a *App) StdioPrincipal(ctx context.Context) (callctx.Principal, error) {
 	default:
 		return callctx.Principal{}, errors.New("with DATABASE_URL set, a stdio session needs CONNEC_SUBJECT (a user) or CONNEC_TOKEN")
 	}
+}
+
+// StdioAuth resolves, before every request of a stdio session, who it acts
+// as, as an HTTP request is authenticated: the token again (so revocation
+// and expiry apply to the next call), or the subject StdioPrincipal found
+// (so a deleted user or a membership change does). Both are answered from
+// memory kept true by the database's identity notifications.
+func (a *App) StdioAuth(p callctx.Principal) mcp.StdioAuth {
+	if a.Cfg.Token != "" {
+		token := a.Cfg.Token
+		return func(ctx context.Context) (callctx.Principal, error) { return a.Identity.Authenticate(ctx, token) }
+	}
+	return func(ctx context.Context) (callctx.Principal, error) { return a.Identity.Principal(ctx, p.Subject) }
 }

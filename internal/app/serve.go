@@ -115,7 +115,7 @@ func (a *App) Serve(ctx context.Context, o ServeOptions) error {
 		a.Log.Info("serving MCP over stdio", "subject", p.Subject, "name", p.Name)
 		running++
 		go func() {
-			err := mcp.RunStdio(ctx, srv, p, os.Stdin, os.Stdout, a.Log)
+			err := mcp.RunStdio(ctx, srv, a.StdioAuth(p), os.Stdin, os.Stdout, a.Log)
 			// When the stdio client goes away, connec is done.
 			cancel()
 			errc <- err

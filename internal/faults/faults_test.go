@@ -80,17 +80,26 @@ func as(t *testing.T, a *app.App, name string) context.Context {
 	return callctx.WithPrincipal(ctx, p)
 }
 
-// counter is a real HTTP API that counts the requests it executes.
-func counter(t *testing.T) (*httptest.Server, *atomic.Int64) {
-	var n atomic.Int64
+// counter is a real HTTP API that counts the requests it executes, by
+// method.
+func counter(t *testing.T) (*httptest.Server, *methodCount) {
+	n := &methodCount{}
 	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		n.Add(1)
+		if r.Method == http.MethodGet {
+			n.get.Add(1)
+		} else {
+			n.post.Add(1)
+		}
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write([]byte(`{"ok":true}`))
 	}))
 	t.Cleanup(s.Close)
-	return s, &n
+	return s, n
 }
+
+type methodCount struct{ get, post atomic.Int64 }
+
+func (m *methodCount) Load() int64 { return m.get.Load() + m.post.Load() }
 
 func httpInstance(t *testing.T, a *app.App, ctx context.Context, base string) string {
 	t.Helper()
@@ -145,6 +154,7 @@ func TestDatabaseStopsMidLoad(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			n := w // reads and sends alternate
 			for {
 				select {
 				case <-stop:
@@ -152,7 +162,12 @@ func TestDatabaseStopsMidLoad(t *testing.T) {
 				default:
 				}
 				cctx, cancel := context.WithTimeout(actx, 5*time.Second)
-				_, err := a.Service.Invoke(cctx, connectors.InvokeInput{InstanceID: id, Operation: "http.post", Arguments: []byte(`{"path":"/x","body":{}}`)})
+				in := connectors.InvokeInput{InstanceID: id, Operation: "http.post", Arguments: []byte(`{"path":"/x","body":{}}`)}
+				if n%2 == 0 {
+					in = connectors.InvokeInput{InstanceID: id, Operation: "http.get", Arguments: []byte(`{"path":"/x"}`)}
+				}
+				n++
+				_, err := a.Service.Invoke(cctx, in)
 				cancel()
 				switch {
 				case err == nil:
@@ -190,14 +205,30 @@ func TestDatabaseStopsMidLoad(t *testing.T) {
 	wg.Wait()
 	a.Service.Wait()
 
-	var dispatched int64
-	if err := a.Pool.QueryRow(ctx, `SELECT count(*) FROM audit_events WHERE tool = 'connector.op.invoke' AND reason LIKE '%dispatched%'`).Scan(&dispatched); err != nil {
-		t.Fatal(err)
+	// Every request the API received, read or send, was dispatched by a
+	// decision row committed before it left.
+	dispatched := func(op string) int64 {
+		var n int64
+		if err := a.Pool.QueryRow(ctx, `SELECT count(*) FROM audit_events WHERE tool = 'connector.op.invoke' AND operation = $1
+ AND reason LIKE '%dispatched%'`, op).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
 	}
-	t.Logf("ok %d, unavailable %d, other %d; executed %d, dispatched rows %d", ok.Load(), unavailable.Load(), other.Load(), executed.Load(), dispatched)
-	if executed.Load() != dispatched {
-		t.Fatalf("executions %d != dispatched audit rows %d", executed.Load(), dispatched)
+	reads, sends := dispatched("http.get"), dispatched("http.post")
+	t.Logf("ok %d, unavailable %d, other %d; GETs %d / read decision rows %d, POSTs %d / send decision rows %d",
+		ok.Load(), unavailable.Load(), other.Load(), executed.get.Load(), reads, executed.post.Load(), sends)
+	if executed.get.Load() != reads || executed.post.Load() != sends {
+		t.Fatalf("requests the API received (GET %d, POST %d) != decision rows that dispatched them (read %d, send %d)",
+			executed.get.Load(), executed.post.Load(), reads, sends)
 	}
+	// No run stays open once the database is back: an outcome that could
+	// not be written during the outage is written when it returns.
+	waitFor("every run closed", func() bool {
+		var open int64
+		_ = a.Pool.QueryRow(ctx, `SELECT count(*) FROM connector_runs WHERE status IN ('pending', 'running')`).Scan(&open)
+		return open == 0
+	})
 	if other.Load() > 0 {
 		t.Fatalf("%d calls failed with something other than unavailable/timeout: %v", other.Load(), otherErr.Load())
 	}
@@ -264,8 +295,9 @@ func TestThreeServersOneDatabase(t *testing.T) {
 	if err := servers[0].Pool.QueryRow(context.Background(), `SELECT count(*) FROM audit_events`).Scan(&rows); err != nil {
 		t.Fatal(err)
 	}
-	if failures.Load() != 0 || rows-base != int64(n) {
-		t.Fatalf("%d invocations: %d failed, %d audit rows", n, failures.Load(), rows-base)
+	// Each read has its decision row (before it runs) and its outcome row.
+	if failures.Load() != 0 || rows-base != 2*int64(n) {
+		t.Fatalf("%d invocations: %d failed, %d audit rows, want %d", n, failures.Load(), rows-base, 2*n)
 	}
 	rep, err := audit.Verify(context.Background(), servers[0].Pool)
 	if err != nil || rep.Broken != nil {

@@ -126,29 +126,41 @@ func withDB(raw, db string) string {
 // string. The database is dropped when t ends.
 func URL(t testing.TB) string {
 	t.Helper()
+	u, drop, err := Database(context.Background())
+	if err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	t.Cleanup(drop)
+	return u
+}
+
+// Database creates a fresh migrated database outside any one test (for a
+// fixture a package's tests share) and returns its connection string and a
+// function that drops it.
+func Database(ctx context.Context) (string, func(), error) {
 	once.Do(setup)
 	if setupErr != nil {
-		t.Fatalf("pgtest: %v", setupErr)
+		return "", nil, setupErr
 	}
 	name := fmt.Sprintf("%s_t%d", template, counter.Add(1))
-	ctx := context.Background()
 	conn, err := pgx.Connect(ctx, baseURL)
 	if err != nil {
-		t.Fatalf("pgtest: connect: %v", err)
+		return "", nil, fmt.Errorf("connect: %w", err)
 	}
 	defer conn.Close(ctx)
 	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name+" TEMPLATE "+template); err != nil {
-		t.Fatalf("pgtest: create database: %v", err)
+		return "", nil, fmt.Errorf("create database: %w", err)
 	}
-	t.Cleanup(func() {
+	drop := func() {
+		ctx := context.Background()
 		conn, err := pgx.Connect(ctx, baseURL)
 		if err != nil {
 			return
 		}
 		defer conn.Close(ctx)
 		_, _ = conn.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
-	})
-	return withDB(baseURL, name)
+	}
+	return withDB(baseURL, name), drop, nil
 }
 
 // Pool returns a pool on a fresh migrated database, closed when t ends.

@@ -1,0 +1,64 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/connec/connec/internal/pgtest"
+	"github.com/connec/connec/vault"
+)
+
+// A `connec serve --stdio` session started with CONNEC_TOKEN stops working
+// at once when another process revokes its token (`connec token revoke`):
+// every stdio call is authenticated as an HTTP call is.
+func TestStdioSessionEndsWhenItsTokenIsRevoked(t *testing.T) {
+	dir := t.TempDir()
+	key := filepath.Join(dir, "connec.key")
+	if _, err := vault.GenerateKeyFile(key, true); err != nil {
+		t.Fatal(err)
+	}
+	env := []string{"DATABASE_URL=" + pgtest.URL(t), "CONNEC_KEY_FILE=" + key, "CONNEC_LOG_FORMAT=json", "CONNEC_DATA_DIR=" + dir}
+	mustRun := func(args ...string) string {
+		t.Helper()
+		out, errOut, err := run(t, env, args...)
+		if err != nil {
+			t.Fatalf("connec %v: %v\n%s%s", args, err, out, errOut)
+		}
+		return out
+	}
+	mustRun("user", "add", "alice")
+	tok := strings.TrimSpace(mustRun("token", "create", "--subject", "alice", "--name", "stdio"))
+	s := startRaw(t, "stdio", append(env, "CONNEC_TOKEN="+tok, "CONNEC_SUBJECT="), binary(t), "serve", "--stdio")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	s.initialize(ctx)
+	if _, err := s.callTool(ctx, "connector.instance.list", map[string]any{}); err != nil {
+		t.Fatalf("before revocation: %v", err)
+	}
+	id := strings.Fields(strings.Split(mustRun("token", "list", "--subject", "alice"), "\n")[1])[0]
+	mustRun("token", "revoke", id)
+	// The revocation reaches the session's process by PostgreSQL's
+	// notification; from then on every call is refused. Until it has
+	// arrived a call may still pass (docs/reliability.md says how long).
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		_, err := s.callTool(ctx, "connector.instance.list", map[string]any{})
+		var rerr *rpcError
+		if errors.As(err, &rerr) && strings.Contains(rerr.Message, "unauthenticated") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("calls still succeed 30s after the token was revoked (last: %v)", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for range 3 {
+		if _, err := s.callTool(ctx, "connector.instance.list", map[string]any{}); err == nil {
+			t.Fatal("a call succeeded after one was refused for the revoked token")
+		}
+	}
+}

@@ -1,0 +1,154 @@
+// driver.mjs hosts MCP client sessions of the official TypeScript SDKs for the
+// Go tests in this directory: `ts-v1` is @modelcontextprotocol/sdk (the v1 line
+// most hosts embed), `ts-v2` is @modelcontextprotocol/client (the v2 split
+// client). The Go side writes one JSON request per line on stdin and reads one
+// JSON reply per line on stdout:
+//
+//   {"id":1,"op":"connect","sdk":"ts-v1","transport":"stdio|sse|streamable-http",
+//    "url":"…","headers":{…},"command":"…","args":[…],"env":{…},"pin":"|2025-11-25|2026-07-28"}
+//     → {"id":1,"result":{"session":"s1","protocolVersion":"…","serverInfo":{…}}}
+//   {"id":2,"op":"listTools","session":"s1"}           → {"id":2,"result":{"tools":[…]}}
+//   {"id":3,"op":"callTool","session":"s1","name":"…","arguments":{…},"meta":{…}}
+//     → {"id":3,"result":<CallToolResult as the SDK returned it>}
+//   {"id":4,"op":"close","session":"s1"}               → {"id":4,"result":{}}
+//
+// A failure replies {"id":…,"error":{"message":"…","code":…}}. The story and
+// its assertions live in Go, so every client is held to the same story; this
+// file only drives each SDK the way a host application would.
+import readline from 'node:readline';
+
+import { Client as ClientV1 } from '@modelcontextprotocol/sdk/client/index.js';
+import { SSEClientTransport as SSEV1 } from '@modelcontextprotocol/sdk/client/sse.js';
+import { StdioClientTransport as StdioV1 } from '@modelcontextprotocol/sdk/client/stdio.js';
+import { StreamableHTTPClientTransport as HTTPV1 } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { Client as ClientV2, SSEClientTransport as SSEV2, StreamableHTTPClientTransport as HTTPV2 } from '@modelcontextprotocol/client';
+import { StdioClientTransport as StdioV2 } from '@modelcontextprotocol/client/stdio';
+
+const sdks = {
+  'ts-v1': { Client: ClientV1, Stdio: StdioV1, SSE: SSEV1, HTTP: HTTPV1 },
+  'ts-v2': { Client: ClientV2, Stdio: StdioV2, SSE: SSEV2, HTTP: HTTPV2 },
+};
+
+const sessions = new Map();
+let nextSession = 0;
+
+function transportFor(sdk, req) {
+  switch (req.transport) {
+    case 'stdio':
+      // Like a host: the server is a child process with the configured env
+      // (the SDK adds its default inherited variables such as PATH and HOME).
+      return new sdk.Stdio({ command: req.command, args: req.args, env: req.env, stderr: 'pipe' });
+    case 'sse':
+      return new sdk.SSE(new URL(req.url), { requestInit: { headers: req.headers } });
+    case 'streamable-http':
+      return new sdk.HTTP(new URL(req.url), { requestInit: { headers: req.headers } });
+    default:
+      throw new Error(`unknown transport ${req.transport}`);
+  }
+}
+
+// clientOptions pins a protocol revision the way each SDK allows it.
+function clientOptions(sdkName, pin) {
+  if (!pin) return {};
+  if (sdkName === 'ts-v1') {
+    // v1 always initializes with its LATEST_PROTOCOL_VERSION (2025-11-25) and
+    // cannot speak 2026-07-28 at all.
+    if (pin === '2025-11-25') return {};
+    throw new Error(`ts-v1 cannot pin ${pin}`);
+  }
+  if (pin === '2025-11-25') return { supportedProtocolVersions: ['2025-11-25'] };
+  return { versionNegotiation: { mode: { pin } } };
+}
+
+async function connect(req) {
+  const sdk = sdks[req.sdk];
+  if (!sdk) throw new Error(`unknown sdk ${req.sdk}`);
+  const transport = transportFor(sdk, req);
+  let stderr = '';
+  if (req.transport === 'stdio' && transport.stderr) {
+    transport.stderr.on('data', (d) => { stderr = (stderr + d).slice(-16384); });
+  }
+  // v1 tells the transport the negotiated revision through
+  // setProtocolVersion (stdio has none): record what it says.
+  let negotiated;
+  const set = transport.setProtocolVersion?.bind(transport);
+  transport.setProtocolVersion = (v) => { negotiated = v; set?.(v); };
+  const client = new sdk.Client({ name: `connec-interop-${req.sdk}`, version: '1.0.0' }, clientOptions(req.sdk, req.pin));
+  try {
+    await client.connect(transport, { timeout: 60000 });
+  } catch (e) {
+    await transport.close?.().catch(() => {});
+    if (stderr) e.message += `\nserver stderr:\n${stderr}`;
+    throw e;
+  }
+  const id = `s${++nextSession}`;
+  sessions.set(id, { client, transport, stderr: () => stderr });
+  const version = client.getNegotiatedProtocolVersion?.() ?? negotiated;
+  return { session: id, protocolVersion: version ?? '', serverInfo: client.getServerVersion() };
+}
+
+function session(req) {
+  const s = sessions.get(req.session);
+  if (!s) throw new Error(`no session ${req.session}`);
+  return s;
+}
+
+async function listTools(req) {
+  const { client } = session(req);
+  const tools = [];
+  let cursor;
+  do {
+    const page = await client.listTools(cursor ? { cursor } : {}, { timeout: 60000 });
+    tools.push(...page.tools);
+    cursor = page.nextCursor;
+  } while (cursor);
+  return { tools };
+}
+
+async function callTool(req) {
+  const { client } = session(req);
+  const params = { name: req.name, arguments: req.arguments ?? {} };
+  if (req.meta) params._meta = req.meta;
+  return client.callTool(params, undefined, { timeout: 60000 });
+}
+
+async function close(req) {
+  const s = session(req);
+  sessions.delete(req.session);
+  await s.client.close();
+  return {};
+}
+
+const ops = { connect, listTools, callTool, close };
+
+function reply(obj) {
+  process.stdout.write(JSON.stringify(obj) + '\n');
+}
+
+const rl = readline.createInterface({ input: process.stdin, crlfDelay: Infinity });
+rl.on('line', (line) => {
+  if (!line.trim()) return;
+  let req;
+  try {
+    req = JSON.parse(line);
+  } catch (e) {
+    reply({ id: 0, error: { message: `bad request line: ${e.message}` } });
+    return;
+  }
+  const op = ops[req.op];
+  if (!op) {
+    reply({ id: req.id, error: { message: `unknown op ${req.op}` } });
+    return;
+  }
+  // Requests run concurrently: the Go side runs several stories at once.
+  Promise.resolve()
+    .then(() => op(req))
+    .then(
+      (result) => reply({ id: req.id, result }),
+      (e) => reply({ id: req.id, error: { message: String(e?.message ?? e), code: e?.code, data: e?.data } }),
+    );
+});
+rl.on('close', async () => {
+  await Promise.allSettled([...sessions.values()].map((s) => s.client.close()));
+  process.exit(0);
+});
