@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"maps"
 	"net/url"
 	"slices"
@@ -192,6 +193,36 @@ func withoutConfigValues(err error, config, schema json.RawMessage) error {
 		out.Details["violations"] = clean
 	}
 	return &out
+}
+
+// checkPrivateNetwork refuses to run an instance whose configuration lets
+// it reach private networks (allow_private_network) once the grant that
+// allowed its install is gone: whoever installed it must still hold
+// connector.admin on network/private, decided for this call's task context.
+// Checking at install alone would let an instance keep reaching internal
+// services after the operator withdrew the right, through disable/enable
+// too. The decision is cached per policy version, so this costs a lookup.
+func (s *Service) checkPrivateNetwork(ctx context.Context, c *call, ct *CompiledType, inst Instance) error {
+	sc, ok := ct.Driver.(egress.Scoped)
+	if !ok {
+		return nil
+	}
+	scope, err := sc.EgressScope(inst.Config)
+	if err != nil || !scope.AllowPrivate {
+		return nil // an unreadable configuration is refused by the executor
+	}
+	d, err := s.authz.Decide(ctx, authz.Request{Subject: inst.CreatedBy, Action: authz.ActionAdmin,
+		Resource: authz.ResourcePrivateNetwork, Task: c.ev.Task})
+	if err != nil {
+		return c.deny(ctx, fault.Wrap(fault.Unavailable, err, "policy could not be evaluated"), "policy evaluation failed")
+	}
+	if !d.Allowed {
+		return c.deny(ctx, fault.New(fault.PolicyDenied, "connector instance may no longer reach private networks: "+
+			"the %s grant it was installed under has been withdrawn", authz.ResourcePrivateNetwork),
+			fmt.Sprintf("instance reaches private networks, and its installer %s no longer holds %s on %s: %s",
+				inst.CreatedBy, authz.ActionAdmin, authz.ResourcePrivateNetwork, d.Reason))
+	}
+	return nil
 }
 
 func validateInstall(in *InstallInput) error {

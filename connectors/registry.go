@@ -18,6 +18,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/connec/connec/authz"
 	"github.com/connec/connec/internal/jsonschema"
 	"github.com/connec/connec/vault"
 )
@@ -31,6 +32,18 @@ const (
 	KindSend  Kind = "send"
 	KindAdmin Kind = "admin"
 )
+
+// Action is the action an invocation of an operation of kind k is decided
+// under.
+func (k Kind) Action() string {
+	switch k {
+	case KindSend:
+		return authz.ActionSend
+	case KindAdmin:
+		return authz.ActionAdmin
+	}
+	return authz.ActionRead
+}
 
 // Operation declares one operation of a connector type.
 type Operation struct {
@@ -159,6 +172,8 @@ type CompiledType struct {
 	Driver Driver
 	Config *jsonschema.Schema
 	ops    map[string]*CompiledOp
+	// actions maps each operation to the action it is decided under.
+	actions map[string]string
 }
 
 // CompiledOp is an operation with compiled schemas.
@@ -202,7 +217,7 @@ func (r *Registry) Register(d Driver) error {
 	if !typeNameRe.MatchString(spec.Name) {
 		return fmt.Errorf("connector type name %q is not valid", spec.Name)
 	}
-	ct := &CompiledType{Spec: spec, Driver: d, ops: map[string]*CompiledOp{}}
+	ct := &CompiledType{Spec: spec, Driver: d, ops: map[string]*CompiledOp{}, actions: map[string]string{}}
 	cfg := spec.ConfigSchema
 	if len(cfg) == 0 {
 		cfg = json.RawMessage(`{"type":"object","additionalProperties":false}`)
@@ -240,6 +255,7 @@ func (r *Registry) Register(d Driver) error {
 			return fmt.Errorf("type %s: operation %s declared twice", spec.Name, op.Name)
 		}
 		ct.ops[op.Name] = co
+		ct.actions[op.Name] = op.Kind.Action()
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -256,6 +272,31 @@ func (r *Registry) Type(name string) (*CompiledType, bool) {
 	defer r.mu.RUnlock()
 	t, ok := r.types[name]
 	return t, ok
+}
+
+// The registry is the catalog policy rules are checked against.
+var _ authz.Catalog = (*Registry)(nil)
+
+// ConnectorTypes returns every type's name (authz.Catalog).
+func (r *Registry) ConnectorTypes() []string {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	out := make([]string, 0, len(r.types))
+	for name := range r.types {
+		out = append(out, name)
+	}
+	return out
+}
+
+// Operations maps each operation of the named type to the action it is
+// decided under, nil for an unknown type (authz.Catalog). The map is shared:
+// read only.
+func (r *Registry) Operations(connectorType string) map[string]string {
+	t, ok := r.Type(connectorType)
+	if !ok {
+		return nil
+	}
+	return t.actions
 }
 
 // Specs returns every type's spec, sorted by name.

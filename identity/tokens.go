@@ -140,7 +140,7 @@ func ListTokens(ctx context.Context, q db.Querier, subject callctx.Subject) ([]T
 // and groups; Transport is left for the caller to set.
 //
 // A malformed, unknown, revoked or expired token, or one whose user no
-// longer exists, is an unauthenticated fault with the same message in every
+// longer exists or is disabled, is an unauthenticated fault with the same message in every
 // case; the reason is only in the cause (ErrTokenMalformed and the like), for
 // logs. The token is looked up by its SHA-256 hash, so lookup timing depends
 // on the hash of what the caller sent, never on how much of a stored token
@@ -189,6 +189,12 @@ func (e tokenEntry) principal(now time.Time) (callctx.Principal, error) {
 	return callctx.Principal{Subject: e.subject, Name: e.name, Groups: slices.Clone(e.groups), TokenID: e.id}, nil
 }
 
+// groupsOf selects, for the user u of the enclosing query, the subjects of
+// the enabled groups it belongs to: a disabled group grants nothing, so a
+// principal does not claim it.
+const groupsOf = `ARRAY(SELECT 'group:' || m.group_id::text FROM group_members m
+			JOIN groups g ON g.id = m.group_id AND g.disabled_at IS NULL WHERE m.user_id = u.id)`
+
 // lookupToken reads the token with hash key, its user and the user's
 // groups. An unknown or revoked token is an unauthenticated fault; expiry is
 // left to the caller.
@@ -196,14 +202,14 @@ func lookupToken(ctx context.Context, q db.Querier, key tokenKey) (tokenEntry, e
 	// One round trip: the token, its user and the user's groups (tokens
 	// belong to users by foreign key, so the user is there).
 	var (
-		id, sub, name string
-		groups        []string
-		revoked       bool
-		expires       *time.Time
+		id, sub, name     string
+		groups            []string
+		revoked, disabled bool
+		expires           *time.Time
 	)
 	err := q.QueryRow(ctx, `SELECT t.id::text, t.subject, t.revoked_at IS NOT NULL, t.expires_at, u.name,
-			ARRAY(SELECT 'group:' || m.group_id::text FROM group_members m WHERE m.user_id = u.id)
-		FROM api_tokens t JOIN users u ON u.id = t.user_id WHERE t.token_hash = $1`, key[:]).Scan(&id, &sub, &revoked, &expires, &name, &groups)
+			u.disabled_at IS NOT NULL, `+groupsOf+`
+		FROM api_tokens t JOIN users u ON u.id = t.user_id WHERE t.token_hash = $1`, key[:]).Scan(&id, &sub, &revoked, &expires, &name, &disabled, &groups)
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
 		return tokenEntry{}, unauthenticated(ErrTokenUnknown)
@@ -211,6 +217,8 @@ func lookupToken(ctx context.Context, q db.Querier, key tokenKey) (tokenEntry, e
 		return tokenEntry{}, db.Map(err)
 	case revoked:
 		return tokenEntry{}, unauthenticated(ErrTokenRevoked)
+	case disabled:
+		return tokenEntry{}, unauthenticated(ErrUserDisabled)
 	}
 	e := tokenEntry{id: id, subject: callctx.Subject(sub), name: name, groups: make([]callctx.Subject, len(groups))}
 	for i, g := range groups {
@@ -224,8 +232,9 @@ func lookupToken(ctx context.Context, q db.Querier, key tokenKey) (tokenEntry, e
 }
 
 // PrincipalFor returns the principal for a user subject, with the user's
-// groups. The transport is left for the caller to set. A group subject is
-// invalid_argument: groups cannot call connec.
+// enabled groups. The transport is left for the caller to set. A group
+// subject is invalid_argument: groups cannot call connec. A disabled user is
+// unauthenticated (cause ErrUserDisabled).
 func PrincipalFor(ctx context.Context, q db.Querier, subject callctx.Subject) (callctx.Principal, error) {
 	sub, err := parseSubject("subject", subject)
 	if err != nil {
@@ -235,14 +244,19 @@ func PrincipalFor(ctx context.Context, q db.Querier, subject callctx.Subject) (c
 		return callctx.Principal{}, fault.Invalid("subject", "only users can call connec; %s is a group", sub)
 	}
 	var (
-		name   string
-		groups []string
+		name     string
+		disabled bool
+		groups   []string
 	)
-	err = q.QueryRow(ctx, `SELECT u.name,
-			ARRAY(SELECT 'group:' || m.group_id::text FROM group_members m WHERE m.user_id = u.id)
-		FROM users u WHERE u.id = $1`, sub.ID()).Scan(&name, &groups)
+	err = q.QueryRow(ctx, `SELECT u.name, u.disabled_at IS NOT NULL, `+groupsOf+`
+		FROM users u WHERE u.id = $1`, sub.ID()).Scan(&name, &disabled, &groups)
 	if err != nil {
 		return callctx.Principal{}, mapAs(err, fault.NotFound, "user %s not found", sub.ID())
+	}
+	if disabled {
+		// Said plainly: whoever names a subject to act as (an operator's
+		// CONNEC_SUBJECT) may know it exists.
+		return callctx.Principal{}, fault.Wrap(fault.Unauthenticated, ErrUserDisabled, "user %s is disabled", name)
 	}
 	p := callctx.Principal{Subject: sub, Name: name, Groups: make([]callctx.Subject, len(groups))}
 	for i, g := range groups {

@@ -54,8 +54,8 @@ type (
 	}
 	ruleArgs struct {
 		Subject  string `json:"subject" jsonschema:"user:<uuid> or group:<uuid>."`
-		Resource string `json:"resource" jsonschema:"Resource pattern: catalog | policy | connectors/<owner>[/<type>/<instance-id>[/<operation>]]; * within a segment, trailing /** across segments." schema:"minLength=1,maxLength=512"`
-		Action   string `json:"action" schema:"enum=*|connector.admin|connector.catalog.read|connector.policy.admin|connector.read|connector.send"`
+		Resource string `json:"resource" jsonschema:"Resource pattern: catalog | policy | audit | network/private | connectors/<owner>[/<type>/<instance-id>[/<operation>]], ids as lower-case uuids; * within a segment, a trailing /** for everything below. A pattern that can match nothing is refused." schema:"minLength=1,maxLength=512"`
+		Action   string `json:"action" schema:"enum=@rule-actions"`
 		Cond     string `json:"cond,omitempty" jsonschema:"Task-context condition: project=<uuid>; agent=<id>|<id>; task=required (joined with ;)." schema:"maxLength=512"`
 		taskArg
 	}

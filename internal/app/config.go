@@ -42,6 +42,13 @@ type Config struct {
 	// endpoints (comma-separated scheme://host[:port]); loopback origins
 	// are allowed on a loopback listener.
 	AllowedOrigins []string
+	// MetricsAddr is where /metrics (Prometheus) is served; empty serves
+	// no metrics. Keep it on a private interface.
+	MetricsAddr string
+
+	// NoKeyCreate keeps Open from creating the key file in the embedded
+	// default when there is none (`connec key init` creates it itself).
+	NoKeyCreate bool
 
 	// policyMaxStale overrides the authorizer's allowed staleness (tests).
 	policyMaxStale time.Duration
@@ -60,6 +67,7 @@ func FromEnv() Config {
 		ServerLease:    envDuration("CONNEC_SERVER_LEASE"),
 		ToolNames:      envOr("CONNEC_TOOL_NAMES", "dotted"),
 		AllowedOrigins: splitList(os.Getenv("CONNEC_ALLOWED_ORIGINS")),
+		MetricsAddr:    os.Getenv("CONNEC_METRICS_ADDR"),
 	}
 }
 
