@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"regexp"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -93,8 +94,51 @@ type Invocation struct {
 	Findings *Findings
 }
 
-// Findings is what a driver reports about one invocation.
-type Findings struct{ redacted atomic.Bool }
+// Findings is what a driver reports about one invocation: whether it
+// redacted credential material, and the values it derived from the
+// credential and sent.
+type Findings struct {
+	redacted atomic.Bool
+	mu       sync.Mutex
+	sent     []vault.Secret
+}
+
+// Sent declares a value the driver derived from the credential and sends
+// (an Authorization header's value, a user:password pair, an AUTH PLAIN
+// blob): the executor redacts it, and its encodings, from the result and
+// from errors as it does the credential's own fields. f keeps a copy,
+// wiped when the invocation ends.
+func (f *Findings) Sent(v []byte) {
+	if f == nil || len(v) == 0 {
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.sent = append(f.sent, vault.NewSecret(v))
+}
+
+// SentValues returns the values declared with Sent.
+func (f *Findings) SentValues() []vault.Secret {
+	if f == nil {
+		return nil
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.sent)
+}
+
+// Wipe wipes the values declared with Sent.
+func (f *Findings) Wipe() {
+	if f == nil {
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, s := range f.sent {
+		s.Wipe()
+	}
+	f.sent = nil
+}
 
 // MarkRedacted records that the driver replaced credential material.
 func (f *Findings) MarkRedacted() {
