@@ -22,6 +22,7 @@ import (
 	"github.com/connec/connec/authz"
 	"github.com/connec/connec/fault"
 	"github.com/connec/connec/identity"
+	"github.com/connec/connec/callctx"
 	"github.com/connec/connec/internal/app"
 )
 
@@ -312,6 +313,17 @@ func groupCmd(f *flags) *cobra.Command {
 	return cmd
 }
 
+// boundText shows a token's bound task context ("-": not bound).
+func boundText(t callctx.TaskContext) string {
+	var parts []string
+	for _, f := range []struct{ k, v string }{{"task", t.TaskID}, {"project", t.ProjectID}, {"run", t.RunID}, {"job", t.JobID}, {"agent", t.AgentID}} {
+		if f.v != "" {
+			parts = append(parts, f.k+"="+f.v)
+		}
+	}
+	return orDash(strings.Join(parts, ","))
+}
+
 func orDash(s string) string {
 	if s == "" {
 		return "-"
@@ -323,13 +335,17 @@ func tokenCmd(f *flags) *cobra.Command {
 	cmd := &cobra.Command{Use: "token", Short: "Manage API tokens"}
 	var subject, name string
 	var ttl time.Duration
+	var bound callctx.TaskContext
 	create := &cobra.Command{
 		Use:   "create",
 		Short: "Create an API token for a user; it is printed once and stored only as a hash",
-		Args:  cobra.NoArgs,
+		Long: "Create an API token for a user; it is printed once and stored only as a hash. With --task, --project,\n" +
+			"--run, --job or --agent the token is bound to that task context: every call made with it runs for that task\n" +
+			"(it may add the fields left open, never change one), and policy conditions marked from=token can rely on it.",
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return withApp(cmd, f, func(ctx context.Context, a *app.App) error {
-				tok, _, err := a.CreateToken(ctx, subject, name, ttl)
+				tok, _, err := a.CreateToken(ctx, subject, name, ttl, bound)
 				if err != nil {
 					return err
 				}
@@ -341,6 +357,11 @@ func tokenCmd(f *flags) *cobra.Command {
 	create.Flags().StringVar(&subject, "subject", "", "user the token authenticates: user:<uuid>, user:<name> or a name (required)")
 	create.Flags().StringVar(&name, "name", "", "a label for the token")
 	create.Flags().DurationVar(&ttl, "expires", 0, "lifetime, e.g. 720h (0: no expiry)")
+	create.Flags().StringVar(&bound.TaskID, "task", "", "bind the token to this task id (uuid)")
+	create.Flags().StringVar(&bound.ProjectID, "project", "", "bind the token to this project id (uuid)")
+	create.Flags().StringVar(&bound.RunID, "run", "", "bind the token to this run id (uuid; needs --task)")
+	create.Flags().StringVar(&bound.JobID, "job", "", "bind the token to this job id (uuid; needs --task)")
+	create.Flags().StringVar(&bound.AgentID, "agent", "", "bind the token to this agent id")
 	_ = create.MarkFlagRequired("subject")
 	var listSubject string
 	list := &cobra.Command{
@@ -355,9 +376,10 @@ func tokenCmd(f *flags) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				w := table(cmd.OutOrStdout(), "ID\tNAME\tCREATED\tEXPIRES\tREVOKED")
+				w := table(cmd.OutOrStdout(), "ID\tNAME\tCREATED\tBOUND TO\tEXPIRES\tREVOKED")
 				for _, t := range toks {
-					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", t.ID, t.Name, t.CreatedAt.Format(time.RFC3339), when(t.ExpiresAt), when(t.RevokedAt))
+					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", t.ID, t.Name, t.CreatedAt.Format(time.RFC3339), boundText(t.Bound),
+						when(t.ExpiresAt), when(t.RevokedAt))
 				}
 				return w.Flush()
 			})

@@ -4,12 +4,14 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/connec/connec/audit"
+	"github.com/connec/connec/callctx"
 	"github.com/connec/connec/connectors/executor"
 	"github.com/connec/connec/connectors/openclaw"
 	"github.com/connec/connec/fault"
@@ -25,7 +27,7 @@ import (
 // CreateToken issues an API token for a user (a name, user:<name|uuid> or
 // uuid) and returns it, to be shown once. Only its hash is stored; the audit
 // row names its id, label, expiry and user.
-func (a *App) CreateToken(ctx context.Context, userRef, name string, ttl time.Duration) (string, identity.Token, error) {
+func (a *App) CreateToken(ctx context.Context, userRef, name string, ttl time.Duration, bound callctx.TaskContext) (string, identity.Token, error) {
 	sub, err := a.ResolveSubject(ctx, userRef)
 	if err != nil {
 		return "", identity.Token{}, err
@@ -34,7 +36,7 @@ func (a *App) CreateToken(ctx context.Context, userRef, name string, ttl time.Du
 	var t identity.Token
 	err = a.adminChange(ctx, "token.create", "", func(tx pgx.Tx, ev *audit.Event) error {
 		var err error
-		if plaintext, t, err = identity.CreateToken(ctx, tx, sub, name, ttl); err != nil {
+		if plaintext, t, err = identity.CreateBoundToken(ctx, tx, sub, name, ttl, bound, ""); err != nil {
 			return err
 		}
 		u, err := identity.GetUser(ctx, tx, sub.ID())
@@ -43,6 +45,9 @@ func (a *App) CreateToken(ctx context.Context, userRef, name string, ttl time.Du
 		}
 		ev.Resource = "token:" + t.ID.String()
 		ev.Reason = fmt.Sprintf("token %q for %s (%s), %s", t.Name, t.Subject, u.Name, expiry(t.ExpiresAt))
+		if b := t.Bound.Present(); b != 0 {
+			ev.Reason += ", bound to " + strings.Join(b.Fields(), ",")
+		}
 		return nil
 	})
 	if err != nil {
