@@ -34,6 +34,10 @@ type Cond struct {
 	Agents []string
 	// TaskRequired requires a task id.
 	TaskRequired bool
+	// FromToken requires every field the other clauses test to come from
+	// the caller's credentials (a task-bound token), not from the call: a
+	// self-asserted project, agent or task id does not satisfy it.
+	FromToken bool
 }
 
 // agentIDRe is callctx's agent id syntax; it excludes ";" and "|".
@@ -89,9 +93,17 @@ func ParseCond(s string) (Cond, error) {
 				return bad("the only task condition is task=required")
 			}
 			c.TaskRequired = true
+		case "from":
+			if val != "token" {
+				return bad("the only source condition is from=token")
+			}
+			c.FromToken = true
 		default:
-			return bad("unknown key %q (want project, agent or task)", key)
+			return bad("unknown key %q (want project, agent, task or from)", key)
 		}
+	}
+	if c.FromToken && c.Project == "" && c.Agents == nil && !c.TaskRequired {
+		return Cond{}, fmt.Errorf("%w %q: from=token qualifies a project, agent or task clause; give at least one", ErrInvalidCond, s)
 	}
 	return c, nil
 }
@@ -108,6 +120,9 @@ func (c Cond) String() string {
 	if c.TaskRequired {
 		parts = append(parts, "task=required")
 	}
+	if c.FromToken {
+		parts = append(parts, "from=token")
+	}
 	return strings.Join(parts, ";")
 }
 
@@ -115,13 +130,13 @@ func (c Cond) String() string {
 func (c Cond) Match(t callctx.TaskContext) bool { return c.match(factsOf(t)) }
 
 func (c Cond) match(f taskFacts) bool {
-	if c.Project != "" && !strings.EqualFold(f.Project, c.Project) {
+	if c.Project != "" && (!strings.EqualFold(f.Project, c.Project) || (c.FromToken && !f.ProjectBound)) {
 		return false
 	}
-	if c.Agents != nil && (f.Agent == "" || !slices.Contains(c.Agents, f.Agent)) {
+	if c.Agents != nil && (f.Agent == "" || !slices.Contains(c.Agents, f.Agent) || (c.FromToken && !f.AgentBound)) {
 		return false
 	}
-	if c.TaskRequired && !f.HasTask {
+	if c.TaskRequired && (!f.HasTask || (c.FromToken && !f.TaskBound)) {
 		return false
 	}
 	return true
@@ -135,8 +150,11 @@ type taskFacts struct {
 	Project string
 	Agent   string
 	HasTask bool
+	// Which of them came from the caller's credentials (from=token).
+	ProjectBound, AgentBound, TaskBound bool
 }
 
 func factsOf(t callctx.TaskContext) taskFacts {
-	return taskFacts{Project: strings.ToLower(t.ProjectID), Agent: t.AgentID, HasTask: t.TaskID != ""}
+	return taskFacts{Project: strings.ToLower(t.ProjectID), Agent: t.AgentID, HasTask: t.TaskID != "",
+		ProjectBound: t.Bound.Has(callctx.BoundProject), AgentBound: t.Bound.Has(callctx.BoundAgent), TaskBound: t.Bound.Has(callctx.BoundTask)}
 }

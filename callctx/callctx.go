@@ -67,6 +67,9 @@ type Principal struct {
 	// it acts as a configured subject): the commit that lets an operation
 	// start checks that it is still valid.
 	TokenID string
+	// Bound is the task context the principal's token is bound to (a
+	// task-bound token); a call may add to it, never change it.
+	Bound TaskContext
 }
 
 // TaskContext says which task a call runs for. All fields optional; TaskID,
@@ -77,6 +80,72 @@ type TaskContext struct {
 	RunID     string `json:"run_id,omitempty" schema:"format=uuid"`
 	JobID     string `json:"job_id,omitempty" schema:"format=uuid"`
 	AgentID   string `json:"agent_id,omitempty" schema:"minLength=1,maxLength=128"`
+	// Bound marks the fields that came from the caller's credentials (a
+	// task-bound token) rather than from the call itself: only those cannot
+	// be forged by the caller.
+	Bound Bound `json:"-"`
+}
+
+// Bound is a set of task context fields.
+type Bound uint8
+
+// The task context fields, as members of a Bound set.
+const (
+	BoundTask Bound = 1 << iota
+	BoundProject
+	BoundRun
+	BoundJob
+	BoundAgent
+)
+
+// Has reports whether every field of f is in b.
+func (b Bound) Has(f Bound) bool { return b&f == f }
+
+// Fields names the fields in b (task_id, project_id, run_id, job_id,
+// agent_id, in that order).
+func (b Bound) Fields() []string {
+	var out []string
+	for i, name := range boundNames {
+		if b&(1<<i) != 0 {
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
+var boundNames = []string{"task_id", "project_id", "run_id", "job_id", "agent_id"}
+
+// Present is the set of fields that are set.
+func (t TaskContext) Present() Bound {
+	var b Bound
+	for i, v := range []string{t.TaskID, t.ProjectID, t.RunID, t.JobID, t.AgentID} {
+		if v != "" {
+			b |= 1 << i
+		}
+	}
+	return b
+}
+
+// BindTo merges the task context a call claims (t) with the one its
+// credentials are bound to: every bound field takes the bound value and is
+// marked Bound; a call may add the fields its credentials leave open, but
+// naming another value for a bound field is an error.
+func (t TaskContext) BindTo(bound TaskContext) (TaskContext, error) {
+	out := t
+	for i, f := range []struct {
+		dst *string
+		v   string
+	}{{&out.TaskID, bound.TaskID}, {&out.ProjectID, bound.ProjectID}, {&out.RunID, bound.RunID}, {&out.JobID, bound.JobID}, {&out.AgentID, bound.AgentID}} {
+		if f.v == "" {
+			continue
+		}
+		if *f.dst != "" && !strings.EqualFold(*f.dst, f.v) {
+			return TaskContext{}, &FieldError{Field: boundNames[i], Msg: "is bound to your token (" + f.v + "); a call may add task details but not change them"}
+		}
+		*f.dst = f.v
+		out.Bound |= 1 << i
+	}
+	return out, nil
 }
 
 // MetaKey is the key under a request's _meta that carries the task context.

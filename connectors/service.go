@@ -72,6 +72,7 @@ type Service struct {
 	runner Runner
 	sealer Sealer
 	rules  RuleStore
+	tokens TokenIssuer
 	async  runs
 	lease  lease
 	// settling counts outcomes being recorded behind their results;
@@ -160,6 +161,18 @@ func (s *Service) begin(ctx context.Context, tool, action string) (*call, error)
 	c.ev.Subject = p.Subject
 	c.ev.Groups = p.Groups
 	c.ev.Transport = p.Transport
+	// The task context the caller's token is bound to wins over what the
+	// call claims: the call may only add the fields it leaves open.
+	task, err := c.ev.Task.BindTo(p.Bound)
+	if err != nil {
+		var fe *callctx.FieldError
+		field := "_meta"
+		if errors.As(err, &fe) {
+			field = fe.Field
+		}
+		return c, c.invalid(ctx, fault.Invalid(field, "task context: %v", err))
+	}
+	c.ev.Task = task
 	return c, nil
 }
 

@@ -7,7 +7,8 @@
 //   - a server-rendered web UI under /ui (html/template, embedded CSS, no
 //     JavaScript), logged in with the same API tokens held in an HttpOnly,
 //     SameSite=Strict cookie, with CSRF tokens on every state-changing form;
-//   - /metrics (Prometheus, the internal/metrics registry) and /readyz.
+//   - /readyz; and, on a listener of its own, /metrics (Prometheus, the
+//     internal/metrics registry: MetricsHandler).
 //
 // Like the MCP surface it is a transport and holds no business logic: every
 // handler authenticates the caller, puts the principal on the context
@@ -91,7 +92,7 @@ type Config struct {
 	Log *slog.Logger
 }
 
-// Gateway serves the REST API, the web UI, /metrics and /readyz.
+// Gateway serves the REST API, the web UI and /readyz.
 type Gateway struct {
 	svc     *connectors.Service
 	auth    Authenticator
@@ -124,13 +125,22 @@ func New(cfg Config) *Gateway {
 }
 
 // Mount registers the gateway's routes on mux: /v1/, /ui/ (and / redirecting
-// to it), GET /metrics and GET /readyz. It leaves /healthz to the caller.
+// to it) and GET /readyz. It leaves /healthz to the caller, and serves no
+// metrics: those go on their own listener (MetricsHandler), so usage
+// figures are not open to whoever can reach the API port.
 func (g *Gateway) Mount(mux *http.ServeMux) {
 	mux.Handle("/v1/", http.HandlerFunc(g.serveAPI))
 	mux.Handle("/ui/", g.ui)
 	mux.Handle("GET /{$}", instrument("GET /", http.RedirectHandler("/ui/", http.StatusSeeOther)))
-	mux.Handle("GET /metrics", instrument("GET /metrics", metrics.Handler()))
 	mux.Handle("GET /readyz", instrument("GET /readyz", http.HandlerFunc(g.readyz)))
+}
+
+// MetricsHandler serves GET /metrics (Prometheus) alone, for the metrics
+// listener (CONNEC_METRICS_ADDR).
+func MetricsHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", instrument("GET /metrics", metrics.Handler()))
+	return mux
 }
 
 // Handler returns the gateway alone on a mux of its own.

@@ -3,6 +3,7 @@ package gateway_test
 import (
 	"context"
 	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -205,9 +206,18 @@ func TestREQ_CONNEC_0001_UserAPIGatewaySurface(t *testing.T) {
 
 	t.Run("metrics", func(t *testing.T) {
 		e := env.on(t)
-		r := e.must(http.StatusOK, "GET", "/metrics", "", nil)
+		// Not on the API port: usage figures are not for whoever reaches it.
+		e.must(http.StatusNotFound, "GET", "/metrics", "", nil)
+		ms := httptest.NewServer(gateway.MetricsHandler())
+		defer ms.Close()
+		res, err := http.Get(ms.URL + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(res.Body)
+		res.Body.Close()
 		for _, want := range []string{"connec_http_requests_total", `route="GET /v1/connector-types"`, "connec_http_request_duration_seconds", "go_goroutines"} {
-			if !strings.Contains(r.String(), want) {
+			if !strings.Contains(string(body), want) {
 				t.Fatalf("metrics lack %s", want)
 			}
 		}

@@ -68,6 +68,7 @@ func HTTPHandler(srv *Server, auth Authenticator, o HTTPOptions) http.Handler {
 		server.WithSessionIdManagerResolver(h.sessions.resolver()),
 		server.WithSessionIdleTTL(sessionIdle),
 	)
+	h.sse = sse
 	mux := http.NewServeMux()
 	mux.Handle("/sse", h.guard(TransportSSE, h.sseStream(sse.SSEHandler())))
 	mux.Handle("/message", h.guard(TransportSSE, h.messages(TransportSSE, sse.MessageHandler())))
@@ -77,6 +78,7 @@ func HTTPHandler(srv *Server, auth Authenticator, o HTTPOptions) http.Handler {
 
 type httpTransport struct {
 	srv      *Server
+	sse      *server.SSEServer
 	auth     Authenticator
 	log      *slog.Logger
 	sessions *sessions
@@ -162,7 +164,20 @@ func (h *httpTransport) messages(transport string, next http.Handler) http.Handl
 			next.ServeHTTP(w, r) // responses and parse errors: mcp-go's own handling
 			return
 		}
+		if transport == TransportSSE && m.Method == string(mcp.MethodInitialize) {
+			// A client that would speak 2026-07-28 is offered the newest
+			// revision this transport has: initialize negotiates.
+			if rewritten, ok := sseInitialize(body); ok {
+				body = rewritten
+				r.Body = io.NopCloser(bytes.NewReader(body))
+				_ = json.Unmarshal(body, &m)
+			}
+		}
 		modern = modern || modernParams(m.Params)
+		if modern && transport == TransportSSE {
+			h.refuseModernOnSSE(w, session, m)
+			return
+		}
 		if reply := checkRequest(m); reply != nil {
 			status := http.StatusOK
 			if bytes.Equal(reply.(rpcErrorMessage).ID, []byte("null")) {
@@ -273,6 +288,67 @@ func modernParams(params json.RawMessage) bool {
 		} `json:"_meta"`
 	}
 	return json.Unmarshal(params, &p) == nil && mcp.IsModernProtocol(p.Meta.Version)
+}
+
+// refuseModernOnSSE answers a 2026-07-28 request on the legacy SSE
+// transport, which that revision does not define, the way the protocol
+// says a server refuses a revision: an UnsupportedProtocolVersion error
+// listing what this transport serves, delivered on the session's stream like
+// every answer there (a client then falls back to initialize).
+func (h *httpTransport) refuseModernOnSSE(w http.ResponseWriter, session string, m wireMessage) {
+	var id any
+	if len(m.ID) == 0 || json.Unmarshal(m.ID, &id) != nil {
+		w.WriteHeader(http.StatusAccepted) // a notification: nothing to answer
+		return
+	}
+	var legacy []string
+	for _, v := range mcp.ValidProtocolVersions {
+		if !mcp.IsModernProtocol(v) {
+			legacy = append(legacy, v)
+		}
+	}
+	reply := mcp.UnsupportedProtocolVersionError{Version: mcp.ProtocolVersion20260728, Supported: legacy}.JSONRPCError()
+	reply.ID = mcp.NewRequestId(id)
+	if err := h.sse.SendEventToSession(session, reply); err != nil {
+		http.Error(w, "not found: unknown or terminated session; open a new SSE stream", http.StatusNotFound)
+		return
+	}
+	w.WriteHeader(http.StatusAccepted)
+}
+
+// sseRevision is the newest protocol revision the legacy SSE transport
+// serves (2026-07-28 defines stdio and streamable HTTP only).
+const sseRevision = "2025-11-25"
+
+// sseInitialize rewrites an initialize asking for 2026-07-28 or later into
+// one asking for sseRevision, without the 2026 request metadata, and
+// reports whether it changed anything.
+func sseInitialize(body []byte) ([]byte, bool) {
+	var msg map[string]any
+	if json.Unmarshal(body, &msg) != nil {
+		return body, false
+	}
+	params, _ := msg["params"].(map[string]any)
+	if params == nil {
+		return body, false
+	}
+	meta, _ := params["_meta"].(map[string]any)
+	asked, _ := params["protocolVersion"].(string)
+	metaVersion, _ := meta[mcp.MetaKeyProtocolVersion].(string)
+	if !mcp.IsModernProtocol(asked) && !mcp.IsModernProtocol(metaVersion) {
+		return body, false
+	}
+	params["protocolVersion"] = sseRevision
+	for k := range meta {
+		if strings.HasPrefix(k, "io.modelcontextprotocol/") {
+			delete(meta, k)
+		}
+	}
+	out, err := json.Marshal(msg)
+	if err != nil {
+		return body, false
+	}
+	return out, true
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -203,7 +203,7 @@ func parseConfig(raw json.RawMessage) (*config, error) {
 		return nil, configError("server_url must not have user info, a query or a fragment")
 	}
 	if _, err := egress.URLPattern(u); err != nil {
-		return nil, configError("server_url host: %v", err)
+		return nil, configError("server_url's host or port is not usable")
 	}
 	u.Path = strings.TrimSuffix(u.Path, "/")
 	u.RawPath = ""
@@ -220,7 +220,7 @@ func (Driver) EgressScope(raw json.RawMessage) (egress.Scope, error) {
 	}
 	p, err := egress.URLPattern(c.base)
 	if err != nil {
-		return egress.Scope{}, configError("server_url host: %v", err)
+		return egress.Scope{}, configError("server_url's host or port is not usable")
 	}
 	return egress.Scope{Hosts: []string{p}, AllowPrivate: c.AllowPrivateNetwork}, nil
 }
@@ -269,7 +269,7 @@ func (Driver) Invoke(ctx context.Context, inv connectors.Invocation) (json.RawMe
 	if err != nil {
 		return nil, err
 	}
-	red := driverkit.NewRedactor(inv.Credential)
+	red := driverkit.ForInvocation(inv)
 	defer red.Wipe()
 	defer func() {
 		if red.Found() {

@@ -86,8 +86,10 @@ func TestREQ_CONNEC_0121_DeniedCallNeverReachesHost(t *testing.T) {
 	if pid := f.driver.HostPID(string(inst.ID)); pid == 0 {
 		t.Fatal("the allowed call did not run in a host process")
 	}
+	// The stranger's refusal; the owner's decision (before the host ran)
+	// and outcome.
 	var n int
-	if err := pool.QueryRow(ctx, `SELECT count(*) FROM audit_events WHERE instance_id = $1 AND operation = $2 AND task_id IS NOT NULL AND agent_id = 'a1'`, string(inst.ID), probeOp).Scan(&n); err != nil || n != 2 {
-		t.Fatalf("audited invocations: %d (%v)", n, err)
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM audit_events WHERE instance_id = $1 AND operation = $2 AND task_id IS NOT NULL AND agent_id = 'a1'`, string(inst.ID), probeOp).Scan(&n); err != nil || n != 3 {
+		t.Fatalf("audited invocation rows: %d (%v), want 3", n, err)
 	}
 }

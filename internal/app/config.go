@@ -55,6 +55,13 @@ type Config struct {
 	// have per interval before its requests are refused with 429 without a
 	// check (0: 20; negative: invalid).
 	AuthFailureLimit int
+	// MetricsAddr is where /metrics (Prometheus) is served; empty serves
+	// no metrics. Keep it on a private interface.
+	MetricsAddr string
+
+	// NoKeyCreate keeps Open from creating the key file in the embedded
+	// default when there is none (`connec key init` creates it itself).
+	NoKeyCreate bool
 
 	// policyMaxStale overrides the authorizer's allowed staleness (tests).
 	policyMaxStale time.Duration
@@ -73,6 +80,7 @@ func FromEnv() Config {
 		ServerLease:    envDuration("CONNEC_SERVER_LEASE"),
 		ToolNames:      envOr("CONNEC_TOOL_NAMES", "dotted"),
 		AllowedOrigins: splitList(os.Getenv("CONNEC_ALLOWED_ORIGINS")),
+		MetricsAddr:    os.Getenv("CONNEC_METRICS_ADDR"),
 		TrustedProxies: splitList(os.Getenv("CONNEC_TRUSTED_PROXIES")),
 
 		AuthFailureInterval: envDuration("CONNEC_AUTH_FAILURE_INTERVAL"),

@@ -9,6 +9,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/connec/connec/gateway"
 	"github.com/connec/connec/internal/authlimit"
 	"github.com/connec/connec/mcp"
 )
@@ -88,32 +89,26 @@ func (a *App) Serve(ctx context.Context, o ServeOptions) error {
 		return err
 	}
 	srv := a.MCPServer()
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
 	running := 0
-	if o.HTTPAddr != "" {
-		ln, err := net.Listen("tcp", o.HTTPAddr)
+	if a.Cfg.MetricsAddr != "" {
+		addr, err := listenAndServe(ctx, a.Cfg.MetricsAddr, gateway.MetricsHandler(), errc)
 		if err != nil {
-			return fmt.Errorf("listen on %s: %w", o.HTTPAddr, err)
+			return err
 		}
-		hs := &http.Server{Handler: a.Handler(srv), ReadHeaderTimeout: 10 * time.Second}
 		running++
-		go func() {
-			err := hs.Serve(ln)
-			if errors.Is(err, http.ErrServerClosed) {
-				err = nil
-			}
-			errc <- err
-		}()
-		go func() {
-			<-ctx.Done()
-			sctx, c := context.WithTimeout(context.Background(), 10*time.Second)
-			defer c()
-			_ = hs.Shutdown(sctx)
-		}()
-		a.Log.Info("serving over HTTP", "addr", ln.Addr().String(), "mcp_sse", "/sse", "mcp_streamable", "/mcp",
-			"rest", "/v1", "ui", "/ui", "metrics", "/metrics", "health", "/healthz", "ready", "/readyz")
+		a.Log.Info("serving metrics", "addr", addr, "path", "/metrics")
+	}
+	if o.HTTPAddr != "" {
+		addr, err := listenAndServe(ctx, o.HTTPAddr, a.Handler(srv), errc)
+		if err != nil {
+			return err
+		}
+		running++
+		a.Log.Info("serving over HTTP", "addr", addr, "mcp_sse", "/sse", "mcp_streamable", "/mcp",
+			"rest", "/v1", "ui", "/ui", "health", "/healthz", "ready", "/readyz")
 		if o.Ready != nil {
-			o.Ready(ln.Addr().String())
+			o.Ready(addr)
 		}
 	}
 	if o.Stdio {
@@ -139,4 +134,28 @@ func (a *App) Serve(ctx context.Context, o ServeOptions) error {
 		}
 	}
 	return first
+}
+
+// listenAndServe serves h on addr until ctx ends (then shuts down, giving
+// requests in flight 10s), reporting how serving ended on errc.
+func listenAndServe(ctx context.Context, addr string, h http.Handler, errc chan<- error) (string, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return "", fmt.Errorf("listen on %s: %w", addr, err)
+	}
+	hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		err := hs.Serve(ln)
+		if errors.Is(err, http.ErrServerClosed) {
+			err = nil
+		}
+		errc <- err
+	}()
+	go func() {
+		<-ctx.Done()
+		sctx, c := context.WithTimeout(context.Background(), 10*time.Second)
+		defer c()
+		_ = hs.Shutdown(sctx)
+	}()
+	return ln.Addr().String(), nil
 }

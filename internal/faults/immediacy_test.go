@@ -3,6 +3,8 @@ package faults
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/connec/connec/authz"
@@ -100,6 +102,78 @@ func TestChangesOnOneServerBindTheNextCallOnAnother(t *testing.T) {
 			t.Fatalf("%d of %d sends through B with a token just revoked by SQL were allowed", allowed, rounds)
 		}
 	})
+}
+
+// Every other kind of change made through A binds B's next call too: the
+// instance disabled, its credential revoked, the caller taken out of the
+// group that granted the right. Each round: B is warmed (it holds the old
+// state), A changes, B is called at once.
+func TestEveryChangeBindsTheNextCallOnAnotherServer(t *testing.T) {
+	url, key := pgtest.URL(t), keyFile(t)
+	a, b := server(t, url, key), server(t, url, key)
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name   string
+		want   error
+		change func(t *testing.T, inst connectors.Instance, cred connectors.Credential, group string, bob callctx.Subject)
+	}{
+		{"instance disabled", fault.ErrPolicyDenied, func(t *testing.T, inst connectors.Instance, _ connectors.Credential, _ string, _ callctx.Subject) {
+			if _, err := a.Pool.Exec(ctx, `UPDATE connector_instances SET state = 'disabled' WHERE id = $1`, string(inst.ID)); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"credential revoked", fault.ErrCredentialRevoked, func(t *testing.T, _ connectors.Instance, cred connectors.Credential, _ string, _ callctx.Subject) {
+			if _, err := a.Pool.Exec(ctx, `UPDATE connector_credentials SET state = 'revoked', revoked_at = now() WHERE id = $1`, cred.ID); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"membership removed", fault.ErrPolicyDenied, func(t *testing.T, _ connectors.Instance, _ connectors.Credential, group string, bob callctx.Subject) {
+			if _, err := a.Pool.Exec(ctx, `DELETE FROM group_members WHERE group_id = $1 AND user_id = $2`, group, bob.ID()); err != nil {
+				t.Fatal(err)
+			}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for round := range 10 {
+				owner := as(t, a, fmt.Sprintf("owner-%s-%d", strings.ReplaceAll(tc.name, " ", "-"), round))
+				inst, err := a.Service.Install(owner, connectors.InstallInput{Type: "echo", DisplayName: "e", Enable: true})
+				if err != nil {
+					t.Fatal(err)
+				}
+				cred, err := a.Service.CreateCredential(owner, connectors.CredentialInput{InstanceID: string(inst.ID), Kind: "bearer", Secret: map[string]string{"token": "t0k3n-value"}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				g, err := a.AddGroup(ctx, fmt.Sprintf("g-%s-%d", strings.ReplaceAll(tc.name, " ", "-"), round))
+				if err != nil {
+					t.Fatal(err)
+				}
+				u, err := a.AddUser(ctx, fmt.Sprintf("bob-%s-%d", strings.ReplaceAll(tc.name, " ", "-"), round), true)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, _, err := a.AddMember(ctx, string(g.Subject()), string(u.Subject())); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := a.ChangeRule(ctx, authz.Rule{Subject: string(g.Subject()), Resource: authz.OperationResource(inst.Owner, inst.Type, inst.ID.UUID(), "echo.send"),
+					Action: authz.ActionSend, Effect: authz.EffectAllow}, false); err != nil {
+					t.Fatal(err)
+				}
+				if err := b.Authz.Refresh(ctx); err != nil {
+					t.Fatal(err)
+				}
+				bob := principalOn(t, b, u.Subject())
+				send := connectors.InvokeInput{InstanceID: string(inst.ID), Operation: "echo.send", Arguments: []byte(`{"message":"x"}`)}
+				if _, err := b.Service.Invoke(bob, send); err != nil { // B now holds instance, credential and decision
+					t.Fatalf("round %d, before the change: %v", round, err)
+				}
+				tc.change(t, inst, cred, g.ID.String(), u.Subject())
+				if _, err := b.Service.Invoke(bob, send); !errors.Is(err, tc.want) {
+					t.Fatalf("round %d: the call through B right after the change through A answered %v, want %v", round, err, tc.want)
+				}
+			}
+		})
+	}
 }
 
 // principalOn is subject's principal on server s.
