@@ -86,8 +86,8 @@ type Row struct {
 	// the caller's own claim. Empty on version 1 rows.
 	TaskBound   []string `json:"task_bound"`
 	HashVersion int16    `json:"hash_version"`
-	PrevHash    Hash  `json:"prev_hash"`
-	Hash        Hash  `json:"hash"`
+	PrevHash    Hash     `json:"prev_hash"`
+	Hash        Hash     `json:"hash"`
 }
 
 // ComputeHash recomputes r's hash from its fields and PrevHash with the
