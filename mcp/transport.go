@@ -204,7 +204,8 @@ func (h *httpTransport) messages(transport string, next http.Handler) http.Handl
 				h.sessions.cancel(session, string(c.RequestID))
 			}
 		}
-		if m.Method == string(mcp.MethodToolsList) {
+		if m.Method == string(mcp.MethodToolsList) && transport == TransportStreamable {
+			// (Over SSE the answer goes on the stream, past this handler.)
 			h.serveList(w, r, m, next)
 			return
 		}
