@@ -41,6 +41,7 @@ func openclawAddCmd(f *flags) *cobra.Command {
 		sendTools    []string
 		egressHosts  []string
 		timeout      time.Duration
+		registry     string
 	)
 	cmd := &cobra.Command{
 		Use:   "add <npm-package>@<version>",
@@ -68,7 +69,7 @@ func openclawAddCmd(f *flags) *cobra.Command {
 			}
 			in := openclaw.InstallOptions{
 				Output: cmd.ErrOrStderr(), ToolKinds: kinds, EgressHosts: egressHosts,
-				TimeoutMS: timeout.Milliseconds(), Replace: replace,
+				TimeoutMS: timeout.Milliseconds(), Replace: replace, Registry: registry,
 			}
 			if len(kinds) == 0 {
 				in.ToolKinds = nil
@@ -110,6 +111,7 @@ func openclawAddCmd(f *flags) *cobra.Command {
 	fl.StringSliceVar(&sendTools, "send", nil, "make these tools send-kind operations (comma-separated tool names)")
 	fl.StringSliceVar(&egressHosts, "egress", nil, "pin the type's egress to these host[:port] patterns (default: each instance lists its own)")
 	fl.DurationVar(&timeout, "timeout", 0, "cap each operation (default 30s, at most 5m)")
+	fl.StringVar(&registry, "registry", "", "npm registry URL (default: npm's own configuration)")
 	return cmd
 }
 

@@ -28,6 +28,8 @@ func PluginsDir(dataDir string) string { return filepath.Join(dataDir, "openclaw
 type InstallOptions struct {
 	// NPM is the npm executable (default "npm" on PATH).
 	NPM string
+	// Registry is the npm registry URL (default: npm's configuration).
+	Registry string
 	// Output receives npm's output (default: discarded).
 	Output io.Writer
 	// ToolKinds overrides operation kinds by tool name (read or send).
@@ -139,7 +141,11 @@ func npmInstall(ctx context.Context, o InstallOptions, dir, spec string) error {
 		npm = "npm"
 	}
 	args := []string{"install", "--ignore-scripts", "--no-audit", "--no-fund", "--save-exact",
-		"--omit=dev", "--omit=optional", "--legacy-peer-deps", "--no-update-notifier", spec}
+		"--omit=dev", "--omit=optional", "--legacy-peer-deps", "--no-update-notifier"}
+	if o.Registry != "" {
+		args = append(args, "--registry="+o.Registry)
+	}
+	args = append(args, spec)
 	cmd := exec.CommandContext(ctx, npm, args...)
 	cmd.Dir = dir
 	out := o.Output

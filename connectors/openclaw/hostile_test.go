@@ -1,0 +1,416 @@
+package openclaw
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/connec/connec/connectors/egress/driverkit/drivertest"
+	"github.com/connec/connec/internal/pgcluster"
+)
+
+// attempt is one escape attempt the hostile plugin reports.
+type attempt struct {
+	Name    string          `json:"name"`
+	OK      bool            `json:"ok"`
+	Code    string          `json:"code"`
+	Message string          `json:"message"`
+	Detail  json.RawMessage `json:"detail"`
+}
+
+// osCodes are, per attempt, the errors by which the operating system (not
+// Node) stops it inside the sandbox.
+var osCodes = map[string][]string{
+	// The socket is not in the sandbox's file system at all.
+	"unix_postgres":         {"ENOENT"},
+	"unix_root_only":        {"ENOENT"},
+	"unix_other_host_proxy": {"ENOENT", "NO_TARGET"},
+	// Abstract sockets belong to the network namespace (and Landlock
+	// scopes them): the name does not exist in the sandbox's.
+	"unix_abstract": {"ECONNREFUSED", "EPERM"},
+	// seccomp refuses AF_INET sockets; Landlock refuses TCP; the network
+	// namespace has no route.
+	"tcp_loopback":      {"EPERM", "EACCES", "ENETUNREACH"},
+	"tcp_other_address": {"EPERM", "EACCES", "ENETUNREACH", "NO_TARGET"},
+	"udp":               {"EPERM", "EACCES", "ENETUNREACH"},
+	// c-ares reports a resolver socket it cannot open as ECONNREFUSED,
+	// getaddrinfo as EAI_AGAIN.
+	"dns_resolver": {"ECONNREFUSED", "ETIMEOUT"},
+	"dns_lookup":   {"EAI_AGAIN", "ENOTFOUND"},
+	// Other processes are not in the sandbox's PID namespace.
+	"proc_parent_environ": {"ENOENT"},
+	"proc_other_pids":     {"NONE_VISIBLE", "ENOENT"},
+	"signal_parent":       {"ESRCH", "EPERM"},
+	// Files outside do not exist inside; what exists is read-only.
+	"read_outside":           {"ENOENT"},
+	"require_resolve_oracle": {"MODULE_NOT_FOUND"},
+	"write_outside":          {"ENOENT", "EROFS", "EACCES"},
+	"write_root":             {"EROFS", "EACCES"},
+	"write_own_package":      {"EROFS", "EACCES"},
+	// seccomp refuses fork.
+	"spawn": {"EPERM", "EAGAIN"},
+}
+
+// hostileEnv is the hostile plugin installed through the real install path
+// (a loopback npm registry, Stage, Commit) and everything it aims at.
+type hostileEnv struct {
+	t       *testing.T
+	plugins string
+	state   string
+	logs    *logSink
+	driver  *Driver
+	h       *drivertest.Harness
+	rec     *Record
+	marker  string
+	secret  string
+
+	pgUp                              bool
+	rootConns, abstractConns, tcpConn atomic.Int64
+	udpPackets                        atomic.Int64
+}
+
+const hostileInstance = "test-instance"
+
+// newHostileEnv sets the targets up, publishes the plugin with a
+// targets.json naming them, installs it with Stage (whose review already
+// runs the plugin's register(), so its first attacks happen there) and
+// loads its driver.
+func newHostileEnv(t *testing.T, opts ...Option) *hostileEnv {
+	t.Helper()
+	needNPM(t)
+	e := &hostileEnv{t: t, logs: &logSink{}}
+	// A directory every uid may enter: it stands for whatever a plugin
+	// host's uid could reach on a real machine (as a dedicated non-root
+	// connec user, the embedded cluster's socket directory is connec's).
+	world, err := os.MkdirTemp("", "connec-hostile-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(world) })
+	if err := os.Chmod(world, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	targets := map[string]any{"connecPid": os.Getpid(), "memoryMB": 1536}
+
+	e.secret = filepath.Join(world, "credential.key")
+	if err := os.WriteFile(e.secret, []byte("AGE-SECRET-KEY-NOT-REALLY"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	targets["secretFile"] = e.secret
+	targets["outsideDir"] = world
+
+	// PostgreSQL as the embedded default runs it, with its socket where the
+	// host's uid can reach it.
+	if _, err := pgcluster.FindBinaries(); err == nil {
+		sock := filepath.Join(world, "pgsock")
+		if err := os.Mkdir(sock, 0o777); err != nil {
+			t.Fatal(err)
+		}
+		_ = os.Chmod(sock, 0o777)
+		c, err := pgcluster.New(pgcluster.Options{Dir: filepath.Join(world, "pg"),
+			Settings: map[string]string{"unix_socket_directories": filepath.Join(world, "pg") + "," + sock}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		if err := c.Init(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Stop() })
+		e.pgUp = true
+		targets["pgSocket"] = filepath.Join(sock, ".s.PGSQL.5432")
+		e.marker = filepath.Join(sock, "pwned-by-copy-to-program")
+		targets["marker"] = e.marker
+	}
+
+	// A root-only socket (0700 directory), and an abstract one.
+	rootDir, err := os.MkdirTemp("", "connec-rootonly-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(rootDir) })
+	targets["rootSocket"] = e.listenUnix(filepath.Join(rootDir, "s"), &e.rootConns)
+	abstract := fmt.Sprintf("connec-hostile-%d-%d", os.Getpid(), time.Now().UnixNano())
+	e.listenUnix("@"+abstract, &e.abstractConns)
+	targets["abstract"] = abstract
+
+	// connec's HTTP port on loopback, and a port on another address.
+	targets["tcpLoopback"] = e.listenTCP("127.0.0.1:0")
+	if ip := otherAddress(); ip != "" {
+		targets["otherHost"] = ip
+		targets["tcpOther"] = e.listenTCP(net.JoinHostPort(ip, "0"))
+	}
+	udp, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = udp.Close() })
+	go func() {
+		buf := make([]byte, 2048)
+		for {
+			if _, _, err := udp.ReadFrom(buf); err != nil {
+				return
+			}
+			e.udpPackets.Add(1)
+		}
+	}()
+	targets["udpPort"] = udp.LocalAddr().(*net.UDPAddr).Port
+
+	files := readTestdata(t, "testdata/hostile-plugin")
+	tj, err := json.Marshal(targets)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files["targets.json"] = tj
+	reg := newNPMRegistry(t)
+	reg.publish(t, "connec-hostile-plugin", "1.0.0", files)
+
+	e.plugins = filepath.Join(t.TempDir(), "plugins")
+	e.state = filepath.Join(t.TempDir(), "state")
+	base := []Option{WithLogger(sinkLogger(e.logs)), WithStateDir(e.state), WithCancelGrace(500 * time.Millisecond)}
+	opts = append(base, opts...)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	staged, err := Stage(ctx, e.plugins, "connec-hostile-plugin@1.0.0", InstallOptions{Registry: reg.URL()}, opts...)
+	if err != nil {
+		t.Fatalf("install the hostile plugin: %v\n%s", err, e.logs.text())
+	}
+	if err := staged.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	ds, err := LoadDrivers(e.plugins, opts...)
+	if err != nil || len(ds) != 1 {
+		t.Fatalf("LoadDrivers: %v %v", ds, err)
+	}
+	e.driver = ds[0].(*Driver)
+	t.Cleanup(func() { _ = e.driver.Close() })
+	e.h = drivertest.New(t, e.driver)
+	e.rec = e.driver.Record()
+	return e
+}
+
+func (e *hostileEnv) listenUnix(path string, n *atomic.Int64) string {
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() { _ = ln.Close() })
+	go acceptCount(ln, n)
+	return path
+}
+
+func (e *hostileEnv) listenTCP(addr string) int {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() { _ = ln.Close() })
+	go acceptCount(ln, &e.tcpConn)
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+func acceptCount(ln net.Listener, n *atomic.Int64) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		n.Add(1)
+		_ = c.Close()
+	}
+}
+
+// otherAddress is a non-loopback IPv4 address of this machine, or "".
+func otherAddress() string {
+	addrs, _ := net.InterfaceAddrs()
+	for _, a := range addrs {
+		if ipn, ok := a.(*net.IPNet); ok && ipn.IP.To4() != nil && !ipn.IP.IsLoopback() {
+			return ipn.IP.String()
+		}
+	}
+	return ""
+}
+
+// call runs the attack tool.
+func (e *hostileEnv) call(ctx context.Context, args map[string]any, cred string) ([]attempt, error) {
+	e.t.Helper()
+	cfg := map[string]any{"plugin_config": map[string]any{"instance": "x"}}
+	c := drivertest.Call{Op: "hostile.attack", Args: args}
+	if cred != "" {
+		cfg["credential_config_path"] = "apiKey"
+		c.Kind, c.Cred = "api_key", apiKey(cred)
+	}
+	c.Config = drivertest.JSON(e.t, cfg)
+	out, err := e.h.Invoke(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	r := decodeTool(e.t, out)
+	if len(r.Content) != 1 {
+		e.t.Fatalf("result %s", out)
+	}
+	var as []attempt
+	if err := json.Unmarshal([]byte(r.Content[0].Text), &as); err != nil {
+		e.t.Fatalf("attempts %s: %v", r.Content[0].Text, err)
+	}
+	return as, nil
+}
+
+// checkBattery fails t for every attempt that got out, and, with osOnly,
+// for every one that was not stopped by the operating system.
+func (e *hostileEnv) checkBattery(t *testing.T, phase string, as []attempt, osOnly bool) {
+	t.Helper()
+	if len(as) < len(osCodes)-1 {
+		t.Fatalf("%s: only %d attempts reported: %+v", phase, len(as), as)
+	}
+	for _, a := range as {
+		switch {
+		case a.OK:
+			t.Errorf("%s: %s ESCAPED (%s): %s", phase, a.Name, a.Code, a.Detail)
+		case osOnly && !slices.Contains(osCodes[a.Name], a.Code):
+			t.Errorf("%s: %s was stopped by %s (%s), not by the operating system (want one of %v)", phase, a.Name, a.Code, a.Message, osCodes[a.Name])
+		default:
+			t.Logf("%s: %s stopped: %s %s", phase, a.Name, a.Code, a.Message)
+		}
+	}
+	e.checkNoEffect(t, phase)
+}
+
+// checkNoEffect fails t if anything the plugin aimed at noticed it.
+func (e *hostileEnv) checkNoEffect(t *testing.T, phase string) {
+	t.Helper()
+	if e.marker != "" {
+		if _, err := os.Stat(e.marker); err == nil {
+			t.Errorf("%s: PostgreSQL ran a program for the plugin (COPY … TO PROGRAM created %s)", phase, e.marker)
+			_ = os.Remove(e.marker)
+		}
+	}
+	for name, n := range map[string]*atomic.Int64{"root-only socket": &e.rootConns, "abstract socket": &e.abstractConns,
+		"TCP port": &e.tcpConn, "UDP port": &e.udpPackets} {
+		if v := n.Swap(0); v > 0 {
+			t.Errorf("%s: the %s saw %d connections or datagrams from the plugin", phase, name, v)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(filepath.Dir(e.secret), "pwned")); err == nil {
+		t.Errorf("%s: the plugin wrote outside its sandbox", phase)
+	}
+}
+
+// TestHostilePluginCannotEscape installs a plugin written to escape through
+// the real install path and lets it try everything it knows, during the
+// install review and during calls; every attempt must fail, and the
+// operating system must be what stops it.
+func TestHostilePluginCannotEscape(t *testing.T) {
+	e := newHostileEnv(t)
+	ctx := func() context.Context { return withTimeout(t, 60*time.Second) }
+
+	t.Run("during the install review", func(t *testing.T) {
+		var review string
+		for _, tool := range e.rec.Described.Tools {
+			if tool.Name == "report" {
+				review = tool.Description
+			}
+		}
+		var as []attempt
+		if err := json.Unmarshal([]byte(review), &as); err != nil {
+			t.Fatalf("the review's report %q: %v", review, err)
+		}
+		e.checkBattery(t, "review", as, true)
+	})
+
+	t.Run("during a call", func(t *testing.T) {
+		as, err := e.call(ctx(), map[string]any{"mode": "battery"}, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.checkBattery(t, "call", as, true)
+	})
+
+	t.Run("no host outlives its call or burns CPU after it", func(t *testing.T) {
+		if _, err := e.call(ctx(), map[string]any{"mode": "spin_after"}, ""); err != nil {
+			t.Fatal(err)
+		}
+		if pid := e.driver.HostPID(hostileInstance); pid != 0 {
+			t.Errorf("host %d is still running after its call answered", pid)
+		}
+	})
+
+	t.Run("a credential does not outlive its call", func(t *testing.T) {
+		canary := drivertest.Canary(t)
+		if _, err := e.call(ctx(), map[string]any{"mode": "keep"}, canary); err != nil {
+			t.Fatal(err)
+		}
+		// Nothing of it is on connec's disk once the call is over.
+		_ = filepath.WalkDir(e.state, func(p string, d fs.DirEntry, err error) error {
+			if err != nil || d.IsDir() || d.Type()&fs.ModeSocket != 0 {
+				return nil
+			}
+			if b, err := os.ReadFile(p); err == nil && bytes.Contains(b, []byte(canary)) {
+				t.Errorf("the credential is on disk at %s after its call", p)
+			}
+			return nil
+		})
+		as, err := e.call(ctx(), map[string]any{"mode": "recall"}, drivertest.Canary(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(as) != 1 || as[0].OK {
+			t.Errorf("the next call still had the previous call's credential: %+v", as)
+		}
+	})
+
+	t.Run("memory is capped by the kernel", func(t *testing.T) {
+		as, err := e.call(ctx(), map[string]any{"mode": "memory", "mb": 1536}, "")
+		if err == nil {
+			var got struct {
+				AllocatedMB int `json:"allocated_mb"`
+			}
+			_ = json.Unmarshal(as[0].Detail, &got)
+			if as[0].OK || got.AllocatedMB >= 1024 {
+				t.Errorf("the plugin allocated %d MiB of buffers (heap cap %d MiB)", got.AllocatedMB, DefaultMaxOldSpaceMB)
+			}
+		}
+	})
+
+	t.Run("a stderr flood is rate-limited", func(t *testing.T) {
+		before := e.stderrLines()
+		if _, err := e.call(ctx(), map[string]any{"mode": "flood", "lines": 20000}, ""); err != nil {
+			t.Fatal(err)
+		}
+		if n := e.stderrLines() - before; n > 500 {
+			t.Errorf("%d of the plugin's 20000 stderr lines reached connec's log", n)
+		}
+	})
+}
+
+func (e *hostileEnv) stderrLines() int {
+	e.logs.mu.Lock()
+	defer e.logs.mu.Unlock()
+	n := 0
+	for _, r := range e.logs.recs {
+		if r.Msg == "openclaw plugin host stderr" {
+			n++
+		}
+	}
+	return n
+}
+
+var _ = errors.Is
+var _ = strings.Contains
+var _ = syscall.Kill
