@@ -4,20 +4,19 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io/fs"
 	"net"
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/connec/connec/connectors"
 	"github.com/connec/connec/connectors/egress/driverkit/drivertest"
+	"github.com/connec/connec/fault"
 	"github.com/connec/connec/internal/pgcluster"
 )
 
@@ -70,11 +69,16 @@ type hostileEnv struct {
 	plugins string
 	state   string
 	logs    *logSink
-	driver  *Driver
-	h       *drivertest.Harness
-	rec     *Record
 	marker  string
 	secret  string
+
+	// guarded runs hosts as connec does: the OS boundary, and Node's
+	// permission model and the host's patches inside it. bare runs them
+	// with the OS boundary alone.
+	guarded, bare *hostileDriver
+	// reviewBare and reviewGuarded are what the plugin reported from its
+	// register() during the install review, in each mode.
+	reviewBare, reviewGuarded string
 
 	pgUp                              bool
 	rootConns, abstractConns, tcpConn atomic.Int64
@@ -83,10 +87,18 @@ type hostileEnv struct {
 
 const hostileInstance = "test-instance"
 
+// hostileDriver is the installed hostile plugin loaded with one set of
+// options.
+type hostileDriver struct {
+	e      *hostileEnv
+	driver *Driver
+	h      *drivertest.Harness
+}
+
 // newHostileEnv sets the targets up, publishes the plugin with a
 // targets.json naming them, installs it with Stage (whose review already
-// runs the plugin's register(), so its first attacks happen there) and
-// loads its driver.
+// runs the plugin's register(), so its first attacks happen there), and
+// loads its driver with and without the runtime guards.
 func newHostileEnv(t *testing.T, opts ...Option) *hostileEnv {
 	t.Helper()
 	needNPM(t)
@@ -183,26 +195,50 @@ func newHostileEnv(t *testing.T, opts ...Option) *hostileEnv {
 
 	e.plugins = filepath.Join(t.TempDir(), "plugins")
 	e.state = filepath.Join(t.TempDir(), "state")
-	base := []Option{WithLogger(sinkLogger(e.logs)), WithStateDir(e.state), WithCancelGrace(500 * time.Millisecond)}
-	opts = append(base, opts...)
+	base := append([]Option{WithLogger(sinkLogger(e.logs)), WithStateDir(e.state), WithCancelGrace(500 * time.Millisecond)}, opts...)
+	bare := append(slices.Clone(base), withoutRuntimeGuards())
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	staged, err := Stage(ctx, e.plugins, "connec-hostile-plugin@1.0.0", InstallOptions{Registry: reg.URL()}, opts...)
+	// The review connec runs at install, with the OS boundary alone.
+	staged, err := Stage(ctx, e.plugins, "connec-hostile-plugin@1.0.0", InstallOptions{Registry: reg.URL()}, bare...)
 	if err != nil {
 		t.Fatalf("install the hostile plugin: %v\n%s", err, e.logs.text())
 	}
+	e.reviewBare = reportOf(staged.Record)
 	if err := staged.Commit(); err != nil {
 		t.Fatal(err)
 	}
+	// The same review with the runtime guards too.
+	rec, err := ReadRecord(staged.Final)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := Review(ctx, staged.Final, rec, base...); err != nil {
+		t.Fatal(err)
+	}
+	e.reviewGuarded = reportOf(rec)
+	e.guarded = e.load(base)
+	e.bare = e.load(bare)
+	return e
+}
+
+func reportOf(r *Record) string {
+	for _, tool := range r.Described.Tools {
+		if tool.Name == "report" {
+			return tool.Description
+		}
+	}
+	return ""
+}
+
+func (e *hostileEnv) load(opts []Option) *hostileDriver {
 	ds, err := LoadDrivers(e.plugins, opts...)
 	if err != nil || len(ds) != 1 {
-		t.Fatalf("LoadDrivers: %v %v", ds, err)
+		e.t.Fatalf("LoadDrivers: %v %v", ds, err)
 	}
-	e.driver = ds[0].(*Driver)
-	t.Cleanup(func() { _ = e.driver.Close() })
-	e.h = drivertest.New(t, e.driver)
-	e.rec = e.driver.Record()
-	return e
+	d := ds[0].(*Driver)
+	e.t.Cleanup(func() { _ = d.Close() })
+	return &hostileDriver{e: e, driver: d, h: drivertest.New(e.t, d)}
 }
 
 func (e *hostileEnv) listenUnix(path string, n *atomic.Int64) string {
@@ -248,7 +284,8 @@ func otherAddress() string {
 }
 
 // call runs the attack tool.
-func (e *hostileEnv) call(ctx context.Context, args map[string]any, cred string) ([]attempt, error) {
+func (hd *hostileDriver) call(ctx context.Context, args map[string]any, cred string) ([]attempt, error) {
+	e := hd.e
 	e.t.Helper()
 	cfg := map[string]any{"plugin_config": map[string]any{"instance": "x"}}
 	c := drivertest.Call{Op: "hostile.attack", Args: args}
@@ -257,7 +294,7 @@ func (e *hostileEnv) call(ctx context.Context, args map[string]any, cred string)
 		c.Kind, c.Cred = "api_key", apiKey(cred)
 	}
 	c.Config = drivertest.JSON(e.t, cfg)
-	out, err := e.h.Invoke(ctx, c)
+	out, err := hd.h.Invoke(ctx, c)
 	if err != nil {
 		return nil, err
 	}
@@ -314,46 +351,59 @@ func (e *hostileEnv) checkNoEffect(t *testing.T, phase string) {
 
 // TestHostilePluginCannotEscape installs a plugin written to escape through
 // the real install path and lets it try everything it knows, during the
-// install review and during calls; every attempt must fail, and the
-// operating system must be what stops it.
+// install review and during calls; every attempt must fail. With Node's
+// permission model and the host's patches off (the OS boundary alone),
+// each must fail with the operating system's error: the kernel, not
+// Node, is what stops it.
 func TestHostilePluginCannotEscape(t *testing.T) {
 	e := newHostileEnv(t)
 	ctx := func() context.Context { return withTimeout(t, 60*time.Second) }
 
-	t.Run("during the install review", func(t *testing.T) {
-		var review string
-		for _, tool := range e.rec.Described.Tools {
-			if tool.Name == "report" {
-				review = tool.Description
+	for _, c := range []struct {
+		mode   string
+		report *string
+		osOnly bool
+	}{{"the OS boundary alone", &e.reviewBare, true}, {"as connec runs it", &e.reviewGuarded, false}} {
+		t.Run("during the install review: "+c.mode, func(t *testing.T) {
+			var as []attempt
+			if err := json.Unmarshal([]byte(*c.report), &as); err != nil {
+				t.Fatalf("the review's report %q: %v", *c.report, err)
 			}
-		}
-		var as []attempt
-		if err := json.Unmarshal([]byte(review), &as); err != nil {
-			t.Fatalf("the review's report %q: %v", review, err)
-		}
-		e.checkBattery(t, "review", as, true)
-	})
+			e.checkBattery(t, "review", as, c.osOnly)
+		})
+	}
 
-	t.Run("during a call", func(t *testing.T) {
-		as, err := e.call(ctx(), map[string]any{"mode": "battery"}, "")
-		if err != nil {
-			t.Fatal(err)
-		}
-		e.checkBattery(t, "call", as, true)
-	})
+	for _, c := range []struct {
+		mode   string
+		hd     *hostileDriver
+		osOnly bool
+	}{{"the OS boundary alone", e.bare, true}, {"as connec runs it", e.guarded, false}} {
+		t.Run("during a call: "+c.mode, func(t *testing.T) {
+			// Another instance's host waits in its call: its egress socket
+			// is a target too.
+			other, stop := e.otherHost(t, c.hd)
+			defer stop()
+			as, err := c.hd.call(ctx(), map[string]any{"mode": "battery", "targets": map[string]any{"otherProxy": other}}, drivertest.Canary(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			e.checkBattery(t, "call", as, c.osOnly)
+		})
+	}
 
 	t.Run("no host outlives its call or burns CPU after it", func(t *testing.T) {
-		if _, err := e.call(ctx(), map[string]any{"mode": "spin_after"}, ""); err != nil {
+		if _, err := e.guarded.call(ctx(), map[string]any{"mode": "spin_after"}, ""); err != nil {
 			t.Fatal(err)
 		}
-		if pid := e.driver.HostPID(hostileInstance); pid != 0 {
+		if pid := e.guarded.driver.HostPID(hostileInstance); pid != 0 {
 			t.Errorf("host %d is still running after its call answered", pid)
 		}
+		waitGone(t, e.guarded.driver.lastHostPID(hostileInstance))
 	})
 
 	t.Run("a credential does not outlive its call", func(t *testing.T) {
 		canary := drivertest.Canary(t)
-		if _, err := e.call(ctx(), map[string]any{"mode": "keep"}, canary); err != nil {
+		if _, err := e.guarded.call(ctx(), map[string]any{"mode": "keep"}, canary); err != nil {
 			t.Fatal(err)
 		}
 		// Nothing of it is on connec's disk once the call is over.
@@ -366,7 +416,7 @@ func TestHostilePluginCannotEscape(t *testing.T) {
 			}
 			return nil
 		})
-		as, err := e.call(ctx(), map[string]any{"mode": "recall"}, drivertest.Canary(t))
+		as, err := e.guarded.call(ctx(), map[string]any{"mode": "recall"}, drivertest.Canary(t))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -376,27 +426,68 @@ func TestHostilePluginCannotEscape(t *testing.T) {
 	})
 
 	t.Run("memory is capped by the kernel", func(t *testing.T) {
-		as, err := e.call(ctx(), map[string]any{"mode": "memory", "mb": 1536}, "")
-		if err == nil {
-			var got struct {
-				AllocatedMB int `json:"allocated_mb"`
-			}
-			_ = json.Unmarshal(as[0].Detail, &got)
-			if as[0].OK || got.AllocatedMB >= 1024 {
-				t.Errorf("the plugin allocated %d MiB of buffers (heap cap %d MiB)", got.AllocatedMB, DefaultMaxOldSpaceMB)
-			}
+		as, err := e.bare.call(ctx(), map[string]any{"mode": "memory", "mb": 1536}, "")
+		if err != nil {
+			// Out of memory, the host may die rather than answer: that is
+			// the cap holding too.
+			drivertest.WantFault(t, err, fault.Unavailable, ReasonHostExited)
+			return
 		}
+		var got struct {
+			AllocatedMB int `json:"allocated_mb"`
+		}
+		_ = json.Unmarshal(as[0].Detail, &got)
+		if as[0].OK || got.AllocatedMB >= DefaultMemoryMB {
+			t.Errorf("the plugin allocated %d MiB of buffers (limit %d MiB)", got.AllocatedMB, DefaultMemoryMB)
+		}
+		t.Logf("allocation stopped at %d MiB: %s %s", got.AllocatedMB, as[0].Code, as[0].Message)
 	})
 
 	t.Run("a stderr flood is rate-limited", func(t *testing.T) {
 		before := e.stderrLines()
-		if _, err := e.call(ctx(), map[string]any{"mode": "flood", "lines": 20000}, ""); err != nil {
+		if _, err := e.guarded.call(ctx(), map[string]any{"mode": "flood", "lines": 20000}, ""); err != nil {
 			t.Fatal(err)
 		}
-		if n := e.stderrLines() - before; n > 500 {
+		deadline := time.Now().Add(10 * time.Second)
+		for !e.logs.find("openclaw plugin host stderr was over its rate; lines were dropped", nil) {
+			if time.Now().After(deadline) {
+				t.Fatal("no report of dropped stderr lines")
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		if n := e.stderrLines() - before; n > stderrBurst+stderrPerSecond*10 {
 			t.Errorf("%d of the plugin's 20000 stderr lines reached connec's log", n)
 		}
 	})
+}
+
+// otherHost starts a call of another instance that waits, and returns its
+// host's egress socket (as connec sees it) and a function that ends it.
+func (e *hostileEnv) otherHost(t *testing.T, hd *hostileDriver) (string, func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_, _ = hd.driver.Invoke(ctx, connectors.Invocation{InstanceID: "other-instance", Operation: "hostile.attack",
+			Config: json.RawMessage(`{"plugin_config":{"instance":"other"}}`), Args: json.RawMessage(`{"mode":"wait"}`)})
+	}()
+	stop := func() {
+		cancel()
+		<-done
+	}
+	for deadline := time.Now().Add(20 * time.Second); hd.driver.HostPID("other-instance") == 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			stop()
+			t.Fatal("the other instance's host did not start")
+		}
+	}
+	socks, _ := filepath.Glob(filepath.Join(e.state, "proc-*", "host-*", "egress.sock"))
+	if len(socks) != 1 {
+		stop()
+		t.Fatalf("egress sockets: %v", socks)
+	}
+	return socks[0], stop
 }
 
 func (e *hostileEnv) stderrLines() int {
@@ -411,6 +502,3 @@ func (e *hostileEnv) stderrLines() int {
 	return n
 }
 
-var _ = errors.Is
-var _ = strings.Contains
-var _ = syscall.Kill

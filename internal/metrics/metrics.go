@@ -70,6 +70,15 @@ var (
 		Help:    "Time to serve one gateway HTTP request, by route pattern.",
 		Buckets: latencyBuckets,
 	}, []string{"route"})
+	openclawFailures = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "connec", Name: "openclaw_host_failures_total",
+		Help: "OpenClaw plugin hosts that failed to start or died during their call, by connector type and reason " +
+			"(start_failed, exited, timeout, frame_too_large, protocol).",
+	}, []string{"type", "reason"})
+	openclawLooping = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: "connec", Name: "openclaw_instances_crash_looping",
+		Help: "OpenClaw connector instances whose plugin host failed several times in a row, by connector type.",
+	}, []string{"type"})
 )
 
 func init() {
@@ -77,6 +86,7 @@ func init() {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		invocations, operationSeconds, decisions, decisionSeconds, auditWrites, auditSeconds, httpRequests, httpSeconds,
+		openclawFailures, openclawLooping,
 	)
 }
 
@@ -133,4 +143,21 @@ func ObserveHTTP(route, method string, code int, d time.Duration) {
 	route = label(route)
 	httpRequests.WithLabelValues(route, label(method), strconv.Itoa(code)).Inc()
 	httpSeconds.WithLabelValues(route).Observe(d.Seconds())
+}
+
+// OpenClawHostFailure counts one plugin host of connectorType that failed
+// to start or died during its call; reason is from a fixed vocabulary.
+func OpenClawHostFailure(connectorType, reason string) {
+	openclawFailures.WithLabelValues(label(connectorType), label(reason)).Inc()
+}
+
+// OpenClawCrashLooping records an instance of connectorType starting
+// (looping true) or ending (false) a crash loop.
+func OpenClawCrashLooping(connectorType string, looping bool) {
+	g := openclawLooping.WithLabelValues(label(connectorType))
+	if looping {
+		g.Inc()
+	} else {
+		g.Dec()
+	}
 }
