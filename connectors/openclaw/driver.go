@@ -640,4 +640,3 @@ func buildParams(parts ...string) []byte {
 	}
 	return append(b, '}')
 }
-

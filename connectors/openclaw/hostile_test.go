@@ -501,4 +501,3 @@ func (e *hostileEnv) stderrLines() int {
 	}
 	return n
 }
-

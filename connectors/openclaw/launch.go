@@ -22,10 +22,10 @@ const ReasonSandbox = "sandbox_unavailable"
 
 // Paths inside a host's sandbox.
 const (
-	insidePlugin = "/plugin"            // the install directory, read-only, noexec
-	insideHost   = "/connec/host.mjs"   // the host program, read-only
+	insidePlugin = "/plugin"             // the install directory, read-only, noexec
+	insideHost   = "/connec/host.mjs"    // the host program, read-only
 	insideProxy  = "/connec/egress.sock" // the egress proxy: the only way out
-	insideHome   = "/home"              // HOME and TMPDIR: a tmpfs of its own
+	insideHome   = "/home"               // HOME and TMPDIR: a tmpfs of its own
 )
 
 // SandboxStatus reports whether this machine can run plugin hosts behind

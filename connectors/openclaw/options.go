@@ -12,7 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-		"time"
+	"time"
 
 	"github.com/connec/connec/internal/sandbox"
 )
