@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -52,6 +53,7 @@ var osCodes = map[string][]string{
 	"proc_parent_environ": {"ENOENT"},
 	"proc_other_pids":     {"NONE_VISIBLE", "ENOENT"},
 	"signal_parent":       {"ESRCH", "EPERM"},
+	"signal_everyone":     {"ESRCH", "EPERM"},
 	// Files outside do not exist inside; what exists is read-only.
 	"read_outside":           {"ENOENT"},
 	"require_resolve_oracle": {"MODULE_NOT_FOUND"},
@@ -76,6 +78,7 @@ type hostileEnv struct {
 	// permission model and the host's patches inside it. bare runs them
 	// with the OS boundary alone.
 	guarded, bare *hostileDriver
+	base          []Option
 	// reviewBare and reviewGuarded are what the plugin reported from its
 	// register() during the install review, in each mode.
 	reviewBare, reviewGuarded string
@@ -217,6 +220,7 @@ func newHostileEnv(t *testing.T, opts ...Option) *hostileEnv {
 		t.Fatal(err)
 	}
 	e.reviewGuarded = reportOf(rec)
+	e.base = base
 	e.guarded = e.load(base)
 	e.bare = e.load(bare)
 	return e
@@ -441,6 +445,34 @@ func TestHostilePluginCannotEscape(t *testing.T) {
 			t.Errorf("the plugin allocated %d MiB of buffers (limit %d MiB)", got.AllocatedMB, DefaultMemoryMB)
 		}
 		t.Logf("allocation stopped at %d MiB: %s %s", got.AllocatedMB, as[0].Code, as[0].Message)
+	})
+
+	t.Run("CPU time is capped by the kernel", func(t *testing.T) {
+		hd := e.load(append(slices.Clone(e.base), WithCPULimit(time.Second)))
+		_, err := hd.call(ctx(), map[string]any{"mode": "spin"}, "")
+		fe := drivertest.WantFault(t, err, fault.Unavailable, ReasonHostExited)
+		if !strings.Contains(fe.Message, "CPU time limit") {
+			t.Errorf("the spinning host was not stopped by its CPU limit: %v", err)
+		}
+	})
+
+	t.Run("its home is capped by the kernel", func(t *testing.T) {
+		as, err := e.bare.call(ctx(), map[string]any{"mode": "disk", "mb": 512}, "")
+		if err != nil {
+			// Writing past RLIMIT_FSIZE kills it (SIGXFSZ).
+			fe := drivertest.WantFault(t, err, fault.Unavailable, ReasonHostExited)
+			if !strings.Contains(fe.Message, "SIGXFSZ") {
+				t.Errorf("host died: %v", err)
+			}
+			return
+		}
+		var got struct {
+			WrittenMB int `json:"written_mb"`
+		}
+		_ = json.Unmarshal(as[0].Detail, &got)
+		if as[0].OK || got.WrittenMB > DefaultStateMB || !slices.Contains([]string{"ENOSPC", "EFBIG"}, as[0].Code) {
+			t.Errorf("the plugin wrote %d MiB into its home (limit %d MiB): %+v", got.WrittenMB, DefaultStateMB, as[0])
+		}
 	})
 
 	t.Run("a stderr flood is rate-limited", func(t *testing.T) {

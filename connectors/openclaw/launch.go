@@ -343,9 +343,13 @@ func describeExit(ps *os.ProcessState, l sandbox.Limits) string {
 	if !ok || !ws.Signaled() {
 		return ps.String()
 	}
+	cpu := ps.UserTime() + ps.SystemTime()
+	if l.CPUSeconds > 0 && (ws.Signal() == syscall.SIGXCPU || ws.Signal() == syscall.SIGKILL) && cpu >= time.Duration(l.CPUSeconds)*time.Second {
+		// The kernel kills it at its RLIMIT_CPU (SIGKILL; SIGXCPU where a
+		// soft limit is below the hard one).
+		return fmt.Sprintf("killed by %s: it used up its CPU time limit (%d s; it used %s)", unixSignalName(ws.Signal()), l.CPUSeconds, cpu.Round(10*time.Millisecond))
+	}
 	switch ws.Signal() {
-	case syscall.SIGXCPU:
-		return fmt.Sprintf("killed by SIGXCPU: it used up its CPU time limit (%d s)", l.CPUSeconds)
 	case syscall.SIGXFSZ:
 		return fmt.Sprintf("killed by SIGXFSZ: it wrote a file over its limit (%d bytes)", l.FileSize)
 	case syscall.SIGSYS:

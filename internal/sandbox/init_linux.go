@@ -226,16 +226,10 @@ func setLimits(l Limits) error {
 	if err := unix.Setrlimit(unix.RLIMIT_MSGQUEUE, &unix.Rlimit{}); err != nil {
 		return err
 	}
-	if l.CPUSeconds > 0 {
-		// SIGXCPU at the soft limit, SIGKILL at the hard one.
-		if err := unix.Setrlimit(unix.RLIMIT_CPU, &unix.Rlimit{Cur: uint64(l.CPUSeconds), Max: uint64(l.CPUSeconds + 1)}); err != nil {
-			return err
-		}
-	}
 	for _, x := range []struct {
 		res int
 		v   int64
-	}{{unix.RLIMIT_DATA, l.DataBytes}, {unix.RLIMIT_NPROC, l.Threads}, {unix.RLIMIT_NOFILE, l.Files}, {unix.RLIMIT_FSIZE, l.FileSize}} {
+	}{{unix.RLIMIT_CPU, l.CPUSeconds}, {unix.RLIMIT_DATA, l.DataBytes}, {unix.RLIMIT_NPROC, l.Threads}, {unix.RLIMIT_NOFILE, l.Files}, {unix.RLIMIT_FSIZE, l.FileSize}} {
 		if err := set(x.res, x.v); err != nil {
 			return err
 		}

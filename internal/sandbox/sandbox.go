@@ -37,7 +37,7 @@ type Limits struct {
 	// buffers, every anonymous mapping.
 	DataBytes int64
 	// CPUSeconds caps the CPU time of all the program's threads together
-	// (RLIMIT_CPU: SIGXCPU, then SIGKILL one second later).
+	// (RLIMIT_CPU, soft and hard: the kernel kills it at the limit).
 	CPUSeconds int64
 	// Threads caps the processes and threads of the sandbox's uid
 	// (RLIMIT_NPROC).

@@ -212,6 +212,8 @@ async function battery(t) {
     return pids.length;
   }));
   await run('signal_parent', () => sync(() => process.kill(t.connecPid, 0)));
+  // kill(-1): every process it may signal but itself.
+  await run('signal_everyone', () => sync(() => process.kill(-1, 0)));
   await run('read_outside', () => sync(() => fs.readFileSync(t.secretFile, 'utf8').length));
   await run('require_resolve_oracle', () => sync(() => createRequire(import.meta.url).resolve(t.secretFile)));
   await run('write_outside', () => sync(() => fs.writeFileSync(t.outsideDir + '/pwned', 'x')));
@@ -254,6 +256,21 @@ async function attack(api, p) {
       return [{ name: 'memory', ...allocate(p.mb || t.memoryMB) }];
     case 'spin':
       for (;;) { /* burn CPU until the kernel stops it */ }
+    case 'disk': {
+      // Fill the home until something stops it.
+      const chunk = Buffer.alloc(8 << 20, 1);
+      const home = process.env.HOME || '/tmp';
+      let mb = 0;
+      try {
+        for (let i = 0; mb < (p.mb || 1024); i++) {
+          fs.writeFileSync(`${home}/fill-${i}`, chunk);
+          mb += 8;
+        }
+      } catch (e) {
+        return [{ name: 'disk', ...fail(e), detail: { written_mb: mb } }];
+      }
+      return [{ name: 'disk', ok: true, code: 'WRITTEN', detail: { written_mb: mb } }];
+    }
     case 'spin_after': {
       // Keep burning CPU after the call has answered.
       setInterval(() => { const end = Date.now() + 20; while (Date.now() < end); }, 1);
