@@ -49,6 +49,10 @@ type App struct {
 	Notify *pgnotify.Hub
 
 	closers []io.Closer
+	// plugins are the installed OpenClaw plugins' drivers; pluginsFound
+	// says some are installed (loaded or not).
+	plugins      []*openclaw.Driver
+	pluginsFound bool
 	// shared is this process's use of the embedded cluster (nil with
 	// DATABASE_URL); superviseStop ends the watch that restarts it.
 	shared        *pgcluster.Shared
@@ -106,11 +110,16 @@ func (a *App) build(ctx context.Context) error {
 	if err != nil {
 		a.Log.Error("some OpenClaw plugins were not loaded", "err", err)
 	}
+	a.pluginsFound = err != nil || len(oc) > 0
 	for _, d := range oc {
 		if c, ok := d.(io.Closer); ok {
 			a.closers = append(a.closers, c)
 		}
+		if od, ok := d.(*openclaw.Driver); ok {
+			a.plugins = append(a.plugins, od)
+		}
 	}
+	a.reportSandbox()
 	reg, err := connectors.NewRegistry(append(Drivers(), oc...)...)
 	if err != nil {
 		return fmt.Errorf("connector registry: %w", err)
