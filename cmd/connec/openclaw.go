@@ -162,7 +162,11 @@ func printOpenclawReview(w io.Writer, r *openclaw.Record) error {
 	if len(r.EgressHosts) > 0 {
 		egress = strings.Join(r.EgressHosts, ", ") + " (narrowed by each instance's egress_hosts)"
 	}
-	fmt.Fprintf(w, "Egress          %s\n\n", egress)
+	fmt.Fprintf(w, "Egress          %s\n", egress)
+	if boundary, err := openclaw.SandboxStatus(); err == nil {
+		fmt.Fprintf(w, "Sandbox         %s; one host per call, its memory, CPU and home capped by the kernel\n", boundary)
+	}
+	fmt.Fprintln(w)
 
 	tw := table(w, "OPERATION\tKIND\tTIMEOUT\tDESCRIPTION")
 	for _, op := range ops {
