@@ -100,6 +100,8 @@ type hostProc struct {
 	status string
 	// stderr bounds what of its stderr reaches connec's log.
 	stderr lineLimiter
+	// killed says connec sent it SIGKILL.
+	killed atomic.Bool
 
 	writeMu sync.Mutex
 	nextID  atomic.Int64
@@ -129,6 +131,7 @@ func (h *hostProc) fail(err error, kill bool) {
 		close(h.dead)
 	})
 	if kill {
+		h.killed.Store(true)
 		// os.Process signals through a pidfd on Linux: safe even if the
 		// host was already reaped. The host is pid 1 of its own PID
 		// namespace: the kernel kills whatever else runs in it.

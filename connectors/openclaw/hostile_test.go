@@ -8,10 +8,12 @@ import (
 	"io/fs"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -454,6 +456,7 @@ func TestHostilePluginCannotEscape(t *testing.T) {
 		if !strings.Contains(fe.Message, "CPU time limit") {
 			t.Errorf("the spinning host was not stopped by its CPU limit: %v", err)
 		}
+		t.Logf("%s", fe.Message)
 	})
 
 	t.Run("its home is capped by the kernel", func(t *testing.T) {
@@ -514,12 +517,12 @@ func (e *hostileEnv) otherHost(t *testing.T, hd *hostileDriver) (string, func())
 			t.Fatal("the other instance's host did not start")
 		}
 	}
-	socks, _ := filepath.Glob(filepath.Join(e.state, "proc-*", "host-*", "egress.sock"))
-	if len(socks) != 1 {
+	sock := hd.driver.hostSocket("other-instance")
+	if sock == "" {
 		stop()
-		t.Fatalf("egress sockets: %v", socks)
+		t.Fatal("the other instance's host has no egress socket")
 	}
-	return socks[0], stop
+	return sock, stop
 }
 
 func (e *hostileEnv) stderrLines() int {
@@ -532,4 +535,48 @@ func (e *hostileEnv) stderrLines() int {
 		}
 	}
 	return n
+}
+
+// unprivilegedChild marks the test binary re-run as an unprivileged user.
+const unprivilegedChild = "CONNEC_TEST_UNPRIVILEGED_CHILD"
+
+// connec recommends running as a dedicated unprivileged user: then hosts
+// run in a user namespace (uid 1000 there, connec's uid outside) instead of
+// as a uid of their own. The whole hostile suite runs again that way: this
+// test binary, as uid 65534.
+func TestHostilePluginCannotEscapeUnprivilegedConnec(t *testing.T) {
+	if os.Getenv(unprivilegedChild) != "" {
+		t.Skip("already the unprivileged run")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("connec already runs unprivileged here: TestHostilePluginCannotEscape covers it")
+	}
+	needNPM(t)
+	shared, err := os.MkdirTemp("", "connec-unpriv-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(shared) })
+	if err := os.Chmod(shared, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	self, err := os.ReadFile(os.Args[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(shared, "openclaw.test")
+	if err := os.WriteFile(bin, self, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ctx := withTimeout(t, 5*time.Minute)
+	cmd := exec.CommandContext(ctx, bin, "-test.run", "^TestHostilePluginCannotEscape$", "-test.count", "1", "-test.v")
+	cmd.Env = []string{unprivilegedChild + "=1", "HOME=" + shared, "TMPDIR=" + shared, "PATH=" + os.Getenv("PATH")}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	out, err := cmd.CombinedOutput()
+	if err != nil || !bytes.Contains(out, []byte("--- PASS: TestHostilePluginCannotEscape")) {
+		t.Fatalf("the hostile suite as uid 65534: %v\n%s", err, out)
+	}
+	if !bytes.Contains(out, []byte("call: unix_postgres stopped: ENOENT")) {
+		t.Errorf("the unprivileged run did not attack PostgreSQL:\n%s", out)
+	}
 }

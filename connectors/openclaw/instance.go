@@ -88,6 +88,23 @@ func (d *Driver) HostPID(instanceID string) int {
 	return ih.proc.pid
 }
 
+// hostSocket returns the egress socket (as connec sees it) of the host
+// running an instance's call now, or "": for tests.
+func (d *Driver) hostSocket(instanceID string) string {
+	d.mu.Lock()
+	ih := d.hosts[instanceID]
+	d.mu.Unlock()
+	if ih == nil {
+		return ""
+	}
+	ih.mu.Lock()
+	defer ih.mu.Unlock()
+	if ih.proc == nil {
+		return ""
+	}
+	return ih.proc.proxy.ln.Addr().String()
+}
+
 // lastHostPID returns the pid of the instance's most recent host.
 func (d *Driver) lastHostPID(instanceID string) int {
 	d.mu.Lock()

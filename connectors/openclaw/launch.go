@@ -196,7 +196,7 @@ func launch(hs hostSpec, rt *nodeRuntime) (_ *hostProc, err error) {
 	go h.readLoop(stdoutR)
 	go func() {
 		werr := cmd.Wait()
-		h.status = describeExit(cmd.ProcessState, spec.Limits)
+		h.status = describeExit(cmd.ProcessState, spec.Limits, h.killed.Load())
 		h.fail(exitFault(werr, h.status), false)
 		close(h.exited)
 		<-stderrDone
@@ -334,8 +334,8 @@ func hostEnv(home, tmp string) []string {
 }
 
 // describeExit says how a host ended, naming the kernel's limits when one
-// of them ended it.
-func describeExit(ps *os.ProcessState, l sandbox.Limits) string {
+// of them ended it. killed says connec killed it.
+func describeExit(ps *os.ProcessState, l sandbox.Limits, killed bool) string {
 	if ps == nil {
 		return "unknown"
 	}
@@ -343,10 +343,12 @@ func describeExit(ps *os.ProcessState, l sandbox.Limits) string {
 	if !ok || !ws.Signaled() {
 		return ps.String()
 	}
+	// A SIGKILL connec did not send comes from the kernel: its RLIMIT_CPU
+	// (SIGXCPU where a soft limit is below the hard one). rusage is
+	// sampled and scaled, the limit uses the precise run time: the CPU
+	// time shown may be a little under the limit.
 	cpu := ps.UserTime() + ps.SystemTime()
-	if l.CPUSeconds > 0 && (ws.Signal() == syscall.SIGXCPU || ws.Signal() == syscall.SIGKILL) && cpu >= time.Duration(l.CPUSeconds)*time.Second {
-		// The kernel kills it at its RLIMIT_CPU (SIGKILL; SIGXCPU where a
-		// soft limit is below the hard one).
+	if l.CPUSeconds > 0 && (ws.Signal() == syscall.SIGXCPU || ws.Signal() == syscall.SIGKILL && !killed) && cpu >= time.Duration(l.CPUSeconds)*time.Second/2 {
 		return fmt.Sprintf("killed by %s: it used up its CPU time limit (%d s; it used %s)", unixSignalName(ws.Signal()), l.CPUSeconds, cpu.Round(10*time.Millisecond))
 	}
 	switch ws.Signal() {
@@ -355,7 +357,7 @@ func describeExit(ps *os.ProcessState, l sandbox.Limits) string {
 	case syscall.SIGSYS:
 		return "killed by SIGSYS: a system call its sandbox forbids"
 	default:
-		return "killed by " + unixSignalName(ws.Signal())
+		return fmt.Sprintf("killed by %s after %s of CPU time", unixSignalName(ws.Signal()), cpu.Round(10*time.Millisecond))
 	}
 }
 
