@@ -242,11 +242,14 @@ func (a *App) startEmbedded(ctx context.Context) (string, error) {
 	} else {
 		a.Log.Info("using the embedded PostgreSQL another connec process started", "dir", dir)
 	}
-	c := sh.Cluster()
-	if err := c.EnsureDatabase(ctx, "connec"); err != nil {
+	// connec runs as a role that owns its database but is no superuser
+	// (internal/pgcluster AppRole); the superuser's password stays in the
+	// pgpass file for setting the cluster up.
+	url, err := sh.EnsureAppDatabase(ctx, "connec")
+	if err != nil {
 		return "", fmt.Errorf("create database: %w", err)
 	}
-	return c.URL("connec"), nil
+	return url, nil
 }
 
 // Close stops everything Open started.
