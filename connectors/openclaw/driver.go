@@ -86,6 +86,11 @@ func LoadDrivers(dir string, opts ...Option) ([]connectors.Driver, error) {
 		seen[d.spec.Name] = e.Name()
 		out = append(out, d)
 	}
+	if len(out) > 0 {
+		// At start-up: remove what hosts of connec processes that are gone
+		// left behind (the error, if any, comes back with the first host).
+		_, _ = o.processState()
+	}
 	return out, errors.Join(errs...)
 }
 
