@@ -45,6 +45,7 @@ type Driver struct {
 	mu     sync.Mutex
 	hosts  map[string]*instanceHost
 	closed bool
+	bg     sync.WaitGroup // hosts being started ahead of calls
 }
 
 var (

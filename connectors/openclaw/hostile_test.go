@@ -405,6 +405,27 @@ func TestHostilePluginCannotEscape(t *testing.T) {
 			t.Errorf("host %d is still running after its call answered", pid)
 		}
 		waitGone(t, e.guarded.driver.lastHostPID(hostileInstance))
+		// The next call's host, started ahead, waits stopped: no CPU.
+		var warm int
+		for deadline := time.Now().Add(20 * time.Second); warm == 0; time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatal("no host was started ahead of the next call")
+			}
+			warm = e.guarded.driver.warmPID(hostileInstance)
+		}
+		// SIGSTOP is delivered asynchronously: poll for the stopped state.
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+			stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", warm))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if f := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:])); len(f) > 0 && f[0] == "T" {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the host started ahead is not stopped: %s", stat)
+			}
+		}
 	})
 
 	t.Run("a credential does not outlive its call", func(t *testing.T) {

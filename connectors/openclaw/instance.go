@@ -60,12 +60,19 @@ func (d *Driver) Close() error {
 	hosts := d.hosts
 	d.hosts = map[string]*instanceHost{}
 	d.mu.Unlock()
+	d.bg.Wait() // hosts being started ahead
 	for _, ih := range hosts {
 		ih.mu.Lock()
-		h := ih.proc
+		h, w := ih.proc, ih.warm
+		ih.warm = nil
+		if ih.idle != nil {
+			ih.idle.Stop()
+		}
 		ih.mu.Unlock()
-		if h != nil {
-			h.stop()
+		for _, x := range []*hostProc{h, w} {
+			if x != nil {
+				x.stop()
+			}
 		}
 	}
 	return nil
@@ -187,11 +194,34 @@ type instanceHost struct {
 
 	mu        sync.Mutex
 	proc      *hostProc // the host of the call in progress
+	warm      *hostProc // the next call's host: loaded, stopped (SIGSTOP), never given a call
+	idle      *time.Timer
 	lastPID   int
 	failures  int
 	lastStart time.Time
 	last      string
 	lastAt    time.Time
+}
+
+// background runs fn in a goroutine Close waits for (none once closed).
+func (d *Driver) background(fn func()) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return
+	}
+	d.bg.Add(1)
+	go func() {
+		defer d.bg.Done()
+		fn()
+	}()
+}
+
+// closed reports whether the driver was closed.
+func (d *Driver) isClosed() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.closed
 }
 
 // backoff is the wait before the next start after n consecutive failures:
@@ -223,11 +253,14 @@ func (ih *instanceHost) run(ctx context.Context, eg connectors.Egress, method st
 		hostRed.Wipe()
 		return rpcFrame{}, nil, ctxFault(ctx, "waiting for the instance's previous call")
 	}
-	defer func() { <-ih.slot }()
-	h, err := ih.start(ctx, budget)
-	if err != nil {
-		hostRed.Wipe()
-		return rpcFrame{}, nil, err
+	h := ih.takeWarm()
+	if h == nil {
+		var err error
+		if h, err = ih.start(ctx, budget); err != nil {
+			<-ih.slot
+			hostRed.Wipe()
+			return rpcFrame{}, nil, err
+		}
 	}
 	h.setRedactor(hostRed)
 	scope := h.proxy.begin(ctx, eg)
@@ -245,6 +278,8 @@ func (ih *instanceHost) run(ctx context.Context, eg connectors.Egress, method st
 	case err == nil:
 		ih.succeeded()
 	}
+	<-ih.slot
+	ih.d.background(ih.prewarm)
 	return f, refused, err
 }
 

@@ -26,6 +26,7 @@ const (
 	MaxOpTimeout          = 5 * time.Minute
 	DefaultStartTimeout   = 20 * time.Second
 	DefaultCancelGrace    = time.Second
+	DefaultIdleTimeout    = 10 * time.Minute
 	// DefaultMemoryMB caps a host's private memory (RLIMIT_DATA): the
 	// V8 heap, array buffers, thread stacks and everything else anonymous.
 	DefaultMemoryMB = 768
@@ -54,6 +55,7 @@ type options struct {
 	maxResultBytes int
 	startTimeout   time.Duration
 	cancelGrace    time.Duration
+	idleTimeout    time.Duration
 	memoryMB       int
 	stateMB        int
 	threads        int
@@ -99,6 +101,10 @@ func WithStartTimeout(d time.Duration) Option { return func(o *options) { o.star
 // $/cancel before it is killed.
 func WithCancelGrace(d time.Duration) Option { return func(o *options) { o.cancelGrace = d } }
 
+// WithIdleTimeout stops a host started ahead of an instance's next call
+// when no call comes for this long (0: never start one ahead).
+func WithIdleTimeout(d time.Duration) Option { return func(o *options) { o.idleTimeout = d } }
+
 // WithMemoryMB caps each host's private memory (RLIMIT_DATA, enforced by
 // the kernel; default DefaultMemoryMB). It must leave room for the heap
 // cap (WithMaxOldSpaceMB) and Node's own threads.
@@ -122,6 +128,7 @@ func newOptions(opts []Option) *options {
 		maxResultBytes: DefaultMaxResultBytes,
 		startTimeout:   DefaultStartTimeout,
 		cancelGrace:    DefaultCancelGrace,
+		idleTimeout:    DefaultIdleTimeout,
 		memoryMB:       DefaultMemoryMB,
 		stateMB:        DefaultStateMB,
 		threads:        DefaultThreads,
