@@ -497,6 +497,7 @@ func TestHostilePluginCannotEscape(t *testing.T) {
 		if as[0].OK || got.WrittenMB > DefaultStateMB || !slices.Contains([]string{"ENOSPC", "EFBIG"}, as[0].Code) {
 			t.Errorf("the plugin wrote %d MiB into its home (limit %d MiB): %+v", got.WrittenMB, DefaultStateMB, as[0])
 		}
+		t.Logf("writing stopped at %d MiB: %s %s", got.WrittenMB, as[0].Code, as[0].Message)
 	})
 
 	t.Run("a stderr flood is rate-limited", func(t *testing.T) {
