@@ -27,8 +27,9 @@ func openclawCmd(f *flags) *cobra.Command {
 		Use:   "openclaw",
 		Short: "Install and list OpenClaw plugins (npm packages) as untrusted, sandboxed connector types",
 		Long: "OpenClaw plugins become connector types named openclaw-<plugin id>: each tool an operation, each channel a send\n" +
-			"operation. They run in a sandboxed Node process per instance (Node.js 20 or newer), reach only the hosts an instance\n" +
-			"lists in egress_hosts, and get their credential per call. Restart connec after adding or removing one.",
+			"operation. Each call runs in a Node process of its own (Node.js 20 or newer) inside an OS sandbox (Linux namespaces,\n" +
+			"Landlock, seccomp, kernel limits; plugins do not run where the machine cannot give it), reaches only the hosts an instance\n" +
+			"lists in egress_hosts, and gets its credential for that call only. Restart connec after adding or removing one.",
 	}
 	cmd.AddCommand(openclawAddCmd(f), openclawListCmd(f), openclawRemoveCmd(f))
 	return cmd

@@ -217,7 +217,7 @@ func (d *Driver) buildSpec() error {
 	d.spec = connectors.TypeSpec{
 		Name:    TypeName(id),
 		Version: rec.Version,
-		Description: clip(fmt.Sprintf("OpenClaw plugin %s@%s (%s), untrusted: runs in its own sandboxed Node process per instance; network only to the instance's egress_hosts. %s",
+		Description: clip(fmt.Sprintf("OpenClaw plugin %s@%s (%s), untrusted: each call runs in a sandboxed Node process of its own; network only to the instance's egress_hosts. %s",
 			rec.Package, rec.Version, id, desc), 2048),
 		Operations:      ops,
 		ConfigSchema:    cfgSchema,

@@ -105,7 +105,7 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 
 func (a *App) build(ctx context.Context) error {
 	// Installed OpenClaw plugins become connector types; each runs in its
-	// own supervised host process per instance, started on first use.
+	// own sandboxed host process per call.
 	oc, err := openclaw.LoadDrivers(openclaw.PluginsDir(a.Cfg.DataDir), openclaw.WithLogger(a.Log))
 	if err != nil {
 		a.Log.Error("some OpenClaw plugins were not loaded", "err", err)
