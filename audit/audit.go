@@ -85,6 +85,10 @@ type Event struct {
 	Status        string
 	ErrorType     string
 	Duration      time.Duration
+	// Count is how many calls the row stands for (0 means 1). Only failed
+	// authentications are aggregated (internal/authlimit): one row per
+	// source and interval, its count the refusals it stands for.
+	Count int64
 }
 
 // Defaults for a Writer.

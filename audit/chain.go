@@ -19,7 +19,8 @@ import (
 // HashVersion is the version of the canonical row encoding new rows are
 // hashed with. A row stores the version it was hashed with, so the encoding
 // can change later without breaking the verification of older rows.
-const HashVersion = 1
+// Version 2 added the count.
+const HashVersion = 2
 
 // HashSize is the length of a row hash (SHA-256).
 const HashSize = sha256.Size
@@ -77,9 +78,12 @@ type Row struct {
 	Status        string    `json:"status"`
 	ErrorType     *string   `json:"error_type"`
 	DurationUS    int64     `json:"duration_us"`
-	HashVersion   int16     `json:"hash_version"`
-	PrevHash      Hash      `json:"prev_hash"`
-	Hash          Hash      `json:"hash"`
+	// Count is how many calls the row stands for: 1, except for the
+	// aggregated rows of failed authentications (see Event.Count).
+	Count       int64 `json:"count"`
+	HashVersion int16 `json:"hash_version"`
+	PrevHash    Hash  `json:"prev_hash"`
+	Hash        Hash  `json:"hash"`
 }
 
 // ComputeHash recomputes r's hash from its fields and PrevHash with the
@@ -103,6 +107,10 @@ func (r *Row) ComputeHash() (Hash, error) {
 //	decision, reason, ?policy_version, ?task_id, ?project_id, ?run_id,
 //	?job_id, ?agent_id, status, ?error_type, int64 duration_us,
 //	prev_hash.
+//
+// Version 2 is version 1 with int64 count between duration_us and
+// prev_hash. A version 1 row covers no count, so it must count one: any
+// other count on it is refused as malformed (an edit of the count).
 //
 // Integers are big-endian. A string or byte field is uint32 length then its
 // bytes; a uuid is its 16 bytes. A field marked ? is optional: 0x00 when
@@ -158,8 +166,13 @@ func (e *encoder) optUUID(field string, s *string) error {
 }
 
 func (e *encoder) row(r *Row) error {
-	if r.HashVersion != HashVersion {
+	switch {
+	case r.HashVersion != 1 && r.HashVersion != 2:
 		return fmt.Errorf("%w: %d", ErrUnknownHashVersion, r.HashVersion)
+	case r.Count < 1:
+		return fmt.Errorf("%w: count %d", ErrMalformedRow, r.Count)
+	case r.HashVersion == 1 && r.Count != 1:
+		return fmt.Errorf("%w: count %d on a version 1 row, which stands for one call", ErrMalformedRow, r.Count)
 	}
 	e.buf = append(e.buf[:0], encodingTag...)
 	e.u16(uint16(r.HashVersion))
@@ -195,6 +208,9 @@ func (e *encoder) row(r *Row) error {
 	e.str(r.Status)
 	e.optStr(r.ErrorType)
 	e.i64(r.DurationUS)
+	if r.HashVersion >= 2 {
+		e.i64(r.Count)
+	}
 	e.bytes(r.PrevHash)
 	return nil
 }
@@ -224,6 +240,9 @@ func newRow(ev Event, now time.Time) (*Row, error) {
 	if ev.Subject == "" {
 		ev.Subject = callctx.Anonymous
 	}
+	if ev.Count < 0 {
+		return nil, fmt.Errorf("%w: count %d", ErrInvalidEvent, ev.Count)
+	}
 	at := ev.At
 	if at.IsZero() {
 		at = now
@@ -244,6 +263,7 @@ func newRow(ev Event, now time.Time) (*Row, error) {
 		Reason:      clean(ev.Reason),
 		Status:      ev.Status,
 		DurationUS:  max(ev.Duration.Microseconds(), 0),
+		Count:       max(ev.Count, 1),
 		HashVersion: HashVersion,
 	}
 	for i, g := range ev.Groups {
@@ -319,7 +339,7 @@ func link(rows []*Row, seq int64, prev Hash) (int64, Hash, error) {
 // columns lists audit_events' columns in Row order.
 const columns = `seq, at, request_id, transport, subject, subject_groups, action, tool, connector_type, instance_id,
  operation, resource, decision, reason, policy_version, task_id, project_id, run_id, job_id, agent_id, status,
- error_type, duration_us, hash_version, prev_hash, hash`
+ error_type, duration_us, count, hash_version, prev_hash, hash`
 
 // scanRow reads one row selected as columns into r. r.Groups is reused.
 func scanRow(rows pgx.Rows, r *Row) error {
@@ -327,7 +347,7 @@ func scanRow(rows pgx.Rows, r *Row) error {
 	if err := rows.Scan(&r.Seq, &r.At, &r.RequestID, &r.Transport, &r.Subject, &groups, &r.Action, &r.Tool,
 		&r.ConnectorType, &r.InstanceID, &r.Operation, &r.Resource, &r.Decision, &r.Reason, &r.PolicyVersion,
 		&r.TaskID, &r.ProjectID, &r.RunID, &r.JobID, &r.AgentID, &r.Status, &r.ErrorType, &r.DurationUS,
-		&r.HashVersion, (*[]byte)(&r.PrevHash), (*[]byte)(&r.Hash)); err != nil {
+		&r.Count, &r.HashVersion, (*[]byte)(&r.PrevHash), (*[]byte)(&r.Hash)); err != nil {
 		return err
 	}
 	r.At = r.At.UTC()
@@ -347,7 +367,7 @@ func scanRow(rows pgx.Rows, r *Row) error {
 // auditRow appends one linked row; a batch's rows go in one multi-row
 // INSERT (see RowInsert).
 var auditRow = NewRowInsert(`audit_events (`+columns+`)`,
-	`$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26`)
+	`$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27`)
 
 // advanceSQL moves the chain head from ($1, $2) to ($3, $4), taking the
 // chain lock; if the head is no longer at ($1, $2) it raises
@@ -369,7 +389,7 @@ func insertStatement(rows []*Row) (string, []any) {
 		stmts[i] = auditRow.Row(r.Seq, r.At, r.RequestID, r.Transport, r.Subject, r.Groups, r.Action, r.Tool,
 			r.ConnectorType, r.InstanceID, r.Operation, r.Resource, r.Decision, r.Reason, r.PolicyVersion,
 			r.TaskID, r.ProjectID, r.RunID, r.JobID, r.AgentID, r.Status, r.ErrorType, r.DurationUS,
-			r.HashVersion, []byte(r.PrevHash), []byte(r.Hash))
+			r.Count, r.HashVersion, []byte(r.PrevHash), []byte(r.Hash))
 	}
 	return mergeRows(stmts)
 }

@@ -5,10 +5,13 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"errors"
 	"testing"
 	"time"
 )
 
+// goldenRow is a version 1 row; goldenRow2 the same row hashed with
+// version 2, standing for 3 calls.
 func goldenRow() Row {
 	return Row{
 		Seq: 42, At: time.Date(2026, 1, 2, 3, 4, 5, 678901000, time.UTC),
@@ -16,8 +19,14 @@ func goldenRow() Row {
 		Groups: []string{"group:a", "group:b"}, Action: "connector.read", Tool: "connector_invoke",
 		ConnectorType: ptr("echo"), InstanceID: ptr("00000000-0000-0000-0000-000000000002"), Operation: ptr("echo.read"),
 		Decision: Allow, Reason: "rule", PolicyVersion: ptr(int64(3)), TaskID: ptr("00000000-0000-0000-0000-000000000003"),
-		AgentID: ptr("planner"), Status: StatusOK, DurationUS: 1500, HashVersion: HashVersion, PrevHash: genesis,
+		AgentID: ptr("planner"), Status: StatusOK, DurationUS: 1500, Count: 1, HashVersion: 1, PrevHash: genesis,
 	}
+}
+
+func goldenRow2() Row {
+	r := goldenRow()
+	r.HashVersion, r.Count = 2, 3
+	return r
 }
 
 // The version 1 encoding never changes: rows hashed with it must verify
@@ -72,11 +81,49 @@ func TestHashVersion1IsFrozen(t *testing.T) {
 	}
 }
 
+// The version 2 encoding is version 1's with the count before prev_hash,
+// and never changes either. A version 1 row stands for one call: one
+// claiming more is malformed, since its hash does not cover the count.
+func TestHashVersion2IsFrozen(t *testing.T) {
+	r := goldenRow2()
+	h, err := r.ComputeHash()
+	if err != nil {
+		t.Fatal(err)
+	}
+	const want = "c885c196370db65c43178671963caed0b3dc59cfd10e0428febf5d888238dfb1"
+	if got := hex.EncodeToString(h); got != want {
+		t.Fatalf("v2 hash of the golden row = %s, want %s", got, want)
+	}
+	var e1 encoder
+	v1 := goldenRow()
+	if err := e1.row(&v1); err != nil {
+		t.Fatal(err)
+	}
+	b := bytes.Clone(e1.buf[:len(e1.buf)-4-HashSize]) // v1 less prev_hash
+	b[len(encodingTag)+1] = 2                         // the version
+	b = binary.BigEndian.AppendUint64(b, 3)
+	b = binary.BigEndian.AppendUint32(b, HashSize)
+	b = append(b, genesis...)
+	if sum := sha256.Sum256(b); !bytes.Equal(sum[:], h) {
+		t.Fatalf("encoding differs from its specification: %x", sum)
+	}
+	for _, bad := range []struct {
+		version int16
+		count   int64
+	}{{1, 2}, {1, 0}, {2, 0}, {2, -1}} {
+		r := goldenRow()
+		r.HashVersion, r.Count = bad.version, bad.count
+		if _, err := r.ComputeHash(); !errors.Is(err, ErrMalformedRow) {
+			t.Errorf("version %d with count %d: %v, want malformed", bad.version, bad.count, err)
+		}
+	}
+}
+
 // Every field counts, and no two different rows encode alike — not even
 // when bytes move between neighbouring fields or an optional field is
 // empty rather than absent.
 func TestHashCoversEveryFieldUnambiguously(t *testing.T) {
-	base := goldenRow()
+	base := goldenRow2()
 	baseHash, _ := base.ComputeHash()
 	edits := map[string]func(r *Row){
 		"seq":                 func(r *Row) { r.Seq++ },
@@ -108,12 +155,14 @@ func TestHashCoversEveryFieldUnambiguously(t *testing.T) {
 		"status":              func(r *Row) { r.Status = StatusError },
 		"error_type":          func(r *Row) { r.ErrorType = ptr("timeout") },
 		"duration_us":         func(r *Row) { r.DurationUS++ },
+		"count":               func(r *Row) { r.Count++ },
+		"version 1, count 1":  func(r *Row) { r.HashVersion, r.Count = 1, 1 },
 		"prev_hash":           func(r *Row) { r.PrevHash = append(Hash{1}, genesis[1:]...) },
 		"prev_hash truncated": func(r *Row) { r.PrevHash = genesis[1:] },
 	}
 	seen := map[string]string{hex.EncodeToString(baseHash): "base"}
 	for name, edit := range edits {
-		r := goldenRow()
+		r := goldenRow2()
 		edit(&r)
 		h, err := r.ComputeHash()
 		if err != nil {
@@ -125,13 +174,13 @@ func TestHashCoversEveryFieldUnambiguously(t *testing.T) {
 		seen[hex.EncodeToString(h)] = name
 	}
 	// The stored hash itself is not an input.
-	r := goldenRow()
+	r := goldenRow2()
 	r.Hash = Hash{1, 2, 3}
 	if h, _ := r.ComputeHash(); !h.equal(baseHash) {
 		t.Error("hash depends on the stored hash")
 	}
-	r.HashVersion = 2
-	if _, err := r.ComputeHash(); err == nil {
+	r.HashVersion = 3
+	if _, err := r.ComputeHash(); !errors.Is(err, ErrUnknownHashVersion) {
 		t.Error("unknown hash version accepted")
 	}
 }

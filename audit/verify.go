@@ -2,10 +2,15 @@ package audit
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
+	"strconv"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 
@@ -34,6 +39,13 @@ const (
 	// ReasonMalformed: the row cannot be encoded (a field edited into
 	// something connec never writes).
 	ReasonMalformed Reason = "malformed_row"
+	// ReasonCheckpointMissing: the chain ends before the seq of a kept
+	// checkpoint (the newest rows deleted together with the head).
+	ReasonCheckpointMissing Reason = "checkpoint_missing"
+	// ReasonCheckpointMismatch: the row at a kept checkpoint's seq has
+	// another hash (the chain rewritten from that row or before, every later
+	// hash and the head recomputed).
+	ReasonCheckpointMismatch Reason = "checkpoint_mismatch"
 )
 
 // Break is the first broken link: the seq at which the chain stops
@@ -62,6 +74,10 @@ type Report struct {
 	Broken *Break `json:"broken,omitempty"`
 }
 
+// Checkpoint is the last row that verified, to keep outside the database
+// and pass to a later Verify.
+func (r Report) Checkpoint() Checkpoint { return Checkpoint{Seq: r.LastSeq, Hash: r.LastHash} }
+
 // OK reports whether the whole chain verified.
 func (r Report) OK() bool { return r.Broken == nil }
 
@@ -86,13 +102,16 @@ func (r Report) Err() error {
 // of its own; given a transaction, it should be a repeatable-read one.
 //
 // A hash chain shows tampering by anyone who does not rewrite every later
-// row and the head as well; to catch that too, keep LastSeq and LastHash of
-// a verified chain somewhere outside the database and compare later.
-func Verify(ctx context.Context, q db.Querier) (Report, error) {
+// row and the head as well. To catch that too, keep Report.Checkpoint of a
+// verified chain somewhere outside the database and pass it back as expect:
+// the chain must still reach each checkpoint's seq
+// (ReasonCheckpointMissing) with the same hash there
+// (ReasonCheckpointMismatch).
+func Verify(ctx context.Context, q db.Querier, expect ...Checkpoint) (Report, error) {
 	var rep Report
 	run := func(tx db.Querier) error {
 		var err error
-		rep, err = verify(ctx, tx)
+		rep, err = verify(ctx, tx, expect)
 		return err
 	}
 	var err error
@@ -115,14 +134,15 @@ type txOptBeginner interface {
 // verifyPage is how many rows Verify reads per query.
 var verifyPage = 5000
 
-func verify(ctx context.Context, q db.Querier) (Report, error) {
+func verify(ctx context.Context, q db.Querier, expect []Checkpoint) (Report, error) {
 	var rep Report
 	var head []byte
 	if err := q.QueryRow(ctx, `SELECT seq, hash FROM audit_chain_head`).Scan(&rep.HeadSeq, &head); err != nil {
 		return rep, fmt.Errorf("read chain head: %w", err)
 	}
 	rep.HeadHash = head
-	c := newChecker()
+	expect = slices.SortedFunc(slices.Values(expect), func(a, b Checkpoint) int { return cmp.Compare(a.Seq, b.Seq) })
+	c := newChecker(expect...)
 	var r Row
 	// Keyset pages in (seq, at) order: each page an index walk of bounded
 	// size, so neither side ever holds or sorts the whole table.
@@ -179,6 +199,16 @@ func verify(ctx context.Context, q db.Querier) (Report, error) {
 				Detail: fmt.Sprintf("last row's hash %x is not the chain head's %x", []byte(c.lastHash), head)}
 		}
 	}
+	if c.broken == nil {
+		for _, cp := range expect { // sorted by seq
+			if cp.Seq > c.lastSeq {
+				c.broken = &Break{Seq: c.lastSeq + 1, Reason: ReasonCheckpointMissing,
+					Detail: fmt.Sprintf("the chain ends at seq %d, before the kept checkpoint %s: rows from %d on were deleted, the chain head with them",
+						c.lastSeq, cp, c.lastSeq+1)}
+				break
+			}
+		}
+	}
 	rep.Rows, rep.LastSeq, rep.LastHash, rep.Broken = c.rows, c.lastSeq, c.lastHash, c.broken
 	return rep, nil
 }
@@ -192,10 +222,19 @@ type checker struct {
 	lastHash Hash
 	broken   *Break
 	enc      encoder
+	// kept holds the hashes of kept checkpoints by seq.
+	kept map[int64][]Hash
 }
 
-func newChecker() *checker {
-	return &checker{expect: 1, prev: genesis, lastHash: genesis}
+func newChecker(expect ...Checkpoint) *checker {
+	c := &checker{expect: 1, prev: genesis, lastHash: genesis}
+	if len(expect) > 0 {
+		c.kept = make(map[int64][]Hash, len(expect))
+		for _, cp := range expect {
+			c.kept[cp.Seq] = append(c.kept[cp.Seq], cp.Hash)
+		}
+	}
+	return c
 }
 
 // add checks r as the next row; false means the chain broke at it (see
@@ -224,10 +263,45 @@ func (c *checker) add(r *Row) bool {
 			Detail: fmt.Sprintf("prev_hash %x is not row %d's hash %x: rows inserted, deleted or reordered", []byte(r.PrevHash), r.Seq-1, []byte(c.prev))}
 		return false
 	}
+	for _, h := range c.kept[r.Seq] {
+		if !bytes.Equal(h, r.Hash) {
+			c.broken = &Break{Seq: r.Seq, Reason: ReasonCheckpointMismatch,
+				Detail: fmt.Sprintf("row %d's hash is %x, the kept checkpoint %s says otherwise: the chain was rewritten from this row or before",
+					r.Seq, []byte(r.Hash), Checkpoint{Seq: r.Seq, Hash: h})}
+			return false
+		}
+	}
 	c.rows++
 	c.expect++
 	c.lastSeq = r.Seq
 	c.prev = append(c.prev[:0:0], r.Hash...)
 	c.lastHash = c.prev
 	return true
+}
+
+// Checkpoint is a row of a verified chain, kept outside the database: its
+// seq and hash. Written "seq:hex-hash" (String, ParseCheckpoint).
+type Checkpoint struct {
+	Seq  int64
+	Hash Hash
+}
+
+func (c Checkpoint) String() string { return fmt.Sprintf("%d:%s", c.Seq, c.Hash) }
+
+// ParseCheckpoint reads a checkpoint written as String writes it: a seq of
+// at least 1, a colon, and the row's SHA-256 hash in hex.
+func ParseCheckpoint(s string) (Checkpoint, error) {
+	seq, hx, ok := strings.Cut(s, ":")
+	if !ok {
+		return Checkpoint{}, fmt.Errorf("checkpoint %q: want seq:hash, e.g. 42:%s", s, strings.Repeat("0", 2*HashSize))
+	}
+	n, err := strconv.ParseInt(seq, 10, 64)
+	if err != nil || n < 1 {
+		return Checkpoint{}, fmt.Errorf("checkpoint %q: the seq %q is not a row number (1 or more)", s, seq)
+	}
+	h, err := hex.DecodeString(hx)
+	if err != nil || len(h) != HashSize {
+		return Checkpoint{}, fmt.Errorf("checkpoint %q: the hash is not %d hex digits", s, 2*HashSize)
+	}
+	return Checkpoint{Seq: n, Hash: h}, nil
 }

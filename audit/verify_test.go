@@ -49,6 +49,8 @@ func TestREQ_CONNEC_0110_AuditTrailTamperEvident(t *testing.T) {
 		{"NULL field filled", exec(`UPDATE audit_events SET operation = 'echo.send' WHERE seq = 4`), 4, ReasonEdited},
 		{"group added", exec(`UPDATE audit_events SET subject_groups = subject_groups || 'group:admins'::text WHERE seq = 7`), 7, ReasonEdited},
 		{"group NULLed", exec(`UPDATE audit_events SET subject_groups = ARRAY[NULL]::text[] WHERE seq = 7`), 7, ReasonMalformed},
+		{"count edited", exec(`UPDATE audit_events SET count = 9670 WHERE seq = 6`), 6, ReasonEdited},
+		{"count of a version 1 row edited", exec(`UPDATE audit_events SET hash_version = 1, count = 2 WHERE seq = 6`), 6, ReasonMalformed},
 		{"hash replaced", exec(`UPDATE audit_events SET hash = sha256('x') WHERE seq = 8`), 8, ReasonEdited},
 		{"first row deleted", exec(`DELETE FROM audit_events WHERE seq = 1`), 1, ReasonMissing},
 		{"middle row deleted", exec(`DELETE FROM audit_events WHERE seq = 5`), 5, ReasonMissing},

@@ -31,7 +31,7 @@ func TestRecordStoresEveryField(t *testing.T) {
 		Resource: "connectors/o/echo/i/send", Decision: Allow, Reason: "rule r", PolicyVersion: 7,
 		Task: callctx.TaskContext{TaskID: uuid.NewString(), ProjectID: uuid.NewString(), RunID: uuid.NewString(),
 			JobID: uuid.NewString(), AgentID: "agent-1"},
-		Status: StatusError, ErrorType: "timeout", Duration: 1500 * time.Microsecond,
+		Status: StatusError, ErrorType: "timeout", Duration: 1500 * time.Microsecond, Count: 9670,
 	}
 	cases := []struct {
 		name string
@@ -46,12 +46,13 @@ func TestRecordStoresEveryField(t *testing.T) {
 				*r.Resource == full.Resource && r.Decision == Allow && r.Reason == "rule r" && *r.PolicyVersion == 7 &&
 				*r.TaskID == full.Task.TaskID && *r.ProjectID == full.Task.ProjectID && *r.RunID == full.Task.RunID &&
 				*r.JobID == full.Task.JobID && *r.AgentID == "agent-1" && r.Status == StatusError &&
-				*r.ErrorType == "timeout" && r.DurationUS == 1500
+				*r.ErrorType == "timeout" && r.DurationUS == 1500 && r.Count == 9670
 		}},
 		{"defaults", Event{Decision: Deny, Reason: "unauthenticated"}, func(r Row) bool {
 			return !r.At.IsZero() && r.Subject == string(callctx.Anonymous) && r.Status == StatusOK &&
 				len(r.Groups) == 0 && r.ConnectorType == nil && r.InstanceID == nil && r.Operation == nil &&
-				r.Resource == nil && r.PolicyVersion == nil && r.TaskID == nil && r.AgentID == nil && r.ErrorType == nil
+				r.Resource == nil && r.PolicyVersion == nil && r.TaskID == nil && r.AgentID == nil && r.ErrorType == nil &&
+				r.Count == 1
 		}},
 		{"unstorable text made storable", Event{Decision: Deny, Reason: "bad\x00byte\xff", Resource: "\x00"}, func(r Row) bool {
 			return r.Reason == "bad\uFFFDbyte\uFFFD" && *r.Resource == "\uFFFD"
@@ -81,6 +82,7 @@ func TestRecordRejectsInvalidEvents(t *testing.T) {
 		"bad instance": {Decision: Allow, InstanceID: "not-a-uuid"},
 		"bad task":     {Decision: Allow, Task: callctx.TaskContext{TaskID: "x"}},
 		"bad time":     {Decision: Allow, At: time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)},
+		"bad count":    {Decision: Deny, Count: -1},
 	} {
 		if err := w.Record(context.Background(), ev); !errors.Is(err, ErrInvalidEvent) {
 			t.Errorf("%s: Record = %v, want ErrInvalidEvent", name, err)

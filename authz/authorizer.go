@@ -70,6 +70,8 @@ type config struct {
 	// subjectCache bounds the per-subject compiled rule lists kept per
 	// snapshot.
 	subjectCache int
+	// catalog checks the connector types and operations rules name.
+	catalog Catalog
 }
 
 func newConfig(opts []Option) config {
@@ -99,6 +101,11 @@ func WithLogger(l *slog.Logger) Option {
 		}
 	}
 }
+
+// WithCatalog checks the connector types and operations that rules name
+// against cat, when rules are added (AddRule) and when stored ones are
+// loaded (see Rule.ValidateIn).
+func WithCatalog(cat Catalog) Option { return func(c *config) { c.catalog = cat } }
 
 // WithoutWatcher does not listen for changes made elsewhere: the policy then
 // changes only on Refresh. For tools and tests; a server needs the watcher.
@@ -231,6 +238,7 @@ type snapshot struct {
 	conds     map[string]Cond                // every condition in the policy that parses
 	enf       *casbin.Enforcer               // the full policy: group lookups
 	allow     map[string]map[string][]string // subject -> action -> resource patterns of its allow rules
+	invalid   []string                       // the rules that fail validation, with why
 
 	subjects  *boundedCache[string, []compiledRule] // caller -> its rules, compiled
 	decisions *boundedCache[decisionKey, Decision]
@@ -278,6 +286,7 @@ func New(ctx context.Context, pool *pgxpool.Pool, opts ...Option) (*Authorizer, 
 		return nil, fmt.Errorf("authz: %w", err)
 	}
 	a.snap.Store(s)
+	a.reportInvalid(nil, s)
 	a.lastConfirmed.Store(start.UnixNano())
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	a.cancel = cancel
@@ -407,10 +416,11 @@ func (a *Authorizer) MayAttempt(ctx context.Context, subject callctx.Subject, ac
 }
 
 // MayAttemptOn is MayAttempt narrowed to rules whose resource pattern
-// matches resource (any resource when it is empty): tools that act on one
-// fixed resource (the catalog, the policy) are shown only to subjects with
-// an allow rule that could reach it. Like MayAttempt it ignores deny rules
-// and conditions; every call still goes through Decide.
+// matches resource (any resource when it is empty; any resource under
+// <prefix> when it is "<prefix>/**"): tools that act on one fixed resource
+// (the catalog, the policy) or one family of them (tokens/…) are shown only
+// to subjects with an allow rule that could reach it. Like MayAttempt it
+// ignores deny rules and conditions; every call still goes through Decide.
 func (a *Authorizer) MayAttemptOn(ctx context.Context, subject callctx.Subject, resource string, actions ...string) (bool, error) {
 	s, err := a.current(ctx)
 	if err != nil {
@@ -428,11 +438,21 @@ func (a *Authorizer) MayAttemptOn(ctx context.Context, subject callctx.Subject, 
 	if err != nil {
 		return false, fault.Wrap(fault.Unavailable, err, "authorization failed")
 	}
+	prefix, under := strings.CutSuffix(resource, "/**")
 	reaches := func(patterns []string) bool {
 		if resource == "" {
 			return len(patterns) > 0
 		}
 		return slices.ContainsFunc(patterns, func(p string) bool {
+			if under {
+				// A pattern that names something under prefix, or one
+				// broad enough to match anything there.
+				if strings.HasPrefix(p, prefix+"/") {
+					return true
+				}
+				ok, err := doublestar.Match(p, prefix+"/-")
+				return err == nil && ok
+			}
 			ok, err := doublestar.Match(p, resource)
 			return err == nil && ok
 		})
@@ -507,6 +527,7 @@ func (a *Authorizer) Refresh(ctx context.Context) error {
 	}
 	old := a.snap.Swap(s)
 	a.confirmed(s.version, start)
+	a.reportInvalid(old, s)
 	a.log.Debug("authz: policy reloaded", "from_version", old.version, "version", s.version, "rules", len(s.policy), "took", time.Since(start))
 	a.changedMu.Lock()
 	fns := a.changed
@@ -598,6 +619,29 @@ func (a *Authorizer) refreshLoop(ctx context.Context, pollEvery time.Duration) {
 	}
 }
 
+// reportInvalid logs the stored rules that fail validation when a policy is
+// first loaded and whenever that list changes (not on every reload). They
+// stay in force as written: rules written before validation was this strict
+// (or by SQL) must not stop a server from starting, and dropping a rule on
+// load would change decisions behind the operator's back. What they do is
+// what the model makes of them: one that can match nothing decides nothing,
+// one with a malformed condition fails the requests that reach it, one with
+// an unknown effect denies.
+func (a *Authorizer) reportInvalid(old, s *snapshot) {
+	if old != nil && slices.Equal(old.invalid, s.invalid) {
+		return
+	}
+	if len(s.invalid) == 0 {
+		if old != nil {
+			a.log.Info("authz: every stored policy rule is valid again", "version", s.version)
+		}
+		return
+	}
+	a.log.Warn("authz: stored policy rules fail validation and can never match as written (or, with a malformed condition "+
+		"or effect, fail closed); they are kept as written: correct or remove them (`connec policy check` lists them)",
+		"version", s.version, "count", len(s.invalid), "rules", s.invalid)
+}
+
 // baseModel is the parsed model without policy; snapshots copy it.
 var baseModel = sync.OnceValues(NewModel)
 
@@ -636,10 +680,11 @@ func newSnapshot(version int64, m model.Model, cfg config) (*snapshot, error) {
 	conds := make(map[string]Cond)
 	allow := make(map[string]map[string][]string)
 	bySubject := make(map[string][]int)
+	var invalid []string
 	for i, v := range policy {
 		r := ruleFromValues(v)
-		if err := r.Validate(); err != nil {
-			cfg.logger.Error("authz: malformed policy rule; it denies or fails every request it matches", "rule", r.String(), "err", err)
+		if err := r.ValidateIn(cfg.catalog); err != nil {
+			invalid = append(invalid, r.String()+": "+fault.PublicOf(err).Message)
 		}
 		if _, seen := conds[r.Cond]; !seen { // most rules share a few conditions
 			if c, err := ParseCond(r.Cond); err == nil {
@@ -671,6 +716,7 @@ func newSnapshot(version int64, m model.Model, cfg config) (*snapshot, error) {
 		conds:     conds,
 		enf:       enf,
 		allow:     allow,
+		invalid:   invalid,
 		subjects:  newBoundedCache[string, []compiledRule](cfg.subjectCache),
 		decisions: newBoundedCache[decisionKey, Decision](cfg.cacheSize),
 		attempts:  newBoundedCache[string, bool](cfg.cacheSize),

@@ -605,15 +605,16 @@ func TestRuleManagement(t *testing.T) {
 	t.Run("unknown effect in the table acts as deny", func(t *testing.T) {
 		w := randUser()
 		res := OwnerResource(w)
-		addRules(t, a, pool, allow(w, res, ActionRead))
+		// (An owner is decided under connector.admin only: installing.)
+		addRules(t, a, pool, allow(w, res, ActionAdmin))
 		if _, err := pool.Exec(ctx, `INSERT INTO casbin_rule (ptype, v0, v1, v2, v3, v4) VALUES ('p', $1, $2, $3, '', 'DENY')`,
-			string(w), res, ActionRead); err != nil {
+			string(w), res, ActionAdmin); err != nil {
 			t.Fatal(err)
 		}
 		if err := a.Refresh(ctx); err != nil {
 			t.Fatal(err)
 		}
-		if d := decide(t, a, Request{Subject: w, Action: ActionRead, Resource: res}); d.Allowed {
+		if d := decide(t, a, Request{Subject: w, Action: ActionAdmin, Resource: res}); d.Allowed {
 			t.Errorf("allowed despite a deny-ish rule: %+v", d)
 		}
 	})

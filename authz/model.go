@@ -65,11 +65,14 @@ const (
 	ActionCatalogRead = "connector.catalog.read"
 	ActionPolicyAdmin = "connector.policy.admin"
 	ActionAuditRead   = "connector.audit.read"
-	AnyAction         = "*"
+	// ActionTokenMint lets a subject (an orchestrator) mint short-lived
+	// tokens bound to a task context, on tokens/<user>.
+	ActionTokenMint = "connector.token.mint"
+	AnyAction       = "*"
 )
 
-// Actions lists every action, in a stable order. Do not modify it.
-var Actions = []string{ActionRead, ActionSend, ActionAdmin, ActionCatalogRead, ActionPolicyAdmin, ActionAuditRead}
+// Actions lists every action, in a stable order (new ones are appended).
+var Actions = []string{ActionRead, ActionSend, ActionAdmin, ActionCatalogRead, ActionPolicyAdmin, ActionAuditRead, ActionTokenMint}
 
 // IsAction reports whether a is one of the action constants (not AnyAction).
 func IsAction(a string) bool {
@@ -89,6 +92,7 @@ const (
 //	policy                                               policy administration
 //	audit                                                the audit trail (connector.audit.read)
 //	network/private                                      installing instances that reach private networks (connector.admin)
+//	tokens/user:<uuid>                                   minting task-bound tokens for that user (connector.token.mint)
 //	connectors/<owner>                                   where <owner> installs instances
 //	connectors/<owner>/<type>/<instance-uuid>            one installed instance
 //	connectors/<owner>/<type>/<instance-uuid>/<op>       one operation on an instance
@@ -113,6 +117,11 @@ const (
 //
 // "**" must be a whole segment: "connectors/user:U**" is the same as
 // "connectors/user:U*" and does not cross "/".
+//
+// A rule's pattern must be able to match one of these names (see
+// Rule.ValidateIn): only "*" within a segment and a trailing "/**" are
+// accepted in new rules, owners and instance ids as canonical uuids, and
+// an action some matched name is decided under (grammar.go lists them).
 const (
 	ResourceCatalog = "catalog"
 	ResourcePolicy  = "policy"
@@ -123,7 +132,14 @@ const (
 	// otherwise point an instance at internal services.
 	ResourcePrivateNetwork = "network/private"
 	resourceConnectors     = "connectors"
+	resourceTokens         = "tokens"
 )
+
+// TokenResource names the minting of task-bound tokens for user:
+// "tokens/user:<uuid>".
+func TokenResource(user callctx.Subject) string {
+	return resourceTokens + "/" + string(user)
+}
 
 // OwnerResource names the place where owner installs instances:
 // "connectors/<owner>".

@@ -3,6 +3,8 @@ package authz
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 
@@ -17,10 +19,14 @@ import (
 //     form. There is deliberately no wildcard subject: "*" would also match
 //     callers nobody meant to include (anonymous, future subject kinds). To
 //     grant many users, grant a group.
-//   - Resource: a pattern (see OwnerResource for names and patterns): not
-//     empty, valid glob syntax, no whitespace, and no empty, "." or ".."
-//     segment (such a pattern could never match a resource name).
-//   - Action: one of Actions, or AnyAction ("*").
+//   - Resource: a pattern that can match some resource name (see
+//     OwnerResource for names and patterns): a known prefix, owners and
+//     instance ids as canonical (lower-case) uuids, only * within a segment
+//     and a trailing /** as globs; with a Catalog, only connector types and
+//     operations that exist.
+//   - Action: one of Actions, or AnyAction ("*"); one that some resource the
+//     pattern matches is decided under (e.g. connector.catalog.read only on
+//     catalog, and on an operation only the action of its kind).
 //   - Cond: a condition on the task context (see Cond); "" always holds.
 //   - Effect: EffectAllow or EffectDeny.
 type Rule struct {
@@ -31,9 +37,16 @@ type Rule struct {
 	Effect   string `json:"effect"`
 }
 
-// Validate checks every field. It returns a *fault.Error of type
+// Validate checks every field, connector types and operations by their
+// syntax only (see ValidateIn). It returns a *fault.Error of type
 // invalid_argument whose details name the first bad field.
-func (r Rule) Validate() error {
+func (r Rule) Validate() error { return r.ValidateIn(nil) }
+
+// ValidateIn is Validate that also checks the connector types and operations
+// a rule names against cat (nil: syntax only). A rule that passes can match
+// some request; one that fails could never match, so a deny of that kind
+// would silently allow what it was meant to refuse.
+func (r Rule) ValidateIn(cat Catalog) error {
 	if r.Subject == "*" {
 		return fault.Invalid("subject", "there is no wildcard subject: want user:<uuid> or group:<uuid> (grant a group to reach many users)")
 	}
@@ -44,11 +57,16 @@ func (r Rule) Validate() error {
 	if string(s) != r.Subject {
 		return fault.Invalid("subject", "subject must be in canonical form %q", s)
 	}
-	if err := checkPattern(r.Resource); err != nil {
+	acts, err := patternActions(r.Resource, cat)
+	if err != nil {
 		return fault.Invalid("resource", "%v", err)
 	}
 	if r.Action != AnyAction && !IsAction(r.Action) {
 		return fault.Invalid("action", "action %q is not one of %v or %q", r.Action, Actions, AnyAction)
+	}
+	if r.Action != AnyAction && !slices.Contains(acts, r.Action) {
+		return fault.Invalid("action", "action %s never applies to %q, so the rule could never match: what it names is decided under %s",
+			r.Action, r.Resource, strings.Join(acts, ", "))
 	}
 	if _, err := ParseCond(r.Cond); err != nil {
 		return fault.Invalid("cond", "%v", err)
@@ -77,13 +95,17 @@ func ruleFromValues(v []string) Rule {
 	return Rule{Subject: get(0), Resource: get(1), Action: get(2), Cond: get(3), Effect: get(4)}
 }
 
+// ValidateRule is r.ValidateIn with the catalog the Authorizer was given
+// (WithCatalog).
+func (a *Authorizer) ValidateRule(r Rule) error { return r.ValidateIn(a.cfg.catalog) }
+
 // AddRule validates r and inserts it through q, normally the caller's
 // transaction, so the rule and its audit record commit together. It reports
 // whether the rule was created (false: it already existed). Nothing is
 // written if r is invalid. The change takes effect here once the caller has
 // committed and called Refresh; other servers pick it up by notification.
 func (a *Authorizer) AddRule(ctx context.Context, q db.Querier, r Rule) (bool, error) {
-	if err := r.Validate(); err != nil {
+	if err := a.ValidateRule(r); err != nil {
 		return false, err
 	}
 	// The policy_version trigger fires per statement, even one that changes

@@ -115,6 +115,17 @@ func (b Bound) Fields() []string {
 
 var boundNames = []string{"task_id", "project_id", "run_id", "job_id", "agent_id"}
 
+// Present is the set of fields that are set.
+func (t TaskContext) Present() Bound {
+	var b Bound
+	for i, v := range []string{t.TaskID, t.ProjectID, t.RunID, t.JobID, t.AgentID} {
+		if v != "" {
+			b |= 1 << i
+		}
+	}
+	return b
+}
+
 // BindTo merges the task context a call claims (t) with the one its
 // credentials are bound to: every bound field takes the bound value and is
 // marked Bound; a call may add the fields its credentials leave open, but

@@ -45,6 +45,13 @@ var CredentialKinds = map[string][]string{
 	"login":   {"username", "password"},
 }
 
+// IdentifierFields are the credential fields that name an account rather
+// than prove it (a username). Redaction matches them only inside the
+// values derived from them (user:password and its encodings), never alone:
+// a short username such as "api" would otherwise shred unrelated text (a
+// path /api/echo).
+var IdentifierFields = map[string]bool{"username": true}
+
 // maxSecretFieldBytes bounds one secret field.
 const maxSecretFieldBytes = 16 << 10
 

@@ -7,3 +7,6 @@ func CachedInstances(s *Service) int {
 	}
 	return s.instances.Len()
 }
+
+// WithoutConfigValues is withoutConfigValues, for tests.
+var WithoutConfigValues = withoutConfigValues

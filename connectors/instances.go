@@ -1,9 +1,15 @@
 package connectors
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"maps"
+	"net/url"
+	"slices"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 
@@ -15,6 +21,7 @@ import (
 	"github.com/connec/connec/connectors/egress"
 	"github.com/connec/connec/fault"
 	"github.com/connec/connec/internal/jsonschema"
+	"github.com/connec/connec/vault"
 )
 
 // Tool names, as the MCP surface exposes them and audit rows record them.
@@ -74,14 +81,14 @@ func (s *Service) Install(ctx context.Context, in InstallInput) (Instance, error
 	}
 	c.ev.ConnectorType = in.Type
 	if err := validateAgainst(ct.Config, in.Config, "config"); err != nil {
-		return Instance{}, c.invalid(ctx, err)
+		return Instance{}, c.invalid(ctx, withoutConfigValues(err, in.Config, ct.Config.Raw()))
 	}
 	// Reaching private networks is the operator's to grant (checked first,
 	// so the row of an allowed install cites the owner decision).
 	if s, ok := ct.Driver.(egress.Scoped); ok {
 		scope, err := s.EgressScope(in.Config)
 		if err != nil {
-			return Instance{}, c.invalid(ctx, fault.Invalid("config", "%v", err))
+			return Instance{}, c.invalid(ctx, withoutConfigValues(fault.Invalid("config", "%s", fault.PublicOf(err).Message), in.Config, ct.Config.Raw()))
 		}
 		if scope.AllowPrivate {
 			if err := c.decide(ctx, authz.ResourcePrivateNetwork); err != nil {
@@ -116,6 +123,106 @@ func (s *Service) Install(ctx context.Context, in InstallInput) (Instance, error
 	})
 	s.forget(out.ID)
 	return out, err
+}
+
+// withoutConfigValues keeps an instance configuration's values out of an
+// error about it, which goes to the caller and into the append-only audit
+// row: messages name fields and say what is wrong, and should a value (or
+// the user info of a URL) still be in one, it is replaced. Values the
+// type's configuration schema itself names (an enum's "header", a field
+// name) are vocabulary, not configuration, and stay.
+func withoutConfigValues(err error, config, schema json.RawMessage) error {
+	var fe *fault.Error
+	if !errors.As(err, &fe) {
+		return err
+	}
+	var doc any
+	if json.Unmarshal(config, &doc) != nil {
+		return err
+	}
+	var values []string
+	var collect func(v any)
+	collect = func(v any) {
+		switch x := v.(type) {
+		case string:
+			values = append(values, x)
+			if u, err := url.Parse(x); err == nil && u.User != nil {
+				p, _ := u.User.Password()
+				values = append(values, u.User.String(), u.User.Username(), p)
+				// And as written, escapes included.
+				if _, rest, ok := strings.Cut(x, "//"); ok {
+					if info, _, ok := strings.Cut(rest, "@"); ok {
+						_, rawPass, _ := strings.Cut(info, ":")
+						values = append(values, info, rawPass)
+					}
+				}
+			}
+		case []any:
+			for _, e := range x {
+				collect(e)
+			}
+		case map[string]any:
+			for _, e := range x {
+				collect(e)
+			}
+		}
+	}
+	collect(doc)
+	// Longest first, so a value inside another goes with it; short values
+	// ("tls", "none") are words of the messages themselves.
+	slices.SortFunc(values, func(a, b string) int { return len(b) - len(a) })
+	scrub := func(s string) string {
+		for _, v := range values {
+			if len(v) >= 4 && !bytes.Contains(schema, []byte(v)) {
+				s = strings.ReplaceAll(s, v, vault.Redacted)
+				if q := strconv.Quote(v); len(q) > len(v)+2 {
+					s = strings.ReplaceAll(s, q[1:len(q)-1], vault.Redacted)
+				}
+			}
+		}
+		return s
+	}
+	out := *fe
+	out.Message = scrub(fe.Message)
+	if vs, ok := fe.Details["violations"].([]jsonschema.Violation); ok {
+		clean := make([]jsonschema.Violation, len(vs))
+		for i, v := range vs {
+			clean[i] = jsonschema.Violation{Path: v.Path, Message: scrub(v.Message)}
+		}
+		out.Details = maps.Clone(fe.Details)
+		out.Details["violations"] = clean
+	}
+	return &out
+}
+
+// checkPrivateNetwork refuses to run an instance whose configuration lets
+// it reach private networks (allow_private_network) once the grant that
+// allowed its install is gone: whoever installed it must still hold
+// connector.admin on network/private, decided for this call's task context.
+// Checking at install alone would let an instance keep reaching internal
+// services after the operator withdrew the right, through disable/enable
+// too. The decision is cached per policy version, so this costs a lookup.
+func (s *Service) checkPrivateNetwork(ctx context.Context, c *call, ct *CompiledType, inst Instance) error {
+	sc, ok := ct.Driver.(egress.Scoped)
+	if !ok {
+		return nil
+	}
+	scope, err := sc.EgressScope(inst.Config)
+	if err != nil || !scope.AllowPrivate {
+		return nil // an unreadable configuration is refused by the executor
+	}
+	d, err := s.authz.Decide(ctx, authz.Request{Subject: inst.CreatedBy, Action: authz.ActionAdmin,
+		Resource: authz.ResourcePrivateNetwork, Task: c.ev.Task})
+	if err != nil {
+		return c.deny(ctx, fault.Wrap(fault.Unavailable, err, "policy could not be evaluated"), "policy evaluation failed")
+	}
+	if !d.Allowed {
+		return c.deny(ctx, fault.New(fault.PolicyDenied, "connector instance may no longer reach private networks: "+
+			"the %s grant it was installed under has been withdrawn", authz.ResourcePrivateNetwork),
+			fmt.Sprintf("instance reaches private networks, and its installer %s no longer holds %s on %s: %s",
+				inst.CreatedBy, authz.ActionAdmin, authz.ResourcePrivateNetwork, d.Reason))
+	}
+	return nil
 }
 
 func validateInstall(in *InstallInput) error {

@@ -138,12 +138,14 @@ func guardStmt(inst InstanceID, cred *SealedCredential) audit.Stmt {
 	return audit.Stmt{SQL: migrations.InvokeGuardSQL, Args: []any{string(inst), id, version}, Check: true}
 }
 
-// SQLSTATEs migrations.DecisionGuardSQL raises (connec_decision_guard, migration 00008).
+// SQLSTATEs migrations.DecisionGuardSQL raises (connec_decision_guard,
+// migrations 00008 and 00011).
 const (
 	sqlstatePolicyMoved  = "CNP01"
 	sqlstateTokenRevoked = "CNT01"
 	sqlstateTokenExpired = "CNT02"
 	sqlstateUserGone     = "CNT03"
+	sqlstateUserDisabled = "CNT04"
 )
 
 // decisionGuard makes the statements it is recorded with commit only if the
@@ -194,8 +196,8 @@ func asStale(err error) *staleError {
 		return &staleError{err: credentialRefusal(CredentialDisabled)}
 	case sqlstateCredentialExpired:
 		return &staleError{err: credentialRefusal(credentialExpired)}
-	case sqlstateTokenRevoked, sqlstateTokenExpired, sqlstateUserGone:
-		return &staleError{err: fault.New(fault.Unauthenticated, "the caller's token was revoked or has expired, or its user is gone"), denial: "credentials of the caller no longer valid"}
+	case sqlstateTokenRevoked, sqlstateTokenExpired, sqlstateUserGone, sqlstateUserDisabled:
+		return &staleError{err: fault.New(fault.Unauthenticated, "the caller's token was revoked or has expired, or its user is gone or disabled"), denial: "credentials of the caller no longer valid"}
 	case sqlstateCredentialRotated:
 		return &staleError{err: fault.New(fault.Transient, "the instance's credential was rotated while this call was in flight; retry")}
 	}

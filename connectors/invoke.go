@@ -101,6 +101,9 @@ func (s *Service) Invoke(ctx context.Context, in InvokeInput) (InvokeResult, err
 	if inst.ProjectID != "" && c.ev.Task.ProjectID != inst.ProjectID {
 		return InvokeResult{}, c.deny(ctx, fault.New(fault.PolicyDenied, "connector instance is scoped to another project"), "project scope mismatch")
 	}
+	if err := s.checkPrivateNetwork(ctx, c, ct, inst); err != nil {
+		return InvokeResult{}, err
+	}
 	if err := validateAgainst(op.In, in.Arguments, "arguments"); err != nil {
 		return InvokeResult{}, c.deny(ctx, err, "invalid argument: arguments do not match the operation's input schema")
 	}
@@ -173,6 +176,9 @@ func (s *Service) dispatch(ctx context.Context, c *call, runID string, req ExecR
 				return nil, c.fail(ctx, fault.Wrap(fault.Unavailable, rerr, "policy could not be reloaded"))
 			}
 			if derr := c.decide(ctx, c.ev.Resource); derr != nil {
+				return nil, derr
+			}
+			if derr := s.checkPrivateNetwork(ctx, c, req.Type, req.Instance); derr != nil {
 				return nil, derr
 			}
 			continue

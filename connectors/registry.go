@@ -12,11 +12,13 @@ import (
 	"net"
 	"net/http"
 	"regexp"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/connec/connec/authz"
 	"github.com/connec/connec/internal/jsonschema"
 	"github.com/connec/connec/vault"
 )
@@ -30,6 +32,18 @@ const (
 	KindSend  Kind = "send"
 	KindAdmin Kind = "admin"
 )
+
+// Action is the action an invocation of an operation of kind k is decided
+// under.
+func (k Kind) Action() string {
+	switch k {
+	case KindSend:
+		return authz.ActionSend
+	case KindAdmin:
+		return authz.ActionAdmin
+	}
+	return authz.ActionRead
+}
 
 // Operation declares one operation of a connector type.
 type Operation struct {
@@ -80,8 +94,51 @@ type Invocation struct {
 	Findings *Findings
 }
 
-// Findings is what a driver reports about one invocation.
-type Findings struct{ redacted atomic.Bool }
+// Findings is what a driver reports about one invocation: whether it
+// redacted credential material, and the values it derived from the
+// credential and sent.
+type Findings struct {
+	redacted atomic.Bool
+	mu       sync.Mutex
+	sent     []vault.Secret
+}
+
+// Sent declares a value the driver derived from the credential and sends
+// (an Authorization header's value, a user:password pair, an AUTH PLAIN
+// blob): the executor redacts it, and its encodings, from the result and
+// from errors as it does the credential's own fields. f keeps a copy,
+// wiped when the invocation ends.
+func (f *Findings) Sent(v []byte) {
+	if f == nil || len(v) == 0 {
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.sent = append(f.sent, vault.NewSecret(v))
+}
+
+// SentValues returns the values declared with Sent.
+func (f *Findings) SentValues() []vault.Secret {
+	if f == nil {
+		return nil
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.sent)
+}
+
+// Wipe wipes the values declared with Sent.
+func (f *Findings) Wipe() {
+	if f == nil {
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, s := range f.sent {
+		s.Wipe()
+	}
+	f.sent = nil
+}
 
 // MarkRedacted records that the driver replaced credential material.
 func (f *Findings) MarkRedacted() {
@@ -115,6 +172,8 @@ type CompiledType struct {
 	Driver Driver
 	Config *jsonschema.Schema
 	ops    map[string]*CompiledOp
+	// actions maps each operation to the action it is decided under.
+	actions map[string]string
 }
 
 // CompiledOp is an operation with compiled schemas.
@@ -158,7 +217,7 @@ func (r *Registry) Register(d Driver) error {
 	if !typeNameRe.MatchString(spec.Name) {
 		return fmt.Errorf("connector type name %q is not valid", spec.Name)
 	}
-	ct := &CompiledType{Spec: spec, Driver: d, ops: map[string]*CompiledOp{}}
+	ct := &CompiledType{Spec: spec, Driver: d, ops: map[string]*CompiledOp{}, actions: map[string]string{}}
 	cfg := spec.ConfigSchema
 	if len(cfg) == 0 {
 		cfg = json.RawMessage(`{"type":"object","additionalProperties":false}`)
@@ -196,6 +255,7 @@ func (r *Registry) Register(d Driver) error {
 			return fmt.Errorf("type %s: operation %s declared twice", spec.Name, op.Name)
 		}
 		ct.ops[op.Name] = co
+		ct.actions[op.Name] = op.Kind.Action()
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -212,6 +272,31 @@ func (r *Registry) Type(name string) (*CompiledType, bool) {
 	defer r.mu.RUnlock()
 	t, ok := r.types[name]
 	return t, ok
+}
+
+// The registry is the catalog policy rules are checked against.
+var _ authz.Catalog = (*Registry)(nil)
+
+// ConnectorTypes returns every type's name (authz.Catalog).
+func (r *Registry) ConnectorTypes() []string {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	out := make([]string, 0, len(r.types))
+	for name := range r.types {
+		out = append(out, name)
+	}
+	return out
+}
+
+// Operations maps each operation of the named type to the action it is
+// decided under, nil for an unknown type (authz.Catalog). The map is shared:
+// read only.
+func (r *Registry) Operations(connectorType string) map[string]string {
+	t, ok := r.Type(connectorType)
+	if !ok {
+		return nil
+	}
+	return t.actions
 }
 
 // Specs returns every type's spec, sorted by name.

@@ -16,6 +16,7 @@ import (
 	"github.com/connec/connec/authz"
 	"github.com/connec/connec/callctx"
 	"github.com/connec/connec/fault"
+	"github.com/connec/connec/internal/authlimit"
 	"github.com/connec/connec/internal/db"
 	"github.com/connec/connec/internal/metrics"
 	"github.com/connec/connec/internal/pgnotify"
@@ -71,6 +72,7 @@ type Service struct {
 	runner Runner
 	sealer Sealer
 	rules  RuleStore
+	tokens TokenIssuer
 	async  runs
 	lease  lease
 	// settling counts outcomes being recorded behind their results;
@@ -79,6 +81,10 @@ type Service struct {
 	stopping atomic.Bool
 	log      *slog.Logger
 	now      func() time.Time
+
+	// guard limits and aggregates failed authentications (AuthGuard).
+	authCfg authlimit.Config
+	guard   *authlimit.Guard
 
 	// hub and instances: the invocation cache (WithNotify); nil without.
 	hub       *pgnotify.Hub
@@ -97,6 +103,10 @@ func NewService(pool *pgxpool.Pool, reg *Registry, az Authorizer, aw *audit.Writ
 	for _, o := range opts {
 		o(s)
 	}
+	if s.authCfg.Log == nil {
+		s.authCfg.Log = s.log
+	}
+	s.guard = authlimit.New(s.authCfg, s.RecordRefusal)
 	s.follow()
 	return s
 }

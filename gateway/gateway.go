@@ -7,7 +7,8 @@
 //   - a server-rendered web UI under /ui (html/template, embedded CSS, no
 //     JavaScript), logged in with the same API tokens held in an HttpOnly,
 //     SameSite=Strict cookie, with CSRF tokens on every state-changing form;
-//   - /metrics (Prometheus, the internal/metrics registry) and /readyz.
+//   - /readyz; and, on a listener of its own, /metrics (Prometheus, the
+//     internal/metrics registry: MetricsHandler).
 //
 // Like the MCP surface it is a transport and holds no business logic: every
 // handler authenticates the caller, puts the principal on the context
@@ -44,6 +45,7 @@ import (
 	"github.com/connec/connec/callctx"
 	"github.com/connec/connec/connectors"
 	"github.com/connec/connec/fault"
+	"github.com/connec/connec/internal/authlimit"
 	"github.com/connec/connec/internal/metrics"
 )
 
@@ -94,7 +96,7 @@ type Config struct {
 	Log *slog.Logger
 }
 
-// Gateway serves the REST API, the web UI, /metrics and /readyz.
+// Gateway serves the REST API, the web UI and /readyz.
 type Gateway struct {
 	svc     *connectors.Service
 	auth    Authenticator
@@ -128,13 +130,22 @@ func New(cfg Config) *Gateway {
 }
 
 // Mount registers the gateway's routes on mux: /v1/, /ui/ (and / redirecting
-// to it), GET /metrics and GET /readyz. It leaves /healthz to the caller.
+// to it) and GET /readyz. It leaves /healthz to the caller, and serves no
+// metrics: those go on their own listener (MetricsHandler), so usage
+// figures are not open to whoever can reach the API port.
 func (g *Gateway) Mount(mux *http.ServeMux) {
 	mux.Handle("/v1/", http.HandlerFunc(g.serveAPI))
 	mux.Handle("/ui/", g.ui)
 	mux.Handle("GET /{$}", instrument("GET /", http.RedirectHandler("/ui/", http.StatusSeeOther)))
-	mux.Handle("GET /metrics", instrument("GET /metrics", metrics.Handler()))
 	mux.Handle("GET /readyz", instrument("GET /readyz", http.HandlerFunc(g.readyz)))
+}
+
+// MetricsHandler serves GET /metrics (Prometheus) alone, for the metrics
+// listener (CONNEC_METRICS_ADDR).
+func MetricsHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", instrument("GET /metrics", metrics.Handler()))
+	return mux
 }
 
 // Handler returns the gateway alone on a mux of its own.
@@ -194,39 +205,32 @@ func (g *Gateway) serveAPI(w http.ResponseWriter, r *http.Request) {
 }
 
 // authenticate checks the bearer token and returns the context carrying the
-// principal and a fresh request id. On failure it writes the problem (401,
-// or 503 if tokens cannot be checked), audits the refusal and returns false.
+// principal and a fresh request id. On failure it writes the problem (401;
+// 429 for a source over its limit of failed authentications; 503 if tokens
+// cannot be checked) and returns false; failures are audited per source
+// (authlimit).
 func (g *Gateway) authenticate(w http.ResponseWriter, r *http.Request, transport string) (context.Context, bool) {
 	ctx := requestContext(w, r)
-	token, ok := bearer(r)
-	var p callctx.Principal
-	var err error
-	if ok {
-		p, err = g.auth.Authenticate(ctx, token)
-	}
-	if ok && err == nil {
+	token, _ := bearer(r)
+	p, err := g.authGuard(ctx, r, transport, token)
+	if err == nil {
 		p.Transport = transport
 		return callctx.WithPrincipal(ctx, p), true
 	}
-	if err != nil && errors.Is(err, fault.ErrUnavailable) {
-		writeProblem(w, r.WithContext(ctx), fault.New(fault.Unavailable, "tokens cannot be checked right now"))
-		return nil, false
+	if errors.Is(err, fault.ErrUnauthenticated) {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="connec"`)
+		err = fault.New(fault.Unauthenticated, "missing or invalid bearer token")
 	}
-	refusal := g.refuseAnonymous(ctx, transport)
-	w.Header().Set("WWW-Authenticate", `Bearer realm="connec"`)
-	writeProblem(w, r.WithContext(ctx), refusal)
+	writeProblem(w, r.WithContext(ctx), err)
 	return nil, false
 }
 
-// refuseAnonymous audits a failed authentication as MCP does, and returns
-// the unauthenticated fault (or unavailable if no row could be written).
-func (g *Gateway) refuseAnonymous(ctx context.Context, transport string) error {
-	ctx = callctx.WithPrincipal(ctx, callctx.Principal{Transport: transport})
-	err := g.svc.Refuse(ctx, "http:"+transport, "authenticate", fault.New(fault.Unauthenticated, "missing or invalid bearer token"))
-	if err == nil {
-		err = fault.New(fault.Unauthenticated, "missing or invalid bearer token")
-	}
-	return err
+// authGuard authenticates token through the service's guard, which limits
+// and audits failed authentications per source.
+func (g *Gateway) authGuard(ctx context.Context, r *http.Request, transport, token string) (callctx.Principal, error) {
+	guard := g.svc.AuthGuard()
+	return guard.Authenticate(ctx, authlimit.Attempt{Source: guard.Source(r), Transport: transport,
+		Tool: "http:" + transport, Token: token}, g.auth)
 }
 
 // requestContext gives the request a fresh id, on the context (so audit rows

@@ -3,8 +3,10 @@ package gateway_test
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"io/fs"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -44,7 +46,8 @@ func installTestPlugin(t *testing.T, dataDir string) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if err := openclaw.Review(ctx, dir, &openclaw.Record{Name: "connec-test-plugin", Package: "connec-test-plugin", Version: "1.0.0"}); err != nil {
+	if err := openclaw.Review(ctx, dir, &openclaw.Record{Name: "connec-test-plugin", Package: "connec-test-plugin", Version: "1.0.0"},
+		openclaw.WithStateDir(t.TempDir())); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -113,7 +116,15 @@ func TestOpenClawCrashLoopInReadyzUIAndMetrics(t *testing.T) {
 	if list := ui.get("/ui/instances").String(); !strings.Contains(list, `badge failed health`) {
 		t.Errorf("the instance list does not flag the instance:\n%s", list)
 	}
-	m := e.must(http.StatusOK, "GET", "/metrics", "", nil).String()
+	ms := httptest.NewServer(gateway.MetricsHandler())
+	defer ms.Close()
+	res, err := http.Get(ms.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	m := string(body)
 	for _, want := range []string{`connec_openclaw_host_failures_total{reason="exited",type="openclaw-connec-test"}`,
 		`connec_openclaw_instances_crash_looping{type="openclaw-connec-test"} 1`} {
 		if !strings.Contains(m, want) {

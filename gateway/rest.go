@@ -79,6 +79,8 @@ func (g *Gateway) restRoutes() []*route {
 		{method: "DELETE", path: "/v1/policies", tool: connectors.ToolPolicyRemove, action: authz.ActionPolicyAdmin, serve: g.removePolicy},
 		{method: "POST", path: "/v1/policies/explain", tool: connectors.ToolPolicyExplain, action: authz.ActionPolicyAdmin, serve: g.explainPolicy},
 
+		{method: "POST", path: "/v1/tokens", tool: connectors.ToolTokenMint, action: authz.ActionTokenMint, serve: g.mintToken},
+
 		{method: "GET", path: "/v1/connector-runs", tool: connectors.ToolRunList, action: authz.ActionRead, serve: g.listRuns},
 		{method: "GET", path: "/v1/connector-runs/{id}", tool: connectors.ToolRunGet, action: authz.ActionRead, hide: true, serve: g.getRun},
 		{method: "GET", path: "/v1/audit-events", tool: toolAuditList, action: authz.ActionRead, serve: g.listAudit},
@@ -657,6 +659,24 @@ func (g *Gateway) explainPolicy(w http.ResponseWriter, r *http.Request, rt *rout
 		return err
 	}
 	return writeJSON(w, http.StatusOK, out)
+}
+
+// ---- task-bound tokens
+
+func (g *Gateway) mintToken(w http.ResponseWriter, r *http.Request, rt *route) error {
+	var in connectors.MintInput
+	err := readQuery(r).err
+	if err == nil {
+		err = decodeBody(w, r, &in, false)
+	}
+	if err != nil {
+		return g.refuse(r, rt, err)
+	}
+	out, err := g.svc.MintToken(r.Context(), in)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusCreated, out)
 }
 
 // ---- runs and audit (History)

@@ -310,14 +310,10 @@ func (g *Gateway) uiSession(w http.ResponseWriter, r *http.Request) (*session, *
 		g.toLogin(w, r, "")
 		return nil, r, false
 	}
-	p, err := g.auth.Authenticate(ctx, c.Value)
+	p, err := g.authGuard(ctx, r, TransportWeb, c.Value)
 	if err != nil {
-		if errors.Is(err, fault.ErrUnavailable) {
-			g.renderError(w, r, nil, fault.New(fault.Unavailable, "sign-in cannot be checked right now"), false)
-			return nil, r, false
-		}
-		if rerr := g.refuseAnonymous(ctx, TransportWeb); errors.Is(rerr, fault.ErrUnavailable) {
-			g.renderError(w, r, nil, rerr, false)
+		if !errors.Is(err, fault.ErrUnauthenticated) { // unavailable, or too many failures
+			g.renderError(w, r, nil, err, false)
 			return nil, r, false
 		}
 		g.clearCookie(w, r, sessionCookie, "/ui/")
@@ -411,18 +407,12 @@ func (g *Gateway) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	token := strings.TrimSpace(r.PostForm.Get("token"))
-	p, err := g.auth.Authenticate(ctx, token)
-	if err != nil || token == "" {
-		if err != nil && errors.Is(err, fault.ErrUnavailable) {
-			pr := problemOf(r, fault.New(fault.Unavailable, "sign-in cannot be checked right now"), false)
-			g.showLogin(w, r, pr.Status, &pr)
-			return
+	p, err := g.authGuard(ctx, r, TransportWeb, token)
+	if err != nil {
+		if errors.Is(err, fault.ErrUnauthenticated) {
+			err = fault.New(fault.Unauthenticated, "that token is not valid (unknown, revoked or expired)")
 		}
-		rerr := g.refuseAnonymous(ctx, TransportWeb)
-		if !errors.Is(rerr, fault.ErrUnavailable) {
-			rerr = fault.New(fault.Unauthenticated, "that token is not valid (unknown, revoked or expired)")
-		}
-		pr := problemOf(r, rerr, false)
+		pr := problemOf(r, err, false)
 		g.showLogin(w, r, pr.Status, &pr)
 		return
 	}

@@ -613,3 +613,54 @@ func BenchmarkAuthenticate(b *testing.B) {
 		}
 	})
 }
+
+// Remembered vouches, from memory alone, only for a token that
+// authenticated since the last identity change and has not expired: it
+// never reads the database, and forgets a token once it is revoked
+// anywhere.
+func TestRememberedIsMemoryOnly(t *testing.T) {
+	f := newFollowed(t)
+	ctx := context.Background()
+	alice, err := f.s.CreateUser(ctx, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, meta, err := f.s.CreateToken(ctx, alice.Subject(), "t", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.settle(t)
+	before := f.lookups.n.Load()
+	for _, bearer := range []string{tok, "cnc_malformed", ""} {
+		if _, ok := f.s.Remembered(bearer); ok {
+			t.Fatalf("Remembered(%q) before any authentication", bearer)
+		}
+	}
+	if n := f.lookups.n.Load() - before; n != 0 {
+		t.Fatalf("Remembered read the database %d times", n)
+	}
+	f.warm(t, tok)
+	if p, ok := f.s.Remembered(tok); !ok || p.Subject != alice.Subject() {
+		t.Fatalf("Remembered after authentication = %v %v", p, ok)
+	}
+	if _, err := f.other(t).Exec(ctx, `UPDATE api_tokens SET revoked_at = now() WHERE id = $1`, meta.ID); err != nil {
+		t.Fatal(err)
+	}
+	f.settle(t)
+	if _, ok := f.s.Remembered(tok); ok {
+		t.Fatal("a token revoked elsewhere is still remembered")
+	}
+	tok2, meta2, err := f.s.CreateToken(ctx, alice.Subject(), "t2", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.settle(t) // the token's own notification
+	f.warm(t, tok2)
+	if _, err := f.other(t).Exec(ctx, `UPDATE api_tokens SET expires_at = now() - interval '1 second' WHERE id = $1`, meta2.ID); err != nil {
+		t.Fatal(err)
+	}
+	f.settle(t)
+	if _, ok := f.s.Remembered(tok2); ok {
+		t.Fatal("an expired token is still remembered")
+	}
+}

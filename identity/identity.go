@@ -46,6 +46,7 @@ var (
 	ErrTokenUnknown      = errors.New("identity: token is unknown")
 	ErrTokenRevoked      = errors.New("identity: token is revoked")
 	ErrTokenExpired      = errors.New("identity: token has expired")
+	ErrUserDisabled      = errors.New("identity: user is disabled")
 	ErrLocalOperatorName = errors.New("identity: the local operator's name is taken by an ordinary user")
 )
 
@@ -55,7 +56,14 @@ type User struct {
 	Name          string
 	LocalOperator bool // the single user of local mode; at most one exists
 	CreatedAt     time.Time
+	// DisabledAt is when the user was disabled (zero: enabled). A disabled
+	// user keeps its tokens, rules and memberships but authenticates
+	// nowhere until enabled again.
+	DisabledAt time.Time
 }
+
+// Disabled reports whether the user is disabled.
+func (u User) Disabled() bool { return !u.DisabledAt.IsZero() }
 
 // Subject returns the user's subject, "user:<id>".
 func (u User) Subject() callctx.Subject { return callctx.UserSubject(u.ID) }
@@ -65,7 +73,14 @@ type Group struct {
 	ID        uuid.UUID
 	Name      string
 	CreatedAt time.Time
+	// DisabledAt is when the group was disabled (zero: enabled). A
+	// disabled group keeps its members and rules, but its members hold none
+	// of its rights until it is enabled again.
+	DisabledAt time.Time
 }
+
+// Disabled reports whether the group is disabled.
+func (g Group) Disabled() bool { return !g.DisabledAt.IsZero() }
 
 // Subject returns the group's subject, "group:<id>".
 func (g Group) Subject() callctx.Subject { return callctx.GroupSubject(g.ID) }
@@ -79,6 +94,10 @@ type Token struct {
 	CreatedAt time.Time
 	ExpiresAt time.Time // zero: never expires
 	RevokedAt time.Time // zero: not revoked
+	// Bound is the task context the token is bound to (empty: none);
+	// MintedBy, who minted it (empty: created by an operator).
+	Bound    callctx.TaskContext
+	MintedBy string
 }
 
 // Store runs identity operations on a connection pool. By itself every

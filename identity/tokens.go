@@ -25,7 +25,9 @@ const TokenPrefix = "cnc_"
 const (
 	tokenBytes = 32
 	tokenLen   = len(TokenPrefix) + 43 // 32 bytes in unpadded base64url
-	tokenCols  = `id, subject, name, created_at, expires_at, revoked_at`
+	tokenCols  = `id, subject, name, created_at, expires_at, revoked_at, ` + boundCols + `, COALESCE(minted_by, '')`
+	boundCols  = `COALESCE(bound_task_id::text, ''), COALESCE(bound_project_id::text, ''), COALESCE(bound_run_id::text, ''),
+	COALESCE(bound_job_id::text, ''), COALESCE(bound_agent_id, '')`
 
 	// unauthenticatedMsg is the one message every failed authentication
 	// gets, whatever the reason, so a caller learns nothing from it.
@@ -40,7 +42,8 @@ func scanToken(row pgx.Row) (Token, error) {
 		sub                string
 		expires, revokedAt *time.Time
 	)
-	if err := row.Scan(&t.ID, &sub, &t.Name, &t.CreatedAt, &expires, &revokedAt); err != nil {
+	if err := row.Scan(&t.ID, &sub, &t.Name, &t.CreatedAt, &expires, &revokedAt, &t.Bound.TaskID, &t.Bound.ProjectID,
+		&t.Bound.RunID, &t.Bound.JobID, &t.Bound.AgentID, &t.MintedBy); err != nil {
 		return Token{}, err
 	}
 	t.Subject = callctx.Subject(sub)
@@ -80,6 +83,23 @@ func wellFormed(s string) bool {
 // 0 meaning it never expires. It returns the token, to be shown once, and
 // its metadata; only the token's SHA-256 hash is stored.
 func CreateToken(ctx context.Context, q db.Querier, subject callctx.Subject, name string, ttl time.Duration) (plaintext string, t Token, err error) {
+	return CreateBoundToken(ctx, q, subject, name, ttl, callctx.TaskContext{}, "")
+}
+
+// CreateBoundToken is CreateToken for a token bound to a task context
+// (validated; empty: not bound), minted by mintedBy ("" for an operator).
+// Every call made with it runs for that task: it may add the fields left
+// open, never change a bound one.
+func CreateBoundToken(ctx context.Context, q db.Querier, subject callctx.Subject, name string, ttl time.Duration, bound callctx.TaskContext, mintedBy string) (plaintext string, t Token, err error) {
+	bound, err = bound.Validate()
+	if err != nil {
+		var fe *callctx.FieldError
+		field := "task"
+		if errors.As(err, &fe) {
+			field = "task." + fe.Field
+		}
+		return "", Token{}, fault.Invalid(field, "bound task context: %v", err)
+	}
 	sub, err := parseSubject("subject", subject)
 	if err != nil {
 		return "", Token{}, err
@@ -100,10 +120,13 @@ func CreateToken(ctx context.Context, q db.Querier, subject callctx.Subject, nam
 	plaintext = TokenPrefix + tokenEncoding.EncodeToString(raw[:])
 	// The user check and the insert are one statement, so a token is never
 	// issued to a user deleted meanwhile.
-	t, err = scanToken(q.QueryRow(ctx, `INSERT INTO api_tokens (user_id, token_hash, name, expires_at)
-		SELECT id, $1, $2, CASE WHEN $3::bigint > 0 THEN now() + $3::bigint * interval '1 microsecond' END
+	t, err = scanToken(q.QueryRow(ctx, `INSERT INTO api_tokens (user_id, token_hash, name, expires_at,
+			bound_task_id, bound_project_id, bound_run_id, bound_job_id, bound_agent_id, minted_by)
+		SELECT id, $1, $2, CASE WHEN $3::bigint > 0 THEN now() + $3::bigint * interval '1 microsecond' END,
+			NULLIF($5, '')::uuid, NULLIF($6, '')::uuid, NULLIF($7, '')::uuid, NULLIF($8, '')::uuid, NULLIF($9, ''), NULLIF($10, '')
 		FROM users WHERE id = $4
-		RETURNING `+tokenCols, hashToken(plaintext), name, ttl.Microseconds(), sub.ID()))
+		RETURNING `+tokenCols, hashToken(plaintext), name, ttl.Microseconds(), sub.ID(),
+		bound.TaskID, bound.ProjectID, bound.RunID, bound.JobID, bound.AgentID, mintedBy))
 	if err != nil {
 		return "", Token{}, mapAs(err, fault.NotFound, "user %s not found", sub.ID())
 	}
@@ -140,7 +163,7 @@ func ListTokens(ctx context.Context, q db.Querier, subject callctx.Subject) ([]T
 // and groups; Transport is left for the caller to set.
 //
 // A malformed, unknown, revoked or expired token, or one whose user no
-// longer exists, is an unauthenticated fault with the same message in every
+// longer exists or is disabled, is an unauthenticated fault with the same message in every
 // case; the reason is only in the cause (ErrTokenMalformed and the like), for
 // logs. The token is looked up by its SHA-256 hash, so lookup timing depends
 // on the hash of what the caller sent, never on how much of a stored token
@@ -173,6 +196,7 @@ type tokenEntry struct {
 	name    string
 	groups  []callctx.Subject // sorted, never nil; never handed out
 	expires time.Time         // zero: never expires
+	bound   callctx.TaskContext
 }
 
 // expired reports whether the token has expired at now.
@@ -186,8 +210,14 @@ func (e tokenEntry) principal(now time.Time) (callctx.Principal, error) {
 	if e.expired(now) {
 		return callctx.Principal{}, unauthenticated(ErrTokenExpired)
 	}
-	return callctx.Principal{Subject: e.subject, Name: e.name, Groups: slices.Clone(e.groups), TokenID: e.id}, nil
+	return callctx.Principal{Subject: e.subject, Name: e.name, Groups: slices.Clone(e.groups), TokenID: e.id, Bound: e.bound}, nil
 }
+
+// groupsOf selects, for the user u of the enclosing query, the subjects of
+// the enabled groups it belongs to: a disabled group grants nothing, so a
+// principal does not claim it.
+const groupsOf = `ARRAY(SELECT 'group:' || m.group_id::text FROM group_members m
+			JOIN groups g ON g.id = m.group_id AND g.disabled_at IS NULL WHERE m.user_id = u.id)`
 
 // lookupToken reads the token with hash key, its user and the user's
 // groups. An unknown or revoked token is an unauthenticated fault; expiry is
@@ -196,14 +226,16 @@ func lookupToken(ctx context.Context, q db.Querier, key tokenKey) (tokenEntry, e
 	// One round trip: the token, its user and the user's groups (tokens
 	// belong to users by foreign key, so the user is there).
 	var (
-		id, sub, name string
-		groups        []string
-		revoked       bool
-		expires       *time.Time
+		id, sub, name     string
+		groups            []string
+		revoked, disabled bool
+		expires           *time.Time
 	)
+	var bound callctx.TaskContext
 	err := q.QueryRow(ctx, `SELECT t.id::text, t.subject, t.revoked_at IS NOT NULL, t.expires_at, u.name,
-			ARRAY(SELECT 'group:' || m.group_id::text FROM group_members m WHERE m.user_id = u.id)
-		FROM api_tokens t JOIN users u ON u.id = t.user_id WHERE t.token_hash = $1`, key[:]).Scan(&id, &sub, &revoked, &expires, &name, &groups)
+			u.disabled_at IS NOT NULL, `+groupsOf+`, `+boundCols+`
+		FROM api_tokens t JOIN users u ON u.id = t.user_id WHERE t.token_hash = $1`, key[:]).Scan(&id, &sub, &revoked, &expires, &name, &disabled, &groups,
+		&bound.TaskID, &bound.ProjectID, &bound.RunID, &bound.JobID, &bound.AgentID)
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
 		return tokenEntry{}, unauthenticated(ErrTokenUnknown)
@@ -211,8 +243,10 @@ func lookupToken(ctx context.Context, q db.Querier, key tokenKey) (tokenEntry, e
 		return tokenEntry{}, db.Map(err)
 	case revoked:
 		return tokenEntry{}, unauthenticated(ErrTokenRevoked)
+	case disabled:
+		return tokenEntry{}, unauthenticated(ErrUserDisabled)
 	}
-	e := tokenEntry{id: id, subject: callctx.Subject(sub), name: name, groups: make([]callctx.Subject, len(groups))}
+	e := tokenEntry{id: id, subject: callctx.Subject(sub), name: name, groups: make([]callctx.Subject, len(groups)), bound: bound}
 	for i, g := range groups {
 		e.groups[i] = callctx.Subject(g)
 	}
@@ -224,8 +258,9 @@ func lookupToken(ctx context.Context, q db.Querier, key tokenKey) (tokenEntry, e
 }
 
 // PrincipalFor returns the principal for a user subject, with the user's
-// groups. The transport is left for the caller to set. A group subject is
-// invalid_argument: groups cannot call connec.
+// enabled groups. The transport is left for the caller to set. A group
+// subject is invalid_argument: groups cannot call connec. A disabled user is
+// unauthenticated (cause ErrUserDisabled).
 func PrincipalFor(ctx context.Context, q db.Querier, subject callctx.Subject) (callctx.Principal, error) {
 	sub, err := parseSubject("subject", subject)
 	if err != nil {
@@ -235,14 +270,19 @@ func PrincipalFor(ctx context.Context, q db.Querier, subject callctx.Subject) (c
 		return callctx.Principal{}, fault.Invalid("subject", "only users can call connec; %s is a group", sub)
 	}
 	var (
-		name   string
-		groups []string
+		name     string
+		disabled bool
+		groups   []string
 	)
-	err = q.QueryRow(ctx, `SELECT u.name,
-			ARRAY(SELECT 'group:' || m.group_id::text FROM group_members m WHERE m.user_id = u.id)
-		FROM users u WHERE u.id = $1`, sub.ID()).Scan(&name, &groups)
+	err = q.QueryRow(ctx, `SELECT u.name, u.disabled_at IS NOT NULL, `+groupsOf+`
+		FROM users u WHERE u.id = $1`, sub.ID()).Scan(&name, &disabled, &groups)
 	if err != nil {
 		return callctx.Principal{}, mapAs(err, fault.NotFound, "user %s not found", sub.ID())
+	}
+	if disabled {
+		// Said plainly: whoever names a subject to act as (an operator's
+		// CONNEC_SUBJECT) may know it exists.
+		return callctx.Principal{}, fault.Wrap(fault.Unauthenticated, ErrUserDisabled, "user %s is disabled", name)
 	}
 	p := callctx.Principal{Subject: sub, Name: name, Groups: make([]callctx.Subject, len(groups))}
 	for i, g := range groups {
@@ -250,6 +290,13 @@ func PrincipalFor(ctx context.Context, q db.Querier, subject callctx.Subject) (c
 	}
 	slices.Sort(p.Groups)
 	return p, nil
+}
+
+// CreateBoundToken issues a task-bound token; see the CreateBoundToken
+// function.
+func (s *Store) CreateBoundToken(ctx context.Context, subject callctx.Subject, name string, ttl time.Duration, bound callctx.TaskContext, mintedBy string) (string, Token, error) {
+	defer s.forget()
+	return CreateBoundToken(ctx, s.pool, subject, name, ttl, bound, mintedBy)
 }
 
 // CreateToken issues an API token; see the CreateToken function.
@@ -294,6 +341,23 @@ func (s *Store) Authenticate(ctx context.Context, bearer string) (callctx.Princi
 		return callctx.Principal{}, err
 	}
 	return e.principal(time.Now())
+}
+
+// Remembered returns the principal of a token this Store remembers as valid
+// (it authenticated since the last identity change) and that has not
+// expired, from memory alone: it never reads the database. A token it does
+// not remember is not necessarily invalid.
+func (s *Store) Remembered(bearer string) (callctx.Principal, bool) {
+	c := s.cache.Load()
+	if c == nil || !wellFormed(bearer) {
+		return callctx.Principal{}, false
+	}
+	e, ok := c.Peek(hashKey(bearer))
+	if !ok {
+		return callctx.Principal{}, false
+	}
+	p, err := e.principal(time.Now())
+	return p, err == nil
 }
 
 // Principal is PrincipalFor answered from memory after Follow, forgotten on

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -14,13 +15,17 @@ import (
 )
 
 const (
-	userCols  = `id, name, is_local_operator, created_at`
-	groupCols = `id, name, created_at`
+	userCols  = `id, name, is_local_operator, created_at, disabled_at`
+	groupCols = `id, name, created_at, disabled_at`
 )
 
 func scanUser(row pgx.Row) (User, error) {
 	var u User
-	err := row.Scan(&u.ID, &u.Name, &u.LocalOperator, &u.CreatedAt)
+	var disabled *time.Time
+	err := row.Scan(&u.ID, &u.Name, &u.LocalOperator, &u.CreatedAt, &disabled)
+	if disabled != nil {
+		u.DisabledAt = *disabled
+	}
 	return u, err
 }
 
@@ -35,7 +40,11 @@ func collect[T any](rows pgx.Rows, scan func(pgx.Row) (T, error)) ([]T, error) {
 
 func scanGroup(row pgx.Row) (Group, error) {
 	var g Group
-	err := row.Scan(&g.ID, &g.Name, &g.CreatedAt)
+	var disabled *time.Time
+	err := row.Scan(&g.ID, &g.Name, &g.CreatedAt, &disabled)
+	if disabled != nil {
+		g.DisabledAt = *disabled
+	}
 	return g, err
 }
 
@@ -122,6 +131,33 @@ func ResolveGroup(ctx context.Context, q db.Querier, ref string) (Group, error) 
 		return Group{}, mapAs(err, fault.NotFound, "group %q not found", ref)
 	}
 	return g, nil
+}
+
+// ResolveSubject turns a subject given by a person into its canonical form:
+// "user:<name|uuid>", "group:<name|uuid>", or a bare user name or uuid (a
+// user). The user or group must exist: an unknown one is not_found.
+func ResolveSubject(ctx context.Context, q db.Querier, ref string) (callctx.Subject, error) {
+	kind, rest, ok := strings.Cut(ref, ":")
+	if !ok {
+		kind, rest = callctx.KindUser, ref
+	}
+	if !strings.Contains(rest, ":") {
+		switch kind {
+		case callctx.KindUser:
+			u, err := ResolveUser(ctx, q, rest)
+			if err != nil {
+				return "", err
+			}
+			return u.Subject(), nil
+		case callctx.KindGroup:
+			g, err := ResolveGroup(ctx, q, rest)
+			if err != nil {
+				return "", err
+			}
+			return g.Subject(), nil
+		}
+	}
+	return "", fault.Invalid("subject", "subject %q: want user:<name|uuid>, group:<name|uuid> or a user name", ref)
 }
 
 // ListGroups returns every group, ordered by name.
@@ -228,7 +264,7 @@ func ListMembers(ctx context.Context, q db.Querier, groupID uuid.UUID) ([]User, 
 	if _, err := GetGroup(ctx, q, groupID); err != nil {
 		return nil, err
 	}
-	rows, err := q.Query(ctx, `SELECT u.id, u.name, u.is_local_operator, u.created_at
+	rows, err := q.Query(ctx, `SELECT u.id, u.name, u.is_local_operator, u.created_at, u.disabled_at
 		FROM group_members m JOIN users u ON u.id = m.user_id
 		WHERE m.group_id = $1 ORDER BY u.name`, groupID)
 	if err != nil {
@@ -242,7 +278,7 @@ func GroupsOf(ctx context.Context, q db.Querier, userID uuid.UUID) ([]Group, err
 	if _, err := GetUser(ctx, q, userID); err != nil {
 		return nil, err
 	}
-	rows, err := q.Query(ctx, `SELECT g.id, g.name, g.created_at
+	rows, err := q.Query(ctx, `SELECT g.id, g.name, g.created_at, g.disabled_at
 		FROM group_members m JOIN groups g ON g.id = m.group_id
 		WHERE m.user_id = $1 ORDER BY g.name`, userID)
 	if err != nil {

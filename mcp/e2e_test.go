@@ -145,8 +145,17 @@ func TestHTTPRequiresToken(t *testing.T) {
 			}
 		}
 	}
-	if n := e.count(`SELECT count(*) FROM audit_events WHERE subject = 'anonymous' AND decision = 'deny' AND error_type = 'unauthenticated'`); n != 9 {
-		t.Fatalf("want 9 unauthenticated audit rows, got %d", n)
+	// One source on two transports (SSE, streamable HTTP): the first
+	// refusal of each is written at once, the others counted into one row
+	// per transport when the interval ends (internal/authlimit).
+	if n := e.count(`SELECT count(*) FROM audit_events WHERE subject = 'anonymous' AND decision = 'deny' AND error_type = 'unauthenticated'`); n != 2 {
+		t.Fatalf("want 2 unauthenticated audit rows written at once, got %d", n)
+	}
+	if err := e.app.Service.AuthGuard().Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if n := e.count(`SELECT sum(count) FROM audit_events WHERE subject = 'anonymous' AND decision = 'deny' AND error_type = 'unauthenticated'`); n != 9 {
+		t.Fatalf("want 9 unauthenticated refusals counted in the audit rows, got %d", n)
 	}
 }
 

@@ -121,6 +121,23 @@ func (e *env) openSSE(token string) *sseStream {
 	return s
 }
 
+// response returns the next event that is not a notification (list-change
+// announcements may arrive at any time on a legacy stream).
+func (s *sseStream) response() string {
+	s.t.Helper()
+	for {
+		ev := s.next()
+		var m struct {
+			Method string `json:"method"`
+		}
+		_, data, _ := strings.Cut(ev, " ")
+		if json.Unmarshal([]byte(data), &m) == nil && m.Method != "" {
+			continue
+		}
+		return ev
+	}
+}
+
 func (s *sseStream) next() string {
 	s.t.Helper()
 	select {
@@ -160,7 +177,7 @@ func TestSSESessionBoundToSubject(t *testing.T) {
 	if st := s.post(aliceTok, `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}`); st != http.StatusAccepted {
 		t.Fatalf("alice initialize: %d", st)
 	}
-	if ev := s.next(); !strings.Contains(ev, `"id":1`) {
+	if ev := s.response(); !strings.Contains(ev, `"id":1`) {
 		t.Fatalf("initialize answer: %s", ev)
 	}
 	if st := s.post(bobTok, `{"jsonrpc":"2.0","id":"bob-1","method":"tools/list"}`); st != http.StatusNotFound {
@@ -169,7 +186,7 @@ func TestSSESessionBoundToSubject(t *testing.T) {
 	if st := s.post(aliceTok, `{"jsonrpc":"2.0","id":2,"method":"tools/list"}`); st != http.StatusAccepted {
 		t.Fatalf("alice tools/list: %d", st)
 	}
-	if ev := s.next(); !strings.Contains(ev, `"id":2`) {
+	if ev := s.response(); !strings.Contains(ev, `"id":2`) {
 		t.Fatalf("want alice's answer next on her stream, got %s", ev)
 	}
 	session := s.endpoint[strings.Index(s.endpoint, "sessionId=")+len("sessionId="):]
@@ -346,14 +363,14 @@ func TestSSEServesRevisionsThatHaveIt(t *testing.T) {
 	if st := s.post(tok, `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2026-07-28","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}`); st != http.StatusAccepted {
 		t.Fatalf("initialize: %d", st)
 	}
-	if ev := s.next(); !strings.Contains(ev, `"protocolVersion":"2025-11-25"`) {
+	if ev := s.response(); !strings.Contains(ev, `"protocolVersion":"2025-11-25"`) {
 		t.Fatalf("initialize over SSE asking for 2026-07-28: %s", ev)
 	}
 	modern := `{"jsonrpc":"2.0","id":2,"method":"server/discover","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}}`
 	if st := s.post(tok, modern); st != http.StatusAccepted {
 		t.Fatalf("a 2026-07-28 request over SSE: %d", st)
 	}
-	if ev := s.next(); !strings.Contains(ev, `"id":2`) || !strings.Contains(ev, `"code":-32`) || !strings.Contains(ev, `"supported":["2025-11-25"`) {
+	if ev := s.response(); !strings.Contains(ev, `"id":2`) || !strings.Contains(ev, `"code":-32`) || !strings.Contains(ev, `"supported":["2025-11-25"`) {
 		t.Fatalf("a 2026-07-28 request over SSE is answered %s, want UnsupportedProtocolVersion listing 2025-11-25 first", ev)
 	}
 }

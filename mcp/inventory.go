@@ -54,8 +54,8 @@ type (
 	}
 	ruleArgs struct {
 		Subject  string `json:"subject" jsonschema:"user:<uuid> or group:<uuid>."`
-		Resource string `json:"resource" jsonschema:"Resource pattern: catalog | policy | connectors/<owner>[/<type>/<instance-id>[/<operation>]]; * within a segment, trailing /** across segments." schema:"minLength=1,maxLength=512"`
-		Action   string `json:"action" schema:"enum=*|connector.admin|connector.catalog.read|connector.policy.admin|connector.read|connector.send"`
+		Resource string `json:"resource" jsonschema:"Resource pattern: catalog | policy | audit | network/private | connectors/<owner>[/<type>/<instance-id>[/<operation>]], ids as lower-case uuids; * within a segment, a trailing /** for everything below. A pattern that can match nothing is refused." schema:"minLength=1,maxLength=512"`
+		Action   string `json:"action" schema:"enum=@rule-actions"`
 		Cond     string `json:"cond,omitempty" jsonschema:"Task-context condition: project=<uuid>; agent=<id>|<id>; task=required (joined with ;)." schema:"maxLength=512"`
 		taskArg
 	}
@@ -65,6 +65,10 @@ type (
 	}
 	explainArgs struct {
 		connectors.ExplainInput
+		taskArg
+	}
+	mintArgs struct {
+		connectors.MintInput
 		taskArg
 	}
 )
@@ -103,7 +107,19 @@ func Inventory() []Tool {
 	tools := instanceTools()
 	tools = append(tools, credentialTools()...)
 	tools = append(tools, runTools()...)
-	return append(tools, policyTools()...)
+	tools = append(tools, policyTools()...)
+	return append(tools, tokenTools()...)
+}
+
+func tokenTools() []Tool {
+	return []Tool{
+		tool(about{name: connectors.ToolTokenMint, annotations: mutating("Mint a task-bound token", false, false),
+			description: "Mint a short-lived token bound to a task context (orchestrators, with connector.token.mint on tokens/<user>): every call made with it runs for that task — it may add the fields left open, never change one — so policy conditions marked from=token can rely on them. The token is shown once.",
+			actions:     []string{authz.ActionTokenMint}, refuseAs: authz.ActionTokenMint, resource: "tokens/**"},
+			func(ctx context.Context, svc *connectors.Service, a mintArgs) (connectors.MintedToken, error) {
+				return svc.MintToken(ctx, a.MintInput)
+			}),
+	}
 }
 
 func instanceTools() []Tool {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/jsonschema-go/jsonschema"
 
+	"github.com/connec/connec/authz"
 	"github.com/connec/connec/fault"
 )
 
@@ -21,7 +22,8 @@ import (
 // Field tags:
 //   - json: the property name; fields without omitempty are required.
 //   - jsonschema: the property's description (github.com/google/jsonschema-go).
-//   - schema: comma-separated constraints: format=uuid, enum=a|b, minLength=1,
+//   - schema: comma-separated constraints: format=uuid, enum=a|b (or
+//     enum=@name, a list kept in code, see enumSets), minLength=1,
 //     maxLength=200, minimum=1, maximum=200, pattern=…, type=object (replaces
 //     the inferred type). A "values." prefix applies a constraint to a map's
 //     values or a slice's items instead.
@@ -32,6 +34,14 @@ var typeSchemas = map[reflect.Type]*jsonschema.Schema{
 	reflect.TypeFor[json.RawMessage](): {},
 	reflect.TypeFor[time.Time]():       {Type: "string", Format: "date-time"},
 	reflect.TypeFor[fault.Type]():      {Type: "string", Enum: faultTypes()},
+}
+
+// enumSets are the value lists a schema tag names as enum=@name instead of
+// spelling them out, so that a tool's schema follows the list the server
+// checks against (a hand-written copy once lacked connector.audit.read).
+var enumSets = map[string]func() []string{
+	"actions":      func() []string { return authz.Actions },
+	"rule-actions": func() []string { return append([]string{authz.AnyAction}, authz.Actions...) },
 }
 
 func faultTypes() []any {
@@ -193,8 +203,16 @@ func setKeyword(s *jsonschema.Schema, k, v string) error {
 	case "type":
 		s.Type, s.Types = v, nil
 	case "enum":
+		values := strings.Split(v, "|")
+		if name, ok := strings.CutPrefix(v, "@"); ok {
+			set, ok := enumSets[name]
+			if !ok {
+				return fmt.Errorf("unknown enum set %q", name)
+			}
+			values = set()
+		}
 		s.Enum = nil
-		for _, e := range strings.Split(v, "|") {
+		for _, e := range values {
 			s.Enum = append(s.Enum, e)
 		}
 	case "minLength":

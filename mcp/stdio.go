@@ -17,6 +17,7 @@ import (
 
 	"github.com/connec/connec/callctx"
 	"github.com/connec/connec/fault"
+	"github.com/connec/connec/internal/authlimit"
 )
 
 // StdioAuth says, before every request, who a stdio session acts as: the
@@ -216,9 +217,9 @@ func (s *stdioConn) refuse(ctx context.Context, m wireMessage, err error) any {
 		}
 		return rpcError(m.ID, mcp.INTERNAL_ERROR, "service unavailable: could not check the session's credentials; try again")
 	}
-	actx := callctx.WithPrincipal(callctx.WithRequestID(ctx, callctx.NewRequestID()), callctx.Principal{Transport: TransportStdio})
-	if aerr := s.srv.svc.Refuse(actx, "stdio:"+truncate(m.Method, 64), "authenticate",
-		fault.New(fault.Unauthenticated, "the session's token or subject is no longer valid")); aerr != nil && errors.Is(aerr, fault.ErrUnavailable) {
+	// Limited and audited per session, as over HTTP per address (authlimit).
+	if aerr := s.srv.svc.AuthGuard().Refuse(ctx, authlimit.Attempt{Source: authlimit.Session(s.session.id),
+		Transport: TransportStdio, Tool: "stdio:" + truncate(m.Method, 64)}); errors.Is(aerr, fault.ErrUnavailable) {
 		return rpcError(m.ID, mcp.INTERNAL_ERROR, "service unavailable: the refusal could not be audited; try again")
 	}
 	return rpcError(m.ID, errUnauthenticated, "unauthenticated: this session's token is revoked, expired or unknown, or its user is gone; start a new session with valid credentials")

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -15,7 +14,7 @@ import (
 	"github.com/mark3labs/mcp-go/server"
 
 	"github.com/connec/connec/callctx"
-	"github.com/connec/connec/fault"
+	"github.com/connec/connec/internal/authlimit"
 )
 
 // Transport names recorded in audit rows.
@@ -110,22 +109,12 @@ func (h *httpTransport) guard(transport string, next http.Handler) http.Handler 
 			http.Error(w, "forbidden: "+why, http.StatusForbidden)
 			return
 		}
-		token, ok := bearer(r)
-		var p callctx.Principal
-		var err error
-		if ok {
-			p, err = h.auth.Authenticate(r.Context(), token)
-		}
-		if !ok || err != nil {
-			if err != nil && errors.Is(err, fault.ErrUnavailable) {
-				http.Error(w, "service unavailable", http.StatusServiceUnavailable)
-				return
-			}
-			ctx := callctx.WithRequestID(r.Context(), callctx.NewRequestID())
-			ctx = callctx.WithPrincipal(ctx, callctx.Principal{Transport: transport})
-			_ = h.srv.svc.Refuse(ctx, "http:"+transport, "authenticate", fault.New(fault.Unauthenticated, "missing or invalid bearer token"))
-			w.Header().Set("WWW-Authenticate", `Bearer realm="connec"`)
-			http.Error(w, "unauthorized: a valid bearer token is required", http.StatusUnauthorized)
+		token, _ := bearer(r)
+		// Failed authentications are limited and audited per source (authlimit).
+		g := h.srv.svc.AuthGuard()
+		p, err := g.Authenticate(r.Context(), authlimit.Attempt{Source: g.Source(r), Transport: transport, Tool: "http:" + transport, Token: token}, h.auth)
+		if err != nil {
+			authlimit.WriteHTTP(w, err)
 			return
 		}
 		p.Transport = transport

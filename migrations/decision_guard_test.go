@@ -66,9 +66,13 @@ func testDecisionGuard(t *testing.T, sql string) {
 		{"configured subject", ``, version, nil, user, ""},
 		{"policy moved", ``, version - 1, token, user, "CNP01"},
 		{"expires later", `UPDATE api_tokens SET expires_at = now() + interval '1 hour'`, version, token, user, ""},
+		{"user disabled, token valid", `UPDATE users SET disabled_at = now()`, version, token, user, "CNT04"},
+		{"user enabled, token valid", `UPDATE users SET disabled_at = NULL`, version, token, user, ""},
 		{"expired", `UPDATE api_tokens SET expires_at = now() - interval '1 second'`, version, token, user, "CNT02"},
 		{"revoked", `UPDATE api_tokens SET revoked_at = now(), expires_at = NULL`, version, token, user, "CNT01"},
 		{"token deleted", `DELETE FROM api_tokens`, version, token, user, "CNT01"},
+		{"user disabled", `UPDATE users SET disabled_at = now()`, version, nil, user, "CNT04"},
+		{"user enabled again", `UPDATE users SET disabled_at = NULL`, version, nil, user, ""},
 		{"user deleted", `DELETE FROM users`, version, nil, user, "CNT03"},
 	} {
 		if tc.setup != "" {

@@ -19,14 +19,15 @@ WHERE NOT EXISTS (SELECT FROM connector_instances WHERE id = $1 AND state = 'ena
 	// DecisionGuardSQL lets the transaction it runs in commit only if the
 	// policy is still at version $1 (the one the call was decided under),
 	// API token $2 (NULL: the caller acts as a configured subject) is still
-	// valid, and user $3 still exists. Three index lookups; only when one
-	// fails does it call connec_decision_guard, which raises the SQLSTATE
-	// naming the reason (CNP01, CNT01–CNT03; migration 00008).
+	// valid, and user $3 still exists and is not disabled. Three index
+	// lookups; only when one fails does it call connec_decision_guard, which
+	// raises the SQLSTATE naming the reason (CNP01, CNT01–CNT03, migration
+	// 00008; CNT04, a disabled user, migration 00011).
 	DecisionGuardSQL = `SELECT connec_decision_guard($1, $2, $3)
 WHERE (SELECT version FROM policy_version) IS DISTINCT FROM $1::bigint
    OR ($2::uuid IS NOT NULL AND NOT EXISTS (SELECT FROM api_tokens
         WHERE id = $2 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())))
-   OR ($3::uuid IS NOT NULL AND NOT EXISTS (SELECT FROM users WHERE id = $3))`
+   OR ($3::uuid IS NOT NULL AND NOT EXISTS (SELECT FROM users WHERE id = $3 AND disabled_at IS NULL))`
 
 	// AuditAdvanceSQL moves the audit chain head from ($1, $2) to ($3, $4),
 	// taking the head row's lock (the chain lock) for the rest of the

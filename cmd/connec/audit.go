@@ -18,16 +18,28 @@ func auditCmd(f *flags) *cobra.Command {
 		Long: "Every call, allowed or denied, leaves one append-only audit row. Rows form a hash chain: each row's hash\n" +
 			"covers all its fields and the previous row's hash, so an edited, deleted, inserted or reordered row shows.",
 	}
+	var expect []string
 	verify := &cobra.Command{
 		Use:   "verify",
-		Short: "Walk the hash chain; print OK, or the first broken link and exit non-zero",
+		Short: "Walk the hash chain; print OK and a checkpoint to keep, or the first broken link and exit non-zero",
 		Long: "Walk the whole audit chain in order and check every row's hash, every link and the chain head.\n" +
-			"Prints OK with the row count, last seq and last hash (keep that hash somewhere else: a later run that\n" +
-			"finds a different hash at that seq shows a rewritten chain), or the first broken link and exits 1.",
-		Args: cobra.NoArgs,
+			"Prints OK with the row count, last seq and last hash, and a checkpoint line \"checkpoint SEQ:HASH\": keep it\n" +
+			"somewhere outside the database (a ticket, another machine). A chain whose newest rows were deleted together\n" +
+			"with its head, or that was rewritten with every hash recomputed, verifies by itself; given the kept checkpoint\n" +
+			"with --expect it does not. Prints the first broken link and exits 1 if the chain is broken.",
+		Example: "  connec audit verify\n  connec audit verify --expect 1234:5f1e…",
+		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			var kept []audit.Checkpoint
+			for _, e := range expect {
+				cp, err := audit.ParseCheckpoint(e)
+				if err != nil {
+					return fmt.Errorf("--expect: %w", err)
+				}
+				kept = append(kept, cp)
+			}
 			return withApp(cmd, f, func(ctx context.Context, a *app.App) error {
-				rep, err := audit.Verify(ctx, a.Pool)
+				rep, err := audit.Verify(ctx, a.Pool, kept...)
 				if err != nil {
 					return err
 				}
@@ -38,10 +50,17 @@ func auditCmd(f *flags) *cobra.Command {
 					return rep.Err()
 				}
 				fmt.Fprintf(out, "OK: %d rows, last seq %d, last hash %s\n", rep.Rows, rep.LastSeq, rep.LastHash)
+				if len(kept) > 0 {
+					fmt.Fprintf(out, "the chain holds the %d kept checkpoint(s)\n", len(kept))
+				}
+				if rep.LastSeq > 0 {
+					fmt.Fprintf(out, "checkpoint %s\n", rep.Checkpoint())
+				}
 				return nil
 			})
 		},
 	}
+	verify.Flags().StringArrayVar(&expect, "expect", nil, "a checkpoint SEQ:HASH kept from an earlier verify; the chain must still hold it (repeatable)")
 	var since, until, format string
 	export := &cobra.Command{
 		Use:   "export",

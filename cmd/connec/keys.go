@@ -29,26 +29,33 @@ func keyCmd(f *flags) *cobra.Command {
 	}
 	var x25519 bool
 	initC := &cobra.Command{
-		Use: "init", Short: "Create a new key file (0600) at --key-file (default DATA_DIR/connec.key)", Args: cobra.NoArgs,
+		Use: "init", Short: "Create a new key file (0600) at --key-file (default DATA_DIR/connec.key); audited", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			recipient, err := vault.GenerateKeyFile(f.cfg.KeyPath(), !x25519)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "created %s\nkey id %s\npublic key %s\n", f.cfg.KeyPath(), vault.KeyID(recipient), recipient)
-			return nil
+			// Open must not create the key itself (the embedded default
+			// would), so that this command is the one that does, audited.
+			f.cfg.NoKeyCreate = true
+			return withApp(cmd, f, func(ctx context.Context, a *app.App) error {
+				recipient, err := a.InitKey(ctx, !x25519)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "created %s\nkey id %s\npublic key %s\n", f.cfg.KeyPath(), vault.KeyID(recipient), recipient)
+				return nil
+			})
 		},
 	}
 	initC.Flags().BoolVar(&x25519, "x25519", false, "classic X25519 key instead of the default post-quantum hybrid (ML-KEM-768 + X25519)")
 	add := &cobra.Command{
-		Use: "add", Short: "Append a new identity to the key file; it becomes the key new credentials are sealed to", Args: cobra.NoArgs,
+		Use: "add", Short: "Append a new identity to the key file; it becomes the key new credentials are sealed to; audited", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			recipient, err := vault.AppendIdentity(f.cfg.KeyPath(), !x25519)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "added key id %s to %s\nrun `connec key rotate` to rewrap existing credentials to it\n", vault.KeyID(recipient), f.cfg.KeyPath())
-			return nil
+			return withApp(cmd, f, func(ctx context.Context, a *app.App) error {
+				recipient, err := a.AddKey(ctx, !x25519)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "added key id %s to %s\nrun `connec key rotate` to rewrap existing credentials to it\n", vault.KeyID(recipient), f.cfg.KeyPath())
+				return nil
+			})
 		},
 	}
 	add.Flags().BoolVar(&x25519, "x25519", false, "classic X25519 key instead of the post-quantum hybrid")
@@ -72,13 +79,12 @@ func keyCmd(f *flags) *cobra.Command {
 	var batch int
 	rotate := &cobra.Command{
 		Use:   "rotate",
-		Short: "Rewrap every credential's data key to the current key (online, in batches, resumable)",
+		Short: "Rewrap every credential's data key to the current key (online, in batches, resumable); audited as it starts and ends",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return withApp(cmd, f, func(ctx context.Context, a *app.App) error {
-				_, to := a.Executor.Recipient()
 				bar := newProgress(os.Stderr)
-				n, err := a.Executor.RotateKeys(ctx, a.Pool, executor.RotateOptions{Batch: batch, Progress: bar.update})
+				n, to, err := a.RotateKeys(ctx, executor.RotateOptions{Batch: batch, Progress: bar.update})
 				bar.done()
 				if err != nil {
 					return fmt.Errorf("after %d rows: %w", n, err)

@@ -11,15 +11,16 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"text/tabwriter"
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5"
 	"github.com/spf13/cobra"
 
 	"github.com/connec/connec/authz"
+	"github.com/connec/connec/callctx"
 	"github.com/connec/connec/fault"
 	"github.com/connec/connec/identity"
 	"github.com/connec/connec/internal/app"
@@ -61,7 +62,27 @@ func root() *cobra.Command {
 	pf.StringVar(&f.cfg.Subject, "subject", f.cfg.Subject, "user a stdio session or credential command acts as: name or user:<uuid> (env CONNEC_SUBJECT)")
 	pf.StringVar(&f.cfg.LogLevel, "log-level", f.cfg.LogLevel, "log level: debug, info, warn, error (env CONNEC_LOG_LEVEL)")
 	cmd.AddCommand(serveCmd(f), migrateCmd(f), userCmd(f), groupCmd(f), tokenCmd(f), policyCmd(f), keyCmd(f), credentialCmd(f), auditCmd(f), openclawCmd(f))
+	refuseUnknownSubcommands(cmd)
 	return cmd
+}
+
+// refuseUnknownSubcommands makes every command that only groups others fail
+// on an unknown subcommand. Left to itself cobra prints the help and exits
+// 0, so a mistyped `connec user disabel bob` would look like success.
+func refuseUnknownSubcommands(c *cobra.Command) {
+	for _, sub := range c.Commands() {
+		refuseUnknownSubcommands(sub)
+	}
+	if !c.HasParent() || !c.HasSubCommands() || c.Runnable() {
+		return
+	}
+	c.Args = cobra.ArbitraryArgs
+	c.RunE = func(cmd *cobra.Command, args []string) error {
+		if len(args) > 0 {
+			return fmt.Errorf("unknown command %q for %q (see %s --help)", args[0], cmd.CommandPath(), cmd.CommandPath())
+		}
+		return cmd.Help()
+	}
 }
 
 // withApp opens the core for one command and closes it after.
@@ -114,8 +135,16 @@ func serveCmd(f *flags) *cobra.Command {
 		"how long this server's lease lasts unless renewed; once it runs out, other servers fail the runs it left open (env CONNEC_SERVER_LEASE; 0: 1m)")
 	cmd.Flags().StringVar(&f.cfg.ToolNames, "tool-names", f.cfg.ToolNames,
 		"how tool names are spelled: dotted (connector.op.invoke) or underscore (connector_op_invoke, for hosts that accept only [a-zA-Z0-9_-]) (env CONNEC_TOOL_NAMES)")
+	cmd.Flags().StringVar(&f.cfg.MetricsAddr, "metrics-addr", f.cfg.MetricsAddr,
+		"serve Prometheus metrics at /metrics on this address only, e.g. 127.0.0.1:9090 (env CONNEC_METRICS_ADDR; empty: no metrics)")
 	cmd.Flags().StringSliceVar(&f.cfg.AllowedOrigins, "allowed-origin", f.cfg.AllowedOrigins,
 		"a browser origin (scheme://host[:port]) allowed to call the HTTP MCP endpoints; repeat or comma-separate (env CONNEC_ALLOWED_ORIGINS)")
+	cmd.Flags().StringSliceVar(&f.cfg.TrustedProxies, "trusted-proxy", f.cfg.TrustedProxies,
+		"a reverse proxy (address or CIDR prefix) whose X-Forwarded-For names a request's source; repeat or comma-separate (env CONNEC_TRUSTED_PROXIES; default none)")
+	cmd.Flags().DurationVar(&f.cfg.AuthFailureInterval, "auth-failure-interval", f.cfg.AuthFailureInterval,
+		"how long failed authentications from one source are counted into one audit row, and the window of --auth-failure-limit (env CONNEC_AUTH_FAILURE_INTERVAL; 0: 10s)")
+	cmd.Flags().IntVar(&f.cfg.AuthFailureLimit, "auth-failure-limit", f.cfg.AuthFailureLimit,
+		"failed authentications a source may have per interval before its requests get 429 unchecked (env CONNEC_AUTH_FAILURE_LIMIT; 0: 20)")
 	return cmd
 }
 
@@ -160,16 +189,44 @@ func userCmd(f *flags) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				w := table(cmd.OutOrStdout(), "SUBJECT\tNAME\tCREATED")
+				w := table(cmd.OutOrStdout(), "SUBJECT\tNAME\tSTATE\tCREATED")
 				for _, u := range us {
-					fmt.Fprintf(w, "%s\t%s\t%s\n", u.Subject(), u.Name, u.CreatedAt.Format(time.RFC3339))
+					fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", u.Subject(), u.Name, state(u.DisabledAt), u.CreatedAt.Format(time.RFC3339))
 				}
 				return w.Flush()
 			})
 		},
 	}
-	cmd.AddCommand(add, list)
+	change := func(use, short string, fn func(*app.App, context.Context, string) (identity.User, error), done string) *cobra.Command {
+		return &cobra.Command{
+			Use: use + " USER", Short: short, Args: cobra.ExactArgs(1),
+			RunE: func(cmd *cobra.Command, args []string) error {
+				return withApp(cmd, f, func(ctx context.Context, a *app.App) error {
+					u, err := fn(a, ctx, args[0])
+					if err != nil {
+						return err
+					}
+					fmt.Fprintf(cmd.OutOrStdout(), "%s %s (%s)\n", done, u.Name, u.Subject())
+					return nil
+				})
+			},
+		}
+	}
+	cmd.AddCommand(add, list,
+		change("disable", "Disable a user (name or user:<uuid>): its tokens and name authenticate nowhere, at once, until enabled",
+			(*app.App).DisableUser, "disabled"),
+		change("enable", "Enable a disabled user again", (*app.App).EnableUser, "enabled"),
+		change("remove", "Remove a user with its tokens, memberships and rules (refused while it owns installed instances)",
+			(*app.App).RemoveUser, "removed"))
 	return cmd
+}
+
+// state shows whether a user or group is disabled.
+func state(disabledAt time.Time) string {
+	if disabledAt.IsZero() {
+		return "enabled"
+	}
+	return "disabled since " + disabledAt.Format(time.RFC3339)
 }
 
 func groupCmd(f *flags) *cobra.Command {
@@ -187,6 +244,45 @@ func groupCmd(f *flags) *cobra.Command {
 			})
 		},
 	}
+	list := &cobra.Command{
+		Use: "list", Short: "List groups and their members", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return withApp(cmd, f, func(ctx context.Context, a *app.App) error {
+				gs, err := a.Identity.ListGroups(ctx)
+				if err != nil {
+					return err
+				}
+				w := table(cmd.OutOrStdout(), "SUBJECT\tNAME\tSTATE\tMEMBERS")
+				for _, g := range gs {
+					ms, err := a.Identity.ListMembers(ctx, g.ID)
+					if err != nil {
+						return err
+					}
+					names := make([]string, len(ms))
+					for i, m := range ms {
+						names[i] = m.Name
+					}
+					fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", g.Subject(), g.Name, state(g.DisabledAt), orDash(strings.Join(names, ",")))
+				}
+				return w.Flush()
+			})
+		},
+	}
+	change := func(use, short string, fn func(*app.App, context.Context, string) (identity.Group, error), done string) *cobra.Command {
+		return &cobra.Command{
+			Use: use + " GROUP", Short: short, Args: cobra.ExactArgs(1),
+			RunE: func(cmd *cobra.Command, args []string) error {
+				return withApp(cmd, f, func(ctx context.Context, a *app.App) error {
+					g, err := fn(a, ctx, args[0])
+					if err != nil {
+						return err
+					}
+					fmt.Fprintf(cmd.OutOrStdout(), "%s %s (%s)\n", done, g.Name, g.Subject())
+					return nil
+				})
+			},
+		}
+	}
 	member := &cobra.Command{Use: "member", Short: "Manage group membership"}
 	madd := &cobra.Command{
 		Use: "add GROUP USER", Short: "Add USER (name or user:<uuid>) to GROUP (name or group:<uuid>)", Args: cobra.ExactArgs(2),
@@ -201,26 +297,61 @@ func groupCmd(f *flags) *cobra.Command {
 			})
 		},
 	}
-	member.AddCommand(madd)
-	cmd.AddCommand(add, member)
+	mremove := &cobra.Command{
+		Use: "remove GROUP USER", Short: "Take USER out of GROUP: it loses the group's rights at once, on every server", Args: cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return withApp(cmd, f, func(ctx context.Context, a *app.App) error {
+				g, u, err := a.RemoveMember(ctx, args[0], args[1])
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "%s (%s) is no longer a member of %s (%s)\n", u.Name, u.Subject(), g.Name, g.Subject())
+				return nil
+			})
+		},
+	}
+	member.AddCommand(madd, mremove)
+	cmd.AddCommand(add, list, member,
+		change("disable", "Disable a group: its members hold none of its rights, at once, until enabled", (*app.App).DisableGroup, "disabled"),
+		change("enable", "Enable a disabled group again", (*app.App).EnableGroup, "enabled"),
+		change("remove", "Remove a group with its memberships and rules (refused while it owns installed instances)",
+			(*app.App).RemoveGroup, "removed"))
 	return cmd
+}
+
+// boundText shows a token's bound task context ("-": not bound).
+func boundText(t callctx.TaskContext) string {
+	var parts []string
+	for _, f := range []struct{ k, v string }{{"task", t.TaskID}, {"project", t.ProjectID}, {"run", t.RunID}, {"job", t.JobID}, {"agent", t.AgentID}} {
+		if f.v != "" {
+			parts = append(parts, f.k+"="+f.v)
+		}
+	}
+	return orDash(strings.Join(parts, ","))
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }
 
 func tokenCmd(f *flags) *cobra.Command {
 	cmd := &cobra.Command{Use: "token", Short: "Manage API tokens"}
 	var subject, name string
 	var ttl time.Duration
+	var bound callctx.TaskContext
 	create := &cobra.Command{
 		Use:   "create",
 		Short: "Create an API token for a user; it is printed once and stored only as a hash",
-		Args:  cobra.NoArgs,
+		Long: "Create an API token for a user; it is printed once and stored only as a hash. With --task, --project,\n" +
+			"--run, --job or --agent the token is bound to that task context: every call made with it runs for that task\n" +
+			"(it may add the fields left open, never change one), and policy conditions marked from=token can rely on it.",
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return withApp(cmd, f, func(ctx context.Context, a *app.App) error {
-				s, err := a.ResolveSubject(ctx, subject)
-				if err != nil {
-					return err
-				}
-				tok, _, err := a.Identity.CreateToken(ctx, s, name, ttl)
+				tok, _, err := a.CreateToken(ctx, subject, name, ttl, bound)
 				if err != nil {
 					return err
 				}
@@ -232,6 +363,11 @@ func tokenCmd(f *flags) *cobra.Command {
 	create.Flags().StringVar(&subject, "subject", "", "user the token authenticates: user:<uuid>, user:<name> or a name (required)")
 	create.Flags().StringVar(&name, "name", "", "a label for the token")
 	create.Flags().DurationVar(&ttl, "expires", 0, "lifetime, e.g. 720h (0: no expiry)")
+	create.Flags().StringVar(&bound.TaskID, "task", "", "bind the token to this task id (uuid)")
+	create.Flags().StringVar(&bound.ProjectID, "project", "", "bind the token to this project id (uuid)")
+	create.Flags().StringVar(&bound.RunID, "run", "", "bind the token to this run id (uuid; needs --task)")
+	create.Flags().StringVar(&bound.JobID, "job", "", "bind the token to this job id (uuid; needs --task)")
+	create.Flags().StringVar(&bound.AgentID, "agent", "", "bind the token to this agent id")
 	_ = create.MarkFlagRequired("subject")
 	var listSubject string
 	list := &cobra.Command{
@@ -246,9 +382,10 @@ func tokenCmd(f *flags) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				w := table(cmd.OutOrStdout(), "ID\tNAME\tCREATED\tEXPIRES\tREVOKED")
+				w := table(cmd.OutOrStdout(), "ID\tNAME\tCREATED\tBOUND TO\tEXPIRES\tREVOKED")
 				for _, t := range toks {
-					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", t.ID, t.Name, t.CreatedAt.Format(time.RFC3339), when(t.ExpiresAt), when(t.RevokedAt))
+					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", t.ID, t.Name, t.CreatedAt.Format(time.RFC3339), boundText(t.Bound),
+						when(t.ExpiresAt), when(t.RevokedAt))
 				}
 				return w.Flush()
 			})
@@ -264,12 +401,7 @@ func tokenCmd(f *flags) *cobra.Command {
 				return fmt.Errorf("token id %q is not a uuid (see connec token list)", args[0])
 			}
 			return withApp(cmd, f, func(ctx context.Context, a *app.App) error {
-				var t identity.Token
-				err := a.AdminChange(ctx, "token.revoke", "token:"+id.String(), func(tx pgx.Tx) error {
-					var err error
-					t, err = identity.RevokeToken(ctx, tx, id)
-					return err
-				})
+				t, err := a.RevokeToken(ctx, id)
 				if err != nil {
 					return err
 				}
@@ -294,9 +426,12 @@ func policyCmd(f *flags) *cobra.Command {
 		Use:   "policy",
 		Short: "Manage policy rules (default deny; deny beats allow)",
 		Long: "Rules are subject, resource pattern, action, optional task-context condition and effect.\n" +
-			"Resources: catalog | connectors/<owner> | connectors/<owner>/<type>/<instance-id>[/<operation>]; '*' matches\n" +
-			"within a path segment, '**' across segments. Actions: connector.read, connector.send, connector.admin,\n" +
-			"connector.catalog.read, connector.policy.admin, or '*'. Conditions: project=<uuid>; agent=<id>|<id>; task=required.",
+			"Resources: catalog | policy | audit | network/private | connectors/<owner>[/<type>/<instance-id>[/<operation>]];\n" +
+			"'*' matches within a segment, a trailing '/**' the part before it and everything below. Owners may be given\n" +
+			"as user:<name>, group:<name> or a user name, like --subject; they are stored as ids. Actions: connector.read,\n" +
+			"connector.send, connector.admin, connector.catalog.read, connector.policy.admin, connector.audit.read, or '*'.\n" +
+			"Conditions: project=<uuid>; agent=<id>|<id>; task=required. A rule that could never match (an unknown prefix,\n" +
+			"type or operation, an action never asked of what it names) is refused.",
 	}
 	var r authz.Rule
 	rule := func(use, short, effect string, remove bool) *cobra.Command {
@@ -308,14 +443,7 @@ func policyCmd(f *flags) *cobra.Command {
 					if effect != "" {
 						rr.Effect = effect
 					}
-					if rr.Subject != "*" {
-						s, err := a.ResolveSubject(ctx, rr.Subject)
-						if err != nil {
-							return err
-						}
-						rr.Subject = string(s)
-					}
-					changed, err := a.ChangeRule(ctx, rr, remove)
+					rr, changed, err := a.ChangeWrittenRule(ctx, rr, remove)
 					if err != nil {
 						return err
 					}
@@ -329,7 +457,7 @@ func policyCmd(f *flags) *cobra.Command {
 			},
 		}
 		c.Flags().StringVar(&r.Subject, "subject", "", "user:<name|uuid> or group:<name|uuid> (required)")
-		c.Flags().StringVar(&r.Resource, "resource", "", "resource pattern (required)")
+		c.Flags().StringVar(&r.Resource, "resource", "", "resource pattern; owners by name or id (required)")
 		c.Flags().StringVar(&r.Action, "action", "", "action or * (required)")
 		c.Flags().StringVar(&r.Cond, "cond", "", "task-context condition, e.g. project=<uuid>;task=required")
 		for _, n := range []string{"subject", "resource", "action"} {
@@ -366,11 +494,43 @@ func policyCmd(f *flags) *cobra.Command {
 		},
 	}
 	list.Flags().StringVar(&subject, "subject", "", "only rules of this subject")
+	check := &cobra.Command{
+		Use: "check", Args: cobra.NoArgs,
+		Short: "List stored rules that fail validation (they can never match as written); exit status 1 if there are any",
+		Long: "Rules stored before validation was strict, or written by SQL, stay in force as written, and a server warns\n" +
+			"of them when it starts. This lists them with the reason; remove one with `connec policy remove`, giving it\n" +
+			"exactly as listed.",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return withApp(cmd, f, func(ctx context.Context, a *app.App) error {
+				rules, err := a.Authz.ListRules(ctx, a.Pool, "")
+				if err != nil {
+					return err
+				}
+				w := table(cmd.OutOrStdout(), "EFFECT\tSUBJECT\tACTION\tRESOURCE\tCOND\tPROBLEM")
+				bad := 0
+				for _, r := range rules {
+					if err := a.Authz.ValidateRule(r); err != nil {
+						bad++
+						fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", r.Effect, r.Subject, r.Action, r.Resource, r.Cond, fault.PublicOf(err).Message)
+					}
+				}
+				if bad == 0 {
+					fmt.Fprintf(cmd.OutOrStdout(), "every rule is valid (%d rules)\n", len(rules))
+					return nil
+				}
+				if err := w.Flush(); err != nil {
+					return err
+				}
+				return fmt.Errorf("%d of %d rules fail validation: correct or remove them", bad, len(rules))
+			})
+		},
+	}
 	cmd.AddCommand(
 		rule("allow", "Add an allow rule", "allow", false),
 		rule("deny", "Add a deny rule (deny beats allow)", "deny", false),
 		rule("remove", "Remove a rule", "", true),
 		list,
+		check,
 	)
 	return cmd
 }

@@ -68,10 +68,13 @@ func TestHelpOnEveryCommand(t *testing.T) {
 	for _, args := range [][]string{
 		{"--help"}, {"serve", "--help"}, {"migrate", "--help"}, {"user", "add", "--help"}, {"user", "list", "--help"},
 		{"group", "add", "--help"}, {"group", "member", "add", "--help"}, {"token", "create", "--help"}, {"token", "list", "--help"}, {"token", "revoke", "--help"},
-		{"policy", "allow", "--help"}, {"policy", "deny", "--help"}, {"policy", "list", "--help"}, {"policy", "remove", "--help"},
+		{"policy", "allow", "--help"}, {"policy", "deny", "--help"}, {"policy", "list", "--help"}, {"policy", "remove", "--help"}, {"policy", "check", "--help"},
 		{"key", "init", "--help"}, {"key", "add", "--help"}, {"key", "status", "--help"}, {"key", "rotate", "--help"},
 		{"credential", "create", "--help"}, {"credential", "rotate", "--help"}, {"credential", "revoke", "--help"},
 		{"audit", "verify", "--help"}, {"audit", "export", "--help"}, {"openclaw", "add", "--help"}, {"openclaw", "list", "--help"},
+		{"openclaw", "remove", "--help"}, {"user", "disable", "--help"}, {"user", "enable", "--help"}, {"user", "remove", "--help"},
+		{"group", "list", "--help"}, {"group", "disable", "--help"}, {"group", "enable", "--help"}, {"group", "remove", "--help"},
+		{"group", "member", "remove", "--help"},
 	} {
 		out, errOut, err := run(t, nil, args...)
 		if err != nil || !strings.Contains(out, "Usage:") {

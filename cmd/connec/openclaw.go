@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -19,9 +20,10 @@ import (
 	"github.com/connec/connec/internal/app"
 )
 
-// openclawCmd manages OpenClaw plugins installed as connector types. It
-// needs no database: plugins live in $CONNEC_DATA_DIR/openclaw/plugins and
-// a running connec loads them at start.
+// openclawCmd manages OpenClaw plugins installed as connector types.
+// Plugins live in $CONNEC_DATA_DIR/openclaw/plugins and a running connec
+// loads them at start; adding and removing one is audited, so those need
+// the database (listing does not).
 func openclawCmd(f *flags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "openclaw",
@@ -75,34 +77,38 @@ func openclawAddCmd(f *flags) *cobra.Command {
 			if len(kinds) == 0 {
 				in.ToolKinds = nil
 			}
-			dir := openclaw.PluginsDir(f.cfg.DataDir)
-			fmt.Fprintf(cmd.ErrOrStderr(), "installing %s into %s (npm, no scripts)…\n", args[0], dir)
-			staged, err := openclaw.Stage(cmd.Context(), dir, args[0], in, openclaw.WithLogger(log))
-			if err != nil {
-				return err
-			}
-			out := cmd.OutOrStdout()
-			if err := printOpenclawReview(out, staged.Record); err != nil {
-				_ = staged.Discard()
-				return err
-			}
-			if !yes {
-				ok, err := ocConfirm(cmd.InOrStdin(), out, "Install it? [y/N] ")
-				if err != nil || !ok {
-					_ = staged.Discard()
-					if err != nil {
-						return err
-					}
-					return errors.New("not installed")
+			// The database first: an install that cannot be audited is not
+			// made, and nothing is fetched for it.
+			return withApp(cmd, f, func(ctx context.Context, a *app.App) error {
+				dir := openclaw.PluginsDir(f.cfg.DataDir)
+				fmt.Fprintf(cmd.ErrOrStderr(), "installing %s into %s (npm, no scripts)…\n", args[0], dir)
+				staged, err := openclaw.Stage(ctx, dir, args[0], in, openclaw.WithLogger(log))
+				if err != nil {
+					return err
 				}
-			}
-			if err := staged.Commit(); err != nil {
-				_ = staged.Discard()
-				return err
-			}
-			fmt.Fprintf(out, "installed %s@%s as connector type %s in %s; restart connec to load it\n",
-				staged.Record.Package, staged.Record.Version, openclaw.TypeName(staged.Record.Manifest.ID), staged.Final)
-			return nil
+				out := cmd.OutOrStdout()
+				if err := printOpenclawReview(out, staged.Record); err != nil {
+					_ = staged.Discard()
+					return err
+				}
+				if !yes {
+					ok, err := ocConfirm(cmd.InOrStdin(), out, "Install it? [y/N] ")
+					if err != nil || !ok {
+						_ = staged.Discard()
+						if err != nil {
+							return err
+						}
+						return errors.New("not installed")
+					}
+				}
+				if err := a.InstallPlugin(ctx, staged); err != nil {
+					_ = staged.Discard()
+					return err
+				}
+				fmt.Fprintf(out, "installed %s@%s as connector type %s in %s; restart connec to load it\n",
+					staged.Record.Package, staged.Record.Version, openclaw.TypeName(staged.Record.Manifest.ID), staged.Final)
+				return nil
+			})
 		},
 	}
 	fl := cmd.Flags()
@@ -248,11 +254,13 @@ func openclawRemoveCmd(f *flags) *cobra.Command {
 		Short: "Remove an installed OpenClaw plugin (NAME as openclaw list shows it); restart connec afterwards",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := openclaw.Remove(openclaw.PluginsDir(f.cfg.DataDir), args[0]); err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "removed %s; restart connec to unload it\n", args[0])
-			return nil
+			return withApp(cmd, f, func(ctx context.Context, a *app.App) error {
+				if err := a.RemovePlugin(ctx, args[0]); err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "removed %s; restart connec to unload it\n", args[0])
+				return nil
+			})
 		},
 	}
 }

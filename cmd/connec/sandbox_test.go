@@ -92,7 +92,8 @@ func TestOpenClawNeedsItsSandbox(t *testing.T) {
 	copyTree(t, filepath.Join("..", "..", "connectors", "openclaw", "testdata", "connec-test-plugin"), openclaw.PackageDir(plugin, "connec-test-plugin"))
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	if err := openclaw.Review(ctx, plugin, &openclaw.Record{Name: "connec-test-plugin", Package: "connec-test-plugin", Version: "1.0.0"}); err != nil {
+	if err := openclaw.Review(ctx, plugin, &openclaw.Record{Name: "connec-test-plugin", Package: "connec-test-plugin", Version: "1.0.0"},
+		openclaw.WithStateDir(t.TempDir())); err != nil {
 		t.Fatal(err)
 	}
 	if err := filepath.Walk(data, func(p string, _ fs.FileInfo, err error) error {

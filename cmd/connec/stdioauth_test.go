@@ -62,3 +62,41 @@ func TestStdioSessionEndsWhenItsTokenIsRevoked(t *testing.T) {
 		}
 	}
 }
+
+// `connec token create --project … --agent …` issues a token bound to that
+// task context: listed as such, and a call with it that names another
+// project is refused.
+func TestTokenCreateBindsATaskContext(t *testing.T) {
+	dir := t.TempDir()
+	key := filepath.Join(dir, "connec.key")
+	if _, err := vault.GenerateKeyFile(key, true); err != nil {
+		t.Fatal(err)
+	}
+	env := []string{"DATABASE_URL=" + pgtest.URL(t), "CONNEC_KEY_FILE=" + key, "CONNEC_LOG_FORMAT=json", "CONNEC_DATA_DIR=" + dir}
+	mustRun := func(args ...string) string {
+		t.Helper()
+		out, errOut, err := run(t, env, args...)
+		if err != nil {
+			t.Fatalf("connec %v: %v\n%s%s", args, err, out, errOut)
+		}
+		return out
+	}
+	mustRun("user", "add", "alice")
+	project := "1b4e28ba-2fa1-11d2-883f-0016d3cca427"
+	tok := strings.TrimSpace(mustRun("token", "create", "--subject", "alice", "--project", project, "--agent", "planner-1", "--expires", "1h"))
+	if list := mustRun("token", "list", "--subject", "alice"); !strings.Contains(list, "project="+project+",agent=planner-1") {
+		t.Fatalf("token list does not show the binding:\n%s", list)
+	}
+	if _, errOut, err := run(t, env, "token", "create", "--subject", "alice", "--project", "not-a-uuid"); err == nil || !strings.Contains(errOut, "project_id") {
+		t.Fatalf("a malformed binding: %v %s", err, errOut)
+	}
+	s := startRaw(t, "bound", append(env, "CONNEC_TOKEN="+tok, "CONNEC_SUBJECT="), binary(t), "serve", "--stdio")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	s.initialize(ctx)
+	raw, err := s.request(ctx, "tools/call", map[string]any{"name": "connector.instance.list", "arguments": map[string]any{},
+		"_meta": map[string]any{"connec.dev/task": map[string]any{"project_id": "2b4e28ba-2fa1-11d2-883f-0016d3cca427"}}})
+	if err != nil || !strings.Contains(string(raw), "invalid_argument") || !strings.Contains(string(raw), "bound") {
+		t.Fatalf("a call naming another project: %v %s", err, raw)
+	}
+}

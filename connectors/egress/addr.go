@@ -2,12 +2,37 @@ package egress
 
 import "net/netip"
 
-var (
-	// Refused whatever the options.
-	metadataAddrs = []netip.Addr{
-		netip.MustParseAddr("169.254.169.254"), // AWS, GCP, Azure, OpenStack...
-		netip.MustParseAddr("fd00:ec2::254"),   // AWS IPv6
+// MetadataEndpoints are the cloud metadata and credential endpoints a
+// guard refuses whatever its options (allow_private_network included):
+// where a cloud hands instance credentials to whoever asks from inside.
+// Checked after resolution, on the address dialled, and on IPv4 addresses
+// embedded in IPv4-mapped, NAT64 and 6to4 addresses.
+var MetadataEndpoints = []netip.Prefix{
+	netip.MustParsePrefix("169.254.169.0/24"),   // AWS, GCP, Azure, OpenStack, DigitalOcean... metadata (.254), Amazon DNS (.253), Time Sync (.123)
+	netip.MustParsePrefix("169.254.170.0/24"),   // AWS ECS task credentials (.2), EKS Pod Identity agent (.23)
+	netip.MustParsePrefix("169.254.0.23/32"),    // Tencent Cloud metadata
+	netip.MustParsePrefix("100.100.100.200/32"), // Alibaba Cloud metadata
+	netip.MustParsePrefix("168.63.129.16/32"),   // Azure WireServer (host agent, DNS)
+	netip.MustParsePrefix("192.0.0.192/32"),     // Oracle Cloud metadata
+	netip.MustParsePrefix("fd00:ec2::/32"),      // AWS IPv6 metadata (fd00:ec2::254), DNS, Time Sync, ECS
+}
+
+// IsMetadata reports whether a is one of the MetadataEndpoints, also as an
+// IPv4 address embedded in an IPv6 one.
+func IsMetadata(a netip.Addr) bool {
+	a = a.Unmap().WithZone("")
+	for _, p := range MetadataEndpoints {
+		if p.Contains(a) {
+			return true
+		}
 	}
+	if e, ok := embeddedIPv4(a); ok {
+		return IsMetadata(e)
+	}
+	return false
+}
+
+var (
 	broadcast4 = netip.MustParseAddr("255.255.255.255")
 
 	// Not global unicast: refused unless AllowPrivate. (Loopback, RFC 1918,
@@ -45,10 +70,8 @@ func (g *Guard) addrReason(a netip.Addr) string {
 	case a == broadcast4:
 		return "broadcast address"
 	}
-	for _, m := range metadataAddrs {
-		if a == m {
-			return "cloud metadata address"
-		}
+	if IsMetadata(a) {
+		return "cloud metadata or credential endpoint (refused whatever the instance allows)"
 	}
 	if e, ok := embeddedIPv4(a); ok {
 		if r := g.addrReason(e); r != "" {

@@ -29,9 +29,11 @@
 // Addresses: unless Options.AllowPrivate is set, the guard refuses loopback,
 // private (RFC 1918, fc00::/7), link-local, shared (100.64/10) and other
 // non-global addresses after resolution, including IPv4 embedded in
-// IPv4-mapped, NAT64 and 6to4 addresses. Unspecified, multicast, broadcast
-// and well-known cloud metadata addresses (169.254.169.254, fd00:ec2::254)
-// are refused even with AllowPrivate.
+// IPv4-mapped, NAT64 and 6to4 addresses. Unspecified, multicast and
+// broadcast addresses, and the cloud metadata and credential endpoints of
+// MetadataEndpoints (169.254.169.0/24, 169.254.170.0/24, 169.254.0.23,
+// 100.100.100.200, 168.63.129.16, 192.0.0.192, fd00:ec2::/32), are refused
+// even with AllowPrivate.
 package egress
 
 import (

@@ -193,13 +193,22 @@ func parsePort(s string) (uint16, error) {
 // normalizeHost lowercases a host and strips a trailing dot. IP literals
 // come back in lit (IPv4-mapped IPv6 unmapped); zones are refused.
 func normalizeHost(host string) (string, netip.Addr, error) {
-	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+	bracketed := strings.HasPrefix(host, "[") && strings.HasSuffix(host, "]")
+	if bracketed {
+		host = host[1 : len(host)-1]
+	}
 	if a, err := netip.ParseAddr(host); err == nil {
+		if bracketed && !a.Is6() {
+			return "", netip.Addr{}, errors.New("brackets hold an IPv6 literal only")
+		}
 		if a.Zone() != "" {
 			return "", netip.Addr{}, errors.New("IPv6 zones are not allowed")
 		}
 		a = a.Unmap()
 		return a.String(), a, nil
+	}
+	if bracketed || strings.ContainsAny(host, "[]") {
+		return "", netip.Addr{}, errors.New("brackets hold an IPv6 literal only")
 	}
 	name, err := normalizeName(host)
 	return name, netip.Addr{}, err
@@ -207,21 +216,23 @@ func normalizeHost(host string) (string, netip.Addr, error) {
 
 // normalizeName checks a DNS name: ASCII labels of letters, digits, '-' and
 // '_', 1 to 63 bytes each, at most 253 in all, and a last label that is not
-// all digits (so "127.1" or "0x7f.1" cannot pose as names).
+// all digits (so "127.1" or "0x7f.1" cannot pose as names). Its errors do
+// not repeat the name (it may come from an instance's configuration); the
+// caller knows which it was.
 func normalizeName(name string) (string, error) {
 	name = strings.ToLower(strings.TrimSuffix(name, "."))
 	if name == "" || len(name) > 253 {
-		return "", fmt.Errorf("host name %q is empty or too long", name)
+		return "", errors.New("host name is empty or too long")
 	}
 	labels := strings.Split(name, ".")
 	for _, l := range labels {
 		if l == "" || len(l) > 63 {
-			return "", fmt.Errorf("host name %q has an empty or overlong label", name)
+			return "", errors.New("host name has an empty or overlong label")
 		}
 		for i := 0; i < len(l); i++ {
 			c := l[i]
 			if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
-				return "", fmt.Errorf("host name %q has a character outside [a-z0-9-_] (use punycode)", name)
+				return "", errors.New("host name has a character outside [a-z0-9-_] (use punycode)")
 			}
 		}
 	}
@@ -234,7 +245,7 @@ func normalizeName(name string) (string, error) {
 		}
 	}
 	if numeric || strings.HasPrefix(last, "0x") {
-		return "", fmt.Errorf("host name %q looks like a numeric address", name)
+		return "", errors.New("host name looks like a numeric address")
 	}
 	return name, nil
 }

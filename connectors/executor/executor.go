@@ -17,6 +17,7 @@ import (
 
 	"github.com/connec/connec/connectors"
 	"github.com/connec/connec/connectors/egress"
+	"github.com/connec/connec/connectors/egress/driverkit"
 	"github.com/connec/connec/connectors/executor/internal/keyring"
 	"github.com/connec/connec/fault"
 	"github.com/connec/connec/internal/jsonschema"
@@ -163,6 +164,7 @@ func (e *Executor) Execute(ctx context.Context, req connectors.ExecRequest) (con
 	}
 	inv.Egress = guard
 	inv.Findings = &connectors.Findings{}
+	defer inv.Findings.Wipe()
 
 	timeout := req.Op.Timeout
 	if req.Timeout > 0 && req.Timeout < timeout {
@@ -171,23 +173,29 @@ func (e *Executor) Execute(ctx context.Context, req connectors.ExecRequest) (con
 	rctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	out, attempts, err := e.invoke(rctx, req, inv)
+	// The final redaction, over whatever the driver returns: the
+	// credential's secret fields, what its kind's authentication derives
+	// from them ("Bearer <token>", "user:password") and what the driver
+	// declared it sent, in every encoding driverkit matches.
+	red := driverkit.ForInvocation(inv)
+	defer red.Wipe()
 	if err != nil {
 		// A read that failed transiently and ran out of time retrying is
 		// reported as the service's failure, not as our timeout.
 		retried := attempts > 1 && errors.Is(err, fault.ErrTransient)
 		if !retried && (errors.Is(err, context.DeadlineExceeded) || errors.Is(rctx.Err(), context.DeadlineExceeded)) {
-			return connectors.ExecResult{Attempts: attempts}, fault.Wrap(fault.Timeout, redactCause(err, inv.Credential), "operation did not finish within %s", timeout)
+			return connectors.ExecResult{Attempts: attempts}, fault.Wrap(fault.Timeout, redactCause(err, red), "operation did not finish within %s", timeout)
 		}
 		var fe *fault.Error
 		if errors.As(err, &fe) {
-			return connectors.ExecResult{Attempts: attempts}, redactError(fe, inv.Credential)
+			return connectors.ExecResult{Attempts: attempts}, redactError(fe, red)
 		}
-		return connectors.ExecResult{Attempts: attempts}, fault.Wrap(fault.Permanent, redactCause(err, inv.Credential), "operation failed")
+		return connectors.ExecResult{Attempts: attempts}, fault.Wrap(fault.Permanent, redactCause(err, red), "operation failed")
 	}
 	if len(out) > e.maxBytes {
 		return connectors.ExecResult{}, fault.New(fault.ResponseTooLarge, "operation result is %d bytes, over the %d byte cap", len(out), e.maxBytes)
 	}
-	out, redacted, err := Redact(out, inv.Credential)
+	out, redacted, err := Redact(out, red)
 	if err != nil {
 		return connectors.ExecResult{}, fault.Wrap(fault.Validation, err, "operation result is not valid JSON")
 	}
@@ -249,31 +257,6 @@ func (e *Executor) open(ctx context.Context, c *connectors.SealedCredential) (va
 		return nil, fault.Wrap(fault.Internal, err, "the instance's credential could not be opened")
 	}
 	return fields, nil
-}
-
-// redactCause keeps a driver's raw error (a URL with a query credential, a
-// server's echo) from carrying credential material into logs.
-func redactCause(err error, fields vault.Fields) error {
-	if err == nil || len(fields) == 0 {
-		return err
-	}
-	if msg := RedactString(err.Error(), fields); msg != err.Error() {
-		return errors.New(msg)
-	}
-	return err
-}
-
-// redactError keeps a driver's error message from carrying credential
-// material to the caller.
-func redactError(fe *fault.Error, fields vault.Fields) error {
-	msg := RedactString(fe.Message, fields)
-	cause := redactCause(fe.Cause, fields)
-	if msg == fe.Message && cause == fe.Cause {
-		return fe
-	}
-	c := *fe
-	c.Message, c.Cause = msg, cause
-	return &c
 }
 
 var _ connectors.Runner = (*Executor)(nil)

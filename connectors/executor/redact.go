@@ -1,115 +1,45 @@
 package executor
 
 import (
-	"bytes"
 	"encoding/json"
-	"strings"
+	"errors"
 
-	"github.com/connec/connec/vault"
+	"github.com/connec/connec/connectors/egress/driverkit"
+	"github.com/connec/connec/fault"
 )
 
-// minRedactLen is the shortest secret value searched for: shorter values
-// (a one-letter username) would redact ordinary text and protect nothing.
-const minRedactLen = 4
-
-// Redact replaces every occurrence of any credential field value inside the
-// strings (and object keys) of a JSON document with vault.Redacted, and
-// reports whether it replaced anything. It decodes and re-encodes, so a
-// secret escaped differently in the JSON text is still found.
-func Redact(doc json.RawMessage, fields vault.Fields) (json.RawMessage, bool, error) {
-	secrets := needles(fields)
-	if len(secrets) == 0 {
-		return doc, false, nil
-	}
-	if absent(doc, secrets) {
-		return doc, false, nil
-	}
-	dec := json.NewDecoder(bytes.NewReader(doc))
-	dec.UseNumber()
-	var v any
-	if err := dec.Decode(&v); err != nil {
-		return nil, false, err
-	}
-	changed := false
-	v = walk(v, secrets, &changed)
-	if !changed {
-		return doc, false, nil
-	}
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
-		return nil, false, err
-	}
-	return json.RawMessage(bytes.TrimRight(buf.Bytes(), "\n")), true, nil
+// Redact replaces credential material, in every encoding red matches,
+// inside the strings, object keys and numbers of a JSON document, and
+// reports whether it replaced anything. This is the final pass over every
+// result, whatever the driver did: a result is returned, and stored
+// (connector_runs.result, for idempotent and async runs), only after it.
+func Redact(doc json.RawMessage, red *driverkit.Redactor) (json.RawMessage, bool, error) {
+	out, changed, err := red.JSON(doc)
+	return json.RawMessage(out), changed, err
 }
 
-// RedactString replaces credential field values inside s.
-func RedactString(s string, fields vault.Fields) string {
-	for _, n := range needles(fields) {
-		s = strings.ReplaceAll(s, n, vault.Redacted)
+// redactCause keeps a driver's raw error (a URL with a query credential, a
+// server's echo) from carrying credential material into logs.
+func redactCause(err error, red *driverkit.Redactor) error {
+	if err == nil || red.Empty() {
+		return err
 	}
-	return s
+	if msg := red.String(err.Error()); msg != err.Error() {
+		return errors.New(msg)
+	}
+	return err
 }
 
-// absent reports, cheaply, that no secret can be in doc: the text has no
-// \u escape, every secret is made only of characters JSON never escapes,
-// and none occurs in the raw text. Anything else takes the full decode-and-scan path.
-func absent(doc []byte, secrets []string) bool {
-	// Any character may be written as a \u escape.
-	if bytes.Contains(doc, []byte(`\u`)) {
-		return false
+// redactError keeps a driver's error (message, details, cause) from
+// carrying credential material to the caller, the run row or the logs.
+func redactError(fe *fault.Error, red *driverkit.Redactor) error {
+	if red.Empty() {
+		return fe
 	}
-	for _, n := range secrets {
-		for i := 0; i < len(n); i++ {
-			c := n[i]
-			if c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '/' || c == '<' || c == '>' || c == '&' {
-				return false
-			}
-		}
-		if bytes.Contains(doc, []byte(n)) {
-			return false
-		}
+	c := *fe
+	c.Message, c.Cause = red.String(fe.Message), redactCause(fe.Cause, red)
+	if len(fe.Details) > 0 {
+		c.Details, _ = red.Value(map[string]any(fe.Details)).(map[string]any)
 	}
-	return true
-}
-
-func needles(fields vault.Fields) []string {
-	var out []string
-	for _, f := range fields {
-		if b := f.Expose(); len(b) >= minRedactLen {
-			out = append(out, string(b))
-		}
-	}
-	return out
-}
-
-func walk(v any, secrets []string, changed *bool) any {
-	switch x := v.(type) {
-	case string:
-		return redactIn(x, secrets, changed)
-	case []any:
-		for i := range x {
-			x[i] = walk(x[i], secrets, changed)
-		}
-		return x
-	case map[string]any:
-		out := make(map[string]any, len(x))
-		for k, val := range x {
-			out[redactIn(k, secrets, changed)] = walk(val, secrets, changed)
-		}
-		return out
-	default:
-		return v
-	}
-}
-
-func redactIn(s string, secrets []string, changed *bool) string {
-	for _, n := range secrets {
-		if strings.Contains(s, n) {
-			s = strings.ReplaceAll(s, n, vault.Redacted)
-			*changed = true
-		}
-	}
-	return s
+	return &c
 }

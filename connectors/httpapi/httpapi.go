@@ -29,9 +29,16 @@
 // only content-type, etag, last-modified, location and retry-after. body is
 // the parsed JSON for a JSON response, else text. The path always stays
 // under the base URL's path ("..", "." and empty segments, schemes and
-// hosts are refused), and agents cannot set Authorization, Cookie, Proxy-*,
-// Host, hop-by-hop headers, the credential's header or query parameter, or
-// anything the configuration sets.
+// hosts are refused). Headers follow one policy for callers and the
+// configuration alike (headers.go): credential, framing, routing and
+// client-identity headers and method overrides (headers, and the _method
+// query parameter) are refused, as are the credential's header or query
+// parameter and anything the configuration sets.
+//
+// Redirects are followed (at most 5, each re-checked by the egress guard)
+// only while they stay under the base URL; one that leaves it is returned
+// as the 3xx response it is, and nothing is sent where it points. No
+// Referer is sent on a redirect.
 //
 // Responses: the body read is capped at max_response_bytes. A JSON body
 // over the cap fails with response_too_large (a cut JSON document is
@@ -49,9 +56,12 @@
 //	JSON body over the cap          response_too_large
 //	bad path, query, headers, body  invalid_argument
 //
-// Every credential value (and its URL, base64, HTML and JSON encodings,
-// including the Basic header's user:password) is replaced by [REDACTED] in
-// the body, the returned headers and error texts.
+// Every credential value, and what the driver derives from it and sends
+// ("Bearer <token>", the Basic pair user:password and its header), is
+// replaced by [REDACTED] in the body, the returned headers and error
+// texts, in every encoding driverkit.Redactor matches (base64 at any
+// alignment and nested once, hex, percent, JSON and HTML escapes) and
+// whatever the content type. A username alone is left in place.
 package httpapi
 
 import (
@@ -174,27 +184,32 @@ func parseConfig(raw json.RawMessage) (*config, error) {
 		return nil, configError("base_url must not have a fragment")
 	}
 	if _, err := egress.URLPattern(u); err != nil {
-		return nil, configError("base_url host: %v", err)
+		return nil, configError("base_url's host or port is not usable")
+	}
+	for k := range u.Query() {
+		if methodOverrideParam(k) {
+			return nil, configError("base_url's query overrides the request method (see the http type's header policy)")
+		}
 	}
 	c.base = u
 	if a := c.Auth; a != nil {
 		switch a.Style {
 		case "bearer", "basic":
 		case "header":
-			if !validToken(a.HeaderName) || forbiddenHeader(a.HeaderName, true) {
-				return nil, configError("auth.header_name %q is not a usable header name", a.HeaderName)
+			if !validToken(a.HeaderName) || refusedHeader(a.HeaderName, true) != "" {
+				return nil, configError("auth.header_name is not a header name a credential may be sent in")
 			}
 		case "query":
 			if a.QueryParam == "" {
 				return nil, configError("auth.query_param is required for style query")
 			}
 		default:
-			return nil, configError("auth.style %q is not bearer, header, basic or query", a.Style)
+			return nil, configError("auth.style is not bearer, header, basic or query")
 		}
 	}
 	for k, v := range c.Headers {
-		if !validToken(k) || forbiddenHeader(k, false) || c.isAuthHeader(k) {
-			return nil, configError("header %q may not be set in the configuration", k)
+		if !validToken(k) || refusedHeader(k, false) != "" || c.isAuthHeader(k) {
+			return nil, configError("header %q may not be set in the configuration (see the http type's header policy)", k)
 		}
 		if strings.ContainsAny(v, "\r\n\x00") {
 			return nil, configError("header %q has a control character", k)
@@ -221,7 +236,7 @@ func (Driver) EgressScope(raw json.RawMessage) (egress.Scope, error) {
 	}
 	p, err := egress.URLPattern(c.base)
 	if err != nil {
-		return egress.Scope{}, configError("base_url host: %v", err)
+		return egress.Scope{}, configError("base_url's host or port is not usable")
 	}
 	return egress.Scope{Hosts: []string{p}, AllowPrivate: c.AllowPrivateNetwork}, nil
 }
@@ -250,7 +265,7 @@ func (Driver) Invoke(ctx context.Context, inv connectors.Invocation) (json.RawMe
 		return nil, fault.Invalid("", "arguments are not valid for %s", inv.Operation)
 	}
 
-	red := driverkit.NewRedactor(inv.Credential)
+	red := driverkit.ForInvocation(inv)
 	defer red.Wipe()
 	defer func() {
 		if red.Found() {
@@ -268,7 +283,7 @@ func (Driver) Invoke(ctx context.Context, inv connectors.Invocation) (json.RawMe
 	if inv.Egress == nil {
 		return nil, driverkit.NoEgress()
 	}
-	resp, err := inv.Egress.HTTPClient().Do(req)
+	resp, err := client(inv.Egress, cfg).Do(req)
 	if err != nil {
 		return nil, driverkit.NetFault(ctx, err, red)
 	}
@@ -286,6 +301,54 @@ func (Driver) Invoke(ctx context.Context, inv connectors.Invocation) (json.RawMe
 	return bytes.TrimSpace(buf.Bytes()), nil
 }
 
+// client is the egress guard's HTTP client, redirects narrowed: one is
+// followed only while it stays under the base URL (same scheme and host,
+// under its path, no dot segments), else the 3xx is the answer and nothing
+// goes to where it points; and no Referer is sent (with a query
+// credential, the Referer is the URL that carries it).
+func client(eg connectors.Egress, cfg *config) *http.Client {
+	c := *eg.HTTPClient()
+	guard := c.CheckRedirect
+	c.CheckRedirect = func(req *http.Request, via []*http.Request) error {
+		req.Header.Del("Referer")
+		if guard != nil {
+			if err := guard(req, via); err != nil {
+				return err
+			}
+		}
+		if !underBase(cfg.base, req.URL) {
+			return http.ErrUseLastResponse
+		}
+		return nil
+	}
+	return &c
+}
+
+// underBase reports whether u is base's scheme and host and lies under its
+// path, with no dot segment (percent-encoded or not) on the way.
+func underBase(base, u *url.URL) bool {
+	if !strings.EqualFold(u.Scheme, base.Scheme) || !strings.EqualFold(u.Host, base.Host) || u.User != nil {
+		return false
+	}
+	basePath := strings.TrimSuffix(base.EscapedPath(), "/")
+	p := u.EscapedPath()
+	if p != basePath && !strings.HasPrefix(p, basePath+"/") && !(basePath == "" && p == "") {
+		return false
+	}
+	for _, seg := range strings.Split(p, "/") {
+		dec, err := url.PathUnescape(seg)
+		if err != nil || strings.ContainsRune(dec, '\\') {
+			return false
+		}
+		for _, part := range strings.Split(dec, "/") {
+			if part == "." || part == ".." {
+				return false
+			}
+		}
+	}
+	return true
+}
+
 func buildRequest(ctx context.Context, cfg *config, method string, a args) (*http.Request, error) {
 	u, err := resolvePath(cfg.base, a.Path)
 	if err != nil {
@@ -300,6 +363,8 @@ func buildRequest(ctx context.Context, cfg *config, method string, a args) (*htt
 			return nil, fault.Invalid("query", "query parameter %q is set by the instance's base_url", k)
 		case cfg.Auth != nil && cfg.Auth.Style == "query" && k == cfg.Auth.QueryParam:
 			return nil, fault.Invalid("query", "query parameter %q carries the credential and cannot be set", k)
+		case methodOverrideParam(k):
+			return nil, fault.Invalid("query", "query parameter %q overrides the request method and cannot be set", k)
 		case strings.ContainsRune(v, 0) || strings.ContainsRune(k, 0):
 			return nil, fault.Invalid("query", "query parameter %q has a NUL byte", k)
 		}
@@ -332,8 +397,10 @@ func buildRequest(ctx context.Context, cfg *config, method string, a args) (*htt
 		switch {
 		case !validToken(k):
 			return nil, fault.Invalid("headers", "%q is not a valid header name", k)
-		case forbiddenHeader(k, false) || cfg.isAuthHeader(k):
-			return nil, fault.Invalid("headers", "header %q cannot be set by the caller", k)
+		case cfg.isAuthHeader(k):
+			return nil, fault.Invalid("headers", "header %q carries the instance's credential and cannot be set", k)
+		case refusedHeader(k, false) != "":
+			return nil, fault.Invalid("headers", "header %q cannot be set: %s (see the http type's header policy)", k, refusedHeader(k, false))
 		case hasHeaderFold(cfg.Headers, k):
 			return nil, fault.Invalid("headers", "header %q is set by the instance configuration", k)
 		case strings.ContainsAny(v, "\r\n\x00"):
@@ -378,6 +445,7 @@ func applyAuth(req *http.Request, cfg *config, inv connectors.Invocation, red *d
 		if err != nil {
 			return err
 		}
+		red.Add([]byte("Bearer " + tok)) // what goes out, declared for redaction
 		req.Header.Set("Authorization", "Bearer "+tok)
 	case "header":
 		v, err := field("value")
@@ -394,8 +462,11 @@ func applyAuth(req *http.Request, cfg *config, inv connectors.Invocation, red *d
 		if err != nil {
 			return err
 		}
-		red.Add([]byte(user + ":" + pass))
 		req.SetBasicAuth(user, pass)
+		// What goes out, declared for redaction: the pair (so the
+		// username is redacted inside it) and the header's value.
+		red.Add([]byte(user + ":" + pass))
+		red.Add([]byte(req.Header.Get("Authorization")))
 	case "query":
 		v, err := field("value")
 		if err != nil {
@@ -498,10 +569,8 @@ func readResponse(ctx context.Context, cfg *config, resp *http.Response, red *dr
 	out := &result{Status: resp.StatusCode, Headers: map[string]string{}}
 	for _, h := range safeResponseHeaders {
 		if v := resp.Header.Get(h); v != "" {
-			if len(v) > 2048 {
-				v = v[:2048]
-			}
-			out.Headers[h] = strings.ToValidUTF8(red.String(v), "\uFFFD")
+			// Cut after matching, so no part of a value survives the cut.
+			out.Headers[h] = strings.ToValidUTF8(string(red.Cut([]byte(v), 2048)), "\uFFFD")
 		}
 	}
 	tooLarge := func() error {
@@ -564,25 +633,6 @@ func validToken(s string) bool {
 		}
 	}
 	return true
-}
-
-// forbiddenHeader reports headers neither callers nor configurations set:
-// credentials, routing and framing. authHeader relaxes the rule for a
-// credential header name (which may be Authorization).
-func forbiddenHeader(name string, authHeader bool) bool {
-	n := strings.ToLower(name)
-	if strings.HasPrefix(n, "proxy-") {
-		return true
-	}
-	switch n {
-	case "authorization", "cookie":
-		return !authHeader
-	case "host", "content-length", "transfer-encoding", "connection", "keep-alive", "te", "trailer",
-		"upgrade", "expect", "user-agent", "accept-encoding", "forwarded", "x-forwarded-for",
-		"x-forwarded-host", "x-forwarded-proto", "x-real-ip":
-		return true
-	}
-	return false
 }
 
 func hasHeaderFold(h map[string]string, name string) bool {

@@ -28,7 +28,7 @@ const configSchema = `{
     },
     "headers": {
       "type": "object", "maxProperties": 32,
-      "description": "Static, non-secret headers sent with every request (e.g. Accept, X-Api-Version). Not Authorization, Cookie, Proxy-* or hop-by-hop headers; put secrets in the credential.",
+      "description": "Static, non-secret headers sent with every request (e.g. Accept, X-Api-Version). The same header policy as a call's headers: not Authorization, Cookie, Proxy-*, hop-by-hop, routing or method-override headers; put secrets in the credential.",
       "propertyNames": {"pattern": "^[A-Za-z0-9!#$%&'*+.^_|~-]{1,64}$"},
       "additionalProperties": {"type": "string", "maxLength": 1024, "pattern": "^[^\\r\\n\\x00]*$"}
     },
@@ -42,12 +42,12 @@ const configSchema = `{
 const inputProps = `
     "path": {"type": "string", "maxLength": 2048, "description": "Path under the base URL's path, e.g. \"users/42\" or \"/users/42\" (both land below the base path). Percent-encode reserved characters. No \"..\" or \".\" segments, no scheme, host, query or fragment."},
     "query": {
-      "type": "object", "maxProperties": 64, "description": "Query parameters, one string value each.",
+      "type": "object", "maxProperties": 64, "description": "Query parameters, one string value each. Not _method (a method override) or the instance's credential parameter.",
       "propertyNames": {"minLength": 1, "maxLength": 128},
       "additionalProperties": {"type": "string", "maxLength": 4096}
     },
     "headers": {
-      "type": "object", "maxProperties": 32, "description": "Extra request headers. Not Authorization, Cookie, Proxy-*, Host, hop-by-hop headers, the instance's credential header or headers its configuration sets.",
+      "type": "object", "maxProperties": 32, "description": "Extra request headers. Not Authorization, Cookie, Proxy-*, Host or hop-by-hop headers, routing and client-identity headers (Forwarded, Via, X-Forwarded-*, X-Real-IP, X-Client-IP, True-Client-IP, X-Original-URL, X-Rewrite-URL, ...), method overrides (X-HTTP-Method-Override, X-HTTP-Method, X-Method-Override), the instance's credential header or headers its configuration sets.",
       "propertyNames": {"pattern": "^[A-Za-z0-9!#$%&'*+.^_|~-]{1,64}$"},
       "additionalProperties": {"type": "string", "maxLength": 4096, "pattern": "^[^\\r\\n\\x00]*$"}
     }`

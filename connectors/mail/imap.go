@@ -244,7 +244,7 @@ func (IMAP) Invoke(ctx context.Context, inv connectors.Invocation) (json.RawMess
 	if !ok {
 		return nil, driverkit.NoCredential("the instance needs a login credential to read a mailbox")
 	}
-	red := driverkit.NewRedactor(inv.Credential)
+	red := driverkit.ForInvocation(inv)
 	defer red.Wipe()
 	defer func() {
 		if red.Found() {

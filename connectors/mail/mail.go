@@ -139,14 +139,14 @@ func (s *serverConfig) check(defaultSecurity string, ports map[string]int) error
 	}
 	def, ok := ports[s.Security]
 	if !ok {
-		return configError("security %q is not supported", s.Security)
+		return configError("security is not one this type supports")
 	}
 	if s.Port == 0 {
 		s.Port = def
 	}
 	addr, err := egress.HostPattern(s.Host, s.Port)
 	if err != nil {
-		return configError("host: %v", err)
+		return configError("host or port is not usable (a DNS name or an IP literal, port 1 to 65535)")
 	}
 	s.addr = addr
 	if len(s.CAPEM) > maxCAPEMBytes {

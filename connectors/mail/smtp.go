@@ -126,7 +126,7 @@ func parseSMTPConfig(raw json.RawMessage) (*smtpConfig, error) {
 	}
 	from, err := parseAddress(c.From)
 	if err != nil {
-		return nil, configError("from: %v", err)
+		return nil, configError("from is not a single ASCII e-mail address")
 	}
 	c.from = from
 	return &c, nil
@@ -205,7 +205,7 @@ func (SMTP) Invoke(ctx context.Context, inv connectors.Invocation) (json.RawMess
 	if err != nil {
 		return nil, err
 	}
-	red := driverkit.NewRedactor(inv.Credential)
+	red := driverkit.ForInvocation(inv)
 	defer red.Wipe()
 	defer func() {
 		if red.Found() {

@@ -215,7 +215,7 @@ func parseConfig(raw json.RawMessage) (*config, error) {
 		return nil, configError("allow_plain_http needs allow_private_network: plain HTTP is allowed only to loopback, private or link-local addresses")
 	}
 	if _, err := egress.URLPattern(u); err != nil {
-		return nil, configError("server_url host: %v", err)
+		return nil, configError("server_url's host or port is not usable")
 	}
 	u.Path = strings.TrimSuffix(u.Path, "/")
 	u.RawPath = ""
@@ -232,7 +232,7 @@ func (Driver) EgressScope(raw json.RawMessage) (egress.Scope, error) {
 	}
 	p, err := egress.URLPattern(c.base)
 	if err != nil {
-		return egress.Scope{}, configError("server_url host: %v", err)
+		return egress.Scope{}, configError("server_url's host or port is not usable")
 	}
 	return egress.Scope{Hosts: []string{p}, AllowPrivate: c.AllowPrivateNetwork}, nil
 }
@@ -281,7 +281,7 @@ func (Driver) Invoke(ctx context.Context, inv connectors.Invocation) (json.RawMe
 	if err != nil {
 		return nil, err
 	}
-	red := driverkit.NewRedactor(inv.Credential)
+	red := driverkit.ForInvocation(inv)
 	defer red.Wipe()
 	defer func() {
 		if red.Found() {

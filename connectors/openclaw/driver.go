@@ -333,7 +333,7 @@ func parseConfig(raw json.RawMessage) (*instanceConfig, error) {
 		}
 	}
 	if c.CredentialConfigPath != "" && !validPath(c.CredentialConfigPath) {
-		return nil, configError("credential_config_path %q is not a dotted path", c.CredentialConfigPath)
+		return nil, configError("credential_config_path is not a dotted path")
 	}
 	for f, p := range c.CredentialFieldPaths {
 		if !validPath(p) {
@@ -514,7 +514,7 @@ func (cc *callConfig) set(path string, v any) error {
 		}
 		nm, ok := next.(map[string]any)
 		if !ok {
-			return configError("credential path %s crosses %q, which the configuration sets to a non-object", path, s)
+			return configError("a credential path crosses a key the plugin configuration sets to a non-object")
 		}
 		m = nm
 	}
@@ -535,7 +535,7 @@ func (d *Driver) Invoke(ctx context.Context, inv connectors.Invocation) (json.Ra
 	if err != nil {
 		return nil, err
 	}
-	red := driverkit.NewRedactor(inv.Credential)
+	red := driverkit.ForInvocation(inv)
 	defer red.Wipe()
 
 	config, err := d.buildConfig(cfg, inv.CredentialKind, inv.Credential)
@@ -573,7 +573,7 @@ func (d *Driver) Invoke(ctx context.Context, inv connectors.Invocation) (json.Ra
 	if ih == nil {
 		return nil, fault.New(fault.Unavailable, "the %s connector type is shut down", d.spec.Name)
 	}
-	f, refused, err := ih.run(ctx, inv.Egress, method, params, driverkit.NewRedactor(inv.Credential), op.Timeout)
+	f, refused, err := ih.run(ctx, inv.Egress, method, params, driverkit.ForInvocation(inv), op.Timeout)
 	if err == nil && f.Error != nil {
 		err = rpcFault(f.Error, red)
 	}

@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os/user"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"github.com/connec/connec/audit"
 	"github.com/connec/connec/authz"
 	"github.com/connec/connec/callctx"
+	"github.com/connec/connec/fault"
 	"github.com/connec/connec/identity"
 	"github.com/connec/connec/internal/db"
 )
@@ -47,8 +49,10 @@ func (a *App) AddUser(ctx context.Context, name string, bare bool) (identity.Use
 		}
 		ev.Resource = string(u.Subject())
 		if bare {
+			ev.Reason = fmt.Sprintf("created user %s with no rules", u.Name)
 			return nil
 		}
+		ev.Reason = fmt.Sprintf("created user %s with the owner rule", u.Name)
 		for _, r := range OwnerRules(u.Subject()) {
 			if _, err := a.Authz.AddRule(ctx, tx, r); err != nil {
 				return err
@@ -65,7 +69,7 @@ func (a *App) AddGroup(ctx context.Context, name string) (identity.Group, error)
 	err := a.adminChange(ctx, "group.add", "", func(tx pgx.Tx, ev *audit.Event) error {
 		var err error
 		g, err = identity.CreateGroup(ctx, tx, name)
-		ev.Resource = string(g.Subject())
+		ev.Resource, ev.Reason = string(g.Subject()), fmt.Sprintf("created group %s", g.Name)
 		return err
 	})
 	return g, err
@@ -84,7 +88,11 @@ func (a *App) AddMember(ctx context.Context, groupRef, userRef string) (identity
 			return err
 		}
 		ev.Resource = string(g.Subject())
-		_, err = identity.AddMember(ctx, tx, g.ID, u.ID)
+		added, err := identity.AddMember(ctx, tx, g.ID, u.ID)
+		ev.Reason = fmt.Sprintf("added %s (%s) to %s (%s)", u.Subject(), u.Name, g.Subject(), g.Name)
+		if !added {
+			ev.Reason = fmt.Sprintf("%s (%s) already was a member of %s (%s)", u.Subject(), u.Name, g.Subject(), g.Name)
+		}
 		return err
 	})
 	return g, u, err
@@ -93,31 +101,72 @@ func (a *App) AddMember(ctx context.Context, groupRef, userRef string) (identity
 // ResolveSubject turns "user:<name|uuid>", "group:<name|uuid>" or a bare
 // user name into a canonical subject.
 func (a *App) ResolveSubject(ctx context.Context, ref string) (callctx.Subject, error) {
-	kind, rest, ok := strings.Cut(ref, ":")
-	if !ok {
-		kind, rest = callctx.KindUser, ref
-	}
-	switch kind {
-	case callctx.KindUser:
-		u, err := a.Identity.ResolveUser(ctx, rest)
+	return identity.ResolveSubject(ctx, a.Pool, ref)
+}
+
+// ResolveRule puts a rule as a person wrote it into the form rules are
+// stored in: the subject, and the owner in the resource, resolved the same
+// way from a name or an id in any case to the canonical subject; an
+// instance id in the resource in canonical form (authz.ResolveNames). The
+// subject "*" is left for validation to refuse.
+func (a *App) ResolveRule(ctx context.Context, r authz.Rule) (authz.Rule, error) {
+	if r.Subject != "*" {
+		s, err := a.ResolveSubject(ctx, r.Subject)
 		if err != nil {
-			return "", err
+			return r, err
 		}
-		return u.Subject(), nil
-	case callctx.KindGroup:
-		g, err := a.Identity.ResolveGroup(ctx, rest)
-		if err != nil {
-			return "", err
-		}
-		return g.Subject(), nil
+		r.Subject = string(s)
 	}
-	return "", fmt.Errorf("subject %q: want user:<name|uuid> or group:<name|uuid>", ref)
+	res, err := authz.ResolveNames(r.Resource, func(ref string) (callctx.Subject, error) { return a.ResolveSubject(ctx, ref) })
+	if err != nil {
+		switch fault.As(err).Type {
+		case fault.NotFound, fault.InvalidArgument:
+			return r, fault.Invalid("resource", "resource %q: %s", r.Resource, fault.PublicOf(err).Message)
+		}
+		return r, err
+	}
+	r.Resource = res
+	return r, nil
+}
+
+// ChangeWrittenRule is ChangeRule for a rule as a person wrote it (the
+// CLI): it resolves names first (ResolveRule) and returns the rule as
+// changed. A removal takes a stored rule that fails validation (one stored
+// before validation was this strict, with a name where an id belongs, say)
+// exactly as written, resource and all, before trying the resolved form.
+func (a *App) ChangeWrittenRule(ctx context.Context, written authz.Rule, remove bool) (authz.Rule, bool, error) {
+	if remove && written.Subject != "*" {
+		s, err := a.ResolveSubject(ctx, written.Subject)
+		if err != nil {
+			return written, false, err
+		}
+		literal := written
+		literal.Subject = string(s)
+		if a.Authz.ValidateRule(literal) != nil {
+			changed, err := a.ChangeRule(ctx, literal, true)
+			if err == nil || fault.As(err).Type != fault.InvalidArgument {
+				return literal, changed, err
+			}
+			// Not stored as written: remove what it resolves to.
+		}
+	}
+	r, err := a.ResolveRule(ctx, written)
+	if err != nil {
+		return written, false, err
+	}
+	changed, err := a.ChangeRule(ctx, r, remove)
+	return r, changed, err
 }
 
 // ChangeRule adds or removes a policy rule, audited in the same transaction.
+// A rule that could never match (authz.Rule.ValidateIn, against this
+// binary's connector types) is refused with invalid_argument naming the
+// field, and nothing changes; one stored that way can still be removed,
+// exactly as stored.
 func (a *App) ChangeRule(ctx context.Context, r authz.Rule, remove bool) (bool, error) {
-	if err := r.Validate(); err != nil {
-		return false, err
+	invalid := a.Authz.ValidateRule(r)
+	if invalid != nil && !remove {
+		return false, invalid
 	}
 	var changed bool
 	tool := "policy.add"
@@ -126,9 +175,15 @@ func (a *App) ChangeRule(ctx context.Context, r authz.Rule, remove bool) (bool, 
 	}
 	err := a.adminChange(ctx, tool, r.Resource, func(tx pgx.Tx, ev *audit.Event) error {
 		ev.Reason = fmt.Sprintf("%s rule: %s %s %s %s cond=%q", strings.TrimPrefix(tool, "policy."), r.Effect, r.Subject, r.Action, r.Resource, r.Cond)
+		if invalid != nil {
+			ev.Reason += " (a stored rule that fails validation: " + fault.PublicOf(invalid).Message + ")"
+		}
 		var err error
 		if remove {
 			changed, err = a.Authz.RemoveRule(ctx, tx, r)
+			if err == nil && invalid != nil && !changed {
+				return invalid // not stored, and could never have been added
+			}
 		} else {
 			changed, err = a.Authz.AddRule(ctx, tx, r)
 		}
@@ -143,10 +198,31 @@ func (a *App) AdminChange(ctx context.Context, tool, resource string, fn func(tx
 	return a.adminChange(ctx, tool, resource, func(tx pgx.Tx, _ *audit.Event) error { return fn(tx) })
 }
 
-// adminChange runs an operator's CLI change and its audit row in one
-// transaction. The operator has direct database access, so no policy
-// decision applies; the row says who ran it.
+// adminChange runs an operator's change and its audit row in one
+// transaction, then makes the change effective in this process at once
+// (other servers learn of it through the database's notifications). The
+// operator has direct database access, so no policy decision applies; the
+// row says who ran it.
 func (a *App) adminChange(ctx context.Context, tool, resource string, fn func(tx pgx.Tx, ev *audit.Event) error) error {
+	if err := a.audited(ctx, tool, resource, fn); err != nil {
+		return err
+	}
+	a.Identity.Forget()
+	return a.Authz.Refresh(ctx)
+}
+
+// errUnchanged, returned by an audited change, says it found nothing to
+// change: the transaction is rolled back, no row is written, and the change
+// reports success.
+var errUnchanged = errors.New("nothing changed")
+
+// audited is the one path every operator change takes: fn makes the change
+// in tx and fills in ev (resource, reason), and the row is written in the
+// same transaction, so the change and its row commit together or not at
+// all. The row is transport "cli", subject "cli:<OS user>", tool
+// "cli.<tool>". It never holds a secret: fn puts only ids, names and counts
+// in it.
+func (a *App) audited(ctx context.Context, tool, resource string, fn func(tx pgx.Tx, ev *audit.Event) error) error {
 	start := time.Now()
 	ev := audit.Event{RequestID: callctx.NewRequestID(), Transport: "cli", Subject: cliSubject(), Action: authz.ActionPolicyAdmin,
 		Tool: "cli." + tool, Resource: resource, Decision: audit.Allow, Reason: "operator command", Status: audit.StatusOK}
@@ -157,10 +233,29 @@ func (a *App) adminChange(ctx context.Context, tool, resource string, fn func(tx
 		ev.Duration = time.Since(start)
 		return a.Audit.Write(ctx, tx, ev)
 	})
-	if err != nil {
-		return err
+	if errors.Is(err, errUnchanged) {
+		return nil
 	}
-	// Rules may have changed: make them effective here at once (other
-	// servers learn of it through the database's notification).
-	return a.Authz.Refresh(ctx)
+	return err
+}
+
+// outsideChange makes an operator's change that lives outside the database
+// (the key file, the plugins directory) with its audit row: apply runs inside
+// the transaction that writes the row, which commits right after it, and a
+// failure before apply has run changes nothing. Only if the database fails
+// between apply and the commit is the change made without its row; the
+// error then says so plainly.
+func (a *App) outsideChange(ctx context.Context, tool, resource string, apply func(ev *audit.Event) error) error {
+	applied := false
+	err := a.audited(ctx, tool, resource, func(_ pgx.Tx, ev *audit.Event) error {
+		if err := apply(ev); err != nil {
+			return err
+		}
+		applied = true
+		return nil
+	})
+	if err != nil && applied {
+		return fmt.Errorf("%s was done, but its audit row could not be written (record it by hand): %w", tool, err)
+	}
+	return err
 }

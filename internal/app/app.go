@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -24,6 +25,7 @@ import (
 	"github.com/connec/connec/connectors/mattermost"
 	"github.com/connec/connec/connectors/openclaw"
 	"github.com/connec/connec/identity"
+	"github.com/connec/connec/internal/authlimit"
 	"github.com/connec/connec/internal/db"
 	"github.com/connec/connec/internal/pgcluster"
 	"github.com/connec/connec/internal/pgnotify"
@@ -129,7 +131,7 @@ func (a *App) build(ctx context.Context) error {
 	if err := connectors.SyncCatalog(ctx, a.Pool, reg); err != nil {
 		return err
 	}
-	azOpts := []authz.Option{authz.WithLogger(a.Log), authz.WithNotify(a.Notify)}
+	azOpts := []authz.Option{authz.WithLogger(a.Log), authz.WithNotify(a.Notify), authz.WithCatalog(reg)}
 	if a.Cfg.policyMaxStale > 0 {
 		azOpts = append(azOpts, authz.WithMaxStaleness(a.Cfg.policyMaxStale))
 	}
@@ -144,7 +146,7 @@ func (a *App) build(ctx context.Context) error {
 		return err
 	}
 	exOpts := []executor.Option{executor.WithLogger(a.Log)}
-	keyPath, err := a.keyFile()
+	keyPath, err := a.keyFile(ctx)
 	if err != nil {
 		return err
 	}
@@ -156,7 +158,17 @@ func (a *App) build(ctx context.Context) error {
 		return err
 	}
 	a.Executor = ex
-	svcOpts := []connectors.Option{connectors.WithLogger(a.Log), connectors.WithRuleStore(az)}
+	// A bad proxy list leaves none trusted here; serving refuses to start
+	// with it (checkServe).
+	proxies, _ := authlimit.ParseProxies(a.Cfg.TrustedProxies)
+	svcOpts := []connectors.Option{connectors.WithLogger(a.Log), connectors.WithRuleStore(az),
+		connectors.WithAuthLimits(authlimit.Config{Interval: max(a.Cfg.AuthFailureInterval, 0),
+			Limit: max(a.Cfg.AuthFailureLimit, 0), Proxies: proxies, Log: a.Log}),
+		connectors.WithTokenIssuer(func(ctx context.Context, tx pgx.Tx, subject callctx.Subject, name string, ttl time.Duration,
+			bound callctx.TaskContext, mintedBy string) (string, string, time.Time, error) {
+			tok, t, err := identity.CreateBoundToken(ctx, tx, subject, name, ttl, bound, mintedBy)
+			return tok, t.ID.String(), t.ExpiresAt, err
+		})}
 	if recipient, keyID := ex.Recipient(); recipient != "" {
 		sealer, err := vault.NewSealer(recipient)
 		if err != nil {
@@ -187,7 +199,7 @@ func (a *App) build(ctx context.Context) error {
 // connec runs without one: credentials then cannot be created or opened
 // (they fail closed with a clear message) until `connec key init` makes one
 // and every server sharing the database is given the same file.
-func (a *App) keyFile() (string, error) {
+func (a *App) keyFile(ctx context.Context) (string, error) {
 	path := a.Cfg.KeyPath()
 	if _, err := os.Stat(path); err == nil {
 		return path, nil
@@ -195,8 +207,9 @@ func (a *App) keyFile() (string, error) {
 		return "", fmt.Errorf("key file %s: %w", path, err)
 	}
 	switch {
-	case a.Cfg.Embedded():
-		recipient, err := vault.GenerateKeyFile(path, true)
+	case a.Cfg.Embedded() && !a.Cfg.NoKeyCreate:
+		// Audited as `connec key init` is.
+		recipient, err := a.createKey(ctx, true, ", on first run")
 		if errors.Is(err, vault.ErrKeyFileExists) {
 			// Another connec starting on the same data dir made it first.
 			return path, nil
@@ -206,6 +219,8 @@ func (a *App) keyFile() (string, error) {
 		}
 		a.Log.Info("created a new credential key (age, post-quantum hybrid)", "file", path, "key_id", vault.KeyID(recipient))
 		return path, nil
+	case a.Cfg.NoKeyCreate:
+		return "", nil
 	case a.Cfg.KeyFile != "":
 		return "", fmt.Errorf("key file %s does not exist (create it with `connec key init`)", path)
 	default:
@@ -263,6 +278,12 @@ func (a *App) Close() {
 		<-a.Notify.Done()
 	}
 	if a.Service != nil {
+		// Failed authentications counted and not yet written are written.
+		gctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := a.Service.AuthGuard().Close(gctx); err != nil {
+			a.Log.Warn("failed authentications counted but not audited", "err", err)
+		}
+		cancel()
 		// Async runs of this server end as canceled rather than vanish.
 		a.Service.CancelAll()
 		a.Service.Wait()
@@ -310,27 +331,44 @@ var LocalOperatorRules = []authz.Rule{
 // EnsureLocalOperator creates, once, the single-user local mode's operator:
 // an admin user every stdio session acts as unless CONNEC_SUBJECT says
 // otherwise. It exists only in the embedded default and never applies to
-// HTTP, where every request needs a token.
+// HTTP, where every request needs a token. Creating it, or giving back its
+// rule after someone removed it, is audited as an operator's change; finding
+// it as it should be changes and writes nothing.
 func (a *App) EnsureLocalOperator(ctx context.Context) (identity.User, error) {
 	var u identity.User
 	var created bool
-	err := db.InTx(ctx, a.Pool, func(tx pgx.Tx) error {
+	err := a.audited(ctx, "user.add", "", func(tx pgx.Tx, ev *audit.Event) error {
 		var err error
 		u, created, err = identity.EnsureLocalOperator(ctx, tx)
 		if err != nil {
 			return err
 		}
+		var granted []string
 		for _, r := range LocalOperatorRules {
 			r.Subject = string(u.Subject())
-			if _, err := a.Authz.AddRule(ctx, tx, r); err != nil {
+			added, err := a.Authz.AddRule(ctx, tx, r)
+			if err != nil {
 				return err
 			}
+			if added {
+				granted = append(granted, fmt.Sprintf("%s %s on %s", r.Effect, r.Action, r.Resource))
+			}
+		}
+		ev.Resource = string(u.Subject())
+		switch {
+		case created:
+			ev.Reason = fmt.Sprintf("created the local operator %s on first run, with every right (rule: %s)", u.Name, strings.Join(granted, "; "))
+		case len(granted) > 0:
+			ev.Reason = fmt.Sprintf("gave the local operator %s back its rule: %s", u.Name, strings.Join(granted, "; "))
+		default:
+			return errUnchanged
 		}
 		return nil
 	})
 	if err != nil {
 		return identity.User{}, fmt.Errorf("local operator: %w", err)
 	}
+	a.Identity.Forget()
 	if err := a.Authz.Refresh(ctx); err != nil {
 		return identity.User{}, err
 	}

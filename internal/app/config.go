@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -42,6 +43,25 @@ type Config struct {
 	// endpoints (comma-separated scheme://host[:port]); loopback origins
 	// are allowed on a loopback listener.
 	AllowedOrigins []string
+	// TrustedProxies are the reverse proxies (addresses or CIDR prefixes)
+	// whose X-Forwarded-For names a request's source; by default none, and
+	// the source is the peer's address.
+	TrustedProxies []string
+	// AuthFailureInterval is how long failed authentications from one
+	// source are counted into one audit row, and the window
+	// AuthFailureLimit applies to (0: 10s; negative: invalid).
+	AuthFailureInterval time.Duration
+	// AuthFailureLimit is how many failed authentications a source may
+	// have per interval before its requests are refused with 429 without a
+	// check (0: 20; negative: invalid).
+	AuthFailureLimit int
+	// MetricsAddr is where /metrics (Prometheus) is served; empty serves
+	// no metrics. Keep it on a private interface.
+	MetricsAddr string
+
+	// NoKeyCreate keeps Open from creating the key file in the embedded
+	// default when there is none (`connec key init` creates it itself).
+	NoKeyCreate bool
 
 	// policyMaxStale overrides the authorizer's allowed staleness (tests).
 	policyMaxStale time.Duration
@@ -60,7 +80,26 @@ func FromEnv() Config {
 		ServerLease:    envDuration("CONNEC_SERVER_LEASE"),
 		ToolNames:      envOr("CONNEC_TOOL_NAMES", "dotted"),
 		AllowedOrigins: splitList(os.Getenv("CONNEC_ALLOWED_ORIGINS")),
+		MetricsAddr:    os.Getenv("CONNEC_METRICS_ADDR"),
+		TrustedProxies: splitList(os.Getenv("CONNEC_TRUSTED_PROXIES")),
+
+		AuthFailureInterval: envDuration("CONNEC_AUTH_FAILURE_INTERVAL"),
+		AuthFailureLimit:    envInt("CONNEC_AUTH_FAILURE_LIMIT"),
 	}
+}
+
+// envInt parses k as a positive integer: 0 if unset, -1 if not one (the
+// command that uses it says so).
+func envInt(k string) int {
+	v := os.Getenv(k)
+	if v == "" {
+		return 0
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n <= 0 {
+		return -1
+	}
+	return n
 }
 
 // envDuration parses k as a duration: 0 if unset, -1 if not a positive

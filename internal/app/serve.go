@@ -9,6 +9,8 @@ import (
 	"os"
 	"time"
 
+	"github.com/connec/connec/gateway"
+	"github.com/connec/connec/internal/authlimit"
 	"github.com/connec/connec/mcp"
 )
 
@@ -53,6 +55,15 @@ func (a *App) checkServe() error {
 	if _, err := mcp.ParseToolNames(a.Cfg.ToolNames); err != nil {
 		return fmt.Errorf("invalid tool names %q (CONNEC_TOOL_NAMES or --tool-names): want dotted or underscore", a.Cfg.ToolNames)
 	}
+	if _, err := authlimit.ParseProxies(a.Cfg.TrustedProxies); err != nil {
+		return fmt.Errorf("invalid trusted proxy (CONNEC_TRUSTED_PROXIES or --trusted-proxy): %w; give addresses or CIDR prefixes, e.g. 10.0.0.0/8", err)
+	}
+	if a.Cfg.AuthFailureInterval < 0 {
+		return errors.New("invalid auth failure interval (CONNEC_AUTH_FAILURE_INTERVAL or --auth-failure-interval): give a positive duration such as 10s")
+	}
+	if a.Cfg.AuthFailureLimit < 0 {
+		return errors.New("invalid auth failure limit (CONNEC_AUTH_FAILURE_LIMIT or --auth-failure-limit): give a positive number such as 20")
+	}
 	for _, o := range a.Cfg.AllowedOrigins {
 		if !mcp.ValidOrigin(o) {
 			return fmt.Errorf("invalid allowed origin %q (CONNEC_ALLOWED_ORIGINS or --allowed-origin): want scheme://host[:port], e.g. https://agents.example.com", o)
@@ -78,32 +89,26 @@ func (a *App) Serve(ctx context.Context, o ServeOptions) error {
 		return err
 	}
 	srv := a.MCPServer()
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
 	running := 0
-	if o.HTTPAddr != "" {
-		ln, err := net.Listen("tcp", o.HTTPAddr)
+	if a.Cfg.MetricsAddr != "" {
+		addr, err := listenAndServe(ctx, a.Cfg.MetricsAddr, gateway.MetricsHandler(), errc)
 		if err != nil {
-			return fmt.Errorf("listen on %s: %w", o.HTTPAddr, err)
+			return err
 		}
-		hs := &http.Server{Handler: a.Handler(srv), ReadHeaderTimeout: 10 * time.Second}
 		running++
-		go func() {
-			err := hs.Serve(ln)
-			if errors.Is(err, http.ErrServerClosed) {
-				err = nil
-			}
-			errc <- err
-		}()
-		go func() {
-			<-ctx.Done()
-			sctx, c := context.WithTimeout(context.Background(), 10*time.Second)
-			defer c()
-			_ = hs.Shutdown(sctx)
-		}()
-		a.Log.Info("serving over HTTP", "addr", ln.Addr().String(), "mcp_sse", "/sse", "mcp_streamable", "/mcp",
-			"rest", "/v1", "ui", "/ui", "metrics", "/metrics", "health", "/healthz", "ready", "/readyz")
+		a.Log.Info("serving metrics", "addr", addr, "path", "/metrics")
+	}
+	if o.HTTPAddr != "" {
+		addr, err := listenAndServe(ctx, o.HTTPAddr, a.Handler(srv), errc)
+		if err != nil {
+			return err
+		}
+		running++
+		a.Log.Info("serving over HTTP", "addr", addr, "mcp_sse", "/sse", "mcp_streamable", "/mcp",
+			"rest", "/v1", "ui", "/ui", "health", "/healthz", "ready", "/readyz")
 		if o.Ready != nil {
-			o.Ready(ln.Addr().String())
+			o.Ready(addr)
 		}
 	}
 	if o.Stdio {
@@ -129,4 +134,28 @@ func (a *App) Serve(ctx context.Context, o ServeOptions) error {
 		}
 	}
 	return first
+}
+
+// listenAndServe serves h on addr until ctx ends (then shuts down, giving
+// requests in flight 10s), reporting how serving ended on errc.
+func listenAndServe(ctx context.Context, addr string, h http.Handler, errc chan<- error) (string, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return "", fmt.Errorf("listen on %s: %w", addr, err)
+	}
+	hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		err := hs.Serve(ln)
+		if errors.Is(err, http.ErrServerClosed) {
+			err = nil
+		}
+		errc <- err
+	}()
+	go func() {
+		<-ctx.Done()
+		sctx, c := context.WithTimeout(context.Background(), 10*time.Second)
+		defer c()
+		_ = hs.Shutdown(sctx)
+	}()
+	return ln.Addr().String(), nil
 }

@@ -49,7 +49,12 @@ func Profile(ctx context.Context, cfg Config, dir string) error {
 			return err
 		}
 		env := append(append([]string(nil), f.env...), profileEnv+"="+out)
-		srv, _, err := startHTTPServer(ctx, "connec", cfg.Connec, env, filepath.Join(cfg.WorkDir, "connec-profile.log"), "serve", "--http", "{addr}")
+		metricsAddr, err := freeAddr()
+		if err != nil {
+			return err
+		}
+		srv, _, err := startHTTPServer(ctx, "connec", cfg.Connec, env, filepath.Join(cfg.WorkDir, "connec-profile.log"), "serve", "--http", "{addr}",
+			"--metrics-addr", metricsAddr)
 		if err != nil {
 			return err
 		}
@@ -64,9 +69,9 @@ func Profile(ctx context.Context, cfg Config, dir string) error {
 			srv.stop()
 			return err
 		}
-		before, _ := scrapeMetrics(ctx, srv.url)
+		before, _ := scrapeMetrics(ctx, "http://"+metricsAddr)
 		res, err := s.loadHTTPFor(ctx, t, conc, 0, cfg.Duration)
-		after, merr := scrapeMetrics(ctx, srv.url)
+		after, merr := scrapeMetrics(ctx, "http://"+metricsAddr)
 		srv.stop() // flushes the profiles
 		if err != nil {
 			return err
@@ -134,9 +139,9 @@ WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) OR
 }
 
 // scrapeMetrics reads the server's Prometheus histograms' sums and counts
-// (series name with labels → value).
+// (series name with labels → value) from its metrics listener at base.
 func scrapeMetrics(ctx context.Context, base string) (map[string]float64, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(base, "/mcp")+"/metrics", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/metrics", nil)
 	if err != nil {
 		return nil, err
 	}

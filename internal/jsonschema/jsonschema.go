@@ -8,10 +8,12 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"sync/atomic"
 
 	js "github.com/santhosh-tekuri/jsonschema/v6"
+	"github.com/santhosh-tekuri/jsonschema/v6/kind"
 )
 
 // Schema is a compiled schema together with its source document.
@@ -91,6 +93,24 @@ func (s *Schema) Validate(doc json.RawMessage) error {
 	return nil
 }
 
+// message says what is wrong without repeating the document's value: the
+// library's own messages quote it for pattern, format and content
+// keywords, and the value may be a secret or a configuration value that
+// must stay out of errors and audit rows.
+func message(e *js.OutputError) string {
+	switch k := e.Kind.(type) {
+	case *kind.Pattern:
+		return fmt.Sprintf("does not match pattern %s", strconv.Quote(k.Want))
+	case *kind.Format:
+		return fmt.Sprintf("is not a valid %s", k.Want)
+	case *kind.ContentEncoding:
+		return fmt.Sprintf("is not %s encoded", k.Want)
+	case *kind.ContentMediaType:
+		return fmt.Sprintf("is not of media type %s", k.Want)
+	}
+	return e.String()
+}
+
 func flatten(ve *js.ValidationError) []Violation {
 	out := ve.BasicOutput()
 	var vs []Violation
@@ -99,7 +119,7 @@ func flatten(ve *js.ValidationError) []Violation {
 		if u.Error == nil {
 			continue
 		}
-		msg := u.Error.String()
+		msg := message(u.Error)
 		// Skip the wrapper entries that only say "validation failed".
 		if strings.HasPrefix(msg, "validation failed") {
 			continue

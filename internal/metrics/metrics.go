@@ -65,6 +65,10 @@ var (
 		Namespace: "connec", Name: "http_requests_total",
 		Help: "HTTP requests served by the gateway, by route pattern, method and status code.",
 	}, []string{"route", "method", "code"})
+	authFailures = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "connec", Name: "auth_failures_total",
+		Help: "Failed authentications, by transport and outcome: audited (its own audit row), counted (into its source's row for the interval), limited (refused unchecked, 429).",
+	}, []string{"transport", "outcome"})
 	httpSeconds = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Namespace: "connec", Name: "http_request_duration_seconds",
 		Help:    "Time to serve one gateway HTTP request, by route pattern.",
@@ -85,7 +89,7 @@ func init() {
 	Registry.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		invocations, operationSeconds, decisions, decisionSeconds, auditWrites, auditSeconds, httpRequests, httpSeconds,
+		invocations, operationSeconds, decisions, decisionSeconds, auditWrites, auditSeconds, httpRequests, httpSeconds, authFailures,
 		openclawFailures, openclawLooping,
 	)
 }
@@ -143,6 +147,19 @@ func ObserveHTTP(route, method string, code int, d time.Duration) {
 	route = label(route)
 	httpRequests.WithLabelValues(route, label(method), strconv.Itoa(code)).Inc()
 	httpSeconds.WithLabelValues(route).Observe(d.Seconds())
+}
+
+// Outcomes for ObserveAuthFailure.
+const (
+	AuthAudited = "audited"
+	AuthCounted = "counted"
+	AuthLimited = "limited"
+)
+
+// ObserveAuthFailure records one failed authentication over transport and
+// what became of it (AuthAudited, AuthCounted or AuthLimited).
+func ObserveAuthFailure(transport, outcome string) {
+	authFailures.WithLabelValues(label(transport), label(outcome)).Inc()
 }
 
 // OpenClawHostFailure counts one plugin host of connectorType that failed

@@ -60,6 +60,19 @@ func (c *Cache[K, V]) Load(ctx context.Context, k K, load func(ctx context.Conte
 	return v, nil
 }
 
+// Peek returns k's value from memory only, if the hub is live and it is
+// there: no load, no database work.
+func (c *Cache[K, V]) Peek(k K) (V, bool) {
+	if !c.hub.Live() {
+		var zero V
+		return zero, false
+	}
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	v, ok := c.m[k]
+	return v, ok
+}
+
 // Invalidate drops k, and makes loads in flight not store what they read.
 func (c *Cache[K, V]) Invalidate(k K) {
 	c.mu.Lock()

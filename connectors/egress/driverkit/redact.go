@@ -5,185 +5,192 @@ package driverkit
 
 import (
 	"bytes"
-	"encoding/base64"
 	"encoding/json"
-	"html"
-	"net/url"
-	"slices"
-	"strings"
 	"sync/atomic"
 	"unicode/utf8"
 
+	"github.com/connec/connec/connectors"
 	"github.com/connec/connec/vault"
 )
 
 // Redacted replaces every credential occurrence.
 const Redacted = vault.Redacted
 
-// minBase64Value is the shortest value whose base64 forms are matched.
-const minBase64Value = 6
-
-// Redactor replaces credential values, and the usual encodings of them,
-// with [REDACTED]. For each value it knows it also matches the value's URL
-// query and path escapes, HTML and JSON escapes and, for values of at least
-// 6 bytes, its base64 forms (standard and URL alphabets, padded and not).
-// Values are matched whatever their length, so a very short credential
-// field (a username such as "bob") is redacted wherever it appears. A nil
-// *Redactor redacts nothing.
+// Redactor replaces credential values, and the encodings of them an
+// upstream may echo back, with [REDACTED]. For each value it knows (see
+// needles.go for the exact list) it matches:
+//
+//   - the value and its URL query and path escapes, HTML escape and JSON
+//     escapes;
+//   - hex of each of those, lower and upper case;
+//   - base64 of each, standard and URL alphabets, padded or not, at all
+//     three alignments (so the value is found inside the base64 of a longer
+//     text, such as "Bearer <token>" or a JSON dump of request headers), and
+//     base64 of that base64 (nested once);
+//
+// in the text as it is and in its percent-decoded (%XX either case),
+// JSON-unescaped (\uXXXX, \/, ...) and HTML-unescaped (&#NN;, &#xHH;,
+// &name;) readings, whatever the content type. Which values: every secret
+// field of the credential of at least 4 bytes, and every value declared
+// with Add (the values a driver derives from the credential and sends,
+// such as "Bearer <token>" or "user:password"). Identifier fields
+// (connectors.IdentifierFields: a username) are matched only inside the
+// values derived from them, so a short username such as "api" does not
+// shred unrelated text such as a path /api/echo. A nil *Redactor redacts
+// nothing.
+//
+// Build a Redactor (NewRedactor, ForInvocation, Add) before using it; its
+// other methods are safe for concurrent use.
 type Redactor struct {
-	needles [][]byte // longest first
-	max     int
-	found   atomic.Bool
+	m        matcher
+	arena    [][]byte // the needles' bytes, wiped by Wipe
+	values   [][]byte // copies of the values, wiped by Wipe
+	findings *connectors.Findings
+	found    atomic.Bool
 }
+
+// minValue is the shortest credential field matched on its own: shorter
+// values (a one-letter password) would redact ordinary text. Values
+// derived from it (user:password) are still matched.
+const minValue = 4
 
 // Found reports whether r has replaced anything so far: drivers tell the
 // executor (Invocation.Findings) so the audit row records it.
 func (r *Redactor) Found() bool { return r != nil && r.found.Load() }
 
-// NewRedactor returns a redactor for every field of a credential (nil
-// fields are fine) and for extra values, such as a derived "user:password"
-// whose base64 goes into a Basic Authorization header.
+// NewRedactor returns a redactor for every secret field of a credential
+// (nil fields are fine; identifier fields are left to the derived values)
+// and for extra values, such as a derived "user:password".
 func NewRedactor(fields vault.Fields, extra ...[]byte) *Redactor {
+	r := newRedactor(fields, extra)
+	r.m.build()
+	return r
+}
+
+func newRedactor(fields vault.Fields, extra [][]byte) *Redactor {
 	r := &Redactor{}
 	for _, name := range fields.Names() {
-		r.Add(fields[name].Expose())
+		if !connectors.IdentifierFields[name] {
+			r.add(fields[name].Expose())
+		}
 	}
 	for _, e := range extra {
-		r.Add(e)
+		r.add(e)
 	}
 	return r
 }
 
-// Add makes r redact v and its encodings. Empty values are ignored. r keeps
+// ForInvocation returns the redactor for one invocation: the credential's
+// secret fields, the values its kind's standard authentication derives
+// (Derived), and the values declared for the invocation so far. Values
+// later given to Add are declared in the invocation's Findings too, so the
+// executor's own redaction of the result and errors covers them.
+func ForInvocation(inv connectors.Invocation) *Redactor {
+	derived := Derived(inv.CredentialKind, inv.Credential)
+	r := newRedactor(inv.Credential, derived)
+	for _, d := range derived {
+		clear(d)
+	}
+	for _, s := range inv.Findings.SentValues() {
+		r.add(s.Expose())
+	}
+	r.m.build()
+	r.findings = inv.Findings
+	return r
+}
+
+// Add declares a value the driver derived from the credential and sends
+// (a header value, an AUTH PLAIN blob): r redacts it and its encodings,
+// and so does the executor. Values under 4 bytes are ignored. r keeps
 // copies; Wipe clears them.
 func (r *Redactor) Add(v []byte) {
-	if len(v) == 0 {
+	if len(v) < minValue {
 		return
 	}
-	s := string(v)
-	forms := [][]byte{
-		slices.Clone(v),
-		[]byte(url.QueryEscape(s)),
-		[]byte(url.PathEscape(s)),
-		[]byte(html.EscapeString(s)),
-		jsonEscape(s, true),
-		jsonEscape(s, false),
-	}
-	// The base64 of a very short value is a short, common string: matching
-	// it would mangle unrelated text.
-	if len(v) >= minBase64Value {
-		forms = append(forms,
-			[]byte(base64.StdEncoding.EncodeToString(v)),
-			[]byte(base64.RawStdEncoding.EncodeToString(v)),
-			[]byte(base64.URLEncoding.EncodeToString(v)),
-			[]byte(base64.RawURLEncoding.EncodeToString(v)))
-	}
-	for _, f := range forms {
-		if len(f) == 0 || slices.ContainsFunc(r.needles, func(n []byte) bool { return bytes.Equal(n, f) }) {
-			clear(f)
-			continue
-		}
-		r.needles = append(r.needles, f)
-		r.max = max(r.max, len(f))
-	}
-	slices.SortStableFunc(r.needles, func(a, b []byte) int { return len(b) - len(a) })
+	r.add(v)
+	r.m.build()
+	r.findings.Sent(v)
 }
 
-func jsonEscape(s string, escapeHTML bool) []byte {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(escapeHTML)
-	_ = enc.Encode(s)
-	b := bytes.TrimSpace(buf.Bytes())
-	if len(b) >= 2 {
-		b = b[1 : len(b)-1]
-	}
-	return slices.Clone(b)
-}
-
-// MaxLen is the length of the longest value r matches: read this many
-// bytes past a cut so that Cut sees any value crossing it.
+// MaxLen is how many bytes the longest match may occupy in a text, escapes
+// included: read this many bytes past a cut so that Cut sees any value
+// crossing it.
 func (r *Redactor) MaxLen() int {
 	if r == nil {
 		return 0
 	}
-	return r.max
+	return r.m.max * maxEntity
 }
 
 // Empty reports whether r redacts nothing.
-func (r *Redactor) Empty() bool { return r == nil || len(r.needles) == 0 }
+func (r *Redactor) Empty() bool { return r == nil || len(r.m.index) == 0 }
+
+func (r *Redactor) spans(b []byte) []span {
+	if r == nil {
+		return nil
+	}
+	sp := r.m.spans(b)
+	if len(sp) > 0 {
+		r.found.Store(true)
+	}
+	return sp
+}
 
 // Bytes returns b with every known value replaced. It returns b itself
 // when nothing matches.
 func (r *Redactor) Bytes(b []byte) []byte {
-	if r == nil {
+	sp := r.spans(b)
+	if len(sp) == 0 {
 		return b
 	}
-	for _, n := range r.needles {
-		if bytes.Contains(b, n) {
-			b = bytes.ReplaceAll(b, n, []byte(Redacted))
-			r.found.Store(true)
-		}
-	}
-	return b
+	return replace(b, sp, Redacted)
 }
 
 // String returns s with every known value replaced.
 func (r *Redactor) String(s string) string {
-	if r == nil {
+	if r.Empty() {
 		return s
 	}
-	for _, n := range r.needles {
-		if strings.Contains(s, string(n)) {
-			s = strings.ReplaceAll(s, string(n), Redacted)
-			r.found.Store(true)
-		}
+	sp := r.spans([]byte(s))
+	if len(sp) == 0 {
+		return s
 	}
-	return s
+	return string(replace([]byte(s), sp, Redacted))
 }
 
 // Contains reports whether b holds any known value.
 func (r *Redactor) Contains(b []byte) bool {
-	if r == nil {
-		return false
-	}
-	for _, n := range r.needles {
-		if bytes.Contains(b, n) {
-			return true
-		}
-	}
-	return false
+	return r != nil && len(r.m.spans(b)) > 0
 }
 
 // Cut returns the first n bytes of b, redacted. The cut moves back to a
-// UTF-8 boundary and to the start of any known value that crosses it, so
-// no fragment of a value survives. b should extend MaxLen bytes past n
-// when the source has them.
+// UTF-8 boundary and to the start of any known value (in any of its
+// encodings) that crosses it, so no fragment of a value survives. b should
+// extend MaxLen bytes past n when the source has them.
 func (r *Redactor) Cut(b []byte, n int) []byte {
 	if len(b) <= n {
 		return r.Bytes(b)
 	}
+	sp := r.spans(b)
 	cut := n
-	for cut > 0 && cut > n-utf8.UTFMax && !utf8.RuneStart(b[cut]) {
-		cut--
-	}
-	if r != nil {
-		for moved := true; moved; {
-			moved = false
-			for _, nd := range r.needles {
-				lo := max(0, cut-len(nd)+1)
-				hi := min(len(b), cut+len(nd)-1)
-				if lo >= hi {
-					continue
-				}
-				if i := bytes.Index(b[lo:hi], nd); i >= 0 {
-					cut = lo + i
-					moved = true
-				}
+	for moved := true; moved; {
+		moved = false
+		for cut > 0 && cut > n-utf8.UTFMax && !utf8.RuneStart(b[cut]) {
+			cut--
+		}
+		for _, s := range sp {
+			if s.start < cut && cut < s.end {
+				cut, moved = s.start, true
 			}
 		}
 	}
-	return r.Bytes(slices.Clone(b[:cut]))
+	keep := sp[:0:0]
+	for _, s := range sp {
+		if s.end <= cut {
+			keep = append(keep, s)
+		}
+	}
+	return replace(b[:cut], keep, Redacted)
 }
 
 // Value redacts a decoded JSON value (as from json.Decoder with UseNumber):
@@ -239,10 +246,14 @@ func (r *Redactor) Wipe() {
 	if r == nil {
 		return
 	}
-	for _, n := range r.needles {
-		clear(n)
+	for _, c := range r.arena {
+		clear(c[:cap(c)])
 	}
-	r.needles, r.max = nil, 0
+	for _, v := range r.values {
+		clear(v)
+	}
+	r.m = matcher{}
+	r.arena, r.values = nil, nil
 }
 
 type redactedError struct {
@@ -252,3 +263,68 @@ type redactedError struct {
 
 func (e *redactedError) Error() string { return e.msg }
 func (e *redactedError) Unwrap() error { return e.err }
+
+// JSON redacts a JSON document: its strings, object keys and numbers, as
+// Value does, after decoding (so a value escaped differently in the JSON
+// text is still found). It returns doc itself, and false, when nothing was
+// replaced.
+func (r *Redactor) JSON(doc []byte) ([]byte, bool, error) {
+	if r.Empty() {
+		return doc, false, nil
+	}
+	// Without a backslash the document's strings are its text as it is,
+	// so a scan of the text sees all there is.
+	if bytes.IndexByte(doc, '\\') < 0 && !r.Contains(doc) {
+		return doc, false, nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(doc))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return nil, false, err
+	}
+	changed := false
+	v = r.walk(v, &changed)
+	if !changed {
+		return doc, false, nil
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, false, err
+	}
+	return bytes.TrimRight(buf.Bytes(), "\n"), true, nil
+}
+
+func (r *Redactor) walk(v any, changed *bool) any {
+	str := func(s string) string {
+		out := r.String(s)
+		if out != s {
+			*changed = true
+		}
+		return out
+	}
+	switch x := v.(type) {
+	case string:
+		return str(x)
+	case json.Number:
+		if s := str(string(x)); s != string(x) {
+			return s
+		}
+		return x
+	case []any:
+		for i := range x {
+			x[i] = r.walk(x[i], changed)
+		}
+		return x
+	case map[string]any:
+		out := make(map[string]any, len(x))
+		for k, e := range x {
+			out[str(k)] = r.walk(e, changed)
+		}
+		return out
+	default:
+		return v
+	}
+}
