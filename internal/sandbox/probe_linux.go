@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"time"
 )
 
 // Features describes the boundary this machine gives.
@@ -31,18 +32,29 @@ func (f Features) String() string {
 	return "mount, PID, network, IPC and UTS namespaces, " + uid + ", seccomp, " + ll
 }
 
+// probeRetry is how long a failed probe's answer stands before Available
+// tries again (an administrator may enable user namespaces meanwhile).
+const probeRetry = 30 * time.Second
+
 var (
-	probeOnce sync.Once
+	probeMu   sync.Mutex
+	probed    bool
+	probeAt   time.Time
 	probeErr  error
 	probeFeat Features
 )
 
-// Available sets a whole sandbox up once (namespaces, the new root,
-// dropping privileges, Landlock, seccomp) without running anything in it,
-// and reports what this machine gives, or why it cannot isolate a program.
-// The result is cached for the life of the process.
+// Available sets a whole sandbox up (namespaces, the new root, dropping
+// privileges, Landlock, seccomp) without running anything in it, and
+// reports what this machine gives, or why it cannot isolate a program. A
+// success is kept for the life of the process, a failure for 30 s.
 func Available() (Features, error) {
-	probeOnce.Do(func() { probeFeat, probeErr = probe() })
+	probeMu.Lock()
+	defer probeMu.Unlock()
+	if !probed || probeErr != nil && time.Since(probeAt) > probeRetry {
+		probeFeat, probeErr = probe()
+		probed, probeAt = true, time.Now()
+	}
 	return probeFeat, probeErr
 }
 
