@@ -3,6 +3,7 @@ package openclaw
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io/fs"
@@ -449,6 +450,33 @@ func TestHostilePluginCannotEscape(t *testing.T) {
 		}
 		if len(as) != 1 || as[0].OK {
 			t.Errorf("the next call still had the previous call's credential: %+v", as)
+		}
+	})
+
+	// Redaction is not the boundary's work (connectors/egress/driverkit),
+	// but what the boundary lets out must still not carry the credential:
+	// its base64, written by the host's JSON.stringify with a \u escape so
+	// that no raw scan sees it, in the result and on stderr.
+	t.Run("the credential, escaped past a raw scan, does not get out", func(t *testing.T) {
+		canary := drivertest.Canary(t)
+		cfg := drivertest.JSON(t, map[string]any{"plugin_config": map[string]any{"instance": "x"}, "credential_config_path": "apiKey"})
+		out, err := e.guarded.h.Invoke(ctx(), drivertest.Call{Config: cfg, Op: "hostile.attack", Args: map[string]any{"mode": "leak_escaped"},
+			Kind: "api_key", Cred: apiKey(canary)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		drivertest.NoLeak(t, out, nil, canary)
+		if r := decodeTool(t, out); !r.Redacted {
+			t.Errorf("the result is not flagged redacted: %s", out)
+		}
+		b64 := base64.StdEncoding.EncodeToString([]byte(canary))
+		for deadline := time.Now().Add(10 * time.Second); !strings.Contains(e.logs.text(), "plugin-error: "); time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatal("the plugin's stderr line was not logged")
+			}
+		}
+		if logs := e.logs.text(); strings.Contains(logs, canary) || strings.Contains(logs, b64) {
+			t.Error("the credential reached connec's log")
 		}
 	})
 
