@@ -80,10 +80,14 @@ type Row struct {
 	DurationUS    int64     `json:"duration_us"`
 	// Count is how many calls the row stands for: 1, except for the
 	// aggregated rows of failed authentications (see Event.Count).
-	Count       int64 `json:"count"`
-	HashVersion int16 `json:"hash_version"`
-	PrevHash    Hash  `json:"prev_hash"`
-	Hash        Hash  `json:"hash"`
+	Count int64 `json:"count"`
+	// TaskBound names the task context fields that came from the caller's
+	// credentials (a task-bound token), not from the call; the others are
+	// the caller's own claim. Empty on version 1 rows.
+	TaskBound   []string `json:"task_bound"`
+	HashVersion int16    `json:"hash_version"`
+	PrevHash    Hash     `json:"prev_hash"`
+	Hash        Hash     `json:"hash"`
 }
 
 // ComputeHash recomputes r's hash from its fields and PrevHash with the
@@ -173,6 +177,8 @@ func (e *encoder) row(r *Row) error {
 		return fmt.Errorf("%w: count %d", ErrMalformedRow, r.Count)
 	case r.HashVersion == 1 && r.Count != 1:
 		return fmt.Errorf("%w: count %d on a version 1 row, which stands for one call", ErrMalformedRow, r.Count)
+	case r.HashVersion == 1 && len(r.TaskBound) > 0:
+		return fmt.Errorf("%w: bound task fields on a version 1 row, which has none", ErrMalformedRow)
 	}
 	e.buf = append(e.buf[:0], encodingTag...)
 	e.u16(uint16(r.HashVersion))
@@ -210,6 +216,10 @@ func (e *encoder) row(r *Row) error {
 	e.i64(r.DurationUS)
 	if r.HashVersion >= 2 {
 		e.i64(r.Count)
+		e.u32(uint32(len(r.TaskBound)))
+		for _, f := range r.TaskBound {
+			e.str(f)
+		}
 	}
 	e.bytes(r.PrevHash)
 	return nil
@@ -264,7 +274,11 @@ func newRow(ev Event, now time.Time) (*Row, error) {
 		Status:      ev.Status,
 		DurationUS:  max(ev.Duration.Microseconds(), 0),
 		Count:       max(ev.Count, 1),
+		TaskBound:   ev.Task.Bound.Fields(),
 		HashVersion: HashVersion,
+	}
+	if r.TaskBound == nil {
+		r.TaskBound = []string{}
 	}
 	for i, g := range ev.Groups {
 		r.Groups[i] = clean(string(g))
@@ -339,7 +353,7 @@ func link(rows []*Row, seq int64, prev Hash) (int64, Hash, error) {
 // columns lists audit_events' columns in Row order.
 const columns = `seq, at, request_id, transport, subject, subject_groups, action, tool, connector_type, instance_id,
  operation, resource, decision, reason, policy_version, task_id, project_id, run_id, job_id, agent_id, status,
- error_type, duration_us, count, hash_version, prev_hash, hash`
+ error_type, duration_us, count, task_bound, hash_version, prev_hash, hash`
 
 // scanRow reads one row selected as columns into r. r.Groups is reused.
 func scanRow(rows pgx.Rows, r *Row) error {
@@ -347,7 +361,7 @@ func scanRow(rows pgx.Rows, r *Row) error {
 	if err := rows.Scan(&r.Seq, &r.At, &r.RequestID, &r.Transport, &r.Subject, &groups, &r.Action, &r.Tool,
 		&r.ConnectorType, &r.InstanceID, &r.Operation, &r.Resource, &r.Decision, &r.Reason, &r.PolicyVersion,
 		&r.TaskID, &r.ProjectID, &r.RunID, &r.JobID, &r.AgentID, &r.Status, &r.ErrorType, &r.DurationUS,
-		&r.Count, &r.HashVersion, (*[]byte)(&r.PrevHash), (*[]byte)(&r.Hash)); err != nil {
+		&r.Count, &r.TaskBound, &r.HashVersion, (*[]byte)(&r.PrevHash), (*[]byte)(&r.Hash)); err != nil {
 		return err
 	}
 	r.At = r.At.UTC()
@@ -367,7 +381,7 @@ func scanRow(rows pgx.Rows, r *Row) error {
 // auditRow appends one linked row; a batch's rows go in one multi-row
 // INSERT (see RowInsert).
 var auditRow = NewRowInsert(`audit_events (`+columns+`)`,
-	`$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27`)
+	`$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28`)
 
 // advanceSQL moves the chain head from ($1, $2) to ($3, $4), taking the
 // chain lock; if the head is no longer at ($1, $2) it raises
@@ -389,7 +403,7 @@ func insertStatement(rows []*Row) (string, []any) {
 		stmts[i] = auditRow.Row(r.Seq, r.At, r.RequestID, r.Transport, r.Subject, r.Groups, r.Action, r.Tool,
 			r.ConnectorType, r.InstanceID, r.Operation, r.Resource, r.Decision, r.Reason, r.PolicyVersion,
 			r.TaskID, r.ProjectID, r.RunID, r.JobID, r.AgentID, r.Status, r.ErrorType, r.DurationUS,
-			r.Count, r.HashVersion, []byte(r.PrevHash), []byte(r.Hash))
+			r.Count, r.TaskBound, r.HashVersion, []byte(r.PrevHash), []byte(r.Hash))
 	}
 	return mergeRows(stmts)
 }

@@ -26,6 +26,7 @@ func goldenRow() Row {
 func goldenRow2() Row {
 	r := goldenRow()
 	r.HashVersion, r.Count = 2, 3
+	r.TaskBound = []string{"project_id", "agent_id"}
 	return r
 }
 
@@ -90,7 +91,7 @@ func TestHashVersion2IsFrozen(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	const want = "c885c196370db65c43178671963caed0b3dc59cfd10e0428febf5d888238dfb1"
+	const want = "7e1091e51b5a81a34118234f6f6429af955a8f79f34ce17bf312e13a88050385"
 	if got := hex.EncodeToString(h); got != want {
 		t.Fatalf("v2 hash of the golden row = %s, want %s", got, want)
 	}
@@ -102,6 +103,11 @@ func TestHashVersion2IsFrozen(t *testing.T) {
 	b := bytes.Clone(e1.buf[:len(e1.buf)-4-HashSize]) // v1 less prev_hash
 	b[len(encodingTag)+1] = 2                         // the version
 	b = binary.BigEndian.AppendUint64(b, 3)
+	b = binary.BigEndian.AppendUint32(b, 2) // task_bound: two fields
+	for _, f := range []string{"project_id", "agent_id"} {
+		b = binary.BigEndian.AppendUint32(b, uint32(len(f)))
+		b = append(b, f...)
+	}
 	b = binary.BigEndian.AppendUint32(b, HashSize)
 	b = append(b, genesis...)
 	if sum := sha256.Sum256(b); !bytes.Equal(sum[:], h) {
@@ -156,7 +162,11 @@ func TestHashCoversEveryFieldUnambiguously(t *testing.T) {
 		"error_type":          func(r *Row) { r.ErrorType = ptr("timeout") },
 		"duration_us":         func(r *Row) { r.DurationUS++ },
 		"count":               func(r *Row) { r.Count++ },
-		"version 1, count 1":  func(r *Row) { r.HashVersion, r.Count = 1, 1 },
+		"version 1, count 1":  func(r *Row) { r.HashVersion, r.Count, r.TaskBound = 1, 1, nil },
+		"task_bound order":    func(r *Row) { r.TaskBound = []string{"agent_id", "project_id"} },
+		"task_bound fewer":    func(r *Row) { r.TaskBound = r.TaskBound[:1] },
+		"task_bound none":     func(r *Row) { r.TaskBound = nil },
+		"task_bound joined":   func(r *Row) { r.TaskBound = []string{"project_idagent_id"} },
 		"prev_hash":           func(r *Row) { r.PrevHash = append(Hash{1}, genesis[1:]...) },
 		"prev_hash truncated": func(r *Row) { r.PrevHash = genesis[1:] },
 	}

@@ -98,7 +98,7 @@ func TestExportRoundTrip(t *testing.T) {
 	sort.Strings(keys)
 	want := []string{"action", "agent_id", "at", "connector_type", "count", "decision", "duration_us", "error_type", "hash",
 		"hash_version", "instance_id", "job_id", "operation", "policy_version", "prev_hash", "project_id", "reason",
-		"request_id", "resource", "run_id", "seq", "status", "subject", "subject_groups", "task_id", "tool", "transport"}
+		"request_id", "resource", "run_id", "seq", "status", "subject", "subject_groups", "task_bound", "task_id", "tool", "transport"}
 	if !slices.Equal(keys, want) {
 		t.Fatalf("fields %v\nwant   %v", keys, want)
 	}

@@ -65,16 +65,18 @@ type Runner interface {
 
 // Service is the core every transport calls.
 type Service struct {
-	pool   *pgxpool.Pool
-	reg    *Registry
-	authz  Authorizer
-	audit  *audit.Writer
-	runner Runner
-	sealer Sealer
-	rules  RuleStore
-	tokens TokenIssuer
-	async  runs
-	lease  lease
+	pool         *pgxpool.Pool
+	reg          *Registry
+	authz        Authorizer
+	audit        *audit.Writer
+	runner       Runner
+	sealer       Sealer
+	rules        RuleStore
+	tokens       TokenIssuer
+	revoke       TokenRevoker
+	forgetTokens func()
+	async        runs
+	lease        lease
 	// settling counts outcomes being recorded behind their results;
 	// stopping makes their retries give up (shutdown).
 	settling sync.WaitGroup

@@ -115,3 +115,67 @@ func (s *Service) MintToken(ctx context.Context, in MintInput) (MintedToken, err
 	}
 	return out, nil
 }
+
+// Tools naming the web UI's sessions in audit rows.
+const (
+	ToolSessionOpen  = "web.session.open"
+	ToolSessionClose = "web.session.close"
+)
+
+// TokenRevoker revokes the token with id in tx (identity implements it).
+type TokenRevoker func(ctx context.Context, tx pgx.Tx, id string) error
+
+// WithTokenRevoker enables ending sessions (EndSession); forget, called
+// once a revocation committed, drops what this server remembers of tokens
+// (other servers learn of it by the database's notification).
+func WithTokenRevoker(f TokenRevoker, forget func()) Option {
+	return func(s *Service) { s.revoke, s.forgetTokens = f, forget }
+}
+
+// OpenSession gives the caller a session of its own: a token of the same
+// user, bound to the same task context, that lasts ttl. The web UI keeps
+// it instead of the token a person pasted at sign-in, so the long-lived one
+// is never in a cookie and signing out can end the session for good.
+func (s *Service) OpenSession(ctx context.Context, name string, ttl time.Duration) (string, error) {
+	c, err := s.begin(ctx, ToolSessionOpen, "authenticate")
+	if err != nil {
+		return "", err
+	}
+	if s.tokens == nil || ttl <= 0 {
+		return "", c.fail(ctx, fault.New(fault.Unavailable, "sessions are not available on this server"))
+	}
+	var token string
+	err = c.change(ctx, func(tx pgx.Tx) error {
+		bound := c.p.Bound
+		bound.Bound = 0
+		var id string
+		var expires time.Time
+		var err error
+		token, id, expires, err = s.tokens(ctx, tx, c.p.Subject, name, ttl, bound, string(c.p.Subject))
+		if err == nil {
+			c.ev.Reason = fmt.Sprintf("session token %s opened until %s", id, expires.UTC().Format(time.RFC3339))
+		}
+		return err
+	})
+	return token, err
+}
+
+// EndSession revokes the token the caller authenticated with (its session):
+// from the moment it returns no server accepts it.
+func (s *Service) EndSession(ctx context.Context) error {
+	c, err := s.begin(ctx, ToolSessionClose, "authenticate")
+	if err != nil {
+		return err
+	}
+	if s.revoke == nil || c.p.TokenID == "" {
+		return c.fail(ctx, fault.New(fault.Unavailable, "sessions are not available on this server"))
+	}
+	err = c.change(ctx, func(tx pgx.Tx) error {
+		c.ev.Reason = "session token " + c.p.TokenID + " revoked"
+		return s.revoke(ctx, tx, c.p.TokenID)
+	})
+	if err == nil && s.forgetTokens != nil {
+		s.forgetTokens()
+	}
+	return err
+}

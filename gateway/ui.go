@@ -26,8 +26,10 @@ import (
 )
 
 // The web UI: server-rendered pages over the same service calls as the
-// REST API, with the principal taken from a session cookie that holds the
-// API token the user pasted at login. No JavaScript, no third-party assets.
+// REST API, with the principal taken from a session cookie that holds a
+// session of the UI's own: a short-lived token of the user, opened when the
+// API token they paste at login authenticates (which is never kept) and
+// revoked when they sign out. No JavaScript, no third-party assets.
 
 //go:embed ui/templates/*.tmpl ui/static/*
 var uiFiles embed.FS
@@ -416,8 +418,17 @@ func (g *Gateway) login(w http.ResponseWriter, r *http.Request) {
 		g.showLogin(w, r, pr.Status, &pr)
 		return
 	}
+	// The UI keeps a session of its own, not the pasted token: a
+	// short-lived token of the same user that signing out revokes.
+	p.Transport = TransportWeb
+	session, err := g.svc.OpenSession(callctx.WithPrincipal(ctx, p), "web-ui-session", sessionMaxAge)
+	if err != nil {
+		pr := problemOf(r, err, false)
+		g.showLogin(w, r, pr.Status, &pr)
+		return
+	}
 	g.log.InfoContext(ctx, "UI sign-in", "subject", p.Subject)
-	http.SetCookie(w, g.cookie(r, sessionCookie, token, "/ui/", sessionMaxAge))
+	http.SetCookie(w, g.cookie(r, sessionCookie, session, "/ui/", sessionMaxAge))
 	g.clearCookie(w, r, loginCookie, "/ui/login")
 	next := r.PostForm.Get("next")
 	if !safeNext(next) {
@@ -427,6 +438,9 @@ func (g *Gateway) login(w http.ResponseWriter, r *http.Request) {
 }
 
 func (g *Gateway) logout(w http.ResponseWriter, r *http.Request, s *session) error {
+	if err := g.svc.EndSession(r.Context()); err != nil {
+		return err
+	}
 	g.clearCookie(w, r, sessionCookie, "/ui/")
 	http.Redirect(w, r, "/ui/login?notice=logged-out", http.StatusSeeOther)
 	return nil

@@ -19,14 +19,7 @@ import (
 func TestAuditVerifyExpectDetectsATruncatedTail(t *testing.T) {
 	url := pgtest.URL(t)
 	env := []string{"DATABASE_URL=" + url, "CONNEC_LOG_FORMAT=json", "CONNEC_DATA_DIR=" + t.TempDir()}
-	mustRun := func(args ...string) string {
-		t.Helper()
-		out, errOut, err := run(t, env, args...)
-		if err != nil {
-			t.Fatalf("connec %v: %v\n%s%s", args, err, out, errOut)
-		}
-		return out
-	}
+	mustRun := cli(t, env)
 	for _, n := range []string{"u1", "u2", "u3"} {
 		mustRun("user", "add", n)
 	}

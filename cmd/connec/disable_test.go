@@ -3,14 +3,10 @@ package main
 import (
 	"context"
 	"errors"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/connec/connec/internal/pgtest"
-	"github.com/connec/connec/vault"
 )
 
 // `connec user disable` ends a user's rights everywhere at once: the next
@@ -19,20 +15,8 @@ import (
 // call as soon as the session's process hears of the change. Enabling the
 // user gives both back; neither the token nor the rules were touched.
 func TestDisabledUserIsRefusedOnEveryStdioSession(t *testing.T) {
-	dir := t.TempDir()
-	key := filepath.Join(dir, "connec.key")
-	if _, err := vault.GenerateKeyFile(key, true); err != nil {
-		t.Fatal(err)
-	}
-	env := []string{"DATABASE_URL=" + pgtest.URL(t), "CONNEC_KEY_FILE=" + key, "CONNEC_LOG_FORMAT=json", "CONNEC_DATA_DIR=" + dir}
-	mustRun := func(args ...string) string {
-		t.Helper()
-		out, errOut, err := run(t, env, args...)
-		if err != nil {
-			t.Fatalf("connec %v: %v\n%s%s", args, err, out, errOut)
-		}
-		return out
-	}
+	env := keyedEnv(t)
+	mustRun := cli(t, env)
 	mustRun("user", "add", "bob")
 	tok := strings.TrimSpace(mustRun("token", "create", "--subject", "bob"))
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)

@@ -19,6 +19,7 @@ import (
 	"github.com/mark3labs/mcp-go/mcp"
 
 	"github.com/connec/connec/internal/pgtest"
+	"github.com/connec/connec/vault"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
@@ -175,14 +176,7 @@ func TestQuickStartEmbeddedStdio(t *testing.T) {
 // The operator commands of the CLI contract, against a real database.
 func TestOperatorCommands(t *testing.T) {
 	env := []string{"DATABASE_URL=" + pgtest.URL(t), "CONNEC_LOG_FORMAT=json", "CONNEC_DATA_DIR=" + t.TempDir()}
-	mustRun := func(args ...string) string {
-		t.Helper()
-		out, errOut, err := run(t, env, args...)
-		if err != nil {
-			t.Fatalf("connec %v: %v\n%s%s", args, err, out, errOut)
-		}
-		return out
-	}
+	mustRun := cli(t, env)
 	if out := mustRun("migrate"); !strings.Contains(out, "up to date") {
 		t.Fatalf("migrate: %s", out)
 	}
@@ -232,4 +226,29 @@ func TestOperatorCommands(t *testing.T) {
 	if err == nil || !strings.Contains(errOut, "listen") {
 		t.Fatalf("bad listen address: %v %s", err, errOut)
 	}
+}
+
+// cli returns a function that runs connec with env, fails the test unless
+// the command succeeds, and returns its stdout.
+func cli(t *testing.T, env []string) func(args ...string) string {
+	return func(args ...string) string {
+		t.Helper()
+		out, errOut, err := run(t, env, args...)
+		if err != nil {
+			t.Fatalf("connec %v: %v\n%s%s", args, err, out, errOut)
+		}
+		return out
+	}
+}
+
+// keyedEnv is the environment of connec commands on a fresh test database,
+// with a fresh key file and data dir.
+func keyedEnv(t *testing.T) []string {
+	t.Helper()
+	dir := t.TempDir()
+	key := filepath.Join(dir, "connec.key")
+	if _, err := vault.GenerateKeyFile(key, true); err != nil {
+		t.Fatal(err)
+	}
+	return []string{"DATABASE_URL=" + pgtest.URL(t), "CONNEC_KEY_FILE=" + key, "CONNEC_LOG_FORMAT=json", "CONNEC_DATA_DIR=" + dir}
 }

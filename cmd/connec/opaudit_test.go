@@ -101,14 +101,7 @@ func TestOperatorChangesAreAudited(t *testing.T) {
 			}
 		}
 	}
-	mustRun := func(args ...string) string {
-		t.Helper()
-		out, errOut, err := run(t, env, args...)
-		if err != nil {
-			t.Fatalf("connec %v: %v\n%s%s", args, err, out, errOut)
-		}
-		return out
-	}
+	mustRun := cli(t, env)
 	field := func(re, s string) string {
 		t.Helper()
 		m := regexp.MustCompile(re).FindStringSubmatch(s)

@@ -17,14 +17,7 @@ import (
 func TestPolicyCommandsResolveNamesAndRefuseRulesThatMatchNothing(t *testing.T) {
 	url := pgtest.URL(t)
 	env := []string{"DATABASE_URL=" + url, "CONNEC_LOG_FORMAT=json", "CONNEC_DATA_DIR=" + t.TempDir()}
-	mustRun := func(args ...string) string {
-		t.Helper()
-		out, errOut, err := run(t, env, args...)
-		if err != nil {
-			t.Fatalf("connec %v: %v\n%s%s", args, err, out, errOut)
-		}
-		return out
-	}
+	mustRun := cli(t, env)
 	alice := strings.Fields(mustRun("user", "add", "alice"))[0]
 	mustRun("user", "add", "bob", "--no-owner-rule")
 	ops := strings.Fields(mustRun("group", "add", "ops"))[0]

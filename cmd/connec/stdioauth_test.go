@@ -3,33 +3,17 @@ package main
 import (
 	"context"
 	"errors"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/connec/connec/internal/pgtest"
-	"github.com/connec/connec/vault"
 )
 
 // A `connec serve --stdio` session started with CONNEC_TOKEN stops working
 // at once when another process revokes its token (`connec token revoke`):
 // every stdio call is authenticated as an HTTP call is.
 func TestStdioSessionEndsWhenItsTokenIsRevoked(t *testing.T) {
-	dir := t.TempDir()
-	key := filepath.Join(dir, "connec.key")
-	if _, err := vault.GenerateKeyFile(key, true); err != nil {
-		t.Fatal(err)
-	}
-	env := []string{"DATABASE_URL=" + pgtest.URL(t), "CONNEC_KEY_FILE=" + key, "CONNEC_LOG_FORMAT=json", "CONNEC_DATA_DIR=" + dir}
-	mustRun := func(args ...string) string {
-		t.Helper()
-		out, errOut, err := run(t, env, args...)
-		if err != nil {
-			t.Fatalf("connec %v: %v\n%s%s", args, err, out, errOut)
-		}
-		return out
-	}
+	env := keyedEnv(t)
+	mustRun := cli(t, env)
 	mustRun("user", "add", "alice")
 	tok := strings.TrimSpace(mustRun("token", "create", "--subject", "alice", "--name", "stdio"))
 	s := startRaw(t, "stdio", append(env, "CONNEC_TOKEN="+tok, "CONNEC_SUBJECT="), binary(t), "serve", "--stdio")
@@ -67,20 +51,8 @@ func TestStdioSessionEndsWhenItsTokenIsRevoked(t *testing.T) {
 // task context: listed as such, and a call with it that names another
 // project is refused.
 func TestTokenCreateBindsATaskContext(t *testing.T) {
-	dir := t.TempDir()
-	key := filepath.Join(dir, "connec.key")
-	if _, err := vault.GenerateKeyFile(key, true); err != nil {
-		t.Fatal(err)
-	}
-	env := []string{"DATABASE_URL=" + pgtest.URL(t), "CONNEC_KEY_FILE=" + key, "CONNEC_LOG_FORMAT=json", "CONNEC_DATA_DIR=" + dir}
-	mustRun := func(args ...string) string {
-		t.Helper()
-		out, errOut, err := run(t, env, args...)
-		if err != nil {
-			t.Fatalf("connec %v: %v\n%s%s", args, err, out, errOut)
-		}
-		return out
-	}
+	env := keyedEnv(t)
+	mustRun := cli(t, env)
 	mustRun("user", "add", "alice")
 	project := "1b4e28ba-2fa1-11d2-883f-0016d3cca427"
 	tok := strings.TrimSpace(mustRun("token", "create", "--subject", "alice", "--project", project, "--agent", "planner-1", "--expires", "1h"))

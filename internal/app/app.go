@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -24,6 +25,7 @@ import (
 	"github.com/connec/connec/connectors/mail"
 	"github.com/connec/connec/connectors/mattermost"
 	"github.com/connec/connec/connectors/openclaw"
+	"github.com/connec/connec/fault"
 	"github.com/connec/connec/identity"
 	"github.com/connec/connec/internal/authlimit"
 	"github.com/connec/connec/internal/db"
@@ -168,7 +170,15 @@ func (a *App) build(ctx context.Context) error {
 			bound callctx.TaskContext, mintedBy string) (string, string, time.Time, error) {
 			tok, t, err := identity.CreateBoundToken(ctx, tx, subject, name, ttl, bound, mintedBy)
 			return tok, t.ID.String(), t.ExpiresAt, err
-		})}
+		}),
+		connectors.WithTokenRevoker(func(ctx context.Context, tx pgx.Tx, id string) error {
+			u, err := uuid.Parse(id)
+			if err != nil {
+				return fault.Invalid("token", "not a token id")
+			}
+			_, err = identity.RevokeToken(ctx, tx, u)
+			return err
+		}, func() { a.Identity.Forget() })}
 	if recipient, keyID := ex.Recipient(); recipient != "" {
 		sealer, err := vault.NewSealer(recipient)
 		if err != nil {
