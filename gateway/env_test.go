@@ -21,7 +21,6 @@ import (
 	"github.com/connec/connec/gateway"
 	"github.com/connec/connec/internal/app"
 	"github.com/connec/connec/internal/pgtest"
-	"github.com/connec/connec/migrations"
 	"github.com/connec/connec/vault"
 )
 
@@ -81,10 +80,16 @@ func withHistoryFrom(fn func(a *app.App) gateway.History) envOption {
 
 func newEnv(t *testing.T, opts ...envOption) *env {
 	t.Helper()
+	return newEnvIn(t, t.TempDir(), opts...)
+}
+
+// newEnvIn is newEnv on a data directory the test prepared (with OpenClaw
+// plugins installed, say).
+func newEnvIn(t *testing.T, dir string, opts ...envOption) *env {
+	t.Helper()
 	ctx := context.Background()
 	logs := &lockedBuilder{}
 	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	dir := t.TempDir()
 	cfg := app.Config{DatabaseURL: pgtest.URL(t), DataDir: dir, KeyFile: filepath.Join(dir, "connec.key")}
 	if _, err := vault.GenerateKeyFile(cfg.KeyFile, true); err != nil {
 		t.Fatal(err)
@@ -94,18 +99,11 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 		t.Fatalf("open app: %v", err)
 	}
 	t.Cleanup(a.Close)
-	// The same configuration internal/app/gateway.go's mountGateway builds.
-	gcfg := gateway.Config{
-		Service: a.Service,
-		Auth:    a.Identity,
-		Names:   a.Identity,
-		Log:     log,
-		Checks: []gateway.Check{
-			gateway.DatabaseCheck(a.Pool.Ping),
-			gateway.MigrationsCheck(func(ctx context.Context) (int64, int64, error) { return migrations.Status(ctx, a.Pool) }),
-			gateway.KeyCheck(func() bool { r, _ := a.Executor.Recipient(); return r != "" }),
-		},
-	}
+	// The configuration connec serves (internal/app), but without run
+	// history unless a test asks for it, and logging here.
+	gcfg := a.GatewayConfig()
+	gcfg.History = nil
+	gcfg.Log = log
 	for _, o := range opts {
 		o(&gcfg, a)
 	}

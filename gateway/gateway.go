@@ -85,6 +85,10 @@ type Config struct {
 	Names SubjectNamer
 	// Checks are what /readyz runs.
 	Checks []Check
+	// InstanceHealth, when set, says what is wrong with a connector
+	// instance's runtime (its plugin host crash-looping, say), or "": the
+	// UI shows it on the instance.
+	InstanceHealth func(in connectors.Instance) string
 	// SecureCookies marks the UI cookies Secure even on plain HTTP (behind
 	// a TLS-terminating proxy). They are Secure on TLS requests anyway.
 	SecureCookies bool
@@ -99,6 +103,7 @@ type Gateway struct {
 	hist    History
 	names   SubjectNamer
 	checks  []Check
+	health  func(connectors.Instance) string
 	secure  bool
 	log     *slog.Logger
 	routes  []*route
@@ -110,7 +115,7 @@ type Gateway struct {
 // New builds a gateway over cfg.
 func New(cfg Config) *Gateway {
 	g := &Gateway{svc: cfg.Service, auth: cfg.Auth, hist: cfg.History, names: cfg.Names, checks: cfg.Checks,
-		secure: cfg.SecureCookies, log: cfg.Log}
+		health: cfg.InstanceHealth, secure: cfg.SecureCookies, log: cfg.Log}
 	if g.log == nil {
 		g.log = slog.Default()
 	}

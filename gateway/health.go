@@ -14,6 +14,10 @@ import (
 type Check struct {
 	Name string
 	Run  func(ctx context.Context) error
+	// Warn, when set, reports a problem that does not make the server
+	// unready (one connector instance crash-looping, say): a non-empty
+	// text is shown as the check's warning. Same rules as Run's errors.
+	Warn func(ctx context.Context) string
 }
 
 // DatabaseCheck holds while ping reaches the database.
@@ -63,9 +67,10 @@ type Readiness struct {
 
 // CheckResult is one check's outcome.
 type CheckResult struct {
-	Name   string `json:"name"`
-	OK     bool   `json:"ok"`
-	Detail string `json:"detail,omitempty"`
+	Name    string `json:"name"`
+	OK      bool   `json:"ok"`
+	Detail  string `json:"detail,omitempty"`
+	Warning string `json:"warning,omitempty"`
 }
 
 // readyz answers 200 when every check holds, 503 otherwise. It needs no
@@ -76,9 +81,14 @@ func (g *Gateway) readyz(w http.ResponseWriter, r *http.Request) {
 	out := Readiness{Status: "ready", Checks: []CheckResult{}}
 	for _, c := range g.checks {
 		res := CheckResult{Name: c.Name, OK: true}
-		if err := c.Run(ctx); err != nil {
-			res.OK, res.Detail, out.Status = false, err.Error(), "not_ready"
-			g.log.WarnContext(ctx, "readiness check failed", "check", c.Name, "err", err)
+		if c.Run != nil {
+			if err := c.Run(ctx); err != nil {
+				res.OK, res.Detail, out.Status = false, err.Error(), "not_ready"
+				g.log.WarnContext(ctx, "readiness check failed", "check", c.Name, "err", err)
+			}
+		}
+		if c.Warn != nil && res.OK {
+			res.Warning = c.Warn(ctx)
 		}
 		out.Checks = append(out.Checks, res)
 	}

@@ -453,6 +453,16 @@ type instanceRow struct {
 	Credentials []connectors.Credential
 	// CredentialNote explains missing credential metadata (no admin right).
 	CredentialNote string
+	// Health says what is wrong with the instance's runtime, or "".
+	Health string
+}
+
+// instanceHealth is Config.InstanceHealth, or "" without one.
+func (g *Gateway) instanceHealth(in connectors.Instance) string {
+	if g.health == nil {
+		return ""
+	}
+	return g.health(in)
 }
 
 type instancesData struct {
@@ -489,7 +499,7 @@ func (g *Gateway) instancesPage(w http.ResponseWriter, r *http.Request, s *sessi
 	d := instancesData{IncludeUninstall: include, NextCursor: page.NextCursor}
 	var owners []callctx.Subject
 	for _, in := range page.Instances {
-		row := instanceRow{Instance: in}
+		row := instanceRow{Instance: in, Health: g.instanceHealth(in)}
 		row.Credentials, row.CredentialNote = g.credentialsOf(r.Context(), string(in.ID))
 		d.Rows = append(d.Rows, row)
 		owners = append(owners, in.Owner)
@@ -502,7 +512,7 @@ func (g *Gateway) instancePage(w http.ResponseWriter, r *http.Request, s *sessio
 	if err != nil {
 		return "", nil, err
 	}
-	row := instanceRow{Instance: in}
+	row := instanceRow{Instance: in, Health: g.instanceHealth(in)}
 	row.Credentials, row.CredentialNote = g.credentialsOf(r.Context(), string(in.ID))
 	return "instance", &view{Title: in.DisplayName, Nav: "instances", Notice: notices[r.URL.Query().Get("done")], Data: row,
 		Names: g.namesOf(r.Context(), []callctx.Subject{in.Owner, in.CreatedBy})}, nil

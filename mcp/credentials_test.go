@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -53,6 +54,8 @@ func (e *env) dump() string {
 		e.t.Fatal(err)
 	}
 	cmd := exec.Command(filepath.Join(bin, "pg_dump"), "--no-owner", "-h", cfg.Host, "-p", itoa(int(cfg.Port)), "-U", cfg.User, cfg.Database)
+	// The cluster needs a password (pgx read it from the URL's passfile).
+	cmd.Env = append(os.Environ(), "PGPASSWORD="+cfg.Password)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	if err := cmd.Run(); err != nil {

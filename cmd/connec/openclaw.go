@@ -29,8 +29,9 @@ func openclawCmd(f *flags) *cobra.Command {
 		Use:   "openclaw",
 		Short: "Install and list OpenClaw plugins (npm packages) as untrusted, sandboxed connector types",
 		Long: "OpenClaw plugins become connector types named openclaw-<plugin id>: each tool an operation, each channel a send\n" +
-			"operation. They run in a sandboxed Node process per instance (Node.js 20 or newer), reach only the hosts an instance\n" +
-			"lists in egress_hosts, and get their credential per call. Restart connec after adding or removing one.",
+			"operation. Each call runs in a Node process of its own (Node.js 20 or newer) inside an OS sandbox (Linux namespaces,\n" +
+			"Landlock, seccomp, kernel limits; plugins do not run where the machine cannot give it), reaches only the hosts an instance\n" +
+			"lists in egress_hosts, and gets its credential for that call only. Restart connec after adding or removing one.",
 	}
 	cmd.AddCommand(openclawAddCmd(f), openclawListCmd(f), openclawRemoveCmd(f))
 	return cmd
@@ -43,6 +44,7 @@ func openclawAddCmd(f *flags) *cobra.Command {
 		sendTools    []string
 		egressHosts  []string
 		timeout      time.Duration
+		registry     string
 	)
 	cmd := &cobra.Command{
 		Use:   "add <npm-package>@<version>",
@@ -70,7 +72,7 @@ func openclawAddCmd(f *flags) *cobra.Command {
 			}
 			in := openclaw.InstallOptions{
 				Output: cmd.ErrOrStderr(), ToolKinds: kinds, EgressHosts: egressHosts,
-				TimeoutMS: timeout.Milliseconds(), Replace: replace,
+				TimeoutMS: timeout.Milliseconds(), Replace: replace, Registry: registry,
 			}
 			if len(kinds) == 0 {
 				in.ToolKinds = nil
@@ -116,6 +118,7 @@ func openclawAddCmd(f *flags) *cobra.Command {
 	fl.StringSliceVar(&sendTools, "send", nil, "make these tools send-kind operations (comma-separated tool names)")
 	fl.StringSliceVar(&egressHosts, "egress", nil, "pin the type's egress to these host[:port] patterns (default: each instance lists its own)")
 	fl.DurationVar(&timeout, "timeout", 0, "cap each operation (default 30s, at most 5m)")
+	fl.StringVar(&registry, "registry", "", "npm registry URL (default: npm's own configuration)")
 	return cmd
 }
 
@@ -166,7 +169,11 @@ func printOpenclawReview(w io.Writer, r *openclaw.Record) error {
 	if len(r.EgressHosts) > 0 {
 		egress = strings.Join(r.EgressHosts, ", ") + " (narrowed by each instance's egress_hosts)"
 	}
-	fmt.Fprintf(w, "Egress          %s\n\n", egress)
+	fmt.Fprintf(w, "Egress          %s\n", egress)
+	if boundary, err := openclaw.SandboxStatus(); err == nil {
+		fmt.Fprintf(w, "Sandbox         %s; one host per call, its memory, CPU and home capped by the kernel\n", boundary)
+	}
+	fmt.Fprintln(w)
 
 	tw := table(w, "OPERATION\tKIND\tTIMEOUT\tDESCRIPTION")
 	for _, op := range ops {

@@ -69,7 +69,8 @@
 //	no such mailbox or UID                          permanent, details.reason "not_found"
 //	deadline                                        timeout
 //	refused/reset connection                        transient
-//	certificate or TLS failure, no STARTTLS         permanent, details.reason "tls"
+//	certificate or TLS failure, no STARTTLS,        permanent, details.reason "tls"
+//	  STARTTLS accepted but no TLS follows            (no AUTH is sent)
 //	destination refused by egress                   permanent, details.reason "egress_refused"
 //	server sends more than the read budget or an
 //	  over-long line                                response_too_large

@@ -239,6 +239,17 @@ func (SMTP) Invoke(ctx context.Context, inv connectors.Invocation) (json.RawMess
 		if err != nil {
 			return nil, fail("starttls", err)
 		}
+		// The TLS handshake happens with the next command: make it now, so
+		// that a server that said yes to STARTTLS and stayed in plain text
+		// is a TLS failure here, not a missing AUTH later.
+		if err := c.Hello("localhost"); err != nil {
+			c.Close()
+			return nil, fail("starttls", err)
+		}
+		if _, ok := c.TLSConnectionState(); !ok {
+			c.Close()
+			return nil, fail("starttls", errors.New("the connection is not encrypted after STARTTLS"))
+		}
 	default:
 		c = smtp.NewClient(conn)
 	}

@@ -3,9 +3,14 @@
 //
 // Configuration (config_schema):
 //
-//	server_url             http(s) URL of the Mattermost server, optionally with a
+//	server_url             https URL of the Mattermost server, optionally with a
 //	                       subpath (https://chat.example.com or https://example.com/mm) (required)
 //	allow_private_network  let server_url reach loopback/private/link-local addresses (default false)
+//	allow_plain_http       allow an http:// server_url (default false): the token then crosses
+//	                       the network unencrypted, so it needs allow_private_network too and
+//	                       every connection must end at a loopback, RFC 1918/ULA or
+//	                       link-local address (checked on the connected socket, before the
+//	                       request is written)
 //
 // Credential kind: bearer {token}, a personal access token (or bot token)
 // sent as Authorization: Bearer.
@@ -47,6 +52,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -91,8 +97,9 @@ const configSchema = `{
   "type": "object",
   "description": "One Mattermost server.",
   "properties": {
-    "server_url": {"type": "string", "format": "uri", "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://[^/?#@]+(/[^?#]*)?$", "maxLength": 2048, "description": "http(s) URL of the Mattermost server, with its subpath if it has one (e.g. https://chat.example.com). No user info, query or fragment."},
-    "allow_private_network": {"type": "boolean", "default": false, "description": "Allow server_url to resolve to loopback, private or link-local addresses (an on-premises server). Off by default."}
+    "server_url": {"type": "string", "format": "uri", "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://[^/?#@]+(/[^?#]*)?$", "maxLength": 2048, "description": "https URL of the Mattermost server, with its subpath if it has one (e.g. https://chat.example.com). No user info, query or fragment. http:// only with allow_plain_http."},
+    "allow_private_network": {"type": "boolean", "default": false, "description": "Allow server_url to resolve to loopback, private or link-local addresses (an on-premises server). Off by default."},
+    "allow_plain_http": {"type": "boolean", "default": false, "description": "Allow an http:// server_url, sending the token unencrypted: only with allow_private_network, and only to a loopback, private (RFC 1918/ULA) or link-local address. Off by default."}
   },
   "required": ["server_url"],
   "additionalProperties": false
@@ -175,6 +182,7 @@ func (Driver) Spec() connectors.TypeSpec {
 type config struct {
 	ServerURL           string `json:"server_url"`
 	AllowPrivateNetwork bool   `json:"allow_private_network,omitempty"`
+	AllowPlainHTTP      bool   `json:"allow_plain_http,omitempty"`
 	base                *url.URL
 }
 
@@ -201,6 +209,10 @@ func parseConfig(raw json.RawMessage) (*config, error) {
 		return nil, configError("server_url needs a host")
 	case u.User != nil || u.RawQuery != "" || u.Fragment != "" || strings.ContainsAny(c.ServerURL, "?#"):
 		return nil, configError("server_url must not have user info, a query or a fragment")
+	case u.Scheme == "http" && !c.AllowPlainHTTP:
+		return nil, configError("server_url is http://, which would send the token unencrypted: use https, or set allow_plain_http (with allow_private_network) for a server on a private address")
+	case u.Scheme == "http" && !c.AllowPrivateNetwork:
+		return nil, configError("allow_plain_http needs allow_private_network: plain HTTP is allowed only to loopback, private or link-local addresses")
 	}
 	if _, err := egress.URLPattern(u); err != nil {
 		return nil, configError("server_url's host or port is not usable")
@@ -296,7 +308,11 @@ func (Driver) Invoke(ctx context.Context, inv connectors.Invocation) (json.RawMe
 	if inv.Egress == nil {
 		return nil, driverkit.NoEgress()
 	}
-	c := &client{cfg: cfg, token: string(tok), red: red, http: inv.Egress.HTTPClient()}
+	hc := inv.Egress.HTTPClient()
+	if cfg.base.Scheme == "http" {
+		hc = plainHTTPClient(inv.Egress)
+	}
+	c := &client{cfg: cfg, token: string(tok), red: red, http: hc}
 	out, err := op(c, ctx, inv.Args)
 	if err != nil {
 		return nil, err
@@ -431,6 +447,11 @@ func (c *client) do(ctx context.Context, method, path string, q url.Values, body
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
+		var pe *publicPlainHTTP
+		if errors.As(err, &pe) {
+			return fault.New(fault.Permanent, "plain HTTP is allowed only to a loopback, private or link-local address; %s is none of those (the request was not sent)", pe.addr).
+				WithDetails(map[string]any{"reason": driverkit.ReasonEgress, "host": pe.addr})
+		}
 		return driverkit.NetFault(ctx, err, c.red)
 	}
 	defer resp.Body.Close()

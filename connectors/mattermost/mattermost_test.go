@@ -210,7 +210,8 @@ func (s *server) list(w http.ResponseWriter, r *http.Request, ch string) {
 }
 
 func (s *server) config(t *testing.T, private bool) json.RawMessage {
-	return drivertest.JSON(t, map[string]any{"server_url": s.srv.URL + "/mm/", "allow_private_network": private})
+	// The fake serves plain HTTP on loopback: allowed when asked for.
+	return drivertest.JSON(t, map[string]any{"server_url": s.srv.URL + "/mm/", "allow_private_network": private, "allow_plain_http": true})
 }
 
 func (s *server) call(t *testing.T, op string, args any, token string) drivertest.Call {
@@ -363,7 +364,11 @@ func TestAllowlistViolation(t *testing.T) {
 	drivertest.NoLeak(t, out, err, token)
 
 	c = s.call(t, "chat.post", map[string]any{"channel_id": chTown, "message": "hi"}, token)
-	c.Config = s.config(t, false) // loopback without allow_private_network
+	g, err = egress.New([]string{strings.TrimPrefix(s.srv.URL, "http://")}, egress.Options{}) // loopback without allow_private_network
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Egress = g
 	_, err = h.Invoke(context.Background(), c)
 	drivertest.WantFault(t, err, fault.Permanent, driverkit.ReasonEgress)
 

@@ -1,18 +1,26 @@
 // Package openclaw turns installed OpenClaw plugins (npm packages with an
 // openclaw.plugin.json manifest) into connec connector types, and keeps
-// them untrusted: a plugin never runs in connec's process nor in an agent's,
-// sees a credential only inside the one call it is made for, reaches the
-// network only through connec's egress proxy, and everything it returns is
-// bounded, checked and redacted before it leaves.
+// them untrusted: a plugin is code written by someone else that must be
+// assumed to try to escape. It never runs in connec's process nor in an
+// agent's; it runs behind an operating-system boundary (internal/sandbox),
+// in a process of its own for each call, sees a credential only inside the
+// call it is made for, reaches the network only through connec's egress
+// proxy, and everything it returns is bounded, checked and redacted before
+// it leaves. Where the machine cannot give the boundary, plugins do not run
+// at all.
 //
 // # Installing
 //
 // `connec openclaw add <npm-package>@<exact-version>` (Stage, then Commit)
-// runs `npm install --ignore-scripts --no-audit --no-fund --save-exact
-// --legacy-peer-deps` into a staging directory under
-// $CONNEC_DATA_DIR/openclaw/plugins, reads the manifest, has a sandboxed
-// host describe what the plugin registers (no credential, no network), and
-// shows that for review before moving it in place. The install record
+// first checks that this machine can sandbox plugins (and refuses, saying
+// why, before downloading anything if it cannot), then runs `npm install
+// --ignore-scripts --no-audit --no-fund --save-exact --legacy-peer-deps`
+// (--registry to use another registry) into a staging directory under
+// $CONNEC_DATA_DIR/openclaw/plugins, makes the files readable by every uid
+// (hosts run as a uid of their own), reads the manifest, has a host in the
+// same sandbox as calls describe what the plugin registers (its register()
+// runs there, with no credential and no network), and shows that for
+// review before moving it in place. The install record
 // (connec-plugin.json) pins the package, version, npm integrity, entry,
 // manifest and the described tools and channels: the catalog is what the
 // operator reviewed, and LoadDrivers refuses a package whose version or
@@ -63,84 +71,166 @@
 // without a credential, is refused rather than guessed.
 //
 // The credential travels in the call's JSON-RPC frame on the host's stdin
-// (the buffer is wiped once written). The host registers the plugin anew
-// for that call with that configuration and drops the registration
-// afterwards; credential_env values are set on a plain-object process.env
-// (never setenv, so never in the OS environment) and removed after the
-// call. Nothing secret is in the host's environment, argv, files or logs;
-// its stderr is logged at debug level only, redacted.
+// (the buffer is wiped once written). The host registers the plugin for
+// that call with that configuration; credential_env values are set on a
+// plain-object process.env (never setenv, so never in the OS environment).
+// Nothing secret is in the host's environment, argv, files or logs; its
+// stderr is logged redacted and rate-limited. What "only inside the one
+// call" means: the host is a process of its own for that call and is
+// killed (SIGKILL) as soon as the call has answered, so a timer, a hook or
+// a global the plugin used to keep the credential dies with it; its home
+// is a tmpfs in its own mount namespace, gone with it. The next call runs
+// in a host that never saw the previous one.
 //
 // # Processes
 //
-// One host per connector instance (so a plugin's module-level state never
-// mixes two owners' credentials), started on the first call, one call at a
-// time, stopped after 10 minutes idle or by Close. The host is node running
-// host/host.mjs (embedded, written read-only into a private 0700 state
-// directory) with:
+// Each call runs in a host of its own: node running host/host.mjs
+// (embedded) in a sandbox (internal/sandbox), killed when the call has
+// answered. So that calls do not wait for node to start and load the
+// plugin (about a tenth of a second, more for large or TypeScript
+// plugins), the next call's host is started ahead after each call and
+// stopped (SIGSTOP) as soon as it is ready: it has never had a call or a
+// credential and uses no CPU until the call that takes it continues it;
+// one nobody takes is killed after 10 minutes (WithIdleTimeout). Calls of
+// one instance run one at a time.
 //
-//   - an empty environment except HOME and TMPDIR (inside the state
-//     directory), PATH=/usr/bin:/bin, LANG and TZ;
-//   - Node's permission model (--experimental-permission on Node 20,
-//     --permission from 22.13/23.5): read only the host program and the
-//     plugin's install directory (the package and its dependencies), write
-//     only its private home; no child processes, workers, WASI or native
-//     addons (--no-addons too);
-//   - --max-old-space-size (256 MB by default);
-//   - on Linux, new user, network and IPC namespaces: uid 1000 inside
-//     (mapped to connec's uid) with no capabilities, and a network namespace
-//     with no usable interface; RLIMIT_CORE 0; its own process group,
-//     SIGKILLed if connec dies (and it exits when its stdin closes).
+// The sandbox, which the kernel enforces:
+//
+//   - its own mount namespace whose root is a read-only tmpfs holding only
+//     node and the shared libraries it loads (read-only), the host program
+//     (/connec/host.mjs), the plugin's install directory (/plugin,
+//     read-only, noexec), the egress proxy's socket (/connec/egress.sock),
+//     /dev/null, zero, random and urandom, a /proc of its own PID
+//     namespace, and a writable tmpfs home (/home, 64 MiB, noexec): no other
+//     file of the machine, and no other Unix socket, exists there;
+//   - its own PID namespace (node is pid 1 and sees and signals no other
+//     process), network namespace (no interface up), IPC, UTS and cgroup
+//     namespaces;
+//   - a uid that is neither connec's nor PostgreSQL's: as root, one of
+//     its own per host (from 2,100,000,000 up, no account has them); as
+//     a dedicated unprivileged user (recommended), uid 1000 of a user
+//     namespace mapped to connec's uid; no capability either way, and
+//     no_new_privs;
+//   - Landlock where the kernel has it (ABI 7 on the machines connec is
+//     tested on): reads only inside the new root, writes only in the home,
+//     execution of node and its libraries only, no TCP bind or connect, no
+//     abstract Unix sockets or signals beyond the sandbox;
+//   - seccomp: socket() only for AF_UNIX; no fork (threads only), no
+//     unshare/setns/mount/pivot_root/chroot, ptrace, process_vm_*,
+//     pidfd_getfd, keyrings, bpf, perf, userfaultfd, io_uring, fanotify,
+//     open_by_handle_at, SysV shared memory, memfd or shared anonymous
+//     mappings (which would escape RLIMIT_DATA), modules, kexec, clock or
+//     host name changes, TIOCSTI;
+//   - resource limits: RLIMIT_DATA 768 MiB (WithMemoryMB: the V8 heap,
+//     capped at 256 MiB by --max-old-space-size, array buffers, thread
+//     stacks), RLIMIT_CPU the call's time limit plus 10 s (WithCPULimit;
+//     the kernel kills it there), RLIMIT_NPROC 128 threads, 1024 open
+//     files, RLIMIT_FSIZE and the home's size 64 MiB (WithStateMB), no core
+//     dumps; SIGKILL when connec dies, and it exits when its stdin closes.
+//
+// Isolation is required: where the kernel cannot give that boundary
+// (unprivileged user namespaces disabled and connec not root, a container
+// that forbids namespaces, an architecture without a seccomp filter here),
+// installing a plugin fails with the reason, calls fail with unavailable
+// (reason "sandbox_unavailable"), /readyz is not ready (check
+// openclaw_sandbox, naming the reason) and connec logs it at start. There
+// is no opt-out.
+//
+// Inside that, a second line the runtime enforces: Node's permission model
+// (--experimental-permission on Node 20, --permission from 22.13/23.5:
+// read only the host program and the plugin's install directory, write
+// only the home; no child processes, workers, WASI or native addons,
+// --no-addons too), --max-old-space-size, an environment of HOME, TMPDIR,
+// PATH, LANG and TZ only, and the host's network patches (below).
 //
 // A call that overruns its deadline kills the host (a plugin may be stuck
 // in a loop); a canceled call is sent $/cancel (the plugin's AbortSignal
-// fires, the host answers at once) and the host is killed only if it does
-// not answer within a second. The next call starts a new host; after
-// repeated failures starts back off (250 ms doubling to 10 s). The frame
-// reader bounds a line (4 MiB): an oversized frame (response_too_large), a
-// line that is not JSON-RPC (a plugin writing to stdout: permanent,
-// reason "protocol") or a crash (unavailable, reason "host_exited") fails
-// the call with a clear error and kills the host; no call ever waits on a
-// dead host. A dead host is never reported as transient, so the executor
-// does not re-run the call by itself: a "read" tool may have had effects.
+// fires, the host answers at once) and the host is killed after that. A
+// host that fails to start, dies during its call or is killed for it
+// (timeout, oversized or non-JSON-RPC output, a kernel limit) is logged at
+// warn with how it ended ("killed by SIGKILL: it used up its CPU time
+// limit", …), counted (connec_openclaw_host_failures_total{type,reason})
+// and recorded for the instance: after repeated failures its starts back
+// off (250 ms doubling to 10 s), and from the third in a row the instance
+// is crash-looping: logged at error, counted
+// (connec_openclaw_instances_crash_looping{type}), a warning in /readyz
+// (by type, no instance id: /readyz needs no token) and on the instance in
+// the web UI, until a call succeeds. The frame reader bounds a line
+// (4 MiB): an oversized frame (response_too_large), a line that is not
+// JSON-RPC (a plugin writing to stdout: permanent, reason "protocol") or a
+// crash (unavailable, reason "host_exited") fails the call with a clear
+// error; no call ever waits on a dead host. A dead host is never reported
+// as transient, so the executor does not re-run the call by itself: a
+// "read" tool may have had effects. The state directory connec keeps per
+// host (the egress socket, the host program, the root's mount point, never
+// anything a plugin writes) is removed when the host ends, and what a
+// connec process that died left behind is removed when plugins next load.
 //
 // # Egress
 //
 // Each host gets an HTTP proxy (CONNECT, and absolute-URI plain HTTP) on a
-// Unix socket in its state directory. During a call it admits a
-// connection only if the invocation's Egress (connectors/egress: the
-// instance's egress_hosts narrowed by the type's, DNS pinned, private
-// addresses only with allow_private_network) dials it; between calls it
-// refuses everything, and it closes the call's connections when the call
-// ends. Every connection is logged (type, instance, host, allowed or not,
-// reason). A call that fails after a refusal reports egress_refused with
-// the host.
+// Unix socket, bound into its sandbox as its only way out. During a call
+// it admits a connection only if the invocation's Egress
+// (connectors/egress: the instance's egress_hosts narrowed by the type's,
+// DNS pinned, private addresses only with allow_private_network) dials it;
+// between calls and during the install review it refuses everything, and
+// it closes the call's connections when the call ends. Every connection is
+// logged (type, instance, host, allowed or not, reason). A call that fails
+// after a refusal reports egress_refused with the host.
 //
 // Node 20's fetch ignores HTTP(S)_PROXY. The host therefore replaces
 // fetch's global undici dispatcher with a new Agent of the same (built-in)
 // class whose connect function opens a CONNECT tunnel through the socket
 // (then TLS for https), and sets http.globalAgent and https.globalAgent to
-// agents that tunnel the same way. No npm dependency: undici's internal
-// copy is reused, so there is no version skew.
+// agents that tunnel the same way; it refuses net connections, UDP and DNS
+// (net.Socket.prototype.connect, dgram, dns and their Resolver and Socket
+// classes) with a clear error. These are conveniences and a second line:
+// the kernel already refuses every socket but a Unix one, and the sandbox
+// has no Unix socket but the proxy's.
 //
-// What enforces what:
+// # What the OS enforces, what the runtime enforces
 //
-//	OS (kernel)     the separate process and address space; the network namespace (Linux, when
-//	                namespaces are available): no route anywhere, so even raw sockets or a plugin
-//	                that undoes the runtime patches reach nothing but the proxy socket; no
-//	                capabilities; the 0700 state directory and socket; core dumps off; kill on timeout
-//	Node runtime    file system reads/writes, child processes, workers, addons (permission model,
-//	                which Node documents as a seat belt, not a sandbox against malicious code); the
-//	                heap cap; routing fetch/http/https through the proxy; refusing direct sockets,
-//	                DNS and UDP (patched net.Socket.prototype.connect, dns, dgram)
-//	connec (Go)     the allowlist and address checks at the proxy, frame and result bounds, result
-//	                shape validation, redaction, timeouts
+// As measured by the hostile-plugin suite (TestHostilePluginCannotEscape,
+// run as root and again as an unprivileged user,
+// TestHostilePluginCannotEscapeUnprivilegedConnec): a plugin installed
+// through the real install path (a loopback npm registry, Stage) attacks
+// from its register() during the install review and from a tool during
+// calls, once with Node's permission model and the host's patches off (the
+// OS boundary alone) and once as connec runs it. With the OS alone, every
+// attempt fails with the kernel's error:
 //
-// Node 20's permission model does not restrict the network at all. Where
-// user namespaces are unavailable (IsolationAuto warns once and continues;
-// IsolationRequire refuses), egress is enforced by the runtime patches
-// only, which a determined plugin can undo. The file system is confined by
-// the permission model only: the host runs as connec's uid, so run connec
-// as a dedicated unprivileged user.
+//	PostgreSQL's socket, a root-only socket,   ENOENT: not in the sandbox's file system
+//	another host's egress socket
+//	an abstract Unix socket                    ECONNREFUSED: not in its network namespace
+//	TCP to loopback or another address, UDP    EPERM: seccomp (Landlock and the empty network
+//	                                           namespace would refuse too)
+//	DNS (getaddrinfo, dns.Resolver)            EAI_AGAIN / ECONNREFUSED: no socket for them
+//	another process's /proc, any pid in /proc  ENOENT: its own PID namespace
+//	kill(connec), kill(-1)                     ESRCH: its own PID namespace
+//	read a file outside (the credential key)   ENOENT; require.resolve() of it: MODULE_NOT_FOUND,
+//	                                           as for a file that does not exist (no oracle)
+//	write outside, to /, to its own package    ENOENT / EROFS
+//	spawn a process                            EPERM: seccomp (no fork)
+//	allocate 1.5 GiB of buffers                stopped near 672 MiB (RLIMIT_DATA 768 MiB)
+//	spin                                       killed at its CPU limit (RLIMIT_CPU)
+//	fill its home                              ENOSPC at 64 MiB (its tmpfs)
+//	keep a credential for the next call        the next call's host never had it; nothing on disk
+//	burn CPU after its call                    its host is killed when the call answers
+//
+// and nothing it aimed at noticed it (no connection, datagram, file or
+// program run). internal/sandbox TestTheKernelEnforcesTheBoundary checks
+// each mechanism with a program that is not Node. As connec runs it, Node
+// refuses most of the same attempts first (ERR_ACCESS_DENIED,
+// ERR_CONNEC_EGRESS): the runtime is the first thing a plugin meets, not
+// what holds. Still enforced by connec (Go), not the OS: the allowlist and
+// address checks at the proxy, frame and result bounds, result shape
+// validation, redaction, time limits, the stderr rate (200 lines, then 20
+// a second; the rest dropped and counted).
+//
+// No scan of what a plugin returns can stop a plugin that was given a
+// credential from sending it where its allowed egress goes, encoded as it
+// likes; the boundary keeps such channels few: no storage that outlives a
+// call, egress only to the hosts the instance declares, no other socket.
 //
 // # Results
 //

@@ -45,6 +45,7 @@ type Driver struct {
 	mu     sync.Mutex
 	hosts  map[string]*instanceHost
 	closed bool
+	bg     sync.WaitGroup // hosts being started ahead of calls
 }
 
 var (
@@ -85,6 +86,11 @@ func LoadDrivers(dir string, opts ...Option) ([]connectors.Driver, error) {
 		}
 		seen[d.spec.Name] = e.Name()
 		out = append(out, d)
+	}
+	if len(out) > 0 {
+		// At start-up: remove what hosts of connec processes that are gone
+		// left behind (the error, if any, comes back with the first host).
+		_, _ = o.processState()
 	}
 	return out, errors.Join(errs...)
 }
@@ -211,7 +217,7 @@ func (d *Driver) buildSpec() error {
 	d.spec = connectors.TypeSpec{
 		Name:    TypeName(id),
 		Version: rec.Version,
-		Description: clip(fmt.Sprintf("OpenClaw plugin %s@%s (%s), untrusted: runs in its own sandboxed Node process per instance; network only to the instance's egress_hosts. %s",
+		Description: clip(fmt.Sprintf("OpenClaw plugin %s@%s (%s), untrusted: each call runs in a sandboxed Node process of its own; network only to the instance's egress_hosts. %s",
 			rec.Package, rec.Version, id, desc), 2048),
 		Operations:      ops,
 		ConfigSchema:    cfgSchema,
@@ -567,7 +573,7 @@ func (d *Driver) Invoke(ctx context.Context, inv connectors.Invocation) (json.Ra
 	if ih == nil {
 		return nil, fault.New(fault.Unavailable, "the %s connector type is shut down", d.spec.Name)
 	}
-	f, refused, err := ih.run(ctx, inv.Egress, method, params, driverkit.ForInvocation(inv))
+	f, refused, err := ih.run(ctx, inv.Egress, method, params, driverkit.ForInvocation(inv), op.Timeout)
 	if err == nil && f.Error != nil {
 		err = rpcFault(f.Error, red)
 	}
@@ -639,244 +645,4 @@ func buildParams(parts ...string) []byte {
 		b = append(b, p...)
 	}
 	return append(b, '}')
-}
-
-// Describe starts a host for the plugin (no instance, no credential, no
-// network), asks it what the plugin registers and stops it.
-func (d *Driver) Describe(ctx context.Context) (*Description, error) {
-	return describe(ctx, d.opts, d.hostSpec("describe"))
-}
-
-func describe(ctx context.Context, o *options, hs hostSpec) (*Description, error) {
-	h, err := startHost(ctx, hs)
-	if err != nil {
-		return nil, err
-	}
-	defer h.shutdown(o.cancelGrace)
-	s := h.proxy.begin(ctx, nil)
-	defer h.proxy.end(s)
-	f, err := h.call(ctx, "describe", nil, o.cancelGrace)
-	if err != nil {
-		return nil, err
-	}
-	if f.Error != nil {
-		return nil, rpcFault(f.Error, nil)
-	}
-	var desc Description
-	if err := json.Unmarshal(f.Result, &desc); err != nil {
-		return nil, fault.Wrap(fault.Validation, err, "the plugin host's description is not valid")
-	}
-	return &desc, nil
-}
-
-func (d *Driver) hostSpec(instance string) hostSpec {
-	return hostSpec{
-		opts: d.opts, typeName: d.spec.Name, instance: instance, installDir: d.installDir,
-		pkgDir: d.pkgDir, entry: d.entry, tsRuntime: d.tsRuntime, pluginID: d.rec.Manifest.ID,
-	}
-}
-
-// Close stops every host. The driver refuses calls afterwards.
-func (d *Driver) Close() error {
-	d.mu.Lock()
-	d.closed = true
-	hosts := d.hosts
-	d.hosts = map[string]*instanceHost{}
-	d.mu.Unlock()
-	var wg sync.WaitGroup
-	for _, ih := range hosts {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			ih.stop()
-		}()
-	}
-	wg.Wait()
-	return nil
-}
-
-// HostPID returns the pid of an instance's running host (0 if none): for
-// tests and diagnostics.
-func (d *Driver) HostPID(instanceID string) int {
-	d.mu.Lock()
-	ih := d.hosts[instanceID]
-	d.mu.Unlock()
-	if ih == nil {
-		return 0
-	}
-	ih.mu.Lock()
-	defer ih.mu.Unlock()
-	if ih.proc == nil || ih.proc.isDead() {
-		return 0
-	}
-	return ih.proc.pid
-}
-
-func (d *Driver) instance(id string) *instanceHost {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.closed {
-		return nil
-	}
-	ih := d.hosts[id]
-	if ih == nil {
-		ih = &instanceHost{d: d, id: id, slot: make(chan struct{}, 1)}
-		d.hosts[id] = ih
-	}
-	return ih
-}
-
-// instanceHost owns one instance's host process: one call at a time,
-// started lazily, restarted after a failure with backoff, stopped when
-// idle.
-type instanceHost struct {
-	d    *Driver
-	id   string
-	slot chan struct{}
-
-	mu        sync.Mutex
-	proc      *hostProc
-	failures  int
-	lastStart time.Time
-	idle      *time.Timer
-}
-
-// backoff is the wait before the next start after n consecutive failures:
-// none for the first restart, then 250 ms doubling up to 10 s.
-func backoff(n int) time.Duration {
-	if n <= 1 {
-		return 0
-	}
-	d := 250 * time.Millisecond << min(n-2, 10)
-	return min(d, maxBackoff)
-}
-
-// run makes one call: it waits for the instance's slot, (re)starts the host
-// if needed, opens the proxy's scope for the call's egress, and returns the
-// host's answer (result or JSON-RPC error) and any egress refusals. The
-// host keeps hostRed (for its stderr) until the next call or its exit, so
-// the caller must not use it.
-func (ih *instanceHost) run(ctx context.Context, eg connectors.Egress, method string, params []byte, hostRed *driverkit.Redactor) (rpcFrame, []refusal, error) {
-	select {
-	case ih.slot <- struct{}{}:
-	case <-ctx.Done():
-		hostRed.Wipe()
-		return rpcFrame{}, nil, ctxFault(ctx, "waiting for the instance's previous call")
-	}
-	defer func() { <-ih.slot }()
-	h, err := ih.ensure(ctx)
-	if err != nil {
-		hostRed.Wipe()
-		return rpcFrame{}, nil, err
-	}
-	h.setRedactor(hostRed)
-	scope := h.proxy.begin(ctx, eg)
-	f, err := h.call(ctx, method, params, ih.d.opts.cancelGrace)
-	h.proxy.end(scope)
-	refused := scope.refusals()
-	ih.mu.Lock()
-	if h.isDead() {
-		ih.failures++
-	} else if err == nil {
-		ih.failures = 0
-	}
-	ih.touch()
-	ih.mu.Unlock()
-	return f, refused, err
-}
-
-// ensure returns a live host, starting one (after the backoff) if needed.
-// Called holding the slot.
-func (ih *instanceHost) ensure(ctx context.Context) (*hostProc, error) {
-	ih.mu.Lock()
-	if ih.proc != nil && !ih.proc.isDead() {
-		h := ih.proc
-		ih.mu.Unlock()
-		return h, nil
-	}
-	ih.proc = nil
-	wait := time.Until(ih.lastStart.Add(backoff(ih.failures)))
-	failures := ih.failures
-	ih.mu.Unlock()
-	if wait > 0 {
-		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < wait {
-			return nil, fault.New(fault.Unavailable, "the plugin host failed %d times in a row and restarts in %s; try again then", failures, wait.Round(time.Millisecond)).
-				WithDetails(map[string]any{"reason": ReasonHostBackoff})
-		}
-		t := time.NewTimer(wait)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-			return nil, ctxFault(ctx, "waiting to restart the plugin host")
-		}
-	}
-	ih.mu.Lock()
-	ih.lastStart = time.Now()
-	ih.mu.Unlock()
-	h, err := startHost(ctx, ih.d.hostSpec(ih.id))
-	ih.mu.Lock()
-	defer ih.mu.Unlock()
-	if err != nil {
-		ih.failures++
-		return nil, err
-	}
-	ih.proc = h
-	return h, nil
-}
-
-// touch (re)arms the idle timer. Called holding mu.
-func (ih *instanceHost) touch() {
-	if ih.d.opts.idleTimeout <= 0 {
-		return
-	}
-	if ih.idle != nil {
-		ih.idle.Stop()
-	}
-	ih.idle = time.AfterFunc(ih.d.opts.idleTimeout, ih.reap)
-}
-
-// reap stops an idle host unless a call is running.
-func (ih *instanceHost) reap() {
-	select {
-	case ih.slot <- struct{}{}:
-	default:
-		return
-	}
-	defer func() { <-ih.slot }()
-	ih.mu.Lock()
-	h := ih.proc
-	ih.proc = nil
-	ih.mu.Unlock()
-	if h != nil {
-		h.log.Debug("openclaw host idle; stopping it", "pid", h.pid)
-		h.shutdown(ih.d.opts.cancelGrace)
-	}
-}
-
-func (ih *instanceHost) stop() {
-	ih.mu.Lock()
-	h := ih.proc
-	ih.proc = nil
-	if ih.idle != nil {
-		ih.idle.Stop()
-	}
-	ih.mu.Unlock()
-	if h != nil {
-		h.shutdown(ih.d.opts.cancelGrace)
-	}
-}
-
-// isolated reports whether an instance's running host has its own
-// namespaces.
-func (d *Driver) isolated(instanceID string) bool {
-	d.mu.Lock()
-	ih := d.hosts[instanceID]
-	d.mu.Unlock()
-	if ih == nil {
-		return false
-	}
-	ih.mu.Lock()
-	defer ih.mu.Unlock()
-	return ih.proc != nil && ih.proc.isolated
 }

@@ -7,17 +7,14 @@ import (
 	_ "embed"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/connec/connec/connectors/egress/driverkit"
@@ -83,6 +80,9 @@ type hostSpec struct {
 	entry      string // absolute
 	tsRuntime  string // absolute amaro directory, or ""
 	pluginID   string
+	// budget is the time the host may run for (its call's time limit, or
+	// the start timeout for a describe): its CPU limit derives from it.
+	budget time.Duration
 }
 
 // hostProc is one running plugin host.
@@ -94,8 +94,14 @@ type hostProc struct {
 	proxy    *egressProxy
 	log      *slog.Logger
 	maxFrame int
-	isolated bool
-	argv     []string
+	argv     []string // as the host sees them (inside the sandbox)
+	// status is the host's exit, described for logs and errors once it
+	// has exited.
+	status string
+	// stderr bounds what of its stderr reaches connec's log.
+	stderr lineLimiter
+	// killed says connec sent it SIGKILL.
+	killed atomic.Bool
 
 	writeMu sync.Mutex
 	nextID  atomic.Int64
@@ -112,249 +118,9 @@ type hostProc struct {
 	red   *driverkit.Redactor // the latest call's, for stderr lines
 }
 
-// start launches a host and waits for its ready notification.
-func startHost(ctx context.Context, hs hostSpec) (*hostProc, error) {
-	o := hs.opts
-	rt, err := o.runtime()
-	if err != nil {
-		return nil, fault.Wrap(fault.Unavailable, err, "Node.js is not usable for OpenClaw plugins: %v", err).WithDetails(map[string]any{"reason": ReasonHostStart})
-	}
-	isolate := o.isolation != IsolationOff && namespacesSupported && !o.noNamespaces.Load()
-	h, err := launch(hs, rt, isolate)
-	if err != nil && isolate && o.isolation == IsolationAuto && errors.Is(err, errNamespaces) {
-		if o.noNamespaces.CompareAndSwap(false, true) {
-			o.log.Warn("openclaw: cannot create user and network namespaces for plugin hosts; their egress is then enforced by the Node runtime only", "err", err)
-		}
-		h, err = launch(hs, rt, false)
-	}
-	if err != nil {
-		return nil, err
-	}
-	timer := time.NewTimer(o.startTimeout)
-	defer timer.Stop()
-	select {
-	case rp := <-h.ready:
-		if !rp.OK {
-			h.fail(fault.New(fault.Unavailable, "the plugin host did not start"), true)
-			<-h.exited
-			msg := rp.Error
-			if len(msg) > 500 {
-				msg = msg[:500] + "…"
-			}
-			return nil, fault.New(fault.Unavailable, "the OpenClaw plugin could not be loaded: %s", msg).WithDetails(map[string]any{"reason": ReasonHostStart})
-		}
-		h.log.Debug("openclaw host ready", "pid", h.pid, "node", rp.Node, "isolated", h.isolated, "typescript", rp.TypeScript)
-		return h, nil
-	case <-h.dead:
-		<-h.exited
-		return nil, fault.Wrap(fault.Unavailable, h.deathErr, "the OpenClaw plugin host exited while starting").WithDetails(map[string]any{"reason": ReasonHostStart})
-	case <-timer.C:
-		h.fail(fault.New(fault.Unavailable, "the plugin host did not start in time"), true)
-		return nil, fault.New(fault.Unavailable, "the OpenClaw plugin host did not start within %s", o.startTimeout).WithDetails(map[string]any{"reason": ReasonHostStart})
-	case <-ctx.Done():
-		h.fail(fault.New(fault.Unavailable, "start abandoned"), true)
-		return nil, ctxFault(ctx, "the OpenClaw plugin host was starting")
-	}
-}
-
-// maxSocketPath leaves room under the 108-byte sun_path limit.
-const maxSocketPath = 100
-
-// errNamespaces marks a start failure caused by namespace creation.
-var errNamespaces = errors.New("openclaw: namespaces unavailable")
-
-func launch(hs hostSpec, rt *nodeRuntime, isolate bool) (_ *hostProc, err error) {
-	o := hs.opts
-	if err := privateDir(o.stateRoot); err != nil {
-		return nil, fault.Wrap(fault.Unavailable, err, "the plugin hosts' state directory is not usable").WithDetails(map[string]any{"reason": ReasonHostStart})
-	}
-	state, err := os.MkdirTemp(o.stateRoot, "host-")
-	if err != nil {
-		return nil, fault.Wrap(fault.Unavailable, err, "cannot create a plugin host state directory").WithDetails(map[string]any{"reason": ReasonHostStart})
-	}
-	cleanup := []func(){func() { _ = os.RemoveAll(state) }}
-	defer func() {
-		if err != nil {
-			for i := len(cleanup) - 1; i >= 0; i-- {
-				cleanup[i]()
-			}
-		}
-	}()
-	home := filepath.Join(state, "home")
-	tmp := filepath.Join(home, "tmp")
-	if err := os.MkdirAll(tmp, 0o700); err != nil {
-		return nil, fault.Wrap(fault.Unavailable, err, "cannot create the plugin host's home").WithDetails(map[string]any{"reason": ReasonHostStart})
-	}
-	hostFile := filepath.Join(state, "host.mjs")
-	if err := os.WriteFile(hostFile, hostProgram, 0o400); err != nil {
-		return nil, fault.Wrap(fault.Unavailable, err, "cannot write the plugin host program").WithDetails(map[string]any{"reason": ReasonHostStart})
-	}
-	log := o.log.With("type", hs.typeName, "instance", hs.instance)
-	sock := filepath.Join(state, "egress.sock")
-	if len(sock) > maxSocketPath {
-		// Unix socket paths are short (108 bytes on Linux): use a private
-		// directory of its own in the system temp directory.
-		sd, err := os.MkdirTemp("", "connec-oc-")
-		if err != nil {
-			return nil, fault.Wrap(fault.Unavailable, err, "cannot create the egress proxy's directory").WithDetails(map[string]any{"reason": ReasonHostStart})
-		}
-		cleanup = append(cleanup, func() { _ = os.RemoveAll(sd) })
-		sock = filepath.Join(sd, "s")
-	}
-	proxy, err := newEgressProxy(sock, log, hs.typeName, hs.instance)
-	if err != nil {
-		return nil, fault.Wrap(fault.Unavailable, err, "cannot start the plugin's egress proxy").WithDetails(map[string]any{"reason": ReasonHostStart})
-	}
-	cleanup = append(cleanup, proxy.close)
-
-	argv := nodeArgs(rt, hs, o, hostFile, home, sock)
-	cmd := exec.Command(rt.path, argv...)
-	cmd.Env = hostEnv(home, tmp)
-	cmd.Dir = home
-	cmd.SysProcAttr = sysProcAttr(isolate)
-
-	stdinR, stdinW, err := os.Pipe()
-	if err != nil {
-		return nil, fault.Wrap(fault.Unavailable, err, "pipe").WithDetails(map[string]any{"reason": ReasonHostStart})
-	}
-	stdoutR, stdoutW, err := os.Pipe()
-	if err != nil {
-		stdinR.Close()
-		stdinW.Close()
-		return nil, fault.Wrap(fault.Unavailable, err, "pipe").WithDetails(map[string]any{"reason": ReasonHostStart})
-	}
-	stderrR, stderrW, err := os.Pipe()
-	if err != nil {
-		for _, f := range []*os.File{stdinR, stdinW, stdoutR, stdoutW} {
-			f.Close()
-		}
-		return nil, fault.Wrap(fault.Unavailable, err, "pipe").WithDetails(map[string]any{"reason": ReasonHostStart})
-	}
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdinR, stdoutW, stderrW
-	startErr := cmd.Start()
-	stdinR.Close()
-	stdoutW.Close()
-	stderrW.Close()
-	if startErr != nil {
-		stdinW.Close()
-		stdoutR.Close()
-		stderrR.Close()
-		if isolate {
-			return nil, fmt.Errorf("%w: %v", errNamespaces, startErr)
-		}
-		return nil, fault.Wrap(fault.Unavailable, startErr, "cannot start the OpenClaw plugin host").WithDetails(map[string]any{"reason": ReasonHostStart})
-	}
-	h := &hostProc{
-		cmd: cmd, pid: cmd.Process.Pid, stdin: stdinW, state: state, proxy: proxy, log: log,
-		maxFrame: o.maxFrameBytes, isolated: isolate, argv: append([]string{rt.path}, argv...),
-		pending: map[int64]chan rpcFrame{}, ready: make(chan readyParams, 1),
-		dead: make(chan struct{}), exited: make(chan struct{}),
-	}
-	if err := limitProcess(h.pid); err != nil {
-		log.Warn("openclaw: could not disable core dumps of the plugin host", "pid", h.pid, "err", err)
-	}
-	stderrDone := make(chan struct{})
-	go func() {
-		defer close(stderrDone)
-		h.stderrLoop(stderrR)
-	}()
-	go h.readLoop(stdoutR)
-	go func() {
-		werr := cmd.Wait()
-		h.fail(exitFault(werr), false)
-		close(h.exited)
-		<-stderrDone
-		stdinW.Close()
-		stdoutR.Close()
-		stderrR.Close()
-		h.wipeRedactor()
-		for i := len(cleanup) - 1; i >= 0; i-- {
-			cleanup[i]()
-		}
-	}()
-	return h, nil
-}
-
-// nodeArgs are the host's flags: the permission model (read the host
-// program and the plugin's install directory, write only the private
-// home; no child processes, workers, addons or WASI, none of which is
-// allowed), a heap cap, and the host's own arguments (none secret).
-func nodeArgs(rt *nodeRuntime, hs hostSpec, o *options, hostFile, home, sock string) []string {
-	a := []string{
-		rt.permissionFlag,
-		"--allow-fs-read=" + hostFile,
-		"--allow-fs-read=" + dirArg(hs.installDir),
-		"--allow-fs-write=" + dirArg(home),
-		"--no-addons",
-		"--disable-warning=ExperimentalWarning",
-		"--max-old-space-size=" + strconv.Itoa(o.maxOldSpaceMB),
-	}
-	if hs.tsRuntime != "" {
-		a = append(a, "--experimental-vm-modules")
-	}
-	a = append(a, hostFile,
-		"--plugin-dir", hs.pkgDir,
-		"--entry", hs.entry,
-		"--proxy", sock,
-		"--max-frame", strconv.Itoa(o.maxFrameBytes),
-	)
-	if hs.pluginID != "" {
-		a = append(a, "--plugin-id", hs.pluginID)
-	}
-	if hs.tsRuntime != "" {
-		a = append(a, "--ts-runtime", hs.tsRuntime)
-	}
-	return a
-}
-
-// privateDir makes dir (0700) if missing and insists that it is a real
-// directory of ours that nobody else can enter: it is in a shared temp
-// directory by default.
-func privateDir(dir string) error {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
-	}
-	fi, err := os.Lstat(dir)
-	if err != nil {
-		return err
-	}
-	if !fi.IsDir() {
-		return fmt.Errorf("%s is not a directory", dir)
-	}
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != os.Getuid() {
-		return fmt.Errorf("%s belongs to uid %d, not to connec's uid %d", dir, st.Uid, os.Getuid())
-	}
-	if fi.Mode().Perm()&0o077 != 0 {
-		return os.Chmod(dir, 0o700)
-	}
-	return nil
-}
-
-func dirArg(d string) string {
-	return strings.TrimRight(d, string(filepath.Separator)) + string(filepath.Separator)
-}
-
-// hostEnv is the host's whole environment: nothing is inherited from
-// connec.
-func hostEnv(home, tmp string) []string {
-	return []string{
-		"HOME=" + home,
-		"TMPDIR=" + tmp,
-		"PATH=/usr/bin:/bin",
-		"LANG=C.UTF-8",
-		"TZ=UTC",
-	}
-}
-
-func exitFault(err error) error {
-	msg := "the OpenClaw plugin host exited unexpectedly"
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		msg += " (" + ee.ProcessState.String() + ")"
-	} else if err == nil {
-		msg += " (exit status 0)"
-	}
-	return fault.Wrap(fault.Unavailable, err, "%s; it restarts on the next call", msg).WithDetails(map[string]any{"reason": ReasonHostExited})
+func exitFault(err error, status string) error {
+	return fault.Wrap(fault.Unavailable, err, "the OpenClaw plugin host exited unexpectedly (%s); the next call starts a new one", status).
+		WithDetails(map[string]any{"reason": ReasonHostExited})
 }
 
 // fail records why the host is unusable (first cause wins), wakes every
@@ -365,9 +131,10 @@ func (h *hostProc) fail(err error, kill bool) {
 		close(h.dead)
 	})
 	if kill {
+		h.killed.Store(true)
 		// os.Process signals through a pidfd on Linux: safe even if the
-		// host was already reaped. The host cannot fork (permission
-		// model), so it is its whole process group.
+		// host was already reaped. The host is pid 1 of its own PID
+		// namespace: the kernel kills whatever else runs in it.
 		_ = h.cmd.Process.Kill()
 	}
 }
@@ -469,10 +236,13 @@ func (h *hostProc) stderrLoop(r io.Reader) {
 		if err != nil {
 			return
 		}
-		s := string(line)
 		for isPrefix && err == nil {
 			_, isPrefix, err = br.ReadLine() // drop the rest of an overlong line
 		}
+		if !h.stderr.allow(time.Now()) {
+			continue // over the rate: counted, reported once the host ends
+		}
+		s := string(line)
 		if len(s) > maxStderrLine {
 			s = s[:maxStderrLine] + "…"
 		}
@@ -590,21 +360,10 @@ func (h *hostProc) call(ctx context.Context, method string, params []byte, grace
 	return rpcFrame{}, ctxFault(ctx, "the plugin call")
 }
 
-// shutdown asks the host to exit and kills it if it does not within the
-// grace period.
-func (h *hostProc) shutdown(grace time.Duration) {
-	if h.isDead() {
-		<-h.exited
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), grace)
-	defer cancel()
-	_, _ = h.call(ctx, "shutdown", nil, grace)
-	select {
-	case <-h.exited:
-	case <-ctx.Done():
-	}
-	h.fail(fault.New(fault.Unavailable, "the plugin host was shut down"), true)
+// stop ends the host at once and waits for it: SIGKILL, since nothing it
+// holds may outlive its call and its home is a tmpfs that goes with it.
+func (h *hostProc) stop() {
+	h.fail(fault.New(fault.Unavailable, "the plugin host was stopped"), true)
 	<-h.exited
 }
 

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/connec/connec/connectors"
+	"github.com/connec/connec/internal/sandbox"
 )
 
 // AmaroSpec is the TypeScript type stripper (Node's own, no dependencies)
@@ -28,6 +29,8 @@ func PluginsDir(dataDir string) string { return filepath.Join(dataDir, "openclaw
 type InstallOptions struct {
 	// NPM is the npm executable (default "npm" on PATH).
 	NPM string
+	// Registry is the npm registry URL (default: npm's configuration).
+	Registry string
 	// Output receives npm's output (default: discarded).
 	Output io.Writer
 	// ToolKinds overrides operation kinds by tool name (read or send).
@@ -63,6 +66,11 @@ func Stage(ctx context.Context, pluginsDir, spec string, in InstallOptions, opts
 		if k != connectors.KindRead && k != connectors.KindSend {
 			return nil, fmt.Errorf("openclaw: tool %s: kind %q is not read or send", name, k)
 		}
+	}
+	// Plugins never run outside their sandbox, the review included: where
+	// this machine cannot give it, say so before downloading anything.
+	if _, err := sandbox.Available(); err != nil {
+		return nil, sandboxFault(err)
 	}
 	if err := os.MkdirAll(pluginsDir, 0o755); err != nil {
 		return nil, fmt.Errorf("openclaw: plugins directory: %w", err)
@@ -102,6 +110,9 @@ func Stage(ctx context.Context, pluginsDir, spec string, in InstallOptions, opts
 		}
 	}
 	rec.Integrity, rec.Resolved = lockInfo(dir, pkg)
+	if err := readableByAll(dir); err != nil {
+		return nil, fmt.Errorf("openclaw: %w", err)
+	}
 	if err := Review(ctx, dir, rec, opts...); err != nil {
 		return nil, err
 	}
@@ -130,6 +141,30 @@ func (s *Staged) Commit() error {
 	return nil
 }
 
+// readableByAll makes the installed files readable (and directories
+// enterable) by every uid and writable by their owner only: as root, hosts
+// run as a uid of their own, whatever connec's umask was.
+func readableByAll(dir string) error {
+	return filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.Type()&os.ModeSymlink != 0 {
+			return err
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		mode := fi.Mode().Perm()
+		want := (mode | 0o444) &^ 0o022
+		if d.IsDir() || mode&0o100 != 0 {
+			want |= 0o111
+		}
+		if want == mode {
+			return nil
+		}
+		return os.Chmod(p, want)
+	})
+}
+
 // Discard removes the staged plugin.
 func (s *Staged) Discard() error { return os.RemoveAll(s.Dir) }
 
@@ -139,7 +174,11 @@ func npmInstall(ctx context.Context, o InstallOptions, dir, spec string) error {
 		npm = "npm"
 	}
 	args := []string{"install", "--ignore-scripts", "--no-audit", "--no-fund", "--save-exact",
-		"--omit=dev", "--omit=optional", "--legacy-peer-deps", "--no-update-notifier", spec}
+		"--omit=dev", "--omit=optional", "--legacy-peer-deps", "--no-update-notifier"}
+	if o.Registry != "" {
+		args = append(args, "--registry="+o.Registry)
+	}
+	args = append(args, spec)
 	cmd := exec.CommandContext(ctx, npm, args...)
 	cmd.Dir = dir
 	out := o.Output

@@ -8,26 +8,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
-)
 
-// Isolation says whether plugin hosts get their own user and network
-// namespaces (Linux).
-type Isolation int
-
-// Isolation modes.
-const (
-	// IsolationAuto uses namespaces when the kernel allows them and
-	// otherwise warns once and relies on the runtime's egress patching.
-	IsolationAuto Isolation = iota
-	// IsolationRequire refuses to start a host without namespaces.
-	IsolationRequire
-	// IsolationOff never uses namespaces.
-	IsolationOff
+	"github.com/connec/connec/internal/sandbox"
 )
 
 // Defaults.
@@ -40,7 +27,20 @@ const (
 	DefaultStartTimeout   = 20 * time.Second
 	DefaultCancelGrace    = time.Second
 	DefaultIdleTimeout    = 10 * time.Minute
-	maxBackoff            = 10 * time.Second
+	// DefaultMemoryMB caps a host's private memory (RLIMIT_DATA): the
+	// V8 heap, array buffers, thread stacks and everything else anonymous.
+	DefaultMemoryMB = 768
+	// DefaultStateMB caps a host's writable home (a tmpfs of its own).
+	DefaultStateMB = 64
+	// DefaultThreads caps a host's threads (RLIMIT_NPROC).
+	DefaultThreads = 128
+	// cpuStartAllowance is the CPU time a host may use on top of its
+	// call's time limit (loading the plugin, type stripping).
+	cpuStartAllowance = 10 * time.Second
+	maxBackoff        = 10 * time.Second
+	// crashLoopAfter consecutive failures mark an instance's host as
+	// crash-looping (logged, /readyz, the UI).
+	crashLoopAfter = 3
 )
 
 // Option configures the drivers LoadDrivers (or NewDriver, Inspect) makes.
@@ -56,9 +56,18 @@ type options struct {
 	startTimeout   time.Duration
 	cancelGrace    time.Duration
 	idleTimeout    time.Duration
-	isolation      Isolation
+	memoryMB       int
+	stateMB        int
+	threads        int
+	cpuLimit       time.Duration // 0: the call's time limit plus cpuStartAllowance
+	// noRuntimeGuards (tests only) runs hosts without Node's permission
+	// model and without the host's refusing patches, to show that the
+	// operating system alone holds.
+	noRuntimeGuards bool
 
-	noNamespaces atomic.Bool // IsolationAuto found namespaces unavailable
+	stateOnce sync.Once
+	state     *stateDir
+	stateErr  error
 
 	rtOnce sync.Once
 	rt     *nodeRuntime
@@ -92,11 +101,24 @@ func WithStartTimeout(d time.Duration) Option { return func(o *options) { o.star
 // $/cancel before it is killed.
 func WithCancelGrace(d time.Duration) Option { return func(o *options) { o.cancelGrace = d } }
 
-// WithIdleTimeout stops an instance's host after this long without calls.
+// WithIdleTimeout stops a host started ahead of an instance's next call
+// when no call comes for this long (0: never start one ahead).
 func WithIdleTimeout(d time.Duration) Option { return func(o *options) { o.idleTimeout = d } }
 
-// WithIsolation sets the namespace policy (default IsolationAuto).
-func WithIsolation(i Isolation) Option { return func(o *options) { o.isolation = i } }
+// WithMemoryMB caps each host's private memory (RLIMIT_DATA, enforced by
+// the kernel; default DefaultMemoryMB). It must leave room for the heap
+// cap (WithMaxOldSpaceMB) and Node's own threads.
+func WithMemoryMB(mb int) Option { return func(o *options) { o.memoryMB = mb } }
+
+// WithCPULimit caps each host's CPU time (RLIMIT_CPU; default: the call's
+// time limit plus 10 s for loading the plugin).
+func WithCPULimit(d time.Duration) Option { return func(o *options) { o.cpuLimit = d } }
+
+// WithStateMB caps each host's writable home (default DefaultStateMB).
+func WithStateMB(mb int) Option { return func(o *options) { o.stateMB = mb } }
+
+// withoutRuntimeGuards is for tests: the OS boundary alone.
+func withoutRuntimeGuards() Option { return func(o *options) { o.noRuntimeGuards = true } }
 
 func newOptions(opts []Option) *options {
 	o := &options{
@@ -107,6 +129,9 @@ func newOptions(opts []Option) *options {
 		startTimeout:   DefaultStartTimeout,
 		cancelGrace:    DefaultCancelGrace,
 		idleTimeout:    DefaultIdleTimeout,
+		memoryMB:       DefaultMemoryMB,
+		stateMB:        DefaultStateMB,
+		threads:        DefaultThreads,
 	}
 	for _, f := range opts {
 		f(o)
@@ -115,6 +140,9 @@ func newOptions(opts []Option) *options {
 		o.stateRoot = filepath.Join(os.TempDir(), "connec-openclaw-"+strconv.Itoa(os.Getuid()))
 	}
 	o.maxOldSpaceMB = max(o.maxOldSpaceMB, 32)
+	o.memoryMB = max(o.memoryMB, 128)
+	o.stateMB = max(o.stateMB, 1)
+	o.threads = max(o.threads, 32)
 	o.maxFrameBytes = max(o.maxFrameBytes, 64<<10)
 	o.maxResultBytes = min(max(o.maxResultBytes, 4<<10), o.maxFrameBytes)
 	return o
@@ -126,6 +154,23 @@ type nodeRuntime struct {
 	version        string
 	major, minor   int
 	permissionFlag string
+
+	progOnce   sync.Once
+	progPath   string
+	progMounts []sandbox.Mount
+	progErr    error
+}
+
+// program returns node's path inside the sandbox and the mounts it needs
+// there (node and its shared libraries, read-only), worked out once.
+func (rt *nodeRuntime) program() (string, []sandbox.Mount, error) {
+	rt.progOnce.Do(func() {
+		rt.progPath, rt.progMounts, rt.progErr = sandbox.Program(rt.path)
+		if rt.progErr != nil {
+			rt.progErr = fmt.Errorf("the libraries %s needs: %w", rt.path, rt.progErr)
+		}
+	})
+	return rt.progPath, slices.Clone(rt.progMounts), rt.progErr
 }
 
 // runtime finds node once and checks its version: 20 or newer, whose

@@ -77,13 +77,13 @@ func TestREQ_CONNEC_0121_DeniedCallNeverReachesHost(t *testing.T) {
 	if _, err := svc.Invoke(stranger, in); !errors.Is(err, fault.ErrPolicyDenied) {
 		t.Fatalf("stranger's call: %v", err)
 	}
-	if pid := f.driver.HostPID(string(inst.ID)); pid != 0 {
+	if pid := f.driver.lastHostPID(string(inst.ID)); pid != 0 {
 		t.Fatalf("a denied call started the plugin host (pid %d)", pid)
 	}
 	if _, err := svc.Invoke(owner, in); err != nil {
 		t.Fatalf("owner's call: %v", err)
 	}
-	if pid := f.driver.HostPID(string(inst.ID)); pid == 0 {
+	if pid := f.driver.lastHostPID(string(inst.ID)); pid == 0 {
 		t.Fatal("the allowed call did not run in a host process")
 	}
 	// The stranger's refusal; the owner's decision (before the host ran)

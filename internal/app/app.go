@@ -53,6 +53,10 @@ type App struct {
 	Notify *pgnotify.Hub
 
 	closers []io.Closer
+	// plugins are the installed OpenClaw plugins' drivers; pluginsFound
+	// says some are installed (loaded or not).
+	plugins      []*openclaw.Driver
+	pluginsFound bool
 	// shared is this process's use of the embedded cluster (nil with
 	// DATABASE_URL); superviseStop ends the watch that restarts it.
 	shared        *pgcluster.Shared
@@ -105,16 +109,21 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 
 func (a *App) build(ctx context.Context) error {
 	// Installed OpenClaw plugins become connector types; each runs in its
-	// own supervised host process per instance, started on first use.
+	// own sandboxed host process per call.
 	oc, err := openclaw.LoadDrivers(openclaw.PluginsDir(a.Cfg.DataDir), openclaw.WithLogger(a.Log))
 	if err != nil {
 		a.Log.Error("some OpenClaw plugins were not loaded", "err", err)
 	}
+	a.pluginsFound = err != nil || len(oc) > 0
 	for _, d := range oc {
 		if c, ok := d.(io.Closer); ok {
 			a.closers = append(a.closers, c)
 		}
+		if od, ok := d.(*openclaw.Driver); ok {
+			a.plugins = append(a.plugins, od)
+		}
 	}
+	a.reportSandbox()
 	reg, err := connectors.NewRegistry(append(Drivers(), oc...)...)
 	if err != nil {
 		return fmt.Errorf("connector registry: %w", err)
@@ -258,11 +267,14 @@ func (a *App) startEmbedded(ctx context.Context) (string, error) {
 	} else {
 		a.Log.Info("using the embedded PostgreSQL another connec process started", "dir", dir)
 	}
-	c := sh.Cluster()
-	if err := c.EnsureDatabase(ctx, "connec"); err != nil {
+	// connec runs as a role that owns its database but is no superuser
+	// (internal/pgcluster AppRole); the superuser's password stays in the
+	// pgpass file for setting the cluster up.
+	url, err := sh.EnsureAppDatabase(ctx, "connec")
+	if err != nil {
 		return "", fmt.Errorf("create database: %w", err)
 	}
-	return c.URL("connec"), nil
+	return url, nil
 }
 
 // Close stops everything Open started.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -128,5 +129,33 @@ func TestEmbeddedClusterRecoversAfterStaleness(t *testing.T) {
 	closed = true
 	if !strings.Contains(logs.String(), "embedded PostgreSQL stopped") {
 		t.Fatalf("the last user did not stop the cluster; log:\n%s", logs)
+	}
+}
+
+// The embedded default runs connec as a role that owns its database but is
+// no superuser, and the cluster lets nobody in without a password.
+func TestEmbeddedRunsAsNoSuperuser(t *testing.T) {
+	if _, err := pgcluster.FindBinaries(); err != nil {
+		t.Skip(err)
+	}
+	ctx := context.Background()
+	a, err := Open(ctx, Config{DataDir: t.TempDir()}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	var user string
+	var super bool
+	if err := a.Pool.QueryRow(ctx, "SELECT current_user, rolsuper FROM pg_roles WHERE rolname = current_user").Scan(&user, &super); err != nil {
+		t.Fatal(err)
+	}
+	if user != pgcluster.AppRole || super {
+		t.Fatalf("connec runs as %s (superuser %v)", user, super)
+	}
+	if _, err := a.Pool.Exec(ctx, "COPY (SELECT 1) TO PROGRAM 'true'"); err == nil {
+		t.Error("connec's role may run programs on the database server")
+	}
+	if strings.Contains(a.Cfg.DatabaseURL+a.Pool.Config().ConnString(), "password=") {
+		t.Error("a password is in the connection string")
 	}
 }

@@ -8,21 +8,30 @@ import (
 	"github.com/connec/connec/migrations"
 )
 
-// mountGateway adds the User API Gateway to mux: the REST API under /v1,
-// the web UI under /ui, /metrics and /readyz (database reachable, schema
-// current, credential key loaded). Run and audit views come from the core
-// (gateway.ServiceHistory).
+// GatewayConfig is the User API Gateway's configuration over this core:
+// the REST API under /v1, the web UI under /ui, /metrics and /readyz
+// (database reachable, schema current, credential key loaded, and — when
+// OpenClaw plugins are installed — their sandbox available, with
+// crash-looping plugin instances as a warning). Run and audit views come
+// from the core (gateway.ServiceHistory).
+func (a *App) GatewayConfig() gateway.Config {
+	checks := []gateway.Check{
+		gateway.DatabaseCheck(a.Pool.Ping),
+		gateway.MigrationsCheck(func(ctx context.Context) (int64, int64, error) { return migrations.Status(ctx, a.Pool) }),
+		gateway.KeyCheck(func() bool { r, _ := a.Executor.Recipient(); return r != "" }),
+	}
+	return gateway.Config{
+		Service:        a.Service,
+		History:        gateway.ServiceHistory(a.Service),
+		Auth:           a.Identity,
+		Names:          a.Identity,
+		Log:            a.Log,
+		Checks:         append(checks, a.openclawChecks()...),
+		InstanceHealth: a.instanceHealth,
+	}
+}
+
+// mountGateway adds the User API Gateway to mux.
 func (a *App) mountGateway(mux *http.ServeMux) {
-	gateway.New(gateway.Config{
-		Service: a.Service,
-		History: gateway.ServiceHistory(a.Service),
-		Auth:    a.Identity,
-		Names:   a.Identity,
-		Log:     a.Log,
-		Checks: []gateway.Check{
-			gateway.DatabaseCheck(a.Pool.Ping),
-			gateway.MigrationsCheck(func(ctx context.Context) (int64, int64, error) { return migrations.Status(ctx, a.Pool) }),
-			gateway.KeyCheck(func() bool { r, _ := a.Executor.Recipient(); return r != "" }),
-		},
-	}).Mount(mux)
+	gateway.New(a.GatewayConfig()).Mount(mux)
 }

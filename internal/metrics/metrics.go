@@ -74,6 +74,15 @@ var (
 		Help:    "Time to serve one gateway HTTP request, by route pattern.",
 		Buckets: latencyBuckets,
 	}, []string{"route"})
+	openclawFailures = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "connec", Name: "openclaw_host_failures_total",
+		Help: "OpenClaw plugin hosts that failed to start or died during their call, by connector type and reason " +
+			"(start_failed, exited, timeout, frame_too_large, protocol).",
+	}, []string{"type", "reason"})
+	openclawLooping = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: "connec", Name: "openclaw_instances_crash_looping",
+		Help: "OpenClaw connector instances whose plugin host failed several times in a row, by connector type.",
+	}, []string{"type"})
 )
 
 func init() {
@@ -81,6 +90,7 @@ func init() {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		invocations, operationSeconds, decisions, decisionSeconds, auditWrites, auditSeconds, httpRequests, httpSeconds, authFailures,
+		openclawFailures, openclawLooping,
 	)
 }
 
@@ -150,4 +160,21 @@ const (
 // what became of it (AuthAudited, AuthCounted or AuthLimited).
 func ObserveAuthFailure(transport, outcome string) {
 	authFailures.WithLabelValues(label(transport), label(outcome)).Inc()
+}
+
+// OpenClawHostFailure counts one plugin host of connectorType that failed
+// to start or died during its call; reason is from a fixed vocabulary.
+func OpenClawHostFailure(connectorType, reason string) {
+	openclawFailures.WithLabelValues(label(connectorType), label(reason)).Inc()
+}
+
+// OpenClawCrashLooping records an instance of connectorType starting
+// (looping true) or ending (false) a crash loop.
+func OpenClawCrashLooping(connectorType string, looping bool) {
+	g := openclawLooping.WithLabelValues(label(connectorType))
+	if looping {
+		g.Inc()
+	} else {
+		g.Dec()
+	}
 }

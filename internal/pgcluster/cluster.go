@@ -142,10 +142,9 @@ func (c *Cluster) Dir() string { return c.opts.Dir }
 // SocketDir returns the directory holding the server's unix socket.
 func (c *Cluster) SocketDir() string { return c.opts.Dir }
 
-// URL returns a connection string for database db on this cluster.
-func (c *Cluster) URL(db string) string {
-	return fmt.Sprintf("postgres://%s@/%s?host=%s&sslmode=disable", SuperUser, db, c.SocketDir())
-}
+// URL returns the superuser's connection string for database db on this
+// cluster (its password read from the pgpass file, PassFile).
+func (c *Cluster) URL(db string) string { return c.RoleURL(SuperUser, db) }
 
 // Initialized reports whether the data directory holds a cluster.
 func (c *Cluster) Initialized() bool {
@@ -163,7 +162,9 @@ func (c *Cluster) command(ctx context.Context, name string, args ...string) *exe
 	return cmd
 }
 
-// Init creates the data directory and runs initdb if the cluster does not exist yet.
+// Init creates the data directory and runs initdb if the cluster does not
+// exist yet: SCRAM-SHA-256 authentication only, the superuser's password
+// generated into the pgpass file (PassFile).
 func (c *Cluster) Init(ctx context.Context) error {
 	if c.Initialized() {
 		return c.chown()
@@ -174,12 +175,35 @@ func (c *Cluster) Init(ctx context.Context) error {
 	if err := c.chown(); err != nil {
 		return err
 	}
-	cmd := c.command(ctx, "initdb", "-D", c.opts.Dir, "-U", SuperUser, "--auth=trust", "-E", "UTF8", "--locale=C", "--no-instructions")
+	s, err := loadSecrets(PassFile(c.opts.Dir))
+	if err != nil {
+		return err
+	}
+	// initdb reads the password from a file, as the server's user: a
+	// private directory of its own, removed at once.
+	pwDir, err := os.MkdirTemp(filepath.Dir(c.opts.Dir), ".initdb-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(pwDir)
+	pwFile := filepath.Join(pwDir, "pw")
+	if err := os.WriteFile(pwFile, []byte(s[SuperUser]+"\n"), 0o600); err != nil {
+		return err
+	}
+	if c.cred != nil {
+		for _, p := range []string{pwDir, pwFile} {
+			if err := os.Chown(p, int(c.cred.Uid), int(c.cred.Gid)); err != nil {
+				return err
+			}
+		}
+	}
+	cmd := c.command(ctx, "initdb", "-D", c.opts.Dir, "-U", SuperUser, "--auth=scram-sha-256", "--pwfile="+pwFile,
+		"-E", "UTF8", "--locale=C", "--no-instructions")
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("initdb: %w: %s", err, strings.TrimSpace(string(out)))
 	}
-	return nil
+	return c.writeHBA()
 }
 
 func (c *Cluster) chown() error {
@@ -295,6 +319,12 @@ func (c *Cluster) Start(ctx context.Context) error {
 		cancel()
 		if err == nil {
 			_ = conn.Close(ctx)
+			// A cluster an earlier connec made with trust authentication
+			// gets passwords now.
+			if err := c.secure(ctx); err != nil {
+				_ = c.Stop()
+				return err
+			}
 			return nil
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {

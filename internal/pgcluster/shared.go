@@ -122,7 +122,9 @@ func (s *Shared) ensureLocked(ctx context.Context) (bool, error) {
 	wait := 50 * time.Millisecond
 	for {
 		if s.c.Reachable(ctx) {
-			return false, nil
+			// Started by another connec, perhaps an earlier version that
+			// made it with trust authentication.
+			return false, s.c.secure(ctx)
 		}
 		var err error
 		if _, up := s.c.postmaster(); up {
@@ -145,6 +147,18 @@ func (s *Shared) ensureLocked(ctx context.Context) (bool, error) {
 		}
 		wait = min(wait*2, 2*time.Second)
 	}
+}
+
+// EnsureAppDatabase is Cluster.EnsureAppDatabase under the start lock (the
+// role and database are made once, whoever gets there first).
+func (s *Shared) EnsureAppDatabase(ctx context.Context, db string) (string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := flock(ctx, s.start, syscall.LOCK_EX); err != nil {
+		return "", fmt.Errorf("wait for the cluster's start lock: %w", err)
+	}
+	defer func() { _ = syscall.Flock(int(s.start.Fd()), syscall.LOCK_UN) }()
+	return s.c.EnsureAppDatabase(ctx, db)
 }
 
 // Leave ends this process's use. The last user out stops the server

@@ -5,12 +5,13 @@
 // need the "amaro" package inside the plugin's install directory, which
 // `connec openclaw add` puts there).
 //
-// connec starts it as a child process (see connectors/openclaw): scrubbed
-// environment, Node's permission model (read: this file and the plugin
-// directory; write: the private state directory; no child processes, no
-// workers, no addons), a heap cap, and on Linux its own user and network
-// namespaces, so that the only way out is connec's egress proxy on a Unix
-// socket.
+// connec starts it in a sandbox the kernel enforces (internal/sandbox):
+// a root of its own holding only node, this file, the plugin (read-only)
+// and the egress proxy's socket, a tmpfs home, its own PID and network
+// namespaces, an unprivileged uid, Landlock, seccomp and resource limits;
+// one host per call. Inside that, Node's permission model (read: this file
+// and the plugin directory; write: the home; no child processes, no
+// workers, no addons) and the network patches below are a second line.
 //
 // Protocol (one JSON object per line, stdout carries frames only):
 //
@@ -65,6 +66,9 @@ const ENTRY = args['entry'];
 const PROXY_SOCKET = args['proxy'];
 const TS_RUNTIME = args['ts-runtime'] || '';
 const MAX_FRAME = Number(args['max-frame'] || 4 << 20);
+// --no-guards (connec's tests only): no refusing patches, to show that the
+// operating system alone holds.
+const GUARDS = !args['no-guards'];
 
 // ---- stdout carries frames only ---------------------------------------------
 
@@ -123,6 +127,10 @@ function setCallEnv(vars) {
 // ---- network: everything goes through connec's egress proxy ----------------
 
 const origConnect = net.Socket.prototype.connect;
+// Bound before any plugin code runs: a plugin that swaps
+// Function.prototype.call or Reflect.apply must not capture origConnect
+// through the calls below.
+const ReflectApply = Reflect.apply;
 
 class NetworkBlocked extends Error {
   constructor(what) {
@@ -170,9 +178,9 @@ function tunnel(host, port, signal) {
       resolve(sock);
     };
     sock.on('data', onData);
-    origConnect.call(sock, { path: PROXY_SOCKET }, () => {
+    ReflectApply(origConnect, sock, [{ path: PROXY_SOCKET }, () => {
       sock.write(`CONNECT ${authority} HTTP/1.1\r\nHost: ${authority}\r\n\r\n`);
-    });
+    }]);
   });
 }
 
@@ -231,15 +239,21 @@ async function installNetwork() {
     globalThis.fetch = () => Promise.reject(new NetworkBlocked('fetch'));
   }
 
-  // Anything else that opens sockets itself is refused (defence in depth:
-  // on Linux the host has no network but the proxy socket anyway).
+  if (!GUARDS) return;
+  // Anything else that opens sockets itself is refused with a clear
+  // message. This is a second line: the kernel already refuses every
+  // socket but a Unix one, and the sandbox's file system holds no socket
+  // but the proxy's.
   net.Socket.prototype.connect = function () { throw new NetworkBlocked('a direct socket connection'); };
   dgram.createSocket = () => { throw new NetworkBlocked('UDP'); };
+  dgram.Socket = function Socket() { throw new NetworkBlocked('UDP'); };
   const noDNS = () => { throw new NetworkBlocked('DNS'); };
   for (const k of ['lookup', 'lookupService', 'resolve', 'resolve4', 'resolve6', 'resolveAny', 'resolveCname', 'resolveMx', 'resolveNs', 'resolveTxt', 'resolveSrv', 'resolvePtr', 'resolveNaptr', 'resolveSoa', 'reverse']) {
     if (typeof dns[k] === 'function') dns[k] = noDNS;
     if (dns.promises && typeof dns.promises[k] === 'function') dns.promises[k] = noDNS;
   }
+  dns.Resolver = function Resolver() { throw new NetworkBlocked('DNS'); };
+  if (dns.promises) dns.promises.Resolver = dns.Resolver;
   syncBuiltinESMExports();
 }
 
