@@ -181,6 +181,10 @@ type CompiledOp struct {
 	Operation
 	In  *jsonschema.Schema
 	Out *jsonschema.Schema
+	// SaysRedacted is set when the output declares a top-level boolean
+	// "redacted": the executor sets it when any pass redacted, so the
+	// result and the run row agree.
+	SaysRedacted bool
 }
 
 // Op returns the named operation.
@@ -251,6 +255,7 @@ func (r *Registry) Register(d Driver) error {
 		if co.Out, err = jsonschema.Compile(op.Output); err != nil {
 			return fmt.Errorf("type %s operation %s output schema: %w", spec.Name, op.Name, err)
 		}
+		co.SaysRedacted = declaresRedacted(op.Output)
 		if _, dup := ct.ops[op.Name]; dup {
 			return fmt.Errorf("type %s: operation %s declared twice", spec.Name, op.Name)
 		}
@@ -309,4 +314,19 @@ func (r *Registry) Specs() []TypeSpec {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
+}
+
+// declaresRedacted reports whether an output schema has a top-level
+// boolean "redacted" property.
+func declaresRedacted(schema json.RawMessage) bool {
+	var s struct {
+		Properties map[string]struct {
+			Type any `json:"type"`
+		} `json:"properties"`
+	}
+	if json.Unmarshal(schema, &s) != nil {
+		return false
+	}
+	p, ok := s.Properties["redacted"]
+	return ok && p.Type == "boolean"
 }

@@ -204,6 +204,11 @@ func (e *Executor) Execute(ctx context.Context, req connectors.ExecRequest) (con
 	if redacted {
 		e.log.WarnContext(ctx, "credential material found in an operation result and redacted",
 			"type", req.Type.Spec.Name, "operation", req.Op.Name, "instance", req.Instance.ID)
+		if req.Op.SaysRedacted {
+			if out, err = markRedacted(out); err != nil {
+				return connectors.ExecResult{}, fault.Wrap(fault.Validation, err, "operation result is not a JSON object")
+			}
+		}
 	}
 	if err := req.Op.Out.Validate(out); err != nil {
 		var ve *jsonschema.ValidationError

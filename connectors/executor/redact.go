@@ -18,6 +18,17 @@ func Redact(doc json.RawMessage, red *driverkit.Redactor) (json.RawMessage, bool
 	return json.RawMessage(out), changed, err
 }
 
+// markRedacted sets a result's top-level "redacted" to true: a driver
+// that says false may have missed what the final pass found.
+func markRedacted(doc json.RawMessage) (json.RawMessage, error) {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(doc, &m); err != nil {
+		return nil, err
+	}
+	m["redacted"] = json.RawMessage("true")
+	return json.Marshal(m)
+}
+
 // redactCause keeps a driver's raw error (a URL with a query credential, a
 // server's echo) from carrying credential material into logs.
 func redactCause(err error, red *driverkit.Redactor) error {
