@@ -9,7 +9,7 @@ TESTFLAGS ?= -race -count=1 -timeout 20m
 # crashers land in the package's testdata/fuzz and become regression tests.
 FUZZ_TARGETS := ./mcp:FuzzDecodeToolArguments ./callctx:FuzzTaskContext ./callctx:FuzzParseSubject \
 	./authz:FuzzParseCond ./authz:FuzzRuleValidate ./connectors/openclaw:FuzzReadFrame ./gateway:FuzzDecodeBody \
-	./connectors/egress/driverkit:FuzzRedactorText
+	./connectors/driverkit:FuzzRedactorText
 FUZZTIME ?= 4s
 
 # The interop tests' pinned npm packages (official MCP clients, the MCP

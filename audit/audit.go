@@ -26,8 +26,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/connec/connec/callctx"
-	"github.com/connec/connec/internal/db"
-	"github.com/connec/connec/internal/metrics"
+	"github.com/connec/connec/internal/platform/db"
+	"github.com/connec/connec/internal/platform/metrics"
 )
 
 // Decision values.
@@ -86,7 +86,7 @@ type Event struct {
 	ErrorType     string
 	Duration      time.Duration
 	// Count is how many calls the row stands for (0 means 1). Only failed
-	// authentications are aggregated (internal/authlimit): one row per
+	// authentications are aggregated (identity/authlimit): one row per
 	// source and interval, its count the refusals it stands for.
 	Count int64
 }

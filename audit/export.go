@@ -9,7 +9,7 @@ import (
 	"io"
 	"time"
 
-	"github.com/connec/connec/internal/db"
+	"github.com/connec/connec/internal/platform/db"
 )
 
 // Export writes the rows with since <= at < until (no upper bound when

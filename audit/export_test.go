@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/connec/connec/internal/pgtest"
+	"github.com/connec/connec/internal/testkit/pgtest"
 )
 
 // Export writes every row of the window as one JSON line with stable field

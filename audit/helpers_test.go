@@ -13,8 +13,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/connec/connec/callctx"
-	"github.com/connec/connec/internal/db"
-	"github.com/connec/connec/internal/pgtest"
+	"github.com/connec/connec/internal/platform/db"
+	"github.com/connec/connec/internal/testkit/pgtest"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }

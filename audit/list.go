@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/connec/connec/internal/db"
+	"github.com/connec/connec/internal/platform/db"
 )
 
 // Filter selects audit rows for List. Empty fields do not filter.

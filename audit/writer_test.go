@@ -15,8 +15,8 @@ import (
 
 	"github.com/connec/connec/callctx"
 	"github.com/connec/connec/fault"
-	"github.com/connec/connec/internal/db"
-	"github.com/connec/connec/internal/pgtest"
+	"github.com/connec/connec/internal/platform/db"
+	"github.com/connec/connec/internal/testkit/pgtest"
 )
 
 // Every field of an event lands in its column as given (optional ones NULL

@@ -14,7 +14,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/connec/connec/internal/db"
+	"github.com/connec/connec/internal/platform/db"
 )
 
 // Adapter stores Casbin policy in PostgreSQL's casbin_rule table. It

@@ -14,7 +14,7 @@ import (
 
 	"github.com/connec/connec/callctx"
 	"github.com/connec/connec/fault"
-	"github.com/connec/connec/internal/pgtest"
+	"github.com/connec/connec/internal/testkit/pgtest"
 )
 
 // storedRules returns the casbin_rule rows of ptype as "v0,v1,...,v5",

@@ -29,9 +29,9 @@ import (
 
 	"github.com/connec/connec/callctx"
 	"github.com/connec/connec/fault"
-	"github.com/connec/connec/internal/db"
-	"github.com/connec/connec/internal/metrics"
-	"github.com/connec/connec/internal/pgnotify"
+	"github.com/connec/connec/internal/platform/db"
+	"github.com/connec/connec/internal/platform/metrics"
+	"github.com/connec/connec/internal/platform/pgnotify"
 )
 
 // Sentinel errors, for errors.Is.

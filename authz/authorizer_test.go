@@ -16,9 +16,9 @@ import (
 
 	"github.com/connec/connec/callctx"
 	"github.com/connec/connec/fault"
-	"github.com/connec/connec/internal/db"
-	"github.com/connec/connec/internal/pgnotify"
-	"github.com/connec/connec/internal/pgtest"
+	"github.com/connec/connec/internal/platform/db"
+	"github.com/connec/connec/internal/platform/pgnotify"
+	"github.com/connec/connec/internal/testkit/pgtest"
 )
 
 // TestREQ_CONNEC_0108_DefaultDeny: with no rule that allows it, every

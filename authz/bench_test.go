@@ -8,7 +8,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/connec/connec/callctx"
-	"github.com/connec/connec/internal/pgtest"
+	"github.com/connec/connec/internal/testkit/pgtest"
 )
 
 // BenchmarkDecide measures Decide against policies of 1k, 10k and 100k

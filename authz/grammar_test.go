@@ -14,7 +14,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/connec/connec/fault"
-	"github.com/connec/connec/internal/pgtest"
+	"github.com/connec/connec/internal/testkit/pgtest"
 )
 
 // A rule whose resource pattern can match no resource name (or whose action

@@ -10,8 +10,8 @@ import (
 	"github.com/casbin/casbin/v2/persist"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/connec/connec/internal/db"
-	"github.com/connec/connec/internal/pgnotify"
+	"github.com/connec/connec/internal/platform/db"
+	"github.com/connec/connec/internal/platform/pgnotify"
 )
 
 // Channel is the PostgreSQL notification channel on which the database

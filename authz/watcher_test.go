@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/connec/connec/internal/pgtest"
+	"github.com/connec/connec/internal/testkit/pgtest"
 )
 
 func TestWatcher(t *testing.T) {

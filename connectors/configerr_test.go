@@ -6,7 +6,7 @@ import (
 
 	"github.com/connec/connec/connectors"
 	"github.com/connec/connec/fault"
-	"github.com/connec/connec/internal/jsonschema"
+	"github.com/connec/connec/internal/platform/jsonschema"
 )
 
 // Should a driver's configuration error repeat a value, Install still

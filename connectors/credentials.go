@@ -12,7 +12,7 @@ import (
 
 	"github.com/connec/connec/authz"
 	"github.com/connec/connec/fault"
-	"github.com/connec/connec/internal/db"
+	"github.com/connec/connec/internal/platform/db"
 	"github.com/connec/connec/vault"
 )
 

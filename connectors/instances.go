@@ -20,7 +20,7 @@ import (
 	"github.com/connec/connec/callctx"
 	"github.com/connec/connec/connectors/egress"
 	"github.com/connec/connec/fault"
-	"github.com/connec/connec/internal/jsonschema"
+	"github.com/connec/connec/internal/platform/jsonschema"
 	"github.com/connec/connec/vault"
 )
 

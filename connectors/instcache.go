@@ -9,7 +9,7 @@ import (
 	"github.com/connec/connec/audit"
 	"github.com/connec/connec/callctx"
 	"github.com/connec/connec/fault"
-	"github.com/connec/connec/internal/pgnotify"
+	"github.com/connec/connec/internal/platform/pgnotify"
 	"github.com/connec/connec/migrations"
 )
 

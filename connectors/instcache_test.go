@@ -21,11 +21,11 @@ import (
 	"github.com/connec/connec/callctx"
 	"github.com/connec/connec/connectors"
 	"github.com/connec/connec/connectors/echo"
-	"github.com/connec/connec/connectors/executor"
+	"github.com/connec/connec/executor"
 	"github.com/connec/connec/fault"
 	"github.com/connec/connec/identity"
-	"github.com/connec/connec/internal/pgnotify"
-	"github.com/connec/connec/internal/pgtest"
+	"github.com/connec/connec/internal/platform/pgnotify"
+	"github.com/connec/connec/internal/testkit/pgtest"
 	"github.com/connec/connec/vault"
 )
 

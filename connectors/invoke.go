@@ -17,8 +17,8 @@ import (
 	"github.com/connec/connec/authz"
 	"github.com/connec/connec/callctx"
 	"github.com/connec/connec/fault"
-	"github.com/connec/connec/internal/db"
-	"github.com/connec/connec/internal/metrics"
+	"github.com/connec/connec/internal/platform/db"
+	"github.com/connec/connec/internal/platform/metrics"
 )
 
 var operationRe = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,31}(\.[a-z][a-z0-9_-]{0,63})+$`)

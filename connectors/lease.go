@@ -14,7 +14,7 @@ import (
 	"github.com/connec/connec/audit"
 	"github.com/connec/connec/callctx"
 	"github.com/connec/connec/fault"
-	"github.com/connec/connec/internal/db"
+	"github.com/connec/connec/internal/platform/db"
 )
 
 // Server leases. A pending or running run — an async run, a send in flight

@@ -10,7 +10,7 @@ import (
 	"github.com/connec/connec/callctx"
 	"github.com/connec/connec/fault"
 	"github.com/connec/connec/identity"
-	"github.com/connec/connec/internal/db"
+	"github.com/connec/connec/internal/platform/db"
 )
 
 // Policy tool names.

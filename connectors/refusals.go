@@ -8,7 +8,7 @@ import (
 	"github.com/connec/connec/audit"
 	"github.com/connec/connec/callctx"
 	"github.com/connec/connec/fault"
-	"github.com/connec/connec/internal/authlimit"
+	"github.com/connec/connec/identity/authlimit"
 )
 
 // ActionAuthenticate is the action audit rows of failed authentications

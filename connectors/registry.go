@@ -19,7 +19,7 @@ import (
 	"time"
 
 	"github.com/connec/connec/authz"
-	"github.com/connec/connec/internal/jsonschema"
+	"github.com/connec/connec/internal/platform/jsonschema"
 	"github.com/connec/connec/vault"
 )
 

@@ -16,10 +16,10 @@ import (
 	"github.com/connec/connec/authz"
 	"github.com/connec/connec/callctx"
 	"github.com/connec/connec/fault"
-	"github.com/connec/connec/internal/authlimit"
-	"github.com/connec/connec/internal/db"
-	"github.com/connec/connec/internal/metrics"
-	"github.com/connec/connec/internal/pgnotify"
+	"github.com/connec/connec/identity/authlimit"
+	"github.com/connec/connec/internal/platform/db"
+	"github.com/connec/connec/internal/platform/metrics"
+	"github.com/connec/connec/internal/platform/pgnotify"
 )
 
 // Authorizer is the one decision function every call passes.
@@ -57,7 +57,7 @@ type ExecResult struct {
 	Attempts int
 }
 
-// Runner runs operations; connectors/executor implements it. It is the only
+// Runner runs operations; executor implements it. It is the only
 // component that ever sees a credential in plaintext.
 type Runner interface {
 	Execute(ctx context.Context, req ExecRequest) (ExecResult, error)

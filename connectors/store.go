@@ -7,7 +7,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/connec/connec/internal/db"
+	"github.com/connec/connec/internal/platform/db"
 )
 
 const instanceCols = `id::text, type, display_name, owner, COALESCE(project_id::text, ''), config, limits, state, created_by, created_at, updated_at, uninstalled_at`

@@ -20,7 +20,7 @@ import (
 	"github.com/connec/connec/connectors"
 	"github.com/connec/connec/gateway"
 	"github.com/connec/connec/internal/app"
-	"github.com/connec/connec/internal/pgtest"
+	"github.com/connec/connec/internal/testkit/pgtest"
 	"github.com/connec/connec/vault"
 )
 

@@ -8,7 +8,7 @@
 //     JavaScript), logged in with the same API tokens held in an HttpOnly,
 //     SameSite=Strict cookie, with CSRF tokens on every state-changing form;
 //   - /readyz; and, on a listener of its own, /metrics (Prometheus, the
-//     internal/metrics registry: MetricsHandler).
+//     internal/platform/metrics registry: MetricsHandler).
 //
 // Like the MCP surface it is a transport and holds no business logic: every
 // handler authenticates the caller, puts the principal on the context
@@ -45,8 +45,8 @@ import (
 	"github.com/connec/connec/callctx"
 	"github.com/connec/connec/connectors"
 	"github.com/connec/connec/fault"
-	"github.com/connec/connec/internal/authlimit"
-	"github.com/connec/connec/internal/metrics"
+	"github.com/connec/connec/identity/authlimit"
+	"github.com/connec/connec/internal/platform/metrics"
 )
 
 // Transport names recorded in audit rows for calls through the gateway.

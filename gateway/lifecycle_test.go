@@ -353,7 +353,7 @@ WHERE instance_id = $1 AND transport = 'rest' ORDER BY seq`, id)
 		}
 		// A refusal is written at once if it is its source's first in the
 		// interval, else counted into a row when the interval ends
-		// (internal/authlimit): end it before and after, and sum.
+		// (identity/authlimit): end it before and after, and sum.
 		flush := func() {
 			if err := e.app.Service.AuthGuard().Flush(context.Background()); err != nil {
 				t.Fatal(err)

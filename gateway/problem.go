@@ -12,7 +12,7 @@ import (
 
 	"github.com/connec/connec/callctx"
 	"github.com/connec/connec/fault"
-	"github.com/connec/connec/internal/jsonschema"
+	"github.com/connec/connec/internal/platform/jsonschema"
 )
 
 // ProblemTypeBase prefixes every problem type: the type of a problem is

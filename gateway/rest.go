@@ -20,8 +20,8 @@ import (
 	"github.com/connec/connec/authz"
 	"github.com/connec/connec/connectors"
 	"github.com/connec/connec/fault"
-	"github.com/connec/connec/internal/jsontext"
-	"github.com/connec/connec/internal/metrics"
+	"github.com/connec/connec/internal/platform/jsontext"
+	"github.com/connec/connec/internal/platform/metrics"
 )
 
 // Tool names of the audit views, as audit rows record refusals of them

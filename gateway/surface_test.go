@@ -86,7 +86,7 @@ func TestREQ_CONNEC_0001_UserAPIGatewaySurface(t *testing.T) {
 	t.Run("a missing or bad token is a 401 problem, audited as anonymous over rest", func(t *testing.T) {
 		e := env.on(t)
 		// Refusals from one source are written one at once and the rest
-		// counted into a row when the interval ends (internal/authlimit):
+		// counted into a row when the interval ends (identity/authlimit):
 		// end it before and after, and sum the counts.
 		flush := func() {
 			if err := e.app.Service.AuthGuard().Flush(context.Background()); err != nil {

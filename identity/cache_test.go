@@ -22,8 +22,8 @@ import (
 	"github.com/connec/connec/callctx"
 	"github.com/connec/connec/fault"
 	"github.com/connec/connec/identity"
-	"github.com/connec/connec/internal/pgnotify"
-	"github.com/connec/connec/internal/pgtest"
+	"github.com/connec/connec/internal/platform/pgnotify"
+	"github.com/connec/connec/internal/testkit/pgtest"
 )
 
 // lookupCounter counts the token lookups that reach PostgreSQL through the

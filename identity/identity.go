@@ -30,8 +30,8 @@ import (
 
 	"github.com/connec/connec/callctx"
 	"github.com/connec/connec/fault"
-	"github.com/connec/connec/internal/db"
-	"github.com/connec/connec/internal/pgnotify"
+	"github.com/connec/connec/internal/platform/db"
+	"github.com/connec/connec/internal/platform/pgnotify"
 )
 
 // LocalOperatorName is the name given to the user EnsureLocalOperator creates.

@@ -4,7 +4,7 @@ import (
 	"fmt"
 
 	"github.com/connec/connec/callctx"
-	"github.com/connec/connec/internal/pgnotify"
+	"github.com/connec/connec/internal/platform/pgnotify"
 )
 
 // NotifyChannel is the notification channel the database announces identity

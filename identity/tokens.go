@@ -16,7 +16,7 @@ import (
 
 	"github.com/connec/connec/callctx"
 	"github.com/connec/connec/fault"
-	"github.com/connec/connec/internal/db"
+	"github.com/connec/connec/internal/platform/db"
 )
 
 // TokenPrefix starts every API token, so a leaked one is easy to recognise.

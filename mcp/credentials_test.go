@@ -18,7 +18,7 @@ import (
 
 	"github.com/connec/connec/authz"
 	"github.com/connec/connec/connectors"
-	"github.com/connec/connec/internal/pgcluster"
+	"github.com/connec/connec/internal/platform/pgcluster"
 )
 
 // canary returns a unique secret value that must never be seen again.

@@ -9,8 +9,8 @@ import (
 	"strings"
 
 	"github.com/connec/connec/fault"
-	"github.com/connec/connec/internal/jsonschema"
-	"github.com/connec/connec/internal/jsontext"
+	"github.com/connec/connec/internal/platform/jsonschema"
+	"github.com/connec/connec/internal/platform/jsontext"
 )
 
 // argumentsSchema is a tool's compiled input schema: what the tool declares

@@ -147,7 +147,7 @@ func TestHTTPRequiresToken(t *testing.T) {
 	}
 	// One source on two transports (SSE, streamable HTTP): the first
 	// refusal of each is written at once, the others counted into one row
-	// per transport when the interval ends (internal/authlimit).
+	// per transport when the interval ends (identity/authlimit).
 	if n := e.count(`SELECT count(*) FROM audit_events WHERE subject = 'anonymous' AND decision = 'deny' AND error_type = 'unauthenticated'`); n != 2 {
 		t.Fatalf("want 2 unauthenticated audit rows written at once, got %d", n)
 	}

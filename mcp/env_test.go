@@ -19,8 +19,8 @@ import (
 
 	"github.com/connec/connec/callctx"
 	"github.com/connec/connec/internal/app"
-	"github.com/connec/connec/internal/jsonschema"
-	"github.com/connec/connec/internal/pgtest"
+	"github.com/connec/connec/internal/platform/jsonschema"
+	"github.com/connec/connec/internal/testkit/pgtest"
 	cmcp "github.com/connec/connec/mcp"
 	"github.com/connec/connec/vault"
 )

@@ -17,7 +17,7 @@ import (
 
 	"github.com/connec/connec/callctx"
 	"github.com/connec/connec/fault"
-	"github.com/connec/connec/internal/authlimit"
+	"github.com/connec/connec/identity/authlimit"
 )
 
 // StdioAuth says, before every request, who a stdio session acts as: the

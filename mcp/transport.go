@@ -14,7 +14,7 @@ import (
 	"github.com/mark3labs/mcp-go/server"
 
 	"github.com/connec/connec/callctx"
-	"github.com/connec/connec/internal/authlimit"
+	"github.com/connec/connec/identity/authlimit"
 )
 
 // Transport names recorded in audit rows.

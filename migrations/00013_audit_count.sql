@@ -1,7 +1,7 @@
 -- +goose Up
 -- An audit row may stand for several calls: failed authentications from one
 -- source are written one at once and then counted, one row per source and
--- interval carrying how many it stands for (internal/authlimit), so that
+-- interval carrying how many it stands for (identity/authlimit), so that
 -- unauthenticated traffic cannot flood the trail. Every other row counts one
 -- call. Rows hashed with version 2 cover the count; a version 1 row (written
 -- before this column) counts one, which verification checks.

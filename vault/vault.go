@@ -26,7 +26,7 @@
 // # Seal only
 //
 // vault holds only the public recipient. Reading identities, unwrapping a
-// DEK and opening ciphertext live in connectors/executor/internal/keyring,
+// DEK and opening ciphertext live in executor/internal/keyring,
 // which Go's internal rule and internal/archtest keep out of every other
 // package. The key file helpers here write new identities (generation is the
 // one moment vault sees private key material) but never parse one.

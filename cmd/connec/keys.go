@@ -13,7 +13,7 @@ import (
 
 	"github.com/connec/connec/callctx"
 	"github.com/connec/connec/connectors"
-	"github.com/connec/connec/connectors/executor"
+	"github.com/connec/connec/executor"
 	"github.com/connec/connec/internal/app"
 	"github.com/connec/connec/vault"
 )

@@ -18,7 +18,7 @@ import (
 	"github.com/connec/connec/callctx"
 	"github.com/connec/connec/connectors"
 	"github.com/connec/connec/internal/app"
-	"github.com/connec/connec/internal/pgtest"
+	"github.com/connec/connec/internal/testkit/pgtest"
 	"github.com/connec/connec/vault"
 )
 

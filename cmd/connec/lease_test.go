@@ -17,7 +17,7 @@ import (
 
 	"github.com/connec/connec/audit"
 	"github.com/connec/connec/connectors"
-	"github.com/connec/connec/internal/pgtest"
+	"github.com/connec/connec/internal/testkit/pgtest"
 	"github.com/connec/connec/vault"
 )
 

@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/connec/connec/internal/pgtest"
+	"github.com/connec/connec/internal/testkit/pgtest"
 	"github.com/connec/connec/vault"
 )
 

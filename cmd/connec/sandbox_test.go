@@ -18,7 +18,7 @@ import (
 	"time"
 
 	"github.com/connec/connec/connectors/openclaw"
-	"github.com/connec/connec/internal/pgcluster"
+	"github.com/connec/connec/internal/platform/pgcluster"
 )
 
 // nobody is the unprivileged uid connec runs as in TestOpenClawNeedsItsSandbox.

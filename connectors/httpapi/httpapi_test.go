@@ -13,8 +13,8 @@ import (
 	"time"
 
 	"github.com/connec/connec/connectors/egress"
-	"github.com/connec/connec/connectors/egress/driverkit"
-	"github.com/connec/connec/connectors/egress/driverkit/drivertest"
+	"github.com/connec/connec/connectors/driverkit"
+	"github.com/connec/connec/connectors/driverkit/drivertest"
 	"github.com/connec/connec/connectors/httpapi"
 	"github.com/connec/connec/fault"
 )

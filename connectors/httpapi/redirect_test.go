@@ -8,7 +8,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/connec/connec/connectors/egress/driverkit/drivertest"
+	"github.com/connec/connec/connectors/driverkit/drivertest"
 	"github.com/connec/connec/connectors/httpapi"
 )
 

@@ -23,7 +23,7 @@ import (
 
 	"github.com/connec/connec/connectors"
 	"github.com/connec/connec/connectors/egress"
-	"github.com/connec/connec/connectors/egress/driverkit"
+	"github.com/connec/connec/connectors/driverkit"
 	"github.com/connec/connec/fault"
 )
 

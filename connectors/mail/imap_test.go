@@ -18,8 +18,8 @@ import (
 	"github.com/emersion/go-imap/v2/imapserver/imapmemserver"
 
 	"github.com/connec/connec/connectors/egress"
-	"github.com/connec/connec/connectors/egress/driverkit"
-	"github.com/connec/connec/connectors/egress/driverkit/drivertest"
+	"github.com/connec/connec/connectors/driverkit"
+	"github.com/connec/connec/connectors/driverkit/drivertest"
 	connmail "github.com/connec/connec/connectors/mail"
 	"github.com/connec/connec/fault"
 )

@@ -19,8 +19,8 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/connec/connec/connectors/egress"
-	"github.com/connec/connec/connectors/egress/driverkit"
-	"github.com/connec/connec/connectors/egress/driverkit/drivertest"
+	"github.com/connec/connec/connectors/driverkit"
+	"github.com/connec/connec/connectors/driverkit/drivertest"
 	connmail "github.com/connec/connec/connectors/mail"
 	"github.com/connec/connec/fault"
 )

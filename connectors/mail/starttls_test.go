@@ -7,8 +7,8 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/connec/connec/connectors/egress/driverkit"
-	"github.com/connec/connec/connectors/egress/driverkit/drivertest"
+	"github.com/connec/connec/connectors/driverkit"
+	"github.com/connec/connec/connectors/driverkit/drivertest"
 	connmail "github.com/connec/connec/connectors/mail"
 	"github.com/connec/connec/fault"
 )

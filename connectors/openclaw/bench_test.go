@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/connec/connec/connectors"
-	"github.com/connec/connec/connectors/egress/driverkit/drivertest"
+	"github.com/connec/connec/connectors/driverkit/drivertest"
 )
 
 // BenchmarkPluginCall is one call of the test plugin's tool, each in a host

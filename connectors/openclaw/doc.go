@@ -2,7 +2,7 @@
 // openclaw.plugin.json manifest) into connec connector types, and keeps
 // them untrusted: a plugin is code written by someone else that must be
 // assumed to try to escape. It never runs in connec's process nor in an
-// agent's; it runs behind an operating-system boundary (internal/sandbox),
+// agent's; it runs behind an operating-system boundary (internal/platform/sandbox),
 // in a process of its own for each call, sees a credential only inside the
 // call it is made for, reaches the network only through connec's egress
 // proxy, and everything it returns is bounded, checked and redacted before
@@ -85,7 +85,7 @@
 // # Processes
 //
 // Each call runs in a host of its own: node running host/host.mjs
-// (embedded) in a sandbox (internal/sandbox), killed when the call has
+// (embedded) in a sandbox (internal/platform/sandbox), killed when the call has
 // answered. So that calls do not wait for node to start and load the
 // plugin (about a tenth of a second, more for large or TypeScript
 // plugins), the next call's host is started ahead after each call and
@@ -218,7 +218,7 @@
 //	burn CPU after its call                    its host is killed when the call answers
 //
 // and nothing it aimed at noticed it (no connection, datagram, file or
-// program run). internal/sandbox TestTheKernelEnforcesTheBoundary checks
+// program run). internal/platform/sandbox TestTheKernelEnforcesTheBoundary checks
 // each mechanism with a program that is not Node. As connec runs it, Node
 // refuses most of the same attempts first (ERR_ACCESS_DENIED,
 // ERR_CONNEC_EGRESS): the runtime is the first thing a plugin meets, not

@@ -7,9 +7,9 @@ import (
 	"time"
 
 	"github.com/connec/connec/connectors"
-	"github.com/connec/connec/connectors/egress/driverkit"
-	"github.com/connec/connec/connectors/egress/driverkit/drivertest"
-	"github.com/connec/connec/connectors/executor"
+	"github.com/connec/connec/connectors/driverkit"
+	"github.com/connec/connec/connectors/driverkit/drivertest"
+	"github.com/connec/connec/executor"
 	"github.com/connec/connec/fault"
 )
 

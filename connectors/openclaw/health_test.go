@@ -7,9 +7,9 @@ import (
 
 	dto "github.com/prometheus/client_model/go"
 
-	"github.com/connec/connec/connectors/egress/driverkit/drivertest"
+	"github.com/connec/connec/connectors/driverkit/drivertest"
 	"github.com/connec/connec/fault"
-	"github.com/connec/connec/internal/metrics"
+	"github.com/connec/connec/internal/platform/metrics"
 )
 
 // metricValue reads a counter or gauge of connec's registry by its labels.

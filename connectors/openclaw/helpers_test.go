@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/connec/connec/connectors"
-	"github.com/connec/connec/connectors/egress/driverkit/drivertest"
+	"github.com/connec/connec/connectors/driverkit/drivertest"
 	"github.com/connec/connec/vault"
 )
 

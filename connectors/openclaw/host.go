@@ -17,7 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/connec/connec/connectors/egress/driverkit"
+	"github.com/connec/connec/connectors/driverkit"
 	"github.com/connec/connec/fault"
 )
 

@@ -16,8 +16,8 @@ import (
 	"time"
 
 	"github.com/connec/connec/connectors"
-	"github.com/connec/connec/connectors/egress/driverkit/drivertest"
-	"github.com/connec/connec/internal/pgcluster"
+	"github.com/connec/connec/connectors/driverkit/drivertest"
+	"github.com/connec/connec/internal/platform/pgcluster"
 )
 
 // attempt is one escape attempt the hostile plugin reports.

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/connec/connec/connectors/egress/driverkit/drivertest"
+	"github.com/connec/connec/connectors/driverkit/drivertest"
 	"github.com/connec/connec/fault"
 )
 
@@ -115,7 +115,7 @@ func TestHostilePluginCannotEscape(t *testing.T) {
 		}
 	})
 
-	// Redaction is not the boundary's work (connectors/egress/driverkit),
+	// Redaction is not the boundary's work (connectors/driverkit),
 	// but what the boundary lets out must still not carry the credential:
 	// its base64, written by the host's JSON.stringify with a \u escape so
 	// that no raw scan sees it, in the result and on stderr.

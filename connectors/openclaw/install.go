@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/connec/connec/connectors"
-	"github.com/connec/connec/internal/sandbox"
+	"github.com/connec/connec/internal/platform/sandbox"
 )
 
 // AmaroSpec is the TypeScript type stripper (Node's own, no dependencies)

@@ -9,9 +9,9 @@ import (
 	"time"
 
 	"github.com/connec/connec/connectors"
-	"github.com/connec/connec/connectors/egress/driverkit"
+	"github.com/connec/connec/connectors/driverkit"
 	"github.com/connec/connec/fault"
-	"github.com/connec/connec/internal/metrics"
+	"github.com/connec/connec/internal/platform/metrics"
 )
 
 // Describe starts a host for the plugin (no instance, no credential, no

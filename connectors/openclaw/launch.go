@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/connec/connec/fault"
-	"github.com/connec/connec/internal/sandbox"
+	"github.com/connec/connec/internal/platform/sandbox"
 )
 
 // ReasonSandbox is the fault reason when the machine cannot give plugin
@@ -92,7 +92,7 @@ const maxSocketPath = 100
 // launch starts node running the host program in a sandbox of its own:
 // its root holds node and its libraries, the host program, the plugin's
 // install directory (read-only) and the egress proxy's socket, its home is
-// a tmpfs, and the kernel enforces its limits (internal/sandbox).
+// a tmpfs, and the kernel enforces its limits (internal/platform/sandbox).
 func launch(hs hostSpec, rt *nodeRuntime) (_ *hostProc, err error) {
 	o := hs.opts
 	startFault := func(err error, what string) error {

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/connec/connec/connectors/egress/driverkit/drivertest"
+	"github.com/connec/connec/connectors/driverkit/drivertest"
 )
 
 // webSearchSpec is the real plugin the npm test installs. It publishes

@@ -14,7 +14,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/connec/connec/internal/sandbox"
+	"github.com/connec/connec/internal/platform/sandbox"
 )
 
 // Defaults.

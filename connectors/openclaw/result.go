@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/connec/connec/connectors/egress/driverkit"
+	"github.com/connec/connec/connectors/driverkit"
 	"github.com/connec/connec/fault"
 )
 

@@ -10,10 +10,10 @@ import (
 	"github.com/connec/connec/authz"
 	"github.com/connec/connec/callctx"
 	"github.com/connec/connec/connectors"
-	"github.com/connec/connec/connectors/executor"
+	"github.com/connec/connec/executor"
 	"github.com/connec/connec/fault"
 	"github.com/connec/connec/identity"
-	"github.com/connec/connec/internal/pgtest"
+	"github.com/connec/connec/internal/testkit/pgtest"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }

@@ -20,17 +20,17 @@ import (
 	"github.com/connec/connec/callctx"
 	"github.com/connec/connec/connectors"
 	"github.com/connec/connec/connectors/echo"
-	"github.com/connec/connec/connectors/executor"
+	"github.com/connec/connec/executor"
 	"github.com/connec/connec/connectors/httpapi"
 	"github.com/connec/connec/connectors/mail"
 	"github.com/connec/connec/connectors/mattermost"
 	"github.com/connec/connec/connectors/openclaw"
 	"github.com/connec/connec/fault"
 	"github.com/connec/connec/identity"
-	"github.com/connec/connec/internal/authlimit"
-	"github.com/connec/connec/internal/db"
-	"github.com/connec/connec/internal/pgcluster"
-	"github.com/connec/connec/internal/pgnotify"
+	"github.com/connec/connec/identity/authlimit"
+	"github.com/connec/connec/internal/platform/db"
+	"github.com/connec/connec/internal/platform/pgcluster"
+	"github.com/connec/connec/internal/platform/pgnotify"
 	"github.com/connec/connec/mcp"
 	"github.com/connec/connec/migrations"
 	"github.com/connec/connec/vault"
@@ -268,7 +268,7 @@ func (a *App) startEmbedded(ctx context.Context) (string, error) {
 		a.Log.Info("using the embedded PostgreSQL another connec process started", "dir", dir)
 	}
 	// connec runs as a role that owns its database but is no superuser
-	// (internal/pgcluster AppRole); the superuser's password stays in the
+	// (internal/platform/pgcluster AppRole); the superuser's password stays in the
 	// pgpass file for setting the cluster up.
 	url, err := sh.EnsureAppDatabase(ctx, "connec")
 	if err != nil {

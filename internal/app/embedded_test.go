@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/connec/connec/authz"
-	"github.com/connec/connec/internal/pgcluster"
+	"github.com/connec/connec/internal/platform/pgcluster"
 )
 
 type syncBuf struct {

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/connec/connec/internal/pgcluster"
+	"github.com/connec/connec/internal/platform/pgcluster"
 )
 
 // What the first run of the embedded default creates on its own — the

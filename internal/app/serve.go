@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/connec/connec/gateway"
-	"github.com/connec/connec/internal/authlimit"
+	"github.com/connec/connec/identity/authlimit"
 	"github.com/connec/connec/mcp"
 )
 

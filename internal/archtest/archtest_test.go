@@ -24,8 +24,8 @@ import (
 
 // The rules. Paths below the module are relative to its path.
 const (
-	executorRel = "connectors/executor"
-	keyringRel  = "connectors/executor/internal/keyring"
+	executorRel = "executor"
+	keyringRel  = "executor/internal/keyring"
 	agePath     = "filippo.io/age"
 )
 
@@ -528,13 +528,13 @@ func fine(err error, r a.Recipient) {
 
 	const mod = "example.com/m"
 	listed := []listPackage{
-		{ImportPath: mod + "/connectors/executor", Imports: []string{mod + "/connectors/executor/internal/keyring"}},
-		{ImportPath: mod + "/connectors/executor/runner", Imports: []string{mod + "/connectors/executor/internal/keyring"}},
-		{ImportPath: mod + "/connectors/executor/internal/keyring"},
+		{ImportPath: mod + "/executor", Imports: []string{mod + "/executor/internal/keyring"}},
+		{ImportPath: mod + "/executor/runner", Imports: []string{mod + "/executor/internal/keyring"}},
+		{ImportPath: mod + "/executor/internal/keyring"},
 		{ImportPath: mod + "/connectors", Imports: []string{mod + "/vault"}},
-		{ImportPath: mod + "/internal/app_test [" + mod + "/internal/app.test]", Imports: []string{mod + "/connectors/executor/internal/keyring"}},
-		{ImportPath: mod + "/internal/app.test", Imports: []string{mod + "/connectors/executor/internal/keyring"}},
-		{ImportPath: mod + "/connectors/executorx", Imports: []string{mod + "/connectors/executor/internal/keyring"}},
+		{ImportPath: mod + "/internal/app_test [" + mod + "/internal/app.test]", Imports: []string{mod + "/executor/internal/keyring"}},
+		{ImportPath: mod + "/internal/app.test", Imports: []string{mod + "/executor/internal/keyring"}},
+		{ImportPath: mod + "/executorx", Imports: []string{mod + "/executor/internal/keyring"}},
 	}
 	got := keyringImporters(mod, listed)
 	if len(got) != 2 || !strings.Contains(got[0], "executorx") || !strings.Contains(got[1], "internal/app_test") {

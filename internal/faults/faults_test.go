@@ -25,8 +25,8 @@ import (
 	"github.com/connec/connec/connectors"
 	"github.com/connec/connec/fault"
 	"github.com/connec/connec/internal/app"
-	"github.com/connec/connec/internal/pgcluster"
-	"github.com/connec/connec/internal/pgtest"
+	"github.com/connec/connec/internal/platform/pgcluster"
+	"github.com/connec/connec/internal/testkit/pgtest"
 	"github.com/connec/connec/vault"
 )
 

@@ -12,7 +12,7 @@ import (
 	"github.com/connec/connec/connectors"
 	"github.com/connec/connec/fault"
 	"github.com/connec/connec/internal/app"
-	"github.com/connec/connec/internal/pgtest"
+	"github.com/connec/connec/internal/testkit/pgtest"
 )
 
 // A change made through one server applies to the very next operation on

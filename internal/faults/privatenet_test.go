@@ -9,7 +9,7 @@ import (
 	"github.com/connec/connec/callctx"
 	"github.com/connec/connec/connectors"
 	"github.com/connec/connec/fault"
-	"github.com/connec/connec/internal/pgtest"
+	"github.com/connec/connec/internal/testkit/pgtest"
 )
 
 // A network/private grant removed through server A binds the very next call

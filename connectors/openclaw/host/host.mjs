@@ -5,7 +5,7 @@
 // need the "amaro" package inside the plugin's install directory, which
 // `connec openclaw add` puts there).
 //
-// connec starts it in a sandbox the kernel enforces (internal/sandbox):
+// connec starts it in a sandbox the kernel enforces (internal/platform/sandbox):
 // a root of its own holding only node, this file, the plugin (read-only)
 // and the egress proxy's socket, a tmpfs home, its own PID and network
 // namespaces, an unprivileged uid, Landlock, seccomp and resource limits;

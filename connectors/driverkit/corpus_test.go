@@ -10,8 +10,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/connec/connec/connectors/egress/driverkit"
-	"github.com/connec/connec/internal/leaks"
+	"github.com/connec/connec/connectors/driverkit"
+	"github.com/connec/connec/internal/testkit/leaks"
 	"github.com/connec/connec/vault"
 )
 
@@ -36,7 +36,7 @@ func dumpOf(header, value, uri string) string {
 	return string(raw)
 }
 
-// TestRedactorCorpus runs the redaction corpus (internal/leaks) through a
+// TestRedactorCorpus runs the redaction corpus (internal/testkit/leaks) through a
 // redactor set up as the http type sets it up for each auth style: every
 // encoding × base64 alignment × position in a string, for each thing an
 // upstream may echo (the header or URI as sent, a JSON dump of the

@@ -17,10 +17,10 @@ import (
 
 	"github.com/connec/connec/connectors"
 	"github.com/connec/connec/connectors/egress"
-	"github.com/connec/connec/connectors/egress/driverkit"
-	"github.com/connec/connec/connectors/executor/internal/keyring"
+	"github.com/connec/connec/connectors/driverkit"
+	"github.com/connec/connec/executor/internal/keyring"
 	"github.com/connec/connec/fault"
-	"github.com/connec/connec/internal/jsonschema"
+	"github.com/connec/connec/internal/platform/jsonschema"
 	"github.com/connec/connec/vault"
 )
 

@@ -25,7 +25,7 @@ const floodRate = 1000
 // the flood's achieved rate and the audit rows it left per thousand
 // requests. Run it with a fixed count, e.g.
 //
-//	go test -run '^$' -bench InvokeUnderFlood -benchtime 600x ./internal/authlimit/
+//	go test -run '^$' -bench InvokeUnderFlood -benchtime 600x ./identity/authlimit/
 func BenchmarkInvokeUnderFlood(b *testing.B) {
 	e := newEnv(b, withUsers("alice"))
 	k := newCaller(b, e, e.tokens["alice"])

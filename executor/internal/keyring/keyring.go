@@ -3,7 +3,7 @@
 // unwraps data keys, opens vault-sealed ciphertext against the row it belongs
 // to, and rewraps data keys to the current key for rotation.
 //
-// Go's internal rule lets only packages under connectors/executor import it,
+// Go's internal rule lets only packages under executor import it,
 // and internal/archtest fails the tests if any other package imports it or
 // calls age's decrypting or identity-parsing functions.
 //

@@ -1,6 +1,6 @@
 package executor
 
-import "github.com/connec/connec/internal/pgnotify"
+import "github.com/connec/connec/internal/platform/pgnotify"
 
 // CredentialChannel is the notification channel the database announces
 // credential row changes on (see migrations: connec_credential_changed).

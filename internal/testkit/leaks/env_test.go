@@ -22,8 +22,8 @@ import (
 	"github.com/connec/connec/authz"
 	"github.com/connec/connec/callctx"
 	"github.com/connec/connec/internal/app"
-	"github.com/connec/connec/internal/pgcluster"
-	"github.com/connec/connec/internal/pgtest"
+	"github.com/connec/connec/internal/platform/pgcluster"
+	"github.com/connec/connec/internal/testkit/pgtest"
 	"github.com/connec/connec/vault"
 )
 

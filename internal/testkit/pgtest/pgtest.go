@@ -25,7 +25,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/connec/connec/internal/pgcluster"
+	"github.com/connec/connec/internal/platform/pgcluster"
 	"github.com/connec/connec/migrations"
 )
 

@@ -11,8 +11,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/connec/connec/internal/db"
-	"github.com/connec/connec/internal/pgcluster"
+	"github.com/connec/connec/internal/platform/db"
+	"github.com/connec/connec/internal/platform/pgcluster"
 	"github.com/connec/connec/migrations"
 )
 

@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/connec/connec/connectors/egress"
-	"github.com/connec/connec/connectors/egress/driverkit"
+	"github.com/connec/connec/connectors/driverkit"
 	"github.com/connec/connec/fault"
 	"github.com/connec/connec/vault"
 )

@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/connec/connec/internal/pgnotify"
-	"github.com/connec/connec/internal/pgtest"
+	"github.com/connec/connec/internal/platform/pgnotify"
+	"github.com/connec/connec/internal/testkit/pgtest"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }

@@ -4,7 +4,7 @@ import (
 	"net/http/httptest"
 	"testing"
 
-	"github.com/connec/connec/internal/authlimit"
+	"github.com/connec/connec/identity/authlimit"
 )
 
 // A request's source is its peer's address unless the peer is a trusted

@@ -15,7 +15,7 @@ import (
 
 	"github.com/connec/connec/connectors"
 	"github.com/connec/connec/connectors/echo"
-	"github.com/connec/connec/connectors/executor"
+	"github.com/connec/connec/executor"
 	"github.com/connec/connec/vault"
 )
 

@@ -7,8 +7,8 @@ import (
 	"testing"
 
 	"github.com/connec/connec/connectors"
-	"github.com/connec/connec/connectors/egress/driverkit"
-	"github.com/connec/connec/internal/leaks"
+	"github.com/connec/connec/connectors/driverkit"
+	"github.com/connec/connec/internal/testkit/leaks"
 	"github.com/connec/connec/vault"
 )
 

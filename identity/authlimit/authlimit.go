@@ -32,7 +32,7 @@ import (
 
 	"github.com/connec/connec/callctx"
 	"github.com/connec/connec/fault"
-	"github.com/connec/connec/internal/metrics"
+	"github.com/connec/connec/internal/platform/metrics"
 )
 
 // Defaults for a Config's zero fields.

@@ -16,8 +16,8 @@ import (
 	"github.com/connec/connec/audit"
 	"github.com/connec/connec/fault"
 	"github.com/connec/connec/internal/app"
-	"github.com/connec/connec/internal/authlimit"
-	"github.com/connec/connec/internal/metrics"
+	"github.com/connec/connec/identity/authlimit"
+	"github.com/connec/connec/internal/platform/metrics"
 )
 
 // flush ends every source's interval (as its end would), so that what was
