@@ -1,8 +1,3 @@
-// Package connectors is connec's core: the catalog of connector types, the
-// connector instances users install, and the service every transport calls.
-// Each service method authenticates nothing itself (transports put the
-// principal on the context), asks authz for a decision, writes one audit row,
-// and commits changes together with that row.
 package connectors
 
 import (
@@ -18,7 +13,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/connec/connec/authz"
 	"github.com/connec/connec/internal/platform/jsonschema"
 	"github.com/connec/connec/vault"
 )
@@ -33,16 +27,15 @@ const (
 	KindAdmin Kind = "admin"
 )
 
-// Action is the action an invocation of an operation of kind k is decided
-// under.
+// Action is the policy action an invocation of an operation of kind k is
+// decided under: connector.read, connector.send or connector.admin (the
+// core checks that these are its actions).
 func (k Kind) Action() string {
 	switch k {
-	case KindSend:
-		return authz.ActionSend
-	case KindAdmin:
-		return authz.ActionAdmin
+	case KindSend, KindAdmin:
+		return "connector." + string(k)
 	}
-	return authz.ActionRead
+	return "connector.read"
 }
 
 // Operation declares one operation of a connector type.
@@ -278,9 +271,6 @@ func (r *Registry) Type(name string) (*CompiledType, bool) {
 	t, ok := r.types[name]
 	return t, ok
 }
-
-// The registry is the catalog policy rules are checked against.
-var _ authz.Catalog = (*Registry)(nil)
 
 // ConnectorTypes returns every type's name (authz.Catalog).
 func (r *Registry) ConnectorTypes() []string {

@@ -16,8 +16,8 @@ import (
 	"time"
 
 	"github.com/connec/connec/connectors"
-	"github.com/connec/connec/connectors/egress"
 	"github.com/connec/connec/connectors/driverkit"
+	"github.com/connec/connec/connectors/egress"
 	"github.com/connec/connec/executor/internal/keyring"
 	"github.com/connec/connec/fault"
 	"github.com/connec/connec/internal/platform/jsonschema"
@@ -52,14 +52,14 @@ const maxGuards = 1024
 // instance and configuration so its connections are kept alive across
 // calls. Guards hold no credential.
 func (e *Executor) guard(req connectors.ExecRequest) (*egress.Guard, error) {
-	key := guardKey{instance: string(req.Instance.ID), typ: req.Type.Spec.Name, config: sha256.Sum256(req.Instance.Config)}
+	key := guardKey{instance: req.InstanceID, typ: req.Type.Spec.Name, config: sha256.Sum256(req.Config)}
 	e.guardsMu.Lock()
 	g, ok := e.guards[key]
 	e.guardsMu.Unlock()
 	if ok {
 		return g, nil
 	}
-	g, err := egress.ForInstance(req.Type.Spec.EgressHosts, req.Type.Driver, req.Instance.Config, egress.Options{})
+	g, err := egress.ForInstance(req.Type.Spec.EgressHosts, req.Type.Driver, req.Config, egress.Options{})
 	if err != nil {
 		return nil, err
 	}
@@ -142,8 +142,8 @@ func (e *Executor) ForgetAll() {
 // Execute runs req under its timeout and validates what comes back.
 func (e *Executor) Execute(ctx context.Context, req connectors.ExecRequest) (connectors.ExecResult, error) {
 	inv := connectors.Invocation{
-		InstanceID: string(req.Instance.ID),
-		Config:     req.Instance.Config,
+		InstanceID: req.InstanceID,
+		Config:     req.Config,
 		Operation:  req.Op.Name,
 		Args:       req.Args,
 	}
@@ -203,7 +203,7 @@ func (e *Executor) Execute(ctx context.Context, req connectors.ExecRequest) (con
 	redacted = redacted || inv.Findings.Redacted()
 	if redacted {
 		e.log.WarnContext(ctx, "credential material found in an operation result and redacted",
-			"type", req.Type.Spec.Name, "operation", req.Op.Name, "instance", req.Instance.ID)
+			"type", req.Type.Spec.Name, "operation", req.Op.Name, "instance", req.InstanceID)
 		if req.Op.SaysRedacted {
 			if out, err = markRedacted(out); err != nil {
 				return connectors.ExecResult{}, fault.Wrap(fault.Validation, err, "operation result is not a JSON object")

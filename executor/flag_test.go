@@ -49,7 +49,7 @@ func TestRedactedFlagAgreesWithTheRunRow(t *testing.T) {
 		t.Fatal(err)
 	}
 	const tok = "tok_9ZxQvLr2WmT4kP7s"
-	cred := connectors.SealedCredential{ID: uuid.NewString(), InstanceID: connectors.InstanceID(uuid.NewString()), Kind: "bearer", Version: 1}
+	cred := connectors.SealedCredential{ID: uuid.NewString(), InstanceID: uuid.NewString(), Kind: "bearer", Version: 1}
 	if cred.Sealed, err = sealer.Seal(vault.Fields{"token": vault.SecretString(tok)}, cred.AD()); err != nil {
 		t.Fatal(err)
 	}
@@ -71,7 +71,7 @@ func TestRedactedFlagAgreesWithTheRunRow(t *testing.T) {
 			ct, _ := reg.Type("leaky")
 			op, _ := ct.Op(tc.op)
 			res, err := ex.Execute(context.Background(), connectors.ExecRequest{Type: ct, Op: op,
-				Instance: connectors.Instance{ID: cred.InstanceID, Type: "leaky", Config: json.RawMessage(`{}`)},
+				InstanceID: cred.InstanceID, Config: json.RawMessage(`{}`),
 				Args:     json.RawMessage(`{}`), Credential: &cred})
 			if err != nil {
 				t.Fatal(err)

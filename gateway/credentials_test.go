@@ -9,7 +9,7 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/connec/connec/connectors"
+	"github.com/connec/connec/core"
 )
 
 // REQ-CONNEC-0115: credentials are created, listed, read, rotated,
@@ -37,10 +37,10 @@ func TestREQ_CONNEC_0115_GatewayCredentialManagement(t *testing.T) {
 		r := e.must(http.StatusCreated, "POST", base, aliceTok,
 			map[string]any{"kind": "bearer", "secret": map[string]string{"token": secret1}, "expires_at": expires})
 		validate(t, "Credential", r.Body)
-		var c connectors.Credential
+		var c core.Credential
 		r.json(t, &c)
 		cid = c.ID
-		if c.State != connectors.CredentialActive || c.Version != 1 || c.Kind != "bearer" || string(c.InstanceID) != inst ||
+		if c.State != core.CredentialActive || c.Version != 1 || c.Kind != "bearer" || string(c.InstanceID) != inst ||
 			len(c.Fields) != 1 || c.Fields[0] != "token" || c.ExpiresAt == nil || !c.ExpiresAt.Equal(expires) || c.KeyID == "" {
 			t.Fatalf("created: %s", r.Body)
 		}
@@ -63,9 +63,9 @@ func TestREQ_CONNEC_0115_GatewayCredentialManagement(t *testing.T) {
 			t.Fatalf("rotate: %s", rot.Body)
 		}
 		for _, step := range []struct{ action, state string }{
-			{"disable", connectors.CredentialDisabled},
-			{"enable", connectors.CredentialActive},
-			{"revoke", connectors.CredentialRevoked},
+			{"disable", core.CredentialDisabled},
+			{"enable", core.CredentialActive},
+			{"revoke", core.CredentialRevoked},
 		} {
 			r := e.must(http.StatusOK, "POST", base+"/"+cid+"/"+step.action, aliceTok, nil)
 			validate(t, "Credential", r.Body)

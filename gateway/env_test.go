@@ -17,7 +17,7 @@ import (
 
 	"github.com/connec/connec/authz"
 	"github.com/connec/connec/callctx"
-	"github.com/connec/connec/connectors"
+	"github.com/connec/connec/core"
 	"github.com/connec/connec/gateway"
 	"github.com/connec/connec/internal/app"
 	"github.com/connec/connec/internal/testkit/pgtest"
@@ -312,7 +312,7 @@ func (e *env) invoke(token, instance, operation string, task callctx.TaskContext
 	}
 	p.Transport = "test"
 	ctx = callctx.WithTask(callctx.WithPrincipal(ctx, p), task)
-	res, err := e.app.Service.Invoke(ctx, connectors.InvokeInput{InstanceID: instance, Operation: operation,
+	res, err := e.app.Service.Invoke(ctx, core.InvokeInput{InstanceID: instance, Operation: operation,
 		Arguments: json.RawMessage(`{"message":"hello"}`)})
 	if err != nil {
 		e.t.Fatalf("invoke %s: %v", operation, err)

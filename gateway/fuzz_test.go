@@ -7,7 +7,7 @@ import (
 	"testing"
 
 	"github.com/connec/connec/authz"
-	"github.com/connec/connec/connectors"
+	"github.com/connec/connec/core"
 	"github.com/connec/connec/fault"
 )
 
@@ -25,8 +25,8 @@ func FuzzDecodeBody(f *testing.F) {
 	f.Add([]byte(`{}`), "application/problem+json; charset=utf-8")
 	f.Fuzz(func(t *testing.T, body []byte, ctype string) {
 		targets := []func() any{
-			func() any { return &connectors.InstallInput{} },
-			func() any { return &connectors.CredentialInput{} },
+			func() any { return &core.InstallInput{} },
+			func() any { return &core.CredentialInput{} },
 			func() any { return &authz.Rule{} },
 			func() any { return &map[string]any{} },
 		}

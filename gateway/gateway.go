@@ -13,7 +13,7 @@
 // Like the MCP surface it is a transport and holds no business logic: every
 // handler authenticates the caller, puts the principal on the context
 // (transport "rest" for the API, "web" for the UI) and calls the same
-// connectors.Service method the MCP tool calls, which decides policy and
+// core.Service method the MCP tool calls, which decides policy and
 // writes the audit row. Requests refused before they reach a service method
 // (a missing token, a malformed body) are audited through Service.Refuse,
 // as MCP does.
@@ -43,7 +43,7 @@ import (
 	"time"
 
 	"github.com/connec/connec/callctx"
-	"github.com/connec/connec/connectors"
+	"github.com/connec/connec/core"
 	"github.com/connec/connec/fault"
 	"github.com/connec/connec/identity/authlimit"
 	"github.com/connec/connec/internal/platform/metrics"
@@ -73,7 +73,7 @@ type SubjectNamer interface {
 // Config is what a Gateway is built from.
 type Config struct {
 	// Service is the core every handler calls.
-	Service *connectors.Service
+	Service *core.Service
 	// Auth checks bearer tokens and UI session cookies.
 	Auth Authenticator
 	// History serves run history and the audit trail; nil until the
@@ -88,7 +88,7 @@ type Config struct {
 	// InstanceHealth, when set, says what is wrong with a connector
 	// instance's runtime (its plugin host crash-looping, say), or "": the
 	// UI shows it on the instance.
-	InstanceHealth func(in connectors.Instance) string
+	InstanceHealth func(in core.Instance) string
 	// SecureCookies marks the UI cookies Secure even on plain HTTP (behind
 	// a TLS-terminating proxy). They are Secure on TLS requests anyway.
 	SecureCookies bool
@@ -98,12 +98,12 @@ type Config struct {
 
 // Gateway serves the REST API, the web UI and /readyz.
 type Gateway struct {
-	svc     *connectors.Service
+	svc     *core.Service
 	auth    Authenticator
 	hist    History
 	names   SubjectNamer
 	checks  []Check
-	health  func(connectors.Instance) string
+	health  func(core.Instance) string
 	secure  bool
 	log     *slog.Logger
 	routes  []*route

@@ -7,14 +7,14 @@ import (
 	"time"
 
 	"github.com/connec/connec/audit"
-	"github.com/connec/connec/connectors"
+	"github.com/connec/connec/core"
 	"github.com/connec/connec/fault"
 )
 
 // History is the run history and the audit trail as the gateway shows them.
 // The core implements it (each method takes the principal from ctx, decides
 // policy, writes its own audit row and returns *fault.Error values, exactly
-// like every connectors.Service method); until it is wired, Config.History is
+// like every core.Service method); until it is wired, Config.History is
 // nil and every run and audit endpoint answers 501. A method may also return
 // an error wrapping ErrNotImplemented to answer 501 on its own, so the parts
 // can be wired one at a time.
@@ -32,9 +32,9 @@ type History interface {
 	VerifyAudit(ctx context.Context) (audit.Report, error)
 }
 
-// Run is one run history row: the core's connectors.Run, exactly as
+// Run is one run history row: the core's core.Run, exactly as
 // connector.run.get returns it over MCP.
-type Run = connectors.Run
+type Run = core.Run
 
 // ErrNotImplemented, wrapped in a History method's error, answers 501.
 var ErrNotImplemented = errors.New("gateway: not implemented")
@@ -88,7 +88,7 @@ type AuditPage struct {
 	// Scope is which rows the caller may read: every row (an auditor) or
 	// those of the instances they administer; empty when the History does
 	// not say. The UI verifies the chain only for the former.
-	Scope connectors.AuditScope `json:"-"`
+	Scope core.AuditScope `json:"-"`
 }
 
 // notWired is the 501 answered while History is missing.
@@ -104,11 +104,11 @@ func historyErr(what string, err error) error {
 	return err
 }
 
-// serviceRunsLimit is the page size connectors.Service.ListRuns uses when
+// serviceRunsLimit is the page size core.Service.ListRuns uses when
 // none is asked for.
 const serviceRunsLimit = 50
 
-type serviceRuns struct{ svc *connectors.Service }
+type serviceRuns struct{ svc *core.Service }
 
 // ServiceRuns is a History whose run half is the core's own
 // connector.run.list and connector.run.get (Service.ListRuns, GetRun: same
@@ -116,10 +116,10 @@ type serviceRuns struct{ svc *connectors.Service }
 // until the core serves audit views. Its cursor is the last run id of a
 // page; a page that comes back full always has one, so the last page may
 // be empty.
-func ServiceRuns(svc *connectors.Service) History { return serviceRuns{svc: svc} }
+func ServiceRuns(svc *core.Service) History { return serviceRuns{svc: svc} }
 
 func (h serviceRuns) ListRuns(ctx context.Context, f RunFilter) (RunPage, error) {
-	runs, err := h.svc.ListRuns(ctx, connectors.RunFilter{InstanceID: f.InstanceID, TaskID: f.TaskID, Status: f.Status,
+	runs, err := h.svc.ListRuns(ctx, core.RunFilter{InstanceID: f.InstanceID, TaskID: f.TaskID, Status: f.Status,
 		Limit: f.Limit, Before: f.Cursor})
 	if err != nil {
 		return RunPage{}, err
@@ -155,10 +155,10 @@ type serviceHistory struct{ serviceRuns }
 // VerifyAudit (auditors — connector.audit.read on "audit" — see every row;
 // an instance's admins see the rows of the instances they administer). Its
 // audit cursor is the last seq of a page, in either order.
-func ServiceHistory(svc *connectors.Service) History { return serviceHistory{serviceRuns{svc: svc}} }
+func ServiceHistory(svc *core.Service) History { return serviceHistory{serviceRuns{svc: svc}} }
 
 func (h serviceHistory) ListAudit(ctx context.Context, f AuditFilter) (AuditPage, error) {
-	q := connectors.AuditQuery{Subject: f.Subject, InstanceID: f.InstanceID, TaskID: f.TaskID, Tool: f.Tool,
+	q := core.AuditQuery{Subject: f.Subject, InstanceID: f.InstanceID, TaskID: f.TaskID, Tool: f.Tool,
 		Decision: f.Decision, Status: f.Status, Since: f.Since, Until: f.Until, Newest: f.Newest, Limit: f.Limit}
 	if f.Cursor != "" {
 		n, err := strconv.ParseInt(f.Cursor, 10, 64)

@@ -20,6 +20,7 @@ import (
 	"github.com/connec/connec/audit"
 	"github.com/connec/connec/callctx"
 	"github.com/connec/connec/connectors"
+	"github.com/connec/connec/core"
 	"github.com/connec/connec/fault"
 	"github.com/connec/connec/gateway"
 	"github.com/connec/connec/internal/app"
@@ -257,7 +258,7 @@ func TestREQ_CONNEC_0116_RunAndAuditViews(t *testing.T) {
 		now := time.Now().UTC()
 		for i, status := range []string{"succeeded", "failed", "succeeded", "running", "succeeded"} {
 			ms := float64(i) + 1.5
-			run := gateway.Run{ID: uuid.NewString(), InstanceID: connectors.InstanceID(inst), ConnectorType: "echo", Operation: "echo.read", Kind: connectors.KindRead,
+			run := gateway.Run{ID: uuid.NewString(), InstanceID: core.InstanceID(inst), ConnectorType: "echo", Operation: "echo.read", Kind: connectors.KindRead,
 				Subject: alice, RequestID: callctx.NewRequestID(), Task: callctx.TaskContext{TaskID: task, AgentID: "planner-1"},
 				Status: status, Attempts: 1, BytesIn: 20, BytesOut: 30, CreatedAt: now.Add(-time.Duration(i) * time.Minute), DurationMS: &ms}
 			if status == "failed" {

@@ -11,7 +11,7 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/connec/connec/connectors"
+	"github.com/connec/connec/core"
 	"github.com/connec/connec/gateway"
 )
 
@@ -29,9 +29,9 @@ func TestREQ_CONNEC_0114_GatewayInstanceLifecycle(t *testing.T) {
 		r := e.must(http.StatusCreated, "POST", "/v1/connector-instances", aliceTok,
 			map[string]any{"type": "echo", "display_name": "  My echo ", "config": map[string]any{"prefix": "> "}})
 		validate(t, "Instance", r.Body)
-		var in connectors.Instance
+		var in core.Instance
 		r.json(t, &in)
-		if in.State != connectors.StateDisabled || in.Owner != alice || in.DisplayName != "My echo" {
+		if in.State != core.StateDisabled || in.Owner != alice || in.DisplayName != "My echo" {
 			t.Fatalf("installed: %s", r.Body)
 		}
 		if r.Header.Get("Location") != "/v1/connector-instances/"+string(in.ID) {
@@ -41,10 +41,10 @@ func TestREQ_CONNEC_0114_GatewayInstanceLifecycle(t *testing.T) {
 		got := e.must(http.StatusOK, "GET", "/v1/connector-instances/"+id, aliceTok, nil)
 		validate(t, "Instance", got.Body)
 		for _, step := range []struct{ method, path, state string }{
-			{"POST", "/enable", connectors.StateEnabled},
-			{"POST", "/disable", connectors.StateDisabled},
-			{"POST", "/enable", connectors.StateEnabled},
-			{"DELETE", "", connectors.StateUninstalled},
+			{"POST", "/enable", core.StateEnabled},
+			{"POST", "/disable", core.StateDisabled},
+			{"POST", "/enable", core.StateEnabled},
+			{"DELETE", "", core.StateUninstalled},
 		} {
 			r := e.must(http.StatusOK, step.method, "/v1/connector-instances/"+id+step.path, aliceTok, nil)
 			validate(t, "Instance", r.Body)
@@ -228,7 +228,7 @@ WHERE instance_id = $1 AND transport = 'rest' ORDER BY seq`, id)
 		}
 		enabled := page("?enabled=true")
 		for _, in := range enabled.Instances {
-			if in.State != connectors.StateEnabled {
+			if in.State != core.StateEnabled {
 				t.Fatalf("enabled filter returned %s", in.State)
 			}
 		}

@@ -15,8 +15,8 @@ import (
 	"time"
 
 	"github.com/connec/connec/callctx"
-	"github.com/connec/connec/connectors"
 	"github.com/connec/connec/connectors/openclaw"
+	"github.com/connec/connec/core"
 	"github.com/connec/connec/gateway"
 )
 
@@ -94,7 +94,7 @@ func TestOpenClawCrashLoopInReadyzUIAndMetrics(t *testing.T) {
 	p.Transport = "test"
 	ctx = callctx.WithTask(callctx.WithPrincipal(ctx, p), callctx.TaskContext{})
 	for range 3 {
-		_, err := e.app.Service.Invoke(ctx, connectors.InvokeInput{InstanceID: inst, Operation: "connec-test.probe",
+		_, err := e.app.Service.Invoke(ctx, core.InvokeInput{InstanceID: inst, Operation: "connec-test.probe",
 			Arguments: json.RawMessage(`{"mode":"crash"}`)})
 		if err == nil {
 			t.Fatal("a crashing plugin's call succeeded")

@@ -18,7 +18,7 @@ import (
 
 	"github.com/connec/connec/audit"
 	"github.com/connec/connec/authz"
-	"github.com/connec/connec/connectors"
+	"github.com/connec/connec/core"
 	"github.com/connec/connec/fault"
 	"github.com/connec/connec/internal/platform/jsontext"
 	"github.com/connec/connec/internal/platform/metrics"
@@ -57,32 +57,32 @@ func (g *Gateway) restRoutes() []*route {
 	return []*route{
 		{method: "GET", path: "/v1/openapi.json", public: true, serve: g.openAPI},
 
-		{method: "GET", path: "/v1/connector-types", tool: connectors.ToolCatalogList, action: authz.ActionCatalogRead, serve: g.listTypes},
+		{method: "GET", path: "/v1/connector-types", tool: core.ToolCatalogList, action: authz.ActionCatalogRead, serve: g.listTypes},
 
-		{method: "POST", path: inst, tool: connectors.ToolInstanceInstall, action: authz.ActionAdmin, serve: g.install},
-		{method: "GET", path: inst, tool: connectors.ToolInstanceList, action: authz.ActionRead, serve: g.listInstances},
-		{method: "GET", path: inst + "/{id}", tool: connectors.ToolInstanceGet, action: authz.ActionRead, hide: true, serve: g.getInstance},
-		{method: "POST", path: inst + "/{id}/enable", tool: connectors.ToolInstanceEnable, action: authz.ActionAdmin, hide: true, serve: g.setState((*connectors.Service).Enable)},
-		{method: "POST", path: inst + "/{id}/disable", tool: connectors.ToolInstanceDisable, action: authz.ActionAdmin, hide: true, serve: g.setState((*connectors.Service).Disable)},
-		{method: "DELETE", path: inst + "/{id}", tool: connectors.ToolInstanceUninstall, action: authz.ActionAdmin, hide: true, serve: g.setState((*connectors.Service).Uninstall)},
+		{method: "POST", path: inst, tool: core.ToolInstanceInstall, action: authz.ActionAdmin, serve: g.install},
+		{method: "GET", path: inst, tool: core.ToolInstanceList, action: authz.ActionRead, serve: g.listInstances},
+		{method: "GET", path: inst + "/{id}", tool: core.ToolInstanceGet, action: authz.ActionRead, hide: true, serve: g.getInstance},
+		{method: "POST", path: inst + "/{id}/enable", tool: core.ToolInstanceEnable, action: authz.ActionAdmin, hide: true, serve: g.setState((*core.Service).Enable)},
+		{method: "POST", path: inst + "/{id}/disable", tool: core.ToolInstanceDisable, action: authz.ActionAdmin, hide: true, serve: g.setState((*core.Service).Disable)},
+		{method: "DELETE", path: inst + "/{id}", tool: core.ToolInstanceUninstall, action: authz.ActionAdmin, hide: true, serve: g.setState((*core.Service).Uninstall)},
 
-		{method: "POST", path: cred, tool: connectors.ToolCredentialCreate, action: authz.ActionAdmin, hide: true, serve: g.createCredential},
-		{method: "GET", path: cred, tool: connectors.ToolCredentialList, action: authz.ActionAdmin, hide: true, serve: g.listCredentials},
-		{method: "GET", path: cred + "/{cid}", tool: connectors.ToolCredentialGet, action: authz.ActionAdmin, hide: true, serve: g.getCredential},
-		{method: "POST", path: cred + "/{cid}/rotate", tool: connectors.ToolCredentialRotate, action: authz.ActionAdmin, hide: true, serve: g.rotateCredential},
-		{method: "POST", path: cred + "/{cid}/revoke", tool: connectors.ToolCredentialRevoke, action: authz.ActionAdmin, hide: true, serve: g.credentialState((*connectors.Service).RevokeCredential)},
-		{method: "POST", path: cred + "/{cid}/disable", tool: connectors.ToolCredentialDisable, action: authz.ActionAdmin, hide: true, serve: g.credentialState((*connectors.Service).DisableCredential)},
-		{method: "POST", path: cred + "/{cid}/enable", tool: connectors.ToolCredentialEnable, action: authz.ActionAdmin, hide: true, serve: g.credentialState((*connectors.Service).EnableCredential)},
+		{method: "POST", path: cred, tool: core.ToolCredentialCreate, action: authz.ActionAdmin, hide: true, serve: g.createCredential},
+		{method: "GET", path: cred, tool: core.ToolCredentialList, action: authz.ActionAdmin, hide: true, serve: g.listCredentials},
+		{method: "GET", path: cred + "/{cid}", tool: core.ToolCredentialGet, action: authz.ActionAdmin, hide: true, serve: g.getCredential},
+		{method: "POST", path: cred + "/{cid}/rotate", tool: core.ToolCredentialRotate, action: authz.ActionAdmin, hide: true, serve: g.rotateCredential},
+		{method: "POST", path: cred + "/{cid}/revoke", tool: core.ToolCredentialRevoke, action: authz.ActionAdmin, hide: true, serve: g.credentialState((*core.Service).RevokeCredential)},
+		{method: "POST", path: cred + "/{cid}/disable", tool: core.ToolCredentialDisable, action: authz.ActionAdmin, hide: true, serve: g.credentialState((*core.Service).DisableCredential)},
+		{method: "POST", path: cred + "/{cid}/enable", tool: core.ToolCredentialEnable, action: authz.ActionAdmin, hide: true, serve: g.credentialState((*core.Service).EnableCredential)},
 
-		{method: "GET", path: "/v1/policies", tool: connectors.ToolPolicyList, action: authz.ActionPolicyAdmin, serve: g.listPolicies},
-		{method: "POST", path: "/v1/policies", tool: connectors.ToolPolicyAllow, action: authz.ActionPolicyAdmin, serve: g.addPolicy},
-		{method: "DELETE", path: "/v1/policies", tool: connectors.ToolPolicyRemove, action: authz.ActionPolicyAdmin, serve: g.removePolicy},
-		{method: "POST", path: "/v1/policies/explain", tool: connectors.ToolPolicyExplain, action: authz.ActionPolicyAdmin, serve: g.explainPolicy},
+		{method: "GET", path: "/v1/policies", tool: core.ToolPolicyList, action: authz.ActionPolicyAdmin, serve: g.listPolicies},
+		{method: "POST", path: "/v1/policies", tool: core.ToolPolicyAllow, action: authz.ActionPolicyAdmin, serve: g.addPolicy},
+		{method: "DELETE", path: "/v1/policies", tool: core.ToolPolicyRemove, action: authz.ActionPolicyAdmin, serve: g.removePolicy},
+		{method: "POST", path: "/v1/policies/explain", tool: core.ToolPolicyExplain, action: authz.ActionPolicyAdmin, serve: g.explainPolicy},
 
-		{method: "POST", path: "/v1/tokens", tool: connectors.ToolTokenMint, action: authz.ActionTokenMint, serve: g.mintToken},
+		{method: "POST", path: "/v1/tokens", tool: core.ToolTokenMint, action: authz.ActionTokenMint, serve: g.mintToken},
 
-		{method: "GET", path: "/v1/connector-runs", tool: connectors.ToolRunList, action: authz.ActionRead, serve: g.listRuns},
-		{method: "GET", path: "/v1/connector-runs/{id}", tool: connectors.ToolRunGet, action: authz.ActionRead, hide: true, serve: g.getRun},
+		{method: "GET", path: "/v1/connector-runs", tool: core.ToolRunList, action: authz.ActionRead, serve: g.listRuns},
+		{method: "GET", path: "/v1/connector-runs/{id}", tool: core.ToolRunGet, action: authz.ActionRead, hide: true, serve: g.getRun},
 		{method: "GET", path: "/v1/audit-events", tool: toolAuditList, action: authz.ActionRead, serve: g.listAudit},
 		{method: "GET", path: "/v1/audit-events/verification", tool: toolAuditVerify, action: authz.ActionRead, serve: g.verifyAudit},
 	}
@@ -299,7 +299,7 @@ func (g *Gateway) listTypes(w http.ResponseWriter, r *http.Request, rt *route) e
 // ---- instances
 
 func (g *Gateway) install(w http.ResponseWriter, r *http.Request, rt *route) error {
-	var in connectors.InstallInput
+	var in core.InstallInput
 	if err := decodeBody(w, r, &in, false); err != nil {
 		return g.refuse(r, rt, err)
 	}
@@ -339,7 +339,7 @@ func parseInstanceCursor(s string) (instanceCursor, error) {
 	return instanceCursor{at: at, id: parts[2]}, nil
 }
 
-func compareInstance(a connectors.Instance, c instanceCursor) int {
+func compareInstance(a core.Instance, c instanceCursor) int {
 	if n := a.CreatedAt.Compare(c.at); n != 0 {
 		return n
 	}
@@ -348,14 +348,14 @@ func compareInstance(a connectors.Instance, c instanceCursor) int {
 
 // InstancePage is one page of GET /v1/connector-instances.
 type InstancePage struct {
-	Instances  []connectors.Instance `json:"instances"`
-	NextCursor string                `json:"next_cursor,omitempty"`
+	Instances  []core.Instance `json:"instances"`
+	NextCursor string          `json:"next_cursor,omitempty"`
 }
 
 // instancePage pages the service's List result: the list is what the caller
 // may see, in (created_at, id) order; enabled filters by state; the cursor
 // is the position after the last instance of the previous page.
-func instancePage(all []connectors.Instance, enabled *bool, cursor string, limit int) (InstancePage, error) {
+func instancePage(all []core.Instance, enabled *bool, cursor string, limit int) (InstancePage, error) {
 	if limit == 0 {
 		limit = defaultLimit
 	}
@@ -370,12 +370,12 @@ func instancePage(all []connectors.Instance, enabled *bool, cursor string, limit
 		}
 		after = &c
 	}
-	slices.SortStableFunc(all, func(a, b connectors.Instance) int {
+	slices.SortStableFunc(all, func(a, b core.Instance) int {
 		return compareInstance(a, instanceCursor{at: b.CreatedAt, id: string(b.ID)})
 	})
-	page := InstancePage{Instances: []connectors.Instance{}}
+	page := InstancePage{Instances: []core.Instance{}}
 	for _, in := range all {
-		if enabled != nil && (in.State == connectors.StateEnabled) != *enabled {
+		if enabled != nil && (in.State == core.StateEnabled) != *enabled {
 			continue
 		}
 		if after != nil && compareInstance(in, *after) <= 0 {
@@ -405,7 +405,7 @@ func (g *Gateway) listInstances(w http.ResponseWriter, r *http.Request, rt *rout
 	if q.err != nil {
 		return g.refuse(r, rt, q.err)
 	}
-	in := connectors.ListInput{Owner: q.str("owner"), ProjectID: q.str("project_id"), Type: q.str("type")}
+	in := core.ListInput{Owner: q.str("owner"), ProjectID: q.str("project_id"), Type: q.str("type")}
 	if uninstalled != nil {
 		in.IncludeUninstalled = *uninstalled
 	}
@@ -434,7 +434,7 @@ func (g *Gateway) getInstance(w http.ResponseWriter, r *http.Request, rt *route)
 // emptyBody is what action endpoints accept: nothing, or {}.
 type emptyBody struct{}
 
-func (g *Gateway) setState(fn func(*connectors.Service, context.Context, string) (connectors.Instance, error)) func(http.ResponseWriter, *http.Request, *route) error {
+func (g *Gateway) setState(fn func(*core.Service, context.Context, string) (core.Instance, error)) func(http.ResponseWriter, *http.Request, *route) error {
 	return func(w http.ResponseWriter, r *http.Request, rt *route) error {
 		q := readQuery(r)
 		err := q.err
@@ -486,7 +486,7 @@ func (g *Gateway) createCredential(w http.ResponseWriter, r *http.Request, rt *r
 		return g.refuse(r, rt, err)
 	}
 	id := r.PathValue("id")
-	out, err := g.svc.CreateCredential(r.Context(), connectors.CredentialInput{InstanceID: id, Kind: in.Kind, Secret: in.Secret, ExpiresAt: in.ExpiresAt})
+	out, err := g.svc.CreateCredential(r.Context(), core.CredentialInput{InstanceID: id, Kind: in.Kind, Secret: in.Secret, ExpiresAt: in.ExpiresAt})
 	if err != nil {
 		return err
 	}
@@ -509,13 +509,13 @@ func (g *Gateway) listCredentials(w http.ResponseWriter, r *http.Request, rt *ro
 // service's own (audited) read, so that a credential is only ever reached
 // under its own instance's URL. A credential of another instance answers
 // exactly like a missing one.
-func (g *Gateway) credentialOf(r *http.Request) (connectors.Credential, error) {
+func (g *Gateway) credentialOf(r *http.Request) (core.Credential, error) {
 	c, err := g.svc.GetCredential(r.Context(), r.PathValue("cid"))
 	if err != nil {
-		return connectors.Credential{}, err
+		return core.Credential{}, err
 	}
 	if !strings.EqualFold(string(c.InstanceID), r.PathValue("id")) {
-		return connectors.Credential{}, fault.New(fault.NotFound, "credential %s not found on instance %s", c.ID, r.PathValue("id"))
+		return core.Credential{}, fault.New(fault.NotFound, "credential %s not found on instance %s", c.ID, r.PathValue("id"))
 	}
 	return c, nil
 }
@@ -545,14 +545,14 @@ func (g *Gateway) rotateCredential(w http.ResponseWriter, r *http.Request, rt *r
 	if err != nil {
 		return err
 	}
-	out, err := g.svc.RotateCredential(r.Context(), connectors.RotateInput{CredentialID: c.ID, Secret: in.Secret, ExpiresAt: in.ExpiresAt})
+	out, err := g.svc.RotateCredential(r.Context(), core.RotateInput{CredentialID: c.ID, Secret: in.Secret, ExpiresAt: in.ExpiresAt})
 	if err != nil {
 		return err
 	}
 	return writeJSON(w, http.StatusOK, out)
 }
 
-func (g *Gateway) credentialState(fn func(*connectors.Service, context.Context, string) (connectors.Credential, error)) func(http.ResponseWriter, *http.Request, *route) error {
+func (g *Gateway) credentialState(fn func(*core.Service, context.Context, string) (core.Credential, error)) func(http.ResponseWriter, *http.Request, *route) error {
 	return func(w http.ResponseWriter, r *http.Request, rt *route) error {
 		err := readQuery(r).err
 		if err == nil {
@@ -596,9 +596,9 @@ func (g *Gateway) addPolicy(w http.ResponseWriter, r *http.Request, rt *route) e
 	if err == nil {
 		err = decodeBody(w, r, &rule, false)
 	}
-	tool := connectors.ToolPolicyAllow
+	tool := core.ToolPolicyAllow
 	if rule.Effect == authz.EffectDeny {
-		tool = connectors.ToolPolicyDeny
+		tool = core.ToolPolicyDeny
 	}
 	if err != nil {
 		return g.refuse(r, &route{tool: tool, action: rt.action}, err)
@@ -638,7 +638,7 @@ func (g *Gateway) removePolicy(w http.ResponseWriter, r *http.Request, rt *route
 	if rule.Effect == "" {
 		rule.Effect = authz.EffectAllow
 	}
-	out, err := g.svc.ChangeRule(r.Context(), connectors.ToolPolicyRemove, rule, true)
+	out, err := g.svc.ChangeRule(r.Context(), core.ToolPolicyRemove, rule, true)
 	if err != nil {
 		return err
 	}
@@ -646,7 +646,7 @@ func (g *Gateway) removePolicy(w http.ResponseWriter, r *http.Request, rt *route
 }
 
 func (g *Gateway) explainPolicy(w http.ResponseWriter, r *http.Request, rt *route) error {
-	var in connectors.ExplainInput
+	var in core.ExplainInput
 	err := readQuery(r).err
 	if err == nil {
 		err = decodeBody(w, r, &in, false)
@@ -664,7 +664,7 @@ func (g *Gateway) explainPolicy(w http.ResponseWriter, r *http.Request, rt *rout
 // ---- task-bound tokens
 
 func (g *Gateway) mintToken(w http.ResponseWriter, r *http.Request, rt *route) error {
-	var in connectors.MintInput
+	var in core.MintInput
 	err := readQuery(r).err
 	if err == nil {
 		err = decodeBody(w, r, &in, false)

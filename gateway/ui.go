@@ -21,7 +21,7 @@ import (
 
 	"github.com/connec/connec/audit"
 	"github.com/connec/connec/callctx"
-	"github.com/connec/connec/connectors"
+	"github.com/connec/connec/core"
 	"github.com/connec/connec/fault"
 )
 
@@ -167,8 +167,8 @@ func (g *Gateway) uiMux() *http.ServeMux {
 	mux.Handle("POST /ui/logout", g.uiAction("POST /ui/logout", false, g.logout))
 	mux.Handle("GET /ui/instances", g.uiPage("GET /ui/instances", false, g.instancesPage))
 	mux.Handle("GET /ui/instances/{id}", g.uiPage("GET /ui/instances/{id}", true, g.instancePage))
-	mux.Handle("POST /ui/instances/{id}/enable", g.uiAction("POST /ui/instances/{id}/enable", true, g.toggle((*connectors.Service).Enable, "enabled")))
-	mux.Handle("POST /ui/instances/{id}/disable", g.uiAction("POST /ui/instances/{id}/disable", true, g.toggle((*connectors.Service).Disable, "disabled")))
+	mux.Handle("POST /ui/instances/{id}/enable", g.uiAction("POST /ui/instances/{id}/enable", true, g.toggle((*core.Service).Enable, "enabled")))
+	mux.Handle("POST /ui/instances/{id}/disable", g.uiAction("POST /ui/instances/{id}/disable", true, g.toggle((*core.Service).Disable, "disabled")))
 	mux.Handle("GET /ui/runs", g.uiPage("GET /ui/runs", false, g.runsPage))
 	mux.Handle("GET /ui/runs/{id}", g.uiPage("GET /ui/runs/{id}", true, g.runPage))
 	mux.Handle("GET /ui/audit", g.uiPage("GET /ui/audit", false, g.auditPage))
@@ -449,8 +449,8 @@ func (g *Gateway) logout(w http.ResponseWriter, r *http.Request, s *session) err
 // ---- instances
 
 type instanceRow struct {
-	connectors.Instance
-	Credentials []connectors.Credential
+	core.Instance
+	Credentials []core.Credential
 	// CredentialNote explains missing credential metadata (no admin right).
 	CredentialNote string
 	// Health says what is wrong with the instance's runtime, or "".
@@ -458,7 +458,7 @@ type instanceRow struct {
 }
 
 // instanceHealth is Config.InstanceHealth, or "" without one.
-func (g *Gateway) instanceHealth(in connectors.Instance) string {
+func (g *Gateway) instanceHealth(in core.Instance) string {
 	if g.health == nil {
 		return ""
 	}
@@ -473,7 +473,7 @@ type instancesData struct {
 
 // credentialsOf lists an instance's credentials for display; a caller
 // without admin rights on it sees a note instead.
-func (g *Gateway) credentialsOf(ctx context.Context, id string) ([]connectors.Credential, string) {
+func (g *Gateway) credentialsOf(ctx context.Context, id string) ([]core.Credential, string) {
 	list, err := g.svc.ListCredentials(ctx, id)
 	switch {
 	case err == nil:
@@ -488,7 +488,7 @@ func (g *Gateway) credentialsOf(ctx context.Context, id string) ([]connectors.Cr
 func (g *Gateway) instancesPage(w http.ResponseWriter, r *http.Request, s *session) (string, *view, error) {
 	q := r.URL.Query()
 	include := q.Get("include_uninstalled") != ""
-	all, err := g.svc.List(r.Context(), connectors.ListInput{IncludeUninstalled: include})
+	all, err := g.svc.List(r.Context(), core.ListInput{IncludeUninstalled: include})
 	if err != nil {
 		return "", nil, err
 	}
@@ -519,7 +519,7 @@ func (g *Gateway) instancePage(w http.ResponseWriter, r *http.Request, s *sessio
 }
 
 // toggle enables or disables an instance from its page's form.
-func (g *Gateway) toggle(fn func(*connectors.Service, context.Context, string) (connectors.Instance, error), done string) func(http.ResponseWriter, *http.Request, *session) error {
+func (g *Gateway) toggle(fn func(*core.Service, context.Context, string) (core.Instance, error), done string) func(http.ResponseWriter, *http.Request, *session) error {
 	return func(w http.ResponseWriter, r *http.Request, s *session) error {
 		in, err := fn(g.svc, r.Context(), r.PathValue("id"))
 		if err != nil {
@@ -687,7 +687,7 @@ func (g *Gateway) auditPage(w http.ResponseWriter, r *http.Request, s *session) 
 	d.Page = page
 	// The chain is verified for auditors only: an instance admin would
 	// just leave a refusal in the trail at every visit.
-	if page.Scope == connectors.AuditScopeAdministered {
+	if page.Scope == core.AuditScopeAdministered {
 		d.Chain.AuditorsOnly = true
 	} else if rep, err := g.hist.VerifyAudit(r.Context()); err == nil {
 		d.Chain = chainStatus{Checked: true, OK: rep.OK(), Report: rep}

@@ -15,7 +15,7 @@ import (
 
 	"github.com/connec/connec/authz"
 	"github.com/connec/connec/callctx"
-	"github.com/connec/connec/connectors"
+	"github.com/connec/connec/core"
 )
 
 // fakeAPI is a real HTTP server standing in for a SaaS API: it checks the
@@ -77,8 +77,8 @@ func TestHTTPConnectorThroughTheBoundary(t *testing.T) {
 		if limits != nil {
 			args["limits"] = limits
 		}
-		id := decodeID(t, mustOK(t, c, connectors.ToolInstanceInstall, args, nil))
-		mustOK(t, c, connectors.ToolCredentialCreate, map[string]any{"instance_id": id, "kind": "bearer", "secret": map[string]any{"token": secret}}, nil)
+		id := decodeID(t, mustOK(t, c, core.ToolInstanceInstall, args, nil))
+		mustOK(t, c, core.ToolCredentialCreate, map[string]any{"instance_id": id, "kind": "bearer", "secret": map[string]any{"token": secret}}, nil)
 		return id
 	}
 	cfg := map[string]any{"base_url": api.URL + "/api", "auth": map[string]any{"style": "bearer"}, "allow_private_network": true}
@@ -86,7 +86,7 @@ func TestHTTPConnectorThroughTheBoundary(t *testing.T) {
 	// operator's to grant: an owner alone is refused, audited, and nothing
 	// is installed.
 	before := e.count(`SELECT count(*) FROM connector_instances`)
-	mustFail(t, c, connectors.ToolInstanceInstall, map[string]any{"type": "http", "display_name": "api", "enable": true, "config": cfg}, nil, "policy_denied")
+	mustFail(t, c, core.ToolInstanceInstall, map[string]any{"type": "http", "display_name": "api", "enable": true, "config": cfg}, nil, "policy_denied")
 	if n := e.count(`SELECT count(*) FROM connector_instances`); n != before {
 		t.Fatal("a refused install left an instance")
 	}
@@ -107,14 +107,14 @@ func TestHTTPConnectorThroughTheBoundary(t *testing.T) {
 	var all strings.Builder
 
 	t.Run("success", func(t *testing.T) {
-		out := mustOK(t, c, connectors.ToolOpInvoke, get("/items", nil), meta)
+		out := mustOK(t, c, core.ToolOpInvoke, get("/items", nil), meta)
 		all.Write(out)
 		if !strings.Contains(string(out), `"items":[1,2,3]`) || !strings.Contains(string(out), `"status":200`) {
 			t.Fatalf("get: %s", out)
 		}
 	})
 	t.Run("credential echoed by the server is not returned", func(t *testing.T) {
-		out := mustOK(t, c, connectors.ToolOpInvoke, get("/echo-headers", nil), meta)
+		out := mustOK(t, c, core.ToolOpInvoke, get("/echo-headers", nil), meta)
 		all.Write(out)
 		if strings.Contains(string(out), secret) || !strings.Contains(string(out), "[REDACTED]") {
 			t.Fatalf("echoed headers: %s", out)
@@ -126,18 +126,18 @@ func TestHTTPConnectorThroughTheBoundary(t *testing.T) {
 	})
 	t.Run("timeout", func(t *testing.T) {
 		start := time.Now()
-		o := mustFail(t, c, connectors.ToolOpInvoke, get("/hang", map[string]any{"timeout_ms": 300}), meta, "timeout")
+		o := mustFail(t, c, core.ToolOpInvoke, get("/hang", map[string]any{"timeout_ms": 300}), meta, "timeout")
 		all.WriteString(o.Raw)
 		if time.Since(start) > 10*time.Second {
 			t.Fatalf("timeout took %s", time.Since(start))
 		}
 	})
 	t.Run("oversized response", func(t *testing.T) {
-		o := mustFail(t, c, connectors.ToolOpInvoke, get("/huge", nil), meta, "response_too_large")
+		o := mustFail(t, c, core.ToolOpInvoke, get("/huge", nil), meta, "response_too_large")
 		all.WriteString(o.Raw)
 	})
 	t.Run("redirect off the allowlist", func(t *testing.T) {
-		o, err := call(t, c, connectors.ToolOpInvoke, get("/redirect", nil), meta)
+		o, err := call(t, c, core.ToolOpInvoke, get("/redirect", nil), meta)
 		if err != nil || !o.IsError {
 			t.Fatalf("redirect followed: %v %s", err, o.Raw)
 		}
@@ -146,26 +146,26 @@ func TestHTTPConnectorThroughTheBoundary(t *testing.T) {
 	t.Run("private network refused unless the instance allows it", func(t *testing.T) {
 		strict := map[string]any{"base_url": api.URL + "/api", "auth": map[string]any{"style": "bearer"}}
 		sid := install(strict, nil)
-		o := mustFail(t, c, connectors.ToolOpInvoke, map[string]any{"instance_id": sid, "operation": "http.get", "arguments": map[string]any{"path": "/items"}}, meta, "permanent")
+		o := mustFail(t, c, core.ToolOpInvoke, map[string]any{"instance_id": sid, "operation": "http.get", "arguments": map[string]any{"path": "/items"}}, meta, "permanent")
 		all.WriteString(o.Raw)
 	})
 	t.Run("bad credential", func(t *testing.T) {
-		bid := decodeID(t, mustOK(t, c, connectors.ToolInstanceInstall, map[string]any{"type": "http", "display_name": "b", "enable": true, "config": cfg}, nil))
+		bid := decodeID(t, mustOK(t, c, core.ToolInstanceInstall, map[string]any{"type": "http", "display_name": "b", "enable": true, "config": cfg}, nil))
 		wrong := canary()
-		mustOK(t, c, connectors.ToolCredentialCreate, map[string]any{"instance_id": bid, "kind": "bearer", "secret": map[string]any{"token": wrong}}, nil)
-		o := mustFail(t, c, connectors.ToolOpInvoke, map[string]any{"instance_id": bid, "operation": "http.get", "arguments": map[string]any{"path": "/items"}}, meta, "permanent")
+		mustOK(t, c, core.ToolCredentialCreate, map[string]any{"instance_id": bid, "kind": "bearer", "secret": map[string]any{"token": wrong}}, nil)
+		o := mustFail(t, c, core.ToolOpInvoke, map[string]any{"instance_id": bid, "operation": "http.get", "arguments": map[string]any{"path": "/items"}}, meta, "permanent")
 		if strings.Contains(o.Raw, wrong) {
 			t.Fatalf("bad credential echoed: %s", o.Raw)
 		}
 	})
 	t.Run("idempotent replay", func(t *testing.T) {
 		post := map[string]any{"instance_id": id, "operation": "http.post", "arguments": map[string]any{"path": "/items", "body": map[string]any{"n": 1}}, "idempotency_key": "order-42"}
-		first := mustOK(t, c, connectors.ToolOpInvoke, post, meta)
-		second := mustOK(t, c, connectors.ToolOpInvoke, post, meta)
+		first := mustOK(t, c, core.ToolOpInvoke, post, meta)
+		second := mustOK(t, c, core.ToolOpInvoke, post, meta)
 		if api.posts.Load() != 1 {
 			t.Fatalf("POST executed %d times", api.posts.Load())
 		}
-		var a, b connectors.InvokeResult
+		var a, b core.InvokeResult
 		_ = json.Unmarshal(first, &a)
 		_ = json.Unmarshal(second, &b)
 		var ao, bo any
@@ -175,24 +175,24 @@ func TestHTTPConnectorThroughTheBoundary(t *testing.T) {
 			t.Fatalf("replay: %s vs %s", first, second)
 		}
 		// Idempotency keys are for send-kind operations only.
-		mustFail(t, c, connectors.ToolOpInvoke, get("/items", map[string]any{"idempotency_key": "k"}), meta, "invalid_argument")
+		mustFail(t, c, core.ToolOpInvoke, get("/items", map[string]any{"idempotency_key": "k"}), meta, "invalid_argument")
 	})
 	t.Run("revoked mid-stream", func(t *testing.T) {
 		var credID string
 		if err := e.app.Pool.QueryRow(t.Context(), `SELECT id::text FROM connector_credentials WHERE instance_id = $1`, id).Scan(&credID); err != nil {
 			t.Fatal(err)
 		}
-		mustOK(t, c, connectors.ToolOpInvoke, get("/items", nil), meta)
-		mustOK(t, c, connectors.ToolCredentialRevoke, map[string]any{"credential_id": credID}, nil)
-		mustFail(t, c, connectors.ToolOpInvoke, get("/items", nil), meta, "credential_revoked")
-		mustOK(t, c, connectors.ToolCredentialCreate, map[string]any{"instance_id": id, "kind": "bearer", "secret": map[string]any{"token": secret}}, nil)
-		mustOK(t, c, connectors.ToolOpInvoke, get("/items", nil), meta)
+		mustOK(t, c, core.ToolOpInvoke, get("/items", nil), meta)
+		mustOK(t, c, core.ToolCredentialRevoke, map[string]any{"credential_id": credID}, nil)
+		mustFail(t, c, core.ToolOpInvoke, get("/items", nil), meta, "credential_revoked")
+		mustOK(t, c, core.ToolCredentialCreate, map[string]any{"instance_id": id, "kind": "bearer", "secret": map[string]any{"token": secret}}, nil)
+		mustOK(t, c, core.ToolOpInvoke, get("/items", nil), meta)
 	})
 	t.Run("rate limit", func(t *testing.T) {
 		var o outcome
 		for i := 0; i < 40; i++ {
 			var err error
-			if o, err = call(t, c, connectors.ToolOpInvoke, get("/items", nil), meta); err != nil {
+			if o, err = call(t, c, core.ToolOpInvoke, get("/items", nil), meta); err != nil {
 				t.Fatal(err)
 			}
 			if o.IsError {
@@ -237,16 +237,16 @@ func TestREQ_CONNEC_0116_RunHistory(t *testing.T) {
 	_, malTok := e.user("mallory", false)
 	c := e.client(transports[2], tok)
 	m := e.client(transports[1], malTok)
-	id := decodeID(t, mustOK(t, c, connectors.ToolInstanceInstall, map[string]any{"type": "echo", "display_name": "e", "enable": true}, nil))
+	id := decodeID(t, mustOK(t, c, core.ToolInstanceInstall, map[string]any{"type": "echo", "display_name": "e", "enable": true}, nil))
 	task := uuid.NewString()
 	for i := 0; i < 3; i++ {
-		mustOK(t, c, connectors.ToolOpInvoke, map[string]any{"instance_id": id, "operation": "echo.read", "arguments": map[string]any{"message": "x"}, "task_id": task}, nil)
+		mustOK(t, c, core.ToolOpInvoke, map[string]any{"instance_id": id, "operation": "echo.read", "arguments": map[string]any{"message": "x"}, "task_id": task}, nil)
 	}
-	mustFail(t, c, connectors.ToolOpInvoke, map[string]any{"instance_id": id, "operation": "echo.read", "arguments": map[string]any{"message": "x", "delay_ms": 2000}, "timeout_ms": 50}, nil, "timeout")
+	mustFail(t, c, core.ToolOpInvoke, map[string]any{"instance_id": id, "operation": "echo.read", "arguments": map[string]any{"message": "x", "delay_ms": 2000}, "timeout_ms": 50}, nil, "timeout")
 	var list struct {
-		Runs []connectors.Run `json:"runs"`
+		Runs []core.Run `json:"runs"`
 	}
-	if err := json.Unmarshal(mustOK(t, c, connectors.ToolRunList, map[string]any{"instance_id": id}, nil), &list); err != nil {
+	if err := json.Unmarshal(mustOK(t, c, core.ToolRunList, map[string]any{"instance_id": id}, nil), &list); err != nil {
 		t.Fatal(err)
 	}
 	if len(list.Runs) != 4 || list.Runs[0].Status != "failed" || list.Runs[0].ErrorType != "timeout" || list.Runs[1].Status != "succeeded" {
@@ -255,18 +255,18 @@ func TestREQ_CONNEC_0116_RunHistory(t *testing.T) {
 	if list.Runs[1].Task.TaskID != task || list.Runs[1].DurationMS == nil || list.Runs[1].BytesIn == 0 || list.Runs[1].BytesOut == 0 {
 		t.Fatalf("run row: %+v", list.Runs[1])
 	}
-	if err := json.Unmarshal(mustOK(t, c, connectors.ToolRunList, map[string]any{"task_id": task}, nil), &list); err != nil || len(list.Runs) != 3 {
+	if err := json.Unmarshal(mustOK(t, c, core.ToolRunList, map[string]any{"task_id": task}, nil), &list); err != nil || len(list.Runs) != 3 {
 		t.Fatalf("runs by task: %d %v", len(list.Runs), err)
 	}
-	got := mustOK(t, c, connectors.ToolRunGet, map[string]any{"run_id": list.Runs[0].ID}, nil)
+	got := mustOK(t, c, core.ToolRunGet, map[string]any{"run_id": list.Runs[0].ID}, nil)
 	if !strings.Contains(string(got), list.Runs[0].ID) {
 		t.Fatalf("run get: %s", got)
 	}
 	// Another user sees none of it, and cannot tell a run from a missing one.
-	mustFail(t, m, connectors.ToolRunGet, map[string]any{"run_id": list.Runs[0].ID}, nil, "policy_denied")
-	mustFail(t, m, connectors.ToolRunGet, map[string]any{"run_id": uuid.NewString()}, nil, "policy_denied")
-	mustFail(t, m, connectors.ToolRunList, map[string]any{"instance_id": id}, nil, "policy_denied")
-	if err := json.Unmarshal(mustOK(t, m, connectors.ToolRunList, nil, nil), &list); err != nil || len(list.Runs) != 0 {
+	mustFail(t, m, core.ToolRunGet, map[string]any{"run_id": list.Runs[0].ID}, nil, "policy_denied")
+	mustFail(t, m, core.ToolRunGet, map[string]any{"run_id": uuid.NewString()}, nil, "policy_denied")
+	mustFail(t, m, core.ToolRunList, map[string]any{"instance_id": id}, nil, "policy_denied")
+	if err := json.Unmarshal(mustOK(t, m, core.ToolRunList, nil, nil), &list); err != nil || len(list.Runs) != 0 {
 		t.Fatalf("mallory's own runs: %d", len(list.Runs))
 	}
 }
@@ -277,37 +277,37 @@ func TestAsyncRuns(t *testing.T) {
 	e := newEnv(t)
 	_, tok := e.user("alice", false)
 	c := e.client(transports[2], tok)
-	id := decodeID(t, mustOK(t, c, connectors.ToolInstanceInstall, map[string]any{"type": "echo", "display_name": "e", "enable": true}, nil))
-	var started connectors.InvokeResult
-	if err := json.Unmarshal(mustOK(t, c, connectors.ToolOpInvoke, map[string]any{"instance_id": id, "operation": "echo.later", "arguments": map[string]any{"message": "later", "delay_ms": 100}}, nil), &started); err != nil {
+	id := decodeID(t, mustOK(t, c, core.ToolInstanceInstall, map[string]any{"type": "echo", "display_name": "e", "enable": true}, nil))
+	var started core.InvokeResult
+	if err := json.Unmarshal(mustOK(t, c, core.ToolOpInvoke, map[string]any{"instance_id": id, "operation": "echo.later", "arguments": map[string]any{"message": "later", "delay_ms": 100}}, nil), &started); err != nil {
 		t.Fatal(err)
 	}
 	if started.Status != "pending" || started.RunID == "" {
 		t.Fatalf("async invoke: %+v", started)
 	}
-	var run connectors.Run
+	var run core.Run
 	eventually(t, func() bool {
-		_ = json.Unmarshal(mustOK(t, c, connectors.ToolRunGet, map[string]any{"run_id": started.RunID}, nil), &run)
+		_ = json.Unmarshal(mustOK(t, c, core.ToolRunGet, map[string]any{"run_id": started.RunID}, nil), &run)
 		return run.Status == "succeeded"
 	})
 	if !strings.Contains(string(run.Result), `"message":"later"`) || run.FinishedAt == nil {
 		t.Fatalf("async result: %+v", run)
 	}
 	// Cancel a long one.
-	if err := json.Unmarshal(mustOK(t, c, connectors.ToolOpInvoke, map[string]any{"instance_id": id, "operation": "echo.later", "arguments": map[string]any{"message": "never", "delay_ms": 50000}}, nil), &started); err != nil {
+	if err := json.Unmarshal(mustOK(t, c, core.ToolOpInvoke, map[string]any{"instance_id": id, "operation": "echo.later", "arguments": map[string]any{"message": "never", "delay_ms": 50000}}, nil), &started); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, func() bool {
-		_ = json.Unmarshal(mustOK(t, c, connectors.ToolRunGet, map[string]any{"run_id": started.RunID}, nil), &run)
+		_ = json.Unmarshal(mustOK(t, c, core.ToolRunGet, map[string]any{"run_id": started.RunID}, nil), &run)
 		return run.Status == "running"
 	})
-	mustOK(t, c, connectors.ToolRunCancel, map[string]any{"run_id": started.RunID}, nil)
+	mustOK(t, c, core.ToolRunCancel, map[string]any{"run_id": started.RunID}, nil)
 	e.app.Service.Wait()
-	_ = json.Unmarshal(mustOK(t, c, connectors.ToolRunGet, map[string]any{"run_id": started.RunID}, nil), &run)
+	_ = json.Unmarshal(mustOK(t, c, core.ToolRunGet, map[string]any{"run_id": started.RunID}, nil), &run)
 	if run.Status != "canceled" {
 		t.Fatalf("canceled run: %+v", run)
 	}
-	mustFail(t, c, connectors.ToolRunCancel, map[string]any{"run_id": started.RunID}, nil, "conflict")
+	mustFail(t, c, core.ToolRunCancel, map[string]any{"run_id": started.RunID}, nil, "conflict")
 	// Decision and outcome rows for both async runs.
 	if n := e.count(`SELECT count(*) FROM audit_events WHERE tool = 'connector.op.invoke' AND instance_id = $1`, id); n != 4 {
 		t.Fatalf("async audit rows: %d", n)
@@ -322,12 +322,12 @@ func TestCancelSyncSendRefusedHistoryTrue(t *testing.T) {
 	_, tok := e.user("alice", false)
 	c := e.client(transports[2], tok)
 	other := e.client(transports[1], tok)
-	id := decodeID(t, mustOK(t, c, connectors.ToolInstanceInstall, map[string]any{"type": "echo", "display_name": "e", "enable": true}, nil))
+	id := decodeID(t, mustOK(t, c, core.ToolInstanceInstall, map[string]any{"type": "echo", "display_name": "e", "enable": true}, nil))
 	send := map[string]any{"instance_id": id, "operation": "echo.send", "idempotency_key": "k-1",
 		"arguments": map[string]any{"message": "sent", "delay_ms": 1500}}
 	done := make(chan json.RawMessage, 1)
 	go func() {
-		o, err := call(t, c, connectors.ToolOpInvoke, send, nil)
+		o, err := call(t, c, core.ToolOpInvoke, send, nil)
 		if err != nil {
 			t.Error(err)
 		}
@@ -338,22 +338,22 @@ func TestCancelSyncSendRefusedHistoryTrue(t *testing.T) {
 		_ = e.app.Pool.QueryRow(context.Background(), `SELECT id::text FROM connector_runs WHERE instance_id = $1 AND status = 'running'`, id).Scan(&runID)
 		return runID != ""
 	})
-	refused := mustFail(t, other, connectors.ToolRunCancel, map[string]any{"run_id": runID}, nil, "conflict")
+	refused := mustFail(t, other, core.ToolRunCancel, map[string]any{"run_id": runID}, nil, "conflict")
 	if !strings.Contains(refused.Error.Message, "asynchronous") {
 		t.Fatalf("cancel of a synchronous run: %q", refused.Error.Message)
 	}
 	if got := <-done; !strings.Contains(string(got), `"status":"ok"`) {
 		t.Fatalf("the send: %s", got)
 	}
-	var run connectors.Run
-	if err := json.Unmarshal(mustOK(t, c, connectors.ToolRunGet, map[string]any{"run_id": runID}, nil), &run); err != nil {
+	var run core.Run
+	if err := json.Unmarshal(mustOK(t, c, core.ToolRunGet, map[string]any{"run_id": runID}, nil), &run); err != nil {
 		t.Fatal(err)
 	}
-	if run.Status != connectors.RunSucceeded {
+	if run.Status != core.RunSucceeded {
 		t.Fatalf("the send's run says %s (%s), but it succeeded", run.Status, run.ErrorType)
 	}
-	var replay connectors.InvokeResult
-	if err := json.Unmarshal(mustOK(t, c, connectors.ToolOpInvoke, send, nil), &replay); err != nil || !replay.Replayed || replay.RunID != runID {
+	var replay core.InvokeResult
+	if err := json.Unmarshal(mustOK(t, c, core.ToolOpInvoke, send, nil), &replay); err != nil || !replay.Replayed || replay.RunID != runID {
 		t.Fatalf("replay: %+v %v", replay, err)
 	}
 }

@@ -17,7 +17,7 @@ import (
 	"github.com/mark3labs/mcp-go/client"
 
 	"github.com/connec/connec/authz"
-	"github.com/connec/connec/connectors"
+	"github.com/connec/connec/core"
 	"github.com/connec/connec/internal/platform/pgcluster"
 )
 
@@ -71,7 +71,7 @@ func itoa(i int) string { return strconv.Itoa(i) }
 
 func echoInstance(t *testing.T, c *client.Client, enable bool) string {
 	t.Helper()
-	return decodeID(t, mustOK(t, c, connectors.ToolInstanceInstall, map[string]any{"type": "echo", "display_name": "e", "enable": enable}, nil))
+	return decodeID(t, mustOK(t, c, core.ToolInstanceInstall, map[string]any{"type": "echo", "display_name": "e", "enable": enable}, nil))
 }
 
 func TestREQ_CONNEC_0104_CredentialsStoredAsCiphertextWithKeyID(t *testing.T) {
@@ -80,7 +80,7 @@ func TestREQ_CONNEC_0104_CredentialsStoredAsCiphertextWithKeyID(t *testing.T) {
 	c := e.client(transports[2], tok)
 	id := echoInstance(t, c, true)
 	secret := canary()
-	cred := decodeCred(t, mustOK(t, c, connectors.ToolCredentialCreate, map[string]any{"instance_id": id, "kind": "bearer", "secret": map[string]any{"token": secret}}, nil))
+	cred := decodeCred(t, mustOK(t, c, core.ToolCredentialCreate, map[string]any{"instance_id": id, "kind": "bearer", "secret": map[string]any{"token": secret}}, nil))
 	_, keyID := e.app.Executor.Recipient()
 	if cred.KeyID != keyID || !strings.HasPrefix(keyID, "kek-") || cred.Version != 1 || cred.State != "active" {
 		t.Fatalf("credential metadata: %+v (key %s)", cred, keyID)
@@ -94,7 +94,7 @@ func TestREQ_CONNEC_0104_CredentialsStoredAsCiphertextWithKeyID(t *testing.T) {
 		t.Fatalf("row is not ciphertext with key id: key %s, ct %d bytes", rowKey, len(ct))
 	}
 	// The executor opens it: echo reports which kind it was handed.
-	out := mustOK(t, c, connectors.ToolOpInvoke, map[string]any{"instance_id": id, "operation": "echo.read", "arguments": map[string]any{"message": "x"}}, nil)
+	out := mustOK(t, c, core.ToolOpInvoke, map[string]any{"instance_id": id, "operation": "echo.read", "arguments": map[string]any{"message": "x"}}, nil)
 	if !strings.Contains(string(out), `"credential_kind":"bearer"`) {
 		t.Fatalf("credential not handed to the driver: %s", out)
 	}
@@ -105,17 +105,17 @@ func TestREQ_CONNEC_0106_RotationKeepsIdentifiers(t *testing.T) {
 	_, tok := e.user("alice", false)
 	c := e.client(transports[0], tok)
 	id := echoInstance(t, c, true)
-	first := decodeCred(t, mustOK(t, c, connectors.ToolCredentialCreate, map[string]any{"instance_id": id, "kind": "bearer", "secret": map[string]any{"token": canary()}}, nil))
+	first := decodeCred(t, mustOK(t, c, core.ToolCredentialCreate, map[string]any{"instance_id": id, "kind": "bearer", "secret": map[string]any{"token": canary()}}, nil))
 	var ct1 []byte
 	_ = e.app.Pool.QueryRow(context.Background(), `SELECT ciphertext FROM connector_credentials WHERE id = $1`, first.ID).Scan(&ct1)
 	invoke := map[string]any{"instance_id": id, "operation": "echo.read", "arguments": map[string]any{"message": "x"}}
-	mustOK(t, c, connectors.ToolOpInvoke, invoke, nil) // warms the data key cache
+	mustOK(t, c, core.ToolOpInvoke, invoke, nil) // warms the data key cache
 	for v := 2; v <= 3; v++ {
-		got := decodeCred(t, mustOK(t, c, connectors.ToolCredentialRotate, map[string]any{"credential_id": first.ID, "secret": map[string]any{"token": canary()}}, nil))
+		got := decodeCred(t, mustOK(t, c, core.ToolCredentialRotate, map[string]any{"credential_id": first.ID, "secret": map[string]any{"token": canary()}}, nil))
 		if got.ID != first.ID || got.InstanceID != id || got.Version != v {
 			t.Fatalf("rotation %d changed ids or version: %+v", v, got)
 		}
-		mustOK(t, c, connectors.ToolOpInvoke, invoke, nil)
+		mustOK(t, c, core.ToolOpInvoke, invoke, nil)
 	}
 	var ct2 []byte
 	_ = e.app.Pool.QueryRow(context.Background(), `SELECT ciphertext FROM connector_credentials WHERE id = $1`, first.ID).Scan(&ct2)
@@ -126,8 +126,8 @@ func TestREQ_CONNEC_0106_RotationKeepsIdentifiers(t *testing.T) {
 		t.Fatal("instance id changed")
 	}
 	// A revoked credential cannot be rotated back to life.
-	mustOK(t, c, connectors.ToolCredentialRevoke, map[string]any{"credential_id": first.ID}, nil)
-	mustFail(t, c, connectors.ToolCredentialRotate, map[string]any{"credential_id": first.ID, "secret": map[string]any{"token": canary()}}, nil, "conflict")
+	mustOK(t, c, core.ToolCredentialRevoke, map[string]any{"credential_id": first.ID}, nil)
+	mustFail(t, c, core.ToolCredentialRotate, map[string]any{"credential_id": first.ID, "secret": map[string]any{"token": canary()}}, nil, "conflict")
 }
 
 func TestREQ_CONNEC_0107_RevocationIsImmediate(t *testing.T) {
@@ -142,23 +142,23 @@ func TestREQ_CONNEC_0107_RevocationIsImmediate(t *testing.T) {
 	a := e.client(transports[2], tok)
 	b := other.client(transports[1], tok)
 	id := echoInstance(t, a, true)
-	cred := decodeCred(t, mustOK(t, a, connectors.ToolCredentialCreate, map[string]any{"instance_id": id, "kind": "bearer", "secret": map[string]any{"token": canary()}}, nil))
+	cred := decodeCred(t, mustOK(t, a, core.ToolCredentialCreate, map[string]any{"instance_id": id, "kind": "bearer", "secret": map[string]any{"token": canary()}}, nil))
 	invoke := map[string]any{"instance_id": id, "operation": "echo.read", "arguments": map[string]any{"message": "x"}}
 	// Both servers have used (and cached) the credential.
-	mustOK(t, a, connectors.ToolOpInvoke, invoke, nil)
-	mustOK(t, b, connectors.ToolOpInvoke, invoke, nil)
+	mustOK(t, a, core.ToolOpInvoke, invoke, nil)
+	mustOK(t, b, core.ToolOpInvoke, invoke, nil)
 
 	// Disable is reversible.
-	mustOK(t, a, connectors.ToolCredentialDisable, map[string]any{"credential_id": cred.ID}, nil)
-	mustFail(t, b, connectors.ToolOpInvoke, invoke, nil, "credential_disabled")
-	mustOK(t, a, connectors.ToolCredentialEnable, map[string]any{"credential_id": cred.ID}, nil)
-	mustOK(t, b, connectors.ToolOpInvoke, invoke, nil)
+	mustOK(t, a, core.ToolCredentialDisable, map[string]any{"credential_id": cred.ID}, nil)
+	mustFail(t, b, core.ToolOpInvoke, invoke, nil, "credential_disabled")
+	mustOK(t, a, core.ToolCredentialEnable, map[string]any{"credential_id": cred.ID}, nil)
+	mustOK(t, b, core.ToolOpInvoke, invoke, nil)
 
 	// Revoke on server A: the very next call on server B fails, no waiting.
-	mustOK(t, a, connectors.ToolCredentialRevoke, map[string]any{"credential_id": cred.ID}, nil)
-	mustFail(t, b, connectors.ToolOpInvoke, invoke, nil, "credential_revoked")
-	mustFail(t, a, connectors.ToolOpInvoke, invoke, nil, "credential_revoked")
-	mustFail(t, a, connectors.ToolCredentialEnable, map[string]any{"credential_id": cred.ID}, nil, "conflict")
+	mustOK(t, a, core.ToolCredentialRevoke, map[string]any{"credential_id": cred.ID}, nil)
+	mustFail(t, b, core.ToolOpInvoke, invoke, nil, "credential_revoked")
+	mustFail(t, a, core.ToolOpInvoke, invoke, nil, "credential_revoked")
+	mustFail(t, a, core.ToolCredentialEnable, map[string]any{"credential_id": cred.ID}, nil, "conflict")
 	rows := e.audit("instance_id = $1 AND error_type = 'credential_revoked'", id)
 	if len(rows) != 2 {
 		t.Fatalf("revoked invocations audited: %+v", rows)
@@ -166,16 +166,16 @@ func TestREQ_CONNEC_0107_RevocationIsImmediate(t *testing.T) {
 
 	// Expired credentials behave like disabled ones, with their own type.
 	id2 := echoInstance(t, a, true)
-	cred2 := decodeCred(t, mustOK(t, a, connectors.ToolCredentialCreate, map[string]any{"instance_id": id2, "kind": "bearer",
+	cred2 := decodeCred(t, mustOK(t, a, core.ToolCredentialCreate, map[string]any{"instance_id": id2, "kind": "bearer",
 		"secret": map[string]any{"token": canary()}, "expires_at": time.Now().Add(time.Hour).Format(time.RFC3339)}, nil))
 	invoke["instance_id"] = id2
-	mustOK(t, b, connectors.ToolOpInvoke, invoke, nil)
+	mustOK(t, b, core.ToolOpInvoke, invoke, nil)
 	if _, err := e.app.Pool.Exec(context.Background(), `UPDATE connector_credentials SET expires_at = now() - interval '1 second' WHERE id = $1`, cred2.ID); err != nil {
 		t.Fatal(err)
 	}
-	mustFail(t, b, connectors.ToolOpInvoke, invoke, nil, "credential_expired")
+	mustFail(t, b, core.ToolOpInvoke, invoke, nil, "credential_expired")
 	// Uninstall revokes the instance's credentials.
-	mustOK(t, a, connectors.ToolInstanceUninstall, map[string]any{"instance_id": id2}, nil)
+	mustOK(t, a, core.ToolInstanceUninstall, map[string]any{"instance_id": id2}, nil)
 	if n := e.count(`SELECT count(*) FROM connector_credentials WHERE id = $1 AND state = 'revoked'`, cred2.ID); n != 1 {
 		t.Fatal("uninstall left the credential live")
 	}
@@ -189,16 +189,16 @@ func TestREQ_CONNEC_0115_CredentialManagementRestricted(t *testing.T) {
 	id := echoInstance(t, a, true)
 	e.allow(reader, "connectors/**", authz.ActionRead, "")
 	r := e.client(transports[1], readerTok)
-	cred := decodeCred(t, mustOK(t, a, connectors.ToolCredentialCreate, map[string]any{"instance_id": id, "kind": "basic", "secret": map[string]any{"username": "u", "password": canary()}}, nil))
+	cred := decodeCred(t, mustOK(t, a, core.ToolCredentialCreate, map[string]any{"instance_id": id, "kind": "basic", "secret": map[string]any{"username": "u", "password": canary()}}, nil))
 	// A reader may invoke but not see or manage credentials.
-	mustOK(t, r, connectors.ToolOpInvoke, map[string]any{"instance_id": id, "operation": "echo.read", "arguments": map[string]any{"message": "x"}}, nil)
-	for _, tool := range []string{connectors.ToolCredentialCreate, connectors.ToolCredentialRotate, connectors.ToolCredentialRevoke, connectors.ToolCredentialDisable, connectors.ToolCredentialList, connectors.ToolCredentialGet} {
+	mustOK(t, r, core.ToolOpInvoke, map[string]any{"instance_id": id, "operation": "echo.read", "arguments": map[string]any{"message": "x"}}, nil)
+	for _, tool := range []string{core.ToolCredentialCreate, core.ToolCredentialRotate, core.ToolCredentialRevoke, core.ToolCredentialDisable, core.ToolCredentialList, core.ToolCredentialGet} {
 		if _, err := call(t, r, tool, map[string]any{"credential_id": cred.ID}, nil); err == nil {
 			t.Fatalf("reader reached %s", tool)
 		}
 	}
 	// The owner manages them: list and get show metadata only.
-	list := mustOK(t, a, connectors.ToolCredentialList, map[string]any{"instance_id": id}, nil)
+	list := mustOK(t, a, core.ToolCredentialList, map[string]any{"instance_id": id}, nil)
 	if !strings.Contains(string(list), cred.ID) || !strings.Contains(string(list), `"fields":["password","username"]`) {
 		t.Fatalf("list: %s", list)
 	}
@@ -211,7 +211,7 @@ func TestREQ_CONNEC_0115_CredentialManagementRestricted(t *testing.T) {
 		{"instance_id": id, "kind": "bearer", "secret": map[string]any{"token": ""}},                // empty
 		{"instance_id": id, "kind": "bearer", "secret": map[string]any{"token": "x"}, "expires_at": "2001-01-01T00:00:00Z"},
 	} {
-		o, err := call(t, a, connectors.ToolCredentialCreate, args, nil)
+		o, err := call(t, a, core.ToolCredentialCreate, args, nil)
 		if err != nil || !o.IsError {
 			t.Fatalf("%v accepted: %v %s", args, err, o.Raw)
 		}
@@ -238,13 +238,13 @@ func TestREQ_CONNEC_0119_CanaryNeverLeaves(t *testing.T) {
 		responses.WriteString(o.Raw)
 		return o
 	}
-	id := decodeID(t, json.RawMessage(record(call(t, c, connectors.ToolInstanceInstall, map[string]any{"type": "echo", "display_name": "e", "enable": true}, nil)).Result))
-	cred := decodeCred(t, record(call(t, c, connectors.ToolCredentialCreate, map[string]any{"instance_id": id, "kind": "bearer", "secret": map[string]any{"token": secret}}, nil)).Result)
-	record(call(t, c, connectors.ToolCredentialGet, map[string]any{"credential_id": cred.ID}, nil))
-	record(call(t, c, connectors.ToolCredentialList, map[string]any{"instance_id": id}, nil))
+	id := decodeID(t, json.RawMessage(record(call(t, c, core.ToolInstanceInstall, map[string]any{"type": "echo", "display_name": "e", "enable": true}, nil)).Result))
+	cred := decodeCred(t, record(call(t, c, core.ToolCredentialCreate, map[string]any{"instance_id": id, "kind": "bearer", "secret": map[string]any{"token": secret}}, nil)).Result)
+	record(call(t, c, core.ToolCredentialGet, map[string]any{"credential_id": cred.ID}, nil))
+	record(call(t, c, core.ToolCredentialList, map[string]any{"instance_id": id}, nil))
 	// An agent that somehow knows the secret makes the connector echo it: the
 	// executor redacts it and the audit row says so.
-	out := record(call(t, c, connectors.ToolOpInvoke, map[string]any{"instance_id": id, "operation": "echo.read",
+	out := record(call(t, c, core.ToolOpInvoke, map[string]any{"instance_id": id, "operation": "echo.read",
 		"arguments": map[string]any{"message": "say " + secret, "data": map[string]any{secret: secret}}}, nil))
 	if out.Status != "ok" || !strings.Contains(out.Raw, "[REDACTED]") {
 		t.Fatalf("echoed secret not redacted: %s", out.Raw)
@@ -252,16 +252,16 @@ func TestREQ_CONNEC_0119_CanaryNeverLeaves(t *testing.T) {
 	if n := e.count(`SELECT count(*) FROM audit_events WHERE tool = 'connector.op.invoke' AND reason LIKE '%redacted%'`); n != 1 {
 		t.Fatalf("redaction not flagged in audit: %d", n)
 	}
-	record(call(t, c, connectors.ToolCredentialRotate, map[string]any{"credential_id": cred.ID, "secret": map[string]any{"token": rotated}}, nil))
-	record(call(t, c, connectors.ToolOpInvoke, map[string]any{"instance_id": id, "operation": "echo.send", "arguments": map[string]any{"message": rotated}}, nil))
+	record(call(t, c, core.ToolCredentialRotate, map[string]any{"credential_id": cred.ID, "secret": map[string]any{"token": rotated}}, nil))
+	record(call(t, c, core.ToolOpInvoke, map[string]any{"instance_id": id, "operation": "echo.send", "arguments": map[string]any{"message": rotated}}, nil))
 	// Bad input carrying the secret: the error must not repeat it.
-	record(call(t, c, connectors.ToolCredentialCreate, map[string]any{"instance_id": id, "kind": "bearer", "secret": map[string]any{"token": secret, secret: secret}}, nil))
-	record(call(t, c, connectors.ToolCredentialRotate, map[string]any{"credential_id": cred.ID, "secret": map[string]any{"tokn": secret}}, nil))
-	record(call(t, c, connectors.ToolCredentialDisable, map[string]any{"credential_id": cred.ID}, nil))
-	record(call(t, c, connectors.ToolCredentialEnable, map[string]any{"credential_id": cred.ID}, nil))
-	record(call(t, c, connectors.ToolCredentialRevoke, map[string]any{"credential_id": cred.ID}, nil))
-	record(call(t, c, connectors.ToolOpInvoke, map[string]any{"instance_id": id, "operation": "echo.read", "arguments": map[string]any{"message": "x"}}, nil))
-	record(call(t, c, connectors.ToolInstanceUninstall, map[string]any{"instance_id": id}, nil))
+	record(call(t, c, core.ToolCredentialCreate, map[string]any{"instance_id": id, "kind": "bearer", "secret": map[string]any{"token": secret, secret: secret}}, nil))
+	record(call(t, c, core.ToolCredentialRotate, map[string]any{"credential_id": cred.ID, "secret": map[string]any{"tokn": secret}}, nil))
+	record(call(t, c, core.ToolCredentialDisable, map[string]any{"credential_id": cred.ID}, nil))
+	record(call(t, c, core.ToolCredentialEnable, map[string]any{"credential_id": cred.ID}, nil))
+	record(call(t, c, core.ToolCredentialRevoke, map[string]any{"credential_id": cred.ID}, nil))
+	record(call(t, c, core.ToolOpInvoke, map[string]any{"instance_id": id, "operation": "echo.read", "arguments": map[string]any{"message": "x"}}, nil))
+	record(call(t, c, core.ToolInstanceUninstall, map[string]any{"instance_id": id}, nil))
 
 	dump := e.dump()
 	if !strings.Contains(dump, cred.ID) {
@@ -285,8 +285,8 @@ func TestTamperedCredentialRowFailsClosed(t *testing.T) {
 	c := e.client(transports[2], tok)
 	id1, id2 := echoInstance(t, c, true), echoInstance(t, c, true)
 	s1, s2 := canary(), canary()
-	c1 := decodeCred(t, mustOK(t, c, connectors.ToolCredentialCreate, map[string]any{"instance_id": id1, "kind": "bearer", "secret": map[string]any{"token": s1}}, nil))
-	c2 := decodeCred(t, mustOK(t, c, connectors.ToolCredentialCreate, map[string]any{"instance_id": id2, "kind": "bearer", "secret": map[string]any{"token": s2}}, nil))
+	c1 := decodeCred(t, mustOK(t, c, core.ToolCredentialCreate, map[string]any{"instance_id": id1, "kind": "bearer", "secret": map[string]any{"token": s1}}, nil))
+	c2 := decodeCred(t, mustOK(t, c, core.ToolCredentialCreate, map[string]any{"instance_id": id2, "kind": "bearer", "secret": map[string]any{"token": s2}}, nil))
 	for _, col := range []string{"ciphertext", "wrapped_dek", "ciphertext, wrapped_dek"} {
 		t.Run(col, func(t *testing.T) {
 			cols := strings.Split(col, ", ")
@@ -297,12 +297,12 @@ func TestTamperedCredentialRowFailsClosed(t *testing.T) {
 			if _, err := e.app.Pool.Exec(context.Background(), `UPDATE connector_credentials SET `+strings.Join(set, ", ")+` WHERE id = $1`, c1.ID, c2.ID); err != nil {
 				t.Fatal(err)
 			}
-			o := mustFail(t, c, connectors.ToolOpInvoke, map[string]any{"instance_id": id1, "operation": "echo.read", "arguments": map[string]any{"message": s2}}, nil, "internal")
+			o := mustFail(t, c, core.ToolOpInvoke, map[string]any{"instance_id": id1, "operation": "echo.read", "arguments": map[string]any{"message": s2}}, nil, "internal")
 			if !strings.Contains(o.Error.Message, "could not be opened") || strings.Contains(o.Raw, s2) || strings.Contains(o.Raw, s1) {
 				t.Fatalf("tampered row: %s", o.Raw)
 			}
 			// Restore for the next case by rotating to a fresh secret.
-			mustOK(t, c, connectors.ToolCredentialRotate, map[string]any{"credential_id": c1.ID, "secret": map[string]any{"token": s1}}, nil)
+			mustOK(t, c, core.ToolCredentialRotate, map[string]any{"credential_id": c1.ID, "secret": map[string]any{"token": s1}}, nil)
 		})
 	}
 	if strings.Contains(e.logs.String(), s1) || strings.Contains(e.logs.String(), s2) {

@@ -12,7 +12,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/connec/connec/callctx"
-	"github.com/connec/connec/connectors"
+	"github.com/connec/connec/core"
 )
 
 // The whole lifecycle over every transport: install → enable → invoke →
@@ -24,11 +24,11 @@ func TestLifecycleOverEveryTransport(t *testing.T) {
 			alice, tok := e.user("alice", false)
 			c := e.client(tr, tok)
 
-			cat := mustOK(t, c, connectors.ToolCatalogList, nil, nil)
+			cat := mustOK(t, c, core.ToolCatalogList, nil, nil)
 			if !strings.Contains(string(cat), `"echo.read"`) || !strings.Contains(string(cat), `"echo.send"`) {
 				t.Fatalf("catalog lacks echo operations: %s", cat)
 			}
-			inst := mustOK(t, c, connectors.ToolInstanceInstall, map[string]any{
+			inst := mustOK(t, c, core.ToolInstanceInstall, map[string]any{
 				"type": "echo", "display_name": "My echo", "config": map[string]any{"prefix": "echo: "},
 			}, nil)
 			id := decodeID(t, inst)
@@ -36,32 +36,32 @@ func TestLifecycleOverEveryTransport(t *testing.T) {
 				t.Fatalf("install result: %s", inst)
 			}
 			// Disabled: invoke is refused.
-			mustFail(t, c, connectors.ToolOpInvoke, map[string]any{"instance_id": id, "operation": "echo.read", "arguments": map[string]any{"message": "hi"}}, nil, "policy_denied")
-			mustOK(t, c, connectors.ToolInstanceEnable, map[string]any{"instance_id": id}, nil)
+			mustFail(t, c, core.ToolOpInvoke, map[string]any{"instance_id": id, "operation": "echo.read", "arguments": map[string]any{"message": "hi"}}, nil, "policy_denied")
+			mustOK(t, c, core.ToolInstanceEnable, map[string]any{"instance_id": id}, nil)
 
 			task := uuid.NewString()
-			out := mustOK(t, c, connectors.ToolOpInvoke, map[string]any{
+			out := mustOK(t, c, core.ToolOpInvoke, map[string]any{
 				"instance_id": id, "operation": "echo.read", "arguments": map[string]any{"message": "hi"},
 			}, map[string]any{callctx.MetaKey: map[string]any{"task_id": task, "agent_id": "agent-7"}})
-			var res connectors.InvokeResult
+			var res core.InvokeResult
 			if err := json.Unmarshal(out, &res); err != nil {
 				t.Fatal(err)
 			}
 			if string(res.InstanceID) != id || !strings.Contains(string(res.Output), `"message":"echo: hi"`) {
 				t.Fatalf("invoke result: %s", out)
 			}
-			mustOK(t, c, connectors.ToolOpInvoke, map[string]any{
+			mustOK(t, c, core.ToolOpInvoke, map[string]any{
 				"instance_id": id, "operation": "echo.send", "arguments": map[string]any{"message": "sent"}, "task_id": task,
 			}, nil)
 
-			mustOK(t, c, connectors.ToolInstanceDisable, map[string]any{"instance_id": id}, nil)
-			denied := mustFail(t, c, connectors.ToolOpInvoke, map[string]any{"instance_id": id, "operation": "echo.read", "arguments": map[string]any{"message": "hi"}}, nil, "policy_denied")
+			mustOK(t, c, core.ToolInstanceDisable, map[string]any{"instance_id": id}, nil)
+			denied := mustFail(t, c, core.ToolOpInvoke, map[string]any{"instance_id": id, "operation": "echo.read", "arguments": map[string]any{"message": "hi"}}, nil, "policy_denied")
 			if !strings.Contains(denied.Error.Message, "disabled") {
 				t.Fatalf("want disabled message, got %q", denied.Error.Message)
 			}
-			mustOK(t, c, connectors.ToolInstanceUninstall, map[string]any{"instance_id": id}, nil)
-			mustFail(t, c, connectors.ToolInstanceEnable, map[string]any{"instance_id": id}, nil, "conflict")
-			got := mustOK(t, c, connectors.ToolInstanceGet, map[string]any{"instance_id": id}, nil)
+			mustOK(t, c, core.ToolInstanceUninstall, map[string]any{"instance_id": id}, nil)
+			mustFail(t, c, core.ToolInstanceEnable, map[string]any{"instance_id": id}, nil, "conflict")
+			got := mustOK(t, c, core.ToolInstanceGet, map[string]any{"instance_id": id}, nil)
 			if !strings.Contains(string(got), `"state":"uninstalled"`) {
 				t.Fatalf("tombstone: %s", got)
 			}
@@ -107,7 +107,7 @@ func TestNoRulesNoTools(t *testing.T) {
 				t.Fatalf("bob sees tools %v", names)
 			}
 			before := e.count(`SELECT count(*) FROM audit_events WHERE subject = $1`, string(bob))
-			for _, name := range []string{connectors.ToolCatalogList, connectors.ToolInstanceInstall, connectors.ToolOpInvoke, "no.such.tool"} {
+			for _, name := range []string{core.ToolCatalogList, core.ToolInstanceInstall, core.ToolOpInvoke, "no.such.tool"} {
 				if _, err := call(t, c, name, map[string]any{"type": "echo", "display_name": "x"}, nil); err == nil {
 					t.Fatalf("%s: hidden tool answered", name)
 				}
@@ -167,17 +167,17 @@ func TestSecondUserCannotTouchInstance(t *testing.T) {
 	_, malloryTok := e.user("mallory", false)
 	alice := e.client(transports[2], aliceTok)
 	mallory := e.client(transports[2], malloryTok)
-	id := decodeID(t, mustOK(t, alice, connectors.ToolInstanceInstall, map[string]any{"type": "echo", "display_name": "a", "enable": true}, nil))
+	id := decodeID(t, mustOK(t, alice, core.ToolInstanceInstall, map[string]any{"type": "echo", "display_name": "a", "enable": true}, nil))
 	missing := uuid.NewString()
 	for _, target := range []string{id, missing} {
 		for _, tc := range []struct {
 			tool string
 			args map[string]any
 		}{
-			{connectors.ToolInstanceGet, map[string]any{"instance_id": target}},
-			{connectors.ToolInstanceDisable, map[string]any{"instance_id": target}},
-			{connectors.ToolInstanceUninstall, map[string]any{"instance_id": target}},
-			{connectors.ToolOpInvoke, map[string]any{"instance_id": target, "operation": "echo.read", "arguments": map[string]any{"message": "x"}}},
+			{core.ToolInstanceGet, map[string]any{"instance_id": target}},
+			{core.ToolInstanceDisable, map[string]any{"instance_id": target}},
+			{core.ToolInstanceUninstall, map[string]any{"instance_id": target}},
+			{core.ToolOpInvoke, map[string]any{"instance_id": target, "operation": "echo.read", "arguments": map[string]any{"message": "x"}}},
 		} {
 			o := mustFail(t, mallory, tc.tool, tc.args, nil, "policy_denied")
 			if o.Error.Message != "denied by policy" {
@@ -185,12 +185,12 @@ func TestSecondUserCannotTouchInstance(t *testing.T) {
 			}
 		}
 	}
-	list := mustOK(t, mallory, connectors.ToolInstanceList, nil, nil)
+	list := mustOK(t, mallory, core.ToolInstanceList, nil, nil)
 	if strings.Contains(string(list), id) {
 		t.Fatalf("mallory lists alice's instance: %s", list)
 	}
 	// Mallory may not install for alice either.
-	mustFail(t, mallory, connectors.ToolInstanceInstall, map[string]any{"type": "echo", "display_name": "x", "owner": "user:" + strings.TrimPrefix(string(mustSubject(t, e, "alice")), "user:")}, nil, "policy_denied")
+	mustFail(t, mallory, core.ToolInstanceInstall, map[string]any{"type": "echo", "display_name": "x", "owner": "user:" + strings.TrimPrefix(string(mustSubject(t, e, "alice")), "user:")}, nil, "policy_denied")
 	if st := e.count(`SELECT count(*) FROM connector_instances WHERE state = 'enabled'`); st != 1 {
 		t.Fatalf("instance state changed")
 	}
@@ -209,32 +209,32 @@ func TestBadArgumentsChangeNothing(t *testing.T) {
 	e := newEnv(t)
 	_, tok := e.user("alice", false)
 	c := e.client(transports[2], tok)
-	id := decodeID(t, mustOK(t, c, connectors.ToolInstanceInstall, map[string]any{"type": "echo", "display_name": "a", "enable": true}, nil))
+	id := decodeID(t, mustOK(t, c, core.ToolInstanceInstall, map[string]any{"type": "echo", "display_name": "a", "enable": true}, nil))
 	cases := []struct {
 		name string
 		tool string
 		args map[string]any
 		meta map[string]any
 	}{
-		{"unknown type", connectors.ToolInstanceInstall, map[string]any{"type": "nope", "display_name": "x"}, nil},
-		{"missing name", connectors.ToolInstanceInstall, map[string]any{"type": "echo"}, nil},
-		{"bad config", connectors.ToolInstanceInstall, map[string]any{"type": "echo", "display_name": "x", "config": map[string]any{"prefix": 5}}, nil},
-		{"unknown config key", connectors.ToolInstanceInstall, map[string]any{"type": "echo", "display_name": "x", "config": map[string]any{"nope": "x"}}, nil},
-		{"unknown argument", connectors.ToolInstanceInstall, map[string]any{"type": "echo", "display_name": "x", "colour": "red"}, nil},
-		{"bad owner", connectors.ToolInstanceInstall, map[string]any{"type": "echo", "display_name": "x", "owner": "root"}, nil},
-		{"bad project", connectors.ToolInstanceInstall, map[string]any{"type": "echo", "display_name": "x", "project_id": "p1"}, nil},
-		{"wrong type", connectors.ToolInstanceInstall, map[string]any{"type": "echo", "display_name": 7}, nil},
-		{"bad instance id", connectors.ToolInstanceDisable, map[string]any{"instance_id": "123"}, nil},
-		{"bad task id", connectors.ToolInstanceDisable, map[string]any{"instance_id": id, "task_id": "t-1"}, nil},
-		{"bad meta task", connectors.ToolInstanceDisable, map[string]any{"instance_id": id}, map[string]any{callctx.MetaKey: map[string]any{"task_id": "nope"}}},
-		{"unknown meta field", connectors.ToolInstanceDisable, map[string]any{"instance_id": id}, map[string]any{callctx.MetaKey: map[string]any{"tsk_id": uuid.NewString()}}},
-		{"meta not object", connectors.ToolInstanceDisable, map[string]any{"instance_id": id}, map[string]any{callctx.MetaKey: "x"}},
-		{"conflicting task ids", connectors.ToolInstanceDisable, map[string]any{"instance_id": id, "task_id": uuid.NewString()}, map[string]any{callctx.MetaKey: map[string]any{"task_id": uuid.NewString()}}},
-		{"bad operation name", connectors.ToolOpInvoke, map[string]any{"instance_id": id, "operation": "DROP TABLE"}, nil},
-		{"unknown operation", connectors.ToolOpInvoke, map[string]any{"instance_id": id, "operation": "echo.nope"}, nil},
-		{"arguments off schema", connectors.ToolOpInvoke, map[string]any{"instance_id": id, "operation": "echo.read", "arguments": map[string]any{"msg": "x"}}, nil},
-		{"arguments not object", connectors.ToolOpInvoke, map[string]any{"instance_id": id, "operation": "echo.read", "arguments": []any{1}}, nil},
-		{"timeout too large", connectors.ToolOpInvoke, map[string]any{"instance_id": id, "operation": "echo.read", "arguments": map[string]any{"message": "x"}, "timeout_ms": 1e9}, nil},
+		{"unknown type", core.ToolInstanceInstall, map[string]any{"type": "nope", "display_name": "x"}, nil},
+		{"missing name", core.ToolInstanceInstall, map[string]any{"type": "echo"}, nil},
+		{"bad config", core.ToolInstanceInstall, map[string]any{"type": "echo", "display_name": "x", "config": map[string]any{"prefix": 5}}, nil},
+		{"unknown config key", core.ToolInstanceInstall, map[string]any{"type": "echo", "display_name": "x", "config": map[string]any{"nope": "x"}}, nil},
+		{"unknown argument", core.ToolInstanceInstall, map[string]any{"type": "echo", "display_name": "x", "colour": "red"}, nil},
+		{"bad owner", core.ToolInstanceInstall, map[string]any{"type": "echo", "display_name": "x", "owner": "root"}, nil},
+		{"bad project", core.ToolInstanceInstall, map[string]any{"type": "echo", "display_name": "x", "project_id": "p1"}, nil},
+		{"wrong type", core.ToolInstanceInstall, map[string]any{"type": "echo", "display_name": 7}, nil},
+		{"bad instance id", core.ToolInstanceDisable, map[string]any{"instance_id": "123"}, nil},
+		{"bad task id", core.ToolInstanceDisable, map[string]any{"instance_id": id, "task_id": "t-1"}, nil},
+		{"bad meta task", core.ToolInstanceDisable, map[string]any{"instance_id": id}, map[string]any{callctx.MetaKey: map[string]any{"task_id": "nope"}}},
+		{"unknown meta field", core.ToolInstanceDisable, map[string]any{"instance_id": id}, map[string]any{callctx.MetaKey: map[string]any{"tsk_id": uuid.NewString()}}},
+		{"meta not object", core.ToolInstanceDisable, map[string]any{"instance_id": id}, map[string]any{callctx.MetaKey: "x"}},
+		{"conflicting task ids", core.ToolInstanceDisable, map[string]any{"instance_id": id, "task_id": uuid.NewString()}, map[string]any{callctx.MetaKey: map[string]any{"task_id": uuid.NewString()}}},
+		{"bad operation name", core.ToolOpInvoke, map[string]any{"instance_id": id, "operation": "DROP TABLE"}, nil},
+		{"unknown operation", core.ToolOpInvoke, map[string]any{"instance_id": id, "operation": "echo.nope"}, nil},
+		{"arguments off schema", core.ToolOpInvoke, map[string]any{"instance_id": id, "operation": "echo.read", "arguments": map[string]any{"msg": "x"}}, nil},
+		{"arguments not object", core.ToolOpInvoke, map[string]any{"instance_id": id, "operation": "echo.read", "arguments": []any{1}}, nil},
+		{"timeout too large", core.ToolOpInvoke, map[string]any{"instance_id": id, "operation": "echo.read", "arguments": map[string]any{"message": "x"}, "timeout_ms": 1e9}, nil},
 	}
 	before := e.count(`SELECT count(*) FROM connector_instances`)
 	for _, tc := range cases {

@@ -7,7 +7,7 @@ import (
 	"github.com/mark3labs/mcp-go/mcp"
 
 	"github.com/connec/connec/callctx"
-	"github.com/connec/connec/connectors"
+	"github.com/connec/connec/core"
 	"github.com/connec/connec/fault"
 )
 
@@ -30,7 +30,7 @@ func FuzzDecodeToolArguments(f *testing.F) {
 		{compileArguments(mustSchema[installArgs]()), func() any { return &installArgs{} }},
 		{compileArguments(mustSchema[invokeArgs]()), func() any { return &invokeArgs{} }},
 		{compileArguments(mustSchema[createCredentialArgs]()), func() any { return &createCredentialArgs{} }},
-		{compileArguments(mustSchema[connectors.RunFilter]()), func() any { return &connectors.RunFilter{} }},
+		{compileArguments(mustSchema[core.RunFilter]()), func() any { return &core.RunFilter{} }},
 		{compileArguments(mustSchema[instanceArgs]()), func() any { return &instanceArgs{} }},
 		{compileArguments(mustSchema[removeRuleArgs]()), func() any { return &removeRuleArgs{} }},
 	}

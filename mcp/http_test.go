@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/connec/connec/connectors"
+	"github.com/connec/connec/core"
 )
 
 // Legacy streamable HTTP sessions follow the spec: a terminated or unknown
@@ -297,7 +297,7 @@ func TestHTTPCancellation(t *testing.T) {
 	root, tok := e.user("root", true)
 	e.allow(root, "**", "*", "")
 	r := e.openRaw(tok, "2025-11-25")
-	_, _, body := r.send("tools/call", map[string]any{"name": connectors.ToolInstanceInstall,
+	_, _, body := r.send("tools/call", map[string]any{"name": core.ToolInstanceInstall,
 		"arguments": map[string]any{"type": "echo", "display_name": "cancel", "enable": true}})
 	var inst struct {
 		Result struct {
@@ -317,11 +317,11 @@ func TestHTTPCancellation(t *testing.T) {
 		body   []byte
 	}
 	done := make(chan answer, 1)
-	call := r.message("tools/call", map[string]any{"name": connectors.ToolOpInvoke, "arguments": map[string]any{
+	call := r.message("tools/call", map[string]any{"name": core.ToolOpInvoke, "arguments": map[string]any{
 		"instance_id": id, "operation": "echo.send", "arguments": map[string]any{"message": "never", "delay_ms": 20000}}}, true)
 	reqID := r.next
 	go func() {
-		st, _, b := r.post(call, "tools/call", connectors.ToolOpInvoke)
+		st, _, b := r.post(call, "tools/call", core.ToolOpInvoke)
 		done <- answer{st, b}
 	}()
 	waitFor(t, "the send to start", func() bool {

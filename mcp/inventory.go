@@ -8,6 +8,7 @@ import (
 	"github.com/connec/connec/authz"
 	"github.com/connec/connec/callctx"
 	"github.com/connec/connec/connectors"
+	"github.com/connec/connec/core"
 )
 
 // The argument types every tool's input schema is generated from.
@@ -29,23 +30,23 @@ type (
 		taskArg
 	}
 	installArgs struct {
-		connectors.InstallInput
+		core.InstallInput
 		taskArg
 	}
 	listArgs struct {
-		connectors.ListInput
+		core.ListInput
 		taskArg
 	}
 	invokeArgs struct {
-		connectors.InvokeInput
+		core.InvokeInput
 		taskArg
 	}
 	createCredentialArgs struct {
-		connectors.CredentialInput
+		core.CredentialInput
 		taskArg
 	}
 	rotateCredentialArgs struct {
-		connectors.RotateInput
+		core.RotateInput
 		taskArg
 	}
 	policyListArgs struct {
@@ -64,11 +65,11 @@ type (
 		Effect string `json:"effect,omitempty" jsonschema:"Effect of the rule to remove (default allow)." schema:"enum=allow|deny"`
 	}
 	explainArgs struct {
-		connectors.ExplainInput
+		core.ExplainInput
 		taskArg
 	}
 	mintArgs struct {
-		connectors.MintInput
+		core.MintInput
 		taskArg
 	}
 )
@@ -79,13 +80,13 @@ type (
 		Types []connectors.TypeSpec `json:"types" schema:"type=array"`
 	}
 	instancesResult struct {
-		Instances []connectors.Instance `json:"instances" schema:"type=array"`
+		Instances []core.Instance `json:"instances" schema:"type=array"`
 	}
 	credentialsResult struct {
-		Credentials []connectors.Credential `json:"credentials" schema:"type=array"`
+		Credentials []core.Credential `json:"credentials" schema:"type=array"`
 	}
 	runsResult struct {
-		Runs []connectors.Run `json:"runs" schema:"type=array"`
+		Runs []core.Run `json:"runs" schema:"type=array"`
 	}
 	rulesResult struct {
 		Rules []authz.Rule `json:"rules" schema:"type=array"`
@@ -113,98 +114,98 @@ func Inventory() []Tool {
 
 func tokenTools() []Tool {
 	return []Tool{
-		tool(about{name: connectors.ToolTokenMint, annotations: mutating("Mint a task-bound token", false, false),
+		tool(about{name: core.ToolTokenMint, annotations: mutating("Mint a task-bound token", false, false),
 			description: "Mint a short-lived token bound to a task context (orchestrators, with connector.token.mint on tokens/<user>): every call made with it runs for that task — it may add the fields left open, never change one — so policy conditions marked from=token can rely on them. The token is shown once.",
 			actions:     []string{authz.ActionTokenMint}, refuseAs: authz.ActionTokenMint, resource: "tokens/**"},
-			func(ctx context.Context, svc *connectors.Service, a mintArgs) (connectors.MintedToken, error) {
+			func(ctx context.Context, svc *core.Service, a mintArgs) (core.MintedToken, error) {
 				return svc.MintToken(ctx, a.MintInput)
 			}),
 	}
 }
 
 func instanceTools() []Tool {
-	admin := func(name, description, title string, destructive bool, fn func(*connectors.Service, context.Context, string) (connectors.Instance, error)) Tool {
+	admin := func(name, description, title string, destructive bool, fn func(*core.Service, context.Context, string) (core.Instance, error)) Tool {
 		return tool(about{name: name, description: description, annotations: mutating(title, destructive, true),
 			actions: []string{authz.ActionAdmin}, refuseAs: authz.ActionAdmin},
-			func(ctx context.Context, svc *connectors.Service, a instanceArgs) (connectors.Instance, error) {
+			func(ctx context.Context, svc *core.Service, a instanceArgs) (core.Instance, error) {
 				return fn(svc, ctx, a.InstanceID)
 			})
 	}
 	return []Tool{
-		tool(about{name: connectors.ToolCatalogList, annotations: readOnly("List connector types"),
+		tool(about{name: core.ToolCatalogList, annotations: readOnly("List connector types"),
 			description: "List the connector types this server supports, with their operations, operation kinds (read|send|admin), input/output schemas, config schema, accepted credential kinds and egress hosts.",
 			actions:     []string{authz.ActionCatalogRead}, refuseAs: authz.ActionCatalogRead, resource: authz.ResourceCatalog},
-			func(ctx context.Context, svc *connectors.Service, _ taskArg) (catalogResult, error) {
+			func(ctx context.Context, svc *core.Service, _ taskArg) (catalogResult, error) {
 				types, err := svc.ListCatalog(ctx)
 				return catalogResult{Types: nonNil(types)}, err
 			}),
-		tool(about{name: connectors.ToolInstanceInstall, annotations: mutating("Install connector instance", false, false),
+		tool(about{name: core.ToolInstanceInstall, annotations: mutating("Install connector instance", false, false),
 			description: "Install a connector instance of a catalog type for an owner (yourself by default, or a group where policy allows), optionally scoped to a project. The config is validated against the type's config schema. New instances are disabled unless enable is true.",
 			actions:     []string{authz.ActionAdmin}, refuseAs: authz.ActionAdmin},
-			func(ctx context.Context, svc *connectors.Service, a installArgs) (connectors.Instance, error) {
+			func(ctx context.Context, svc *core.Service, a installArgs) (core.Instance, error) {
 				return svc.Install(ctx, a.InstallInput)
 			}),
-		admin(connectors.ToolInstanceEnable, "Enable a connector instance so its operations can be invoked.", "Enable connector instance", false, (*connectors.Service).Enable),
-		admin(connectors.ToolInstanceDisable, "Disable a connector instance; invocations are refused until it is enabled again.", "Disable connector instance", false, (*connectors.Service).Disable),
-		admin(connectors.ToolInstanceUninstall, "Uninstall a connector instance for good: its credentials are revoked and it stays only as a tombstone for audit; its id is never reused.", "Uninstall connector instance", true, (*connectors.Service).Uninstall),
-		tool(about{name: connectors.ToolInstanceList, annotations: readOnly("List connector instances"),
+		admin(core.ToolInstanceEnable, "Enable a connector instance so its operations can be invoked.", "Enable connector instance", false, (*core.Service).Enable),
+		admin(core.ToolInstanceDisable, "Disable a connector instance; invocations are refused until it is enabled again.", "Disable connector instance", false, (*core.Service).Disable),
+		admin(core.ToolInstanceUninstall, "Uninstall a connector instance for good: its credentials are revoked and it stays only as a tombstone for audit; its id is never reused.", "Uninstall connector instance", true, (*core.Service).Uninstall),
+		tool(about{name: core.ToolInstanceList, annotations: readOnly("List connector instances"),
 			description: "List the connector instances you hold any right on, optionally filtered by owner, project or type.",
 			actions:     anyRight, refuseAs: authz.ActionRead},
-			func(ctx context.Context, svc *connectors.Service, a listArgs) (instancesResult, error) {
+			func(ctx context.Context, svc *core.Service, a listArgs) (instancesResult, error) {
 				list, err := svc.List(ctx, a.ListInput)
 				return instancesResult{Instances: nonNil(list)}, err
 			}),
-		tool(about{name: connectors.ToolInstanceGet, description: "Get one connector instance.", annotations: readOnly("Get connector instance"),
+		tool(about{name: core.ToolInstanceGet, description: "Get one connector instance.", annotations: readOnly("Get connector instance"),
 			actions: anyRight, refuseAs: authz.ActionRead},
-			func(ctx context.Context, svc *connectors.Service, a instanceArgs) (connectors.Instance, error) {
+			func(ctx context.Context, svc *core.Service, a instanceArgs) (core.Instance, error) {
 				return svc.Get(ctx, a.InstanceID)
 			}),
-		tool(about{name: connectors.ToolOpInvoke,
+		tool(about{name: core.ToolOpInvoke,
 			annotations: mcp.ToolAnnotation{Title: "Invoke connector operation", ReadOnlyHint: mcp.ToBoolPtr(false), OpenWorldHint: mcp.ToBoolPtr(true)},
 			description: "Invoke one operation of a connector instance. Policy is checked for the operation's kind (connector.read or connector.send) on that instance and operation, with your task context. Arguments are validated against the operation's input schema; the result against its output schema. Credentials are never returned.",
 			actions:     []string{authz.ActionRead, authz.ActionSend}, refuseAs: authz.ActionRead},
-			func(ctx context.Context, svc *connectors.Service, a invokeArgs) (connectors.InvokeResult, error) {
+			func(ctx context.Context, svc *core.Service, a invokeArgs) (core.InvokeResult, error) {
 				return svc.Invoke(ctx, a.InvokeInput)
 			}),
 	}
 }
 
 func credentialTools() []Tool {
-	state := func(name, description, title string, destructive bool, fn func(*connectors.Service, context.Context, string) (connectors.Credential, error)) Tool {
+	state := func(name, description, title string, destructive bool, fn func(*core.Service, context.Context, string) (core.Credential, error)) Tool {
 		return tool(about{name: name, description: description, annotations: mutating(title, destructive, true),
 			actions: []string{authz.ActionAdmin}, refuseAs: authz.ActionAdmin},
-			func(ctx context.Context, svc *connectors.Service, a credentialArgs) (connectors.Credential, error) {
+			func(ctx context.Context, svc *core.Service, a credentialArgs) (core.Credential, error) {
 				return fn(svc, ctx, a.CredentialID)
 			})
 	}
 	return []Tool{
-		tool(about{name: connectors.ToolCredentialCreate, annotations: mutating("Create credential", false, false),
+		tool(about{name: core.ToolCredentialCreate, annotations: mutating("Create credential", false, false),
 			description: "Store a credential for a connector instance, sealed (envelope encryption) so that only the executor can open it. The secret is write-only: no tool ever returns it. An instance has at most one live credential; rotate it to change the secret.",
 			actions:     []string{authz.ActionAdmin}, refuseAs: authz.ActionAdmin},
-			func(ctx context.Context, svc *connectors.Service, a createCredentialArgs) (connectors.Credential, error) {
+			func(ctx context.Context, svc *core.Service, a createCredentialArgs) (core.Credential, error) {
 				defer wipe(a.Secret)
 				return svc.CreateCredential(ctx, a.CredentialInput)
 			}),
-		tool(about{name: connectors.ToolCredentialRotate, annotations: mutating("Rotate credential", false, false),
+		tool(about{name: core.ToolCredentialRotate, annotations: mutating("Rotate credential", false, false),
 			description: "Replace a credential's secret. The credential id and the instance id stay the same; the version goes up by one; every server drops cached keys for it at once.",
 			actions:     []string{authz.ActionAdmin}, refuseAs: authz.ActionAdmin},
-			func(ctx context.Context, svc *connectors.Service, a rotateCredentialArgs) (connectors.Credential, error) {
+			func(ctx context.Context, svc *core.Service, a rotateCredentialArgs) (core.Credential, error) {
 				defer wipe(a.Secret)
 				return svc.RotateCredential(ctx, a.RotateInput)
 			}),
-		state(connectors.ToolCredentialRevoke, "Revoke a credential: immediate and final. The very next invocation of its instance fails with credential_revoked, on every server.", "Revoke credential", true, (*connectors.Service).RevokeCredential),
-		state(connectors.ToolCredentialDisable, "Disable a credential until it is enabled again; invocations fail with credential_disabled meanwhile.", "Disable credential", false, (*connectors.Service).DisableCredential),
-		state(connectors.ToolCredentialEnable, "Enable a disabled credential.", "Enable credential", false, (*connectors.Service).EnableCredential),
-		tool(about{name: connectors.ToolCredentialList, annotations: readOnly("List credentials"),
+		state(core.ToolCredentialRevoke, "Revoke a credential: immediate and final. The very next invocation of its instance fails with credential_revoked, on every server.", "Revoke credential", true, (*core.Service).RevokeCredential),
+		state(core.ToolCredentialDisable, "Disable a credential until it is enabled again; invocations fail with credential_disabled meanwhile.", "Disable credential", false, (*core.Service).DisableCredential),
+		state(core.ToolCredentialEnable, "Enable a disabled credential.", "Enable credential", false, (*core.Service).EnableCredential),
+		tool(about{name: core.ToolCredentialList, annotations: readOnly("List credentials"),
 			description: "List an instance's credentials (metadata only: kind, state, version, field names, key id, dates).",
 			actions:     []string{authz.ActionAdmin}, refuseAs: authz.ActionAdmin},
-			func(ctx context.Context, svc *connectors.Service, a instanceArgs) (credentialsResult, error) {
+			func(ctx context.Context, svc *core.Service, a instanceArgs) (credentialsResult, error) {
 				list, err := svc.ListCredentials(ctx, a.InstanceID)
 				return credentialsResult{Credentials: nonNil(list)}, err
 			}),
-		tool(about{name: connectors.ToolCredentialGet, description: "Get one credential's metadata (never its secret).", annotations: readOnly("Get credential"),
+		tool(about{name: core.ToolCredentialGet, description: "Get one credential's metadata (never its secret).", annotations: readOnly("Get credential"),
 			actions: []string{authz.ActionAdmin}, refuseAs: authz.ActionAdmin},
-			func(ctx context.Context, svc *connectors.Service, a credentialArgs) (connectors.Credential, error) {
+			func(ctx context.Context, svc *core.Service, a credentialArgs) (core.Credential, error) {
 				return svc.GetCredential(ctx, a.CredentialID)
 			}),
 	}
@@ -220,25 +221,25 @@ func wipe(m map[string]string) {
 
 func runTools() []Tool {
 	return []Tool{
-		tool(about{name: connectors.ToolRunList, annotations: readOnly("List runs"),
+		tool(about{name: core.ToolRunList, annotations: readOnly("List runs"),
 			description: "List run history, newest first: every run of an instance you hold any right on (with instance_id), or your own runs (without).",
 			actions:     anyRight, refuseAs: authz.ActionRead},
-			func(ctx context.Context, svc *connectors.Service, a connectors.RunFilter) (runsResult, error) {
+			func(ctx context.Context, svc *core.Service, a core.RunFilter) (runsResult, error) {
 				// The task filter is the call's task context, from _meta or task_id.
 				a.TaskID = callctx.TaskFrom(ctx).TaskID
 				runs, err := svc.ListRuns(ctx, a)
 				return runsResult{Runs: nonNil(runs)}, err
 			}),
-		tool(about{name: connectors.ToolRunGet, annotations: readOnly("Get run"),
+		tool(about{name: core.ToolRunGet, annotations: readOnly("Get run"),
 			description: "Get one run: status (pending, running, succeeded, failed, canceled), error, timing and — for async and idempotent runs — the result.",
 			actions:     anyRight, refuseAs: authz.ActionRead},
-			func(ctx context.Context, svc *connectors.Service, a runArgs) (connectors.Run, error) {
+			func(ctx context.Context, svc *core.Service, a runArgs) (core.Run, error) {
 				return svc.GetRun(ctx, a.RunID)
 			}),
-		tool(about{name: connectors.ToolRunCancel, annotations: mutating("Cancel run", false, true),
+		tool(about{name: core.ToolRunCancel, annotations: mutating("Cancel run", false, true),
 			description: "Ask for a pending or running async run you started (or any, with connector.admin on its instance) to stop. The server running it records what happened: canceled, or the outcome it had already reached (poll connector.run.get). Synchronous runs cannot be canceled.",
 			actions:     anyRight, refuseAs: authz.ActionAdmin},
-			func(ctx context.Context, svc *connectors.Service, a runArgs) (connectors.Run, error) {
+			func(ctx context.Context, svc *core.Service, a runArgs) (core.Run, error) {
 				return svc.CancelRun(ctx, a.RunID)
 			}),
 	}
@@ -251,28 +252,28 @@ func policyTools() []Tool {
 	}
 	add := func(name, description, title, effect string) Tool {
 		return tool(admin(name, description, mutating(title, false, true)),
-			func(ctx context.Context, svc *connectors.Service, a ruleArgs) (connectors.RuleChange, error) {
+			func(ctx context.Context, svc *core.Service, a ruleArgs) (core.RuleChange, error) {
 				return svc.ChangeRule(ctx, name, a.rule(effect), false)
 			})
 	}
 	return []Tool{
-		tool(admin(connectors.ToolPolicyList, "List policy rules (administrators).", readOnly("List policy rules")),
-			func(ctx context.Context, svc *connectors.Service, a policyListArgs) (rulesResult, error) {
+		tool(admin(core.ToolPolicyList, "List policy rules (administrators).", readOnly("List policy rules")),
+			func(ctx context.Context, svc *core.Service, a policyListArgs) (rulesResult, error) {
 				rules, err := svc.ListRules(ctx, a.Subject)
 				return rulesResult{Rules: nonNil(rules)}, err
 			}),
-		add(connectors.ToolPolicyAllow, "Add an allow rule (administrators). Default deny: nothing is allowed until a rule says so.", "Allow by policy", authz.EffectAllow),
-		add(connectors.ToolPolicyDeny, "Add a deny rule (administrators). A matching deny beats every allow.", "Deny by policy", authz.EffectDeny),
-		tool(admin(connectors.ToolPolicyRemove, "Remove a policy rule (administrators).", mutating("Remove policy rule", true, true)),
-			func(ctx context.Context, svc *connectors.Service, a removeRuleArgs) (connectors.RuleChange, error) {
+		add(core.ToolPolicyAllow, "Add an allow rule (administrators). Default deny: nothing is allowed until a rule says so.", "Allow by policy", authz.EffectAllow),
+		add(core.ToolPolicyDeny, "Add a deny rule (administrators). A matching deny beats every allow.", "Deny by policy", authz.EffectDeny),
+		tool(admin(core.ToolPolicyRemove, "Remove a policy rule (administrators).", mutating("Remove policy rule", true, true)),
+			func(ctx context.Context, svc *core.Service, a removeRuleArgs) (core.RuleChange, error) {
 				effect := a.Effect
 				if effect == "" {
 					effect = authz.EffectAllow
 				}
-				return svc.ChangeRule(ctx, connectors.ToolPolicyRemove, a.rule(effect), true)
+				return svc.ChangeRule(ctx, core.ToolPolicyRemove, a.rule(effect), true)
 			}),
-		tool(admin(connectors.ToolPolicyExplain, "Explain how policy decides a request (administrators): allowed or not, the rule that decided, and the policy version.", readOnly("Explain a policy decision")),
-			func(ctx context.Context, svc *connectors.Service, a explainArgs) (connectors.Explanation, error) {
+		tool(admin(core.ToolPolicyExplain, "Explain how policy decides a request (administrators): allowed or not, the rule that decided, and the policy version.", readOnly("Explain a policy decision")),
+			func(ctx context.Context, svc *core.Service, a explainArgs) (core.Explanation, error) {
 				return svc.Explain(ctx, a.ExplainInput)
 			}),
 	}

@@ -11,7 +11,7 @@ import (
 
 	"github.com/connec/connec/authz"
 	"github.com/connec/connec/callctx"
-	"github.com/connec/connec/connectors"
+	"github.com/connec/connec/core"
 )
 
 // Policy tools are for administrators, checked and audited like every tool,
@@ -33,42 +33,42 @@ func TestPolicyToolsAdminOnlyAuditedAndShared(t *testing.T) {
 			t.Fatalf("alice sees %s", n)
 		}
 	}
-	id := decodeID(t, mustOK(t, al, connectors.ToolInstanceInstall, map[string]any{"type": "echo", "display_name": "e", "enable": true}, nil))
+	id := decodeID(t, mustOK(t, al, core.ToolInstanceInstall, map[string]any{"type": "echo", "display_name": "e", "enable": true}, nil))
 	res := "connectors/*/echo/" + id + "/echo.read"
 	invoke := map[string]any{"instance_id": id, "operation": "echo.read", "arguments": map[string]any{"message": "x"}}
 
-	change := mustOK(t, ad, connectors.ToolPolicyAllow, map[string]any{"subject": string(bob), "resource": res, "action": authz.ActionRead}, nil)
+	change := mustOK(t, ad, core.ToolPolicyAllow, map[string]any{"subject": string(bob), "resource": res, "action": authz.ActionRead}, nil)
 	if !strings.Contains(string(change), `"changed":true`) {
 		t.Fatalf("allow: %s", change)
 	}
 	// The other server sees the rule without a restart (bounded wait for the
 	// notification; no fixed sleep).
 	eventually(t, func() bool {
-		o, err := call(t, bo, connectors.ToolOpInvoke, invoke, nil)
+		o, err := call(t, bo, core.ToolOpInvoke, invoke, nil)
 		return err == nil && o.Status == "ok"
 	})
-	exp := mustOK(t, ad, connectors.ToolPolicyExplain, map[string]any{"subject": string(bob), "action": authz.ActionRead,
+	exp := mustOK(t, ad, core.ToolPolicyExplain, map[string]any{"subject": string(bob), "action": authz.ActionRead,
 		"resource": "connectors/" + string(mustSubject(t, e, "alice")) + "/echo/" + id + "/echo.read"}, nil)
-	var ex connectors.Explanation
+	var ex core.Explanation
 	if err := json.Unmarshal(exp, &ex); err != nil || !ex.Allowed || !strings.Contains(strings.Join(ex.Rule, ","), res) {
 		t.Fatalf("explain: %s", exp)
 	}
-	list := mustOK(t, ad, connectors.ToolPolicyList, map[string]any{"subject": string(bob)}, nil)
+	list := mustOK(t, ad, core.ToolPolicyList, map[string]any{"subject": string(bob)}, nil)
 	if !strings.Contains(string(list), res) {
 		t.Fatalf("list: %s", list)
 	}
 	// Deny beats allow, also across servers.
-	mustOK(t, ad, connectors.ToolPolicyDeny, map[string]any{"subject": string(bob), "resource": "connectors/**", "action": "*"}, nil)
+	mustOK(t, ad, core.ToolPolicyDeny, map[string]any{"subject": string(bob), "resource": "connectors/**", "action": "*"}, nil)
 	eventually(t, func() bool {
-		o, err := call(t, bo, connectors.ToolOpInvoke, invoke, nil)
+		o, err := call(t, bo, core.ToolOpInvoke, invoke, nil)
 		return err == nil && o.Error != nil && o.Error.Type == "policy_denied"
 	})
-	mustOK(t, ad, connectors.ToolPolicyRemove, map[string]any{"subject": string(bob), "resource": "connectors/**", "action": "*", "effect": "deny"}, nil)
-	mustOK(t, ad, connectors.ToolPolicyRemove, map[string]any{"subject": string(bob), "resource": res, "action": authz.ActionRead}, nil)
+	mustOK(t, ad, core.ToolPolicyRemove, map[string]any{"subject": string(bob), "resource": "connectors/**", "action": "*", "effect": "deny"}, nil)
+	mustOK(t, ad, core.ToolPolicyRemove, map[string]any{"subject": string(bob), "resource": res, "action": authz.ActionRead}, nil)
 	// No stale allow survives the removal: with no rule left, bob's call is
 	// refused (the tool is hidden again).
 	eventually(t, func() bool {
-		o, err := call(t, bo, connectors.ToolOpInvoke, invoke, nil)
+		o, err := call(t, bo, core.ToolOpInvoke, invoke, nil)
 		return err != nil || (o.Error != nil && o.Error.Type == "policy_denied")
 	})
 	// Bad rules change nothing.
@@ -80,7 +80,7 @@ func TestPolicyToolsAdminOnlyAuditedAndShared(t *testing.T) {
 		{"subject": string(bob), "resource": res, "action": authz.ActionRead, "cond": "project=nope"},
 		{"subject": string(bob), "resource": res, "action": authz.ActionRead, "effect": "deny"},
 	} {
-		mustFail(t, ad, connectors.ToolPolicyAllow, args, nil, "invalid_argument")
+		mustFail(t, ad, core.ToolPolicyAllow, args, nil, "invalid_argument")
 	}
 	if after := e.count(`SELECT count(*) FROM casbin_rule`); after != before {
 		t.Fatalf("bad rules written: %d → %d", before, after)
@@ -109,8 +109,8 @@ func TestREQ_CONNEC_0112_InvocationGatedPerOperationAndInstance(t *testing.T) {
 	_, aliceTok := e.user("alice", false)
 	bob, bobTok := e.user("bob", true)
 	a := e.client(transports[2], aliceTok)
-	id1 := decodeID(t, mustOK(t, a, connectors.ToolInstanceInstall, map[string]any{"type": "echo", "display_name": "1", "enable": true}, nil))
-	id2 := decodeID(t, mustOK(t, a, connectors.ToolInstanceInstall, map[string]any{"type": "echo", "display_name": "2", "enable": true}, nil))
+	id1 := decodeID(t, mustOK(t, a, core.ToolInstanceInstall, map[string]any{"type": "echo", "display_name": "1", "enable": true}, nil))
+	id2 := decodeID(t, mustOK(t, a, core.ToolInstanceInstall, map[string]any{"type": "echo", "display_name": "2", "enable": true}, nil))
 	e.allow(bob, "connectors/*/echo/"+id1+"/echo.send", authz.ActionSend, "")
 	b := e.client(transports[1], bobTok)
 	cases := []struct {
@@ -125,9 +125,9 @@ func TestREQ_CONNEC_0112_InvocationGatedPerOperationAndInstance(t *testing.T) {
 	for _, tc := range cases {
 		args := map[string]any{"instance_id": tc.id, "operation": tc.op, "arguments": map[string]any{"message": "x"}}
 		if tc.ok {
-			mustOK(t, b, connectors.ToolOpInvoke, args, nil)
+			mustOK(t, b, core.ToolOpInvoke, args, nil)
 		} else {
-			mustFail(t, b, connectors.ToolOpInvoke, args, nil, "policy_denied")
+			mustFail(t, b, core.ToolOpInvoke, args, nil, "policy_denied")
 		}
 	}
 }
@@ -138,9 +138,9 @@ func TestREQ_CONNEC_0121_InvocationScopedToInstanceOperationSubjectTask(t *testi
 	e := newEnv(t)
 	alice, tok := e.user("alice", false)
 	c := e.client(transports[0], tok)
-	id := decodeID(t, mustOK(t, c, connectors.ToolInstanceInstall, map[string]any{"type": "echo", "display_name": "e", "enable": true}, nil))
+	id := decodeID(t, mustOK(t, c, core.ToolInstanceInstall, map[string]any{"type": "echo", "display_name": "e", "enable": true}, nil))
 	task := uuid.NewString()
-	mustOK(t, c, connectors.ToolOpInvoke, map[string]any{"instance_id": id, "operation": "echo.read", "arguments": map[string]any{"message": "x"}},
+	mustOK(t, c, core.ToolOpInvoke, map[string]any{"instance_id": id, "operation": "echo.read", "arguments": map[string]any{"message": "x"}},
 		map[string]any{callctx.MetaKey: map[string]any{"task_id": task, "agent_id": "a1"}})
 	var sub, inst, op, res, tid, agent string
 	if err := e.app.Pool.QueryRow(context.Background(), `SELECT subject, instance_id::text, operation, resource, task_id::text, agent_id
@@ -151,6 +151,6 @@ FROM audit_events WHERE tool = 'connector.op.invoke'`).Scan(&sub, &inst, &op, &r
 		t.Fatalf("invoke row: %s %s %s %s %s %s", sub, inst, op, res, tid, agent)
 	}
 	// Without an instance id or an operation name there is no invocation.
-	mustFail(t, c, connectors.ToolOpInvoke, map[string]any{"operation": "echo.read"}, nil, "invalid_argument")
-	mustFail(t, c, connectors.ToolOpInvoke, map[string]any{"instance_id": id}, nil, "invalid_argument")
+	mustFail(t, c, core.ToolOpInvoke, map[string]any{"operation": "echo.read"}, nil, "invalid_argument")
+	mustFail(t, c, core.ToolOpInvoke, map[string]any{"instance_id": id}, nil, "invalid_argument")
 }

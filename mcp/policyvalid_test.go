@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/connec/connec/authz"
-	"github.com/connec/connec/connectors"
+	"github.com/connec/connec/core"
 	cmcp "github.com/connec/connec/mcp"
 )
 
@@ -28,7 +28,7 @@ func TestRulesThatCanMatchNothingAreRefused(t *testing.T) {
 	}
 	ad := e.client(transports[2], adminTok)
 	al := e.client(transports[1], aliceTok)
-	id := decodeID(t, mustOK(t, al, connectors.ToolInstanceInstall, map[string]any{"type": "echo", "display_name": "e", "enable": true}, nil))
+	id := decodeID(t, mustOK(t, al, core.ToolInstanceInstall, map[string]any{"type": "echo", "display_name": "e", "enable": true}, nil))
 	upper := "user:" + strings.ToUpper(alice.ID().String())
 
 	before := e.count(`SELECT count(*) FROM casbin_rule`)
@@ -42,7 +42,7 @@ func TestRulesThatCanMatchNothingAreRefused(t *testing.T) {
 		{"connectors/*/echo/*/echo.send", authz.ActionRead, "action"}, // sends are decided under connector.send
 		{authz.ResourceCatalog, authz.ActionSend, "action"},
 	} {
-		for _, tool := range []string{connectors.ToolPolicyAllow, connectors.ToolPolicyDeny, connectors.ToolPolicyRemove} {
+		for _, tool := range []string{core.ToolPolicyAllow, core.ToolPolicyDeny, core.ToolPolicyRemove} {
 			o := mustFail(t, ad, tool, map[string]any{"subject": string(bob), "resource": tc.resource, "action": tc.action}, nil, "invalid_argument")
 			if o.Error.Details["field"] != tc.field {
 				t.Errorf("%s %s %s: field %v, want %s (%s)", tool, tc.action, tc.resource, o.Error.Details["field"], tc.field, o.Error.Message)
@@ -59,14 +59,14 @@ func TestRulesThatCanMatchNothingAreRefused(t *testing.T) {
 		legacy.Subject, legacy.Resource, legacy.Action, legacy.Effect); err != nil {
 		t.Fatal(err)
 	}
-	out := mustOK(t, ad, connectors.ToolPolicyRemove, map[string]any{"subject": legacy.Subject, "resource": legacy.Resource, "action": legacy.Action, "effect": "deny"}, nil)
+	out := mustOK(t, ad, core.ToolPolicyRemove, map[string]any{"subject": legacy.Subject, "resource": legacy.Resource, "action": legacy.Action, "effect": "deny"}, nil)
 	if !strings.Contains(string(out), `"changed":true`) {
 		t.Fatalf("remove stored invalid rule: %s", out)
 	}
 	if n := e.count(`SELECT count(*) FROM casbin_rule WHERE v1 = $1`, legacy.Resource); n != 0 {
 		t.Fatalf("stored invalid rule still there (%d)", n)
 	}
-	if rows := e.audit("tool = $1 AND status = 'ok' AND reason LIKE '%fails validation%'", connectors.ToolPolicyRemove); len(rows) != 1 {
+	if rows := e.audit("tool = $1 AND status = 'ok' AND reason LIKE '%fails validation%'", core.ToolPolicyRemove); len(rows) != 1 {
 		t.Fatalf("removal of a stored invalid rule audited as %+v", rows)
 	}
 
@@ -76,19 +76,19 @@ func TestRulesThatCanMatchNothingAreRefused(t *testing.T) {
 	res := "connectors/" + string(alice) + "/echo/" + id + "/echo.read"
 	for _, sub := range []string{string(alice), "user:alice", "alice", upper} {
 		for _, r := range []string{res, "connectors/user:alice/echo/" + id + "/echo.read"} {
-			raw := mustOK(t, ad, connectors.ToolPolicyExplain, map[string]any{"subject": sub, "action": authz.ActionRead, "resource": r}, nil)
-			var ex connectors.Explanation
+			raw := mustOK(t, ad, core.ToolPolicyExplain, map[string]any{"subject": sub, "action": authz.ActionRead, "resource": r}, nil)
+			var ex core.Explanation
 			if err := json.Unmarshal(raw, &ex); err != nil || !ex.Allowed {
 				t.Errorf("explain %s on %s: %s", sub, r, raw)
 			}
 		}
 	}
-	raw := mustOK(t, ad, connectors.ToolPolicyExplain, map[string]any{"subject": "group:ops", "action": authz.ActionRead, "resource": res}, nil)
+	raw := mustOK(t, ad, core.ToolPolicyExplain, map[string]any{"subject": "group:ops", "action": authz.ActionRead, "resource": res}, nil)
 	if !strings.Contains(string(raw), `"allowed":false`) {
 		t.Errorf("explain group:ops: %s", raw)
 	}
 	for _, sub := range []string{"user:nobody", "nobody", "group:nobody", "role:x"} {
-		o := mustFail(t, ad, connectors.ToolPolicyExplain, map[string]any{"subject": sub, "action": authz.ActionRead, "resource": res}, nil, "invalid_argument")
+		o := mustFail(t, ad, core.ToolPolicyExplain, map[string]any{"subject": sub, "action": authz.ActionRead, "resource": res}, nil, "invalid_argument")
 		if o.Error.Details["field"] != "subject" {
 			t.Errorf("explain %s: field %v (%s)", sub, o.Error.Details["field"], o.Error.Message)
 		}
@@ -99,10 +99,10 @@ func TestRulesThatCanMatchNothingAreRefused(t *testing.T) {
 // was missing from a hand-written list).
 func TestPolicyToolActionsAreAuthzActions(t *testing.T) {
 	want := map[string][]string{
-		connectors.ToolPolicyAllow:   append([]string{authz.AnyAction}, authz.Actions...),
-		connectors.ToolPolicyDeny:    append([]string{authz.AnyAction}, authz.Actions...),
-		connectors.ToolPolicyRemove:  append([]string{authz.AnyAction}, authz.Actions...),
-		connectors.ToolPolicyExplain: authz.Actions,
+		core.ToolPolicyAllow:   append([]string{authz.AnyAction}, authz.Actions...),
+		core.ToolPolicyDeny:    append([]string{authz.AnyAction}, authz.Actions...),
+		core.ToolPolicyRemove:  append([]string{authz.AnyAction}, authz.Actions...),
+		core.ToolPolicyExplain: authz.Actions,
 	}
 	for _, tool := range cmcp.Inventory() {
 		w, ok := want[tool.Def.Name]

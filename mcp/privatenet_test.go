@@ -9,7 +9,7 @@ import (
 	"testing"
 
 	"github.com/connec/connec/authz"
-	"github.com/connec/connec/connectors"
+	"github.com/connec/connec/core"
 )
 
 // Reaching private networks is granted by connector.admin on network/private
@@ -38,19 +38,19 @@ func TestPrivateNetworkGrantCheckedWhenInstanceRuns(t *testing.T) {
 	}
 	change(false)
 	c := e.client(transports[2], tok)
-	id := decodeID(t, mustOK(t, c, connectors.ToolInstanceInstall, map[string]any{"type": "http", "display_name": "internal", "enable": true,
+	id := decodeID(t, mustOK(t, c, core.ToolInstanceInstall, map[string]any{"type": "http", "display_name": "internal", "enable": true,
 		"config": map[string]any{"base_url": api.URL, "allow_private_network": true}}, nil))
 	get := map[string]any{"instance_id": id, "operation": "http.get", "arguments": map[string]any{"path": "/x"}}
 	post := map[string]any{"instance_id": id, "operation": "http.post", "arguments": map[string]any{"path": "/x", "body": map[string]any{}}}
-	mustOK(t, c, connectors.ToolOpInvoke, get, nil)
-	mustOK(t, c, connectors.ToolOpInvoke, post, nil)
+	mustOK(t, c, core.ToolOpInvoke, get, nil)
+	mustOK(t, c, core.ToolOpInvoke, post, nil)
 	reached := hits.Load()
 
 	change(true)
 	refused := func() {
 		t.Helper()
 		for _, args := range []map[string]any{get, post} {
-			o := mustFail(t, c, connectors.ToolOpInvoke, args, nil, "policy_denied")
+			o := mustFail(t, c, core.ToolOpInvoke, args, nil, "policy_denied")
 			if !strings.Contains(o.Error.Message, "private network") {
 				t.Errorf("refusal does not say why: %s", o.Raw)
 			}
@@ -60,8 +60,8 @@ func TestPrivateNetworkGrantCheckedWhenInstanceRuns(t *testing.T) {
 		}
 	}
 	refused()
-	mustOK(t, c, connectors.ToolInstanceDisable, map[string]any{"instance_id": id}, nil)
-	mustOK(t, c, connectors.ToolInstanceEnable, map[string]any{"instance_id": id}, nil)
+	mustOK(t, c, core.ToolInstanceDisable, map[string]any{"instance_id": id}, nil)
+	mustOK(t, c, core.ToolInstanceEnable, map[string]any{"instance_id": id}, nil)
 	refused()
 	rows := e.audit("tool = 'connector.op.invoke' AND decision = 'deny' AND instance_id = $1::uuid", id)
 	if len(rows) != 4 {
@@ -74,7 +74,7 @@ func TestPrivateNetworkGrantCheckedWhenInstanceRuns(t *testing.T) {
 	}
 
 	change(false)
-	mustOK(t, c, connectors.ToolOpInvoke, get, nil)
+	mustOK(t, c, core.ToolOpInvoke, get, nil)
 	if hits.Load() != reached+1 {
 		t.Fatalf("grant restored: upstream hits %d, want %d", hits.Load(), reached+1)
 	}

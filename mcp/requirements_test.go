@@ -11,6 +11,7 @@ import (
 	"github.com/connec/connec/authz"
 	"github.com/connec/connec/callctx"
 	"github.com/connec/connec/connectors"
+	"github.com/connec/connec/core"
 )
 
 func (e *env) allow(subject callctx.Subject, resource, action, cond string) {
@@ -34,7 +35,7 @@ func TestREQ_CONNEC_0100_CatalogListsTypesAndOperations(t *testing.T) {
 	var cat struct {
 		Types []connectors.TypeSpec `json:"types"`
 	}
-	if err := json.Unmarshal(mustOK(t, c, connectors.ToolCatalogList, nil, nil), &cat); err != nil {
+	if err := json.Unmarshal(mustOK(t, c, core.ToolCatalogList, nil, nil), &cat); err != nil {
 		t.Fatal(err)
 	}
 	var echo *connectors.TypeSpec
@@ -69,7 +70,7 @@ func TestREQ_CONNEC_0101_InstallEnableDisableUninstall(t *testing.T) {
 	e := newEnv(t)
 	_, tok := e.user("alice", false)
 	c := e.client(transports[0], tok)
-	id := decodeID(t, mustOK(t, c, connectors.ToolInstanceInstall, map[string]any{"type": "echo", "display_name": "e"}, nil))
+	id := decodeID(t, mustOK(t, c, core.ToolInstanceInstall, map[string]any{"type": "echo", "display_name": "e"}, nil))
 	state := func() string {
 		var s string
 		if err := e.app.Pool.QueryRow(context.Background(), `SELECT state FROM connector_instances WHERE id = $1`, id).Scan(&s); err != nil {
@@ -80,10 +81,10 @@ func TestREQ_CONNEC_0101_InstallEnableDisableUninstall(t *testing.T) {
 	steps := []struct {
 		tool, want string
 	}{
-		{connectors.ToolInstanceEnable, "enabled"},
-		{connectors.ToolInstanceDisable, "disabled"},
-		{connectors.ToolInstanceEnable, "enabled"},
-		{connectors.ToolInstanceUninstall, "uninstalled"},
+		{core.ToolInstanceEnable, "enabled"},
+		{core.ToolInstanceDisable, "disabled"},
+		{core.ToolInstanceEnable, "enabled"},
+		{core.ToolInstanceUninstall, "uninstalled"},
 	}
 	if s := state(); s != "disabled" {
 		t.Fatalf("fresh install state %s", s)
@@ -94,12 +95,12 @@ func TestREQ_CONNEC_0101_InstallEnableDisableUninstall(t *testing.T) {
 			t.Fatalf("after %s: %s, want %s", st.tool, s, st.want)
 		}
 	}
-	mustFail(t, c, connectors.ToolInstanceUninstall, map[string]any{"instance_id": id}, nil, "conflict")
+	mustFail(t, c, core.ToolInstanceUninstall, map[string]any{"instance_id": id}, nil, "conflict")
 	// Uninstalled instances leave the default list but stay as tombstones.
-	if list := mustOK(t, c, connectors.ToolInstanceList, nil, nil); strings.Contains(string(list), id) {
+	if list := mustOK(t, c, core.ToolInstanceList, nil, nil); strings.Contains(string(list), id) {
 		t.Fatalf("uninstalled instance listed: %s", list)
 	}
-	if list := mustOK(t, c, connectors.ToolInstanceList, map[string]any{"include_uninstalled": true}, nil); !strings.Contains(string(list), id) {
+	if list := mustOK(t, c, core.ToolInstanceList, map[string]any{"include_uninstalled": true}, nil); !strings.Contains(string(list), id) {
 		t.Fatalf("tombstone missing: %s", list)
 	}
 }
@@ -121,26 +122,26 @@ func TestREQ_CONNEC_0102_OwnerUserOrGroupAndProjectScope(t *testing.T) {
 	group := string(g.Subject())
 
 	// Without a rule alice may not install for the group.
-	mustFail(t, a, connectors.ToolInstanceInstall, map[string]any{"type": "echo", "display_name": "g", "owner": group}, nil, "policy_denied")
+	mustFail(t, a, core.ToolInstanceInstall, map[string]any{"type": "echo", "display_name": "g", "owner": group}, nil, "policy_denied")
 	e.allow(alice, authz.OwnerResource(g.Subject())+"/**", authz.ActionAdmin, "")
-	inst := mustOK(t, a, connectors.ToolInstanceInstall, map[string]any{"type": "echo", "display_name": "g", "owner": group, "enable": true}, nil)
+	inst := mustOK(t, a, core.ToolInstanceInstall, map[string]any{"type": "echo", "display_name": "g", "owner": group, "enable": true}, nil)
 	if !strings.Contains(string(inst), `"owner":"`+group+`"`) {
 		t.Fatalf("owner not the group: %s", inst)
 	}
 	gid := decodeID(t, inst)
 	// Bob, a member, gets read on the group's instances through the group.
-	mustFail(t, b, connectors.ToolOpInvoke, map[string]any{"instance_id": gid, "operation": "echo.read", "arguments": map[string]any{"message": "x"}}, nil, "policy_denied")
+	mustFail(t, b, core.ToolOpInvoke, map[string]any{"instance_id": gid, "operation": "echo.read", "arguments": map[string]any{"message": "x"}}, nil, "policy_denied")
 	e.allow(g.Subject(), authz.OwnerResource(g.Subject())+"/**", authz.ActionRead, "")
-	mustOK(t, b, connectors.ToolOpInvoke, map[string]any{"instance_id": gid, "operation": "echo.read", "arguments": map[string]any{"message": "x"}}, nil)
-	mustFail(t, b, connectors.ToolOpInvoke, map[string]any{"instance_id": gid, "operation": "echo.send", "arguments": map[string]any{"message": "x"}}, nil, "policy_denied")
+	mustOK(t, b, core.ToolOpInvoke, map[string]any{"instance_id": gid, "operation": "echo.read", "arguments": map[string]any{"message": "x"}}, nil)
+	mustFail(t, b, core.ToolOpInvoke, map[string]any{"instance_id": gid, "operation": "echo.send", "arguments": map[string]any{"message": "x"}}, nil, "policy_denied")
 
 	// A project-scoped instance runs only for tasks of that project.
 	project := uuid.NewString()
-	pid := decodeID(t, mustOK(t, a, connectors.ToolInstanceInstall, map[string]any{"type": "echo", "display_name": "p", "project_id": project, "enable": true}, nil))
+	pid := decodeID(t, mustOK(t, a, core.ToolInstanceInstall, map[string]any{"type": "echo", "display_name": "p", "project_id": project, "enable": true}, nil))
 	args := map[string]any{"instance_id": pid, "operation": "echo.read", "arguments": map[string]any{"message": "x"}}
-	mustFail(t, a, connectors.ToolOpInvoke, args, nil, "policy_denied")
-	mustFail(t, a, connectors.ToolOpInvoke, args, map[string]any{callctx.MetaKey: map[string]any{"project_id": uuid.NewString()}}, "policy_denied")
-	mustOK(t, a, connectors.ToolOpInvoke, args, map[string]any{callctx.MetaKey: map[string]any{"project_id": project}})
+	mustFail(t, a, core.ToolOpInvoke, args, nil, "policy_denied")
+	mustFail(t, a, core.ToolOpInvoke, args, map[string]any{callctx.MetaKey: map[string]any{"project_id": uuid.NewString()}}, "policy_denied")
+	mustOK(t, a, core.ToolOpInvoke, args, map[string]any{callctx.MetaKey: map[string]any{"project_id": project}})
 	if n := e.count(`SELECT count(*) FROM connector_instances WHERE id = $1 AND project_id = $2`, pid, project); n != 1 {
 		t.Fatal("project scope not stored")
 	}
@@ -151,24 +152,24 @@ func TestREQ_CONNEC_0103_StableInstanceIDs(t *testing.T) {
 	alice, tok := e.user("alice", false)
 	_, bobTok := e.user("bob", false)
 	c := e.client(transports[1], tok)
-	id := decodeID(t, mustOK(t, c, connectors.ToolInstanceInstall, map[string]any{"type": "echo", "display_name": "e", "enable": true}, nil))
+	id := decodeID(t, mustOK(t, c, core.ToolInstanceInstall, map[string]any{"type": "echo", "display_name": "e", "enable": true}, nil))
 	// A rule can name the instance by id and keeps naming it through every
 	// state change.
 	bob := mustSubject(t, e, "bob")
 	e.allow(bob, "connectors/*/echo/"+id+"/echo.read", authz.ActionRead, "")
 	b := e.client(transports[1], bobTok)
 	args := map[string]any{"instance_id": id, "operation": "echo.read", "arguments": map[string]any{"message": "x"}}
-	mustOK(t, b, connectors.ToolOpInvoke, args, nil)
-	for _, tool := range []string{connectors.ToolInstanceDisable, connectors.ToolInstanceEnable} {
+	mustOK(t, b, core.ToolOpInvoke, args, nil)
+	for _, tool := range []string{core.ToolInstanceDisable, core.ToolInstanceEnable} {
 		got := decodeID(t, mustOK(t, c, tool, map[string]any{"instance_id": id}, nil))
 		if got != id {
 			t.Fatalf("%s changed id %s → %s", tool, id, got)
 		}
 	}
-	mustOK(t, b, connectors.ToolOpInvoke, args, nil)
-	mustOK(t, c, connectors.ToolInstanceUninstall, map[string]any{"instance_id": id}, nil)
+	mustOK(t, b, core.ToolOpInvoke, args, nil)
+	mustOK(t, c, core.ToolInstanceUninstall, map[string]any{"instance_id": id}, nil)
 	// A new install never reuses the id.
-	id2 := decodeID(t, mustOK(t, c, connectors.ToolInstanceInstall, map[string]any{"type": "echo", "display_name": "e"}, nil))
+	id2 := decodeID(t, mustOK(t, c, core.ToolInstanceInstall, map[string]any{"type": "echo", "display_name": "e"}, nil))
 	if id2 == id {
 		t.Fatal("id reused")
 	}
@@ -188,7 +189,7 @@ func TestREQ_CONNEC_0108_DefaultDenyOverMCP(t *testing.T) {
 	_, aliceTok := e.user("alice", false)
 	carol, carolTok := e.user("carol", true)
 	a := e.client(transports[2], aliceTok)
-	id := decodeID(t, mustOK(t, a, connectors.ToolInstanceInstall, map[string]any{"type": "echo", "display_name": "e", "enable": true}, nil))
+	id := decodeID(t, mustOK(t, a, core.ToolInstanceInstall, map[string]any{"type": "echo", "display_name": "e", "enable": true}, nil))
 	c := e.client(transports[2], carolTok)
 	// Nothing is allowed until a rule says so.
 	if n := toolNames(t, c); len(n) != 0 {
@@ -199,14 +200,14 @@ func TestREQ_CONNEC_0108_DefaultDenyOverMCP(t *testing.T) {
 		t.Fatalf("carol with a read rule sees %v", n)
 	}
 	args := map[string]any{"instance_id": id, "operation": "echo.read", "arguments": map[string]any{"message": "x"}}
-	mustOK(t, c, connectors.ToolOpInvoke, args, nil)
+	mustOK(t, c, core.ToolOpInvoke, args, nil)
 	// Not granted: another operation on the same instance.
 	args["operation"] = "echo.send"
-	mustFail(t, c, connectors.ToolOpInvoke, args, nil, "policy_denied")
+	mustFail(t, c, core.ToolOpInvoke, args, nil, "policy_denied")
 	// Explicit deny beats allow.
 	e.deny(carol, "connectors/*/echo/"+id+"/**", authz.AnyAction)
 	args["operation"] = "echo.read"
-	mustFail(t, c, connectors.ToolOpInvoke, args, nil, "policy_denied")
+	mustFail(t, c, core.ToolOpInvoke, args, nil, "policy_denied")
 }
 
 func TestREQ_CONNEC_0109_DecisionUsesSubjectActionResourceTask(t *testing.T) {
@@ -214,7 +215,7 @@ func TestREQ_CONNEC_0109_DecisionUsesSubjectActionResourceTask(t *testing.T) {
 	_, aliceTok := e.user("alice", false)
 	dave, daveTok := e.user("dave", true)
 	a := e.client(transports[2], aliceTok)
-	id := decodeID(t, mustOK(t, a, connectors.ToolInstanceInstall, map[string]any{"type": "echo", "display_name": "e", "enable": true}, nil))
+	id := decodeID(t, mustOK(t, a, core.ToolInstanceInstall, map[string]any{"type": "echo", "display_name": "e", "enable": true}, nil))
 	project := uuid.NewString()
 	e.allow(dave, "connectors/**", authz.ActionRead, "project="+project+";agent=agent-1;task=required")
 	d := e.client(transports[2], daveTok)
@@ -238,15 +239,15 @@ func TestREQ_CONNEC_0109_DecisionUsesSubjectActionResourceTask(t *testing.T) {
 				meta = map[string]any{callctx.MetaKey: tc.meta}
 			}
 			if tc.ok {
-				mustOK(t, d, connectors.ToolOpInvoke, args, meta)
+				mustOK(t, d, core.ToolOpInvoke, args, meta)
 			} else {
-				mustFail(t, d, connectors.ToolOpInvoke, args, meta, "policy_denied")
+				mustFail(t, d, core.ToolOpInvoke, args, meta, "policy_denied")
 			}
 		})
 	}
 	// The action comes from the operation's kind: read is allowed, send not.
 	args["operation"] = "echo.send"
-	mustFail(t, d, connectors.ToolOpInvoke, args, map[string]any{callctx.MetaKey: cases[4].meta}, "policy_denied")
+	mustFail(t, d, core.ToolOpInvoke, args, map[string]any{callctx.MetaKey: cases[4].meta}, "policy_denied")
 	rows := e.audit("subject = $1 AND tool = 'connector.op.invoke' AND operation = 'echo.send'", string(dave))
 	if len(rows) != 1 || rows[0].Decision != "deny" {
 		t.Fatalf("send decision rows: %+v", rows)
@@ -263,10 +264,10 @@ func TestREQ_CONNEC_0110_AuditRowsNameSubjectInstanceOperationDecision(t *testin
 	mallory, mTok := e.user("mallory", false)
 	a := e.client(transports[1], tok)
 	m := e.client(transports[1], mTok)
-	id := decodeID(t, mustOK(t, a, connectors.ToolInstanceInstall, map[string]any{"type": "echo", "display_name": "e", "enable": true}, nil))
+	id := decodeID(t, mustOK(t, a, core.ToolInstanceInstall, map[string]any{"type": "echo", "display_name": "e", "enable": true}, nil))
 	args := map[string]any{"instance_id": id, "operation": "echo.read", "arguments": map[string]any{"message": "x"}}
-	mustOK(t, a, connectors.ToolOpInvoke, args, nil)
-	mustFail(t, m, connectors.ToolOpInvoke, args, nil, "policy_denied")
+	mustOK(t, a, core.ToolOpInvoke, args, nil)
+	mustFail(t, m, core.ToolOpInvoke, args, nil, "policy_denied")
 	rows := e.audit("tool = 'connector.op.invoke' AND instance_id = $1", id)
 	if len(rows) != 3 {
 		t.Fatalf("want 3 invoke rows (alice's decision and outcome, mallory's refusal), got %+v", rows)
@@ -295,12 +296,12 @@ func TestREQ_CONNEC_0111_ManagementToolsRestricted(t *testing.T) {
 	_, aliceTok := e.user("alice", false)
 	erin, erinTok := e.user("erin", true)
 	a := e.client(transports[2], aliceTok)
-	id := decodeID(t, mustOK(t, a, connectors.ToolInstanceInstall, map[string]any{"type": "echo", "display_name": "e", "enable": true}, nil))
+	id := decodeID(t, mustOK(t, a, core.ToolInstanceInstall, map[string]any{"type": "echo", "display_name": "e", "enable": true}, nil))
 	e.allow(erin, "connectors/**", authz.ActionRead, "")
 	r := e.client(transports[0], erinTok)
 	// Read rights do not reveal or allow management tools.
 	names := strings.Join(toolNames(t, r), ",")
-	for _, mgmt := range []string{connectors.ToolInstanceInstall, connectors.ToolInstanceEnable, connectors.ToolInstanceDisable, connectors.ToolInstanceUninstall} {
+	for _, mgmt := range []string{core.ToolInstanceInstall, core.ToolInstanceEnable, core.ToolInstanceDisable, core.ToolInstanceUninstall} {
 		if strings.Contains(names, mgmt) {
 			t.Fatalf("reader sees %s", mgmt)
 		}
@@ -310,11 +311,11 @@ func TestREQ_CONNEC_0111_ManagementToolsRestricted(t *testing.T) {
 	}
 	// Admin on one instance allows managing that instance and nothing else.
 	e.allow(erin, "connectors/*/echo/"+id, authz.ActionAdmin, "")
-	mustOK(t, r, connectors.ToolInstanceDisable, map[string]any{"instance_id": id}, nil)
-	mustFail(t, r, connectors.ToolInstanceInstall, map[string]any{"type": "echo", "display_name": "x"}, nil, "policy_denied")
+	mustOK(t, r, core.ToolInstanceDisable, map[string]any{"instance_id": id}, nil)
+	mustFail(t, r, core.ToolInstanceInstall, map[string]any{"type": "echo", "display_name": "x"}, nil, "policy_denied")
 	// A deny on admin beats the allow.
 	e.deny(erin, "connectors/**", authz.ActionAdmin)
-	mustFail(t, r, connectors.ToolInstanceEnable, map[string]any{"instance_id": id}, nil, "policy_denied")
+	mustFail(t, r, core.ToolInstanceEnable, map[string]any{"instance_id": id}, nil, "policy_denied")
 	if n := e.count(`SELECT count(*) FROM audit_events WHERE subject = $1 AND decision = 'deny'`, string(erin)); n < 6 {
 		t.Fatalf("refusals audited: %d", n)
 	}
@@ -328,11 +329,11 @@ func TestREQ_CONNEC_0113_ToolCallsAuditedWithTaskContext(t *testing.T) {
 			c := e.client(tr, tok)
 			task, project, run, job := uuid.NewString(), uuid.NewString(), uuid.NewString(), uuid.NewString()
 			meta := map[string]any{callctx.MetaKey: map[string]any{"task_id": task, "project_id": project, "run_id": run, "job_id": job, "agent_id": "planner"}}
-			id := decodeID(t, mustOK(t, c, connectors.ToolInstanceInstall, map[string]any{"type": "echo", "display_name": "e", "enable": true}, meta))
-			mustOK(t, c, connectors.ToolOpInvoke, map[string]any{"instance_id": id, "operation": "echo.read", "arguments": map[string]any{"message": "x"}}, meta)
+			id := decodeID(t, mustOK(t, c, core.ToolInstanceInstall, map[string]any{"type": "echo", "display_name": "e", "enable": true}, meta))
+			mustOK(t, c, core.ToolOpInvoke, map[string]any{"instance_id": id, "operation": "echo.read", "arguments": map[string]any{"message": "x"}}, meta)
 			// task_id as a tool argument works too.
 			t2 := uuid.NewString()
-			mustOK(t, c, connectors.ToolOpInvoke, map[string]any{"instance_id": id, "operation": "echo.read", "arguments": map[string]any{"message": "x"}, "task_id": t2}, nil)
+			mustOK(t, c, core.ToolOpInvoke, map[string]any{"instance_id": id, "operation": "echo.read", "arguments": map[string]any{"message": "x"}, "task_id": t2}, nil)
 			// install; the first read's decision and outcome; the second's.
 			rows := e.audit("instance_id = $1", id)
 			if len(rows) != 5 {

@@ -8,7 +8,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/connec/connec/authz"
-	"github.com/connec/connec/connectors"
+	"github.com/connec/connec/core"
 )
 
 // An idempotency key belongs to the subject that used it: another subject's
@@ -20,26 +20,26 @@ func TestIdempotencyKeyScopedToSubjectAndArguments(t *testing.T) {
 	_, aliceTok := e.user("alice", false)
 	bob, bobTok := e.user("bob", true)
 	alice := e.client(transports[2], aliceTok)
-	id := decodeID(t, mustOK(t, alice, connectors.ToolInstanceInstall, map[string]any{"type": "echo", "display_name": "shared", "enable": true}, nil))
-	var inst connectors.Instance
-	_ = json.Unmarshal(mustOK(t, alice, connectors.ToolInstanceGet, map[string]any{"instance_id": id}, nil), &inst)
+	id := decodeID(t, mustOK(t, alice, core.ToolInstanceInstall, map[string]any{"type": "echo", "display_name": "shared", "enable": true}, nil))
+	var inst core.Instance
+	_ = json.Unmarshal(mustOK(t, alice, core.ToolInstanceGet, map[string]any{"instance_id": id}, nil), &inst)
 	e.allow(bob, authz.OperationResource(inst.Owner, inst.Type, inst.ID.UUID(), "echo.send"), authz.ActionSend, "")
 	bobC := e.client(transports[1], bobTok)
 	send := func(msg string) map[string]any {
 		return map[string]any{"instance_id": id, "operation": "echo.send", "idempotency_key": "order-42", "arguments": map[string]any{"message": msg}}
 	}
-	var first, theirs connectors.InvokeResult
-	_ = json.Unmarshal(mustOK(t, alice, connectors.ToolOpInvoke, send("alice's secret order"), nil), &first)
-	_ = json.Unmarshal(mustOK(t, bobC, connectors.ToolOpInvoke, send("bob's order"), nil), &theirs)
+	var first, theirs core.InvokeResult
+	_ = json.Unmarshal(mustOK(t, alice, core.ToolOpInvoke, send("alice's secret order"), nil), &first)
+	_ = json.Unmarshal(mustOK(t, bobC, core.ToolOpInvoke, send("bob's order"), nil), &theirs)
 	if theirs.Replayed || theirs.RunID == first.RunID || strings.Contains(string(theirs.Output), "alice") {
 		t.Fatalf("bob's call with alice's key got %+v", theirs)
 	}
-	o := mustFail(t, alice, connectors.ToolOpInvoke, send("another order"), nil, "conflict")
+	o := mustFail(t, alice, core.ToolOpInvoke, send("another order"), nil, "conflict")
 	if !strings.Contains(o.Error.Message, "order-42") || !strings.Contains(o.Error.Message, "argument") {
 		t.Fatalf("reuse with other arguments: %q", o.Error.Message)
 	}
-	var again connectors.InvokeResult
-	_ = json.Unmarshal(mustOK(t, alice, connectors.ToolOpInvoke, send("alice's secret order"), nil), &again)
+	var again core.InvokeResult
+	_ = json.Unmarshal(mustOK(t, alice, core.ToolOpInvoke, send("alice's secret order"), nil), &again)
 	if !again.Replayed || again.RunID != first.RunID {
 		t.Fatalf("a true repeat is not replayed: %+v", again)
 	}
@@ -54,26 +54,26 @@ func TestRunsFollowRights(t *testing.T) {
 	_, aliceTok := e.user("alice", false)
 	bob, bobTok := e.user("bob", false)
 	alice := e.client(transports[2], aliceTok)
-	id := decodeID(t, mustOK(t, alice, connectors.ToolInstanceInstall, map[string]any{"type": "echo", "display_name": "shared", "enable": true}, nil))
-	var inst connectors.Instance
-	_ = json.Unmarshal(mustOK(t, alice, connectors.ToolInstanceGet, map[string]any{"instance_id": id}, nil), &inst)
+	id := decodeID(t, mustOK(t, alice, core.ToolInstanceInstall, map[string]any{"type": "echo", "display_name": "shared", "enable": true}, nil))
+	var inst core.Instance
+	_ = json.Unmarshal(mustOK(t, alice, core.ToolInstanceGet, map[string]any{"instance_id": id}, nil), &inst)
 	res := authz.OperationResource(inst.Owner, inst.Type, inst.ID.UUID(), "echo.read")
 	e.allow(bob, res, authz.ActionRead, "")
 	bobC := e.client(transports[1], bobTok)
-	var mine connectors.InvokeResult
-	_ = json.Unmarshal(mustOK(t, bobC, connectors.ToolOpInvoke, map[string]any{"instance_id": id, "operation": "echo.read", "arguments": map[string]any{"message": "m"}}, nil), &mine)
-	var alices connectors.InvokeResult
-	_ = json.Unmarshal(mustOK(t, alice, connectors.ToolOpInvoke, map[string]any{"instance_id": id, "operation": "echo.read", "arguments": map[string]any{"message": "a"}}, nil), &alices)
+	var mine core.InvokeResult
+	_ = json.Unmarshal(mustOK(t, bobC, core.ToolOpInvoke, map[string]any{"instance_id": id, "operation": "echo.read", "arguments": map[string]any{"message": "m"}}, nil), &mine)
+	var alices core.InvokeResult
+	_ = json.Unmarshal(mustOK(t, alice, core.ToolOpInvoke, map[string]any{"instance_id": id, "operation": "echo.read", "arguments": map[string]any{"message": "a"}}, nil), &alices)
 
 	// Bob's own runs, while he holds a right.
-	var runs struct{ Runs []connectors.Run }
-	_ = json.Unmarshal(mustOK(t, bobC, connectors.ToolRunList, map[string]any{}, nil), &runs)
+	var runs struct{ Runs []core.Run }
+	_ = json.Unmarshal(mustOK(t, bobC, core.ToolRunList, map[string]any{}, nil), &runs)
 	if len(runs.Runs) != 1 {
 		t.Fatalf("bob's runs while he has rights: %+v", runs)
 	}
 	// Paging from a run bob may not see answers as from one that does not exist.
-	stranger := mustFail(t, bobC, connectors.ToolRunList, map[string]any{"before": alices.RunID}, nil, "invalid_argument")
-	nobody := mustFail(t, bobC, connectors.ToolRunList, map[string]any{"before": uuid.NewString()}, nil, "invalid_argument")
+	stranger := mustFail(t, bobC, core.ToolRunList, map[string]any{"before": alices.RunID}, nil, "invalid_argument")
+	nobody := mustFail(t, bobC, core.ToolRunList, map[string]any{"before": uuid.NewString()}, nil, "invalid_argument")
 	if stranger.Error.Message != nobody.Error.Message {
 		t.Fatalf("someone else's run id answers %q, an unknown one %q", stranger.Error.Message, nobody.Error.Message)
 	}
@@ -82,9 +82,9 @@ func TestRunsFollowRights(t *testing.T) {
 	if _, err := e.app.ChangeRule(t.Context(), authz.Rule{Subject: string(bob), Resource: res, Action: authz.ActionRead, Effect: authz.EffectAllow}, true); err != nil {
 		t.Fatal(err)
 	}
-	_ = json.Unmarshal(mustOK(t, bobC, connectors.ToolRunList, map[string]any{}, nil), &runs)
+	_ = json.Unmarshal(mustOK(t, bobC, core.ToolRunList, map[string]any{}, nil), &runs)
 	if len(runs.Runs) != 0 {
 		t.Fatalf("bob still lists %d runs after losing every right", len(runs.Runs))
 	}
-	mustFail(t, bobC, connectors.ToolRunGet, map[string]any{"run_id": mine.RunID}, nil, "policy_denied")
+	mustFail(t, bobC, core.ToolRunGet, map[string]any{"run_id": mine.RunID}, nil, "policy_denied")
 }

@@ -10,7 +10,7 @@ import (
 	"github.com/mark3labs/mcp-go/server"
 
 	"github.com/connec/connec/callctx"
-	"github.com/connec/connec/connectors"
+	"github.com/connec/connec/core"
 	"github.com/connec/connec/fault"
 )
 
@@ -68,7 +68,7 @@ func WithToolNames(n ToolNames) Option { return func(o *options) { o.names = n }
 // refusals made before a tool runs).
 type Server struct {
 	*server.MCPServer
-	svc   *connectors.Service
+	svc   *core.Service
 	log   *slog.Logger
 	tools map[string]Tool // by wire name
 }
@@ -77,7 +77,7 @@ type Server struct {
 // that shows and lets through only tools the caller could be allowed to use
 // (the same check for tools/list and tools/call), and a hook that audits
 // calls refused before they reach a tool handler.
-func NewServer(svc *connectors.Service, opts ...Option) *Server {
+func NewServer(svc *core.Service, opts ...Option) *Server {
 	o := options{log: slog.Default(), names: DottedNames}
 	for _, f := range opts {
 		f(&o)

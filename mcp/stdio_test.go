@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/connec/connec/connectors"
+	"github.com/connec/connec/core"
 	cmcp "github.com/connec/connec/mcp"
 )
 
@@ -19,14 +19,14 @@ func TestStdioFinishesInFlightRequestsAfterEOF(t *testing.T) {
 	e.allow(root, "**", "*", "")
 	s := e.stdio(tok)
 	s.initialize()
-	inst := s.request("tools/call", map[string]any{"name": connectors.ToolInstanceInstall,
+	inst := s.request("tools/call", map[string]any{"name": core.ToolInstanceInstall,
 		"arguments": map[string]any{"type": "echo", "display_name": "eof", "enable": true}})
 	res := toolResult(t, s.await(inst))
 	id, _ := res["result"].(map[string]any)["id"].(string)
 
 	list := s.request("tools/list", map[string]any{})
-	cat := s.request("tools/call", map[string]any{"name": connectors.ToolCatalogList, "arguments": map[string]any{}})
-	slow := s.request("tools/call", map[string]any{"name": connectors.ToolOpInvoke, "arguments": map[string]any{
+	cat := s.request("tools/call", map[string]any{"name": core.ToolCatalogList, "arguments": map[string]any{}})
+	slow := s.request("tools/call", map[string]any{"name": core.ToolOpInvoke, "arguments": map[string]any{
 		"instance_id": id, "operation": "echo.read", "arguments": map[string]any{"message": "late", "delay_ms": 300}}})
 	msgs, err := s.closeAndDrain()
 	if err != nil {
@@ -77,10 +77,10 @@ func TestStdioCanceledRequestIsNotAnswered(t *testing.T) {
 	e.allow(root, "**", "*", "")
 	s := e.stdio(tok)
 	s.initialize()
-	inst := s.request("tools/call", map[string]any{"name": connectors.ToolInstanceInstall,
+	inst := s.request("tools/call", map[string]any{"name": core.ToolInstanceInstall,
 		"arguments": map[string]any{"type": "echo", "display_name": "cancel", "enable": true}})
 	id, _ := toolResult(t, s.await(inst))["result"].(map[string]any)["id"].(string)
-	slow := s.request("tools/call", map[string]any{"name": connectors.ToolOpInvoke, "arguments": map[string]any{
+	slow := s.request("tools/call", map[string]any{"name": core.ToolOpInvoke, "arguments": map[string]any{
 		"instance_id": id, "operation": "echo.send", "arguments": map[string]any{"message": "never", "delay_ms": 20000}}})
 	waitFor(t, "the slow run to start", func() bool {
 		return e.count(`SELECT count(*) FROM connector_runs WHERE instance_id = $1 AND status = 'running'`, id) == 1
@@ -117,7 +117,7 @@ func TestStdioTokenChangesEndRightsAtOnce(t *testing.T) {
 			s := e.stdio(tok)
 			s.initialize()
 			call := func() map[string]any {
-				return s.await(s.request("tools/call", map[string]any{"name": connectors.ToolInstanceList, "arguments": map[string]any{}}))
+				return s.await(s.request("tools/call", map[string]any{"name": core.ToolInstanceList, "arguments": map[string]any{}}))
 			}
 			if sc := toolResult(t, call()); sc["status"] != "ok" {
 				t.Fatalf("before the change: %s", short2(sc))

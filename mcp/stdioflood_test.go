@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/connec/connec/connectors"
+	"github.com/connec/connec/core"
 )
 
 // A stdio session whose token stopped working is one source: its repeated
@@ -26,7 +26,7 @@ func TestStdioRefusalsAreAggregatedPerSession(t *testing.T) {
 	})
 	const n = 40
 	for i := range n {
-		m := s.await(s.request("tools/call", map[string]any{"name": connectors.ToolInstanceList, "arguments": map[string]any{}}))
+		m := s.await(s.request("tools/call", map[string]any{"name": core.ToolInstanceList, "arguments": map[string]any{}}))
 		errObj, _ := m["error"].(map[string]any)
 		if errObj == nil || !strings.Contains(short2(errObj), "unauthenticated") {
 			t.Fatalf("call %d after the revocation: %s", i, short2(m))

@@ -12,7 +12,7 @@ import (
 
 	"github.com/connec/connec/authz"
 	"github.com/connec/connec/callctx"
-	"github.com/connec/connec/connectors"
+	"github.com/connec/connec/core"
 )
 
 // Task context that policy relies on cannot be forged: a rule conditioned
@@ -23,9 +23,9 @@ func TestTaskBoundTokens(t *testing.T) {
 	e := newEnv(t)
 	_, aliceTok := e.user("alice", false)
 	alice := e.client(transports[2], aliceTok)
-	id := decodeID(t, mustOK(t, alice, connectors.ToolInstanceInstall, map[string]any{"type": "echo", "display_name": "shared", "enable": true}, nil))
-	var inst connectors.Instance
-	_ = json.Unmarshal(mustOK(t, alice, connectors.ToolInstanceGet, map[string]any{"instance_id": id}, nil), &inst)
+	id := decodeID(t, mustOK(t, alice, core.ToolInstanceInstall, map[string]any{"type": "echo", "display_name": "shared", "enable": true}, nil))
+	var inst core.Instance
+	_ = json.Unmarshal(mustOK(t, alice, core.ToolInstanceGet, map[string]any{"instance_id": id}, nil), &inst)
 	project := uuid.NewString()
 	bob, plainTok := e.user("bob", true)
 	e.allow(bob, authz.OperationResource(inst.Owner, inst.Type, inst.ID.UUID(), "echo.read"), authz.ActionRead,
@@ -40,23 +40,23 @@ func TestTaskBoundTokens(t *testing.T) {
 
 	// Claiming the project and agent is not having them.
 	plain := e.client(transports[1], plainTok)
-	mustFail(t, plain, connectors.ToolOpInvoke, read, claim, "policy_denied")
+	mustFail(t, plain, core.ToolOpInvoke, read, claim, "policy_denied")
 
 	// The bound token meets the condition without claiming anything, and
 	// may add a task id of its own.
 	bound := e.client(transports[2], boundTok)
-	mustOK(t, bound, connectors.ToolOpInvoke, read, nil)
+	mustOK(t, bound, core.ToolOpInvoke, read, nil)
 	task := uuid.NewString()
-	mustOK(t, bound, connectors.ToolOpInvoke, read, map[string]any{callctx.MetaKey: map[string]any{"task_id": task}})
+	mustOK(t, bound, core.ToolOpInvoke, read, map[string]any{callctx.MetaKey: map[string]any{"task_id": task}})
 	// It cannot move to another project or agent.
-	o := mustFail(t, bound, connectors.ToolOpInvoke, read, map[string]any{callctx.MetaKey: map[string]any{"project_id": uuid.NewString()}}, "invalid_argument")
+	o := mustFail(t, bound, core.ToolOpInvoke, read, map[string]any{callctx.MetaKey: map[string]any{"project_id": uuid.NewString()}}, "invalid_argument")
 	if !strings.Contains(o.Error.Message, "bound") {
 		t.Fatalf("changing a bound field: %q", o.Error.Message)
 	}
-	mustFail(t, bound, connectors.ToolOpInvoke, read, map[string]any{callctx.MetaKey: map[string]any{"agent_id": "someone-else"}}, "invalid_argument")
+	mustFail(t, bound, core.ToolOpInvoke, read, map[string]any{callctx.MetaKey: map[string]any{"agent_id": "someone-else"}}, "invalid_argument")
 
 	// The audit says which fields were bound.
-	rows := e.audit("subject = $1 AND tool = $2 AND decision = 'allow' AND task_id = $3", string(bob), connectors.ToolOpInvoke, task)
+	rows := e.audit("subject = $1 AND tool = $2 AND decision = 'allow' AND task_id = $3", string(bob), core.ToolOpInvoke, task)
 	if len(rows) == 0 {
 		t.Fatal("no audit row for the bound call")
 	}
@@ -83,9 +83,9 @@ func TestMintTaskBoundTokens(t *testing.T) {
 	e := newEnv(t)
 	_, aliceTok := e.user("alice", false)
 	alice := e.client(transports[2], aliceTok)
-	id := decodeID(t, mustOK(t, alice, connectors.ToolInstanceInstall, map[string]any{"type": "echo", "display_name": "shared", "enable": true}, nil))
-	var inst connectors.Instance
-	_ = json.Unmarshal(mustOK(t, alice, connectors.ToolInstanceGet, map[string]any{"instance_id": id}, nil), &inst)
+	id := decodeID(t, mustOK(t, alice, core.ToolInstanceInstall, map[string]any{"type": "echo", "display_name": "shared", "enable": true}, nil))
+	var inst core.Instance
+	_ = json.Unmarshal(mustOK(t, alice, core.ToolInstanceGet, map[string]any{"instance_id": id}, nil), &inst)
 	project := uuid.NewString()
 	bob, _ := e.user("bob", true)
 	e.allow(bob, authz.OperationResource(inst.Owner, inst.Type, inst.ID.UUID(), "echo.read"), authz.ActionRead, "project="+project+";from=token")
@@ -93,8 +93,8 @@ func TestMintTaskBoundTokens(t *testing.T) {
 	e.allow(orch, authz.TokenResource(bob), authz.ActionTokenMint, "")
 	o := e.client(transports[0], orchTok)
 
-	var minted connectors.MintedToken
-	raw := mustOK(t, o, connectors.ToolTokenMint, map[string]any{"subject": string(bob), "task": map[string]any{"project_id": project}, "ttl_seconds": 600}, nil)
+	var minted core.MintedToken
+	raw := mustOK(t, o, core.ToolTokenMint, map[string]any{"subject": string(bob), "task": map[string]any{"project_id": project}, "ttl_seconds": 600}, nil)
 	if err := json.Unmarshal(raw, &minted); err != nil || !strings.HasPrefix(minted.Token, "cnc_") || minted.Bound.ProjectID != project {
 		t.Fatalf("minted: %s (%v)", raw, err)
 	}
@@ -102,8 +102,8 @@ func TestMintTaskBoundTokens(t *testing.T) {
 		t.Fatalf("expires in %s, asked for 10 minutes", left)
 	}
 	b := e.client(transports[2], minted.Token)
-	mustOK(t, b, connectors.ToolOpInvoke, map[string]any{"instance_id": id, "operation": "echo.read", "arguments": map[string]any{"message": "m"}}, nil)
-	if n := e.count(`SELECT count(*) FROM audit_events WHERE tool = $1 AND subject = $2 AND reason LIKE '%minted token%'`, connectors.ToolTokenMint, string(orch)); n != 1 {
+	mustOK(t, b, core.ToolOpInvoke, map[string]any{"instance_id": id, "operation": "echo.read", "arguments": map[string]any{"message": "m"}}, nil)
+	if n := e.count(`SELECT count(*) FROM audit_events WHERE tool = $1 AND subject = $2 AND reason LIKE '%minted token%'`, core.ToolTokenMint, string(orch)); n != 1 {
 		t.Fatalf("%d audit rows for the minting", n)
 	}
 	if n := e.count(`SELECT count(*) FROM audit_events WHERE reason LIKE '%' || $1 || '%'`, minted.Token); n != 0 {
@@ -111,9 +111,9 @@ func TestMintTaskBoundTokens(t *testing.T) {
 	}
 
 	// Minting for alice: no right on tokens/<alice>.
-	mustFail(t, o, connectors.ToolTokenMint, map[string]any{"subject": string(e.subjectOf(t, aliceTok)), "task": map[string]any{"project_id": project}}, nil, "policy_denied")
+	mustFail(t, o, core.ToolTokenMint, map[string]any{"subject": string(e.subjectOf(t, aliceTok)), "task": map[string]any{"project_id": project}}, nil, "policy_denied")
 	// Alice holds no mint right at all: the tool is not hers to see.
-	if names := toolNames(t, alice); slices.Contains(names, connectors.ToolTokenMint) {
+	if names := toolNames(t, alice); slices.Contains(names, core.ToolTokenMint) {
 		t.Fatal("the mint tool is listed to a subject without the right")
 	}
 	// A bound orchestrator mints only within its own binding.
@@ -122,9 +122,9 @@ func TestMintTaskBoundTokens(t *testing.T) {
 		t.Fatal(err)
 	}
 	bo := e.client(transports[1], boundOrch)
-	mustFail(t, bo, connectors.ToolTokenMint, map[string]any{"subject": string(bob), "task": map[string]any{"project_id": uuid.NewString()}}, nil, "invalid_argument")
-	var narrower connectors.MintedToken
-	_ = json.Unmarshal(mustOK(t, bo, connectors.ToolTokenMint, map[string]any{"subject": string(bob), "task": map[string]any{"agent_id": "worker-2"}}, nil), &narrower)
+	mustFail(t, bo, core.ToolTokenMint, map[string]any{"subject": string(bob), "task": map[string]any{"project_id": uuid.NewString()}}, nil, "invalid_argument")
+	var narrower core.MintedToken
+	_ = json.Unmarshal(mustOK(t, bo, core.ToolTokenMint, map[string]any{"subject": string(bob), "task": map[string]any{"agent_id": "worker-2"}}, nil), &narrower)
 	if narrower.Bound.ProjectID != project || narrower.Bound.AgentID != "worker-2" {
 		t.Fatalf("a bound orchestrator's token must keep its binding: %+v", narrower.Bound)
 	}

@@ -4,7 +4,7 @@ import (
 	"regexp"
 	"testing"
 
-	"github.com/connec/connec/connectors"
+	"github.com/connec/connec/core"
 	cmcp "github.com/connec/connec/mcp"
 )
 
@@ -32,10 +32,10 @@ func TestUnderscoreToolNames(t *testing.T) {
 	if sc := toolResult(t, m); sc["status"] != "ok" {
 		t.Fatalf("connector_catalog_list: %s", short2(sc))
 	}
-	if rows := e.audit("subject = $1 AND tool = $2", string(root), connectors.ToolCatalogList); len(rows) != 1 {
+	if rows := e.audit("subject = $1 AND tool = $2", string(root), core.ToolCatalogList); len(rows) != 1 {
 		t.Fatalf("audit rows for the call under its canonical name: %+v", rows)
 	}
-	m = s.await(s.request("tools/call", map[string]any{"name": connectors.ToolCatalogList, "arguments": map[string]any{}}))
+	m = s.await(s.request("tools/call", map[string]any{"name": core.ToolCatalogList, "arguments": map[string]any{}}))
 	if m["error"] == nil {
 		t.Fatalf("the dotted name is served too under underscore names: %s", short2(m))
 	}

@@ -1,6 +1,6 @@
 // Package mcp is connec's MCP surface: the tool inventory (names, typed input
 // and output schemas, which policy action each needs) and the translation of
-// tool calls to connectors.Service methods and back. The inventory knows
+// tool calls to core.Service methods and back. The inventory knows
 // nothing of transports; transport.go and stdio.go serve the same server
 // over stdio, SSE and streamable HTTP.
 package mcp
@@ -14,7 +14,7 @@ import (
 	"github.com/mark3labs/mcp-go/server"
 
 	"github.com/connec/connec/callctx"
-	"github.com/connec/connec/connectors"
+	"github.com/connec/connec/core"
 	"github.com/connec/connec/fault"
 )
 
@@ -28,7 +28,7 @@ type Tool struct {
 	// narrows visibility to rules that reach it.
 	Resource string
 	// Handle decodes raw arguments and calls the service.
-	Handle func(ctx context.Context, svc *connectors.Service, raw json.RawMessage) (any, error)
+	Handle func(ctx context.Context, svc *core.Service, raw json.RawMessage) (any, error)
 }
 
 // about describes a tool for its definition.
@@ -46,7 +46,7 @@ type about struct {
 // schemas are generated from those types, the arguments are decoded strictly
 // into In (a call whose arguments do not decode is refused, and audited,
 // before it reaches the service), and the result is what fn returns.
-func tool[In, Out any](a about, fn func(ctx context.Context, svc *connectors.Service, in In) (Out, error)) Tool {
+func tool[In, Out any](a about, fn func(ctx context.Context, svc *core.Service, in In) (Out, error)) Tool {
 	def := mcp.Tool{
 		Name:            a.name,
 		Description:     a.description,
@@ -59,7 +59,7 @@ func tool[In, Out any](a about, fn func(ctx context.Context, svc *connectors.Ser
 		Def:      def,
 		Actions:  a.actions,
 		Resource: a.resource,
-		Handle: func(ctx context.Context, svc *connectors.Service, raw json.RawMessage) (any, error) {
+		Handle: func(ctx context.Context, svc *core.Service, raw json.RawMessage) (any, error) {
 			var in In
 			if err := args.decode(raw, &in); err != nil {
 				return nil, svc.Refuse(ctx, a.name, a.refuseAs, err)
@@ -159,7 +159,7 @@ func fieldOf(err error) string {
 // handler turns an inventory entry into an mcp-go handler. Bad input is a
 // tool error result (IsError); Go errors are reserved for failures of the
 // protocol itself and never carry internal detail.
-func handler(svc *connectors.Service, t Tool) server.ToolHandlerFunc {
+func handler(svc *core.Service, t Tool) server.ToolHandlerFunc {
 	refuseAs := t.Actions[0]
 	return func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 		ctx = callctx.WithRequestID(ctx, callctx.NewRequestID())

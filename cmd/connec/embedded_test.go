@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/connec/connec/connectors"
+	"github.com/connec/connec/core"
 )
 
 // Claude Desktop, Cursor and `connec serve --http` on one machine each start
@@ -23,8 +23,8 @@ func TestEmbeddedClusterOutlivesTheProcessThatStartedIt(t *testing.T) {
 	defer cancel()
 	catalog := func(s *rawStdio) {
 		t.Helper()
-		if _, err := s.callTool(ctx, connectors.ToolCatalogList, map[string]any{}); err != nil {
-			t.Fatalf("%s: %s: %v\nstderr:\n%s", s.name, connectors.ToolCatalogList, err, s.stderr)
+		if _, err := s.callTool(ctx, core.ToolCatalogList, map[string]any{}); err != nil {
+			t.Fatalf("%s: %s: %v\nstderr:\n%s", s.name, core.ToolCatalogList, err, s.stderr)
 		}
 	}
 	a := startConnec(t, "A", dataDir)
@@ -74,7 +74,7 @@ func TestEmbeddedFirstRunByManyAtOnce(t *testing.T) {
 	// or not their clients talk to them at once.
 	for _, p := range procs {
 		p.initialize(ctx)
-		if _, err := p.callTool(ctx, connectors.ToolCatalogList, map[string]any{}); err != nil {
+		if _, err := p.callTool(ctx, core.ToolCatalogList, map[string]any{}); err != nil {
 			t.Fatalf("%s: %v\nstderr:\n%s", p.name, err, p.stderr)
 		}
 	}
@@ -95,7 +95,7 @@ func TestEmbeddedClusterKilledIsRestarted(t *testing.T) {
 	defer cancel()
 	a := startConnec(t, "A", dataDir)
 	a.initialize(ctx)
-	if _, err := a.callTool(ctx, connectors.ToolCatalogList, map[string]any{}); err != nil {
+	if _, err := a.callTool(ctx, core.ToolCatalogList, map[string]any{}); err != nil {
 		t.Fatalf("catalog: %v\nstderr:\n%s", err, a.stderr)
 	}
 	// Hold the start lock (the one connec processes take to start the
@@ -114,7 +114,7 @@ func TestEmbeddedClusterKilledIsRestarted(t *testing.T) {
 	}
 	waitFor(t, 30*time.Second, "the killed postmaster to be gone", func() bool { return !processAlive(killed) })
 	for i := 0; i < 3; i++ {
-		_, err := a.callTool(ctx, connectors.ToolCatalogList, map[string]any{})
+		_, err := a.callTool(ctx, core.ToolCatalogList, map[string]any{})
 		if err == nil || !strings.HasPrefix(err.Error(), "unavailable:") {
 			t.Fatalf("with the database down, call %d answered %v; want unavailable\nstderr:\n%s", i, err, a.stderr)
 		}
@@ -126,7 +126,7 @@ func TestEmbeddedClusterKilledIsRestarted(t *testing.T) {
 	released := time.Now()
 	deadline := released.Add(time.Minute)
 	for {
-		_, err := a.callTool(ctx, connectors.ToolCatalogList, map[string]any{})
+		_, err := a.callTool(ctx, core.ToolCatalogList, map[string]any{})
 		if err == nil {
 			break
 		}
@@ -145,7 +145,7 @@ func TestEmbeddedClusterKilledIsRestarted(t *testing.T) {
 	}
 	// Recovered for good: policy, audit and notifications are back.
 	for i := 0; i < 3; i++ {
-		if _, err := a.callTool(ctx, connectors.ToolCatalogList, map[string]any{}); err != nil {
+		if _, err := a.callTool(ctx, core.ToolCatalogList, map[string]any{}); err != nil {
 			t.Fatalf("after recovery: %v", err)
 		}
 	}

@@ -12,7 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/connec/connec/callctx"
-	"github.com/connec/connec/connectors"
+	"github.com/connec/connec/core"
 	"github.com/connec/connec/executor"
 	"github.com/connec/connec/internal/app"
 	"github.com/connec/connec/vault"
@@ -183,7 +183,7 @@ func credentialCmd(f *flags) *cobra.Command {
 				return err
 			}
 			return asCaller(cmd, func(ctx context.Context, a *app.App) (any, error) {
-				return a.Service.CreateCredential(ctx, connectors.CredentialInput{InstanceID: instance, Kind: kind, Secret: secret, ExpiresAt: exp})
+				return a.Service.CreateCredential(ctx, core.CredentialInput{InstanceID: instance, Kind: kind, Secret: secret, ExpiresAt: exp})
 			})
 		},
 	}
@@ -204,14 +204,14 @@ func credentialCmd(f *flags) *cobra.Command {
 				return err
 			}
 			return asCaller(cmd, func(ctx context.Context, a *app.App) (any, error) {
-				return a.Service.RotateCredential(ctx, connectors.RotateInput{CredentialID: credID, Secret: secret, ExpiresAt: exp})
+				return a.Service.RotateCredential(ctx, core.RotateInput{CredentialID: credID, Secret: secret, ExpiresAt: exp})
 			})
 		},
 	}
 	rotate.Flags().StringVar(&credID, "credential", "", "credential id (required)")
 	rotate.Flags().StringVar(&expires, "expires-at", "", "new expiry time, RFC 3339")
 	_ = rotate.MarkFlagRequired("credential")
-	state := func(use, short string, fn func(*connectors.Service, context.Context, string) (connectors.Credential, error)) *cobra.Command {
+	state := func(use, short string, fn func(*core.Service, context.Context, string) (core.Credential, error)) *cobra.Command {
 		c := &cobra.Command{
 			Use: use, Short: short, Args: cobra.NoArgs,
 			RunE: func(cmd *cobra.Command, _ []string) error {
@@ -231,10 +231,10 @@ func credentialCmd(f *flags) *cobra.Command {
 	list.Flags().StringVar(&instance, "instance", "", "instance id (required)")
 	_ = list.MarkFlagRequired("instance")
 	cmd.AddCommand(create, rotate,
-		state("revoke", "Revoke a credential (immediate, final)", (*connectors.Service).RevokeCredential),
-		state("disable", "Disable a credential", (*connectors.Service).DisableCredential),
-		state("enable", "Enable a disabled credential", (*connectors.Service).EnableCredential),
-		state("get", "Show a credential's metadata", (*connectors.Service).GetCredential),
+		state("revoke", "Revoke a credential (immediate, final)", (*core.Service).RevokeCredential),
+		state("disable", "Disable a credential", (*core.Service).DisableCredential),
+		state("enable", "Enable a disabled credential", (*core.Service).EnableCredential),
+		state("get", "Show a credential's metadata", (*core.Service).GetCredential),
 		list)
 	return cmd
 }

@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/connec/connec/callctx"
-	"github.com/connec/connec/connectors"
+	"github.com/connec/connec/core"
 	"github.com/connec/connec/internal/app"
 	"github.com/connec/connec/internal/testkit/pgtest"
 	"github.com/connec/connec/vault"
@@ -77,11 +77,11 @@ func TestKeyRotationSurvivesSIGKILL(t *testing.T) {
 	const n = 150
 	var instances []string
 	for i := 0; i < n; i++ {
-		inst, err := a.Service.Install(ctx, connectors.InstallInput{Type: "echo", DisplayName: fmt.Sprint("e", i), Enable: true})
+		inst, err := a.Service.Install(ctx, core.InstallInput{Type: "echo", DisplayName: fmt.Sprint("e", i), Enable: true})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := a.Service.CreateCredential(ctx, connectors.CredentialInput{InstanceID: string(inst.ID), Kind: "bearer", Secret: map[string]string{"token": fmt.Sprintf("secret-%03d", i)}}); err != nil {
+		if _, err := a.Service.CreateCredential(ctx, core.CredentialInput{InstanceID: string(inst.ID), Kind: "bearer", Secret: map[string]string{"token": fmt.Sprintf("secret-%03d", i)}}); err != nil {
 			t.Fatal(err)
 		}
 		instances = append(instances, string(inst.ID))
@@ -170,7 +170,7 @@ func TestKeyRotationSurvivesSIGKILL(t *testing.T) {
 	// still opens.
 	b, bctx := openApp(t, url, lastIdentityOnly(t, keyFile))
 	for _, id := range instances {
-		res, err := b.Service.Invoke(bctx, connectors.InvokeInput{InstanceID: id, Operation: "echo.read", Arguments: []byte(`{"message":"x"}`)})
+		res, err := b.Service.Invoke(bctx, core.InvokeInput{InstanceID: id, Operation: "echo.read", Arguments: []byte(`{"message":"x"}`)})
 		if err != nil || !strings.Contains(string(res.Output), `"credential_kind":"bearer"`) {
 			t.Fatalf("instance %s after rotation: %v %s", id, err, res.Output)
 		}
@@ -193,7 +193,7 @@ func TestREQ_CONNEC_0119_CLICanary(t *testing.T) {
 	alice, _ := a.Identity.ResolveUser(context.Background(), "alice")
 	p, _ := a.Identity.PrincipalFor(context.Background(), alice.Subject())
 	ctx = callctx.WithPrincipal(ctx, p)
-	inst, err := a.Service.Install(ctx, connectors.InstallInput{Type: "echo", DisplayName: "e", Enable: true})
+	inst, err := a.Service.Install(ctx, core.InstallInput{Type: "echo", DisplayName: "e", Enable: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -218,7 +218,7 @@ func TestREQ_CONNEC_0119_CLICanary(t *testing.T) {
 	runIn(`{"token":"`+rotated+`"}`, "credential", "rotate", "--credential", id)
 	runIn("", "credential", "disable", "--credential", id)
 	runIn("", "credential", "enable", "--credential", id)
-	res, err := a.Service.Invoke(ctx, connectors.InvokeInput{InstanceID: string(inst.ID), Operation: "echo.read", Arguments: []byte(`{"message":"x"}`)})
+	res, err := a.Service.Invoke(ctx, core.InvokeInput{InstanceID: string(inst.ID), Operation: "echo.read", Arguments: []byte(`{"message":"x"}`)})
 	if err != nil || !strings.Contains(string(res.Output), "bearer") {
 		t.Fatalf("invoke with CLI-made credential: %v", err)
 	}
@@ -243,11 +243,11 @@ func TestCredentialRotationSurvivesSIGKILL(t *testing.T) {
 		t.Fatal(err)
 	}
 	a, ctx := openApp(t, url, keyFile)
-	inst, err := a.Service.Install(ctx, connectors.InstallInput{Type: "echo", DisplayName: "e", Enable: true})
+	inst, err := a.Service.Install(ctx, core.InstallInput{Type: "echo", DisplayName: "e", Enable: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	cred, err := a.Service.CreateCredential(ctx, connectors.CredentialInput{InstanceID: string(inst.ID), Kind: "bearer", Secret: map[string]string{"token": "first-secret"}})
+	cred, err := a.Service.CreateCredential(ctx, core.CredentialInput{InstanceID: string(inst.ID), Kind: "bearer", Secret: map[string]string{"token": "first-secret"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -271,7 +271,7 @@ func TestCredentialRotationSurvivesSIGKILL(t *testing.T) {
 			t.Fatalf("round %d: version %d after %d", round, got.Version, version)
 		}
 		version = got.Version
-		res, err := a.Service.Invoke(ctx, connectors.InvokeInput{InstanceID: string(inst.ID), Operation: "echo.read", Arguments: []byte(`{"message":"x"}`)})
+		res, err := a.Service.Invoke(ctx, core.InvokeInput{InstanceID: string(inst.ID), Operation: "echo.read", Arguments: []byte(`{"message":"x"}`)})
 		if err != nil || !strings.Contains(string(res.Output), "bearer") {
 			t.Fatalf("round %d: credential does not open: %v", round, err)
 		}

@@ -16,7 +16,7 @@ import (
 	"github.com/mark3labs/mcp-go/mcp"
 
 	"github.com/connec/connec/audit"
-	"github.com/connec/connec/connectors"
+	"github.com/connec/connec/core"
 	"github.com/connec/connec/internal/testkit/pgtest"
 	"github.com/connec/connec/vault"
 )
@@ -65,11 +65,11 @@ func TestRunsOfAKilledServerAreFailed(t *testing.T) {
 		raw, _ := json.Marshal(res.StructuredContent)
 		return string(raw)
 	}
-	inst := regexp.MustCompile(`"id":"([0-9a-f-]{36})"`).FindStringSubmatch(call(connectors.ToolInstanceInstall, map[string]any{"type": "echo", "display_name": "e", "enable": true}))
+	inst := regexp.MustCompile(`"id":"([0-9a-f-]{36})"`).FindStringSubmatch(call(core.ToolInstanceInstall, map[string]any{"type": "echo", "display_name": "e", "enable": true}))
 	if inst == nil {
 		t.Fatal("no instance id")
 	}
-	run := regexp.MustCompile(`"run_id":"([0-9a-f-]{36})"`).FindStringSubmatch(call(connectors.ToolOpInvoke, map[string]any{"instance_id": inst[1],
+	run := regexp.MustCompile(`"run_id":"([0-9a-f-]{36})"`).FindStringSubmatch(call(core.ToolOpInvoke, map[string]any{"instance_id": inst[1],
 		"operation": "echo.later", "arguments": map[string]any{"message": "never", "delay_ms": 60000}}))
 	if run == nil {
 		t.Fatal("no run id")
@@ -85,7 +85,7 @@ func TestRunsOfAKilledServerAreFailed(t *testing.T) {
 		}
 		return st
 	}
-	if st := status(); st != connectors.RunPending && st != connectors.RunRunning {
+	if st := status(); st != core.RunPending && st != core.RunRunning {
 		t.Fatalf("run %s before anyone noticed", st)
 	}
 	lctx, stopLease := context.WithCancel(ctx)
@@ -94,14 +94,14 @@ func TestRunsOfAKilledServerAreFailed(t *testing.T) {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(20 * time.Second)
-	for status() != connectors.RunFailed {
+	for status() != core.RunFailed {
 		if time.Now().After(deadline) {
 			t.Fatalf("the killed server's run is still %s", status())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 	var n int
-	if err := b.Pool.QueryRow(ctx, `SELECT count(*) FROM audit_events WHERE tool = $1 AND reason LIKE '%' || $2 || '%'`, connectors.ToolRunReap, run[1]).Scan(&n); err != nil || n != 1 {
+	if err := b.Pool.QueryRow(ctx, `SELECT count(*) FROM audit_events WHERE tool = $1 AND reason LIKE '%' || $2 || '%'`, core.ToolRunReap, run[1]).Scan(&n); err != nil || n != 1 {
 		t.Fatalf("%d audit rows for the failed run (%v), want 1", n, err)
 	}
 	if rep, err := audit.Verify(ctx, b.Pool); err != nil || rep.Broken != nil {

@@ -12,7 +12,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/connec/connec/connectors"
+	"github.com/connec/connec/core"
 	"github.com/connec/connec/internal/testkit/pgtest"
 )
 
@@ -140,13 +140,13 @@ func TestOperatorChangesAreAudited(t *testing.T) {
 		{"key add", func(t *testing.T) []wantRow {
 			// A credential sealed to the first key, for rotation to move.
 			a, ctx := openApp(t, url, keyFile)
-			inst, err := a.Service.Install(ctx, connectors.InstallInput{Type: "echo", DisplayName: "e", Enable: true})
+			inst, err := a.Service.Install(ctx, core.InstallInput{Type: "echo", DisplayName: "e", Enable: true})
 			if err != nil {
 				t.Fatal(err)
 			}
 			const canary = "CANARY-opaudit-credential"
 			secrets = append(secrets, canary)
-			if _, err := a.Service.CreateCredential(ctx, connectors.CredentialInput{InstanceID: string(inst.ID), Kind: "bearer",
+			if _, err := a.Service.CreateCredential(ctx, core.CredentialInput{InstanceID: string(inst.ID), Kind: "bearer",
 				Secret: map[string]string{"token": canary}}); err != nil {
 				t.Fatal(err)
 			}

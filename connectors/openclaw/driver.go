@@ -431,7 +431,7 @@ func (d *Driver) buildConfig(c *instanceConfig, kind string, cred vault.Fields) 
 	mapped := c.CredentialConfigPath != "" || len(c.CredentialFieldPaths) > 0 || len(c.CredentialEnv) > 0
 	switch {
 	case len(cred) == 0 && mapped:
-		return nil, driverkit.NoCredential("the instance maps a credential into the plugin's configuration but has none; create one with %s", connectors.ToolCredentialCreate)
+		return nil, driverkit.NoCredential("the instance maps a credential into the plugin's configuration but has none; create one with connector.credential.create")
 	case len(cred) > 0 && !mapped:
 		return nil, configError("the instance has a credential but does not say where the plugin takes it: set credential_config_path, credential_field_paths or credential_env")
 	}

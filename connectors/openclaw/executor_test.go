@@ -28,13 +28,13 @@ func TestThroughTheExecutor(t *testing.T) {
 	if !ok {
 		t.Fatal("no probe operation")
 	}
-	inst := connectors.Instance{ID: "inst-1", Type: f.h.Type.Spec.Name, Config: drivertest.JSON(t, map[string]any{
+	config := drivertest.JSON(t, map[string]any{
 		"plugin_config":         map[string]any{"apiKey": "not-a-secret-placeholder"},
 		"egress_hosts":          []string{hostOf(allowed)},
 		"allow_private_network": true,
-	})}
+	})
 	run := func(args map[string]any) (json.RawMessage, error) {
-		res, err := ex.Execute(withTimeout(t, 20*time.Second), connectors.ExecRequest{Type: f.h.Type, Op: op, Instance: inst,
+		res, err := ex.Execute(withTimeout(t, 20*time.Second), connectors.ExecRequest{Type: f.h.Type, Op: op, InstanceID: "inst-1", Config: config,
 			Args: drivertest.JSON(t, args), Timeout: 10 * time.Second})
 		return res.Output, err
 	}

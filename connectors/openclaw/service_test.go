@@ -6,6 +6,7 @@ import (
 	"errors"
 	"testing"
 
+	"github.com/connec/connec/core"
 	"github.com/connec/connec/audit"
 	"github.com/connec/connec/authz"
 	"github.com/connec/connec/callctx"
@@ -29,7 +30,7 @@ func TestREQ_CONNEC_0121_DeniedCallNeverReachesHost(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := connectors.SyncCatalog(ctx, pool, reg); err != nil {
+	if err := core.SyncCatalog(ctx, pool, reg); err != nil {
 		t.Fatal(err)
 	}
 	az, err := authz.New(ctx, pool)
@@ -43,7 +44,7 @@ func TestREQ_CONNEC_0121_DeniedCallNeverReachesHost(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc := connectors.NewService(pool, reg, az, aw, ex)
+	svc := core.NewService(pool, reg, az, aw, ex)
 	user := func(name string, rules ...authz.Rule) context.Context {
 		u, err := identity.CreateUser(ctx, pool, name)
 		if err != nil {
@@ -69,11 +70,11 @@ func TestREQ_CONNEC_0121_DeniedCallNeverReachesHost(t *testing.T) {
 	_ = az.Refresh(ctx)
 	stranger := user("stranger")
 	cfg, _ := json.Marshal(map[string]any{"plugin_config": map[string]any{"apiKey": "placeholder"}})
-	inst, err := svc.Install(owner, connectors.InstallInput{Type: f.h.Type.Spec.Name, DisplayName: "plugin", Config: cfg, Enable: true})
+	inst, err := svc.Install(owner, core.InstallInput{Type: f.h.Type.Spec.Name, DisplayName: "plugin", Config: cfg, Enable: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	in := connectors.InvokeInput{InstanceID: string(inst.ID), Operation: probeOp, Arguments: []byte(`{"mode":"ok"}`)}
+	in := core.InvokeInput{InstanceID: string(inst.ID), Operation: probeOp, Arguments: []byte(`{"mode":"ok"}`)}
 	if _, err := svc.Invoke(stranger, in); !errors.Is(err, fault.ErrPolicyDenied) {
 		t.Fatalf("stranger's call: %v", err)
 	}

@@ -1,6 +1,6 @@
 // Package authlimit keeps failed authentications from flooding the audit
 // trail or slowing real callers down. Every transport authenticates through
-// one Guard (it is the connectors.Service's), which, per source — the remote
+// one Guard (it is the core.Service's), which, per source — the remote
 // address over HTTP, the session over stdio — and per transport:
 //
 //   - writes the first failed authentication of an interval at once, as

@@ -11,7 +11,7 @@ import (
 	"github.com/mark3labs/mcp-go/client/transport"
 	"github.com/mark3labs/mcp-go/mcp"
 
-	"github.com/connec/connec/connectors"
+	"github.com/connec/connec/core"
 )
 
 // caller is a real user calling connector.op.invoke over streamable HTTP
@@ -43,7 +43,7 @@ func newCaller(tb testing.TB, e *env, token string) *caller {
 		tb.Fatal(err)
 	}
 	k := &caller{c: c, op: "echo.send"}
-	out, err := k.call(ctx, connectors.ToolInstanceInstall, map[string]any{"type": "echo", "display_name": "flood", "enable": true})
+	out, err := k.call(ctx, core.ToolInstanceInstall, map[string]any{"type": "echo", "display_name": "flood", "enable": true})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -81,7 +81,7 @@ func (k *caller) call(ctx context.Context, name string, args map[string]any) (js
 // invoke runs k.op once: echo.send commits its decision row before it
 // runs and its outcome row after, as every send does.
 func (k *caller) invoke(ctx context.Context) error {
-	_, err := k.call(ctx, connectors.ToolOpInvoke, map[string]any{"instance_id": k.instance, "operation": k.op,
+	_, err := k.call(ctx, core.ToolOpInvoke, map[string]any{"instance_id": k.instance, "operation": k.op,
 		"arguments": map[string]any{"message": "hello"}})
 	return err
 }

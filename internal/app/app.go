@@ -20,11 +20,12 @@ import (
 	"github.com/connec/connec/callctx"
 	"github.com/connec/connec/connectors"
 	"github.com/connec/connec/connectors/echo"
-	"github.com/connec/connec/executor"
 	"github.com/connec/connec/connectors/httpapi"
 	"github.com/connec/connec/connectors/mail"
 	"github.com/connec/connec/connectors/mattermost"
 	"github.com/connec/connec/connectors/openclaw"
+	"github.com/connec/connec/core"
+	"github.com/connec/connec/executor"
 	"github.com/connec/connec/fault"
 	"github.com/connec/connec/identity"
 	"github.com/connec/connec/identity/authlimit"
@@ -44,7 +45,7 @@ type App struct {
 	Authz    *authz.Authorizer
 	Audit    *audit.Writer
 	Identity *identity.Store
-	Service  *connectors.Service
+	Service  *core.Service
 	Registry *connectors.Registry
 
 	Executor *executor.Executor
@@ -130,7 +131,7 @@ func (a *App) build(ctx context.Context) error {
 	}
 	a.Registry = reg
 	a.Notify = pgnotify.New(a.Pool.Config().ConnConfig, pgnotify.WithLogger(a.Log))
-	if err := connectors.SyncCatalog(ctx, a.Pool, reg); err != nil {
+	if err := core.SyncCatalog(ctx, a.Pool, reg); err != nil {
 		return err
 	}
 	azOpts := []authz.Option{authz.WithLogger(a.Log), authz.WithNotify(a.Notify), authz.WithCatalog(reg)}
@@ -163,15 +164,15 @@ func (a *App) build(ctx context.Context) error {
 	// A bad proxy list leaves none trusted here; serving refuses to start
 	// with it (checkServe).
 	proxies, _ := authlimit.ParseProxies(a.Cfg.TrustedProxies)
-	svcOpts := []connectors.Option{connectors.WithLogger(a.Log), connectors.WithRuleStore(az),
-		connectors.WithAuthLimits(authlimit.Config{Interval: max(a.Cfg.AuthFailureInterval, 0),
+	svcOpts := []core.Option{core.WithLogger(a.Log), core.WithRuleStore(az),
+		core.WithAuthLimits(authlimit.Config{Interval: max(a.Cfg.AuthFailureInterval, 0),
 			Limit: max(a.Cfg.AuthFailureLimit, 0), Proxies: proxies, Log: a.Log}),
-		connectors.WithTokenIssuer(func(ctx context.Context, tx pgx.Tx, subject callctx.Subject, name string, ttl time.Duration,
+		core.WithTokenIssuer(func(ctx context.Context, tx pgx.Tx, subject callctx.Subject, name string, ttl time.Duration,
 			bound callctx.TaskContext, mintedBy string) (string, string, time.Time, error) {
 			tok, t, err := identity.CreateBoundToken(ctx, tx, subject, name, ttl, bound, mintedBy)
 			return tok, t.ID.String(), t.ExpiresAt, err
 		}),
-		connectors.WithTokenRevoker(func(ctx context.Context, tx pgx.Tx, id string) error {
+		core.WithTokenRevoker(func(ctx context.Context, tx pgx.Tx, id string) error {
 			u, err := uuid.Parse(id)
 			if err != nil {
 				return fault.Invalid("token", "not a token id")
@@ -184,13 +185,13 @@ func (a *App) build(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("sealing key: %w", err)
 		}
-		svcOpts = append(svcOpts, connectors.WithSealer(sealer))
+		svcOpts = append(svcOpts, core.WithSealer(sealer))
 		a.Log.Debug("credential key loaded", "key_id", keyID, "file", keyPath)
 	}
 	if err := ex.Follow(a.Notify); err != nil {
 		return err
 	}
-	a.Service = connectors.NewService(a.Pool, reg, az, a.Audit, ex, append(svcOpts, connectors.WithNotify(a.Notify))...)
+	a.Service = core.NewService(a.Pool, reg, az, a.Audit, ex, append(svcOpts, core.WithNotify(a.Notify))...)
 	// A run canceled through any server stops where it executes.
 	if err := a.Notify.Handle("connec_run_cancel", a.Service.CancelLocal); err != nil {
 		return err

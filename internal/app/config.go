@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/lmittmann/tint"
+
 )
 
 // Config is connec's configuration; every field has an environment variable.
@@ -34,7 +35,7 @@ type Config struct {
 	LogLevel string
 	// ServerLease is how long a serving process's lease lasts unless
 	// renewed: once it runs out, other servers fail the open runs it left
-	// (0: connectors.DefaultLeaseTTL; negative: the setting was invalid).
+	// (0: core.DefaultLeaseTTL; negative: the setting was invalid).
 	ServerLease time.Duration
 	// ToolNames is how MCP tool names are spelled: dotted (default) or
 	// underscore (for hosts that accept only [a-zA-Z0-9_-] in names).

@@ -7,8 +7,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/connec/connec/connectors"
 	"github.com/connec/connec/connectors/openclaw"
+	"github.com/connec/connec/core"
 	"github.com/connec/connec/gateway"
 )
 
@@ -66,7 +66,7 @@ func (a *App) openclawChecks() []gateway.Check {
 
 // instanceHealth says what is wrong with an OpenClaw instance's plugin
 // host, for the UI ("" when nothing is, or it is no plugin instance).
-func (a *App) instanceHealth(in connectors.Instance) string {
+func (a *App) instanceHealth(in core.Instance) string {
 	for _, d := range a.plugins {
 		if d.Spec().Name != in.Type {
 			continue

@@ -42,7 +42,7 @@ var decryptingFuncs = map[string][]string{
 }
 
 // corePackages may not depend on any transport, directly or not.
-var corePackages = []string{"connectors", "authz", "audit", "vault"}
+var corePackages = []string{"core", "connectors", "executor", "authz", "audit", "identity", "vault", "callctx", "fault", "migrations", "internal/platform"}
 
 // transport reports whether path is a transport package.
 func transport(modPath, path string) bool {
@@ -447,6 +447,75 @@ func transportDeps(modPath string, pkgs []listPackage) []string {
 		}
 	}
 	return bad
+}
+
+// floorRule forbids packages under from to depend, directly or not, on
+// any package under one of to (paths relative to the module).
+type floorRule struct {
+	from string
+	to   []string
+	why  string
+}
+
+// floorRules are the house's floors: drivers build on the SPI alone, the
+// executor runs drivers without knowing the core, the ground floor knows
+// nothing above it.
+var floorRules = []floorRule{
+	{"connectors", []string{"core", "executor", "authz", "audit", "identity", "migrations", "internal/app", "mcp", "gateway", "cmd"},
+		"the driver SPI, the driver kit and the drivers build on the SPI alone, never on the core"},
+	{"executor", []string{"core", "authz", "audit", "identity", "migrations", "internal/app", "mcp", "gateway", "cmd"},
+		"the executor runs drivers; it knows nothing of the core that calls it"},
+	{"internal/platform", []string{"core", "connectors", "executor", "authz", "audit", "identity", "vault", "migrations", "internal/app", "mcp", "gateway", "cmd"},
+		"infrastructure is the ground floor"},
+	{"core", []string{"internal/app", "cmd", "executor"},
+		"the core is called by the assembly, and reaches the executor only through connectors.Runner"},
+}
+
+// floorDeps returns a message for each package that breaks a floor rule.
+// Test variants are exempt: a driver's integration test may run the core.
+func floorDeps(modPath string, pkgs []listPackage, rules []floorRule) []string {
+	byPath := map[string]listPackage{}
+	for _, p := range pkgs {
+		byPath[p.ImportPath] = p
+	}
+	var bad []string
+	for _, p := range pkgs {
+		if p.ForTest != "" || strings.Contains(p.ImportPath, " ") {
+			continue
+		}
+		for _, r := range rules {
+			if !under(p.ImportPath, modPath+"/"+r.from) {
+				continue
+			}
+			for _, dep := range p.Deps {
+				for _, to := range r.to {
+					if under(dep, modPath+"/"+to) {
+						bad = append(bad, fmt.Sprintf("%s depends on %s (%s): %s", p.ImportPath, dep, r.why,
+							strings.Join(importChain(byPath, p.ImportPath, dep), " → ")))
+					}
+				}
+			}
+		}
+	}
+	return bad
+}
+
+func TestFloorsHold(t *testing.T) {
+	m := loadModule(t)
+	for _, msg := range floorDeps(m.path, m.exported, floorRules) {
+		t.Error(msg)
+	}
+	const mod = "example.com/m"
+	listed := []listPackage{
+		{ImportPath: mod + "/connectors/echo", Imports: []string{mod + "/connectors"}, Deps: []string{mod + "/connectors"}},
+		{ImportPath: mod + "/connectors/mail", Imports: []string{mod + "/core"}, Deps: []string{mod + "/core", mod + "/authz"}},
+		{ImportPath: mod + "/core", Imports: []string{mod + "/authz"}, Deps: []string{mod + "/authz"}},
+		{ImportPath: mod + "/internal/platform/db", Imports: []string{mod + "/fault"}, Deps: []string{mod + "/fault"}},
+		{ImportPath: mod + "/connectors/http [" + mod + "/connectors/http.test]", Deps: []string{mod + "/core"}},
+	}
+	if got := floorDeps(mod, listed, floorRules); len(got) != 2 || !strings.Contains(got[0], "connectors/mail depends on "+mod+"/core") {
+		t.Errorf("floorDeps = %q", got)
+	}
 }
 
 func TestCorePackagesImportNoTransport(t *testing.T) {

@@ -22,7 +22,7 @@ import (
 	"github.com/connec/connec/audit"
 	"github.com/connec/connec/authz"
 	"github.com/connec/connec/callctx"
-	"github.com/connec/connec/connectors"
+	"github.com/connec/connec/core"
 	"github.com/connec/connec/fault"
 	"github.com/connec/connec/internal/app"
 	"github.com/connec/connec/internal/platform/pgcluster"
@@ -110,11 +110,11 @@ func httpInstance(t *testing.T, a *app.App, ctx context.Context, base string) st
 		t.Fatal(err)
 	}
 	cfg, _ := json.Marshal(map[string]any{"base_url": base, "auth": map[string]any{"style": "bearer"}, "allow_private_network": true})
-	inst, err := a.Service.Install(ctx, connectors.InstallInput{Type: "http", DisplayName: "counter", Config: cfg, Enable: true})
+	inst, err := a.Service.Install(ctx, core.InstallInput{Type: "http", DisplayName: "counter", Config: cfg, Enable: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := a.Service.CreateCredential(ctx, connectors.CredentialInput{InstanceID: string(inst.ID), Kind: "bearer", Secret: map[string]string{"token": "tok-" + t.Name()}}); err != nil {
+	if _, err := a.Service.CreateCredential(ctx, core.CredentialInput{InstanceID: string(inst.ID), Kind: "bearer", Secret: map[string]string{"token": "tok-" + t.Name()}}); err != nil {
 		t.Fatal(err)
 	}
 	return string(inst.ID)
@@ -162,9 +162,9 @@ func TestDatabaseStopsMidLoad(t *testing.T) {
 				default:
 				}
 				cctx, cancel := context.WithTimeout(actx, 5*time.Second)
-				in := connectors.InvokeInput{InstanceID: id, Operation: "http.post", Arguments: []byte(`{"path":"/x","body":{}}`)}
+				in := core.InvokeInput{InstanceID: id, Operation: "http.post", Arguments: []byte(`{"path":"/x","body":{}}`)}
 				if n%2 == 0 {
-					in = connectors.InvokeInput{InstanceID: id, Operation: "http.get", Arguments: []byte(`{"path":"/x"}`)}
+					in = core.InvokeInput{InstanceID: id, Operation: "http.get", Arguments: []byte(`{"path":"/x"}`)}
 				}
 				n++
 				_, err := a.Service.Invoke(cctx, in)
@@ -245,11 +245,11 @@ func TestThreeServersOneDatabase(t *testing.T) {
 	url, key := pgtest.URL(t), keyFile(t)
 	servers := []*app.App{server(t, url, key), server(t, url, key), server(t, url, key)}
 	ctx0 := as(t, servers[0], "alice")
-	inst, err := servers[0].Service.Install(ctx0, connectors.InstallInput{Type: "echo", DisplayName: "e", Enable: true})
+	inst, err := servers[0].Service.Install(ctx0, core.InstallInput{Type: "echo", DisplayName: "e", Enable: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	cred, err := servers[0].Service.CreateCredential(ctx0, connectors.CredentialInput{InstanceID: string(inst.ID), Kind: "bearer", Secret: map[string]string{"token": "t0k3n-value"}})
+	cred, err := servers[0].Service.CreateCredential(ctx0, core.CredentialInput{InstanceID: string(inst.ID), Kind: "bearer", Secret: map[string]string{"token": "t0k3n-value"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -263,7 +263,7 @@ func TestThreeServersOneDatabase(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	in := connectors.InvokeInput{InstanceID: string(inst.ID), Operation: "echo.read", Arguments: []byte(`{"message":"x"}`)}
+	in := core.InvokeInput{InstanceID: string(inst.ID), Operation: "echo.read", Arguments: []byte(`{"message":"x"}`)}
 
 	n := soak(1500, 10000)
 	var base int64
@@ -388,7 +388,7 @@ func TestMisbehavingConnectorServers(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.path, func(t *testing.T) {
 			start := time.Now()
-			_, err := a.Service.Invoke(ctx, connectors.InvokeInput{InstanceID: id, Operation: "http.get", TimeoutMS: 500, Arguments: []byte(fmt.Sprintf(`{"path":%q}`, tc.path))})
+			_, err := a.Service.Invoke(ctx, core.InvokeInput{InstanceID: id, Operation: "http.get", TimeoutMS: 500, Arguments: []byte(fmt.Sprintf(`{"path":%q}`, tc.path))})
 			if fault.As(err).Type != tc.want {
 				t.Fatalf("%s: %v, want %s", tc.path, err, tc.want)
 			}
@@ -399,7 +399,7 @@ func TestMisbehavingConnectorServers(t *testing.T) {
 	}
 	t.Run("/endless", func(t *testing.T) {
 		for i := 0; i < 5; i++ {
-			res, err := a.Service.Invoke(ctx, connectors.InvokeInput{InstanceID: id, Operation: "http.get", TimeoutMS: 3000, Arguments: []byte(`{"path":"/endless"}`)})
+			res, err := a.Service.Invoke(ctx, core.InvokeInput{InstanceID: id, Operation: "http.get", TimeoutMS: 3000, Arguments: []byte(`{"path":"/endless"}`)})
 			if err != nil && !errors.Is(err, fault.ErrResponseTooLarge) && !errors.Is(err, fault.ErrTimeout) {
 				t.Fatalf("endless body: %v", err)
 			}
@@ -425,7 +425,7 @@ func TestAuditFailureFailsClosed(t *testing.T) {
 	ctx := as(t, a, "alice")
 	api, executed := counter(t)
 	id := httpInstance(t, a, ctx, api.URL)
-	echo, err := a.Service.Install(ctx, connectors.InstallInput{Type: "echo", DisplayName: "e", Enable: true})
+	echo, err := a.Service.Install(ctx, core.InstallInput{Type: "echo", DisplayName: "e", Enable: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -443,7 +443,7 @@ CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_events FOR EACH ROW EXECUTE F
 		return n
 	}
 	instances := count(`SELECT count(*) FROM connector_instances`)
-	if _, err := a.Service.Install(ctx, connectors.InstallInput{Type: "echo", DisplayName: "x"}); !errors.Is(err, fault.ErrUnavailable) {
+	if _, err := a.Service.Install(ctx, core.InstallInput{Type: "echo", DisplayName: "x"}); !errors.Is(err, fault.ErrUnavailable) {
 		t.Fatalf("install without audit: %v", err)
 	}
 	if _, err := a.Service.Disable(ctx, string(echo.ID)); !errors.Is(err, fault.ErrUnavailable) {
@@ -455,11 +455,11 @@ CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_events FOR EACH ROW EXECUTE F
 	if n := count(`SELECT count(*) FROM connector_instances WHERE state = 'enabled'`); n != 2 {
 		t.Fatalf("disable committed without its audit row")
 	}
-	res, err := a.Service.Invoke(ctx, connectors.InvokeInput{InstanceID: string(echo.ID), Operation: "echo.read", Arguments: []byte(`{"message":"x"}`)})
+	res, err := a.Service.Invoke(ctx, core.InvokeInput{InstanceID: string(echo.ID), Operation: "echo.read", Arguments: []byte(`{"message":"x"}`)})
 	if !errors.Is(err, fault.ErrUnavailable) || len(res.Output) != 0 {
 		t.Fatalf("read without audit: %v %s", err, res.Output)
 	}
-	if _, err := a.Service.Invoke(ctx, connectors.InvokeInput{InstanceID: id, Operation: "http.post", Arguments: []byte(`{"path":"/x"}`)}); !errors.Is(err, fault.ErrUnavailable) {
+	if _, err := a.Service.Invoke(ctx, core.InvokeInput{InstanceID: id, Operation: "http.post", Arguments: []byte(`{"path":"/x"}`)}); !errors.Is(err, fault.ErrUnavailable) {
 		t.Fatalf("send without audit: %v", err)
 	}
 	if executed.Load() != 0 {

@@ -9,7 +9,7 @@ import (
 
 	"github.com/connec/connec/authz"
 	"github.com/connec/connec/callctx"
-	"github.com/connec/connec/connectors"
+	"github.com/connec/connec/core"
 	"github.com/connec/connec/fault"
 	"github.com/connec/connec/internal/app"
 	"github.com/connec/connec/internal/testkit/pgtest"
@@ -25,7 +25,7 @@ func TestChangesOnOneServerBindTheNextCallOnAnother(t *testing.T) {
 	url, key := pgtest.URL(t), keyFile(t)
 	a, b := server(t, url, key), server(t, url, key)
 	alice := as(t, a, "alice")
-	inst, err := a.Service.Install(alice, connectors.InstallInput{Type: "echo", DisplayName: "shared", Enable: true})
+	inst, err := a.Service.Install(alice, core.InstallInput{Type: "echo", DisplayName: "shared", Enable: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -33,7 +33,7 @@ func TestChangesOnOneServerBindTheNextCallOnAnother(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	send := connectors.InvokeInput{InstanceID: string(inst.ID), Operation: "echo.send", Arguments: []byte(`{"message":"x"}`)}
+	send := core.InvokeInput{InstanceID: string(inst.ID), Operation: "echo.send", Arguments: []byte(`{"message":"x"}`)}
 	rule := authz.Rule{Subject: string(bobUser.Subject()), Resource: authz.OperationResource(inst.Owner, inst.Type, inst.ID.UUID(), "echo.send"),
 		Action: authz.ActionSend, Effect: authz.EffectAllow}
 
@@ -115,19 +115,19 @@ func TestEveryChangeBindsTheNextCallOnAnotherServer(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
 		want   error
-		change func(t *testing.T, inst connectors.Instance, cred connectors.Credential, group string, bob callctx.Subject)
+		change func(t *testing.T, inst core.Instance, cred core.Credential, group string, bob callctx.Subject)
 	}{
-		{"instance disabled", fault.ErrPolicyDenied, func(t *testing.T, inst connectors.Instance, _ connectors.Credential, _ string, _ callctx.Subject) {
+		{"instance disabled", fault.ErrPolicyDenied, func(t *testing.T, inst core.Instance, _ core.Credential, _ string, _ callctx.Subject) {
 			if _, err := a.Pool.Exec(ctx, `UPDATE connector_instances SET state = 'disabled' WHERE id = $1`, string(inst.ID)); err != nil {
 				t.Fatal(err)
 			}
 		}},
-		{"credential revoked", fault.ErrCredentialRevoked, func(t *testing.T, _ connectors.Instance, cred connectors.Credential, _ string, _ callctx.Subject) {
+		{"credential revoked", fault.ErrCredentialRevoked, func(t *testing.T, _ core.Instance, cred core.Credential, _ string, _ callctx.Subject) {
 			if _, err := a.Pool.Exec(ctx, `UPDATE connector_credentials SET state = 'revoked', revoked_at = now() WHERE id = $1`, cred.ID); err != nil {
 				t.Fatal(err)
 			}
 		}},
-		{"membership removed", fault.ErrPolicyDenied, func(t *testing.T, _ connectors.Instance, _ connectors.Credential, group string, bob callctx.Subject) {
+		{"membership removed", fault.ErrPolicyDenied, func(t *testing.T, _ core.Instance, _ core.Credential, group string, bob callctx.Subject) {
 			if _, err := a.Pool.Exec(ctx, `DELETE FROM group_members WHERE group_id = $1 AND user_id = $2`, group, bob.ID()); err != nil {
 				t.Fatal(err)
 			}
@@ -136,11 +136,11 @@ func TestEveryChangeBindsTheNextCallOnAnotherServer(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			for round := range 10 {
 				owner := as(t, a, fmt.Sprintf("owner-%s-%d", strings.ReplaceAll(tc.name, " ", "-"), round))
-				inst, err := a.Service.Install(owner, connectors.InstallInput{Type: "echo", DisplayName: "e", Enable: true})
+				inst, err := a.Service.Install(owner, core.InstallInput{Type: "echo", DisplayName: "e", Enable: true})
 				if err != nil {
 					t.Fatal(err)
 				}
-				cred, err := a.Service.CreateCredential(owner, connectors.CredentialInput{InstanceID: string(inst.ID), Kind: "bearer", Secret: map[string]string{"token": "t0k3n-value"}})
+				cred, err := a.Service.CreateCredential(owner, core.CredentialInput{InstanceID: string(inst.ID), Kind: "bearer", Secret: map[string]string{"token": "t0k3n-value"}})
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -163,7 +163,7 @@ func TestEveryChangeBindsTheNextCallOnAnotherServer(t *testing.T) {
 					t.Fatal(err)
 				}
 				bob := principalOn(t, b, u.Subject())
-				send := connectors.InvokeInput{InstanceID: string(inst.ID), Operation: "echo.send", Arguments: []byte(`{"message":"x"}`)}
+				send := core.InvokeInput{InstanceID: string(inst.ID), Operation: "echo.send", Arguments: []byte(`{"message":"x"}`)}
 				if _, err := b.Service.Invoke(bob, send); err != nil { // B now holds instance, credential and decision
 					t.Fatalf("round %d, before the change: %v", round, err)
 				}

@@ -8,7 +8,7 @@ import (
 
 	"github.com/connec/connec/authz"
 	"github.com/connec/connec/callctx"
-	"github.com/connec/connec/connectors"
+	"github.com/connec/connec/core"
 	"github.com/connec/connec/fault"
 	"github.com/connec/connec/internal/testkit/pgtest"
 )
@@ -24,11 +24,11 @@ func TestLifecycleChangesBindTheNextCallOnAnother(t *testing.T) {
 	url, key := pgtest.URL(t), keyFile(t)
 	a, b := server(t, url, key), server(t, url, key)
 	alice := as(t, a, "alice")
-	inst, err := a.Service.Install(alice, connectors.InstallInput{Type: "echo", DisplayName: "shared", Enable: true})
+	inst, err := a.Service.Install(alice, core.InstallInput{Type: "echo", DisplayName: "shared", Enable: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	send := connectors.InvokeInput{InstanceID: string(inst.ID), Operation: "echo.send", Arguments: []byte(`{"message":"x"}`)}
+	send := core.InvokeInput{InstanceID: string(inst.ID), Operation: "echo.send", Arguments: []byte(`{"message":"x"}`)}
 	ctx := context.Background()
 	opsGroup, err := a.AddGroup(ctx, "ops")
 	if err != nil {

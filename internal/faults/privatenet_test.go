@@ -7,7 +7,7 @@ import (
 
 	"github.com/connec/connec/authz"
 	"github.com/connec/connec/callctx"
-	"github.com/connec/connec/connectors"
+	"github.com/connec/connec/core"
 	"github.com/connec/connec/fault"
 	"github.com/connec/connec/internal/testkit/pgtest"
 )
@@ -24,12 +24,12 @@ func TestPrivateNetworkGrantRemovedElsewhereBindsTheNextCall(t *testing.T) {
 	inst := httpInstance(t, a, alice, api.URL) // grants alice network/private
 	p, _ := callctx.PrincipalFrom(alice)
 	grant := authz.Rule{Subject: string(p.Subject), Resource: authz.ResourcePrivateNetwork, Action: authz.ActionAdmin, Effect: authz.EffectAllow}
-	get := connectors.InvokeInput{InstanceID: inst, Operation: "http.get", Arguments: []byte(`{"path":"/x"}`)}
-	post := connectors.InvokeInput{InstanceID: inst, Operation: "http.post", Arguments: []byte(`{"path":"/x","body":{}}`)}
+	get := core.InvokeInput{InstanceID: inst, Operation: "http.get", Arguments: []byte(`{"path":"/x"}`)}
+	post := core.InvokeInput{InstanceID: inst, Operation: "http.post", Arguments: []byte(`{"path":"/x","body":{}}`)}
 	const rounds = 20
 	reached := 0
 	for i := range rounds {
-		in := []connectors.InvokeInput{get, post}[i%2]
+		in := []core.InvokeInput{get, post}[i%2]
 		if _, err := a.ChangeRule(context.Background(), grant, false); err != nil {
 			t.Fatal(err)
 		}

@@ -4,7 +4,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/connec/connec/connectors"
+	"github.com/connec/connec/core"
 )
 
 // TestConfigValuesStayOutOfErrors installs instances of every built-in
@@ -39,7 +39,7 @@ func TestConfigValuesStayOutOfErrors(t *testing.T) {
 		{"echo prefix", "echo", map[string]any{"prefix": strings.Repeat(canary, 10)}},
 	}
 	for _, tc := range cases {
-		a := call(t, c, connectors.ToolInstanceInstall, map[string]any{"type": tc.typ, "display_name": tc.name, "config": tc.config})
+		a := call(t, c, core.ToolInstanceInstall, map[string]any{"type": tc.typ, "display_name": tc.name, "config": tc.config})
 		if a.Status != "error" || a.Error == nil || a.Error.Type != "invalid_argument" {
 			t.Errorf("%s: want invalid_argument, got %s", tc.name, a.Wire)
 			continue

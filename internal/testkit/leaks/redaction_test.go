@@ -16,7 +16,7 @@ import (
 
 	"github.com/mark3labs/mcp-go/client"
 
-	"github.com/connec/connec/connectors"
+	"github.com/connec/connec/core"
 )
 
 // secretOf returns a random credential value of n characters; with
@@ -119,8 +119,8 @@ func TestRedactionCorpus(t *testing.T) {
 		var inst struct {
 			ID string `json:"id"`
 		}
-		_ = json.Unmarshal(mustOK(t, setup, connectors.ToolInstanceInstall, map[string]any{"type": "http", "display_name": s.name, "config": cfg, "enable": true}), &inst)
-		mustOK(t, setup, connectors.ToolCredentialCreate, map[string]any{"instance_id": inst.ID, "kind": s.kind, "secret": s.secret})
+		_ = json.Unmarshal(mustOK(t, setup, core.ToolInstanceInstall, map[string]any{"type": "http", "display_name": s.name, "config": cfg, "enable": true}), &inst)
+		mustOK(t, setup, core.ToolCredentialCreate, map[string]any{"instance_id": inst.ID, "kind": s.kind, "secret": s.secret})
 		instances[s.name] = inst.ID
 	}
 
@@ -157,7 +157,7 @@ func TestRedactionCorpus(t *testing.T) {
 			for j := range work {
 				group := j.enc + " / " + j.ct
 				path := fmt.Sprintf("echo/%s/%s/%s/%d", j.style, j.enc, j.ct, j.rot)
-				a := call(t, c, connectors.ToolOpInvoke, map[string]any{"instance_id": instances[j.style], "operation": "http.post",
+				a := call(t, c, core.ToolOpInvoke, map[string]any{"instance_id": instances[j.style], "operation": "http.post",
 					"arguments": map[string]any{"path": path, "body": map[string]any{"n": 1}}, "idempotency_key": path})
 				if a.Status != "ok" {
 					t.Errorf("%s: invoke failed: %s", path, a.Wire)
@@ -177,11 +177,11 @@ func TestRedactionCorpus(t *testing.T) {
 					RunID string `json:"run_id"`
 				}
 				_ = json.Unmarshal(a.Result, &res)
-				g := call(t, c, connectors.ToolRunGet, map[string]any{"run_id": res.RunID})
+				g := call(t, c, core.ToolRunGet, map[string]any{"run_id": res.RunID})
 				if f := orc.Find(g.Wire); f != "" {
 					leaks.add(group+" / connector.run.get", j.style+": "+f)
 				}
-				var run connectors.Run
+				var run core.Run
 				_ = json.Unmarshal(g.Result, &run)
 				mu.Lock()
 				gets++
@@ -246,8 +246,8 @@ func asyncCorpus(t *testing.T, c *client.Client, token string, orc *Oracle, leak
 	var inst struct {
 		ID string `json:"id"`
 	}
-	_ = json.Unmarshal(mustOK(t, c, connectors.ToolInstanceInstall, map[string]any{"type": "echo", "display_name": "async", "enable": true}), &inst)
-	mustOK(t, c, connectors.ToolCredentialCreate, map[string]any{"instance_id": inst.ID, "kind": "bearer", "secret": map[string]string{"token": token}})
+	_ = json.Unmarshal(mustOK(t, c, core.ToolInstanceInstall, map[string]any{"type": "echo", "display_name": "async", "enable": true}), &inst)
+	mustOK(t, c, core.ToolCredentialCreate, map[string]any{"instance_id": inst.ID, "kind": "bearer", "secret": map[string]string{"token": token}})
 	subjects := []string{"Bearer " + token, token}
 	filler := " - seen at /api/echo/async; "
 	type pending struct{ runID, group string }
@@ -262,7 +262,7 @@ func asyncCorpus(t *testing.T, c *client.Client, token string, orc *Oracle, leak
 				}
 			}
 			sb.WriteString(enc.Encode(Fills[(rot+1)%3] + subjects[1]))
-			a := call(t, c, connectors.ToolOpInvoke, map[string]any{"instance_id": inst.ID, "operation": "echo.later",
+			a := call(t, c, core.ToolOpInvoke, map[string]any{"instance_id": inst.ID, "operation": "echo.later",
 				"arguments": map[string]any{"message": sb.String()}})
 			var res struct {
 				RunID string `json:"run_id"`
@@ -277,10 +277,10 @@ func asyncCorpus(t *testing.T, c *client.Client, token string, orc *Oracle, leak
 	for _, p := range runs {
 		deadline := time.Now().Add(30 * time.Second)
 		for {
-			g := call(t, c, connectors.ToolRunGet, map[string]any{"run_id": p.runID})
-			var run connectors.Run
+			g := call(t, c, core.ToolRunGet, map[string]any{"run_id": p.runID})
+			var run core.Run
 			_ = json.Unmarshal(g.Result, &run)
-			if run.Status == connectors.RunSucceeded {
+			if run.Status == core.RunSucceeded {
 				if f := orc.Find(g.Wire); f != "" {
 					leaks.add(p.group+" / connector.run.get", f)
 				}
@@ -289,7 +289,7 @@ func asyncCorpus(t *testing.T, c *client.Client, token string, orc *Oracle, leak
 				}
 				break
 			}
-			if run.Status != connectors.RunPending && run.Status != connectors.RunRunning || time.Now().After(deadline) {
+			if run.Status != core.RunPending && run.Status != core.RunRunning || time.Now().After(deadline) {
 				t.Errorf("async run %s: %s", p.runID, g.Wire)
 				break
 			}

@@ -55,9 +55,7 @@ func echoExec() (connectors.ExecRequest, error) {
 	if !ok {
 		return connectors.ExecRequest{}, fmt.Errorf("echo has no echo.read")
 	}
-	inst := connectors.Instance{ID: connectors.InstanceID(uuid.NewString()), Type: "echo", DisplayName: "bench",
-		Config: json.RawMessage(`{}`), State: connectors.StateEnabled}
-	return connectors.ExecRequest{Type: ct, Op: op, Instance: inst, Args: json.RawMessage(`{"message":"hello"}`)}, nil
+	return connectors.ExecRequest{Type: ct, Op: op, InstanceID: uuid.NewString(), Config: json.RawMessage(`{}`), Args: json.RawMessage(`{"message":"hello"}`)}, nil
 }
 
 func (s *suite) measureCrypto(ctx context.Context) error {
@@ -84,7 +82,7 @@ func (s *suite) measureCrypto(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	ad := vault.AD{CredentialID: credID, InstanceID: string(req.Instance.ID), Version: 1}
+	ad := vault.AD{CredentialID: credID, InstanceID: req.InstanceID, Version: 1}
 	xs, errs := timeLoop(n, budget, func(int) error {
 		_, err := sealer.Seal(vault.Fields{"token": vault.SecretString(token)}, ad)
 		return err
@@ -119,7 +117,7 @@ func (s *suite) measureCrypto(ctx context.Context) error {
 	xs, errs = timeLoop(n*5, budget, exec)
 	r.ExecNone = Summarize(xs, 0, errs)
 
-	req.Credential = &connectors.SealedCredential{ID: credID, InstanceID: req.Instance.ID, Kind: "bearer", Version: 1, Sealed: sealed}
+	req.Credential = &connectors.SealedCredential{ID: credID, InstanceID: req.InstanceID, Kind: "bearer", Version: 1, Sealed: sealed}
 	if err := exec(0); err != nil {
 		return fmt.Errorf("open the sealed credential: %w", err)
 	}

@@ -12,7 +12,7 @@ import (
 	"github.com/mark3labs/mcp-go/client"
 
 	"github.com/connec/connec/callctx"
-	"github.com/connec/connec/connectors"
+	"github.com/connec/connec/core"
 	"github.com/connec/connec/internal/app"
 	"github.com/connec/connec/vault"
 )
@@ -91,11 +91,11 @@ func setupFixture(ctx context.Context, d *DB, work, dbParams string) (*fixture, 
 	}
 	p.Transport = "cli"
 	pctx := callctx.WithPrincipal(ctx, p)
-	inst, err := a.Service.Install(pctx, connectors.InstallInput{Type: "echo", DisplayName: "bench", Enable: true})
+	inst, err := a.Service.Install(pctx, core.InstallInput{Type: "echo", DisplayName: "bench", Enable: true})
 	if err != nil {
 		return nil, fmt.Errorf("install echo: %w", err)
 	}
-	if _, err := a.Service.CreateCredential(pctx, connectors.CredentialInput{InstanceID: string(inst.ID), Kind: "bearer",
+	if _, err := a.Service.CreateCredential(pctx, core.CredentialInput{InstanceID: string(inst.ID), Kind: "bearer",
 		Secret: map[string]string{"token": "bench-bearer-secret-0123456789"}}); err != nil {
 		return nil, fmt.Errorf("create credential: %w", err)
 	}
@@ -152,7 +152,7 @@ func (s *suite) measureInvoke(ctx context.Context, f *fixture, floor func() erro
 		s.log.Debug("started", "server", "connec", "took", took)
 		targets := []*target{
 			{name: "bare", url: bare.url, pid: bare.pid(), tool: BareTool, args: f.invokeArgs()},
-			{name: "connec", url: con.url, pid: con.pid(), tool: connectors.ToolOpInvoke, args: f.invokeArgs(),
+			{name: "connec", url: con.url, pid: con.pid(), tool: core.ToolOpInvoke, args: f.invokeArgs(),
 				headers: map[string]string{"Authorization": "Bearer " + f.token}},
 		}
 		for _, tr := range httpTransports {
@@ -194,7 +194,7 @@ func (s *suite) measureInvoke(ctx context.Context, f *fixture, floor func() erro
 			{name: "bare", stdio: cfg.Bare, stdioArgs: []string{"--stdio"}, stdioLog: filepath.Join(cfg.WorkDir, "bare-stdio.log"),
 				tool: BareTool, args: f.invokeArgs()},
 			{name: "connec", stdio: cfg.Connec, stdioArgs: []string{"serve", "--stdio"}, stdioLog: filepath.Join(cfg.WorkDir, "connec-stdio.log"),
-				stdioEnv: append(append([]string(nil), f.env...), "CONNEC_TOKEN="+f.token), tool: connectors.ToolOpInvoke, args: f.invokeArgs()},
+				stdioEnv: append(append([]string(nil), f.env...), "CONNEC_TOKEN="+f.token), tool: core.ToolOpInvoke, args: f.invokeArgs()},
 		}
 		for _, conc := range cfg.Concurrency {
 			row := InvokeRow{Transport: Stdio, Concurrency: conc}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/connec/connec/connectors"
 	"github.com/connec/connec/connectors/echo"
+	"github.com/connec/connec/core"
 	"github.com/connec/connec/executor"
 	"github.com/connec/connec/vault"
 )
@@ -44,7 +45,7 @@ func (s *suite) measureRotation(ctx context.Context, n int) error {
 	if err != nil {
 		return err
 	}
-	if err := connectors.SyncCatalog(ctx, pool, reg); err != nil {
+	if err := core.SyncCatalog(ctx, pool, reg); err != nil {
 		return err
 	}
 	keyFile := filepath.Join(s.cfg.WorkDir, fmt.Sprintf("rotation-%d.key", n))
@@ -95,7 +96,7 @@ func (s *suite) measureRotation(ctx context.Context, n int) error {
 	start = time.Now()
 	if _, err := pool.CopyFrom(ctx, pgx.Identifier{"connector_instances"}, []string{"id", "type", "display_name", "owner", "state", "created_by"},
 		pgx.CopyFromSlice(n, func(i int) ([]any, error) {
-			return []any{pgtype.UUID{Bytes: creds[i].inst, Valid: true}, "echo", "rotation", owner, connectors.StateEnabled, owner}, nil
+			return []any{pgtype.UUID{Bytes: creds[i].inst, Valid: true}, "echo", "rotation", owner, core.StateEnabled, owner}, nil
 		})); err != nil {
 		return fmt.Errorf("copy instances: %w", err)
 	}
@@ -168,8 +169,8 @@ func openOne(ctx context.Context, pool *pgxpool.Pool, ex *executor.Executor, key
 	if sc.Sealed.KeyID != key {
 		return fmt.Errorf("credential %s is under %s, want %s", sc.ID, sc.Sealed.KeyID, key)
 	}
-	sc.InstanceID, sc.Kind, sc.Version = connectors.InstanceID(inst), "bearer", 1
-	req.Instance.ID, req.Credential = sc.InstanceID, &sc
+	sc.InstanceID, sc.Kind, sc.Version = inst, "bearer", 1
+	req.InstanceID, req.Credential = sc.InstanceID, &sc
 	_, err = ex.Execute(ctx, req)
 	return err
 }

@@ -1,4 +1,4 @@
-package connectors
+package core
 
 import (
 	"bytes"
@@ -16,6 +16,7 @@ import (
 	"github.com/connec/connec/audit"
 	"github.com/connec/connec/authz"
 	"github.com/connec/connec/callctx"
+	"github.com/connec/connec/connectors"
 	"github.com/connec/connec/fault"
 	"github.com/connec/connec/internal/platform/db"
 	"github.com/connec/connec/internal/platform/metrics"
@@ -74,13 +75,13 @@ func (s *Service) Invoke(ctx context.Context, in InvokeInput) (InvokeResult, err
 		return InvokeResult{}, err
 	}
 	ct, ok := s.reg.Type(inst.Type)
-	op, opOK := (*CompiledOp)(nil), false
+	op, opOK := (*connectors.CompiledOp)(nil), false
 	if ok {
 		op, opOK = ct.Op(in.Operation)
 	}
-	if opOK && op.Kind == KindSend {
+	if opOK && op.Kind == connectors.KindSend {
 		c.ev.Action = authz.ActionSend
-	} else if opOK && op.Kind == KindAdmin {
+	} else if opOK && op.Kind == connectors.KindAdmin {
 		c.ev.Action = authz.ActionAdmin
 	}
 	if err := c.decide(ctx, authz.OperationResource(inst.Owner, inst.Type, inst.ID.UUID(), in.Operation)); err != nil {
@@ -108,7 +109,7 @@ func (s *Service) Invoke(ctx context.Context, in InvokeInput) (InvokeResult, err
 		return InvokeResult{}, c.deny(ctx, err, "invalid argument: arguments do not match the operation's input schema")
 	}
 
-	if in.IdempotencyKey != "" && (op.Kind == KindRead || len(in.IdempotencyKey) > 200 || strings.TrimSpace(in.IdempotencyKey) != in.IdempotencyKey) {
+	if in.IdempotencyKey != "" && (op.Kind == connectors.KindRead || len(in.IdempotencyKey) > 200 || strings.TrimSpace(in.IdempotencyKey) != in.IdempotencyKey) {
 		return InvokeResult{}, c.deny(ctx, fault.Invalid("idempotency_key", "idempotency_key is for send-kind operations: 1-200 characters without surrounding space"), "invalid argument: idempotency_key")
 	}
 	// Read with the instance: in this call, or (cached) as of this server's
@@ -128,8 +129,8 @@ func (s *Service) Invoke(ctx context.Context, in InvokeInput) (InvokeResult, err
 		return InvokeResult{}, c.fail(ctx, err)
 	}
 
-	req := ExecRequest{Type: ct, Op: op, Instance: inst, Args: in.Arguments,
-		Timeout: time.Duration(in.TimeoutMS) * time.Millisecond, Credential: cred}
+	req := job{inst: inst, ExecRequest: connectors.ExecRequest{Type: ct, Op: op, InstanceID: string(inst.ID), Config: inst.Config, Args: in.Arguments,
+		Timeout: time.Duration(in.TimeoutMS) * time.Millisecond, Credential: cred}}
 	// Time-ordered (UUIDv7): each run row's primary-key entry lands at the
 	// index's right edge, not on a random page of it.
 	runID := uuid.Must(uuid.NewV7()).String()
@@ -153,16 +154,16 @@ const maxRedecide = 3
 // server hears of it. A policy that moved is decided again; a refusal is
 // recorded as the call's only row. With an idempotency key the database
 // decides which call executes, and first is the earlier run to replay.
-func (s *Service) dispatch(ctx context.Context, c *call, runID string, req ExecRequest, status string, key, what string) (first *Run, err error) {
+func (s *Service) dispatch(ctx context.Context, c *call, runID string, req job, status string, key, what string) (first *Run, err error) {
 	for attempt := 1; ; attempt++ {
 		pre := c.ev
 		pre.Decision, pre.Status = audit.Allow, audit.StatusOK
 		pre.Reason = c.ev.Reason + " " + what
 		pre.Duration = s.now().Sub(c.start)
-		guards := []audit.Stmt{guardStmt(req.Instance.ID, req.Credential), decisionGuard(c)}
-		start := runStart(runID, c, req.Instance, req.Op, status, req.Op.Async, key, req.Args)
+		guards := []audit.Stmt{guardStmt(req.inst.ID, req.Credential), decisionGuard(c)}
+		start := runStart(runID, c, req.inst, req.Op, status, req.Op.Async, key, req.Args)
 		if key != "" {
-			first, err = s.reserve(ctx, pre, guards, start, req.Instance.ID, c.p.Subject, key, canonicalHash(req.Args))
+			first, err = s.reserve(ctx, pre, guards, start, req.inst.ID, c.p.Subject, key, canonicalHash(req.Args))
 		} else {
 			err = s.audit.Record(ctx, pre, append(guards, start)...)
 		}
@@ -178,7 +179,7 @@ func (s *Service) dispatch(ctx context.Context, c *call, runID string, req ExecR
 			if derr := c.decide(ctx, c.ev.Resource); derr != nil {
 				return nil, derr
 			}
-			if derr := s.checkPrivateNetwork(ctx, c, req.Type, req.Instance); derr != nil {
+			if derr := s.checkPrivateNetwork(ctx, c, req.Type, req.inst); derr != nil {
 				return nil, derr
 			}
 			continue
@@ -187,7 +188,7 @@ func (s *Service) dispatch(ctx context.Context, c *call, runID string, req ExecR
 			return nil, c.fail(ctx, fault.New(fault.Transient, "the policy kept changing while this call was dispatched; retry"))
 		}
 		if st := asStale(err); st != nil {
-			return nil, c.refuseStale(ctx, st, req.Instance.ID, "not dispatched")
+			return nil, c.refuseStale(ctx, st, req.inst.ID, "not dispatched")
 		}
 		if errors.Is(err, fault.ErrConflict) {
 			return nil, c.fail(ctx, err) // the idempotency key's refusal
@@ -199,7 +200,7 @@ func (s *Service) dispatch(ctx context.Context, c *call, runID string, req ExecR
 
 // execute dispatches a synchronous operation (read or send), runs it, and
 // returns its result once its outcome is recorded (settle).
-func (s *Service) execute(ctx context.Context, c *call, runID string, req ExecRequest, key string) (InvokeResult, error) {
+func (s *Service) execute(ctx context.Context, c *call, runID string, req job, key string) (InvokeResult, error) {
 	first, err := s.dispatch(ctx, c, runID, req, RunRunning, key, "dispatched")
 	if err != nil {
 		return InvokeResult{}, err
@@ -208,7 +209,7 @@ func (s *Service) execute(ctx context.Context, c *call, runID string, req ExecRe
 		return s.replay(ctx, c, *first)
 	}
 	started := s.now()
-	res, err := s.runner.Execute(ctx, req)
+	res, err := s.runner.Execute(ctx, req.ExecRequest)
 	o := runOutcome{status: statusOf(err), err: err, res: res, keep: key != "", bytesIn: len(req.Args), startedAt: started}
 	if serr := s.settle(ctx, c, runID, req, o); serr != nil {
 		return InvokeResult{}, serr
@@ -216,7 +217,7 @@ func (s *Service) execute(ctx context.Context, c *call, runID string, req ExecRe
 	if err != nil {
 		return InvokeResult{}, err
 	}
-	return InvokeResult{RunID: runID, Status: RunSucceeded, InstanceID: req.Instance.ID, Operation: req.Op.Name, Output: res.Output,
+	return InvokeResult{RunID: runID, Status: RunSucceeded, InstanceID: req.inst.ID, Operation: req.Op.Name, Output: res.Output,
 		Truncated: res.Truncated, DurationMS: s.now().Sub(started).Milliseconds()}, nil
 }
 
@@ -290,7 +291,7 @@ func (s *Service) replay(ctx context.Context, c *call, r Run) (InvokeResult, err
 // background until the database returns, so no run stays open while its
 // server lives; should this server stop first, another fails the run as
 // outcome unknown once this server's lease runs out.
-func (s *Service) settle(ctx context.Context, c *call, runID string, req ExecRequest, o runOutcome) error {
+func (s *Service) settle(ctx context.Context, c *call, runID string, req job, o runOutcome) error {
 	ev := c.ev
 	if o.res.Redacted {
 		ev.Reason += "; credential material redacted from the result"
@@ -334,7 +335,7 @@ func (s *Service) settle(ctx context.Context, c *call, runID string, req ExecReq
 // send's dispatch is) and returns its id at once; the operation runs in the
 // background on this server and connector.run.get reports its progress and
 // result.
-func (s *Service) startAsync(ctx context.Context, c *call, runID string, req ExecRequest) (InvokeResult, error) {
+func (s *Service) startAsync(ctx context.Context, c *call, runID string, req job) (InvokeResult, error) {
 	if _, err := s.dispatch(ctx, c, runID, req, RunPending, "", "dispatched asynchronously"); err != nil {
 		return InvokeResult{}, err
 	}
@@ -351,12 +352,19 @@ func (s *Service) startAsync(ctx context.Context, c *call, runID string, req Exe
 		if _, err := s.pool.Exec(rctx, `UPDATE connector_runs SET status = 'running', started_at = clock_timestamp() WHERE id = $1 AND status = 'pending'`, runID); err != nil {
 			s.log.WarnContext(rctx, "async run: mark running", "run", runID, "err", err)
 		}
-		res, err := s.runner.Execute(rctx, req)
+		res, err := s.runner.Execute(rctx, req.ExecRequest)
 		if rctx.Err() != nil && err != nil {
 			err = errCanceled
 		}
 		o := runOutcome{status: statusOf(err), err: err, res: res, keep: true, bytesIn: len(req.Args), startedAt: started}
 		_ = s.settle(context.WithoutCancel(rctx), c, runID, req, o) // a failure is retried and logged
 	}()
-	return InvokeResult{RunID: runID, Status: RunPending, InstanceID: req.Instance.ID, Operation: req.Op.Name}, nil
+	return InvokeResult{RunID: runID, Status: RunPending, InstanceID: req.inst.ID, Operation: req.Op.Name}, nil
+}
+
+// job is an operation on its way to the executor, with the instance it
+// runs on as the core knows it.
+type job struct {
+	connectors.ExecRequest
+	inst Instance
 }

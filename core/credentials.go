@@ -1,4 +1,4 @@
-package connectors
+package core
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/connec/connec/authz"
+	"github.com/connec/connec/connectors"
 	"github.com/connec/connec/fault"
 	"github.com/connec/connec/internal/platform/db"
 	"github.com/connec/connec/vault"
@@ -33,24 +34,6 @@ const (
 	CredentialDisabled = "disabled"
 	CredentialRevoked  = "revoked"
 )
-
-// CredentialKinds maps each credential kind to the secret fields it holds.
-// A connector type lists the kinds it accepts.
-var CredentialKinds = map[string][]string{
-	"bearer":  {"token"},
-	"header":  {"value"},
-	"query":   {"value"},
-	"api_key": {"key"},
-	"basic":   {"username", "password"},
-	"login":   {"username", "password"},
-}
-
-// IdentifierFields are the credential fields that name an account rather
-// than prove it (a username). Redaction matches them only inside the
-// values derived from them (user:password and its encodings), never alone:
-// a short username such as "api" would otherwise shred unrelated text (a
-// path /api/echo).
-var IdentifierFields = map[string]bool{"username": true}
 
 // maxSecretFieldBytes bounds one secret field.
 const maxSecretFieldBytes = 16 << 10
@@ -81,20 +64,6 @@ type Credential struct {
 	UpdatedAt  time.Time  `json:"updated_at"`
 	RevokedAt  *time.Time `json:"revoked_at,omitempty"`
 	Expired    bool       `json:"expired"`
-}
-
-// SealedCredential is a live credential as the executor needs it: sealed.
-type SealedCredential struct {
-	ID         string
-	InstanceID InstanceID
-	Kind       string
-	Version    int
-	Sealed     vault.Sealed
-}
-
-// AD returns the associated data binding the ciphertext to its row.
-func (c SealedCredential) AD() vault.AD {
-	return vault.AD{CredentialID: c.ID, InstanceID: string(c.InstanceID), Version: c.Version}
 }
 
 // CredentialInput is what connector.credential.create takes.
@@ -128,7 +97,7 @@ func scanCredential(row pgx.Row) (Credential, error) {
 // fields at once, so plaintext lives in as few places as possible. The
 // messages name fields, never values.
 func secretFields(kind string, secret map[string]string) (vault.Fields, error) {
-	want, ok := CredentialKinds[kind]
+	want, ok := connectors.CredentialKinds[kind]
 	if !ok {
 		return nil, fault.Invalid("kind", "unknown credential kind %q", kind)
 	}
@@ -444,14 +413,14 @@ func credentialRefusal(state string) *fault.Error {
 
 // live turns the row into a usable sealed credential, nil when the instance
 // has none, or the error that says why it cannot be used at now.
-func (r *credRow) live(inst InstanceID, now time.Time) (*SealedCredential, error) {
+func (r *credRow) live(inst InstanceID, now time.Time) (*connectors.SealedCredential, error) {
 	if r.id == nil {
 		return nil, nil
 	}
 	if err := r.refusal(now); err != nil {
 		return nil, err
 	}
-	return &SealedCredential{ID: *r.id, InstanceID: inst, Kind: *r.kind, Version: *r.version,
+	return &connectors.SealedCredential{ID: *r.id, InstanceID: string(inst), Kind: *r.kind, Version: *r.version,
 		Sealed: vault.Sealed{Ciphertext: r.ciphertext, WrappedDEK: r.wrapped, KeyID: *r.keyID}}, nil
 }
 

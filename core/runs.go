@@ -1,4 +1,4 @@
-package connectors
+package core
 
 import (
 	"context"
@@ -15,6 +15,7 @@ import (
 	"github.com/connec/connec/audit"
 	"github.com/connec/connec/authz"
 	"github.com/connec/connec/callctx"
+	"github.com/connec/connec/connectors"
 	"github.com/connec/connec/fault"
 	"github.com/connec/connec/internal/platform/db"
 )
@@ -44,7 +45,7 @@ type Run struct {
 	InstanceID     InstanceID          `json:"instance_id"`
 	ConnectorType  string              `json:"connector_type"`
 	Operation      string              `json:"operation"`
-	Kind           Kind                `json:"kind"`
+	Kind           connectors.Kind     `json:"kind"`
 	Subject        callctx.Subject     `json:"subject"`
 	RequestID      string              `json:"request_id"`
 	Task           callctx.TaskContext `json:"task"`
@@ -102,7 +103,7 @@ var runStartRow = audit.NewRowInsert(`connector_runs (id, instance_id, connector
 	`$1, $2, $3, $4, $5, $6, $7, NULLIF($8,'')::uuid, NULLIF($9,'')::uuid, NULLIF($10,'')::uuid, NULLIF($11,'')::uuid, NULLIF($12,''),
  $13, $14, NULLIF($15,''), $16, $17, CASE WHEN $13 = 'running' THEN clock_timestamp() END, NULLIF($18,'')::uuid, $19`)
 
-func runStart(id string, c *call, inst Instance, op *CompiledOp, status string, async bool, key string, args json.RawMessage) audit.Stmt {
+func runStart(id string, c *call, inst Instance, op *connectors.CompiledOp, status string, async bool, key string, args json.RawMessage) audit.Stmt {
 	t := c.ev.Task
 	var expires *time.Time
 	var argsHash []byte
@@ -135,7 +136,7 @@ func canonicalHash(raw json.RawMessage) []byte {
 type runOutcome struct {
 	status    string
 	err       error
-	res       ExecResult
+	res       connectors.ExecResult
 	keep      bool // store the result (idempotent or async runs)
 	bytesIn   int
 	startedAt time.Time

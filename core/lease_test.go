@@ -1,4 +1,4 @@
-package connectors_test
+package core_test
 
 import (
 	"context"
@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/connec/connec/connectors"
+	"github.com/connec/connec/core"
 	"github.com/connec/connec/fault"
 )
 
@@ -22,12 +22,12 @@ func TestStoppedServersRunsFailed(t *testing.T) {
 	f := newFixture(t, noHub)
 	ctx := context.Background()
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	b := connectors.NewService(f.other, f.reg, f.az, f.aw, f.runner, connectors.WithLogger(quiet))
+	b := core.NewService(f.other, f.reg, f.az, f.aw, f.runner, core.WithLogger(quiet))
 	t.Cleanup(b.Wait)
 	id, _ := f.instance(nil)
-	later := func(svc *connectors.Service) string {
+	later := func(svc *core.Service) string {
 		t.Helper()
-		res, err := svc.Invoke(f.ctx, connectors.InvokeInput{InstanceID: id, Operation: "echo.later",
+		res, err := svc.Invoke(f.ctx, core.InvokeInput{InstanceID: id, Operation: "echo.later",
 			Arguments: json.RawMessage(`{"message":"m","delay_ms":60000}`)})
 		if err != nil {
 			t.Fatal(err)
@@ -66,7 +66,7 @@ func TestStoppedServersRunsFailed(t *testing.T) {
 	stopA()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		if st, _ := status(orphan); st == connectors.RunFailed {
+		if st, _ := status(orphan); st == core.RunFailed {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -81,7 +81,7 @@ func TestStoppedServersRunsFailed(t *testing.T) {
 	if r.ErrorType != string(fault.Unavailable) || r.ErrorMessage == "" || r.FinishedAt == nil {
 		t.Fatalf("failed run reads %+v", r)
 	}
-	if n := f.count(`SELECT count(*) FROM audit_events WHERE tool = $1 AND reason LIKE '%' || $2 || '%'`, connectors.ToolRunReap, orphan); n != 1 {
+	if n := f.count(`SELECT count(*) FROM audit_events WHERE tool = $1 AND reason LIKE '%' || $2 || '%'`, core.ToolRunReap, orphan); n != 1 {
 		t.Fatalf("%d audit rows for the failed run, want 1", n)
 	}
 	if n := f.count(`SELECT count(*) FROM connec_servers`); n != 1 {
@@ -92,7 +92,7 @@ func TestStoppedServersRunsFailed(t *testing.T) {
 		t.Fatalf("second sweep failed %d runs (%v)", n, err)
 	}
 	for _, run := range []string{own, unleased} {
-		if st, _ := status(run); st != connectors.RunPending && st != connectors.RunRunning {
+		if st, _ := status(run); st != core.RunPending && st != core.RunRunning {
 			t.Fatalf("run %s of a live or unleased server is %s", run, st)
 		}
 	}
@@ -100,10 +100,10 @@ func TestStoppedServersRunsFailed(t *testing.T) {
 	// A finishes late (here: its runs are canceled): the failure stands.
 	f.svc.CancelAll()
 	f.svc.Wait()
-	if st, et := status(orphan); st != connectors.RunFailed || et != string(fault.Unavailable) {
+	if st, et := status(orphan); st != core.RunFailed || et != string(fault.Unavailable) {
 		t.Fatalf("after the late finish the run is %s/%s", st, et)
 	}
-	if st, _ := status(unleased); st != connectors.RunCanceled {
+	if st, _ := status(unleased); st != core.RunCanceled {
 		t.Fatalf("unleased run: %s", st)
 	}
 

@@ -1,4 +1,4 @@
-package connectors
+package core
 
 import (
 	"encoding/json"
@@ -7,6 +7,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/connec/connec/callctx"
+	"github.com/connec/connec/connectors"
 )
 
 // InstanceID is a connector instance's stable id (a uuid), used in policy
@@ -98,4 +99,4 @@ type InvokeResult struct {
 }
 
 // CatalogType is one entry of connector.catalog.list.
-type CatalogType = TypeSpec
+type CatalogType = connectors.TypeSpec

@@ -1,4 +1,4 @@
-package connectors
+package core
 
 import (
 	"context"
@@ -7,6 +7,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/connec/connec/connectors"
 	"github.com/connec/connec/internal/platform/db"
 )
 
@@ -76,7 +77,7 @@ ORDER BY created_at, id LIMIT 10000`, f.Owner, f.ProjectID, f.Type, f.IncludeUni
 }
 
 // SyncCatalog writes the registry's types into the catalog table.
-func SyncCatalog(ctx context.Context, q db.Querier, reg *Registry) error {
+func SyncCatalog(ctx context.Context, q db.Querier, reg *connectors.Registry) error {
 	for _, spec := range reg.Specs() {
 		raw, err := json.Marshal(spec)
 		if err != nil {

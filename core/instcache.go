@@ -1,4 +1,4 @@
-package connectors
+package core
 
 import (
 	"context"
@@ -8,6 +8,7 @@ import (
 
 	"github.com/connec/connec/audit"
 	"github.com/connec/connec/callctx"
+	"github.com/connec/connec/connectors"
 	"github.com/connec/connec/fault"
 	"github.com/connec/connec/internal/platform/pgnotify"
 	"github.com/connec/connec/migrations"
@@ -127,7 +128,7 @@ const (
 // guardStmt makes the statements it is recorded with commit only if, at
 // that moment, inst is enabled and cred (if any) is still its active,
 // unexpired credential at the version the call used.
-func guardStmt(inst InstanceID, cred *SealedCredential) audit.Stmt {
+func guardStmt(inst InstanceID, cred *connectors.SealedCredential) audit.Stmt {
 	var id *string
 	var version *int
 	if cred != nil {

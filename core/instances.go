@@ -1,4 +1,4 @@
-package connectors
+package core
 
 import (
 	"bytes"
@@ -18,6 +18,7 @@ import (
 
 	"github.com/connec/connec/authz"
 	"github.com/connec/connec/callctx"
+	"github.com/connec/connec/connectors"
 	"github.com/connec/connec/connectors/egress"
 	"github.com/connec/connec/fault"
 	"github.com/connec/connec/internal/platform/jsonschema"
@@ -45,7 +46,7 @@ func parseInstanceID(raw string) (InstanceID, error) {
 }
 
 // ListCatalog returns the connector types and their operations.
-func (s *Service) ListCatalog(ctx context.Context) ([]TypeSpec, error) {
+func (s *Service) ListCatalog(ctx context.Context) ([]connectors.TypeSpec, error) {
 	c, err := s.begin(ctx, ToolCatalogList, authz.ActionCatalogRead)
 	if err != nil {
 		return nil, err
@@ -202,7 +203,7 @@ func withoutConfigValues(err error, config, schema json.RawMessage) error {
 // Checking at install alone would let an instance keep reaching internal
 // services after the operator withdrew the right, through disable/enable
 // too. The decision is cached per policy version, so this costs a lookup.
-func (s *Service) checkPrivateNetwork(ctx context.Context, c *call, ct *CompiledType, inst Instance) error {
+func (s *Service) checkPrivateNetwork(ctx context.Context, c *call, ct *connectors.CompiledType, inst Instance) error {
 	sc, ok := ct.Driver.(egress.Scoped)
 	if !ok {
 		return nil

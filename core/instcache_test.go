@@ -1,4 +1,4 @@
-package connectors_test
+package core_test
 
 import (
 	"context"
@@ -21,6 +21,7 @@ import (
 	"github.com/connec/connec/callctx"
 	"github.com/connec/connec/connectors"
 	"github.com/connec/connec/connectors/echo"
+	"github.com/connec/connec/core"
 	"github.com/connec/connec/executor"
 	"github.com/connec/connec/fault"
 	"github.com/connec/connec/identity"
@@ -70,7 +71,7 @@ const (
 // instances.
 type fixture struct {
 	t       *testing.T
-	svc     *connectors.Service
+	svc     *core.Service
 	pool    *pgxpool.Pool // the service's, traced by reads
 	reads   *readCounter
 	other   *pgxpool.Pool // another server's connection to the database
@@ -109,7 +110,7 @@ func newFixture(t *testing.T, mode hubMode) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := connectors.SyncCatalog(ctx, f.pool, reg); err != nil {
+	if err := core.SyncCatalog(ctx, f.pool, reg); err != nil {
 		t.Fatal(err)
 	}
 	az, err := authz.New(ctx, f.pool)
@@ -134,7 +135,7 @@ func newFixture(t *testing.T, mode hubMode) *fixture {
 		t.Fatal(err)
 	}
 	f.runner = &countingRunner{Runner: ex}
-	opts := []connectors.Option{connectors.WithSealer(sealer), connectors.WithLogger(quiet)}
+	opts := []core.Option{core.WithSealer(sealer), core.WithLogger(quiet)}
 	switch mode {
 	case liveHub:
 		f.hub = pgnotify.New(f.pool.Config().ConnConfig, pgnotify.WithLogger(quiet))
@@ -146,15 +147,15 @@ func newFixture(t *testing.T, mode hubMode) *fixture {
 		f.hub = pgnotify.New(elsewhere, pgnotify.WithLogger(quiet))
 	}
 	if f.hub != nil {
-		opts = append(opts, connectors.WithNotify(f.hub))
+		opts = append(opts, core.WithNotify(f.hub))
 	}
 	f.reg, f.az, f.aw = reg, az, aw
-	f.svc = connectors.NewService(f.pool, reg, az, aw, f.runner, opts...)
+	f.svc = core.NewService(f.pool, reg, az, aw, f.runner, opts...)
 	t.Cleanup(f.svc.Wait)
 	if mode == liveHub {
 		// Registered after the service's handler, so it runs after it on
 		// each notification.
-		if err := f.hub.Handle(connectors.InstanceChannel, func(p string) {
+		if err := f.hub.Handle(core.InstanceChannel, func(p string) {
 			var n int64
 			if _, err := fmt.Sscanf(p, "settle-%d", &n); err == nil {
 				f.seen.Store(n)
@@ -193,13 +194,13 @@ func newFixture(t *testing.T, mode hubMode) *fixture {
 
 // instance installs an enabled echo instance with a bearer credential
 // (expiring at expires, if set).
-func (f *fixture) instance(expires *time.Time) (string, connectors.Credential) {
+func (f *fixture) instance(expires *time.Time) (string, core.Credential) {
 	f.t.Helper()
-	inst, err := f.svc.Install(f.ctx, connectors.InstallInput{Type: "echo", DisplayName: "e", Enable: true})
+	inst, err := f.svc.Install(f.ctx, core.InstallInput{Type: "echo", DisplayName: "e", Enable: true})
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	cred, err := f.svc.CreateCredential(f.ctx, connectors.CredentialInput{InstanceID: string(inst.ID), Kind: "bearer",
+	cred, err := f.svc.CreateCredential(f.ctx, core.CredentialInput{InstanceID: string(inst.ID), Kind: "bearer",
 		Secret: map[string]string{"token": "t0k3n-" + f.t.Name()}, ExpiresAt: expires})
 	if err != nil {
 		f.t.Fatal(err)
@@ -207,8 +208,8 @@ func (f *fixture) instance(expires *time.Time) (string, connectors.Credential) {
 	return string(inst.ID), cred
 }
 
-func (f *fixture) invoke(id, op, key string) (connectors.InvokeResult, error) {
-	return f.svc.Invoke(f.ctx, connectors.InvokeInput{InstanceID: id, Operation: op, Arguments: []byte(`{"message":"x"}`), IdempotencyKey: key})
+func (f *fixture) invoke(id, op, key string) (core.InvokeResult, error) {
+	return f.svc.Invoke(f.ctx, core.InvokeInput{InstanceID: id, Operation: op, Arguments: []byte(`{"message":"x"}`), IdempotencyKey: key})
 }
 
 func (f *fixture) mustInvoke(id, op string) {
@@ -225,7 +226,7 @@ func (f *fixture) mustInvoke(id, op string) {
 func (f *fixture) settle() {
 	f.t.Helper()
 	n := f.marks.Add(1)
-	f.exec(`SELECT pg_notify($1, $2)`, connectors.InstanceChannel, fmt.Sprintf("settle-%d", n))
+	f.exec(`SELECT pg_notify($1, $2)`, core.InstanceChannel, fmt.Sprintf("settle-%d", n))
 	deadline := time.Now().Add(10 * time.Second)
 	for f.seen.Load() < n {
 		if time.Now().After(deadline) {
@@ -275,7 +276,7 @@ func TestInvokeServesCachedInstanceWithoutRoundTrip(t *testing.T) {
 	if n := f.reads.n.Load() - before; n != 0 {
 		t.Fatalf("cached invocations read the instance %d times", n)
 	}
-	if n := connectors.CachedInstances(f.svc); n != 1 {
+	if n := core.CachedInstances(f.svc); n != 1 {
 		t.Fatalf("cache holds %d entries, want 1", n)
 	}
 	// A missing instance is not cached (and, to this caller, is policy_denied).
@@ -347,12 +348,12 @@ func TestOwnChangesSeenAtNextCall(t *testing.T) {
 		{"credential enable", func() error { _, err := svc.EnableCredential(ctx, cred.ID); return err }, ""},
 		// A stale version would be refused by the guard (transient).
 		{"credential rotate", func() error {
-			_, err := svc.RotateCredential(ctx, connectors.RotateInput{CredentialID: cred.ID, Secret: map[string]string{"token": "r0tated"}})
+			_, err := svc.RotateCredential(ctx, core.RotateInput{CredentialID: cred.ID, Secret: map[string]string{"token": "r0tated"}})
 			return err
 		}, ""},
 		{"credential revoke", func() error { _, err := svc.RevokeCredential(ctx, cred.ID); return err }, fault.CredentialRevoked},
 		{"credential create", func() error {
-			_, err := svc.CreateCredential(ctx, connectors.CredentialInput{InstanceID: id, Kind: "bearer", Secret: map[string]string{"token": "n3w"}})
+			_, err := svc.CreateCredential(ctx, core.CredentialInput{InstanceID: id, Kind: "bearer", Secret: map[string]string{"token": "n3w"}})
 			return err
 		}, ""},
 		{"uninstall", func() error { _, err := svc.Uninstall(ctx, id); return err }, fault.PolicyDenied},
@@ -378,14 +379,14 @@ func TestRevocationElsewhereSeenWhenNotified(t *testing.T) {
 	for range 10 {
 		id, cred := f.instance(nil)
 		f.settle()
-		before := connectors.CachedInstances(f.svc)
+		before := core.CachedInstances(f.svc)
 		f.mustInvoke(id, "echo.read")
-		if connectors.CachedInstances(f.svc) != before+1 {
+		if core.CachedInstances(f.svc) != before+1 {
 			t.Fatal("not cached")
 		}
 		f.exec(`UPDATE connector_credentials SET state = 'revoked', revoked_at = now(), updated_at = now() WHERE id = $1`, cred.ID)
 		start := time.Now()
-		for connectors.CachedInstances(f.svc) != before {
+		for core.CachedInstances(f.svc) != before {
 			if time.Since(start) > 5*time.Second {
 				t.Fatal("the revocation's notification never dropped the entry")
 			}
@@ -562,7 +563,7 @@ WHERE datname = current_database() AND application_name = $1`, pgnotify.Applicat
 		}
 	}
 	wait("hub down", func() bool { return !f.hub.Live() })
-	if n := connectors.CachedInstances(f.svc); n != 0 {
+	if n := core.CachedInstances(f.svc); n != 0 {
 		t.Fatalf("cache kept %d entries when notifications were lost", n)
 	}
 	wait("hub live again", f.hub.Live)

@@ -1,8 +1,7 @@
-package connectors
+package core
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"log/slog"
 	"sync"
@@ -15,6 +14,7 @@ import (
 	"github.com/connec/connec/audit"
 	"github.com/connec/connec/authz"
 	"github.com/connec/connec/callctx"
+	"github.com/connec/connec/connectors"
 	"github.com/connec/connec/fault"
 	"github.com/connec/connec/identity/authlimit"
 	"github.com/connec/connec/internal/platform/db"
@@ -31,45 +31,13 @@ type Authorizer interface {
 	Refresh(ctx context.Context) error
 }
 
-// ExecRequest is one operation for the executor to run.
-type ExecRequest struct {
-	Type     *CompiledType
-	Op       *CompiledOp
-	Instance Instance
-	Args     json.RawMessage
-	// Timeout is what the caller asked for; the executor caps it at the
-	// operation's declared timeout.
-	Timeout time.Duration
-	// Credential is the instance's live credential, still sealed; nil when
-	// the instance has none.
-	Credential *SealedCredential
-}
-
-// ExecResult is a validated, capped operation result.
-type ExecResult struct {
-	Output    json.RawMessage
-	Truncated bool
-	// Redacted is set when credential material was found in the result
-	// and replaced; the audit row records it.
-	Redacted bool
-	// Attempts counts executions (read-kind operations retry transient
-	// failures within their timeout).
-	Attempts int
-}
-
-// Runner runs operations; executor implements it. It is the only
-// component that ever sees a credential in plaintext.
-type Runner interface {
-	Execute(ctx context.Context, req ExecRequest) (ExecResult, error)
-}
-
 // Service is the core every transport calls.
 type Service struct {
 	pool         *pgxpool.Pool
-	reg          *Registry
+	reg          *connectors.Registry
 	authz        Authorizer
 	audit        *audit.Writer
-	runner       Runner
+	runner       connectors.Runner
 	sealer       Sealer
 	rules        RuleStore
 	tokens       TokenIssuer
@@ -100,7 +68,7 @@ type Option func(*Service)
 func WithLogger(l *slog.Logger) Option { return func(s *Service) { s.log = l } }
 
 // NewService wires the core.
-func NewService(pool *pgxpool.Pool, reg *Registry, az Authorizer, aw *audit.Writer, runner Runner, opts ...Option) *Service {
+func NewService(pool *pgxpool.Pool, reg *connectors.Registry, az Authorizer, aw *audit.Writer, runner connectors.Runner, opts ...Option) *Service {
 	s := &Service{pool: pool, reg: reg, authz: az, audit: aw, runner: runner, log: slog.Default(), now: time.Now}
 	for _, o := range opts {
 		o(s)
@@ -114,7 +82,7 @@ func NewService(pool *pgxpool.Pool, reg *Registry, az Authorizer, aw *audit.Writ
 }
 
 // Registry returns the connector type registry.
-func (s *Service) Registry() *Registry { return s.reg }
+func (s *Service) Registry() *connectors.Registry { return s.reg }
 
 // ToolVisible reports whether the caller on ctx holds any allow rule that
 // could let it call a tool needing one of actions (on resource, when the
@@ -332,3 +300,6 @@ func (s *Service) Refuse(ctx context.Context, tool, action string, err error) er
 	}
 	return c.invalid(ctx, err)
 }
+
+// The registry is the catalog policy rules are checked against.
+var _ authz.Catalog = (*connectors.Registry)(nil)

@@ -1,4 +1,4 @@
-package connectors
+package core
 
 // CachedInstances reports how many entries s's invocation cache holds.
 func CachedInstances(s *Service) int {

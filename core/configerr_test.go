@@ -1,10 +1,10 @@
-package connectors_test
+package core_test
 
 import (
 	"strings"
 	"testing"
 
-	"github.com/connec/connec/connectors"
+	"github.com/connec/connec/core"
 	"github.com/connec/connec/fault"
 	"github.com/connec/connec/internal/platform/jsonschema"
 )
@@ -17,7 +17,7 @@ func TestConfigErrorsWithoutConfigValues(t *testing.T) {
 	schema := []byte(`{"properties":{"auth":{"properties":{"style":{"enum":["bearer","header"]}}}}}`)
 	err := fault.Invalid("config", `base_url "https://bot:pa%%24%%24word@api.example/v1" (user bot:pa%%24%%24word) is refused; style header; host internal-db.corp`).
 		WithDetails(map[string]any{"violations": []jsonschema.Violation{{Path: "/base_url", Message: "password pa$$word is not allowed"}}})
-	out := connectors.WithoutConfigValues(err, config, schema)
+	out := core.WithoutConfigValues(err, config, schema)
 	pub := fault.PublicOf(out)
 	text := pub.Message
 	for _, v := range pub.Details["violations"].([]jsonschema.Violation) {
