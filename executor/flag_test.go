@@ -72,7 +72,7 @@ func TestRedactedFlagAgreesWithTheRunRow(t *testing.T) {
 			op, _ := ct.Op(tc.op)
 			res, err := ex.Execute(context.Background(), connectors.ExecRequest{Type: ct, Op: op,
 				InstanceID: cred.InstanceID, Config: json.RawMessage(`{}`),
-				Args:     json.RawMessage(`{}`), Credential: &cred})
+				Args: json.RawMessage(`{}`), Credential: &cred})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -15,8 +15,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/connec/connec/connectors/egress"
 	"github.com/connec/connec/connectors/driverkit"
+	"github.com/connec/connec/connectors/egress"
 	"github.com/connec/connec/fault"
 	"github.com/connec/connec/vault"
 )

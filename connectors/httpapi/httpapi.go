@@ -78,8 +78,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/connec/connec/connectors"
-	"github.com/connec/connec/connectors/egress"
 	"github.com/connec/connec/connectors/driverkit"
+	"github.com/connec/connec/connectors/egress"
 	"github.com/connec/connec/fault"
 )
 

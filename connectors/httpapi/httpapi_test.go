@@ -12,9 +12,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/connec/connec/connectors/egress"
 	"github.com/connec/connec/connectors/driverkit"
 	"github.com/connec/connec/connectors/driverkit/drivertest"
+	"github.com/connec/connec/connectors/egress"
 	"github.com/connec/connec/connectors/httpapi"
 	"github.com/connec/connec/fault"
 )

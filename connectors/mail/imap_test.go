@@ -17,9 +17,9 @@ import (
 	"github.com/emersion/go-imap/v2/imapserver"
 	"github.com/emersion/go-imap/v2/imapserver/imapmemserver"
 
-	"github.com/connec/connec/connectors/egress"
 	"github.com/connec/connec/connectors/driverkit"
 	"github.com/connec/connec/connectors/driverkit/drivertest"
+	"github.com/connec/connec/connectors/egress"
 	connmail "github.com/connec/connec/connectors/mail"
 	"github.com/connec/connec/fault"
 )

@@ -91,8 +91,8 @@ import (
 	"strconv"
 
 	"github.com/connec/connec/connectors"
-	"github.com/connec/connec/connectors/egress"
 	"github.com/connec/connec/connectors/driverkit"
+	"github.com/connec/connec/connectors/egress"
 	"github.com/connec/connec/fault"
 )
 

@@ -20,8 +20,8 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/connec/connec/connectors"
-	"github.com/connec/connec/connectors/egress"
 	"github.com/connec/connec/connectors/driverkit"
+	"github.com/connec/connec/connectors/egress"
 	"github.com/connec/connec/fault"
 )
 

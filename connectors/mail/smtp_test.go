@@ -18,9 +18,9 @@ import (
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 
-	"github.com/connec/connec/connectors/egress"
 	"github.com/connec/connec/connectors/driverkit"
 	"github.com/connec/connec/connectors/driverkit/drivertest"
+	"github.com/connec/connec/connectors/egress"
 	connmail "github.com/connec/connec/connectors/mail"
 	"github.com/connec/connec/fault"
 )

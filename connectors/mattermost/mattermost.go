@@ -64,8 +64,8 @@ import (
 	"time"
 
 	"github.com/connec/connec/connectors"
-	"github.com/connec/connec/connectors/egress"
 	"github.com/connec/connec/connectors/driverkit"
+	"github.com/connec/connec/connectors/egress"
 	"github.com/connec/connec/fault"
 )
 

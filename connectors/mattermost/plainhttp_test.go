@@ -8,9 +8,9 @@ import (
 	"testing"
 
 	"github.com/connec/connec/connectors"
-	"github.com/connec/connec/connectors/egress"
 	"github.com/connec/connec/connectors/driverkit"
 	"github.com/connec/connec/connectors/driverkit/drivertest"
+	"github.com/connec/connec/connectors/egress"
 	"github.com/connec/connec/connectors/mattermost"
 	"github.com/connec/connec/fault"
 )

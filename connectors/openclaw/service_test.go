@@ -6,11 +6,11 @@ import (
 	"errors"
 	"testing"
 
-	"github.com/connec/connec/core"
 	"github.com/connec/connec/audit"
 	"github.com/connec/connec/authz"
 	"github.com/connec/connec/callctx"
 	"github.com/connec/connec/connectors"
+	"github.com/connec/connec/core"
 	"github.com/connec/connec/executor"
 	"github.com/connec/connec/fault"
 	"github.com/connec/connec/identity"

@@ -16,9 +16,9 @@ import (
 	"time"
 
 	"github.com/connec/connec/connectors"
-	"github.com/connec/connec/connectors/egress"
 	"github.com/connec/connec/connectors/driverkit"
 	"github.com/connec/connec/connectors/driverkit/drivertest"
+	"github.com/connec/connec/connectors/egress"
 	"github.com/connec/connec/fault"
 	"github.com/connec/connec/internal/platform/jsonschema"
 )

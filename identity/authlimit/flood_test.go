@@ -15,8 +15,8 @@ import (
 
 	"github.com/connec/connec/audit"
 	"github.com/connec/connec/fault"
-	"github.com/connec/connec/internal/app"
 	"github.com/connec/connec/identity/authlimit"
+	"github.com/connec/connec/internal/app"
 	"github.com/connec/connec/internal/platform/metrics"
 )
 

@@ -12,8 +12,8 @@ import (
 
 	"github.com/connec/connec/audit"
 	"github.com/connec/connec/callctx"
-	"github.com/connec/connec/executor"
 	"github.com/connec/connec/connectors/openclaw"
+	"github.com/connec/connec/executor"
 	"github.com/connec/connec/fault"
 	"github.com/connec/connec/identity"
 	"github.com/connec/connec/vault"
