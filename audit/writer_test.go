@@ -565,3 +565,52 @@ func TestGroupCommitIsOneRoundTrip(t *testing.T) {
 		t.Fatalf("runs: %d, %v; want 10", runs, err)
 	}
 }
+
+// Servers on one database do not wait for each other to append: while one
+// server's transaction holds its chain (a Write not yet committed), another
+// server's group commit goes through.
+func TestServersDoNotWaitForEachOther(t *testing.T) {
+	ctx := context.Background()
+	url := pgtest.URL(t)
+	var writers []*Writer
+	var pools []*pgxpool.Pool
+	for range 2 {
+		pool, err := pgxpool.New(ctx, url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(pool.Close)
+		pools = append(pools, pool)
+		writers = append(writers, newWriter(t, pool, WithTimeout(5*time.Second)))
+	}
+	record(t, writers[0], 1)
+	record(t, writers[1], 1)
+	tx, err := pools[0].Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+	if err := writers[0].Write(ctx, tx, event(2)); err != nil {
+		t.Fatal(err)
+	}
+	// Server 0's transaction is open; server 1 appends regardless.
+	for i := range 3 {
+		if err := writers[1].Record(ctx, event(3+i)); err != nil {
+			t.Fatalf("server 1's Record while server 0's transaction is open: %v", err)
+		}
+	}
+	if n := lockWaiters(t, pools[1]); n != 0 {
+		t.Fatalf("%d sessions wait for a lock", n)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	record(t, writers[0], 1)
+	var n int64
+	if err := pools[0].QueryRow(ctx, `SELECT count(*) FROM audit_events`).Scan(&n); err != nil || n != 7 {
+		t.Fatalf("%d rows (%v), want 7", n, err)
+	}
+	if rep, err := Verify(ctx, pools[0]); err != nil || !rep.OK() || rep.Rows != 7 {
+		t.Fatalf("Verify: %+v %v", rep, err)
+	}
+}
