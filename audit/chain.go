@@ -1,409 +1,110 @@
 package audit
 
 import (
-	"crypto/sha256"
-	"encoding/binary"
-	"encoding/hex"
+	"context"
+	"errors"
 	"fmt"
-	"strings"
 	"time"
-	"unicode/utf8"
 
-	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
-	"github.com/connec/connec/callctx"
-	"github.com/connec/connec/migrations"
+	"github.com/connec/connec/internal/platform/db"
 )
 
-// HashVersion is the version of the canonical row encoding new rows are
-// hashed with. A row stores the version it was hashed with, so the encoding
-// can change later without breaking the verification of older rows.
-// Version 2 added the count.
-const HashVersion = 2
+// The trail is several hash chains, one per writer (audit_chains,
+// migration 00014). A writer holds its chain under a lease it renews:
+// only the holder appends, and each append moves the chain's head in
+// audit_chains in the same statement, on the condition that the head is
+// where the holder left it and the chain still the holder's. A writer that
+// stops releases its chain; one whose lease ran out (it crashed, or lost
+// the database) loses it. Either way the next writer that needs a chain
+// takes the free one with the lowest number and continues it from its
+// head, so the trail has about as many chains as writers ever ran at once.
 
-// HashSize is the length of a row hash (SHA-256).
-const HashSize = sha256.Size
-
-// genesis is the prev_hash of the first row: HashSize zero bytes.
-var genesis = make(Hash, HashSize)
-
-// Hash is a row hash; it prints and marshals as lower-case hex.
-type Hash []byte
-
-// MarshalText renders h as hex.
-func (h Hash) MarshalText() ([]byte, error) {
-	out := make([]byte, hex.EncodedLen(len(h)))
-	hex.Encode(out, h)
-	return out, nil
+// Head is where a chain ends: its last position and that row's hash
+// (position 0 and HashSize zero bytes for an empty chain).
+type Head struct {
+	Seq  int64
+	Hash Hash
 }
 
-// UnmarshalText parses hex.
-func (h *Hash) UnmarshalText(b []byte) error {
-	out := make([]byte, hex.DecodedLen(len(b)))
-	if _, err := hex.Decode(out, b); err != nil {
-		return fmt.Errorf("hash: %w", err)
+// ErrChainLost: the chain is no longer the holder's (its lease ran out and
+// another writer took it over).
+var ErrChainLost = errors.New("audit: chain no longer held")
+
+// ClaimChain takes a chain for holder (a fresh id per writer) for ttl: the
+// free chain with the lowest number, or a new one. info says who holds it
+// (host, process), for people reading audit_chains.
+func ClaimChain(ctx context.Context, q db.Querier, holder, info string, ttl time.Duration) (int64, Head, error) {
+	for attempt := 0; ; attempt++ {
+		var id int64
+		var head Head
+		err := q.QueryRow(ctx, `WITH free AS (
+    SELECT id FROM audit_chains WHERE holder IS NULL OR held_until < now() ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED)
+UPDATE audit_chains c SET holder = $1, held_until = now() + $2::interval, holder_info = $3
+FROM free WHERE c.id = free.id RETURNING c.id, c.head_seq, c.head_hash`, holder, ttl.String(), info).
+			Scan(&id, &head.Seq, (*[]byte)(&head.Hash))
+		if err == nil {
+			return id, head, nil
+		}
+		if !errors.Is(err, pgx.ErrNoRows) {
+			return 0, Head{}, fmt.Errorf("claim an audit chain: %w", db.Map(err))
+		}
+		// None free: a new one, numbered after the others (two writers
+		// may race for the number; the loser tries again).
+		err = q.QueryRow(ctx, `INSERT INTO audit_chains (id, holder, held_until, holder_info)
+SELECT COALESCE(max(id), 0) + 1, $1, now() + $2::interval, $3 FROM audit_chains RETURNING id, head_seq, head_hash`,
+			holder, ttl.String(), info).Scan(&id, &head.Seq, (*[]byte)(&head.Hash))
+		if err == nil {
+			return id, head, nil
+		}
+		var pe *pgconn.PgError
+		if !errors.As(err, &pe) || pe.Code != "23505" || attempt >= 10 {
+			return 0, Head{}, fmt.Errorf("open an audit chain: %w", db.Map(err))
+		}
 	}
-	*h = out
-	return nil
 }
 
-// String renders h as hex.
-func (h Hash) String() string { return hex.EncodeToString(h) }
-
-// Row is one stored audit row: the event as stored (optional fields nil when
-// absent, never empty) plus its place in the chain. Export writes it as one
-// JSON object with these field names, which are stable.
-type Row struct {
-	Seq           int64     `json:"seq"`
-	At            time.Time `json:"at"`
-	RequestID     string    `json:"request_id"`
-	Transport     string    `json:"transport"`
-	Subject       string    `json:"subject"`
-	Groups        []string  `json:"subject_groups"`
-	Action        string    `json:"action"`
-	Tool          string    `json:"tool"`
-	ConnectorType *string   `json:"connector_type"`
-	InstanceID    *string   `json:"instance_id"`
-	Operation     *string   `json:"operation"`
-	Resource      *string   `json:"resource"`
-	Decision      string    `json:"decision"`
-	Reason        string    `json:"reason"`
-	PolicyVersion *int64    `json:"policy_version"`
-	TaskID        *string   `json:"task_id"`
-	ProjectID     *string   `json:"project_id"`
-	RunID         *string   `json:"run_id"`
-	JobID         *string   `json:"job_id"`
-	AgentID       *string   `json:"agent_id"`
-	Status        string    `json:"status"`
-	ErrorType     *string   `json:"error_type"`
-	DurationUS    int64     `json:"duration_us"`
-	// Count is how many calls the row stands for: 1, except for the
-	// aggregated rows of failed authentications (see Event.Count).
-	Count int64 `json:"count"`
-	// TaskBound names the task context fields that came from the caller's
-	// credentials (a task-bound token), not from the call; the others are
-	// the caller's own claim. Empty on version 1 rows.
-	TaskBound   []string `json:"task_bound"`
-	HashVersion int16    `json:"hash_version"`
-	PrevHash    Hash     `json:"prev_hash"`
-	Hash        Hash     `json:"hash"`
-}
-
-// ComputeHash recomputes r's hash from its fields and PrevHash with the
-// encoding r.HashVersion names. Anyone holding an export can check a row
-// (and, row by row, the chain) with it.
-func (r *Row) ComputeHash() (Hash, error) {
-	var e encoder
-	if err := e.row(r); err != nil {
-		return nil, err
-	}
-	sum := sha256.Sum256(e.buf)
-	return sum[:], nil
-}
-
-// encoder builds the canonical encoding of a row. Version 1 is, in order:
-//
-//	"connec.audit\x00", uint16 version,
-//	int64 seq, int64 at (Unix microseconds, UTC),
-//	request_id, transport, subject, uint32 len(groups) then each group,
-//	action, tool, ?connector_type, ?instance_id, ?operation, ?resource,
-//	decision, reason, ?policy_version, ?task_id, ?project_id, ?run_id,
-//	?job_id, ?agent_id, status, ?error_type, int64 duration_us,
-//	prev_hash.
-//
-// Version 2 is version 1 with int64 count between duration_us and
-// prev_hash. A version 1 row covers no count, so it must count one: any
-// other count on it is refused as malformed (an edit of the count).
-//
-// Integers are big-endian. A string or byte field is uint32 length then its
-// bytes; a uuid is its 16 bytes. A field marked ? is optional: 0x00 when
-// absent (NULL), else 0x01 then the value. Every field has a fixed place and
-// every variable-length one a length prefix, so no two rows encode alike.
-type encoder struct{ buf []byte }
-
-const encodingTag = "connec.audit\x00"
-
-func (e *encoder) u8(v byte)    { e.buf = append(e.buf, v) }
-func (e *encoder) u16(v uint16) { e.buf = binary.BigEndian.AppendUint16(e.buf, v) }
-func (e *encoder) u32(v uint32) { e.buf = binary.BigEndian.AppendUint32(e.buf, v) }
-func (e *encoder) i64(v int64)  { e.buf = binary.BigEndian.AppendUint64(e.buf, uint64(v)) }
-func (e *encoder) bytes(b []byte) {
-	e.u32(uint32(len(b)))
-	e.buf = append(e.buf, b...)
-}
-func (e *encoder) str(s string) {
-	e.u32(uint32(len(s)))
-	e.buf = append(e.buf, s...)
-}
-
-func (e *encoder) optStr(s *string) {
-	if s == nil {
-		e.u8(0)
-		return
-	}
-	e.u8(1)
-	e.str(*s)
-}
-
-func (e *encoder) optInt(v *int64) {
-	if v == nil {
-		e.u8(0)
-		return
-	}
-	e.u8(1)
-	e.i64(*v)
-}
-
-func (e *encoder) optUUID(field string, s *string) error {
-	if s == nil {
-		e.u8(0)
-		return nil
-	}
-	u, err := uuid.Parse(*s)
+// RenewChain extends holder's lease on chain by ttl from now. It returns
+// ErrChainLost if the chain is no longer holder's.
+func RenewChain(ctx context.Context, q db.Querier, chain int64, holder string, ttl time.Duration) error {
+	tag, err := q.Exec(ctx, `UPDATE audit_chains SET held_until = now() + $3::interval WHERE id = $1 AND holder = $2`,
+		chain, holder, ttl.String())
 	if err != nil {
-		return fmt.Errorf("%w: %s %q is not a uuid", ErrMalformedRow, field, *s)
+		return fmt.Errorf("renew audit chain %d: %w", chain, db.Map(err))
 	}
-	e.u8(1)
-	e.buf = append(e.buf, u[:]...)
-	return nil
-}
-
-func (e *encoder) row(r *Row) error {
-	switch {
-	case r.HashVersion != 1 && r.HashVersion != 2:
-		return fmt.Errorf("%w: %d", ErrUnknownHashVersion, r.HashVersion)
-	case r.Count < 1:
-		return fmt.Errorf("%w: count %d", ErrMalformedRow, r.Count)
-	case r.HashVersion == 1 && r.Count != 1:
-		return fmt.Errorf("%w: count %d on a version 1 row, which stands for one call", ErrMalformedRow, r.Count)
-	case r.HashVersion == 1 && len(r.TaskBound) > 0:
-		return fmt.Errorf("%w: bound task fields on a version 1 row, which has none", ErrMalformedRow)
-	}
-	e.buf = append(e.buf[:0], encodingTag...)
-	e.u16(uint16(r.HashVersion))
-	e.i64(r.Seq)
-	e.i64(r.At.UnixMicro())
-	e.str(r.RequestID)
-	e.str(r.Transport)
-	e.str(r.Subject)
-	e.u32(uint32(len(r.Groups)))
-	for _, g := range r.Groups {
-		e.str(g)
-	}
-	e.str(r.Action)
-	e.str(r.Tool)
-	e.optStr(r.ConnectorType)
-	if err := e.optUUID("instance_id", r.InstanceID); err != nil {
-		return err
-	}
-	e.optStr(r.Operation)
-	e.optStr(r.Resource)
-	e.str(r.Decision)
-	e.str(r.Reason)
-	e.optInt(r.PolicyVersion)
-	for _, f := range []struct {
-		name string
-		v    *string
-	}{{"task_id", r.TaskID}, {"project_id", r.ProjectID}, {"run_id", r.RunID}, {"job_id", r.JobID}} {
-		if err := e.optUUID(f.name, f.v); err != nil {
-			return err
-		}
-	}
-	e.optStr(r.AgentID)
-	e.str(r.Status)
-	e.optStr(r.ErrorType)
-	e.i64(r.DurationUS)
-	if r.HashVersion >= 2 {
-		e.i64(r.Count)
-		e.u32(uint32(len(r.TaskBound)))
-		for _, f := range r.TaskBound {
-			e.str(f)
-		}
-	}
-	e.bytes(r.PrevHash)
-	return nil
-}
-
-// Earliest and latest times a row may carry: PostgreSQL and Unix
-// microseconds both hold them exactly.
-var (
-	minAt = time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC)
-	maxAt = time.Date(9999, 12, 31, 23, 59, 59, 999999000, time.UTC)
-)
-
-// newRow turns ev into the row to store, less its place in the chain. It
-// fills defaults (time now, status ok, subject anonymous), makes every string
-// storable (valid UTF-8, no NUL), canonicalises uuids and rejects what the
-// database would refuse, so that one bad event can never fail a batch of
-// others.
-func newRow(ev Event, now time.Time) (*Row, error) {
-	if ev.Decision != Allow && ev.Decision != Deny {
-		return nil, fmt.Errorf("%w: decision %q", ErrInvalidEvent, ev.Decision)
-	}
-	if ev.Status == "" {
-		ev.Status = StatusOK
-	}
-	if ev.Status != StatusOK && ev.Status != StatusError {
-		return nil, fmt.Errorf("%w: status %q", ErrInvalidEvent, ev.Status)
-	}
-	if ev.Subject == "" {
-		ev.Subject = callctx.Anonymous
-	}
-	if ev.Count < 0 {
-		return nil, fmt.Errorf("%w: count %d", ErrInvalidEvent, ev.Count)
-	}
-	at := ev.At
-	if at.IsZero() {
-		at = now
-	}
-	at = at.UTC().Truncate(time.Microsecond)
-	if at.Before(minAt) || at.After(maxAt) {
-		return nil, fmt.Errorf("%w: time %s out of range", ErrInvalidEvent, at)
-	}
-	r := &Row{
-		At:          at,
-		RequestID:   clean(ev.RequestID),
-		Transport:   clean(ev.Transport),
-		Subject:     clean(string(ev.Subject)),
-		Groups:      make([]string, len(ev.Groups)),
-		Action:      clean(ev.Action),
-		Tool:        clean(ev.Tool),
-		Decision:    ev.Decision,
-		Reason:      clean(ev.Reason),
-		Status:      ev.Status,
-		DurationUS:  max(ev.Duration.Microseconds(), 0),
-		Count:       max(ev.Count, 1),
-		TaskBound:   ev.Task.Bound.Fields(),
-		HashVersion: HashVersion,
-	}
-	if r.TaskBound == nil {
-		r.TaskBound = []string{}
-	}
-	for i, g := range ev.Groups {
-		r.Groups[i] = clean(string(g))
-	}
-	r.ConnectorType = optional(ev.ConnectorType)
-	r.Operation = optional(ev.Operation)
-	r.Resource = optional(ev.Resource)
-	r.AgentID = optional(ev.Task.AgentID)
-	r.ErrorType = optional(ev.ErrorType)
-	if ev.PolicyVersion != 0 {
-		v := ev.PolicyVersion
-		r.PolicyVersion = &v
-	}
-	for _, f := range []struct {
-		name string
-		in   string
-		out  **string
-	}{
-		{"instance_id", ev.InstanceID, &r.InstanceID},
-		{"task_id", ev.Task.TaskID, &r.TaskID},
-		{"project_id", ev.Task.ProjectID, &r.ProjectID},
-		{"run_id", ev.Task.RunID, &r.RunID},
-		{"job_id", ev.Task.JobID, &r.JobID},
-	} {
-		if f.in == "" {
-			continue
-		}
-		u, err := uuid.Parse(f.in)
-		if err != nil {
-			return nil, fmt.Errorf("%w: %s %q is not a uuid", ErrInvalidEvent, f.name, f.in)
-		}
-		s := u.String()
-		*f.out = &s
-	}
-	return r, nil
-}
-
-// clean makes s storable as PostgreSQL text: valid UTF-8 without NUL.
-func clean(s string) string {
-	if utf8.ValidString(s) && strings.IndexByte(s, 0) < 0 {
-		return s
-	}
-	return strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "\uFFFD")
-}
-
-func optional(s string) *string {
-	if s == "" {
-		return nil
-	}
-	c := clean(s)
-	return &c
-}
-
-// link places rows after (seq, prev) in the chain and hashes them. It
-// returns the new head.
-func link(rows []*Row, seq int64, prev Hash) (int64, Hash, error) {
-	var e encoder
-	for _, r := range rows {
-		seq++
-		r.Seq = seq
-		r.PrevHash = prev
-		if err := e.row(r); err != nil {
-			return 0, nil, err
-		}
-		sum := sha256.Sum256(e.buf)
-		r.Hash = sum[:]
-		prev = r.Hash
-	}
-	return seq, prev, nil
-}
-
-// columns lists audit_events' columns in Row order.
-const columns = `seq, at, request_id, transport, subject, subject_groups, action, tool, connector_type, instance_id,
- operation, resource, decision, reason, policy_version, task_id, project_id, run_id, job_id, agent_id, status,
- error_type, duration_us, count, task_bound, hash_version, prev_hash, hash`
-
-// scanRow reads one row selected as columns into r. r.Groups is reused.
-func scanRow(rows pgx.Rows, r *Row) error {
-	var groups []*string
-	if err := rows.Scan(&r.Seq, &r.At, &r.RequestID, &r.Transport, &r.Subject, &groups, &r.Action, &r.Tool,
-		&r.ConnectorType, &r.InstanceID, &r.Operation, &r.Resource, &r.Decision, &r.Reason, &r.PolicyVersion,
-		&r.TaskID, &r.ProjectID, &r.RunID, &r.JobID, &r.AgentID, &r.Status, &r.ErrorType, &r.DurationUS,
-		&r.Count, &r.TaskBound, &r.HashVersion, (*[]byte)(&r.PrevHash), (*[]byte)(&r.Hash)); err != nil {
-		return err
-	}
-	r.At = r.At.UTC()
-	r.Groups = r.Groups[:0]
-	if r.Groups == nil {
-		r.Groups = []string{}
-	}
-	for _, g := range groups {
-		if g == nil {
-			return fmt.Errorf("%w: NULL in subject_groups", ErrMalformedRow)
-		}
-		r.Groups = append(r.Groups, *g)
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("renew audit chain %d: %w", chain, ErrChainLost)
 	}
 	return nil
 }
 
-// auditRow appends one linked row; a batch's rows go in one multi-row
-// INSERT (see RowInsert).
-var auditRow = NewRowInsert(`audit_events (`+columns+`)`,
-	`$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28`)
-
-// advanceSQL moves the chain head from ($1, $2) to ($3, $4), taking the
-// chain lock; if the head is no longer at ($1, $2) it raises
-// headMovedCode and the transaction fails.
-const advanceSQL = migrations.AuditAdvanceSQL
-
-// headMovedCode is the SQLSTATE advanceSQL raises when another writer
-// moved the head.
-const headMovedCode = migrations.AuditHeadMovedCode
-
-// lockHeadSQL takes the chain lock: held until the transaction ends.
-const lockHeadSQL = `SELECT seq, hash FROM audit_chain_head FOR UPDATE`
-
-// insertStatement returns the statement and parameters that insert linked
-// rows (the head is moved separately, with advanceSQL).
-func insertStatement(rows []*Row) (string, []any) {
-	stmts := make([]Stmt, len(rows))
-	for i, r := range rows {
-		stmts[i] = auditRow.Row(r.Seq, r.At, r.RequestID, r.Transport, r.Subject, r.Groups, r.Action, r.Tool,
-			r.ConnectorType, r.InstanceID, r.Operation, r.Resource, r.Decision, r.Reason, r.PolicyVersion,
-			r.TaskID, r.ProjectID, r.RunID, r.JobID, r.AgentID, r.Status, r.ErrorType, r.DurationUS,
-			r.Count, r.TaskBound, r.HashVersion, []byte(r.PrevHash), []byte(r.Hash))
+// ReleaseChain gives chain back, so the next writer continues it at once.
+func ReleaseChain(ctx context.Context, q db.Querier, chain int64, holder string) error {
+	if _, err := q.Exec(ctx, `UPDATE audit_chains SET holder = NULL, held_until = NULL WHERE id = $1 AND holder = $2`,
+		chain, holder); err != nil {
+		return fmt.Errorf("release audit chain %d: %w", chain, db.Map(err))
 	}
-	return mergeRows(stmts)
+	return nil
+}
+
+// ChainHead reads where chain ends, if it is still holder's (else
+// ErrChainLost). With lock (q must be a transaction) the chain's row stays
+// locked until the transaction ends: nothing else appends to the chain
+// meanwhile.
+func ChainHead(ctx context.Context, q db.Querier, chain int64, holder string, lock bool) (Head, error) {
+	sql := `SELECT head_seq, head_hash FROM audit_chains WHERE id = $1 AND holder = $2`
+	if lock {
+		sql += ` FOR UPDATE`
+	}
+	var head Head
+	err := q.QueryRow(ctx, sql, chain, holder).Scan(&head.Seq, (*[]byte)(&head.Hash))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Head{}, fmt.Errorf("audit chain %d: %w", chain, ErrChainLost)
+	}
+	if err != nil {
+		return Head{}, fmt.Errorf("read audit chain %d: %w", chain, db.Map(err))
+	}
+	return head, nil
 }

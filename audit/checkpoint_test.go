@@ -31,7 +31,7 @@ func TestVerifyAgainstAKeptCheckpoint(t *testing.T) {
 			if _, err := tx.Exec(ctx, `DELETE FROM audit_events WHERE seq >= 8`); err != nil {
 				return err
 			}
-			_, err := tx.Exec(ctx, `UPDATE audit_chain_head SET seq = $1, hash = $2`, rows[6].Seq, []byte(rows[6].Hash))
+			_, err := tx.Exec(ctx, `UPDATE audit_chains SET head_seq = $1, head_hash = $2`, rows[6].ChainSeq, []byte(rows[6].Hash))
 			return err
 		}, 8, ReasonCheckpointMissing},
 		{"rewritten from row 5, rehashed, head moved", func(t *testing.T, ctx context.Context, tx pgx.Tx, rows []Row) error {
@@ -54,17 +54,21 @@ func TestVerifyAgainstAKeptCheckpoint(t *testing.T) {
 				return err
 			}
 			last := repl[len(repl)-1]
-			_, err := tx.Exec(ctx, `UPDATE audit_chain_head SET seq = $1, hash = $2`, last.Seq, []byte(last.Hash))
+			_, err := tx.Exec(ctx, `UPDATE audit_chains SET head_seq = $1, head_hash = $2`, last.ChainSeq, []byte(last.Hash))
 			return err
 		}, n, ReasonCheckpointMismatch},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			pool := pgtest.Pool(t)
-			w := newWriter(t, pool)
+			w := newChain(t, pool)
 			record(t, w, n)
-			kept := mustVerify(t, pool, n).Checkpoint()
-			if kept.Seq != n || kept.String() != strings.Join([]string{"10", kept.Hash.String()}, ":") {
+			cps := mustVerify(t, pool, n).Checkpoints()
+			if len(cps) != 1 {
+				t.Fatalf("checkpoints %v, want one (one chain)", cps)
+			}
+			kept := cps[0]
+			if kept.Seq != n || kept.String() != strings.Join([]string{"1", "10", kept.Hash.String()}, ":") {
 				t.Fatalf("checkpoint %v", kept)
 			}
 			record(t, w, more)
@@ -96,14 +100,20 @@ func TestVerifyAgainstAKeptCheckpoint(t *testing.T) {
 	}
 }
 
-// A checkpoint is read from the form Verify prints, and nothing else.
+// A checkpoint is read from the form Verify prints, and from the form
+// earlier versions printed (one chain: chain 1), and nothing else.
 func TestParseCheckpoint(t *testing.T) {
 	h := strings.Repeat("ab", HashSize)
-	cp, err := ParseCheckpoint("42:" + strings.ToUpper(h))
-	if err != nil || cp.Seq != 42 || cp.String() != "42:"+h {
+	cp, err := ParseCheckpoint("3:42:" + strings.ToUpper(h))
+	if err != nil || cp.Chain != 3 || cp.Seq != 42 || cp.String() != "3:42:"+h {
 		t.Fatalf("ParseCheckpoint: %v %v", cp, err)
 	}
-	for _, bad := range []string{"", "42", ":" + h, "0:" + h, "-1:" + h, "x:" + h, "42:" + h[2:], "42:" + h + "ab", "42:zz" + h[2:], "42: " + h} {
+	cp, err = ParseCheckpoint("42:" + h)
+	if err != nil || cp.Chain != 1 || cp.Seq != 42 || cp.String() != "1:42:"+h {
+		t.Fatalf("ParseCheckpoint of an earlier version's checkpoint: %v %v", cp, err)
+	}
+	for _, bad := range []string{"", "42", ":" + h, "0:" + h, "-1:" + h, "x:" + h, "42:" + h[2:], "42:" + h + "ab", "42:zz" + h[2:],
+		"42: " + h, "0:42:" + h, "x:42:" + h, "1:0:" + h, "1:2:3:" + h, "1::" + h} {
 		if _, err := ParseCheckpoint(bad); err == nil {
 			t.Errorf("ParseCheckpoint(%q) accepted", bad)
 		}

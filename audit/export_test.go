@@ -19,7 +19,7 @@ import (
 func TestExportRoundTrip(t *testing.T) {
 	pool := pgtest.Pool(t)
 	ctx := context.Background()
-	w := newWriter(t, pool)
+	w := newChain(t, pool)
 	base := time.Date(2030, 6, 1, 0, 0, 0, 0, time.UTC)
 	const n = 12
 	for i := range n {
@@ -72,9 +72,10 @@ func TestExportRoundTrip(t *testing.T) {
 			}
 			if c.name == "all" {
 				ch := newChecker()
+				ch.id, ch.headSeq = 1, int64(len(got))
 				for i := range got {
-					if !ch.add(&got[i]) {
-						t.Fatalf("exported chain broken: %v", ch.broken)
+					if b := ch.add(&got[i]); b != nil {
+						t.Fatalf("exported chain broken: %v", b)
 					}
 				}
 			}
@@ -96,7 +97,7 @@ func TestExportRoundTrip(t *testing.T) {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
-	want := []string{"action", "agent_id", "at", "connector_type", "count", "decision", "duration_us", "error_type", "hash",
+	want := []string{"action", "agent_id", "at", "chain", "chain_seq", "connector_type", "count", "decision", "duration_us", "error_type", "hash",
 		"hash_version", "instance_id", "job_id", "operation", "policy_version", "prev_hash", "project_id", "reason",
 		"request_id", "resource", "run_id", "seq", "status", "subject", "subject_groups", "task_bound", "task_id", "tool", "transport"}
 	if !slices.Equal(keys, want) {

@@ -3,8 +3,7 @@ package audit
 import (
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -19,19 +18,67 @@ import (
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
 
-var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
-// newWriter returns a quiet writer on pool without background partition
-// upkeep, closed when t ends.
-func newWriter(t testing.TB, pool *pgxpool.Pool, opts ...Option) *Writer {
-	t.Helper()
-	w := NewWriter(pool, append([]Option{WithLogger(quiet), WithPartitionInterval(0)}, opts...)...)
-	t.Cleanup(w.Close)
-	return w
+// testChain appends to one chain as package commit's writer does, one
+// event per transaction: the chain's row locked, the row linked after its
+// head and inserted, the head moved.
+type testChain struct {
+	pool   *pgxpool.Pool
+	id     int64
+	holder string
 }
 
-// withQueue sets the queue capacity (tests).
-func withQueue(n int) Option { return func(w *Writer) { w.queue = n } }
+// newChain claims a chain on pool for a test.
+func newChain(t testing.TB, pool *pgxpool.Pool) *testChain {
+	t.Helper()
+	holder := uuid.NewString()
+	id, _, err := ClaimChain(context.Background(), pool, holder, "test", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &testChain{pool: pool, id: id, holder: holder}
+}
+
+// Record appends ev in a transaction of its own.
+func (c *testChain) Record(ctx context.Context, ev Event) error {
+	return pgx.BeginFunc(ctx, c.pool, func(tx pgx.Tx) error { return c.Write(ctx, tx, ev) })
+}
+
+// Write appends ev in tx.
+func (c *testChain) Write(ctx context.Context, tx pgx.Tx, ev Event) error {
+	r, err := NewRow(ev, time.Now())
+	if err != nil {
+		return err
+	}
+	head, err := ChainHead(ctx, tx, c.id, c.holder, true)
+	if err != nil {
+		return err
+	}
+	next, err := Link([]*Row{r}, c.id, head)
+	if err != nil {
+		return err
+	}
+	if err := insertRow(ctx, tx, r, false); err != nil {
+		return err
+	}
+	_, err = tx.Exec(ctx, `UPDATE audit_chains SET head_seq = $2, head_hash = $3 WHERE id = $1`, c.id, next.Seq, []byte(next.Hash))
+	return err
+}
+
+// insertRow inserts r; with seq, at r.Seq, else at the sequence's next.
+func insertRow(ctx context.Context, tx pgx.Tx, r *Row, seq bool) error {
+	first, args := "nextval('audit_events_seq')", []any{}
+	if seq {
+		first, args = "$1", []any{r.Seq}
+	}
+	params := make([]string, len(InsertTypes))
+	for i, t := range InsertTypes {
+		params[i] = fmt.Sprintf("$%d::%s", len(args)+i+1, t)
+	}
+	_, err := tx.Exec(ctx, `INSERT INTO audit_events (seq, `+InsertColumns+`) VALUES (`+first+`, `+strings.Join(params, ", ")+`)`,
+		r.Values(args)...)
+	return err
+}
 
 // event returns a varied, valid event; i picks which optional fields are set.
 func event(i int) Event {
@@ -63,7 +110,7 @@ func event(i int) Event {
 }
 
 // record writes n events through w, sequentially.
-func record(t testing.TB, w *Writer, n int) {
+func record(t testing.TB, w *testChain, n int) {
 	t.Helper()
 	for i := range n {
 		if err := w.Record(context.Background(), event(i)); err != nil {
@@ -147,12 +194,11 @@ func asSuperuser(t testing.TB, pool *pgxpool.Pool, fn func(ctx context.Context, 
 	}
 }
 
-// forge inserts rows as they are (no chain lock, head untouched), triggers
+// forge inserts rows as they are, seq included (head untouched), triggers
 // off.
 func forge(ctx context.Context, tx pgx.Tx, rows ...*Row) error {
-	for _, r := range rows { // one at a time: the single-row statement
-		sql, args := insertStatement([]*Row{r})
-		if _, err := tx.Exec(ctx, sql, args...); err != nil {
+	for _, r := range rows {
+		if err := insertRow(ctx, tx, r, true); err != nil {
 			return err
 		}
 	}

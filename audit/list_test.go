@@ -15,7 +15,7 @@ import (
 func TestListOrderPagingAndInstances(t *testing.T) {
 	ctx := context.Background()
 	pool := pgtest.Pool(t)
-	w := newWriter(t, pool)
+	w := newChain(t, pool)
 	a, b := uuid.NewString(), uuid.NewString()
 	for i := range 12 {
 		ev := event(i)

@@ -35,7 +35,7 @@ func TestEnsurePartitions(t *testing.T) {
 		t.Fatalf("partitions %v", got)
 	}
 
-	w := newWriter(t, pool)
+	w := newChain(t, pool)
 	for _, c := range []struct {
 		at   time.Time
 		want string
@@ -83,17 +83,6 @@ func TestEnsurePartitions(t *testing.T) {
 		t.Fatalf("audit_events_2031_06 has %d indexes (%v), want 5", idx, err)
 	}
 	mustVerify(t, pool, 5)
-}
-
-// The writer creates the current and next month's partitions by itself.
-func TestWriterKeepsPartitions(t *testing.T) {
-	pool := pgtest.Pool(t)
-	now := time.Date(2032, 12, 10, 0, 0, 0, 0, time.UTC)
-	newWriter(t, pool, WithPartitionInterval(time.Hour), withClock(func() time.Time { return now }))
-	waitFor(t, func() bool { return len(partitions(t, pool)) == 3 })
-	if got := partitions(t, pool); !equal(got, []string{"audit_events_2032_12", "audit_events_2033_01", "audit_events_default"}) {
-		t.Fatalf("partitions %v", got)
-	}
 }
 
 func partitions(t *testing.T, pool *pgxpool.Pool) []string {

@@ -17,7 +17,7 @@ import (
 	"github.com/connec/connec/internal/platform/db"
 )
 
-// Reason says how the chain is broken.
+// Reason says how the trail is broken.
 type Reason string
 
 // Reasons a link breaks.
@@ -27,61 +27,100 @@ const (
 	// ReasonLink: the row's prev_hash is not the previous row's hash (a row
 	// inserted, deleted and renumbered, or reordered).
 	ReasonLink Reason = "prev_hash_mismatch"
-	// ReasonMissing: seq skips a number (rows deleted).
+	// ReasonMissing: a chain skips positions (rows deleted).
 	ReasonMissing Reason = "missing_rows"
-	// ReasonDuplicate: a second row with the same seq (row inserted).
+	// ReasonDuplicate: a second row at a chain's position (row inserted, or
+	// rows reordered).
 	ReasonDuplicate Reason = "duplicate_seq"
-	// ReasonAfterHead: a row beyond the chain head (row inserted).
+	// ReasonAfterHead: a row beyond its chain's head (row inserted).
 	ReasonAfterHead Reason = "after_head"
-	// ReasonHead: the last row is not the one the chain head names (rows
-	// deleted from the end, or the head edited).
+	// ReasonHead: a chain's last row is not the one its head names (rows
+	// deleted from its end, or the head edited).
 	ReasonHead Reason = "head_mismatch"
 	// ReasonMalformed: the row cannot be encoded (a field edited into
 	// something connec never writes).
 	ReasonMalformed Reason = "malformed_row"
-	// ReasonCheckpointMissing: the chain ends before the seq of a kept
-	// checkpoint (the newest rows deleted together with the head).
+	// ReasonUnknownChain: a row of a chain the trail has no record of (row
+	// inserted, or the chain's record deleted).
+	ReasonUnknownChain Reason = "unknown_chain"
+	// ReasonChainMissing: chains are numbered without gaps, and one is
+	// missing (a whole chain deleted with its record).
+	ReasonChainMissing Reason = "chain_missing"
+	// ReasonCheckpointMissing: a chain ends before the position of a kept
+	// checkpoint (its newest rows deleted together with its head), or is
+	// gone.
 	ReasonCheckpointMissing Reason = "checkpoint_missing"
-	// ReasonCheckpointMismatch: the row at a kept checkpoint's seq has
+	// ReasonCheckpointMismatch: the row at a kept checkpoint's position has
 	// another hash (the chain rewritten from that row or before, every later
 	// hash and the head recomputed).
 	ReasonCheckpointMismatch Reason = "checkpoint_mismatch"
 )
 
-// Break is the first broken link: the seq at which the chain stops
-// verifying, why, and a human-readable detail.
+// Break is the first broken link: the chain and the position in it at
+// which the trail stops verifying, why, and a human-readable detail.
 type Break struct {
-	Seq    int64  `json:"seq"`
+	// Chain and Seq are the chain and the position in it.
+	Chain int64 `json:"chain"`
+	Seq   int64 `json:"seq"`
+	// Row is the seq of the row found broken (0 when the break is rows
+	// missing).
+	Row    int64  `json:"row,omitempty"`
 	Reason Reason `json:"reason"`
 	Detail string `json:"detail"`
 }
 
 func (b *Break) String() string {
-	return fmt.Sprintf("seq %d: %s: %s", b.Seq, b.Reason, b.Detail)
+	return fmt.Sprintf("chain %d seq %d: %s: %s", b.Chain, b.Seq, b.Reason, b.Detail)
+}
+
+// ChainReport is what Verify found in one chain.
+type ChainReport struct {
+	Chain int64 `json:"chain"`
+	// Rows verified; LastSeq and LastHash are the position and hash of the
+	// last one.
+	Rows     int64 `json:"rows"`
+	LastSeq  int64 `json:"last_seq"`
+	LastHash Hash  `json:"last_hash"`
+	// HeadSeq and HeadHash are where audit_chains says the chain ends.
+	HeadSeq  int64 `json:"head_seq"`
+	HeadHash Hash  `json:"head_hash"`
 }
 
 // Report is what Verify found.
 type Report struct {
 	// Rows is how many rows verified before the walk ended.
 	Rows int64 `json:"rows"`
-	// LastSeq and LastHash are those of the last row that verified.
+	// LastSeq and LastHash are the seq and hash of the last row that
+	// verified, in the order the trail was walked (seq).
 	LastSeq  int64 `json:"last_seq"`
 	LastHash Hash  `json:"last_hash"`
-	// HeadSeq and HeadHash are what audit_chain_head records.
+	// HeadSeq and HeadHash name the newest row of the trail when it
+	// verified whole (the same as LastSeq and LastHash then), else what
+	// the walk reached.
 	HeadSeq  int64 `json:"head_seq"`
 	HeadHash Hash  `json:"head_hash"`
-	// Broken is the first broken link, nil if the chain verifies.
+	// Chains reports each chain, in order of their numbers.
+	Chains []ChainReport `json:"chains"`
+	// Broken is the first broken link, nil if the trail verifies.
 	Broken *Break `json:"broken,omitempty"`
 }
 
-// Checkpoint is the last row that verified, to keep outside the database
-// and pass to a later Verify.
-func (r Report) Checkpoint() Checkpoint { return Checkpoint{Seq: r.LastSeq, Hash: r.LastHash} }
+// Checkpoints are the last row of every chain that holds any, to keep
+// outside the database and pass to a later Verify.
+func (r Report) Checkpoints() []Checkpoint {
+	var out []Checkpoint
+	for _, c := range r.Chains {
+		if c.LastSeq > 0 {
+			out = append(out, Checkpoint{Chain: c.Chain, Seq: c.LastSeq, Hash: c.LastHash})
+		}
+	}
+	return out
+}
 
-// OK reports whether the whole chain verified.
+// OK reports whether the whole trail verified.
 func (r Report) OK() bool { return r.Broken == nil }
 
-// Err returns nil if the chain verified, else an error wrapping
+// Err returns nil if the trail verified, else an error wrapping
 // ErrChainBroken that names the first broken link.
 func (r Report) Err() error {
 	if r.Broken == nil {
@@ -90,21 +129,25 @@ func (r Report) Err() error {
 	return fmt.Errorf("%w at %s", ErrChainBroken, r.Broken)
 }
 
-// Verify walks the whole chain in seq order, streaming (constant memory),
-// and reports the first broken link: a row whose hash does not match its
-// fields (edited), a seq gap (deleted), a duplicate seq, a prev_hash that is
-// not the previous row's hash (inserted, reordered), rows beyond the chain
-// head or missing before it. It returns an error only if it could not read
-// the chain.
+// Verify walks the whole trail — every chain, together, in seq order —
+// streaming (memory grows with the number of chains, not rows), and
+// reports the first broken link: a row whose hash does not match its
+// fields (edited), a chain that skips a position (deleted), a position
+// twice (inserted, or reordered), a prev_hash that is not the previous
+// row's hash in its chain (inserted, reordered), rows beyond a chain's
+// head or missing before it, a row of a chain the trail has no record of,
+// a gap in the chains' numbers. It returns an error only if it could not
+// read the trail.
 //
-// The chain head and the rows must be read from one snapshot: given a pool
-// or a connection, Verify reads in a read-only repeatable-read transaction
-// of its own; given a transaction, it should be a repeatable-read one.
+// The chains' heads and the rows must be read from one snapshot: given a
+// pool or a connection, Verify reads in a read-only repeatable-read
+// transaction of its own; given a transaction, it should be a
+// repeatable-read one.
 //
 // A hash chain shows tampering by anyone who does not rewrite every later
-// row and the head as well. To catch that too, keep Report.Checkpoint of a
-// verified chain somewhere outside the database and pass it back as expect:
-// the chain must still reach each checkpoint's seq
+// row and the head as well. To catch that too, keep Report.Checkpoints of a
+// verified trail somewhere outside the database and pass them back as
+// expect: each chain must still reach its checkpoint's position
 // (ReasonCheckpointMissing) with the same hash there
 // (ReasonCheckpointMismatch).
 func Verify(ctx context.Context, q db.Querier, expect ...Checkpoint) (Report, error) {
@@ -122,7 +165,7 @@ func Verify(ctx context.Context, q db.Querier, expect ...Checkpoint) (Report, er
 		err = run(q)
 	}
 	if err != nil {
-		return rep, fmt.Errorf("verify audit chain: %w", db.Map(err))
+		return rep, fmt.Errorf("verify audit trail: %w", db.Map(err))
 	}
 	return rep, nil
 }
@@ -136,17 +179,44 @@ var verifyPage = 5000
 
 func verify(ctx context.Context, q db.Querier, expect []Checkpoint) (Report, error) {
 	var rep Report
-	var head []byte
-	if err := q.QueryRow(ctx, `SELECT seq, hash FROM audit_chain_head`).Scan(&rep.HeadSeq, &head); err != nil {
-		return rep, fmt.Errorf("read chain head: %w", err)
+	w := &walk{chains: map[int64]*checker{}}
+	rows, err := q.Query(ctx, `SELECT id, head_seq, head_hash FROM audit_chains ORDER BY id`)
+	if err != nil {
+		return rep, fmt.Errorf("read audit chains: %w", err)
 	}
-	rep.HeadHash = head
-	expect = slices.SortedFunc(slices.Values(expect), func(a, b Checkpoint) int { return cmp.Compare(a.Seq, b.Seq) })
-	c := newChecker(expect...)
+	for rows.Next() {
+		c := newChecker()
+		if err := rows.Scan(&c.id, &c.headSeq, (*[]byte)(&c.headHash)); err != nil {
+			rows.Close()
+			return rep, fmt.Errorf("read audit chains: %w", err)
+		}
+		w.chains[c.id] = c
+		w.order = append(w.order, c)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return rep, fmt.Errorf("read audit chains: %w", err)
+	}
+	for _, cp := range slices.SortedFunc(slices.Values(expect), func(a, b Checkpoint) int {
+		return cmp.Or(cmp.Compare(a.Chain, b.Chain), cmp.Compare(a.Seq, b.Seq))
+	}) {
+		if c := w.chains[cp.Chain]; c != nil {
+			c.keep(cp)
+		} else if w.broken == nil {
+			w.broken = &Break{Chain: cp.Chain, Seq: 1, Reason: ReasonCheckpointMissing,
+				Detail: fmt.Sprintf("chain %d, which the kept checkpoint %s is in, is gone: deleted", cp.Chain, cp)}
+		}
+	}
+	for i, c := range w.order {
+		if c.id != int64(i+1) && w.broken == nil {
+			w.broken = &Break{Chain: int64(i + 1), Seq: 1, Reason: ReasonChainMissing,
+				Detail: fmt.Sprintf("chains are numbered without gaps and chain %d is missing: deleted with its rows", i+1)}
+		}
+	}
 	var r Row
 	// Keyset pages in (seq, at) order: each page an index walk of bounded
 	// size, so neither side ever holds or sorts the whole table.
-	for first, more := true, true; more && c.broken == nil; first = false {
+	for first, more := true, w.broken == nil; more && w.broken == nil; first = false {
 		var rows pgx.Rows
 		var err error
 		if first {
@@ -164,22 +234,12 @@ func verify(ctx context.Context, q db.Querier, expect []Checkpoint) (Report, err
 			if err := scanRow(rows, &r); err != nil {
 				if !errors.Is(err, ErrMalformedRow) {
 					rows.Close()
-					return rep, fmt.Errorf("read audit row after seq %d: %w", c.lastSeq, err)
+					return rep, fmt.Errorf("read audit row after seq %d: %w", w.lastSeq, err)
 				}
-				c.broken = &Break{Seq: r.Seq, Reason: ReasonMalformed, Detail: err.Error()}
+				w.broken = &Break{Chain: r.Chain, Seq: r.ChainSeq, Row: r.Seq, Reason: ReasonMalformed, Detail: err.Error()}
 				break
 			}
-			if r.Seq > rep.HeadSeq && r.Seq >= c.expect {
-				if c.expect <= rep.HeadSeq {
-					c.broken = &Break{Seq: c.expect, Reason: ReasonMissing,
-						Detail: fmt.Sprintf("rows %d..%d missing: deleted", c.expect, rep.HeadSeq)}
-				} else {
-					c.broken = &Break{Seq: r.Seq, Reason: ReasonAfterHead,
-						Detail: fmt.Sprintf("row beyond the chain head (seq %d): inserted", rep.HeadSeq)}
-				}
-				break
-			}
-			if !c.add(&r) {
+			if !w.add(&r) {
 				break
 			}
 		}
@@ -189,119 +249,175 @@ func verify(ctx context.Context, q db.Querier, expect []Checkpoint) (Report, err
 		}
 		more = n == verifyPage
 	}
-	if c.broken == nil {
-		switch {
-		case c.lastSeq < rep.HeadSeq:
-			c.broken = &Break{Seq: c.lastSeq + 1, Reason: ReasonMissing,
-				Detail: fmt.Sprintf("rows %d..%d missing: the chain head is at %d (rows deleted from the end)", c.lastSeq+1, rep.HeadSeq, rep.HeadSeq)}
-		case !bytes.Equal(c.lastHash, rep.HeadHash):
-			c.broken = &Break{Seq: c.lastSeq, Reason: ReasonHead,
-				Detail: fmt.Sprintf("last row's hash %x is not the chain head's %x", []byte(c.lastHash), head)}
+	for _, c := range w.order {
+		if w.broken == nil {
+			w.broken = c.end()
 		}
+		rep.Chains = append(rep.Chains, ChainReport{Chain: c.id, Rows: c.rows, LastSeq: c.lastSeq, LastHash: c.lastHash,
+			HeadSeq: c.headSeq, HeadHash: c.headHash})
 	}
-	if c.broken == nil {
-		for _, cp := range expect { // sorted by seq
-			if cp.Seq > c.lastSeq {
-				c.broken = &Break{Seq: c.lastSeq + 1, Reason: ReasonCheckpointMissing,
-					Detail: fmt.Sprintf("the chain ends at seq %d, before the kept checkpoint %s: rows from %d on were deleted, the chain head with them",
-						c.lastSeq, cp, c.lastSeq+1)}
-				break
-			}
-		}
-	}
-	rep.Rows, rep.LastSeq, rep.LastHash, rep.Broken = c.rows, c.lastSeq, c.lastHash, c.broken
+	rep.Rows, rep.LastSeq, rep.LastHash, rep.Broken = w.rows, w.lastSeq, w.lastHash, w.broken
+	rep.HeadSeq, rep.HeadHash = w.lastSeq, w.lastHash
 	return rep, nil
 }
 
-// checker follows the chain one row at a time.
-type checker struct {
-	expect   int64 // seq the next row must have
-	prev     Hash  // hash the next row must name as prev_hash
-	rows     int64 // rows verified
-	lastSeq  int64
+// walk follows every chain through the trail in seq order.
+type walk struct {
+	chains   map[int64]*checker
+	order    []*checker // by number
+	rows     int64
+	lastSeq  int64 // of the last row that verified
 	lastHash Hash
 	broken   *Break
-	enc      encoder
-	// kept holds the hashes of kept checkpoints by seq.
-	kept map[int64][]Hash
 }
 
-func newChecker(expect ...Checkpoint) *checker {
-	c := &checker{expect: 1, prev: genesis, lastHash: genesis}
-	if len(expect) > 0 {
-		c.kept = make(map[int64][]Hash, len(expect))
-		for _, cp := range expect {
-			c.kept[cp.Seq] = append(c.kept[cp.Seq], cp.Hash)
-		}
+// add checks r as the next row of its chain; false means the trail broke
+// at it (see w.broken).
+func (w *walk) add(r *Row) bool {
+	c := w.chains[r.Chain]
+	if c == nil {
+		w.broken = &Break{Chain: r.Chain, Seq: r.ChainSeq, Row: r.Seq, Reason: ReasonUnknownChain,
+			Detail: fmt.Sprintf("row %d is of chain %d, of which the trail has no record: inserted, or the chain's record deleted", r.Seq, r.Chain)}
+		return false
 	}
-	return c
+	if w.broken = c.add(r); w.broken != nil {
+		return false
+	}
+	w.rows++
+	w.lastSeq, w.lastHash = r.Seq, c.lastHash
+	return true
 }
 
-// add checks r as the next row; false means the chain broke at it (see
-// c.broken).
-func (c *checker) add(r *Row) bool {
+// checker follows one chain one row at a time.
+type checker struct {
+	id       int64
+	headSeq  int64
+	headHash Hash
+	expect   int64 // position the next row must have
+	prev     Hash  // hash the next row must name as prev_hash
+	rows     int64 // rows verified
+	lastSeq  int64 // position of the last row that verified
+	lastHash Hash
+	enc      encoder
+	// kept holds the hashes of kept checkpoints by position; keptMax is
+	// the furthest.
+	kept    map[int64][]Hash
+	keptMax *Checkpoint
+}
+
+func newChecker() *checker {
+	return &checker{expect: 1, prev: genesis, lastHash: genesis}
+}
+
+func (c *checker) keep(cp Checkpoint) {
+	if c.kept == nil {
+		c.kept = map[int64][]Hash{}
+	}
+	c.kept[cp.Seq] = append(c.kept[cp.Seq], cp.Hash)
+	if c.keptMax == nil || cp.Seq > c.keptMax.Seq {
+		c.keptMax = &cp
+	}
+}
+
+// add checks r as the chain's next row, returning the break if it is not.
+func (c *checker) add(r *Row) *Break {
+	at := func(reason Reason, detail string, args ...any) *Break {
+		return &Break{Chain: c.id, Seq: r.ChainSeq, Row: r.Seq, Reason: reason, Detail: fmt.Sprintf(detail, args...)}
+	}
 	switch {
-	case r.Seq < c.expect:
-		c.broken = &Break{Seq: r.Seq, Reason: ReasonDuplicate, Detail: fmt.Sprintf("a second row with seq %d: inserted", r.Seq)}
-		return false
-	case r.Seq > c.expect:
-		c.broken = &Break{Seq: c.expect, Reason: ReasonMissing,
-			Detail: fmt.Sprintf("rows %d..%d missing: deleted", c.expect, r.Seq-1)}
-		return false
+	case r.ChainSeq > c.headSeq && r.ChainSeq >= c.expect:
+		if c.expect <= c.headSeq {
+			return &Break{Chain: c.id, Seq: c.expect, Reason: ReasonMissing,
+				Detail: fmt.Sprintf("chain %d: rows %d..%d missing: deleted", c.id, c.expect, c.headSeq)}
+		}
+		return at(ReasonAfterHead, "chain %d: row %d is beyond the chain's head (%d): inserted", c.id, r.Seq, c.headSeq)
+	case r.ChainSeq < c.expect:
+		return at(ReasonDuplicate, "chain %d: a second row at %d (row %d): inserted, or rows reordered", c.id, r.ChainSeq, r.Seq)
+	case r.ChainSeq > c.expect:
+		return &Break{Chain: c.id, Seq: c.expect, Reason: ReasonMissing,
+			Detail: fmt.Sprintf("chain %d: rows %d..%d missing: deleted", c.id, c.expect, r.ChainSeq-1)}
 	}
 	if err := c.enc.row(r); err != nil {
-		c.broken = &Break{Seq: r.Seq, Reason: ReasonMalformed, Detail: err.Error()}
-		return false
+		return at(ReasonMalformed, "%v", err)
 	}
 	if sum := sha256.Sum256(c.enc.buf); !bytes.Equal(sum[:], r.Hash) {
-		c.broken = &Break{Seq: r.Seq, Reason: ReasonEdited,
-			Detail: fmt.Sprintf("stored hash %x, fields hash to %x: row edited", []byte(r.Hash), sum[:])}
-		return false
+		return at(ReasonEdited, "chain %d: row %d's stored hash is %x, its fields hash to %x: row edited", c.id, r.Seq, []byte(r.Hash), sum[:])
 	}
 	if !bytes.Equal(r.PrevHash, c.prev) {
-		c.broken = &Break{Seq: r.Seq, Reason: ReasonLink,
-			Detail: fmt.Sprintf("prev_hash %x is not row %d's hash %x: rows inserted, deleted or reordered", []byte(r.PrevHash), r.Seq-1, []byte(c.prev))}
-		return false
+		return at(ReasonLink, "chain %d: row %d's prev_hash %x is not the hash %x of the row before it: rows inserted, deleted or reordered",
+			c.id, r.Seq, []byte(r.PrevHash), []byte(c.prev))
 	}
-	for _, h := range c.kept[r.Seq] {
+	for _, h := range c.kept[r.ChainSeq] {
 		if !bytes.Equal(h, r.Hash) {
-			c.broken = &Break{Seq: r.Seq, Reason: ReasonCheckpointMismatch,
-				Detail: fmt.Sprintf("row %d's hash is %x, the kept checkpoint %s says otherwise: the chain was rewritten from this row or before",
-					r.Seq, []byte(r.Hash), Checkpoint{Seq: r.Seq, Hash: h})}
-			return false
+			return at(ReasonCheckpointMismatch, "chain %d: the row at %d has hash %x, the kept checkpoint %s says otherwise: the chain was rewritten from this row or before",
+				c.id, r.ChainSeq, []byte(r.Hash), Checkpoint{Chain: c.id, Seq: r.ChainSeq, Hash: h})
 		}
 	}
 	c.rows++
 	c.expect++
-	c.lastSeq = r.Seq
+	c.lastSeq = r.ChainSeq
 	c.prev = append(c.prev[:0:0], r.Hash...)
 	c.lastHash = c.prev
-	return true
+	return nil
+}
+
+// end checks the chain ends where its head says and reaches every kept
+// checkpoint.
+func (c *checker) end() *Break {
+	switch {
+	case c.lastSeq < c.headSeq:
+		return &Break{Chain: c.id, Seq: c.lastSeq + 1, Reason: ReasonMissing,
+			Detail: fmt.Sprintf("chain %d: rows %d..%d missing: its head is at %d (rows deleted from its end)", c.id, c.lastSeq+1, c.headSeq, c.headSeq)}
+	case !bytes.Equal(c.lastHash, c.headHash):
+		return &Break{Chain: c.id, Seq: c.lastSeq, Reason: ReasonHead,
+			Detail: fmt.Sprintf("chain %d: the last row's hash %x is not its head's %x", c.id, []byte(c.lastHash), []byte(c.headHash))}
+	case c.keptMax != nil && c.keptMax.Seq > c.lastSeq:
+		return &Break{Chain: c.id, Seq: c.lastSeq + 1, Reason: ReasonCheckpointMissing,
+			Detail: fmt.Sprintf("chain %d ends at %d, before the kept checkpoint %s: rows from %d on were deleted, its head with them",
+				c.id, c.lastSeq, c.keptMax, c.lastSeq+1)}
+	}
+	return nil
 }
 
 // Checkpoint is a row of a verified chain, kept outside the database: its
-// seq and hash. Written "seq:hex-hash" (String, ParseCheckpoint).
+// chain, its position there and its hash. Written "chain:seq:hex-hash"
+// (String, ParseCheckpoint).
 type Checkpoint struct {
-	Seq  int64
-	Hash Hash
+	Chain int64
+	Seq   int64
+	Hash  Hash
 }
 
-func (c Checkpoint) String() string { return fmt.Sprintf("%d:%s", c.Seq, c.Hash) }
+func (c Checkpoint) String() string { return fmt.Sprintf("%d:%d:%s", c.Chain, c.Seq, c.Hash) }
 
-// ParseCheckpoint reads a checkpoint written as String writes it: a seq of
-// at least 1, a colon, and the row's SHA-256 hash in hex.
+// ParseCheckpoint reads a checkpoint written as String writes it: a chain
+// number and a position, each 1 or more, and the row's SHA-256 hash in hex,
+// separated by colons. A checkpoint printed before the trail had several
+// chains, "seq:hash", is one of chain 1.
 func ParseCheckpoint(s string) (Checkpoint, error) {
-	seq, hx, ok := strings.Cut(s, ":")
-	if !ok {
-		return Checkpoint{}, fmt.Errorf("checkpoint %q: want seq:hash, e.g. 42:%s", s, strings.Repeat("0", 2*HashSize))
+	parts := strings.Split(s, ":")
+	if len(parts) == 2 {
+		parts = append([]string{"1"}, parts...)
 	}
-	n, err := strconv.ParseInt(seq, 10, 64)
-	if err != nil || n < 1 {
-		return Checkpoint{}, fmt.Errorf("checkpoint %q: the seq %q is not a row number (1 or more)", s, seq)
+	if len(parts) != 3 {
+		return Checkpoint{}, fmt.Errorf("checkpoint %q: want chain:seq:hash, e.g. 1:42:%s", s, strings.Repeat("0", 2*HashSize))
 	}
-	h, err := hex.DecodeString(hx)
+	var cp Checkpoint
+	for _, f := range []struct {
+		name string
+		s    string
+		v    *int64
+	}{{"chain", parts[0], &cp.Chain}, {"seq", parts[1], &cp.Seq}} {
+		n, err := strconv.ParseInt(f.s, 10, 64)
+		if err != nil || n < 1 {
+			return Checkpoint{}, fmt.Errorf("checkpoint %q: the %s %q is not a number of 1 or more", s, f.name, f.s)
+		}
+		*f.v = n
+	}
+	h, err := hex.DecodeString(parts[2])
 	if err != nil || len(h) != HashSize {
 		return Checkpoint{}, fmt.Errorf("checkpoint %q: the hash is not %d hex digits", s, 2*HashSize)
 	}
-	return Checkpoint{Seq: n, Hash: h}, nil
+	cp.Hash = h
+	return cp, nil
 }

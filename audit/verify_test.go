@@ -57,7 +57,7 @@ func TestREQ_CONNEC_0110_AuditTrailTamperEvident(t *testing.T) {
 		{"rows deleted", exec(`DELETE FROM audit_events WHERE seq BETWEEN 3 AND 6`), 3, ReasonMissing},
 		{"last row deleted", exec(`DELETE FROM audit_events WHERE seq = $1`, n), n, ReasonMissing},
 		{"everything deleted", exec(`DELETE FROM audit_events`), 1, ReasonMissing},
-		{"head edited", exec(`UPDATE audit_chain_head SET hash = sha256('x')`), n, ReasonHead},
+		{"head edited", exec(`UPDATE audit_chains SET head_hash = sha256('x')`), n, ReasonHead},
 		{"row deleted and later ones renumbered", func(t *testing.T, ctx context.Context, tx pgx.Tx, rows []Row) error {
 			return replace(ctx, tx, 5, renumber(rows[5:], 5)...)
 		}, 5, ReasonEdited},
@@ -77,7 +77,7 @@ func TestREQ_CONNEC_0110_AuditTrailTamperEvident(t *testing.T) {
 		}, 5, ReasonDuplicate},
 		{"forged row after the head", func(t *testing.T, ctx context.Context, tx pgx.Tx, rows []Row) error {
 			f := rows[n-1]
-			f.Seq, f.PrevHash, f.Reason = n+1, rows[n-1].Hash, "forged"
+			f.Seq, f.ChainSeq, f.PrevHash, f.Reason = n+1, n+1, rows[n-1].Hash, "forged"
 			rehash(t, &f)
 			return forge(ctx, tx, &f)
 		}, n + 1, ReasonAfterHead},
@@ -106,12 +106,12 @@ func TestREQ_CONNEC_0110_AuditTrailTamperEvident(t *testing.T) {
 		}, 5, ReasonLink},
 		{"two rows swapped", func(t *testing.T, ctx context.Context, tx pgx.Tx, rows []Row) error {
 			a, b := rows[5], rows[4]
-			a.Seq, b.Seq = 5, 6
+			a.Seq, b.Seq, a.ChainSeq, b.ChainSeq = 5, 6, 5, 6
 			return replace(ctx, tx, 5, append([]Row{a, b}, rows[6:]...)...)
 		}, 5, ReasonEdited},
 		{"two rows swapped and rehashed", func(t *testing.T, ctx context.Context, tx pgx.Tx, rows []Row) error {
 			a, b := rows[5], rows[4]
-			a.Seq, b.Seq = 5, 6
+			a.Seq, b.Seq, a.ChainSeq, b.ChainSeq = 5, 6, 5, 6
 			rehash(t, &a)
 			rehash(t, &b)
 			return replace(ctx, tx, 5, append([]Row{a, b}, rows[6:]...)...)
@@ -120,7 +120,7 @@ func TestREQ_CONNEC_0110_AuditTrailTamperEvident(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			pool := pgtest.Pool(t)
-			w := newWriter(t, pool)
+			w := newChain(t, pool)
 			record(t, w, n)
 			rows := readRows(t, pool)
 			if c.tamper != nil {
@@ -161,12 +161,13 @@ func TestREQ_CONNEC_0110_AuditTrailTamperEvident(t *testing.T) {
 
 func (h Hash) equal(o Hash) bool { return string(h) == string(o) }
 
-// renumber returns copies of rows with seq from, from+1, … (content kept,
-// hashes stale).
+// renumber returns copies of rows at seq and position from, from+1, …
+// (content kept, hashes stale).
 func renumber(rows []Row, from int64) []Row {
 	out := make([]Row, len(rows))
 	for i, r := range rows {
 		r.Seq = from + int64(i)
+		r.ChainSeq = r.Seq
 		out[i] = r
 	}
 	return out
@@ -182,7 +183,7 @@ func TestAppendOnly(t *testing.T) {
 	if err := EnsurePartitions(ctx, pool, now); err != nil {
 		t.Fatal(err)
 	}
-	w := newWriter(t, pool)
+	w := newChain(t, pool)
 	record(t, w, 3)
 	old := event(9)
 	old.At = time.Date(2001, 1, 1, 0, 0, 0, 0, time.UTC) // lands in the default partition
@@ -206,10 +207,11 @@ func TestAppendOnly(t *testing.T) {
 		`TRUNCATE ` + month,
 		`TRUNCATE audit_events_default`,
 		`MERGE INTO audit_events a USING (SELECT 1 AS seq) s ON a.seq = s.seq WHEN MATCHED THEN DELETE`,
-		`UPDATE audit_chain_head SET seq = seq - 1`,
-		`UPDATE audit_chain_head SET hash = sha256('x')`,
-		`DELETE FROM audit_chain_head`,
-		`TRUNCATE audit_chain_head`,
+		`UPDATE audit_chains SET head_seq = head_seq - 1`,
+		`UPDATE audit_chains SET head_hash = sha256('x')`,
+		`UPDATE audit_chains SET id = id + 1`,
+		`DELETE FROM audit_chains`,
+		`TRUNCATE audit_chains`,
 	} {
 		_, err := pool.Exec(ctx, sql)
 		var pe *pgconn.PgError

@@ -14,7 +14,7 @@ import (
 // version 2, standing for 3 calls.
 func goldenRow() Row {
 	return Row{
-		Seq: 42, At: time.Date(2026, 1, 2, 3, 4, 5, 678901000, time.UTC),
+		Seq: 42, Chain: 1, ChainSeq: 42, At: time.Date(2026, 1, 2, 3, 4, 5, 678901000, time.UTC),
 		RequestID: "req", Transport: "sse", Subject: "user:00000000-0000-0000-0000-000000000001",
 		Groups: []string{"group:a", "group:b"}, Action: "connector.read", Tool: "connector_invoke",
 		ConnectorType: ptr("echo"), InstanceID: ptr("00000000-0000-0000-0000-000000000002"), Operation: ptr("echo.read"),
@@ -27,6 +27,14 @@ func goldenRow2() Row {
 	r := goldenRow()
 	r.HashVersion, r.Count = 2, 3
 	r.TaskBound = []string{"project_id", "agent_id"}
+	return r
+}
+
+// goldenRow3 is goldenRow2 hashed with version 3: position 7 of chain 2
+// (its seq, 42, is not covered any more).
+func goldenRow3() Row {
+	r := goldenRow2()
+	r.HashVersion, r.Chain, r.ChainSeq = 3, 2, 7
 	return r
 }
 
@@ -125,14 +133,62 @@ func TestHashVersion2IsFrozen(t *testing.T) {
 	}
 }
 
+// The version 3 encoding is version 2's with the chain and the position in
+// it where the seq was, and never changes either. A row of an earlier
+// version is in chain 1 at its seq: anything else on it is malformed.
+func TestHashVersion3IsFrozen(t *testing.T) {
+	r := goldenRow3()
+	h, err := r.ComputeHash()
+	if err != nil {
+		t.Fatal(err)
+	}
+	const want = "78e255da4f87684f259b2edd2a962033d63adcca827e3bd45acf2fb235a999a3"
+	if got := hex.EncodeToString(h); got != want {
+		t.Fatalf("v3 hash of the golden row = %s, want %s", got, want)
+	}
+	var e2 encoder
+	v2 := goldenRow2()
+	if err := e2.row(&v2); err != nil {
+		t.Fatal(err)
+	}
+	tag := len(encodingTag)
+	b := bytes.Clone(e2.buf[:tag])
+	b = append(b, 0, 3)
+	b = binary.BigEndian.AppendUint64(b, 2) // chain
+	b = binary.BigEndian.AppendUint64(b, 7) // position
+	b = append(b, e2.buf[tag+2+8:]...)      // v2 from at on
+	if sum := sha256.Sum256(b); !bytes.Equal(sum[:], h) {
+		t.Fatalf("encoding differs from its specification: %x", sum)
+	}
+	r.Seq = 99 // not covered
+	if h2, _ := r.ComputeHash(); !h2.equal(h) {
+		t.Error("the v3 hash depends on seq")
+	}
+	for name, edit := range map[string]func(r *Row){
+		"v2 in chain 2":       func(r *Row) { r.HashVersion, r.Chain = 2, 2 },
+		"v2 off its seq":      func(r *Row) { r.HashVersion, r.Chain, r.ChainSeq = 2, 1, 43 },
+		"v1 off its seq":      func(r *Row) { r.HashVersion, r.Count, r.TaskBound, r.Chain, r.ChainSeq = 1, 1, nil, 1, 7 },
+		"v3 without a chain":  func(r *Row) { r.Chain = 0 },
+		"v3 at position zero": func(r *Row) { r.ChainSeq = 0 },
+	} {
+		r := goldenRow3()
+		edit(&r)
+		if _, err := r.ComputeHash(); !errors.Is(err, ErrMalformedRow) {
+			t.Errorf("%s: %v, want malformed", name, err)
+		}
+	}
+}
+
 // Every field counts, and no two different rows encode alike — not even
 // when bytes move between neighbouring fields or an optional field is
 // empty rather than absent.
 func TestHashCoversEveryFieldUnambiguously(t *testing.T) {
-	base := goldenRow2()
+	base := goldenRow3()
 	baseHash, _ := base.ComputeHash()
 	edits := map[string]func(r *Row){
-		"seq":                 func(r *Row) { r.Seq++ },
+		"chain":               func(r *Row) { r.Chain++ },
+		"chain_seq":           func(r *Row) { r.ChainSeq++ },
+		"chain into position": func(r *Row) { r.Chain, r.ChainSeq = 7, 2 },
 		"at +1us":             func(r *Row) { r.At = r.At.Add(time.Microsecond) },
 		"request_id":          func(r *Row) { r.RequestID += "x" },
 		"shift into next":     func(r *Row) { r.RequestID, r.Transport = "re", "qsse" },
@@ -162,7 +218,8 @@ func TestHashCoversEveryFieldUnambiguously(t *testing.T) {
 		"error_type":          func(r *Row) { r.ErrorType = ptr("timeout") },
 		"duration_us":         func(r *Row) { r.DurationUS++ },
 		"count":               func(r *Row) { r.Count++ },
-		"version 1, count 1":  func(r *Row) { r.HashVersion, r.Count, r.TaskBound = 1, 1, nil },
+		"version 2":           func(r *Row) { r.HashVersion, r.Chain, r.ChainSeq = 2, 1, r.Seq },
+		"version 1, count 1":  func(r *Row) { r.HashVersion, r.Count, r.TaskBound, r.Chain, r.ChainSeq = 1, 1, nil, 1, r.Seq },
 		"task_bound order":    func(r *Row) { r.TaskBound = []string{"agent_id", "project_id"} },
 		"task_bound fewer":    func(r *Row) { r.TaskBound = r.TaskBound[:1] },
 		"task_bound none":     func(r *Row) { r.TaskBound = nil },
@@ -172,7 +229,7 @@ func TestHashCoversEveryFieldUnambiguously(t *testing.T) {
 	}
 	seen := map[string]string{hex.EncodeToString(baseHash): "base"}
 	for name, edit := range edits {
-		r := goldenRow2()
+		r := goldenRow3()
 		edit(&r)
 		h, err := r.ComputeHash()
 		if err != nil {
@@ -184,12 +241,12 @@ func TestHashCoversEveryFieldUnambiguously(t *testing.T) {
 		seen[hex.EncodeToString(h)] = name
 	}
 	// The stored hash itself is not an input.
-	r := goldenRow2()
+	r := goldenRow3()
 	r.Hash = Hash{1, 2, 3}
 	if h, _ := r.ComputeHash(); !h.equal(baseHash) {
 		t.Error("hash depends on the stored hash")
 	}
-	r.HashVersion = 3
+	r.HashVersion = 4
 	if _, err := r.ComputeHash(); !errors.Is(err, ErrUnknownHashVersion) {
 		t.Error("unknown hash version accepted")
 	}

@@ -1,4 +1,4 @@
-package audit
+package commit
 
 import (
 	"context"
@@ -10,11 +10,13 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/connec/connec/audit"
 	"github.com/connec/connec/internal/testkit/pgtest"
 )
 
-// BenchmarkRecord measures Record — chain lock, hash, insert, durable
-// commit, group-committed — with 1 and 32 concurrent callers, in rows/s
+// BenchmarkRecord measures Record — hash, one statement appending to the
+// writer's chain, durable commit, group-committed — with 1 and 32
+// concurrent callers, in rows/s
 // and rows/commit (average batch size). BenchmarkDurableCommit, run
 // alongside, is the baseline to read it against: one single-row INSERT
 // committed per call with synchronous_commit on, at the same concurrency.
@@ -31,10 +33,10 @@ func BenchmarkRecord(b *testing.B) {
 			pool := benchPool(b)
 			w := NewWriter(pool, WithLogger(quiet), WithPartitionInterval(0))
 			defer w.Close()
-			if err := EnsurePartitions(context.Background(), pool, w.now()); err != nil {
+			if err := audit.EnsurePartitions(context.Background(), pool, w.now()); err != nil {
 				b.Fatal(err)
 			}
-			evs := make([]Event, 64)
+			evs := make([]audit.Event, 64)
 			for i := range evs {
 				evs[i] = event(i)
 			}

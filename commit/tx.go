@@ -1,0 +1,174 @@
+package commit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/connec/connec/audit"
+	"github.com/connec/connec/internal/platform/db"
+	"github.com/connec/connec/internal/platform/metrics"
+)
+
+// ErrNoTransaction: Write got a Querier that is neither a transaction nor
+// able to begin one.
+var ErrNoTransaction = errors.New("commit: querier cannot run a transaction")
+
+// Write appends ev to the writer's chain in q's transaction, so a change
+// and its audit row commit together or not at all. It locks the chain's row,
+// which the transaction then holds until it ends, stalling this writer's
+// group commits (not other servers'): call Write last, just before commit,
+// and never call Record or Commit while holding it. If q is not a
+// transaction (a pool or connection) Write runs one of its own.
+func (w *Writer) Write(ctx context.Context, q db.Querier, ev audit.Event) (err error) {
+	defer func(start time.Time) { metrics.ObserveAuditWrite(time.Since(start), err) }(time.Now())
+	r, err := audit.NewRow(ev, w.now())
+	if err != nil {
+		return err
+	}
+	err = inTx(ctx, q, func(tx pgx.Tx) error { return w.append(ctx, tx, r) })
+	if err != nil {
+		return fmt.Errorf("write audit row: %w", db.Map(err))
+	}
+	return nil
+}
+
+// append links r after the writer's chain head, locked in tx, and inserts
+// it, moving the head.
+func (w *Writer) append(ctx context.Context, tx pgx.Tx, r *audit.Row) error {
+	w.stale.Store(true) // the commit loop reads the head again
+	w.mu.Lock()
+	chain := w.chain
+	w.mu.Unlock()
+	if chain == 0 {
+		// Claimed outside tx: the chain is the writer's whatever tx does.
+		var err error
+		if chain, _, err = w.position(ctx); err != nil {
+			return err
+		}
+	}
+	head, err := audit.ChainHead(ctx, tx, chain, w.holder, true)
+	if errors.Is(err, audit.ErrChainLost) {
+		w.mu.Lock()
+		if w.chain == chain {
+			w.chain, w.headOK = 0, false
+		}
+		w.mu.Unlock()
+		if chain, _, err = w.position(ctx); err != nil {
+			return err
+		}
+		head, err = audit.ChainHead(ctx, tx, chain, w.holder, true)
+	}
+	if err != nil {
+		return err
+	}
+	to, err := audit.Link([]*audit.Row{r}, chain, head)
+	if err != nil {
+		return err
+	}
+	args := r.Values([]any{chain, w.holder, head.Seq, []byte(head.Hash), to.Seq, []byte(to.Hash), w.chainTTL.String()})
+	rows, err := tx.Query(ctx, statement(shape{events: 1}), args...)
+	if err != nil {
+		return err
+	}
+	rows.Close()
+	return rows.Err()
+}
+
+// Prior is the run that holds an idempotency key.
+type Prior struct {
+	RunID    string
+	ArgsHash []byte
+}
+
+// Reserve commits u — a run start with an idempotency key, its guard and
+// its event — in a transaction of its own, unless a run of the same subject
+// on the same instance holds the key and it has not expired: then nothing
+// is written and that run is returned. A key past its expiry is freed
+// first. Like Commit it returns a *Refused if the guard refuses.
+func (w *Writer) Reserve(ctx context.Context, u Unit) (*Prior, error) {
+	st := u.Start
+	if st == nil || st.IdempotencyKey == "" {
+		return nil, errors.New("commit: Reserve needs a run start with an idempotency key")
+	}
+	r, err := audit.NewRow(u.Event, w.now())
+	if err != nil {
+		return nil, err
+	}
+	var prior *Prior
+	err = pgx.BeginFunc(ctx, w.pool, func(tx pgx.Tx) error {
+		if g := u.Guard; g != nil {
+			var k int
+			var refusal *string
+			if err := tx.QueryRow(ctx, guardOnly, g.args(0, nil)...).Scan(&k, &refusal); err != nil {
+				return err
+			}
+			if refusal != nil {
+				reason, err := parseRefusal(*refusal)
+				if err != nil {
+					return err
+				}
+				return &Refused{Reason: reason}
+			}
+		}
+		if _, err := tx.Exec(ctx, `UPDATE connector_runs SET idempotency_key = NULL
+WHERE instance_id = $1 AND subject = $2 AND idempotency_key = $3 AND idempotency_expires_at < now()`,
+			st.InstanceID, string(st.Subject), st.IdempotencyKey); err != nil {
+			return err
+		}
+		tag, err := tx.Exec(ctx, reserveSQL, st.args(nil)...)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 0 {
+			prior = &Prior{}
+			return tx.QueryRow(ctx, `SELECT id::text, idempotency_args FROM connector_runs
+WHERE instance_id = $1 AND subject = $2 AND idempotency_key = $3`, st.InstanceID, string(st.Subject), st.IdempotencyKey).
+				Scan(&prior.RunID, &prior.ArgsHash)
+		}
+		return w.append(ctx, tx, r)
+	})
+	var rf *Refused
+	if errors.As(err, &rf) {
+		return nil, rf
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reserve idempotency key: %w", db.Map(err))
+	}
+	return prior, nil
+}
+
+// reserveSQL inserts a run start unless its idempotency key is held.
+var reserveSQL = func() string {
+	var b strings.Builder
+	b.WriteString(`INSERT INTO connector_runs (id, instance_id, connector_type, operation, kind, subject, request_id, task_id, project_id,
+  run_id, job_id, agent_id, status, async, idempotency_key, idempotency_expires_at, bytes_in, started_at, server_id, idempotency_args)
+SELECT s.id, s.inst, s.typ, s.op, s.kind, s.sub, s.req, s.task, s.project, s.run, s.job, s.agent, s.status, s.async, s.key,
+  s.expires, s.bytes_in, CASE WHEN s.status = 'running' THEN clock_timestamp() END, s.server, s.args
+FROM (`)
+	next := 1
+	values(&b, 1, startTypes, &next)
+	b.WriteString(`) s(` + startCols + `)
+ON CONFLICT (instance_id, subject, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING`)
+	return b.String()
+}()
+
+type beginner interface {
+	Begin(ctx context.Context) (pgx.Tx, error)
+}
+
+// inTx runs fn in q if q is a transaction, else in a transaction q begins.
+func inTx(ctx context.Context, q db.Querier, fn func(tx pgx.Tx) error) error {
+	if tx, ok := q.(pgx.Tx); ok {
+		return fn(tx)
+	}
+	b, ok := q.(beginner)
+	if !ok {
+		return fmt.Errorf("%w: %T", ErrNoTransaction, q)
+	}
+	return pgx.BeginFunc(ctx, b, fn)
+}

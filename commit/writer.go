@@ -1,0 +1,475 @@
+package commit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/connec/connec/audit"
+	"github.com/connec/connec/internal/platform/db"
+	"github.com/connec/connec/internal/platform/metrics"
+)
+
+// ErrClosed: Record or Commit was called after Close.
+var ErrClosed = errors.New("commit: writer closed")
+
+// Defaults for a Writer.
+const (
+	DefaultMaxBatch          = 256
+	DefaultQueue             = 4 * DefaultMaxBatch
+	DefaultTimeout           = 10 * time.Second
+	DefaultPartitionInterval = time.Hour
+	// DefaultChainTTL is how long the writer's hold on its chain lasts
+	// unless renewed (it is renewed four times as often).
+	DefaultChainTTL = time.Minute
+)
+
+// Option configures a Writer.
+type Option func(*Writer)
+
+// WithLogger sets the writer's logger.
+func WithLogger(l *slog.Logger) Option { return func(w *Writer) { w.log = l } }
+
+// WithMaxBatch bounds how many units share one statement.
+func WithMaxBatch(n int) Option { return func(w *Writer) { w.maxBatch = max(n, 1) } }
+
+// WithTimeout bounds each group commit; the units of one that times out
+// fail.
+func WithTimeout(d time.Duration) Option { return func(w *Writer) { w.timeout = d } }
+
+// WithPartitionInterval sets how often the writer runs
+// audit.EnsurePartitions in the background (and it runs once in
+// NewWriter); 0 turns it off.
+func WithPartitionInterval(d time.Duration) Option {
+	return func(w *Writer) { w.partitionEvery = d }
+}
+
+// WithChainTTL sets how long the writer's hold on its chain lasts unless
+// renewed: after it stops, another writer continues its chain that much
+// later at the latest.
+func WithChainTTL(d time.Duration) Option { return func(w *Writer) { w.chainTTL = d } }
+
+// withClock replaces time.Now (tests).
+func withClock(now func() time.Time) Option { return func(w *Writer) { w.now = now } }
+
+// Writer group-commits units: the units that arrive while a commit is in
+// flight go together in the next statement (one round trip, one durable
+// commit), written by one goroutine; each caller still returns only once
+// its own unit is durable, or refused. It appends to a chain of its own
+// (claimed on first use, released by Close), so writers of other servers
+// never wait for it.
+type Writer struct {
+	pool           *pgxpool.Pool
+	log            *slog.Logger
+	now            func() time.Time
+	maxBatch       int
+	queue          int
+	timeout        time.Duration
+	partitionEvery time.Duration
+	chainTTL       time.Duration
+	holder, info   string
+
+	// chain is the writer's chain (0 until claimed, or once lost) and
+	// head where the commit loop last left it (valid while headOK);
+	// stale is set by Write, whose transaction may move the head.
+	mu     sync.Mutex
+	chain  int64
+	head   audit.Head
+	headOK bool
+	stale  atomic.Bool
+
+	closeMu sync.RWMutex // guards closed against sends on reqs
+	closed  bool
+	reqs    chan *request
+	done    chan struct{} // closed when the commit loop has drained reqs
+	stop    context.CancelFunc
+	maint   sync.WaitGroup
+}
+
+type request struct {
+	unit Unit
+	row  *audit.Row
+	done chan error
+}
+
+// NewWriter returns a writer on pool and starts its commit loop. Unless
+// turned off (WithPartitionInterval(0)) it also makes sure this and next
+// month's partitions exist before returning — so the first rows do not land
+// in the default partition and keep the month's partition from being
+// created — logging, not failing, if it cannot, and then keeps them in the
+// background. Call Close when done.
+func NewWriter(pool *pgxpool.Pool, opts ...Option) *Writer {
+	host, _ := os.Hostname()
+	w := &Writer{
+		pool: pool, log: slog.Default(), now: time.Now,
+		maxBatch: DefaultMaxBatch, queue: DefaultQueue, timeout: DefaultTimeout, partitionEvery: DefaultPartitionInterval,
+		chainTTL: DefaultChainTTL, holder: uuid.NewString(), info: fmt.Sprintf("%s pid %d", host, os.Getpid()),
+		done: make(chan struct{}),
+	}
+	for _, o := range opts {
+		o(w)
+	}
+	w.reqs = make(chan *request, max(w.queue, 1))
+	ctx, cancel := context.WithCancel(context.Background())
+	w.stop = cancel
+	go w.run()
+	if w.partitionEvery > 0 {
+		w.ensurePartitions(ctx)
+	}
+	w.maint.Add(1)
+	go w.upkeep(ctx)
+	return w
+}
+
+// Close stops accepting units, commits every unit already queued (their
+// callers get the outcome as usual), gives the writer's chain back and
+// stops its goroutines. Later calls return ErrClosed. Close is idempotent.
+func (w *Writer) Close() {
+	w.closeMu.Lock()
+	first := !w.closed
+	if first {
+		w.closed = true
+		close(w.reqs)
+	}
+	w.closeMu.Unlock()
+	<-w.done
+	w.stop()
+	w.maint.Wait()
+	if first {
+		w.release()
+	}
+}
+
+// Record commits ev alone (with whatever other units share its commit) and
+// returns once it is durable, or the error that kept it from being so. See
+// Commit.
+func (w *Writer) Record(ctx context.Context, ev audit.Event) error {
+	return w.Commit(ctx, Unit{Event: ev})
+}
+
+// Commit commits u — its audit row, and its run record if any, once its
+// guard (if any) holds — in a statement shared with concurrent units, and
+// returns once it is durable: nil, a *Refused naming what the guard found
+// (nothing of u was written), or the error that kept it from being
+// written. ctx bounds only a wait for room in the queue (the database is
+// not keeping up): a unit that finds room, or once queued, is committed
+// whatever happens to ctx, and Commit waits for the outcome (bounded by
+// the writer's timeout).
+func (w *Writer) Commit(ctx context.Context, u Unit) (err error) {
+	defer func(start time.Time) { metrics.ObserveAuditWrite(time.Since(start), err) }(time.Now())
+	r, err := audit.NewRow(u.Event, w.now())
+	if err != nil {
+		return err
+	}
+	req := &request{unit: u, row: r, done: make(chan error, 1)}
+	w.closeMu.RLock()
+	if w.closed {
+		w.closeMu.RUnlock()
+		return ErrClosed
+	}
+	select {
+	case w.reqs <- req: // room in the queue: a canceled ctx does not matter
+	default:
+		select {
+		case w.reqs <- req:
+		case <-ctx.Done():
+			w.closeMu.RUnlock()
+			return fmt.Errorf("record audit row: %w", db.Map(ctx.Err()))
+		}
+	}
+	w.closeMu.RUnlock()
+	return <-req.done
+}
+
+// run is the commit loop: it takes whatever queued while the previous
+// commit was in flight (at most maxBatch units) and commits it as one.
+func (w *Writer) run() {
+	defer close(w.done)
+	batch := make([]*request, 0, w.maxBatch)
+	for first := range w.reqs {
+		batch = append(batch[:0], first)
+	drain:
+		for len(batch) < w.maxBatch {
+			select {
+			case r, ok := <-w.reqs:
+				if !ok {
+					break drain
+				}
+				batch = append(batch, r)
+			default:
+				break drain
+			}
+		}
+		w.flush(batch)
+		clear(batch)
+	}
+}
+
+// maxMoved bounds how often one batch is redone because the chain was not
+// where the writer left it.
+const maxMoved = 3
+
+// flush commits batch and tells each caller the outcome. Units a guard
+// refuses are told so and the rest committed without them. If the batch
+// is refused for a row's values rather than the database's state, each
+// unit is committed alone, so one bad unit fails only its own call.
+func (w *Writer) flush(batch []*request) {
+	moved := 0
+	for len(batch) > 0 {
+		refused, err := w.commit(batch)
+		switch {
+		case errors.Is(err, errChainMoved) && moved < maxMoved:
+			moved++
+			continue
+		case len(refused) > 0:
+			for _, i := range slices.Backward(slices.Sorted(mapsKeys(refused))) {
+				batch[i].done <- &Refused{Reason: refused[i]}
+				batch = slices.Delete(batch, i, i+1)
+			}
+			continue
+		case err != nil && len(batch) > 1 && isDataError(err):
+			w.log.Warn("audit batch refused; committing its units one by one", "units", len(batch), "err", err)
+			for _, r := range batch {
+				w.flush([]*request{r})
+			}
+			return
+		case err != nil:
+			w.log.Error("audit commit failed", "units", len(batch), "err", err)
+			err = fmt.Errorf("record audit row: %w", db.Map(err))
+		}
+		for _, r := range batch {
+			r.done <- err
+		}
+		return
+	}
+}
+
+func mapsKeys(m map[int]Refusal) func(func(int) bool) {
+	return func(yield func(int) bool) {
+		for k := range m {
+			if !yield(k) {
+				return
+			}
+		}
+	}
+}
+
+// errChainMoved: the writer's chain was not where it left it (a
+// transaction of Write's moved it, or a commit whose outcome the writer
+// did not learn), or no longer its own; the head has been forgotten.
+var errChainMoved = errors.New("audit chain moved")
+
+// chainMovedCode is the SQLSTATE connec_audit_chain_moved raises
+// (migration 00014).
+const chainMovedCode = "CA002"
+
+// commit runs batch's statement once: it returns the units a guard refused
+// (nothing was written then), or the statement's error.
+func (w *Writer) commit(batch []*request) (map[int]Refusal, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), w.timeout)
+	defer cancel()
+	chain, from, err := w.position(ctx)
+	if err != nil {
+		return nil, err
+	}
+	rows := make([]*audit.Row, len(batch))
+	var s shape
+	for i, r := range batch {
+		rows[i] = r.row
+		if r.unit.Guard != nil {
+			s.guards++
+		}
+		if r.unit.Start != nil {
+			s.starts++
+		}
+		if r.unit.Finish != nil {
+			s.finishes++
+		}
+	}
+	s.events = len(rows)
+	to, err := audit.Link(rows, chain, from)
+	if err != nil {
+		return nil, err
+	}
+	args := make([]any, 0, headParams+7*s.guards+len(startTypes)*s.starts+len(finishTypes)*s.finishes+len(audit.InsertTypes)*s.events)
+	args = append(args, chain, w.holder, from.Seq, []byte(from.Hash), to.Seq, []byte(to.Hash), w.chainTTL.String())
+	for i, r := range batch {
+		if g := r.unit.Guard; g != nil {
+			args = g.args(i, args)
+		}
+	}
+	for _, r := range batch {
+		if st := r.unit.Start; st != nil {
+			args = st.args(args)
+		}
+	}
+	for _, r := range batch {
+		if f := r.unit.Finish; f != nil {
+			args = f.args(args)
+		}
+	}
+	for _, r := range rows {
+		args = r.Values(args)
+	}
+	refused, err := w.exec(ctx, statement(s), args)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	switch {
+	case err != nil:
+		w.headOK = false
+		var pe *pgconn.PgError
+		if errors.As(err, &pe) && pe.Code == chainMovedCode {
+			return nil, errChainMoved
+		}
+		return nil, err
+	case len(refused) == 0 && w.chain == chain:
+		w.head, w.headOK = to, true
+	}
+	return refused, nil
+}
+
+// exec runs a statement and reads its refusals.
+func (w *Writer) exec(ctx context.Context, sql string, args []any) (map[int]Refusal, error) {
+	rows, err := w.pool.Query(ctx, sql, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var refused map[int]Refusal
+	for rows.Next() {
+		var k int
+		var s string
+		if err := rows.Scan(&k, &s); err != nil {
+			return nil, err
+		}
+		r, err := parseRefusal(s)
+		if err != nil {
+			return nil, err
+		}
+		if refused == nil {
+			refused = map[int]Refusal{}
+		}
+		refused[k] = r
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return refused, nil
+}
+
+// position returns the writer's chain and where it ends, claiming a chain
+// if the writer holds none and reading the head if it does not know it.
+func (w *Writer) position(ctx context.Context) (int64, audit.Head, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.stale.Swap(false) {
+		w.headOK = false
+	}
+	if w.chain != 0 && w.headOK {
+		return w.chain, w.head, nil
+	}
+	if w.chain != 0 {
+		head, err := audit.ChainHead(ctx, w.pool, w.chain, w.holder, false)
+		if err == nil {
+			w.head, w.headOK = head, true
+			return w.chain, head, nil
+		}
+		if !errors.Is(err, audit.ErrChainLost) {
+			return 0, audit.Head{}, err
+		}
+		w.log.Warn("audit chain taken over by another writer (this writer's hold ran out); continuing on another", "chain", w.chain)
+		w.chain = 0
+	}
+	id, head, err := audit.ClaimChain(ctx, w.pool, w.holder, w.info, w.chainTTL)
+	if err != nil {
+		return 0, audit.Head{}, err
+	}
+	w.chain, w.head, w.headOK = id, head, true
+	return id, head, nil
+}
+
+// isDataError reports whether PostgreSQL refused err's statement for the
+// values in it (data exception or integrity constraint).
+func isDataError(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && (pe.Code[:2] == "22" || pe.Code[:2] == "23")
+}
+
+// upkeep renews the writer's hold on its chain and keeps the current and
+// next month's partitions.
+func (w *Writer) upkeep(ctx context.Context) {
+	defer w.maint.Done()
+	renew := time.NewTicker(max(w.chainTTL/4, time.Millisecond))
+	defer renew.Stop()
+	var parts <-chan time.Time
+	if w.partitionEvery > 0 {
+		t := time.NewTicker(w.partitionEvery)
+		defer t.Stop()
+		parts = t.C
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-renew.C:
+			w.renew(ctx)
+		case <-parts:
+			w.ensurePartitions(ctx)
+		}
+	}
+}
+
+func (w *Writer) renew(ctx context.Context) {
+	w.mu.Lock()
+	chain := w.chain
+	w.mu.Unlock()
+	if chain == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, w.timeout)
+	defer cancel()
+	err := audit.RenewChain(ctx, w.pool, chain, w.holder, w.chainTTL)
+	if errors.Is(err, audit.ErrChainLost) {
+		w.mu.Lock()
+		if w.chain == chain {
+			w.chain, w.headOK = 0, false
+		}
+		w.mu.Unlock()
+	}
+	if err != nil && ctx.Err() == nil {
+		w.log.Warn("audit chain hold not renewed", "chain", chain, "err", err)
+	}
+}
+
+func (w *Writer) release() {
+	w.mu.Lock()
+	chain := w.chain
+	w.chain, w.headOK = 0, false
+	w.mu.Unlock()
+	if chain == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), w.timeout)
+	defer cancel()
+	if err := audit.ReleaseChain(ctx, w.pool, chain, w.holder); err != nil {
+		w.log.Warn("audit chain not released; another writer continues it once the hold runs out", "chain", chain, "err", err)
+	}
+}
+
+func (w *Writer) ensurePartitions(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, w.timeout)
+	defer cancel()
+	if err := audit.EnsurePartitions(ctx, w.pool, w.now()); err != nil && ctx.Err() == nil {
+		w.log.Warn("audit partition upkeep failed; rows go to the default partition meanwhile", "err", err)
+	}
+}
