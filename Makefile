@@ -7,7 +7,7 @@ TESTFLAGS ?= -race -count=1 -timeout 20m
 
 # Fuzz targets: "package:Target". `make test` runs each briefly; found
 # crashers land in the package's testdata/fuzz and become regression tests.
-FUZZ_TARGETS := ./mcp:FuzzDecodeToolArguments ./callctx:FuzzTaskContext ./callctx:FuzzParseSubject \
+FUZZ_TARGETS := ./core:FuzzDecodeArguments ./mcp:FuzzDecodeToolArguments ./callctx:FuzzTaskContext ./callctx:FuzzParseSubject \
 	./authz:FuzzParseCond ./authz:FuzzRuleValidate ./connectors/openclaw:FuzzReadFrame ./gateway:FuzzDecodeBody \
 	./connectors/driverkit:FuzzRedactorText
 FUZZTIME ?= 4s

@@ -39,13 +39,11 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/connec/connec/callctx"
 	"github.com/connec/connec/core"
 	"github.com/connec/connec/fault"
-	"github.com/connec/connec/identity/authlimit"
 	"github.com/connec/connec/internal/platform/metrics"
 )
 
@@ -76,10 +74,6 @@ type Config struct {
 	Service *core.Service
 	// Auth checks bearer tokens and UI session cookies.
 	Auth Authenticator
-	// History serves run history and the audit trail; nil until the
-	// service implements it, and then every run and audit endpoint answers
-	// 501 and the UI says so.
-	History History
 	// Names names the owners and subjects the UI shows; nil shows ids.
 	// It is asked only about subjects on rows the caller was shown.
 	Names SubjectNamer
@@ -100,7 +94,6 @@ type Config struct {
 type Gateway struct {
 	svc     *core.Service
 	auth    Authenticator
-	hist    History
 	names   SubjectNamer
 	checks  []Check
 	health  func(core.Instance) string
@@ -114,7 +107,7 @@ type Gateway struct {
 
 // New builds a gateway over cfg.
 func New(cfg Config) *Gateway {
-	g := &Gateway{svc: cfg.Service, auth: cfg.Auth, hist: cfg.History, names: cfg.Names, checks: cfg.Checks,
+	g := &Gateway{svc: cfg.Service, auth: cfg.Auth, names: cfg.Names, checks: cfg.Checks,
 		health: cfg.InstanceHealth, secure: cfg.SecureCookies, log: cfg.Log}
 	if g.log == nil {
 		g.log = slog.Default()
@@ -211,10 +204,8 @@ func (g *Gateway) serveAPI(w http.ResponseWriter, r *http.Request) {
 // (authlimit).
 func (g *Gateway) authenticate(w http.ResponseWriter, r *http.Request, transport string) (context.Context, bool) {
 	ctx := requestContext(w, r)
-	token, _ := bearer(r)
-	p, err := g.authGuard(ctx, r, transport, token)
+	p, err := g.svc.AuthGuard().AuthenticateRequest(r.WithContext(ctx), transport, g.auth)
 	if err == nil {
-		p.Transport = transport
 		return callctx.WithPrincipal(ctx, p), true
 	}
 	if errors.Is(err, fault.ErrUnauthenticated) {
@@ -225,29 +216,12 @@ func (g *Gateway) authenticate(w http.ResponseWriter, r *http.Request, transport
 	return nil, false
 }
 
-// authGuard authenticates token through the service's guard, which limits
-// and audits failed authentications per source.
-func (g *Gateway) authGuard(ctx context.Context, r *http.Request, transport, token string) (callctx.Principal, error) {
-	guard := g.svc.AuthGuard()
-	return guard.Authenticate(ctx, authlimit.Attempt{Source: guard.Source(r), Transport: transport,
-		Tool: "http:" + transport, Token: token}, g.auth)
-}
-
 // requestContext gives the request a fresh id, on the context (so audit rows
 // carry it) and in the X-Request-Id response header.
 func requestContext(w http.ResponseWriter, r *http.Request) context.Context {
 	id := callctx.NewRequestID()
 	w.Header().Set("X-Request-Id", id)
 	return callctx.WithRequestID(r.Context(), id)
-}
-
-func bearer(r *http.Request) (string, bool) {
-	h := r.Header.Get("Authorization")
-	scheme, tok, ok := strings.Cut(h, " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(tok) == "" {
-		return "", false
-	}
-	return strings.TrimSpace(tok), true
 }
 
 // tokenDigest identifies a token without holding it (log fields, cookies'

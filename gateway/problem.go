@@ -252,3 +252,7 @@ func retryAfterDetail(details map[string]any) (string, bool) {
 	}
 	return "", false
 }
+
+// StatusOf is the HTTP status a stable error type answers with; hide says
+// the URL names one resource (policy_denied then answers 404).
+func StatusOf(t fault.Type, hide bool) int { return statusOf(t, hide) }

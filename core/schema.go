@@ -1,4 +1,4 @@
-package mcp
+package core
 
 import (
 	"encoding/json"
@@ -10,11 +10,12 @@ import (
 
 	"github.com/google/jsonschema-go/jsonschema"
 
+	"github.com/connec/connec/audit"
 	"github.com/connec/connec/authz"
 	"github.com/connec/connec/fault"
 )
 
-// Tool schemas are generated from the Go types the handlers decode and
+// Operation schemas are generated from the Go types the handlers decode and
 // return, never written by hand, so a schema cannot disagree with what the
 // code accepts or sends (a hand-glued schema once said "required": null,
 // which the official TypeScript SDK rejects).
@@ -34,6 +35,7 @@ var typeSchemas = map[reflect.Type]*jsonschema.Schema{
 	reflect.TypeFor[json.RawMessage](): {},
 	reflect.TypeFor[time.Time]():       {Type: "string", Format: "date-time"},
 	reflect.TypeFor[fault.Type]():      {Type: "string", Enum: faultTypes()},
+	reflect.TypeFor[audit.Hash]():      {Type: "string", Pattern: "^[0-9a-f]*$", Description: "SHA-256, hex."},
 }
 
 // enumSets are the value lists a schema tag names as enum=@name instead of
@@ -64,7 +66,7 @@ func schemaOf(t reflect.Type) (*jsonschema.Schema, error) {
 	return s, nil
 }
 
-// mustSchema is schemaOf for the tool inventory, whose types are fixed at
+// mustSchema is schemaOf for the operation catalog, whose types are fixed at
 // compile time: a type that cannot be described is a programming error the
 // tests meet at once.
 func mustSchema[T any]() json.RawMessage {
@@ -227,4 +229,30 @@ func setKeyword(s *jsonschema.Schema, k, v string) error {
 		return fmt.Errorf("unknown keyword %q", k)
 	}
 	return err
+}
+
+// ErrorSchema is the JSON Schema of an error as connec answers it (a
+// fault.Public, or null).
+func ErrorSchema() json.RawMessage {
+	var s map[string]json.RawMessage
+	if err := json.Unmarshal(mustSchema[*fault.Public](), &s); err != nil {
+		panic(err)
+	}
+	s["description"] = json.RawMessage(`"What went wrong (status error): a stable type, a message, details."`)
+	raw, err := json.Marshal(s)
+	if err != nil {
+		panic(err)
+	}
+	return raw
+}
+
+// SchemaOf returns the JSON Schema (2020-12) connec generates for values of
+// type t, as the catalog's schemas are generated (for documents that name
+// types of their own, such as the REST API's problem details).
+func SchemaOf(t reflect.Type) (json.RawMessage, error) {
+	s, err := schemaOf(t)
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(s)
 }
