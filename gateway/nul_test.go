@@ -5,7 +5,6 @@ import (
 	"net/url"
 	"strings"
 	"testing"
-
 )
 
 // NUL characters (which PostgreSQL cannot store in text) are refused as

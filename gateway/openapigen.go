@@ -23,10 +23,10 @@ func GenerateOpenAPI() ([]byte, error) {
 	doc := oaDoc{
 		OpenAPI:           "3.1.0",
 		JSONSchemaDialect: "https://json-schema.org/draft/2020-12/schema",
-		Info: map[string]string{"title": "connec User API Gateway", "version": "1.0.0", "description": apiDescription},
-		Servers:  []map[string]string{{"url": "/"}},
-		Security: []map[string][]string{{"bearerAuth": {}}},
-		Paths:    map[string]map[string]any{},
+		Info:              map[string]string{"title": "connec User API Gateway", "version": "1.0.0", "description": apiDescription},
+		Servers:           []map[string]string{{"url": "/"}},
+		Security:          []map[string][]string{{"bearerAuth": {}}},
+		Paths:             map[string]map[string]any{},
 		Components: oaComponents{
 			SecuritySchemes: map[string]any{"bearerAuth": map[string]string{"type": "http", "scheme": "bearer",
 				"description": "An API token from `connec token create`."}},

@@ -11,7 +11,6 @@ import (
 	"strings"
 	"testing"
 
-
 	"github.com/connec/connec/callctx"
 	"github.com/connec/connec/gateway"
 )
