@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/lmittmann/tint"
+
 )
 
 // Config is connec's configuration; every field has an environment variable.

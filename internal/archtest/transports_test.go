@@ -4,6 +4,7 @@ import (
 	"go/ast"
 	"go/parser"
 	"go/token"
+	"go/types"
 	"os"
 	"path/filepath"
 	"slices"
@@ -98,3 +99,59 @@ func TestNamedLogicIsFound(t *testing.T) {
 }
 
 func writeFile(path, content string) error { return os.WriteFile(path, []byte(content), 0o644) }
+
+// appInternals are the App's wiring: product code above the assembly
+// calls App's use cases (and App.Service's), never these.
+var appInternals = []string{"Pool", "Authz", "Audit", "Identity", "Executor", "Notify"}
+
+// appInternalsMayBeUsedBy: the assembly itself, and the bench suite, which
+// measures the parts one by one.
+var appInternalsMayBeUsedBy = []string{"internal/app", "cmd/connec-bench/internal/bench"}
+
+// The App exposes use cases, not its pool, authorizer or executor: no
+// non-test package outside the assembly (and the bench) reaches them.
+func TestAppExposesUseCasesOnly(t *testing.T) {
+	m := loadModule(t)
+	exports := map[string]string{}
+	for _, p := range m.exported {
+		exports[p.ImportPath] = p.Export
+	}
+	appPath := m.path + "/internal/app"
+	fset := token.NewFileSet()
+	checked := 0
+	for _, p := range m.exported {
+		rel, ok := strings.CutPrefix(p.ImportPath, m.path+"/")
+		if !ok || slices.Contains(appInternalsMayBeUsedBy, rel) || !slices.Contains(p.Imports, appPath) {
+			continue
+		}
+		var files []*ast.File
+		for _, name := range p.GoFiles {
+			f, err := parser.ParseFile(fset, filepath.Join(p.Dir, name), nil, parser.SkipObjectResolution)
+			if err != nil {
+				t.Fatal(err)
+			}
+			files = append(files, f)
+		}
+		info := &types.Info{Selections: map[*ast.SelectorExpr]*types.Selection{}}
+		conf := types.Config{Importer: exportImporter(fset, exports, p.ImportMap)}
+		if _, err := conf.Check(p.ImportPath, fset, files, info); err != nil {
+			t.Fatalf("type-check %s: %v", p.ImportPath, err)
+		}
+		checked++
+		for sel, s := range info.Selections {
+			if s.Kind() != types.FieldVal || !slices.Contains(appInternals, s.Obj().Name()) {
+				continue
+			}
+			recv := s.Recv()
+			if ptr, ok := recv.(*types.Pointer); ok {
+				recv = ptr.Elem()
+			}
+			if named, ok := recv.(*types.Named); ok && named.Obj().Pkg() != nil && named.Obj().Pkg().Path() == appPath && named.Obj().Name() == "App" {
+				t.Errorf("%s: %s reaches App.%s; call a use case instead", fset.Position(sel.Pos()), rel, s.Obj().Name())
+			}
+		}
+	}
+	if checked == 0 {
+		t.Fatal("no package above the assembly was checked")
+	}
+}
