@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/lmittmann/tint"
-
 )
 
 // Config is connec's configuration; every field has an environment variable.

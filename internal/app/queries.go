@@ -38,7 +38,9 @@ func (a *App) KeyStatus(ctx context.Context) (counts []executor.KeyCount, curren
 }
 
 // ListUsers lists every user.
-func (a *App) ListUsers(ctx context.Context) ([]identity.User, error) { return a.Identity.ListUsers(ctx) }
+func (a *App) ListUsers(ctx context.Context) ([]identity.User, error) {
+	return a.Identity.ListUsers(ctx)
+}
 
 // ListGroups lists every group.
 func (a *App) ListGroups(ctx context.Context) ([]identity.Group, error) {
