@@ -74,7 +74,7 @@ func TestREQ_CONNEC_0001_UserAPIGatewaySurface(t *testing.T) {
 			if r.Status == http.StatusNotFound || r.Status == http.StatusMethodNotAllowed || r.Status == http.StatusUnauthorized {
 				t.Errorf("%s (%s): %d %s", key, url, r.Status, r.Body)
 			}
-			if r.Status >= 500 && r.Status != http.StatusNotImplemented {
+			if r.Status >= 500 {
 				t.Errorf("%s: server error %d %s", key, r.Status, r.Body)
 			}
 		}
