@@ -10,13 +10,14 @@
 //   - /readyz; and, on a listener of its own, /metrics (Prometheus, the
 //     internal/platform/metrics registry: MetricsHandler).
 //
-// Like the MCP surface it is a transport and holds no business logic: every
-// handler authenticates the caller, puts the principal on the context
-// (transport "rest" for the API, "web" for the UI) and calls the same
-// core.Service method the MCP tool calls, which decides policy and
-// writes the audit row. Requests refused before they reach a service method
-// (a missing token, a malformed body) are audited through Service.Refuse,
-// as MCP does.
+// Like the MCP surface it is a transport and holds no business logic: the
+// REST routes are the core's operation catalog (core.Catalog) translated —
+// each request is authenticated, its path parameters, query and body bound
+// to the entry's input, and the entry's use case run, which decides policy
+// and writes the audit row; the OpenAPI document is generated from the same
+// catalog (GenerateOpenAPI). Requests refused before they reach a use case
+// (a missing token, a malformed body) are audited through the entry's
+// Refuse, as MCP does. The UI calls the core's use cases directly.
 //
 // # Status codes
 //
