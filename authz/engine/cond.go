@@ -1,6 +1,7 @@
-package authz
+package engine
 
 import (
+	"errors"
 	"fmt"
 	"regexp"
 	"slices"
@@ -10,6 +11,9 @@ import (
 
 	"github.com/connec/connec/callctx"
 )
+
+// ErrInvalidCond: a condition does not follow the Cond grammar.
+var ErrInvalidCond = errors.New("invalid condition")
 
 // Cond is a parsed rule condition on the task context of a call.
 //
@@ -157,4 +161,33 @@ type taskFacts struct {
 func factsOf(t callctx.TaskContext) taskFacts {
 	return taskFacts{Project: strings.ToLower(t.ProjectID), Agent: t.AgentID, HasTask: t.TaskID != "",
 		ProjectBound: t.Bound.Has(callctx.BoundProject), AgentBound: t.Bound.Has(callctx.BoundAgent), TaskBound: t.Bound.Has(callctx.BoundTask)}
+}
+
+// CondMatch is the model's condMatch(r.tctx, p.cond) for a plain Casbin
+// enforcer over ModelConf (enforcer.AddFunction("condMatch",
+// engine.CondMatch)), where r.tctx is a callctx.TaskContext: the baseline
+// benchmarks and the differential tests use it. The engine itself
+// evaluates conditions without Casbin (see evaluate).
+func CondMatch(args ...any) (any, error) {
+	if len(args) != 2 {
+		return false, fmt.Errorf("condMatch: want 2 arguments, got %d", len(args))
+	}
+	var facts taskFacts
+	switch t := args[0].(type) {
+	case taskFacts:
+		facts = t
+	case callctx.TaskContext:
+		facts = factsOf(t)
+	default:
+		return false, fmt.Errorf("condMatch: request task context is %T", args[0])
+	}
+	s, ok := args[1].(string)
+	if !ok {
+		return false, fmt.Errorf("condMatch: rule condition is %T", args[1])
+	}
+	c, err := ParseCond(s)
+	if err != nil {
+		return false, fmt.Errorf("condMatch: %w", err)
+	}
+	return c.match(facts), nil
 }

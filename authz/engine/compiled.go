@@ -1,4 +1,4 @@
-package authz
+package engine
 
 import (
 	"fmt"
@@ -10,16 +10,15 @@ import (
 	"github.com/bmatcuk/doublestar/v4"
 )
 
-// Decide's evaluated path (a decision-cache miss) does not call Casbin: a
-// Casbin enforcer interprets the matcher expression for every rule, through
-// an expression evaluator with a map of parameters and dynamic function
-// calls, which cost ~14 µs for a caller with ten rules. Instead each
-// caller's rules are compiled once per snapshot into compiledRule values and
-// evaluated by evaluate, which computes exactly what Casbin's EnforceEx
-// computes for ModelConf over the same rules in the same order: the same
-// answer, the same cited rule and the same errors, in the same cases
-// (TestCompiledMatchesCasbin checks this against a Casbin enforcer on
-// randomized policies). Casbin still stores the policy and resolves groups.
+// A decision is evaluated without Casbin: a Casbin enforcer interprets the
+// matcher expression for every rule, through an expression evaluator with a
+// map of parameters and dynamic function calls, which cost ~14 µs for a
+// caller with ten rules. Instead each caller's rules are compiled once per
+// snapshot into compiledRule values and evaluated by evaluate, which
+// computes exactly what Casbin's EnforceEx computes for ModelConf over the
+// same rules in the same order: the same answer, the same cited rule and
+// the same errors, in the same cases (TestCompiledMatchesCasbin checks this
+// against Casbin on randomized policies).
 //
 // If ModelConf changes, evaluate must change with it.
 
@@ -28,7 +27,7 @@ type ruleEffect uint8
 
 const (
 	// effectOther: neither "allow" nor "deny" (Casbin's Indeterminate):
-	// the rule never decides. newSnapshot rewrites such effects to deny, so
+	// the rule never decides. NewSnapshot rewrites such effects to deny, so
 	// a loaded policy holds none; it is kept for fidelity.
 	effectOther ruleEffect = iota
 	effectAllow
@@ -68,7 +67,7 @@ func compileRule(v []string, conds map[string]Cond) compiledRule {
 	if c, ok := conds[v[3]]; ok {
 		r.cond = c
 	} else if c, err := ParseCond(v[3]); err != nil {
-		r.condErr = fmt.Errorf("condMatch: %w", err) // as condMatchFunc reports it
+		r.condErr = fmt.Errorf("condMatch: %w", err) // as CondMatch reports it
 	} else {
 		r.cond = c
 	}
@@ -84,34 +83,37 @@ func compileRule(v []string, conds map[string]Cond) compiledRule {
 }
 
 // rulesFor returns the compiled rules whose subject is sub or one of its
-// groups, in policy order, compiling them on first use and caching them in
-// s.subjects.
+// groups, in policy order, compiling them on first use and caching them
+// (up to Options.SubjectCache callers).
 //
 // Every rule returned satisfies the matcher's g(r.sub, p.sub) for sub (its
 // subject is sub, or a group sub belongs to), and no other rule does, so
-// evaluate does not test the subject. A group listed twice (a membership
-// cycle) lists its rules twice, as the per-caller Casbin enforcer this
-// replaced did; a rule evaluated twice gives the same result twice, so
-// this changes nothing but is kept identical.
-func (s *snapshot) rulesFor(sub string) ([]compiledRule, error) {
-	if r, ok := s.subjects.get(sub); ok {
-		return r, nil
-	}
-	groups, err := s.enf.GetImplicitRolesForUser(sub)
-	if err != nil {
-		return nil, fmt.Errorf("groups of %s: %w", sub, err)
+// evaluate does not test the subject.
+func (s *Snapshot) rulesFor(sub string) []compiledRule {
+	s.compiledMu.RLock()
+	r, ok := s.compiled[sub]
+	s.compiledMu.RUnlock()
+	if ok {
+		return r
 	}
 	idx := slices.Clone(s.bySubject[sub])
-	for _, g := range groups {
+	for _, g := range s.groupsOf(sub) {
 		idx = append(idx, s.bySubject[g]...)
 	}
 	slices.Sort(idx)
 	rules := make([]compiledRule, len(idx))
 	for k, i := range idx {
-		rules[k] = compileRule(s.policy[i], s.conds)
+		rules[k] = compileRule(s.rules[i], s.conds)
 	}
-	s.subjects.put(sub, rules)
-	return rules, nil
+	if s.maxCompiled > 0 {
+		s.compiledMu.Lock()
+		if len(s.compiled) >= s.maxCompiled {
+			clear(s.compiled) // start over: each entry is cheap to rebuild
+		}
+		s.compiled[sub] = rules
+		s.compiledMu.Unlock()
+	}
+	return rules
 }
 
 // evaluate decides the request (r.sub, res, act, facts) against rules, the

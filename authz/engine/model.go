@@ -1,4 +1,4 @@
-package authz
+package engine
 
 import (
 	"fmt"
@@ -8,13 +8,15 @@ import (
 	"unicode/utf8"
 
 	"github.com/bmatcuk/doublestar/v4"
-	"github.com/casbin/casbin/v2/model"
 	"github.com/google/uuid"
 
 	"github.com/connec/connec/callctx"
 )
 
-// ModelConf is the Casbin model every decision is evaluated against.
+// ModelConf is the Casbin model whose semantics every decision has. The
+// engine does not run Casbin: it computes what a Casbin enforcer over this
+// model computes (see evaluate), and the differential tests hold it to that
+// with Casbin as the oracle.
 //
 // A request is (sub, obj, act, tctx): the calling subject, the concrete
 // resource name, the action, and the task facts of the call (see condMatch).
@@ -46,15 +48,6 @@ e = some(where (p.eft == allow)) && !some(where (p.eft == deny))
 [matchers]
 m = (r.act == p.act || p.act == "*") && g(r.sub, p.sub) && globMatch(r.obj, p.obj) && condMatch(r.tctx, p.cond)
 `
-
-// NewModel parses ModelConf.
-func NewModel() (model.Model, error) {
-	m, err := model.NewModelFromString(ModelConf)
-	if err != nil {
-		return nil, fmt.Errorf("parse authz model: %w", err)
-	}
-	return m, nil
-}
 
 // Actions a rule can grant or deny. AnyAction in a rule matches every action;
 // it is never a requested action.
@@ -249,9 +242,9 @@ func isCanonicalUUID(s string) bool {
 	return true
 }
 
-// canonicalSubject returns s as "user:<uuid>" or "group:<uuid>" in
+// CanonicalSubject returns s as "user:<uuid>" or "group:<uuid>" in
 // canonical form, without allocating when it already is.
-func canonicalSubject(s callctx.Subject) (string, error) {
+func CanonicalSubject(s callctx.Subject) (string, error) {
 	kind, id, ok := strings.Cut(string(s), ":")
 	if ok && (kind == callctx.KindUser || kind == callctx.KindGroup) && isCanonicalUUID(id) {
 		return string(s), nil

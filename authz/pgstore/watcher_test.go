@@ -1,4 +1,4 @@
-package authz
+package pgstore
 
 import (
 	"context"
@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/connec/connec/internal/platform/pgnotify"
 	"github.com/connec/connec/internal/testkit/pgtest"
 )
 
@@ -13,15 +14,13 @@ func TestWatcher(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	pool := pgtest.Pool(t)
-	w, err := NewWatcher(ctx, pool, WithLogger(quiet), WithBackoff(10*time.Millisecond, 50*time.Millisecond), WithPingInterval(50*time.Millisecond))
+	w, err := NewWatcher(ctx, pool.Config().ConnConfig, pgnotify.WithLogger(quiet), pgnotify.WithBackoff(10*time.Millisecond, 50*time.Millisecond), pgnotify.WithPingEvery(50*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer w.Close()
 	got := make(chan string, 100)
-	if err := w.SetUpdateCallback(func(s string) { got <- s }); err != nil {
-		t.Fatal(err)
-	}
+	w.SetCallback(func(s string) { got <- s })
 	next := func(t *testing.T) string {
 		t.Helper()
 		select {
@@ -34,9 +33,6 @@ func TestWatcher(t *testing.T) {
 	}
 	if s := next(t); s != ResyncMessage {
 		t.Fatalf("first callback %q, want %q", s, ResyncMessage)
-	}
-	if err := w.Update(); err != nil {
-		t.Fatalf("Update: %v", err)
 	}
 
 	t.Run("payload is the new version", func(t *testing.T) {
@@ -52,7 +48,7 @@ func TestWatcher(t *testing.T) {
 	})
 
 	t.Run("a lost connection sends resync, and so does listening anew", func(t *testing.T) {
-		pid := w.hub.PID()
+		pid := w.PID()
 		if _, err := pool.Exec(ctx, `SELECT pg_terminate_backend($1)`, int32(pid)); err != nil {
 			t.Fatal(err)
 		}
@@ -62,7 +58,7 @@ func TestWatcher(t *testing.T) {
 			}
 		}
 		deadline := time.Now().Add(10 * time.Second)
-		for w.hub.PID() == pid || !w.DownSince().IsZero() {
+		for w.PID() == pid || !w.DownSince().IsZero() {
 			if time.Now().After(deadline) {
 				t.Fatal("not listening on a new connection")
 			}

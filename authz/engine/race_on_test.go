@@ -1,6 +1,6 @@
 //go:build race
 
-package authz
+package engine
 
 // raceEnabled: the race detector slows tests several times over; the
 // randomized tests then run fewer cases.

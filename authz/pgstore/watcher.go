@@ -1,14 +1,12 @@
-package authz
+package pgstore
 
 import (
 	"context"
 	"fmt"
-	"math/rand/v2"
 	"sync"
 	"time"
 
-	"github.com/casbin/casbin/v2/persist"
-	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5"
 
 	"github.com/connec/connec/internal/platform/db"
 	"github.com/connec/connec/internal/platform/pgnotify"
@@ -28,15 +26,13 @@ const ResyncMessage = "resync"
 // pg_stat_activity.
 const watcherAppName = "connec-authz-watcher"
 
-// Watcher passes policy change notifications to an update callback. It
-// listens through a pgnotify.Hub — one of its own (NewWatcher) or the one a
-// server shares among all its caches (WithNotify) — which reconnects with
+// Watcher passes policy change notifications to a callback. It listens
+// through a pgnotify.Hub — one of its own (NewWatcher) or the one a server
+// shares among all its caches (WatchThrough) — which reconnects with
 // jittered backoff, pings an idle connection so a silently dead one is
-// noticed, and says when notifications may have been missed.
-//
-// It implements persist.Watcher. Update is a no-op: the database trigger on
-// casbin_rule already notifies every listener, in the transaction of the
-// change.
+// noticed, and says when notifications may have been missed. Nothing needs
+// to announce a change: the database trigger on casbin_rule notifies every
+// listener, in the transaction of the change.
 type Watcher struct {
 	hub  *pgnotify.Hub
 	stop func() // stops the watcher's own hub; nil for a shared one
@@ -47,16 +43,12 @@ type Watcher struct {
 	closeOnce sync.Once
 }
 
-var _ persist.Watcher = (*Watcher)(nil)
-
-// NewWatcher listens on a connection of its own (pool's settings) and
-// returns once it listens; an error means it could not. It honours
-// WithLogger, WithBackoff and WithPingInterval.
-func NewWatcher(ctx context.Context, pool *pgxpool.Pool, opts ...Option) (*Watcher, error) {
-	c := newConfig(opts)
-	hub := pgnotify.New(pool.Config().ConnConfig, pgnotify.WithLogger(c.logger), pgnotify.WithApplicationName(watcherAppName),
-		pgnotify.WithBackoff(c.backoffMin, c.backoffMax), pgnotify.WithPingEvery(c.pingEvery))
-	w, err := watchThrough(hub)
+// NewWatcher listens on a connection of its own, made with cfg and the hub
+// options (logger, backoff, ping interval), and returns once it listens; an
+// error means it could not.
+func NewWatcher(ctx context.Context, cfg *pgx.ConnConfig, opts ...pgnotify.Option) (*Watcher, error) {
+	hub := pgnotify.New(cfg, append(opts, pgnotify.WithApplicationName(watcherAppName))...)
+	w, err := WatchThrough(hub)
 	if err != nil {
 		return nil, err
 	}
@@ -69,9 +61,9 @@ func NewWatcher(ctx context.Context, pool *pgxpool.Pool, opts ...Option) (*Watch
 	return w, nil
 }
 
-// watchThrough registers a watcher on hub, which must not be started yet:
+// WatchThrough registers a watcher on hub, which must not be started yet:
 // it listens from the hub's Start, and Close leaves the hub running.
-func watchThrough(hub *pgnotify.Hub) (*Watcher, error) {
+func WatchThrough(hub *pgnotify.Hub) (*Watcher, error) {
 	w := &Watcher{hub: hub}
 	if err := hub.Handle(Channel, w.notify); err != nil {
 		return nil, fmt.Errorf("policy watcher: %w", err)
@@ -82,11 +74,11 @@ func watchThrough(hub *pgnotify.Hub) (*Watcher, error) {
 	return w, nil
 }
 
-// SetUpdateCallback sets the function called with each notification payload
+// SetCallback sets the function called with each notification payload
 // (the new policy version) or ResyncMessage. It is called from the hub's
 // goroutine and must not block. Setting it also sends ResyncMessage once,
 // since notifications that arrived before there was a callback are lost.
-func (w *Watcher) SetUpdateCallback(fn func(string)) error {
+func (w *Watcher) SetCallback(fn func(string)) {
 	w.mu.Lock()
 	if !w.closed {
 		w.callback = fn
@@ -95,11 +87,7 @@ func (w *Watcher) SetUpdateCallback(fn func(string)) error {
 	if fn != nil {
 		fn(ResyncMessage)
 	}
-	return nil
 }
-
-// Update does nothing: the database announces every change itself.
-func (w *Watcher) Update() error { return nil }
 
 // Close stops passing notifications on (and stops the watcher's own hub,
 // waiting for it). The callback is not called after Close returns.
@@ -119,6 +107,10 @@ func (w *Watcher) Close() {
 // zero time while it listens.
 func (w *Watcher) DownSince() time.Time { return w.hub.DownSince() }
 
+// PID returns the backend process id of the listening connection, or 0
+// while there is none.
+func (w *Watcher) PID() uint32 { return w.hub.PID() }
+
 // notify runs on the hub's goroutine; holding mu while calling keeps a
 // callback from running after Close returns.
 func (w *Watcher) notify(payload string) {
@@ -126,24 +118,5 @@ func (w *Watcher) notify(payload string) {
 	defer w.mu.Unlock()
 	if w.callback != nil {
 		w.callback(payload)
-	}
-}
-
-// jitter returns a duration in [d/2, d).
-func jitter(d time.Duration) time.Duration {
-	if d <= 1 {
-		return d
-	}
-	return d/2 + rand.N(d/2)
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
 	}
 }
