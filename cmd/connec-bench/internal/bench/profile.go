@@ -48,13 +48,14 @@ func Profile(ctx context.Context, cfg Config, dir string) error {
 		if err := os.MkdirAll(out, 0o755); err != nil {
 			return err
 		}
-		env := append(append([]string(nil), f.env...), profileEnv+"="+out)
 		metricsAddr, err := freeAddr()
 		if err != nil {
 			return err
 		}
-		srv, _, err := startHTTPServer(ctx, "connec", cfg.Connec, env, filepath.Join(cfg.WorkDir, "connec-profile.log"), "serve", "--http", "{addr}",
-			"--metrics-addr", metricsAddr)
+		// The metrics listener is configured as connec's is, from the
+		// environment (the built-in serve takes no flags beyond the transport).
+		env := append(append([]string(nil), f.env...), profileEnv+"="+out, "CONNEC_METRICS_ADDR="+metricsAddr)
+		srv, _, err := startHTTPServer(ctx, "connec", cfg.Connec, env, filepath.Join(cfg.WorkDir, "connec-profile.log"), "serve", "--http", "{addr}")
 		if err != nil {
 			return err
 		}
