@@ -81,4 +81,3 @@ func BenchmarkEngines(b *testing.B) {
 		}
 	}
 }
-
