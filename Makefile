@@ -7,7 +7,7 @@ TESTFLAGS ?= -race -count=1 -timeout 20m
 
 # Fuzz targets: "package:Target". `make test` runs each briefly; found
 # crashers land in the package's testdata/fuzz and become regression tests.
-FUZZ_TARGETS := ./mcp:FuzzDecodeToolArguments ./callctx:FuzzTaskContext ./callctx:FuzzParseSubject \
+FUZZ_TARGETS := ./core:FuzzDecodeArguments ./mcp:FuzzDecodeToolArguments ./callctx:FuzzTaskContext ./callctx:FuzzParseSubject \
 	./authz:FuzzParseCond ./authz:FuzzRuleValidate ./connectors/openclaw:FuzzReadFrame ./gateway:FuzzDecodeBody \
 	./connectors/driverkit:FuzzRedactorText
 FUZZTIME ?= 4s
@@ -17,7 +17,7 @@ FUZZTIME ?= 4s
 # them, again only when interop/package-lock.json changes; make run never does.
 INTEROP_NPM := interop/node_modules/.connec-npm-ci
 
-.PHONY: all build run test bench bench-report lint deps clean fuzz soak test-openclaw-npm interop-deps test-interop
+.PHONY: all build run test bench bench-report lint deps clean fuzz soak test-openclaw-npm interop-deps test-interop generate
 
 all: build
 
@@ -66,6 +66,9 @@ bench: deps ## benchmarks (figures are ratios against baselines measured in the 
 bench-report: deps build ## measure connec against same-run baselines (PostgreSQL, fsync on) and rewrite BENCHMARKS.md
 	$(GO) build -o bin/connec-bench ./cmd/connec-bench
 	./bin/connec-bench -connec $(BIN) -out BENCHMARKS.md
+
+generate: ## rewrite what the operation catalog generates: gateway/openapi.json and README's tables (a test fails when they are stale)
+	$(GO) generate ./internal/docgen
 
 lint: ## gofmt + go vet + staticcheck (pinned in go.mod as a tool)
 	@out=$$(gofmt -l $$(git ls-files -co --exclude-standard '*.go')); \

@@ -53,7 +53,7 @@ func TestREQ_CONNEC_0108_DefaultDeny(t *testing.T) {
 		allow(u, op, ActionRead),                                               // another action
 		allow(u, OperationResource(u, "echo", inst, "sendx"), ActionSend),      // another operation
 		allow(u, OperationResource(u, "echo", uuid.New(), "send"), ActionSend), // another instance
-		allow(u, op, ActionSend).when("task=required"),                         // condition not met
+		when(allow(u, op, ActionSend), "task=required"),                        // condition not met
 		deny(u, op, ActionSend),                                                // an explicit deny alone
 	)
 	t.Run("near misses", func(t *testing.T) {
@@ -133,16 +133,16 @@ func TestREQ_CONNEC_0109_PolicyPerOperationWithTaskContext(t *testing.T) {
 
 	rules := []Rule{
 		// read any operation of the instance, only as agent planner or coder
-		allow(u, instRes+"/*", ActionRead).when("agent=planner|coder"),
+		when(allow(u, instRes+"/*", ActionRead), "agent=planner|coder"),
 		// send only for project proj and within a task
-		allow(u, opRes("send"), ActionSend).when("project=" + proj + ";task=required"),
+		when(allow(u, opRes("send"), ActionSend), "project="+proj+";task=required"),
 		// purge may be sent by nobody, whatever the other rules say
 		allow(u, opRes("purge"), ActionSend),
 		deny(u, opRes("purge"), AnyAction),
 		// admin on the instance itself with no condition
 		allow(u, instRes, ActionAdmin),
 		// agent rogue is denied everything on u's connectors
-		deny(u, OwnerResource(u)+"/**", AnyAction).when("agent=rogue"),
+		when(deny(u, OwnerResource(u)+"/**", AnyAction), "agent=rogue"),
 	}
 	addRules(t, a, pool, rules...)
 
@@ -190,8 +190,8 @@ func TestREQ_CONNEC_0109_PolicyPerOperationWithTaskContext(t *testing.T) {
 					if want := verb + " by rule " + tc.byRule.String(); d.Reason != want {
 						t.Errorf("reason %q, want %q", d.Reason, want)
 					}
-					if fmt.Sprint(d.Rule) != fmt.Sprint(tc.byRule.values()) {
-						t.Errorf("rule %q, want %q", d.Rule, tc.byRule.values())
+					if fmt.Sprint(d.Rule) != fmt.Sprint(tc.byRule.Values()) {
+						t.Errorf("rule %q, want %q", d.Rule, tc.byRule.Values())
 					}
 				}
 				if d.PolicyVersion != a.Version() {
@@ -375,7 +375,7 @@ func TestMayAttempt(t *testing.T) {
 	eng := newGroup(t, pool, "eng")
 	join(t, pool, eng, bob)
 	addRules(t, a, pool,
-		allow(alice, "connectors/**", ActionRead).when("task=required"),
+		when(allow(alice, "connectors/**", ActionRead), "task=required"),
 		deny(alice, "**", ActionSend),
 		allow(eng, "catalog", ActionCatalogRead),
 		allow(carol, "**", AnyAction),
@@ -474,7 +474,7 @@ func TestRuleValidation(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, r := range []Rule{
-			good.when("project=" + uuid.NewString() + ";agent=a|b;task=required"),
+			when(good, "project="+uuid.NewString()+";agent=a|b;task=required"),
 			deny(randGroup(), "**", AnyAction),
 			allow(u, ResourceCatalog, ActionCatalogRead),
 			allow(u, ResourcePolicy, ActionPolicyAdmin),
@@ -493,7 +493,7 @@ func TestRuleManagement(t *testing.T) {
 	ctx := context.Background()
 	u, v := randUser(), randUser()
 	r1 := allow(u, OwnerResource(u)+"/**", ActionRead)
-	r2 := deny(u, "catalog", ActionCatalogRead).when("agent=x")
+	r2 := when(deny(u, "catalog", ActionCatalogRead), "agent=x")
 	r3 := allow(v, "**", ActionSend)
 
 	t.Run("add in a rolled back transaction writes nothing", func(t *testing.T) {
@@ -738,7 +738,7 @@ func TestWatcherReconnect(t *testing.T) {
 	req := Request{Subject: u, Action: ActionCatalogRead, Resource: ResourceCatalog}
 
 	for round := range 3 {
-		pid := a1.watcher.hub.PID()
+		pid := a1.watcher.PID()
 		// Kill the listener and change the policy in one go, so the change
 		// is very likely made while nobody listens.
 		_, err := p2.Exec(ctx, `SELECT pg_terminate_backend($1)`, int32(pid))
@@ -756,7 +756,7 @@ func TestWatcherReconnect(t *testing.T) {
 			return err == nil && d.Allowed == want
 		})
 		eventually(t, 10*time.Second, "watcher did not reconnect", func() bool {
-			return a1.watcher.hub.PID() != pid && a1.watcher.DownSince().IsZero()
+			return a1.watcher.PID() != pid && a1.watcher.DownSince().IsZero()
 		})
 	}
 }
@@ -898,7 +898,7 @@ func TestFreshness(t *testing.T) {
 			a.announced.Store(tc.announced)
 			a.behindSince.Store(tc.behindSince)
 			a.lastConfirmed.Store(tc.lastConfirmed)
-			err := a.fresh(&snapshot{version: tc.loaded})
+			err := a.fresh(tc.loaded)
 			if got := errors.Is(err, ErrStalePolicy); got != tc.stale {
 				t.Errorf("fresh() = %v, want stale %v", err, tc.stale)
 			}
@@ -1003,11 +1003,12 @@ func TestNewFailsWithoutDatabase(t *testing.T) {
 	}
 }
 
-// TestDecideMatchesFullPolicy: Decide, which evaluates a request against
-// only the compiled rules of the caller and its groups, gives the same
-// answer, and cites the same rule, as Casbin evaluating it against the
-// whole policy loaded from the database (TestCompiledMatchesCasbin covers
-// more shapes of rules, in memory).
+// TestDecideMatchesFullPolicy: Decide, which loads the policy through
+// pgstore and evaluates a request against only the compiled rules of the
+// caller and its groups, gives the same answer, and cites the same rule, as
+// Casbin evaluating it against the whole policy loaded from the database as
+// Casbin's adapter loaded it (casbinFromDB); engine's
+// TestCompiledMatchesCasbin covers more shapes of rules, in memory.
 func TestDecideMatchesFullPolicy(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -1034,10 +1035,7 @@ func TestDecideMatchesFullPolicy(t *testing.T) {
 		}
 		rules = append(rules, []string{pick(append(users, groups...)), pick(patterns), pick(acts), pick(conds), eft})
 	}
-	ad := NewAdapter(pool)
-	if err := ad.AddPoliciesCtx(ctx, "p", "p", rules); err != nil {
-		t.Fatal(err)
-	}
+	storeRules(t, pool, rules)
 	// Memberships, written as the mirror trigger would.
 	for _, m := range [][2]string{{users[0], groups[0]}, {users[0], groups[1]}, {users[1], groups[1]}, {users[2], groups[2]}} {
 		if _, err := pool.Exec(ctx, `INSERT INTO casbin_rule (ptype, v0, v1) VALUES ('g', $1, $2)`, m[0], m[1]); err != nil {
@@ -1045,13 +1043,13 @@ func TestDecideMatchesFullPolicy(t *testing.T) {
 		}
 	}
 	a := newAuthz(t, pool, WithoutWatcher(), WithCacheSize(0))
-	full := a.snap.Load().enf
+	full := casbinFromDB(t, pool)
 	n, allowed := 0, 0
 	for _, sub := range append(users, groups[0]) {
 		for _, res := range names {
 			for _, act := range Actions {
 				for _, task := range tasks {
-					want, wantRule, err := full.EnforceEx(sub, res, act, factsOf(task))
+					want, wantRule, err := full.EnforceEx(sub, res, act, task)
 					if err != nil {
 						t.Fatal(err)
 					}

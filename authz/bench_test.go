@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/connec/connec/callctx"
 	"github.com/connec/connec/internal/testkit/pgtest"
@@ -16,43 +18,14 @@ import (
 // "hit" is answered from the decision cache, "miss" evaluates every time
 // (cache off), "miss-new-caller" also compiles the caller's rules (first
 // request of a caller after a policy change), "hit-parallel" is hits from
-// all CPUs at once. Two baselines, measured in the same run: "miss-casbin"
-// is what "miss" replaced, a Casbin enforcer over the caller's rules (see
-// casbinEnforcerFor), and "baseline-full-scan" is plain Casbin evaluating
-// the request against the whole policy, the cost "miss" avoids by
-// evaluating only the caller's rules.
+// all CPUs at once. The engine's BenchmarkDecide measures the same
+// policies against Casbin, in the same run.
 func BenchmarkDecide(b *testing.B) {
 	ctx := context.Background()
 	for _, n := range []int{1_000, 10_000, 100_000} {
 		b.Run(fmt.Sprintf("rules=%d", n), func(b *testing.B) {
 			pool := pgtest.Pool(b)
-			project := uuid.NewString()
-			users := make([]callctx.Subject, n/10)
-			var rules [][]string
-			for i := range n {
-				if i%10 == 0 {
-					users[i/10] = randUser()
-				}
-				u := users[i/10]
-				own := OwnerResource(u)
-				var r Rule
-				switch i % 10 {
-				case 0:
-					r = allow(u, own+"/**", ActionRead)
-				case 1:
-					r = allow(u, own+"/echo/*/send", ActionSend).when("project=" + project + ";task=required")
-				case 2:
-					r = deny(u, own+"/echo/"+uuid.NewString()+"/**", AnyAction).when("agent=rogue")
-				case 3:
-					r = allow(u, ResourceCatalog, ActionCatalogRead)
-				default:
-					r = allow(u, own+"/web/"+uuid.NewString()+"/post", ActionSend)
-				}
-				rules = append(rules, r.values())
-			}
-			if err := NewAdapter(pool).AddPoliciesCtx(ctx, "p", "p", rules); err != nil {
-				b.Fatal(err)
-			}
+			users, project := benchPolicy(b, pool, n)
 			u := users[len(users)/2]
 			req := Request{
 				Subject:  u,
@@ -88,30 +61,6 @@ func BenchmarkDecide(b *testing.B) {
 					_, _ = uncached.Decide(ctx, req)
 				}
 			})
-			// Baseline: the Casbin evaluation "miss" replaced, over the same
-			// rules of the caller, enforcer built beforehand (and without
-			// Decide's metrics and cache lookup, which flatters it a little).
-			enf, err := casbinEnforcerFor(uncached.snap.Load(), string(req.Subject))
-			if err != nil {
-				b.Fatal(err)
-			}
-			if d, err := casbinDecide(uncached.snap.Load(), enf, req); err != nil || !d.Allowed {
-				b.Fatalf("casbin baseline: %+v, %v", d, err)
-			}
-			b.Run("miss-casbin", func(b *testing.B) {
-				s := uncached.snap.Load()
-				for b.Loop() {
-					_, _ = casbinDecide(s, enf, req)
-				}
-			})
-			// Baseline: what plain Casbin costs, evaluating every rule.
-			full := cached.snap.Load().enf
-			facts := factsOf(req.Task)
-			b.Run("baseline-full-scan", func(b *testing.B) {
-				for b.Loop() {
-					_, _, _ = full.EnforceEx(string(req.Subject), req.Resource, req.Action, facts)
-				}
-			})
 			// A caller seen for the first time in this policy version: its
 			// rules are compiled too.
 			cold := newAuthz(b, pool, WithoutWatcher(), WithCacheSize(0), withSubjectCache(0))
@@ -125,43 +74,58 @@ func BenchmarkDecide(b *testing.B) {
 	}
 }
 
-// BenchmarkValidateRule measures validating one rule against the resource
-// grammar and a catalog, as every stored rule is on each policy load, next
-// to "syntax-only", the glob syntax check that was all a rule got before.
-func BenchmarkValidateRule(b *testing.B) {
-	cat := testCatalog{
-		"echo": {"echo.read": ActionRead, "echo.send": ActionSend, "echo.later": ActionRead},
-		"http": {"http.get": ActionRead, "http.post": ActionSend, "http.put": ActionSend, "http.delete": ActionSend},
-		"smtp": {"mail.send": ActionSend},
-	}
-	u := randUser()
-	own := OwnerResource(u)
-	rules := []Rule{
-		allow(u, own+"/**", AnyAction),
-		allow(u, own+"/echo/*/echo.send", ActionSend).when("task=required"),
-		deny(u, "connectors/*/http/*/http.*", ActionSend),
-		allow(u, ResourceCatalog, ActionCatalogRead),
-		allow(u, own+"/http/"+uuid.NewString()+"/http.get", ActionRead),
-	}
-	b.Run("grammar+catalog", func(b *testing.B) {
-		for i := 0; b.Loop(); i++ {
-			if err := rules[i%len(rules)].ValidateIn(cat); err != nil {
-				b.Fatal(err)
-			}
+// benchPolicy stores n rules, ten per user (a few of them conditional or
+// deny rules), and returns the users and the project the conditional ones
+// name.
+func benchPolicy(b *testing.B, pool *pgxpool.Pool, n int) ([]callctx.Subject, string) {
+	b.Helper()
+	project := uuid.NewString()
+	users := make([]callctx.Subject, n/10)
+	rows := make([][]any, 0, n)
+	for i := range n {
+		if i%10 == 0 {
+			users[i/10] = randUser()
 		}
-	})
-	b.Run("syntax-only", func(b *testing.B) {
-		for i := 0; b.Loop(); i++ {
-			r := rules[i%len(rules)]
-			if _, err := callctx.ParseSubject(r.Subject); err != nil {
-				b.Fatal(err)
-			}
-			if err := checkPattern(r.Resource); err != nil {
-				b.Fatal(err)
-			}
-			if _, err := ParseCond(r.Cond); err != nil {
-				b.Fatal(err)
-			}
+		u := users[i/10]
+		own := OwnerResource(u)
+		var r Rule
+		switch i % 10 {
+		case 0:
+			r = allow(u, own+"/**", ActionRead)
+		case 1:
+			r = when(allow(u, own+"/echo/*/send", ActionSend), "project="+project+";task=required")
+		case 2:
+			r = when(deny(u, own+"/echo/"+uuid.NewString()+"/**", AnyAction), "agent=rogue")
+		case 3:
+			r = allow(u, ResourceCatalog, ActionCatalogRead)
+		default:
+			r = allow(u, own+"/web/"+uuid.NewString()+"/post", ActionSend)
 		}
-	})
+		rows = append(rows, []any{"p", r.Subject, r.Resource, r.Action, r.Cond, r.Effect})
+	}
+	_, err := pool.CopyFrom(context.Background(), pgx.Identifier{"casbin_rule"}, []string{"ptype", "v0", "v1", "v2", "v3", "v4"}, pgx.CopyFromRows(rows))
+	if err != nil {
+		b.Fatal(err)
+	}
+	return users, project
+}
+
+// BenchmarkPolicyLoad measures what every server pays on each policy
+// change: reading the whole policy and building a snapshot (New, which
+// also reads the version), at 1k, 10k and 100k rules.
+func BenchmarkPolicyLoad(b *testing.B) {
+	ctx := context.Background()
+	for _, n := range []int{1_000, 10_000, 100_000} {
+		b.Run(fmt.Sprintf("rules=%d", n), func(b *testing.B) {
+			pool := pgtest.Pool(b)
+			benchPolicy(b, pool, n)
+			for b.Loop() {
+				a, err := New(ctx, pool, WithoutWatcher(), WithLogger(quiet))
+				if err != nil {
+					b.Fatal(err)
+				}
+				a.Close()
+			}
+		})
+	}
 }

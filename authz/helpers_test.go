@@ -159,4 +159,5 @@ func deny(sub callctx.Subject, res, act string) Rule {
 	return Rule{Subject: string(sub), Resource: res, Action: act, Effect: EffectDeny}
 }
 
-func (r Rule) when(cond string) Rule { r.Cond = cond; return r }
+// when returns r with the condition cond.
+func when(r Rule, cond string) Rule { r.Cond = cond; return r }

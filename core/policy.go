@@ -15,9 +15,12 @@ import (
 
 // Policy tool names.
 const (
-	ToolPolicyList    = "connector.policy.list"
-	ToolPolicyAllow   = "connector.policy.allow"
-	ToolPolicyDeny    = "connector.policy.deny"
+	ToolPolicyList  = "connector.policy.list"
+	ToolPolicyAllow = "connector.policy.allow"
+	ToolPolicyDeny  = "connector.policy.deny"
+	// ToolPolicyAdd is the REST route that adds either; the rule is recorded
+	// under ToolPolicyAllow or ToolPolicyDeny.
+	ToolPolicyAdd     = "connector.policy.add"
 	ToolPolicyRemove  = "connector.policy.remove"
 	ToolPolicyExplain = "connector.policy.explain"
 )

@@ -230,19 +230,23 @@ type RunFilter struct {
 	TaskID     string `json:"task_id,omitempty" jsonschema:"Task this call runs for (also accepted in _meta[\"connec.dev/task\"]); lists that task's runs." schema:"format=uuid"`
 	Status     string `json:"status,omitempty" schema:"enum=pending|running|succeeded|failed|canceled"`
 	Limit      int    `json:"limit,omitempty" schema:"minimum=1,maximum=200"`
-	Before     string `json:"before,omitempty" jsonschema:"Page: runs older than this run id." schema:"format=uuid"`
+	Cursor     string `json:"cursor,omitempty" jsonschema:"Page: the next_cursor of the previous page (the last run id seen)." schema:"format=uuid"`
 }
 
 // ListRuns returns run history the caller may see: every run of an instance
 // it holds any right on (with instance_id), or its own runs (without).
-// Newest first; page with before = the last run id seen.
+// Newest first; page with cursor = the last run id seen. Without a task
+// filter, the call's own task context (if any) filters.
 func (s *Service) ListRuns(ctx context.Context, f RunFilter) ([]Run, error) {
 	c, err := s.begin(ctx, ToolRunList, authz.ActionRead)
 	if err != nil {
 		return nil, err
 	}
 	if f.Limit == 0 {
-		f.Limit = 50
+		f.Limit = defaultRunPage
+	}
+	if f.TaskID == "" {
+		f.TaskID = callctx.TaskFrom(ctx).TaskID
 	}
 	if f.Limit < 1 || f.Limit > 200 {
 		return nil, c.invalid(ctx, fault.Invalid("limit", "limit must be 1..200"))
@@ -250,7 +254,7 @@ func (s *Service) ListRuns(ctx context.Context, f RunFilter) ([]Run, error) {
 	if f.Status != "" && !contains([]string{RunPending, RunRunning, RunSucceeded, RunFailed, RunCanceled}, f.Status) {
 		return nil, c.invalid(ctx, fault.Invalid("status", "status must be pending, running, succeeded, failed or canceled"))
 	}
-	for name, v := range map[string]*string{"task_id": &f.TaskID, "before": &f.Before} {
+	for name, v := range map[string]*string{"task_id": &f.TaskID, "cursor": &f.Cursor} {
 		if *v == "" {
 			continue
 		}
@@ -281,24 +285,24 @@ func (s *Service) ListRuns(ctx context.Context, f RunFilter) ([]Run, error) {
 		}
 		c.ev.Reason = "own runs of operations the subject still holds rights on"
 	}
-	if f.Before != "" {
+	if f.Cursor != "" {
 		// Paging starts from a run of this same listing; any other id, of
 		// a run that does not exist or one the caller may not see, is
 		// refused alike.
 		var n int
 		if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM connector_runs WHERE id = $1::uuid AND `+runTargets+`
- AND ($4 = '' OR subject = $4)`, f.Before, instances, operations, subject).Scan(&n); err != nil {
+ AND ($4 = '' OR subject = $4)`, f.Cursor, instances, operations, subject).Scan(&n); err != nil {
 			return nil, c.fail(ctx, db.Map(err))
 		}
 		if n == 0 {
-			return nil, c.invalid(ctx, fault.Invalid("before", "before must be the id of a run in this listing (the last run of the previous page)"))
+			return nil, c.invalid(ctx, fault.Invalid("cursor", "cursor must be the id of a run in this listing (the last run of the previous page)"))
 		}
 	}
 	rows, err := s.pool.Query(ctx, `SELECT `+runCols+` FROM connector_runs
 WHERE `+runTargets+` AND ($4 = '' OR subject = $4)
   AND ($5 = '' OR task_id = NULLIF($5,'')::uuid) AND ($6 = '' OR status = $6)
   AND ($1 = '' OR (created_at, id) < (SELECT created_at, id FROM connector_runs WHERE id = NULLIF($1,'')::uuid))
-ORDER BY created_at DESC, id DESC LIMIT $7`, f.Before, instances, operations, subject, f.TaskID, f.Status, f.Limit)
+ORDER BY created_at DESC, id DESC LIMIT $7`, f.Cursor, instances, operations, subject, f.TaskID, f.Status, f.Limit)
 	if err != nil {
 		return nil, c.fail(ctx, db.Map(err))
 	}

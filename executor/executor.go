@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"sync"
 	"time"
 
@@ -21,6 +20,7 @@ import (
 	"github.com/connec/connec/executor/internal/keyring"
 	"github.com/connec/connec/fault"
 	"github.com/connec/connec/internal/platform/jsonschema"
+	"github.com/connec/connec/internal/platform/retry"
 	"github.com/connec/connec/vault"
 )
 
@@ -221,12 +221,14 @@ func (e *Executor) Execute(ctx context.Context, req connectors.ExecRequest) (con
 }
 
 // invoke calls the driver; a read-kind operation that fails transiently is
-// retried with exponential backoff while its timeout allows. Send-kind
-// operations are never retried here: a retry could send twice. When the
-// deadline cuts a retry short, the earlier transient failure is the answer:
-// the service kept failing, it was not slow.
+// retried with exponential backoff while its timeout allows (no wait that
+// would end past the deadline). Send-kind operations are never retried
+// here: a retry could send twice. When the deadline cuts a retry short,
+// the earlier transient failure is the answer: the service kept failing,
+// it was not slow.
 func (e *Executor) invoke(ctx context.Context, req connectors.ExecRequest, inv connectors.Invocation) ([]byte, int, error) {
-	backoff := 50 * time.Millisecond
+	// Waits of 50–100ms, doubling up to 3.2–6.4s.
+	b := retry.Backoff{Min: 100 * time.Millisecond, Max: 6400 * time.Millisecond}
 	var last error
 	for attempt := 1; ; attempt++ {
 		out, err := req.Type.Driver.Invoke(ctx, inv)
@@ -237,16 +239,12 @@ func (e *Executor) invoke(ctx context.Context, req connectors.ExecRequest, inv c
 			return out, attempt, err
 		}
 		last = err
-		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < backoff {
+		wait := b.Next()
+		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < wait {
 			return out, attempt, err
 		}
-		select {
-		case <-ctx.Done():
+		if retry.Sleep(ctx, wait) != nil {
 			return nil, attempt, err
-		case <-time.After(backoff + time.Duration(rand.Int64N(int64(backoff/2)))):
-		}
-		if backoff < 2*time.Second {
-			backoff *= 2
 		}
 	}
 }

@@ -162,3 +162,29 @@ func defaultMessage(t Type) string {
 		return "internal error"
 	}
 }
+
+// Describe says what a stable error type means to a caller, for the
+// documentation.
+func Describe(t Type) string {
+	return descriptions[t]
+}
+
+var descriptions = map[Type]string{
+	InvalidArgument:    "the input is malformed or names something that cannot be; nothing changed",
+	NotFound:           "no such instance, credential or run",
+	PolicyDenied:       "policy does not allow it (default deny); a caller without rights cannot tell a missing thing from a forbidden one",
+	Conflict:           "the current state forbids it (a live credential exists, an idempotency key was used with other arguments, a run still pending)",
+	Unavailable:        "the database, the policy or the audit trail cannot be reached (the message says whether the operation ran); try again",
+	Internal:           "a defect; the audit row and the server log have the request id",
+	Unauthenticated:    "no valid token",
+	CredentialRevoked:  "the instance's credential was revoked",
+	CredentialDisabled: "the instance's credential is disabled",
+	CredentialExpired:  "the instance's credential has expired",
+	CredentialMissing:  "the operation needs a credential and the instance has none",
+	Validation:         "an operation's arguments or result do not match its schema",
+	Timeout:            "the operation did not finish within its timeout",
+	Permanent:          "the connector's service refused or failed in a way retrying will not fix",
+	Transient:          "the connector's service failed in a way a retry may fix",
+	QuotaExceeded:      "over a rate limit (details say when to retry)",
+	ResponseTooLarge:   "the operation's result is over the size cap",
+}

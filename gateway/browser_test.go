@@ -22,8 +22,6 @@ import (
 
 	"github.com/connec/connec/authz"
 	"github.com/connec/connec/callctx"
-	"github.com/connec/connec/gateway"
-	"github.com/connec/connec/internal/app"
 )
 
 // The web UI in a real browser: headless Chromium driven over chromedriver's
@@ -38,7 +36,7 @@ func TestWebUIInHeadlessChromium(t *testing.T) {
 
 	// Runs and the audit trail from the core itself, as connec serves them:
 	// what each user sees is what policy lets them see.
-	e := newEnv(t, withHistoryFrom(func(a *app.App) gateway.History { return gateway.ServiceHistory(a.Service) }))
+	e := newEnv(t)
 	alice, aliceTok := e.user("alice", false)
 	_, bobTok := e.user("bob", false)
 	auditor, auditorTok := e.user("auditor", true)

@@ -10,15 +10,14 @@ import (
 	"github.com/connec/connec/audit"
 	"github.com/connec/connec/authz"
 	"github.com/connec/connec/callctx"
-	"github.com/connec/connec/gateway"
-	"github.com/connec/connec/internal/app"
+	"github.com/connec/connec/core"
 )
 
-// The audit views served by the core itself (ServiceHistory): auditors see
+// The audit views served by the core itself: auditors see
 // every row and the chain's verification; an instance's admin sees the rows
 // of the instances they administer; nobody else sees any.
 func TestCoreAuditViews(t *testing.T) {
-	e := newEnv(t, withHistoryFrom(func(a *app.App) gateway.History { return gateway.ServiceHistory(a.Service) }))
+	e := newEnv(t)
 	alice, aliceTok := e.user("alice", false)
 	auditor, auditorTok := e.user("auditor", true)
 	_, bobTok := e.user("bob", false)
@@ -29,12 +28,12 @@ func TestCoreAuditViews(t *testing.T) {
 		e.invoke(aliceTok, inst, "echo.read", task)
 	}
 	// Each read has two rows: its decision (before it runs) and its outcome.
-	var page gateway.AuditPage
+	var page core.AuditPage
 	e.must(http.StatusOK, "GET", "/v1/audit-events?task_id="+task.TaskID+"&limit=4", auditorTok, nil).json(t, &page)
 	if len(page.Events) != 4 || page.NextCursor == "" || page.Events[0].Seq >= page.Events[1].Seq {
 		t.Fatalf("page 1: %+v", page)
 	}
-	next := gateway.AuditPage{}
+	next := core.AuditPage{}
 	e.must(http.StatusOK, "GET", "/v1/audit-events?task_id="+task.TaskID+"&limit=4&cursor="+page.NextCursor, auditorTok, nil).json(t, &next)
 	if len(next.Events) != 2 || next.Events[0].Seq <= page.Events[3].Seq {
 		t.Fatalf("page 2: %+v", next)
@@ -54,7 +53,7 @@ func TestCoreAuditViews(t *testing.T) {
 	// Alice administers the instance: she sees its rows, named or not, and
 	// not the whole trail.
 	e.must(http.StatusOK, "GET", "/v1/audit-events?instance_id="+inst, aliceTok, nil)
-	mine := gateway.AuditPage{}
+	mine := core.AuditPage{}
 	e.must(http.StatusOK, "GET", "/v1/audit-events?limit=1000", aliceTok, nil).json(t, &mine)
 	if n := e.count(`SELECT count(*) FROM audit_events WHERE instance_id = $1`, inst); len(mine.Events) != n || n < 4 {
 		t.Fatalf("alice's unfiltered rows: %d, her instance has %d", len(mine.Events), n)

@@ -69,15 +69,6 @@ func (l *lockedBuilder) String() string {
 
 type envOption func(*gateway.Config, *app.App)
 
-func withHistory(h gateway.History) envOption {
-	return func(c *gateway.Config, _ *app.App) { c.History = h }
-}
-
-// withHistoryFrom builds the History from the app (to use its Service).
-func withHistoryFrom(fn func(a *app.App) gateway.History) envOption {
-	return func(c *gateway.Config, a *app.App) { c.History = fn(a) }
-}
-
 func newEnv(t *testing.T, opts ...envOption) *env {
 	t.Helper()
 	return newEnvIn(t, t.TempDir(), opts...)
@@ -102,7 +93,6 @@ func newEnvIn(t *testing.T, dir string, opts ...envOption) *env {
 	// The configuration connec serves (internal/app), but without run
 	// history unless a test asks for it, and logging here.
 	gcfg := a.GatewayConfig()
-	gcfg.History = nil
 	gcfg.Log = log
 	for _, o := range opts {
 		o(&gcfg, a)

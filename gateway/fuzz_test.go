@@ -2,18 +2,17 @@ package gateway
 
 import (
 	"bytes"
-	"net/http"
 	"net/http/httptest"
 	"testing"
 
-	"github.com/connec/connec/authz"
 	"github.com/connec/connec/core"
 	"github.com/connec/connec/fault"
 )
 
 // FuzzDecodeBody feeds arbitrary request bodies and content types to the
-// REST body decoder for each request shape: it never panics, and refuses
-// with invalid_argument only.
+// REST binding of every route that takes a body: it never panics, and
+// refuses with invalid_argument only (the entry's own decoder is fuzzed in
+// core).
 func FuzzDecodeBody(f *testing.F) {
 	for _, s := range []string{
 		`{"type":"echo","display_name":"x"}`, `{"kind":"bearer","secret":{"token":"t"}}`, `{"subject":"user:x","resource":"**","action":"*"}`,
@@ -23,20 +22,20 @@ func FuzzDecodeBody(f *testing.F) {
 	}
 	f.Add([]byte(`{}`), "text/plain")
 	f.Add([]byte(`{}`), "application/problem+json; charset=utf-8")
-	f.Fuzz(func(t *testing.T, body []byte, ctype string) {
-		targets := []func() any{
-			func() any { return &core.InstallInput{} },
-			func() any { return &core.CredentialInput{} },
-			func() any { return &authz.Rule{} },
-			func() any { return &map[string]any{} },
+	var entries []*core.Entry
+	for _, e := range core.Catalog() {
+		if e.Route != nil && e.Route.Body != core.NoBody && e.On(core.OnREST) {
+			entries = append(entries, e)
 		}
-		for _, mk := range targets {
-			r := httptest.NewRequest(http.MethodPost, "/v1/x", bytes.NewReader(body))
+	}
+	f.Fuzz(func(t *testing.T, body []byte, ctype string) {
+		for _, e := range entries {
+			r := httptest.NewRequest(e.Route.Method, "/v1/x", bytes.NewReader(body))
 			if ctype != "" {
 				r.Header.Set("Content-Type", ctype)
 			}
-			if err := decodeBody(httptest.NewRecorder(), r, mk(), false); err != nil && fault.As(err).Type != fault.InvalidArgument {
-				t.Fatalf("refused with %v", err)
+			if _, _, err := bind(httptest.NewRecorder(), r, e); err != nil && fault.As(err).Type != fault.InvalidArgument {
+				t.Fatalf("%s: refused with %v", e.Name, err)
 			}
 		}
 	})

@@ -10,13 +10,14 @@
 //   - /readyz; and, on a listener of its own, /metrics (Prometheus, the
 //     internal/platform/metrics registry: MetricsHandler).
 //
-// Like the MCP surface it is a transport and holds no business logic: every
-// handler authenticates the caller, puts the principal on the context
-// (transport "rest" for the API, "web" for the UI) and calls the same
-// core.Service method the MCP tool calls, which decides policy and
-// writes the audit row. Requests refused before they reach a service method
-// (a missing token, a malformed body) are audited through Service.Refuse,
-// as MCP does.
+// Like the MCP surface it is a transport and holds no business logic: the
+// REST routes are the core's operation catalog (core.Catalog) translated —
+// each request is authenticated, its path parameters, query and body bound
+// to the entry's input, and the entry's use case run, which decides policy
+// and writes the audit row; the OpenAPI document is generated from the same
+// catalog (GenerateOpenAPI). Requests refused before they reach a use case
+// (a missing token, a malformed body) are audited through the entry's
+// Refuse, as MCP does. The UI calls the core's use cases directly.
 //
 // # Status codes
 //
@@ -39,13 +40,11 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/connec/connec/callctx"
 	"github.com/connec/connec/core"
 	"github.com/connec/connec/fault"
-	"github.com/connec/connec/identity/authlimit"
 	"github.com/connec/connec/internal/platform/metrics"
 )
 
@@ -76,10 +75,6 @@ type Config struct {
 	Service *core.Service
 	// Auth checks bearer tokens and UI session cookies.
 	Auth Authenticator
-	// History serves run history and the audit trail; nil until the
-	// service implements it, and then every run and audit endpoint answers
-	// 501 and the UI says so.
-	History History
 	// Names names the owners and subjects the UI shows; nil shows ids.
 	// It is asked only about subjects on rows the caller was shown.
 	Names SubjectNamer
@@ -100,7 +95,6 @@ type Config struct {
 type Gateway struct {
 	svc     *core.Service
 	auth    Authenticator
-	hist    History
 	names   SubjectNamer
 	checks  []Check
 	health  func(core.Instance) string
@@ -114,7 +108,7 @@ type Gateway struct {
 
 // New builds a gateway over cfg.
 func New(cfg Config) *Gateway {
-	g := &Gateway{svc: cfg.Service, auth: cfg.Auth, hist: cfg.History, names: cfg.Names, checks: cfg.Checks,
+	g := &Gateway{svc: cfg.Service, auth: cfg.Auth, names: cfg.Names, checks: cfg.Checks,
 		health: cfg.InstanceHealth, secure: cfg.SecureCookies, log: cfg.Log}
 	if g.log == nil {
 		g.log = slog.Default()
@@ -211,10 +205,8 @@ func (g *Gateway) serveAPI(w http.ResponseWriter, r *http.Request) {
 // (authlimit).
 func (g *Gateway) authenticate(w http.ResponseWriter, r *http.Request, transport string) (context.Context, bool) {
 	ctx := requestContext(w, r)
-	token, _ := bearer(r)
-	p, err := g.authGuard(ctx, r, transport, token)
+	p, err := g.svc.AuthGuard().AuthenticateRequest(r.WithContext(ctx), transport, g.auth)
 	if err == nil {
-		p.Transport = transport
 		return callctx.WithPrincipal(ctx, p), true
 	}
 	if errors.Is(err, fault.ErrUnauthenticated) {
@@ -225,29 +217,12 @@ func (g *Gateway) authenticate(w http.ResponseWriter, r *http.Request, transport
 	return nil, false
 }
 
-// authGuard authenticates token through the service's guard, which limits
-// and audits failed authentications per source.
-func (g *Gateway) authGuard(ctx context.Context, r *http.Request, transport, token string) (callctx.Principal, error) {
-	guard := g.svc.AuthGuard()
-	return guard.Authenticate(ctx, authlimit.Attempt{Source: guard.Source(r), Transport: transport,
-		Tool: "http:" + transport, Token: token}, g.auth)
-}
-
 // requestContext gives the request a fresh id, on the context (so audit rows
 // carry it) and in the X-Request-Id response header.
 func requestContext(w http.ResponseWriter, r *http.Request) context.Context {
 	id := callctx.NewRequestID()
 	w.Header().Set("X-Request-Id", id)
 	return callctx.WithRequestID(r.Context(), id)
-}
-
-func bearer(r *http.Request) (string, bool) {
-	h := r.Header.Get("Authorization")
-	scheme, tok, ok := strings.Cut(h, " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(tok) == "" {
-		return "", false
-	}
-	return strings.TrimSpace(tok), true
 }
 
 // tokenDigest identifies a token without holding it (log fields, cookies'

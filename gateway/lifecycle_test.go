@@ -12,7 +12,6 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/connec/connec/core"
-	"github.com/connec/connec/gateway"
 )
 
 // REQ-CONNEC-0114: connector instances are installed, listed, read,
@@ -193,10 +192,10 @@ WHERE instance_id = $1 AND transport = 'rest' ORDER BY seq`, id)
 		}
 		e.must(http.StatusOK, "DELETE", "/v1/connector-instances/"+ids[6], carolTok, nil)
 
-		page := func(query string) gateway.InstancePage {
+		page := func(query string) core.InstancePage {
 			r := e.must(http.StatusOK, "GET", "/v1/connector-instances"+query, carolTok, nil)
-			validate(t, "InstanceList", r.Body)
-			var p gateway.InstancePage
+			validate(t, "InstancePage", r.Body)
+			var p core.InstancePage
 			r.json(t, &p)
 			return p
 		}

@@ -5,16 +5,13 @@ import (
 	"net/url"
 	"strings"
 	"testing"
-
-	"github.com/connec/connec/gateway"
-	"github.com/connec/connec/internal/app"
 )
 
 // NUL characters (which PostgreSQL cannot store in text) are refused as
 // invalid_argument naming where they are, in bodies and query strings, and
 // change nothing; never internal/500.
 func TestNULRefusedAsInvalidArgument(t *testing.T) {
-	e := newEnv(t, withHistoryFrom(func(a *app.App) gateway.History { return gateway.ServiceHistory(a.Service) }))
+	e := newEnv(t)
 	_, tok := e.admin("root")
 	id := e.must(http.StatusCreated, "POST", "/v1/connector-instances", tok, map[string]any{"type": "echo", "display_name": "ok"}).id(t)
 	before := e.count(`SELECT count(*) FROM connector_instances`)

@@ -107,12 +107,18 @@ func schemaAt(t *testing.T, pointer string) *js.Schema {
 // validate checks a JSON document against a components schema.
 func validate(t *testing.T, schema string, doc []byte) {
 	t.Helper()
+	validateAt(t, "/components/schemas/"+schema, doc)
+}
+
+// validateAt checks a JSON document against the schema at a pointer.
+func validateAt(t *testing.T, pointer string, doc []byte) {
+	t.Helper()
 	v, err := js.UnmarshalJSON(bytes.NewReader(doc))
 	if err != nil {
-		t.Fatalf("%s: not JSON: %s", schema, doc)
+		t.Fatalf("%s: not JSON: %s", pointer, doc)
 	}
-	if err := schemaAt(t, "/components/schemas/"+schema).Validate(v); err != nil {
-		t.Fatalf("%s does not match schema %s: %v", doc, schema, err)
+	if err := schemaAt(t, pointer).Validate(v); err != nil {
+		t.Fatalf("%s does not match schema %s: %v", doc, pointer, err)
 	}
 }
 

@@ -70,8 +70,8 @@ func TestOpenAPIActionsAreAuthzActions(t *testing.T) {
 		t.Fatal(err)
 	}
 	for name, want := range map[string][]string{
-		"RuleRequest":    append([]string{authz.AnyAction}, authz.Actions...),
-		"ExplainRequest": authz.Actions,
+		"PolicyAddRequest":     append([]string{authz.AnyAction}, authz.Actions...),
+		"PolicyExplainRequest": authz.Actions,
 	} {
 		got := doc.Components.Schemas[name].Properties.Action.Enum
 		if !slices.Equal(slices.Sorted(slices.Values(got)), slices.Sorted(slices.Values(want))) {

@@ -26,7 +26,6 @@ const ProblemTypeBase = "https://connec.dev/errors/"
 const (
 	typeRouteNotFound    fault.Type = "route_not_found"
 	typeMethodNotAllowed fault.Type = "method_not_allowed"
-	typeNotImplemented   fault.Type = "not_implemented"
 )
 
 // Problem is an RFC 9457 problem detail. Type, Title, Status, Detail and
@@ -56,7 +55,7 @@ type FieldProblem struct {
 	Detail  string `json:"detail"`
 }
 
-// statusError overrides the status a fault maps to (413, 415, 501, …) while
+// statusError overrides the status a fault maps to (413, 415, …) while
 // keeping the fault for the audit row and the problem body.
 type statusError struct {
 	status int
@@ -102,8 +101,6 @@ func statusOf(t fault.Type, hide bool) int {
 		return http.StatusGatewayTimeout
 	case fault.Permanent, fault.ResponseTooLarge:
 		return http.StatusBadGateway
-	case typeNotImplemented:
-		return http.StatusNotImplemented
 	case typeCSRF:
 		return http.StatusForbidden
 	default:
@@ -131,7 +128,6 @@ var titles = map[fault.Type]string{
 	fault.Internal:           "Internal error",
 	typeRouteNotFound:        "No such route",
 	typeMethodNotAllowed:     "Method not allowed",
-	typeNotImplemented:       "Not implemented",
 	typeCSRF:                 "Form refused",
 }
 
@@ -252,3 +248,7 @@ func retryAfterDetail(details map[string]any) (string, bool) {
 	}
 	return "", false
 }
+
+// StatusOf is the HTTP status a stable error type answers with; hide says
+// the URL names one resource (policy_denied then answers 404).
+func StatusOf(t fault.Type, hide bool) int { return statusOf(t, hide) }

@@ -312,7 +312,7 @@ func (g *Gateway) uiSession(w http.ResponseWriter, r *http.Request) (*session, *
 		g.toLogin(w, r, "")
 		return nil, r, false
 	}
-	p, err := g.authGuard(ctx, r, TransportWeb, c.Value)
+	p, err := g.svc.AuthGuard().AuthenticateToken(r, TransportWeb, c.Value, g.auth)
 	if err != nil {
 		if !errors.Is(err, fault.ErrUnauthenticated) { // unavailable, or too many failures
 			g.renderError(w, r, nil, err, false)
@@ -409,7 +409,7 @@ func (g *Gateway) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	token := strings.TrimSpace(r.PostForm.Get("token"))
-	p, err := g.authGuard(ctx, r, TransportWeb, token)
+	p, err := g.svc.AuthGuard().AuthenticateToken(r.WithContext(ctx), TransportWeb, token, g.auth)
 	if err != nil {
 		if errors.Is(err, fault.ErrUnauthenticated) {
 			err = fault.New(fault.Unauthenticated, "that token is not valid (unknown, revoked or expired)")
@@ -488,11 +488,7 @@ func (g *Gateway) credentialsOf(ctx context.Context, id string) ([]core.Credenti
 func (g *Gateway) instancesPage(w http.ResponseWriter, r *http.Request, s *session) (string, *view, error) {
 	q := r.URL.Query()
 	include := q.Get("include_uninstalled") != ""
-	all, err := g.svc.List(r.Context(), core.ListInput{IncludeUninstalled: include})
-	if err != nil {
-		return "", nil, err
-	}
-	page, err := instancePage(all, nil, q.Get("cursor"), defaultLimit)
+	page, err := g.svc.ListInstances(r.Context(), core.InstanceListInput{ListInput: core.ListInput{IncludeUninstalled: include}, Cursor: q.Get("cursor")})
 	if err != nil {
 		return "", nil, err
 	}
@@ -533,25 +529,21 @@ func (g *Gateway) toggle(fn func(*core.Service, context.Context, string) (core.I
 // ---- runs and audit
 
 type runsData struct {
-	Available bool
-	Filter    RunFilter
-	Statuses  []string
-	Page      RunPage
-	NextURL   template.URL
+	Filter   core.RunFilter
+	Statuses []string
+	Page     core.RunPage
+	NextURL  template.URL
 }
 
 func (g *Gateway) runsPage(w http.ResponseWriter, r *http.Request, s *session) (string, *view, error) {
 	q := r.URL.Query()
-	d := runsData{Available: g.hist != nil, Statuses: []string{"pending", "running", "succeeded", "failed", "canceled"},
-		Filter: RunFilter{InstanceID: strings.TrimSpace(q.Get("instance_id")), TaskID: strings.TrimSpace(q.Get("task_id")),
+	d := runsData{Statuses: []string{"pending", "running", "succeeded", "failed", "canceled"},
+		Filter: core.RunFilter{InstanceID: strings.TrimSpace(q.Get("instance_id")), TaskID: strings.TrimSpace(q.Get("task_id")),
 			Status: q.Get("status"), Cursor: q.Get("cursor")}}
 	v := &view{Title: "Run history", Nav: "runs", Data: &d}
-	if g.hist == nil {
-		return "runs", v, nil
-	}
-	page, err := g.hist.ListRuns(r.Context(), d.Filter)
+	page, err := g.svc.ListRunPage(r.Context(), d.Filter)
 	if err != nil {
-		p := problemOf(r, historyErr("run history", err), false)
+		p := problemOf(r, err, false)
 		v.Problem = &p
 		return "runs", v, nil
 	}
@@ -574,12 +566,9 @@ func (g *Gateway) runsPage(w http.ResponseWriter, r *http.Request, s *session) (
 }
 
 func (g *Gateway) runPage(w http.ResponseWriter, r *http.Request, s *session) (string, *view, error) {
-	if g.hist == nil {
-		return "", nil, notWired("run history")
-	}
-	run, err := g.hist.GetRun(r.Context(), r.PathValue("id"))
+	run, err := g.svc.GetRun(r.Context(), r.PathValue("id"))
 	if err != nil {
-		return "", nil, historyErr("run history", err)
+		return "", nil, err
 	}
 	return "run", &view{Title: "Run " + run.ID, Nav: "runs", Data: run, Names: g.namesOf(r.Context(), []callctx.Subject{run.Subject})}, nil
 }
@@ -595,11 +584,10 @@ type chainStatus struct {
 }
 
 type auditData struct {
-	Available bool
-	Filter    auditForm
-	Page      AuditPage
-	Chain     chainStatus
-	NextURL   template.URL
+	Filter  auditForm
+	Page    core.AuditPage
+	Chain   chainStatus
+	NextURL template.URL
 }
 
 // auditForm is the audit filter as the form shows it.
@@ -648,11 +636,8 @@ func (g *Gateway) auditPage(w http.ResponseWriter, r *http.Request, s *session) 
 	if form.Order == "" {
 		form.Order = "newest"
 	}
-	d := auditData{Available: g.hist != nil, Filter: form}
+	d := auditData{Filter: form}
 	v := &view{Title: "Audit trail", Nav: "audit", Data: &d}
-	if g.hist == nil {
-		return "audit", v, nil
-	}
 	showProblem := func(err error) (string, *view, error) {
 		p := problemOf(r, err, false)
 		v.Problem = &p
@@ -677,22 +662,27 @@ func (g *Gateway) auditPage(w http.ResponseWriter, r *http.Request, s *session) 
 	if err != nil {
 		return showProblem(err)
 	}
-	f := AuditFilter{Subject: form.Subject, InstanceID: form.InstanceID, TaskID: form.TaskID, Tool: form.Tool,
-		Decision: form.Decision, Status: form.Status, Since: since, Until: until, Newest: form.Order == "newest",
-		Cursor: q.Get("cursor"), Limit: limit}
-	page, err := g.hist.ListAudit(r.Context(), f)
+	f := core.AuditFilter{Subject: form.Subject, InstanceID: form.InstanceID, TaskID: form.TaskID, Tool: form.Tool,
+		Decision: form.Decision, Status: form.Status, Newest: form.Order == "newest", Cursor: q.Get("cursor"), Limit: limit}
+	if !since.IsZero() {
+		f.Since = &since
+	}
+	if !until.IsZero() {
+		f.Until = &until
+	}
+	page, err := g.svc.ListAuditPage(r.Context(), f)
 	if err != nil {
-		return showProblem(historyErr("the audit trail", err))
+		return showProblem(err)
 	}
 	d.Page = page
 	// The chain is verified for auditors only: an instance admin would
 	// just leave a refusal in the trail at every visit.
 	if page.Scope == core.AuditScopeAdministered {
 		d.Chain.AuditorsOnly = true
-	} else if rep, err := g.hist.VerifyAudit(r.Context()); err == nil {
+	} else if rep, err := g.svc.VerifyAudit(r.Context()); err == nil {
 		d.Chain = chainStatus{Checked: true, OK: rep.OK(), Report: rep}
 	} else {
-		d.Chain = chainStatus{Problem: fault.PublicOf(historyErr("audit chain verification", err)).Message}
+		d.Chain = chainStatus{Problem: fault.PublicOf(err).Message}
 	}
 	subjects := make([]callctx.Subject, 0, len(page.Events))
 	for _, row := range page.Events {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/connec/connec/authz"
 	"github.com/connec/connec/callctx"
+	"github.com/connec/connec/core"
 	"github.com/connec/connec/gateway"
 	"github.com/connec/connec/internal/app"
 )
@@ -26,7 +27,7 @@ import (
 // the instances they administer — decided by the core, as over REST.
 func TestWebUIPagesShowWhatPeopleRead(t *testing.T) {
 	namer := &countingNamer{}
-	env := newEnv(t, withHistoryFrom(func(a *app.App) gateway.History { return gateway.ServiceHistory(a.Service) }),
+	env := newEnv(t,
 		func(c *gateway.Config, a *app.App) { namer.of = a.Identity; c.Names = namer })
 	e := env
 	ctx := context.Background()
@@ -201,7 +202,7 @@ func TestWebUIPagesShowWhatPeopleRead(t *testing.T) {
 			t.Fatalf("the chain status does not say verification is for auditors: %s", visible(page.String()))
 		}
 		// The same rows as the REST API gives her (the same core call).
-		var api gateway.AuditPage
+		var api core.AuditPage
 		e.must(http.StatusOK, "GET", "/v1/audit-events?limit=1000", aliceTok, nil).json(t, &api)
 		var apiSeqs []string
 		for _, r := range api.Events {

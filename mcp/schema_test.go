@@ -31,7 +31,7 @@ func TestToolSnapshots(t *testing.T) {
 				t.Fatalf("tool %s declared twice", name)
 			}
 			seen[name] = true
-			if len(tool.Actions) == 0 {
+			if len(tool.Entry.Actions) == 0 {
 				t.Fatalf("tool %s declares no policy action", name)
 			}
 			raw, err := json.Marshal(tool.Def)

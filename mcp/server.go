@@ -96,8 +96,7 @@ func NewServer(svc *core.Service, opts ...Option) *Server {
 		// Lists depend on who asks: a client may keep one only for the same
 		// credentials, and for a minute at most (changes are announced too).
 		server.WithCacheHints(listTTL.Milliseconds(), mcp.CacheScopePrivate),
-		server.WithInstructions("connec is the governed door to connector instances: list types with " + o.names.wireName("connector.catalog.list") +
-			", install and manage instances with " + o.names.wireName("connector.instance.*") + ", and run operations with " + o.names.wireName("connector.op.invoke") + ". " +
+		server.WithInstructions(core.Instructions(o.names.wireName) + " " +
 			"Pass your task context in _meta[\"" + callctx.MetaKey + "\"] ({task_id, project_id, run_id, job_id, agent_id}) or as task_id."),
 		server.WithToolFilter(s.visibleTools),
 	}
@@ -130,7 +129,7 @@ func (s *Server) visibleTools(ctx context.Context, tools []mcp.Tool) []mcp.Tool 
 		if !ok {
 			continue
 		}
-		visible, err := s.svc.ToolVisible(ctx, t.Resource, t.Actions...)
+		visible, err := s.svc.ToolVisible(ctx, t.Entry.Resource, t.Entry.Actions...)
 		switch {
 		case err != nil && len(tools) == 1:
 			out = append(out, wt)
@@ -154,7 +153,7 @@ func (s *Server) auditRefusedCall(ctx context.Context, _ any, method mcp.MCPMeth
 		name = truncate(req.Params.Name, 100)
 	}
 	if t, ok := s.tools[name]; ok {
-		name, action = t.Def.Name, t.Actions[0]
+		name, action = t.Def.Name, t.Entry.RefuseAs
 	}
 	ctx = callctx.WithRequestID(ctx, callctx.NewRequestID())
 	var refusal error = fault.New(fault.PolicyDenied, "tool not available")

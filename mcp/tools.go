@@ -1,11 +1,11 @@
-// Package mcp is connec's MCP surface: the tool inventory (names, typed input
-// and output schemas, which policy action each needs) and the translation of
-// tool calls to core.Service methods and back. The inventory knows
-// nothing of transports; transport.go and stdio.go serve the same server
-// over stdio, SSE and streamable HTTP.
+// Package mcp is connec's MCP surface: it serves the core's operation
+// catalog as MCP tools (definitions translated from the catalog's entries,
+// calls translated to the entries' use cases and back) over stdio, SSE and
+// streamable HTTP. It names no policy action and holds no rule of its own.
 package mcp
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -18,80 +18,11 @@ import (
 	"github.com/connec/connec/fault"
 )
 
-// Tool is one entry of the inventory.
-type Tool struct {
-	Def mcp.Tool
-	// Actions lists the policy actions any of which may make the tool usable;
-	// a subject holding none of them does not see the tool.
-	Actions []string
-	// Resource, when the tool acts on one fixed resource (catalog, policy),
-	// narrows visibility to rules that reach it.
-	Resource string
-	// Handle decodes raw arguments and calls the service.
-	Handle func(ctx context.Context, svc *core.Service, raw json.RawMessage) (any, error)
-}
-
-// about describes a tool for its definition.
-type about struct {
-	name, description string
-	annotations       mcp.ToolAnnotation
-	// actions decide visibility (any of them); refuseAs is the action a
-	// refused call (bad arguments) is audited under.
-	actions  []string
-	refuseAs string
-	resource string
-}
-
-// tool declares a tool whose arguments are In and whose result is Out: both
-// schemas are generated from those types, the arguments are decoded strictly
-// into In (a call whose arguments do not decode is refused, and audited,
-// before it reaches the service), and the result is what fn returns.
-func tool[In, Out any](a about, fn func(ctx context.Context, svc *core.Service, in In) (Out, error)) Tool {
-	def := mcp.Tool{
-		Name:            a.name,
-		Description:     a.description,
-		RawInputSchema:  mustInputSchema[In](),
-		RawOutputSchema: mustSchema[envelope[Out]](),
-		Annotations:     a.annotations,
-	}
-	args := compileArguments(def.RawInputSchema)
-	return Tool{
-		Def:      def,
-		Actions:  a.actions,
-		Resource: a.resource,
-		Handle: func(ctx context.Context, svc *core.Service, raw json.RawMessage) (any, error) {
-			var in In
-			if err := args.decode(raw, &in); err != nil {
-				return nil, svc.Refuse(ctx, a.name, a.refuseAs, err)
-			}
-			return fn(ctx, svc, in)
-		},
-	}
-}
-
-// envelope is the structured content of every tool result: status ok with
-// the result, or status error with the error. Only its schema uses Out; the
-// value sent carries the result as returned.
-type envelope[Out any] struct {
-	Status string        `json:"status" schema:"enum=ok|error"`
-	Result Out           `json:"result,omitzero" jsonschema:"The tool's result (status ok)."`
-	Error  *fault.Public `json:"error,omitempty" jsonschema:"What went wrong (status error): a stable type, a message, details."`
-}
-
 // Result is the structured content of every tool result.
 type Result struct {
 	Status string        `json:"status"`
 	Result any           `json:"result,omitempty"`
 	Error  *fault.Public `json:"error,omitempty"`
-}
-
-func readOnly(title string) mcp.ToolAnnotation {
-	return mcp.ToolAnnotation{Title: title, ReadOnlyHint: mcp.ToBoolPtr(true), OpenWorldHint: mcp.ToBoolPtr(false)}
-}
-
-func mutating(title string, destructive, idempotent bool) mcp.ToolAnnotation {
-	return mcp.ToolAnnotation{Title: title, ReadOnlyHint: mcp.ToBoolPtr(false), DestructiveHint: mcp.ToBoolPtr(destructive),
-		IdempotentHint: mcp.ToBoolPtr(idempotent), OpenWorldHint: mcp.ToBoolPtr(false)}
 }
 
 // encode builds the tool result: the structured envelope, and the same JSON
@@ -160,23 +91,41 @@ func fieldOf(err error) string {
 // tool error result (IsError); Go errors are reserved for failures of the
 // protocol itself and never carry internal detail.
 func handler(svc *core.Service, t Tool) server.ToolHandlerFunc {
-	refuseAs := t.Actions[0]
+	e := t.Entry
 	return func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 		ctx = callctx.WithRequestID(ctx, callctx.NewRequestID())
 		raw := req.Params.RawArguments
 		if len(raw) == 0 && req.Params.Arguments != nil {
 			b, err := json.Marshal(req.Params.Arguments)
 			if err != nil {
-				return encode(nil, svc.Refuse(ctx, t.Def.Name, refuseAs, fault.Invalid("", "arguments must be a JSON object"))), nil
+				return encode(nil, e.Refuse(ctx, svc, fault.Invalid("", "arguments must be a JSON object"))), nil
 			}
 			raw = b
 		}
 		task, err := taskContext(req, raw)
 		if err != nil {
-			return encode(nil, svc.Refuse(ctx, t.Def.Name, refuseAs, err)), nil
+			return encode(nil, e.Refuse(ctx, svc, err)), nil
 		}
 		ctx = callctx.WithTask(ctx, task)
-		v, err := t.Handle(ctx, svc, raw)
+		v, err := e.Call(ctx, svc, withoutTaskID(raw))
 		return encode(v, err), nil
 	}
+}
+
+// withoutTaskID removes the task_id argument, which is the call's task
+// context (read by taskContext), not an input of the operation.
+func withoutTaskID(raw json.RawMessage) json.RawMessage {
+	if !bytes.Contains(raw, []byte(`"task_id"`)) {
+		return raw
+	}
+	var m map[string]json.RawMessage
+	if json.Unmarshal(raw, &m) != nil {
+		return raw // not an object: the operation's decoder says so
+	}
+	delete(m, "task_id")
+	out, err := json.Marshal(m)
+	if err != nil {
+		return raw
+	}
+	return out
 }

@@ -109,28 +109,15 @@ func (h *httpTransport) guard(transport string, next http.Handler) http.Handler 
 			http.Error(w, "forbidden: "+why, http.StatusForbidden)
 			return
 		}
-		token, _ := bearer(r)
-		// Failed authentications are limited and audited per source (authlimit).
-		g := h.srv.svc.AuthGuard()
-		p, err := g.Authenticate(r.Context(), authlimit.Attempt{Source: g.Source(r), Transport: transport, Tool: "http:" + transport, Token: token}, h.auth)
+		p, err := h.srv.svc.AuthGuard().AuthenticateRequest(r, transport, h.auth)
 		if err != nil {
 			authlimit.WriteHTTP(w, err)
 			return
 		}
-		p.Transport = transport
 		// A JSON-RPC request is small; a huge body is refused, not buffered.
 		r.Body = http.MaxBytesReader(w, r.Body, MaxRequestBytes)
 		next.ServeHTTP(w, r.WithContext(callctx.WithPrincipal(r.Context(), p)))
 	})
-}
-
-func bearer(r *http.Request) (string, bool) {
-	h := r.Header.Get("Authorization")
-	scheme, tok, ok := strings.Cut(h, " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(tok) == "" {
-		return "", false
-	}
-	return strings.TrimSpace(tok), true
 }
 
 // messages checks each message before the MCP server sees it: the protocol

@@ -39,7 +39,7 @@ func auditCmd(f *flags) *cobra.Command {
 				kept = append(kept, cp)
 			}
 			return withApp(cmd, f, func(ctx context.Context, a *app.App) error {
-				rep, err := audit.Verify(ctx, a.Pool, kept...)
+				rep, err := a.VerifyAudit(ctx, kept...)
 				if err != nil {
 					return err
 				}
@@ -86,7 +86,7 @@ func auditCmd(f *flags) *cobra.Command {
 				}
 			}
 			return withApp(cmd, f, func(ctx context.Context, a *app.App) error {
-				return audit.Export(ctx, a.Pool, from, to, cmd.OutOrStdout())
+				return a.ExportAudit(ctx, from, to, cmd.OutOrStdout())
 			})
 		},
 	}

@@ -63,11 +63,10 @@ func keyCmd(f *flags) *cobra.Command {
 		Use: "status", Short: "Show how many credential rows each key id wraps", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return withApp(cmd, f, func(ctx context.Context, a *app.App) error {
-				counts, err := a.Executor.KeyStatus(ctx, a.Pool)
+				counts, current, err := a.KeyStatus(ctx)
 				if err != nil {
 					return err
 				}
-				_, current := a.Executor.Recipient()
 				w := table(cmd.OutOrStdout(), "KEY ID\tROWS\tIN KEY FILE\tCURRENT")
 				for _, k := range counts {
 					fmt.Fprintf(w, "%s\t%d\t%v\t%v\n", k.KeyID, k.Rows, k.Loaded, k.KeyID == current)

@@ -185,7 +185,7 @@ func userCmd(f *flags) *cobra.Command {
 		Use: "list", Short: "List users", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return withApp(cmd, f, func(ctx context.Context, a *app.App) error {
-				us, err := a.Identity.ListUsers(ctx)
+				us, err := a.ListUsers(ctx)
 				if err != nil {
 					return err
 				}
@@ -248,13 +248,13 @@ func groupCmd(f *flags) *cobra.Command {
 		Use: "list", Short: "List groups and their members", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return withApp(cmd, f, func(ctx context.Context, a *app.App) error {
-				gs, err := a.Identity.ListGroups(ctx)
+				gs, err := a.ListGroups(ctx)
 				if err != nil {
 					return err
 				}
 				w := table(cmd.OutOrStdout(), "SUBJECT\tNAME\tSTATE\tMEMBERS")
 				for _, g := range gs {
-					ms, err := a.Identity.ListMembers(ctx, g.ID)
+					ms, err := a.ListMembers(ctx, g.ID)
 					if err != nil {
 						return err
 					}
@@ -378,7 +378,7 @@ func tokenCmd(f *flags) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				toks, err := a.Identity.ListTokens(ctx, s)
+				toks, err := a.ListTokens(ctx, s)
 				if err != nil {
 					return err
 				}
@@ -481,7 +481,7 @@ func policyCmd(f *flags) *cobra.Command {
 					}
 					s = string(sub)
 				}
-				rules, err := a.Authz.ListRules(ctx, a.Pool, s)
+				rules, err := a.ListRules(ctx, s)
 				if err != nil {
 					return err
 				}
@@ -502,14 +502,14 @@ func policyCmd(f *flags) *cobra.Command {
 			"exactly as listed.",
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return withApp(cmd, f, func(ctx context.Context, a *app.App) error {
-				rules, err := a.Authz.ListRules(ctx, a.Pool, "")
+				rules, err := a.ListRules(ctx, "")
 				if err != nil {
 					return err
 				}
 				w := table(cmd.OutOrStdout(), "EFFECT\tSUBJECT\tACTION\tRESOURCE\tCOND\tPROBLEM")
 				bad := 0
 				for _, r := range rules {
-					if err := a.Authz.ValidateRule(r); err != nil {
+					if err := a.ValidateRule(r); err != nil {
 						bad++
 						fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", r.Effect, r.Subject, r.Action, r.Resource, r.Cond, fault.PublicOf(err).Message)
 					}

@@ -3,7 +3,9 @@ package authlimit
 import (
 	"net/http"
 	"strconv"
+	"strings"
 
+	"github.com/connec/connec/callctx"
 	"github.com/connec/connec/fault"
 )
 
@@ -29,4 +31,35 @@ func WriteHTTP(w http.ResponseWriter, err error) {
 func RetryAfter(err error) int64 {
 	ms, _ := fault.As(err).Details["retry_after_ms"].(int64)
 	return max((ms+999)/1000, 1)
+}
+
+// AuthenticateRequest authenticates an HTTP request by its
+// "Authorization: Bearer <token>" header through the guard: the one way
+// every HTTP transport (MCP and REST) turns a request into a principal,
+// with failed attempts limited and audited per source. The principal
+// carries transport.
+func (g *Guard) AuthenticateRequest(r *http.Request, transport string, auth Authenticator) (callctx.Principal, error) {
+	token, _ := BearerToken(r)
+	return g.AuthenticateToken(r, transport, token, auth)
+}
+
+// AuthenticateToken is AuthenticateRequest for a token the request carries
+// elsewhere (the web UI's session cookie, its login form).
+func (g *Guard) AuthenticateToken(r *http.Request, transport, token string, auth Authenticator) (callctx.Principal, error) {
+	p, err := g.Authenticate(r.Context(), Attempt{Source: g.Source(r), Transport: transport, Tool: "http:" + transport, Token: token}, auth)
+	if err != nil {
+		return callctx.Principal{}, err
+	}
+	p.Transport = transport
+	return p, nil
+}
+
+// BearerToken returns the token of an "Authorization: Bearer <token>"
+// header (the scheme in any case), or false.
+func BearerToken(r *http.Request) (string, bool) {
+	scheme, tok, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(tok) == "" {
+		return "", false
+	}
+	return strings.TrimSpace(tok), true
 }

@@ -2,30 +2,17 @@ package app
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"os/user"
 	"strings"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/connec/connec/audit"
 	"github.com/connec/connec/authz"
 	"github.com/connec/connec/callctx"
+	"github.com/connec/connec/core"
 	"github.com/connec/connec/fault"
 	"github.com/connec/connec/identity"
-	"github.com/connec/connec/internal/platform/db"
 )
-
-// cliSubject names the operator running a CLI command in audit rows.
-func cliSubject() callctx.Subject {
-	name := "unknown"
-	if u, err := user.Current(); err == nil {
-		name = u.Username
-	}
-	return callctx.Subject("cli:" + name)
-}
 
 // OwnerRules are the rules `connec user add` grants a new user unless told
 // not to (the documented owner rule): full rights over the instances the
@@ -42,7 +29,7 @@ func OwnerRules(u callctx.Subject) []authz.Rule {
 // AddUser creates a user, with the owner rule unless bare is set.
 func (a *App) AddUser(ctx context.Context, name string, bare bool) (identity.User, error) {
 	var u identity.User
-	err := a.adminChange(ctx, "user.add", "", func(tx pgx.Tx, ev *audit.Event) error {
+	err := a.adminChange(ctx, "user.add", "", func(tx pgx.Tx, ev *core.Note) error {
 		var err error
 		if u, err = identity.CreateUser(ctx, tx, name); err != nil {
 			return err
@@ -66,7 +53,7 @@ func (a *App) AddUser(ctx context.Context, name string, bare bool) (identity.Use
 // AddGroup creates a group.
 func (a *App) AddGroup(ctx context.Context, name string) (identity.Group, error) {
 	var g identity.Group
-	err := a.adminChange(ctx, "group.add", "", func(tx pgx.Tx, ev *audit.Event) error {
+	err := a.adminChange(ctx, "group.add", "", func(tx pgx.Tx, ev *core.Note) error {
 		var err error
 		g, err = identity.CreateGroup(ctx, tx, name)
 		ev.Resource, ev.Reason = string(g.Subject()), fmt.Sprintf("created group %s", g.Name)
@@ -79,7 +66,7 @@ func (a *App) AddGroup(ctx context.Context, name string) (identity.Group, error)
 func (a *App) AddMember(ctx context.Context, groupRef, userRef string) (identity.Group, identity.User, error) {
 	var g identity.Group
 	var u identity.User
-	err := a.adminChange(ctx, "group.member.add", "", func(tx pgx.Tx, ev *audit.Event) error {
+	err := a.adminChange(ctx, "group.member.add", "", func(tx pgx.Tx, ev *core.Note) error {
 		var err error
 		if g, err = identity.ResolveGroup(ctx, tx, groupRef); err != nil {
 			return err
@@ -173,7 +160,7 @@ func (a *App) ChangeRule(ctx context.Context, r authz.Rule, remove bool) (bool, 
 	if remove {
 		tool = "policy.remove"
 	}
-	err := a.adminChange(ctx, tool, r.Resource, func(tx pgx.Tx, ev *audit.Event) error {
+	err := a.adminChange(ctx, tool, r.Resource, func(tx pgx.Tx, ev *core.Note) error {
 		ev.Reason = fmt.Sprintf("%s rule: %s %s %s %s cond=%q", strings.TrimPrefix(tool, "policy."), r.Effect, r.Subject, r.Action, r.Resource, r.Cond)
 		if invalid != nil {
 			ev.Reason += " (a stored rule that fails validation: " + fault.PublicOf(invalid).Message + ")"
@@ -195,15 +182,14 @@ func (a *App) ChangeRule(ctx context.Context, r authz.Rule, remove bool) (bool, 
 // AdminChange runs an operator's change and its audit row in one
 // transaction (see adminChange).
 func (a *App) AdminChange(ctx context.Context, tool, resource string, fn func(tx pgx.Tx) error) error {
-	return a.adminChange(ctx, tool, resource, func(tx pgx.Tx, _ *audit.Event) error { return fn(tx) })
+	return a.adminChange(ctx, tool, resource, func(tx pgx.Tx, _ *core.Note) error { return fn(tx) })
 }
 
 // adminChange runs an operator's change and its audit row in one
-// transaction, then makes the change effective in this process at once
-// (other servers learn of it through the database's notifications). The
-// operator has direct database access, so no policy decision applies; the
-// row says who ran it.
-func (a *App) adminChange(ctx context.Context, tool, resource string, fn func(tx pgx.Tx, ev *audit.Event) error) error {
+// transaction (core.Service.Operate), then makes the change effective in
+// this process at once (other servers learn of it through the database's
+// notifications).
+func (a *App) adminChange(ctx context.Context, tool, resource string, fn func(tx pgx.Tx, ev *core.Note) error) error {
 	if err := a.audited(ctx, tool, resource, fn); err != nil {
 		return err
 	}
@@ -211,32 +197,17 @@ func (a *App) adminChange(ctx context.Context, tool, resource string, fn func(tx
 	return a.Authz.Refresh(ctx)
 }
 
-// errUnchanged, returned by an audited change, says it found nothing to
-// change: the transaction is rolled back, no row is written, and the change
-// reports success.
-var errUnchanged = errors.New("nothing changed")
-
-// audited is the one path every operator change takes: fn makes the change
-// in tx and fills in ev (resource, reason), and the row is written in the
-// same transaction, so the change and its row commit together or not at
-// all. The row is transport "cli", subject "cli:<OS user>", tool
-// "cli.<tool>". It never holds a secret: fn puts only ids, names and counts
-// in it.
-func (a *App) audited(ctx context.Context, tool, resource string, fn func(tx pgx.Tx, ev *audit.Event) error) error {
-	start := time.Now()
-	ev := audit.Event{RequestID: callctx.NewRequestID(), Transport: "cli", Subject: cliSubject(), Action: authz.ActionPolicyAdmin,
-		Tool: "cli." + tool, Resource: resource, Decision: audit.Allow, Reason: "operator command", Status: audit.StatusOK}
-	err := db.InTx(ctx, a.Pool, func(tx pgx.Tx) error {
-		if err := fn(tx, &ev); err != nil {
-			return err
-		}
-		ev.Duration = time.Since(start)
-		return a.Audit.Write(ctx, tx, ev)
-	})
-	if errors.Is(err, errUnchanged) {
-		return nil
+// audited is the one path every operator change takes: the core's
+// scaffold for operators (core.Service.Operate). fn makes the change in tx
+// and fills in the note (resource, reason); the change and its row commit
+// together or not at all. It never holds a secret: fn puts only ids, names
+// and counts in it.
+func (a *App) audited(ctx context.Context, tool, resource string, fn func(tx pgx.Tx, ev *core.Note) error) error {
+	svc := a.Service
+	if svc == nil { // before the core is built (the key made on a first run)
+		svc = core.NewOperator(a.Pool, a.Audit)
 	}
-	return err
+	return svc.Operate(ctx, tool, resource, func(_ context.Context, tx pgx.Tx, note *core.Note) error { return fn(tx, note) })
 }
 
 // outsideChange makes an operator's change that lives outside the database
@@ -245,9 +216,9 @@ func (a *App) audited(ctx context.Context, tool, resource string, fn func(tx pgx
 // failure before apply has run changes nothing. Only if the database fails
 // between apply and the commit is the change made without its row; the
 // error then says so plainly.
-func (a *App) outsideChange(ctx context.Context, tool, resource string, apply func(ev *audit.Event) error) error {
+func (a *App) outsideChange(ctx context.Context, tool, resource string, apply func(ev *core.Note) error) error {
 	applied := false
-	err := a.audited(ctx, tool, resource, func(_ pgx.Tx, ev *audit.Event) error {
+	err := a.audited(ctx, tool, resource, func(_ pgx.Tx, ev *core.Note) error {
 		if err := apply(ev); err != nil {
 			return err
 		}

@@ -348,7 +348,7 @@ var LocalOperatorRules = []authz.Rule{
 func (a *App) EnsureLocalOperator(ctx context.Context) (identity.User, error) {
 	var u identity.User
 	var created bool
-	err := a.audited(ctx, "user.add", "", func(tx pgx.Tx, ev *audit.Event) error {
+	err := a.audited(ctx, "user.add", "", func(tx pgx.Tx, ev *core.Note) error {
 		var err error
 		u, created, err = identity.EnsureLocalOperator(ctx, tx)
 		if err != nil {
@@ -372,7 +372,7 @@ func (a *App) EnsureLocalOperator(ctx context.Context) (identity.User, error) {
 		case len(granted) > 0:
 			ev.Reason = fmt.Sprintf("gave the local operator %s back its rule: %s", u.Name, strings.Join(granted, "; "))
 		default:
-			return errUnchanged
+			return core.ErrUnchanged
 		}
 		return nil
 	})

@@ -12,8 +12,7 @@ import (
 // the REST API under /v1, the web UI under /ui, /metrics and /readyz
 // (database reachable, schema current, credential key loaded, and — when
 // OpenClaw plugins are installed — their sandbox available, with
-// crash-looping plugin instances as a warning). Run and audit views come
-// from the core (gateway.ServiceHistory).
+// crash-looping plugin instances as a warning).
 func (a *App) GatewayConfig() gateway.Config {
 	checks := []gateway.Check{
 		gateway.DatabaseCheck(a.Pool.Ping),
@@ -22,7 +21,6 @@ func (a *App) GatewayConfig() gateway.Config {
 	}
 	return gateway.Config{
 		Service:        a.Service,
-		History:        gateway.ServiceHistory(a.Service),
 		Auth:           a.Identity,
 		Names:          a.Identity,
 		Log:            a.Log,

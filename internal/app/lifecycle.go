@@ -6,8 +6,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/connec/connec/audit"
 	"github.com/connec/connec/callctx"
+	"github.com/connec/connec/core"
 	"github.com/connec/connec/fault"
 	"github.com/connec/connec/identity"
 )
@@ -23,7 +23,7 @@ import (
 func (a *App) RemoveMember(ctx context.Context, groupRef, userRef string) (identity.Group, identity.User, error) {
 	var g identity.Group
 	var u identity.User
-	err := a.adminChange(ctx, "group.member.remove", "", func(tx pgx.Tx, ev *audit.Event) error {
+	err := a.adminChange(ctx, "group.member.remove", "", func(tx pgx.Tx, ev *core.Note) error {
 		var err error
 		if g, err = identity.ResolveGroup(ctx, tx, groupRef); err != nil {
 			return err
@@ -56,7 +56,7 @@ func (a *App) EnableUser(ctx context.Context, ref string) (identity.User, error)
 func (a *App) setUserDisabled(ctx context.Context, ref string, disabled bool) (identity.User, error) {
 	verb := map[bool]string{true: "disable", false: "enable"}[disabled]
 	var u identity.User
-	err := a.adminChange(ctx, "user."+verb, "", func(tx pgx.Tx, ev *audit.Event) error {
+	err := a.adminChange(ctx, "user."+verb, "", func(tx pgx.Tx, ev *core.Note) error {
 		var err error
 		if u, err = identity.ResolveUser(ctx, tx, ref); err != nil {
 			return err
@@ -89,7 +89,7 @@ func (a *App) EnableGroup(ctx context.Context, ref string) (identity.Group, erro
 func (a *App) setGroupDisabled(ctx context.Context, ref string, disabled bool) (identity.Group, error) {
 	verb := map[bool]string{true: "disable", false: "enable"}[disabled]
 	var g identity.Group
-	err := a.adminChange(ctx, "group."+verb, "", func(tx pgx.Tx, ev *audit.Event) error {
+	err := a.adminChange(ctx, "group."+verb, "", func(tx pgx.Tx, ev *core.Note) error {
 		var err error
 		if g, err = identity.ResolveGroup(ctx, tx, ref); err != nil {
 			return err
@@ -114,7 +114,7 @@ func (a *App) setGroupDisabled(ctx context.Context, ref string, disabled bool) (
 // would be left without an owner. Disable it instead, or uninstall them.
 func (a *App) RemoveUser(ctx context.Context, ref string) (identity.User, error) {
 	var u identity.User
-	err := a.adminChange(ctx, "user.remove", "", func(tx pgx.Tx, ev *audit.Event) error {
+	err := a.adminChange(ctx, "user.remove", "", func(tx pgx.Tx, ev *core.Note) error {
 		var err error
 		if u, err = identity.ResolveUser(ctx, tx, ref); err != nil {
 			return err
@@ -146,7 +146,7 @@ func (a *App) RemoveUser(ctx context.Context, ref string) (identity.User, error)
 // uninstalled is not removed (conflict).
 func (a *App) RemoveGroup(ctx context.Context, ref string) (identity.Group, error) {
 	var g identity.Group
-	err := a.adminChange(ctx, "group.remove", "", func(tx pgx.Tx, ev *audit.Event) error {
+	err := a.adminChange(ctx, "group.remove", "", func(tx pgx.Tx, ev *core.Note) error {
 		var err error
 		if g, err = identity.ResolveGroup(ctx, tx, ref); err != nil {
 			return err

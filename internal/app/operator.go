@@ -10,9 +10,9 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
-	"github.com/connec/connec/audit"
 	"github.com/connec/connec/callctx"
 	"github.com/connec/connec/connectors/openclaw"
+	"github.com/connec/connec/core"
 	"github.com/connec/connec/executor"
 	"github.com/connec/connec/fault"
 	"github.com/connec/connec/identity"
@@ -34,7 +34,7 @@ func (a *App) CreateToken(ctx context.Context, userRef, name string, ttl time.Du
 	}
 	var plaintext string
 	var t identity.Token
-	err = a.adminChange(ctx, "token.create", "", func(tx pgx.Tx, ev *audit.Event) error {
+	err = a.adminChange(ctx, "token.create", "", func(tx pgx.Tx, ev *core.Note) error {
 		var err error
 		if plaintext, t, err = identity.CreateBoundToken(ctx, tx, sub, name, ttl, bound, ""); err != nil {
 			return err
@@ -67,7 +67,7 @@ func expiry(t time.Time) string {
 // request.
 func (a *App) RevokeToken(ctx context.Context, id uuid.UUID) (identity.Token, error) {
 	var t identity.Token
-	err := a.adminChange(ctx, "token.revoke", "token:"+id.String(), func(tx pgx.Tx, ev *audit.Event) error {
+	err := a.adminChange(ctx, "token.revoke", "token:"+id.String(), func(tx pgx.Tx, ev *core.Note) error {
 		var err error
 		if t, err = identity.RevokeToken(ctx, tx, id); err != nil {
 			return err
@@ -90,7 +90,7 @@ func (a *App) InitKey(ctx context.Context, hybrid bool) (string, error) {
 func (a *App) createKey(ctx context.Context, hybrid bool, why string) (string, error) {
 	path := a.Cfg.KeyPath()
 	var recipient string
-	err := a.outsideChange(ctx, "key.init", "", func(ev *audit.Event) error {
+	err := a.outsideChange(ctx, "key.init", "", func(ev *core.Note) error {
 		var err error
 		if recipient, err = vault.GenerateKeyFile(path, hybrid); err != nil {
 			return err
@@ -115,7 +115,7 @@ func keyKind(hybrid bool) string {
 func (a *App) AddKey(ctx context.Context, hybrid bool) (string, error) {
 	path := a.Cfg.KeyPath()
 	var recipient string
-	err := a.outsideChange(ctx, "key.add", "", func(ev *audit.Event) error {
+	err := a.outsideChange(ctx, "key.add", "", func(ev *core.Note) error {
 		var err error
 		if recipient, err = vault.AppendIdentity(path, hybrid); err != nil {
 			return err
@@ -141,7 +141,7 @@ func (a *App) RotateKeys(ctx context.Context, o executor.RotateOptions) (int64, 
 	}
 	resource := "key:" + to
 	var total int64
-	err := a.audited(ctx, "key.rotate.start", resource, func(tx pgx.Tx, ev *audit.Event) error {
+	err := a.audited(ctx, "key.rotate.start", resource, func(tx pgx.Tx, ev *core.Note) error {
 		if err := tx.QueryRow(ctx, `SELECT count(*) FROM connector_credentials WHERE key_id <> $1`, to).Scan(&total); err != nil {
 			return err
 		}
@@ -155,12 +155,11 @@ func (a *App) RotateKeys(ctx context.Context, o executor.RotateOptions) (int64, 
 	// Written even when the rotation was interrupted (Ctrl-C).
 	ectx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
-	err = a.audited(ectx, "key.rotate.end", resource, func(_ pgx.Tx, ev *audit.Event) error {
+	err = a.audited(ectx, "key.rotate.end", resource, func(_ pgx.Tx, ev *core.Note) error {
 		ev.Reason = fmt.Sprintf("end: rewrapped %d credential(s) to key %s", n, to)
 		if rerr != nil {
-			p := fault.PublicOf(rerr)
-			ev.Status, ev.ErrorType = audit.StatusError, string(p.Type)
-			ev.Reason += fmt.Sprintf(", stopped by an error (%s); run it again to resume", p.Type)
+			ev.Err = rerr
+			ev.Reason += fmt.Sprintf(", stopped by an error (%s); run it again to resume", fault.PublicOf(rerr).Type)
 		}
 		return nil
 	})
@@ -173,7 +172,7 @@ func (a *App) RotateKeys(ctx context.Context, o executor.RotateOptions) (int64, 
 // InstallPlugin puts a staged, reviewed OpenClaw plugin in place, audited.
 func (a *App) InstallPlugin(ctx context.Context, staged *openclaw.Staged) error {
 	r := staged.Record
-	return a.outsideChange(ctx, "openclaw.add", "openclaw:"+r.Name, func(ev *audit.Event) error {
+	return a.outsideChange(ctx, "openclaw.add", "openclaw:"+r.Name, func(ev *core.Note) error {
 		if err := staged.Commit(); err != nil {
 			return err
 		}
@@ -192,7 +191,7 @@ func (a *App) RemovePlugin(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
-	return a.outsideChange(ctx, "openclaw.remove", "openclaw:"+name, func(ev *audit.Event) error {
+	return a.outsideChange(ctx, "openclaw.remove", "openclaw:"+name, func(ev *core.Note) error {
 		if err := openclaw.Remove(dir, name); err != nil {
 			return err
 		}

@@ -12,12 +12,13 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/connec/connec/internal/platform/retry"
 )
 
 // ApplicationName is the hub connection's application_name (as seen in
@@ -63,7 +64,7 @@ func WithLogger(l *slog.Logger) Option { return func(h *Hub) { h.log = l } }
 func WithPingEvery(d time.Duration) Option { return func(h *Hub) { h.pingEvery = d } }
 
 // WithBackoff sets the first and the longest wait between attempts to
-// reconnect (default 50ms, 5s; each wait is jittered).
+// reconnect (default 50ms, 5s; each wait is jittered, see retry.Backoff).
 func WithBackoff(first, longest time.Duration) Option {
 	return func(h *Hub) {
 		if first > 0 && longest >= first {
@@ -204,7 +205,7 @@ func (h *Hub) down() {
 
 func (h *Hub) run(ctx context.Context, conn *pgx.Conn) {
 	defer close(h.done)
-	backoff := h.backoffMin
+	b := retry.Backoff{Min: h.backoffMin, Max: h.backoffMax}
 	for {
 		err := h.listen(ctx, conn)
 		h.down()
@@ -215,13 +216,9 @@ func (h *Hub) run(ctx context.Context, conn *pgx.Conn) {
 		}
 		h.log.Warn("change notifications lost; caches bypassed until they resume", "err", err)
 		for {
-			d := backoff/2 + time.Duration(rand.Int64N(int64(backoff)))
-			select {
-			case <-ctx.Done():
+			if retry.Sleep(ctx, b.Next()) != nil {
 				return
-			case <-time.After(d):
 			}
-			backoff = min(backoff*2, h.backoffMax)
 			conn, err = h.connect(ctx)
 			if err == nil {
 				break
@@ -230,7 +227,7 @@ func (h *Hub) run(ctx context.Context, conn *pgx.Conn) {
 				return
 			}
 		}
-		backoff = h.backoffMin
+		b.Reset()
 		h.reset()
 		h.up()
 		h.log.Info("change notifications resumed")

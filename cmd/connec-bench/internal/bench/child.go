@@ -15,7 +15,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/mark3labs/mcp-go/server"
 
@@ -52,6 +51,8 @@ func RunChildIfRequested() {
 	switch role {
 	case RoleBare:
 		err = runBare(ctx, os.Args[1:])
+	case RoleBareSDK:
+		err = runBareSDK(ctx, os.Args[1:])
 	case RoleConnec:
 		err = runConnec(ctx, os.Args[1:])
 	default:
@@ -113,35 +114,11 @@ func NewBareServer() *server.MCPServer {
 		panic("bench: connec has no tool " + BareTool)
 	}
 	s.AddTool(def, func(_ context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-		var in struct {
-			InstanceID string `json:"instance_id"`
-			Operation  string `json:"operation"`
-			Arguments  struct {
-				Message string `json:"message"`
-			} `json:"arguments"`
-		}
+		var in bareInput
 		if err := req.BindArguments(&in); err != nil {
 			return mcp.NewToolResultError(err.Error()), nil
 		}
-		type output struct {
-			CredentialKind string `json:"credential_kind"`
-			Message        string `json:"message"`
-			Operation      string `json:"operation"`
-		}
-		type result struct {
-			RunID      string `json:"run_id"`
-			Status     string `json:"status"`
-			InstanceID string `json:"instance_id"`
-			Operation  string `json:"operation"`
-			Output     output `json:"output"`
-			DurationMS int64  `json:"duration_ms"`
-		}
-		type envelope struct {
-			Status string `json:"status"`
-			Result result `json:"result"`
-		}
-		v := envelope{Status: "ok", Result: result{RunID: uuid.NewString(), Status: "succeeded", InstanceID: in.InstanceID,
-			Operation: in.Operation, Output: output{CredentialKind: "bearer", Message: in.Arguments.Message, Operation: in.Operation}}}
+		v := bareResult(in)
 		text, _ := json.Marshal(v)
 		return mcp.NewToolResultStructured(v, string(text)), nil
 	})

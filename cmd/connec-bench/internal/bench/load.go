@@ -234,8 +234,9 @@ func merge(turns []turn, ctxErr error) (loadResult, error) {
 	return r, ctxErr
 }
 
-// runTurn is one window of runLoad.
-func runTurn(ctx context.Context, clients []*client.Client, conc int, call func(context.Context, *client.Client) error,
+// runTurn is one window of runLoad (of any client: mcp-go's, or the raw
+// one the engine comparison uses).
+func runTurn[C any](ctx context.Context, clients []C, conc int, call func(context.Context, C) error,
 	warmup, dur time.Duration, serverPID, dbPID int) turn {
 	const (
 		warming = iota

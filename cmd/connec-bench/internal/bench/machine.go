@@ -30,6 +30,9 @@ type Machine struct {
 	// MCPGo is the mcp-go module version both servers and the load
 	// generator are built with.
 	MCPGo string `json:"mcp_go"`
+	// GoSDK is the official go-sdk's version (the engine comparison's
+	// other server).
+	GoSDK string `json:"go_sdk,omitempty"`
 	// Revision is the connec source revision the bench binary was built
 	// from ("+dirty" when the tree had changes).
 	Revision string `json:"revision"`
@@ -39,8 +42,11 @@ func (s *suite) machine(ctx context.Context) error {
 	m := Machine{CPUs: runtime.NumCPU(), GoVersion: runtime.Version(), CPUModel: cpuModel(), Kernel: kernel(), MemTotal: memTotal()}
 	if bi, ok := debug.ReadBuildInfo(); ok {
 		for _, d := range bi.Deps {
-			if d.Path == "github.com/mark3labs/mcp-go" {
+			switch d.Path {
+			case "github.com/mark3labs/mcp-go":
 				m.MCPGo = d.Version
+			case "github.com/modelcontextprotocol/go-sdk":
+				m.GoSDK = d.Version
 			}
 		}
 		var rev, dirty string

@@ -6,11 +6,14 @@ import (
 	"time"
 
 	"github.com/casbin/casbin/v2"
+	"github.com/casbin/casbin/v2/model"
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/connec/connec/authz"
+	"github.com/connec/connec/authz/engine"
+	"github.com/connec/connec/authz/pgstore"
 	"github.com/connec/connec/callctx"
 )
 
@@ -146,15 +149,10 @@ func (s *suite) measurePolicy(ctx context.Context, n int) error {
 	fresh.Close()
 
 	// Baseline: plain Casbin, whole policy.
-	m, err := authz.NewModel()
-	if err != nil {
-		return err
-	}
-	enf, err := casbin.NewEnforcer(m, authz.NewAdapter(pool))
+	enf, err := plainCasbin(ctx, pool)
 	if err != nil {
 		return fmt.Errorf("plain casbin: %w", err)
 	}
-	enf.AddFunction("condMatch", authz.CondMatch)
 	scan := func(int) error {
 		ok, _, err := enf.EnforceEx(string(req.Subject), req.Resource, req.Action, req.Task)
 		if err == nil && !ok {
@@ -172,4 +170,33 @@ func (s *suite) measurePolicy(ctx context.Context, n int) error {
 	s.log.Info("policy decisions", "rules", n, "load", row.Load.Round(time.Millisecond), "cached_p50", row.Cached.P50,
 		"uncached_p50", row.Uncached.P50, "new_caller_p50", row.NewCaller.P50, "full_scan_p50", row.FullScan.P50)
 	return nil
+}
+
+// plainCasbin returns a Casbin enforcer over authz's model holding the whole
+// policy stored in pool, as read by authz.
+func plainCasbin(ctx context.Context, pool *pgxpool.Pool) (*casbin.Enforcer, error) {
+	p, err := pgstore.Load(ctx, pool, quiet)
+	if err != nil {
+		return nil, err
+	}
+	m, err := model.NewModelFromString(engine.ModelConf)
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range p.Rules {
+		if err := m.AddPolicy("p", "p", r); err != nil {
+			return nil, err
+		}
+	}
+	for _, l := range p.Links {
+		if err := m.AddPolicy("g", "g", l[:]); err != nil {
+			return nil, err
+		}
+	}
+	enf, err := casbin.NewEnforcer(m)
+	if err != nil {
+		return nil, err
+	}
+	enf.AddFunction("condMatch", engine.CondMatch)
+	return enf, enf.BuildRoleLinks()
 }

@@ -52,8 +52,8 @@ func Profile(ctx context.Context, cfg Config, dir string) error {
 		if err != nil {
 			return err
 		}
-		// The built-in connec role is configured like connec, from the
-		// environment: it takes no flags beyond the transport.
+		// The metrics listener is configured as connec's is, from the
+		// environment (the built-in serve takes no flags beyond the transport).
 		env := append(append([]string(nil), f.env...), profileEnv+"="+out, "CONNEC_METRICS_ADDR="+metricsAddr)
 		srv, _, err := startHTTPServer(ctx, "connec", cfg.Connec, env, filepath.Join(cfg.WorkDir, "connec-profile.log"), "serve", "--http", "{addr}")
 		if err != nil {

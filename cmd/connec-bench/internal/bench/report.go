@@ -379,6 +379,7 @@ func (r *Report) Markdown() string {
 		p("| `connec serve --http` | %s | %s | %s |", fmtDur(cs.Connec.P50), fmtDur(cs.Connec.Max), fmtX(durRatio(cs.Connec.P50, cs.Bare.P50)))
 		p("| bare mcp-go server | %s | %s | 1.00× |", fmtDur(cs.Bare.P50), fmtDur(cs.Bare.Max))
 	}
+	r.enginesMarkdown(&b)
 	return b.String()
 }
 

@@ -127,6 +127,9 @@ type Report struct {
 	Crypto      CryptoResult        `json:"crypto"`
 	Rotation    []RotationRow       `json:"rotation"`
 	Propagation []PropagationResult `json:"propagation"`
+	// Engines compares mcp-go with the official go-sdk (only when asked
+	// for: -only engines).
+	Engines []EngineRow `json:"engines,omitempty"`
 	// Errors lists measurements that failed; their figures are missing.
 	Errors []string `json:"errors,omitempty"`
 }
@@ -144,7 +147,10 @@ type ConfigSummary struct {
 }
 
 // Sections are the measurement groups Config.Only can name.
-var Sections = []string{"invoke", "coldstart", "propagation", "policy", "audit", "crypto", "rotation"}
+var Sections = []string{"invoke", "coldstart", "propagation", "policy", "audit", "crypto", "rotation", "engines"}
+
+// optIn are the sections measured only when Config.Only names them.
+var optIn = []string{"engines"}
 
 type suite struct {
 	cfg      Config
@@ -174,7 +180,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}}}
 	s.report.LoadStart = loadAvg()
 	var errs []error
-	want := func(section string) bool { return len(cfg.Only) == 0 || slices.Contains(cfg.Only, section) }
+	want := func(section string) bool {
+		return slices.Contains(cfg.Only, section) || (len(cfg.Only) == 0 && !slices.Contains(optIn, section))
+	}
 	step := func(name string, fn func() error) {
 		if ctx.Err() != nil {
 			return
@@ -224,6 +232,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		for _, n := range cfg.RotationSizes {
 			step(fmt.Sprintf("key rotation of %d credentials", n), func() error { return s.measureRotation(ctx, n) })
 		}
+	}
+	if want("engines") {
+		step("MCP engines (bare mcp-go vs bare go-sdk)", func() error { return s.measureEngines(ctx) })
 	}
 	s.report.Took = time.Since(s.report.Started)
 	s.report.LoadEnd = loadAvg()

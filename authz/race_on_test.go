@@ -1,7 +1,0 @@
-//go:build race
-
-package authz
-
-// raceEnabled: the race detector slows tests several times over; the
-// randomized tests then run fewer cases.
-const raceEnabled = true

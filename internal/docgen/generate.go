@@ -1,0 +1,3 @@
+package docgen
+
+//go:generate sh -c "cd ../.. && go run ./internal/docgen/gen"
