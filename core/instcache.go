@@ -2,16 +2,8 @@ package core
 
 import (
 	"context"
-	"errors"
 
-	"github.com/jackc/pgx/v5/pgconn"
-
-	"github.com/connec/connec/audit"
-	"github.com/connec/connec/callctx"
-	"github.com/connec/connec/connectors"
-	"github.com/connec/connec/fault"
 	"github.com/connec/connec/internal/platform/pgnotify"
-	"github.com/connec/connec/migrations"
 )
 
 // InstanceChannel is the channel the database announces every change to an
@@ -113,107 +105,4 @@ func (s *Service) forget(id InstanceID) {
 	if s.instances != nil && id != "" {
 		s.instances.Invalidate(id)
 	}
-}
-
-// SQLSTATEs migrations.InvokeGuardSQL raises (connec_invoke_guard, migrations/00004_instance_notify.sql).
-const (
-	sqlstateInstanceDisabled    = "CNI01"
-	sqlstateInstanceUninstalled = "CNI02"
-	sqlstateCredentialRevoked   = "CNC01"
-	sqlstateCredentialDisabled  = "CNC02"
-	sqlstateCredentialExpired   = "CNC03"
-	sqlstateCredentialRotated   = "CNC04"
-)
-
-// guardStmt makes the statements it is recorded with commit only if, at
-// that moment, inst is enabled and cred (if any) is still its active,
-// unexpired credential at the version the call used.
-func guardStmt(inst InstanceID, cred *connectors.SealedCredential) audit.Stmt {
-	var id *string
-	var version *int
-	if cred != nil {
-		id, version = &cred.ID, &cred.Version
-	}
-	// A check: a group commit runs it once for every call on the same
-	// instance and credential version.
-	return audit.Stmt{SQL: migrations.InvokeGuardSQL, Args: []any{string(inst), id, version}, Check: true}
-}
-
-// SQLSTATEs migrations.DecisionGuardSQL raises (connec_decision_guard,
-// migrations 00008 and 00011).
-const (
-	sqlstatePolicyMoved  = "CNP01"
-	sqlstateTokenRevoked = "CNT01"
-	sqlstateTokenExpired = "CNT02"
-	sqlstateUserGone     = "CNT03"
-	sqlstateUserDisabled = "CNT04"
-)
-
-// decisionGuard makes the statements it is recorded with commit only if the
-// policy is still at the version the call was decided under, and the
-// caller's token (if it used one) is still valid and its user still there.
-func decisionGuard(c *call) audit.Stmt {
-	var token, user *string
-	if c.p.TokenID != "" {
-		token = &c.p.TokenID
-	}
-	if c.p.Subject.Kind() == callctx.KindUser {
-		id := c.p.Subject.ID().String()
-		user = &id
-	}
-	return audit.Stmt{SQL: migrations.DecisionGuardSQL, Args: []any{c.ev.PolicyVersion, token, user}, Check: true}
-}
-
-// policyMoved reports whether err is the decision guard finding the policy
-// changed since the call was decided.
-func policyMoved(err error) bool {
-	var pe *pgconn.PgError
-	return errors.As(err, &pe) && pe.Code == sqlstatePolicyMoved
-}
-
-// staleError is connec_invoke_guard's refusal: the database no longer allows
-// what the call was prepared with.
-type staleError struct {
-	err *fault.Error
-	// denial is the audit reason when the refusal is policy's (the instance
-	// is not enabled); empty when the call failed on its credential.
-	denial string
-}
-
-// asStale maps err to the guard's refusal, or nil if err is something else.
-func asStale(err error) *staleError {
-	var pe *pgconn.PgError
-	if !errors.As(err, &pe) {
-		return nil
-	}
-	switch pe.Code {
-	case sqlstateInstanceDisabled:
-		return &staleError{err: fault.New(fault.PolicyDenied, "connector instance is disabled"), denial: "instance disabled"}
-	case sqlstateInstanceUninstalled:
-		return &staleError{err: fault.New(fault.PolicyDenied, "connector instance is uninstalled"), denial: "instance uninstalled"}
-	case sqlstateCredentialRevoked:
-		return &staleError{err: credentialRefusal(CredentialRevoked)}
-	case sqlstateCredentialDisabled:
-		return &staleError{err: credentialRefusal(CredentialDisabled)}
-	case sqlstateCredentialExpired:
-		return &staleError{err: credentialRefusal(credentialExpired)}
-	case sqlstateTokenRevoked, sqlstateTokenExpired, sqlstateUserGone, sqlstateUserDisabled:
-		return &staleError{err: fault.New(fault.Unauthenticated, "the caller's token was revoked or has expired, or its user is gone or disabled"), denial: "credentials of the caller no longer valid"}
-	case sqlstateCredentialRotated:
-		return &staleError{err: fault.New(fault.Transient, "the instance's credential was rotated while this call was in flight; retry")}
-	}
-	return nil
-}
-
-// refuseStale records a call the guard refused — the only row for that call,
-// since the guard's failure kept the row it was recorded with from being
-// written — and drops the stale entry. what says what did not happen
-// ("not dispatched", "result withheld").
-func (c *call) refuseStale(ctx context.Context, st *staleError, inst InstanceID, what string) error {
-	c.s.forget(inst)
-	if st.denial != "" {
-		return c.deny(ctx, st.err, st.denial+"; "+what)
-	}
-	c.ev.Reason += "; " + what + ": " + st.err.Message
-	return c.fail(ctx, st.err)
 }

@@ -16,9 +16,9 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/connec/connec/audit"
 	"github.com/connec/connec/authz"
 	"github.com/connec/connec/callctx"
+	"github.com/connec/connec/commit"
 	"github.com/connec/connec/connectors"
 	"github.com/connec/connec/connectors/echo"
 	"github.com/connec/connec/core"
@@ -78,7 +78,7 @@ type fixture struct {
 	runner  *countingRunner
 	reg     *connectors.Registry
 	az      *authz.Authorizer
-	aw      *audit.Writer
+	aw      *commit.Writer
 	hub     *pgnotify.Hub
 	stopHub context.CancelFunc
 	ctx     context.Context
@@ -118,7 +118,7 @@ func newFixture(t *testing.T, mode hubMode) *fixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(az.Close)
-	aw := audit.NewWriter(f.pool)
+	aw := commit.NewWriter(f.pool)
 	t.Cleanup(aw.Close)
 	key := filepath.Join(t.TempDir(), "connec.key")
 	if _, err := vault.GenerateKeyFile(key, false); err != nil {

@@ -11,15 +11,15 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5"
 
 	"github.com/connec/connec/audit"
 	"github.com/connec/connec/authz"
-	"github.com/connec/connec/callctx"
+	"github.com/connec/connec/commit"
 	"github.com/connec/connec/connectors"
 	"github.com/connec/connec/fault"
 	"github.com/connec/connec/internal/platform/db"
 	"github.com/connec/connec/internal/platform/metrics"
+	"github.com/connec/connec/internal/platform/retry"
 )
 
 var operationRe = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,31}(\.[a-z][a-z0-9_-]{0,63})+$`)
@@ -31,19 +31,19 @@ const maxTimeout = 10 * time.Minute
 // the task context on ctx. Policy is checked for the operation's kind
 // (connector.read or connector.send) on that operation of that instance.
 //
-// Durability: a read-kind operation's audit and run rows commit after it
-// runs and before its result is returned; a send-kind operation's decision
-// row and running run row commit before it runs (so nothing is sent
-// unaudited) and its outcome rows after. Audit and run rows are written in
-// the audit writer's group commit, with synchronous_commit on.
+// Durability: every operation's decision row and running run row commit
+// before it runs — before anything uses a credential, for reads and sends
+// alike — and its outcome rows after it runs and before its result is
+// returned. They are units of the group commit (package commit), with
+// synchronous_commit on.
 //
 // Freshness: with WithNotify the instance and its credential row may come
 // from memory, up to one change notification behind the database. So the
-// commit that lets a send or async run start, and the commit that lets a
-// cached read's result out, also checks in the database that the instance
-// is enabled and the credential used is still active, unexpired and at
-// that version (migrations.InvokeGuardSQL); if not, the call is refused with the
-// same error an up-to-date read gives, and nothing is sent or returned.
+// decision row commits under a guard (guard.go) that checks in the database
+// that the instance is enabled, the credential used still active, unexpired
+// and at that version, the policy at the version decided under and the
+// caller still valid; if not, the call is refused with the same error an
+// up-to-date read gives, and nothing is sent or returned.
 func (s *Service) Invoke(ctx context.Context, in InvokeInput) (InvokeResult, error) {
 	c, err := s.begin(ctx, ToolOpInvoke, authz.ActionRead)
 	if err != nil {
@@ -146,13 +146,11 @@ func (s *Service) Invoke(ctx context.Context, in InvokeInput) (InvokeResult, err
 const maxRedecide = 3
 
 // dispatch commits the call's decision row and its run row (with status)
-// before anything uses a credential — for reads and sends alike — and only
-// if what the call was decided with is still current: the instance enabled,
-// the credential active, unexpired and at the version used (guardStmt), the
-// policy at the version decided under, the caller's token valid
-// (decisionGuard). Another server's change binds this call even before this
-// server hears of it. A policy that moved is decided again; a refusal is
-// recorded as the call's only row. With an idempotency key the database
+// before anything uses a credential — for reads and sends alike — as one
+// unit of the group commit guarded by what the call was decided with
+// (guard.go): if that no longer holds in the database, nothing of the unit
+// is written, and the refusal is recorded as the call's only row. A policy
+// that moved is decided again. With an idempotency key the database
 // decides which call executes, and first is the earlier run to replay.
 func (s *Service) dispatch(ctx context.Context, c *call, runID string, req job, status string, key, what string) (first *Run, err error) {
 	for attempt := 1; ; attempt++ {
@@ -160,17 +158,18 @@ func (s *Service) dispatch(ctx context.Context, c *call, runID string, req job, 
 		pre.Decision, pre.Status = audit.Allow, audit.StatusOK
 		pre.Reason = c.ev.Reason + " " + what
 		pre.Duration = s.now().Sub(c.start)
-		guards := []audit.Stmt{guardStmt(req.inst.ID, req.Credential), decisionGuard(c)}
-		start := runStart(runID, c, req.inst, req.Op, status, req.Op.Async, key, req.Args)
+		u := commit.Unit{Event: pre, Guard: c.guard(req.inst.ID, req.Credential),
+			Start: runStart(runID, c, req.inst, req.Op, status, req.Op.Async, key, req.Args)}
 		if key != "" {
-			first, err = s.reserve(ctx, pre, guards, start, req.inst.ID, c.p.Subject, key, canonicalHash(req.Args))
+			first, err = s.reserve(ctx, u)
 		} else {
-			err = s.audit.Record(ctx, pre, append(guards, start)...)
+			err = s.audit.Commit(ctx, u)
 		}
 		if err == nil {
 			return first, nil
 		}
-		if policyMoved(err) && attempt < maxRedecide {
+		reason, st := refusal(err)
+		if reason == commit.PolicyMoved && attempt < maxRedecide {
 			// Decided under a policy that changed since: decide again
 			// under the current one (a deny is recorded by decide).
 			if rerr := s.authz.Refresh(ctx); rerr != nil {
@@ -184,10 +183,7 @@ func (s *Service) dispatch(ctx context.Context, c *call, runID string, req job, 
 			}
 			continue
 		}
-		if policyMoved(err) {
-			return nil, c.fail(ctx, fault.New(fault.Transient, "the policy kept changing while this call was dispatched; retry"))
-		}
-		if st := asStale(err); st != nil {
+		if st != nil {
 			return nil, c.refuseStale(ctx, st, req.inst.ID, "not dispatched")
 		}
 		if errors.Is(err, fault.ErrConflict) {
@@ -221,44 +217,23 @@ func (s *Service) execute(ctx context.Context, c *call, runID string, req job, k
 		Truncated: res.Truncated, DurationMS: s.now().Sub(started).Milliseconds()}, nil
 }
 
-// reserve claims an idempotency key for this call in the same transaction
-// as its decision row, after guard holds. It returns the earlier run if the
-// key is taken.
-func (s *Service) reserve(ctx context.Context, pre audit.Event, guards []audit.Stmt, start audit.Stmt, inst InstanceID, sub callctx.Subject, key string, args []byte) (*Run, error) {
-	var first *Run
-	err := db.InTx(ctx, s.pool, func(tx pgx.Tx) error {
-		for _, g := range guards {
-			if _, err := tx.Exec(ctx, g.SQL, g.Args...); err != nil {
-				return err // the guards' SQLSTATEs name the refusal
-			}
-		}
-		// A key past its TTL is free again.
-		if _, err := tx.Exec(ctx, `UPDATE connector_runs SET idempotency_key = NULL
-WHERE instance_id = $1 AND subject = $2 AND idempotency_key = $3 AND idempotency_expires_at < now()`, string(inst), string(sub), key); err != nil {
-			return db.Map(err)
-		}
-		tag, err := tx.Exec(ctx, start.SQL+
-			` ON CONFLICT (instance_id, subject, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING`, start.Args...)
-		if err != nil {
-			return db.Map(err)
-		}
-		if tag.RowsAffected() == 0 {
-			var prior []byte
-			r, err := scanRun(tx.QueryRow(ctx, `SELECT `+runCols+`, idempotency_args FROM connector_runs
-WHERE instance_id = $1 AND subject = $2 AND idempotency_key = $3`, string(inst), string(sub), key), &prior)
-			if err != nil {
-				return db.Map(err)
-			}
-			if !bytes.Equal(prior, args) {
-				return fault.New(fault.Conflict, "idempotency key %q was already used with other arguments (run %s); use a new key for a different call", key, r.ID).
-					WithDetails(map[string]any{"run_id": r.ID, "field": "idempotency_key"})
-			}
-			first = &r
-			return nil
-		}
-		return s.audit.Write(ctx, tx, pre)
-	})
-	return first, err
+// reserve commits u, whose run start claims an idempotency key (package
+// commit, Writer.Reserve). If the key is taken it returns the earlier run:
+// to replay, when it had the same arguments.
+func (s *Service) reserve(ctx context.Context, u commit.Unit) (*Run, error) {
+	prior, err := s.audit.Reserve(ctx, u)
+	if err != nil || prior == nil {
+		return nil, err
+	}
+	r, err := scanRun(s.pool.QueryRow(ctx, `SELECT `+runCols+` FROM connector_runs WHERE id = $1`, prior.RunID))
+	if err != nil {
+		return nil, db.Map(err)
+	}
+	if !bytes.Equal(prior.ArgsHash, u.Start.ArgsHash) {
+		return nil, fault.New(fault.Conflict, "idempotency key %q was already used with other arguments (run %s); use a new key for a different call", u.Start.IdempotencyKey, r.ID).
+			WithDetails(map[string]any{"run_id": r.ID, "field": "idempotency_key"})
+	}
+	return &r, nil
 }
 
 // replay answers a repeated idempotent call with the first call's outcome.
@@ -306,8 +281,8 @@ func (s *Service) settle(ctx context.Context, c *call, runID string, req job, o 
 		ev.Status = audit.StatusOK
 	}
 	metrics.ObserveInvocation(req.Type.Spec.Name, req.Op.Name, status, s.now().Sub(o.startedAt))
-	finish := runFinish(runID, o)
-	err := s.audit.Record(ctx, ev, finish)
+	u := commit.Unit{Event: ev, Finish: runFinish(runID, o)}
+	err := s.audit.Commit(ctx, u)
 	if err == nil {
 		return nil
 	}
@@ -316,13 +291,14 @@ func (s *Service) settle(ctx context.Context, c *call, runID string, req job, o 
 	s.settling.Add(1)
 	go func() {
 		defer s.settling.Done()
-		for backoff := 50 * time.Millisecond; ; backoff = min(backoff*2, 5*time.Second) {
+		b := retry.Backoff{Min: 100 * time.Millisecond, Max: 5 * time.Second}
+		for {
 			if s.stopping.Load() {
 				s.log.ErrorContext(bg, "outcome of a run not recorded before shutdown; another server fails it as outcome unknown once this server's lease runs out", "run", runID)
 				return
 			}
-			time.Sleep(backoff)
-			if err := s.audit.Record(bg, ev, finish); err == nil {
+			_ = retry.Sleep(bg, b.Next()) // bg does not end; CancelAll stops the loop
+			if err := s.audit.Commit(bg, u); err == nil {
 				s.log.InfoContext(bg, "outcome of a run recorded after the database returned", "run", runID)
 				return
 			}

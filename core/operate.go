@@ -13,6 +13,7 @@ import (
 	"github.com/connec/connec/audit"
 	"github.com/connec/connec/authz"
 	"github.com/connec/connec/callctx"
+	"github.com/connec/connec/commit"
 	"github.com/connec/connec/fault"
 	"github.com/connec/connec/internal/platform/db"
 )
@@ -37,7 +38,7 @@ type Note struct {
 // NewOperator returns a core that serves only Operate: what an operator's
 // command needs before the rest of the core exists (the key created on a
 // first run) or without it.
-func NewOperator(pool *pgxpool.Pool, aw *audit.Writer) *Service {
+func NewOperator(pool *pgxpool.Pool, aw *commit.Writer) *Service {
 	return &Service{pool: pool, audit: aw, log: slog.Default(), now: time.Now}
 }
 

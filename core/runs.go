@@ -12,9 +12,9 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
-	"github.com/connec/connec/audit"
 	"github.com/connec/connec/authz"
 	"github.com/connec/connec/callctx"
+	"github.com/connec/connec/commit"
 	"github.com/connec/connec/connectors"
 	"github.com/connec/connec/fault"
 	"github.com/connec/connec/internal/platform/db"
@@ -94,28 +94,18 @@ func scanRun(row pgx.Row, extra ...any) (Run, error) {
 	return r, err
 }
 
-// runStartRow is the statement that records a run as it begins. Run rows
-// are inserted as audit.RowInserts: a group commit inserts its calls' run
-// rows together.
-var runStartRow = audit.NewRowInsert(`connector_runs (id, instance_id, connector_type, operation, kind, subject, request_id,
- task_id, project_id, run_id, job_id, agent_id, status, async, idempotency_key, idempotency_expires_at, bytes_in, started_at, server_id,
- idempotency_args)`,
-	`$1, $2, $3, $4, $5, $6, $7, NULLIF($8,'')::uuid, NULLIF($9,'')::uuid, NULLIF($10,'')::uuid, NULLIF($11,'')::uuid, NULLIF($12,''),
- $13, $14, NULLIF($15,''), $16, $17, CASE WHEN $13 = 'running' THEN clock_timestamp() END, NULLIF($18,'')::uuid, $19`)
-
-func runStart(id string, c *call, inst Instance, op *connectors.CompiledOp, status string, async bool, key string, args json.RawMessage) audit.Stmt {
-	t := c.ev.Task
-	var expires *time.Time
-	var argsHash []byte
+// runStart is the run record of a call as it is dispatched.
+func runStart(id string, c *call, inst Instance, op *connectors.CompiledOp, status string, async bool, key string, args json.RawMessage) *commit.RunStart {
+	r := &commit.RunStart{ID: id, InstanceID: string(inst.ID), ConnectorType: inst.Type, Operation: op.Name, Kind: string(op.Kind),
+		Subject: c.p.Subject, RequestID: c.ev.RequestID, Task: c.ev.Task, Status: status, Async: async, BytesIn: len(args),
+		// An open run carries this server's lease (if it holds one), so
+		// that another server fails it should this one stop (lease.go).
+		ServerID: c.s.leaseID()}
 	if key != "" {
 		e := time.Now().Add(IdempotencyTTL)
-		expires = &e
-		argsHash = canonicalHash(args)
+		r.IdempotencyKey, r.IdempotencyExpires, r.ArgsHash = key, &e, canonicalHash(args)
 	}
-	// An open run carries this server's lease (if it holds one), so that
-	// another server fails it should this one stop (lease.go).
-	return runStartRow.Row(id, string(inst.ID), inst.Type, op.Name, string(op.Kind), string(c.p.Subject), c.ev.RequestID,
-		t.TaskID, t.ProjectID, t.RunID, t.JobID, t.AgentID, status, async, key, expires, len(args), c.s.leaseID(), argsHash)
+	return r
 }
 
 // canonicalHash is the SHA-256 of a JSON document's canonical form (keys
@@ -142,21 +132,18 @@ type runOutcome struct {
 	startedAt time.Time
 }
 
-func runFinish(id string, o runOutcome) audit.Stmt {
-	var errType, errMsg string
+// runFinish is a run's outcome as recorded.
+func runFinish(id string, o runOutcome) *commit.RunFinish {
+	f := &commit.RunFinish{ID: id, Status: o.status, Attempts: o.res.Attempts, BytesOut: len(o.res.Output),
+		Truncated: o.res.Truncated, Redacted: o.res.Redacted, StartedAt: o.startedAt}
 	if o.err != nil {
 		pub := fault.PublicOf(o.err)
-		errType, errMsg = string(pub.Type), pub.Message
+		f.ErrorType, f.ErrorMessage = string(pub.Type), pub.Message
 	}
-	var result json.RawMessage
 	if o.keep && o.err == nil {
-		result = o.res.Output
+		f.Result = o.res.Output
 	}
-	return audit.Stmt{SQL: `UPDATE connector_runs SET status = $2, error_type = NULLIF($3,''), error_message = NULLIF($4,''),
- attempts = $5, bytes_out = $6, truncated = $7, redacted = $8, result = $9, finished_at = clock_timestamp(),
- started_at = COALESCE(started_at, $10), duration_us = (extract(epoch FROM clock_timestamp() - COALESCE(started_at, $10)) * 1e6)::bigint
-WHERE id = $1 AND status IN ('pending', 'running')`,
-		Args: []any{id, o.status, errType, errMsg, o.res.Attempts, len(o.res.Output), o.res.Truncated, o.res.Redacted, result, o.startedAt}}
+	return f
 }
 
 func statusOf(err error) string {

@@ -14,6 +14,7 @@ import (
 	"github.com/connec/connec/audit"
 	"github.com/connec/connec/authz"
 	"github.com/connec/connec/callctx"
+	"github.com/connec/connec/commit"
 	"github.com/connec/connec/connectors"
 	"github.com/connec/connec/fault"
 	"github.com/connec/connec/identity/authlimit"
@@ -36,7 +37,7 @@ type Service struct {
 	pool         *pgxpool.Pool
 	reg          *connectors.Registry
 	authz        Authorizer
-	audit        *audit.Writer
+	audit        *commit.Writer
 	runner       connectors.Runner
 	sealer       Sealer
 	rules        RuleStore
@@ -68,7 +69,7 @@ type Option func(*Service)
 func WithLogger(l *slog.Logger) Option { return func(s *Service) { s.log = l } }
 
 // NewService wires the core.
-func NewService(pool *pgxpool.Pool, reg *connectors.Registry, az Authorizer, aw *audit.Writer, runner connectors.Runner, opts ...Option) *Service {
+func NewService(pool *pgxpool.Pool, reg *connectors.Registry, az Authorizer, aw *commit.Writer, runner connectors.Runner, opts ...Option) *Service {
 	s := &Service{pool: pool, reg: reg, authz: az, audit: aw, runner: runner, log: slog.Default(), now: time.Now}
 	for _, o := range opts {
 		o(s)

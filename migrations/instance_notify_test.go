@@ -41,8 +41,8 @@ func TestMigrationsRollBackAndReapply(t *testing.T) {
 	if _, err := p.Up(ctx); err != nil {
 		t.Fatalf("up again: %v", err)
 	}
-	if err := pool.QueryRow(ctx, `SELECT count(*) FROM pg_proc WHERE proname = 'connec_invoke_guard'`).Scan(&n); err != nil || n != 1 {
-		t.Fatalf("guard after reapplying: %d (%v)", n, err)
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM pg_proc WHERE proname = 'connec_audit_chain_moved'`).Scan(&n); err != nil || n != 1 {
+		t.Fatalf("connec_audit_chain_moved after reapplying: %d (%v)", n, err)
 	}
 }
 
@@ -135,83 +135,13 @@ func TestInstanceChangesAnnounced(t *testing.T) {
 	expect("truncate", "connec_instance *")
 }
 
-// connec_invoke_guard, and migrations.InvokeGuardSQL that connec runs (its
-// fast path calls the function only to name a refusal), pass only for an
-// enabled instance whose credential (if one is named) is active, unexpired
-// and at the named version, and say why they refuse with the same SQLSTATE.
-func TestInvokeGuard(t *testing.T) {
-	for name, sql := range map[string]string{
-		"function":       `SELECT connec_invoke_guard($1, $2, $3)`,
-		"InvokeGuardSQL": migrations.InvokeGuardSQL,
-	} {
-		t.Run(name, func(t *testing.T) { testInvokeGuard(t, sql) })
-	}
-}
-
-func testInvokeGuard(t *testing.T, sql string) {
+// An audit chain's head only moves forward — renewing or handing over its
+// hold leaves it where it is — and a chain is never removed: what Verify
+// compares each chain's rows with cannot be wound back by an ordinary
+// UPDATE or DELETE.
+func TestAuditChainsOnlyMoveForward(t *testing.T) {
 	ctx := context.Background()
 	pool := pgtest.Pool(t)
-	inst := seedInstance(t, pool, "enabled")
-	cred := seedCredential(t, pool, inst)
-	guard := func(inst, cred any, version any) string {
-		t.Helper()
-		_, err := pool.Exec(ctx, sql, inst, cred, version)
-		if err == nil {
-			return ""
-		}
-		var pe *pgconn.PgError
-		if !errors.As(err, &pe) {
-			t.Fatalf("guard: %v", err)
-		}
-		return pe.Code
-	}
-	exec := func(sql string, args ...any) {
-		t.Helper()
-		if _, err := pool.Exec(ctx, sql, args...); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for _, tc := range []struct {
-		name, setup string
-		cred        any
-		version     any
-		want        string
-	}{
-		{"active", ``, cred, 1, ""},
-		{"no credential used", ``, nil, nil, ""},
-		{"rotated", ``, cred, 0, "CNC04"},
-		{"other credential", ``, "00000000-0000-0000-0000-000000000009", 1, "CNC01"},
-		{"expires later", `UPDATE connector_credentials SET expires_at = now() + interval '1 hour'`, cred, 1, ""},
-		{"expired", `UPDATE connector_credentials SET expires_at = now() - interval '1 second'`, cred, 1, "CNC03"},
-		{"expires now", `UPDATE connector_credentials SET expires_at = now()`, cred, 1, "CNC03"},
-		{"disabled", `UPDATE connector_credentials SET state = 'disabled', expires_at = NULL`, cred, 1, "CNC02"},
-		{"revoked", `UPDATE connector_credentials SET state = 'revoked'`, cred, 1, "CNC01"},
-		{"instance disabled", `UPDATE connector_instances SET state = 'disabled'`, nil, nil, "CNI01"},
-		{"instance uninstalled", `UPDATE connector_instances SET state = 'uninstalled'`, cred, 1, "CNI02"},
-	} {
-		if tc.setup != "" {
-			exec(tc.setup)
-		}
-		if got := guard(inst, tc.cred, tc.version); got != tc.want {
-			t.Errorf("%s: SQLSTATE %q, want %q", tc.name, got, tc.want)
-		}
-	}
-	if got := guard("00000000-0000-0000-0000-000000000008", nil, nil); got != "CNI02" {
-		t.Errorf("missing instance: SQLSTATE %q, want CNI02", got)
-	}
-}
-
-// migrations.AuditAdvanceSQL moves the chain head only from where the
-// caller says it is, and otherwise raises AuditHeadMovedCode and changes
-// nothing; the head still only moves forward.
-func TestAuditAdvance(t *testing.T) {
-	ctx := context.Background()
-	pool := pgtest.Pool(t)
-	var seq int64
-	var hash []byte
-	if err := pool.QueryRow(ctx, `SELECT seq, hash FROM audit_chain_head`).Scan(&seq, &hash); err != nil {
-		t.Fatal(err)
-	}
 	next := bytes.Repeat([]byte{7}, 32)
 	code := func(err error) string {
 		var pe *pgconn.PgError
@@ -221,29 +151,30 @@ func TestAuditAdvance(t *testing.T) {
 		return fmt.Sprint(err)
 	}
 	for _, tc := range []struct {
-		name           string
-		fromSeq, toSeq int64
-		fromHash       []byte
-		want           string
+		name, sql string
+		args      []any
+		want      string
 	}{
-		{"wrong seq", seq + 1, seq + 2, hash, migrations.AuditHeadMovedCode},
-		{"wrong hash", seq, seq + 1, next, migrations.AuditHeadMovedCode},
-		{"backwards", seq, seq, hash, "42501"},
-		{"forward", seq, seq + 1, hash, ""},
-		{"from the old head", seq, seq + 2, hash, migrations.AuditHeadMovedCode},
+		{"forward", `UPDATE audit_chains SET head_seq = head_seq + 1, head_hash = $1 WHERE id = 1`, []any{next}, ""},
+		{"hold taken and renewed", `UPDATE audit_chains SET holder = gen_random_uuid(), held_until = now() + interval '1 minute' WHERE id = 1`, nil, ""},
+		{"backwards", `UPDATE audit_chains SET head_seq = head_seq - 1 WHERE id = 1`, nil, "42501"},
+		{"same place, other hash", `UPDATE audit_chains SET head_hash = $1 WHERE id = 1`, []any{bytes.Repeat([]byte{8}, 32)}, "42501"},
+		{"renumbered", `UPDATE audit_chains SET id = 2 WHERE id = 1`, nil, "42501"},
+		{"deleted", `DELETE FROM audit_chains`, nil, "42501"},
+		{"truncated", `TRUNCATE audit_chains`, nil, "42501"},
 	} {
-		_, err := pool.Exec(ctx, migrations.AuditAdvanceSQL, tc.fromSeq, tc.fromHash, tc.toSeq, next)
+		_, err := pool.Exec(ctx, tc.sql, tc.args...)
 		if got := code(err); err == nil && tc.want != "" || err != nil && got != tc.want {
 			t.Errorf("%s: %v, want %q", tc.name, err, tc.want)
 		}
 	}
-	var gotSeq int64
-	var gotHash []byte
-	if err := pool.QueryRow(ctx, `SELECT seq, hash FROM audit_chain_head`).Scan(&gotSeq, &gotHash); err != nil {
+	var seq int64
+	var hash []byte
+	if err := pool.QueryRow(ctx, `SELECT head_seq, head_hash FROM audit_chains WHERE id = 1`).Scan(&seq, &hash); err != nil {
 		t.Fatal(err)
 	}
-	if gotSeq != seq+1 || !bytes.Equal(gotHash, next) {
-		t.Fatalf("head at %d %x, want %d %x", gotSeq, gotHash, seq+1, next)
+	if seq != 1 || !bytes.Equal(hash, next) {
+		t.Fatalf("chain 1's head at %d %x, want 1 %x", seq, hash, next)
 	}
 }
 

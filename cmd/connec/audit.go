@@ -15,19 +15,20 @@ func auditCmd(f *flags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "audit",
 		Short: "Verify and export the audit trail",
-		Long: "Every call, allowed or denied, leaves one append-only audit row. Rows form a hash chain: each row's hash\n" +
-			"covers all its fields and the previous row's hash, so an edited, deleted, inserted or reordered row shows.",
+		Long: "Every call, allowed or denied, leaves one append-only audit row. Rows form hash chains, one per writer (each\n" +
+			"server, each operator command continues a free one): each row's hash covers all its fields, its chain and place\n" +
+			"there, and the previous row's hash in that chain, so an edited, deleted, inserted or reordered row shows.",
 	}
 	var expect []string
 	verify := &cobra.Command{
 		Use:   "verify",
-		Short: "Walk the hash chain; print OK and a checkpoint to keep, or the first broken link and exit non-zero",
-		Long: "Walk the whole audit chain in order and check every row's hash, every link and the chain head.\n" +
-			"Prints OK with the row count, last seq and last hash, and a checkpoint line \"checkpoint SEQ:HASH\": keep it\n" +
-			"somewhere outside the database (a ticket, another machine). A chain whose newest rows were deleted together\n" +
-			"with its head, or that was rewritten with every hash recomputed, verifies by itself; given the kept checkpoint\n" +
-			"with --expect it does not. Prints the first broken link and exits 1 if the chain is broken.",
-		Example: "  connec audit verify\n  connec audit verify --expect 1234:5f1e…",
+		Short: "Walk the hash chains; print OK and checkpoints to keep, or the first broken link and exit non-zero",
+		Long: "Walk every audit chain together in order and check every row's hash, every link and each chain's head.\n" +
+			"Prints OK with the row count and, per chain, a checkpoint line \"checkpoint CHAIN:SEQ:HASH\" (its last row):\n" +
+			"keep them somewhere outside the database (a ticket, another machine). A chain whose newest rows were deleted\n" +
+			"together with its head, or that was rewritten with every hash recomputed, verifies by itself; given its kept\n" +
+			"checkpoint with --expect it does not. Prints the first broken link and exits 1 if the trail is broken.",
+		Example: "  connec audit verify\n  connec audit verify --expect 1:1234:5f1e… --expect 2:87:a0c3…",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var kept []audit.Checkpoint
@@ -45,27 +46,28 @@ func auditCmd(f *flags) *cobra.Command {
 				}
 				out := cmd.OutOrStdout()
 				if !rep.OK() {
-					fmt.Fprintf(out, "BROKEN: first broken link at seq %d (%s): %s\n", rep.Broken.Seq, rep.Broken.Reason, rep.Broken.Detail)
-					fmt.Fprintf(out, "%d rows verified before it; chain head at seq %d\n", rep.Rows, rep.HeadSeq)
+					fmt.Fprintf(out, "BROKEN: first broken link in chain %d at seq %d (%s): %s\n", rep.Broken.Chain, rep.Broken.Seq,
+						rep.Broken.Reason, rep.Broken.Detail)
+					fmt.Fprintf(out, "%d rows verified before it; the walk reached row %d\n", rep.Rows, rep.HeadSeq)
 					return rep.Err()
 				}
-				fmt.Fprintf(out, "OK: %d rows, last seq %d, last hash %s\n", rep.Rows, rep.LastSeq, rep.LastHash)
+				fmt.Fprintf(out, "OK: %d rows in %d chain(s), last seq %d, last hash %s\n", rep.Rows, len(rep.Chains), rep.LastSeq, rep.LastHash)
 				if len(kept) > 0 {
-					fmt.Fprintf(out, "the chain holds the %d kept checkpoint(s)\n", len(kept))
+					fmt.Fprintf(out, "the chains hold the %d kept checkpoint(s)\n", len(kept))
 				}
-				if rep.LastSeq > 0 {
-					fmt.Fprintf(out, "checkpoint %s\n", rep.Checkpoint())
+				for _, cp := range rep.Checkpoints() {
+					fmt.Fprintf(out, "checkpoint %s\n", cp)
 				}
 				return nil
 			})
 		},
 	}
-	verify.Flags().StringArrayVar(&expect, "expect", nil, "a checkpoint SEQ:HASH kept from an earlier verify; the chain must still hold it (repeatable)")
+	verify.Flags().StringArrayVar(&expect, "expect", nil, "a checkpoint CHAIN:SEQ:HASH kept from an earlier verify; its chain must still hold it (repeatable; SEQ:HASH is chain 1's)")
 	var since, until, format string
 	export := &cobra.Command{
 		Use:   "export",
 		Short: "Write audit rows as JSON Lines to stdout",
-		Long: "Write the audit rows with since <= time < until, in chain order, one JSON object per line: every field\n" +
+		Long: "Write the audit rows with since <= time < until, in the order they were written (seq; every chain), one JSON object per line: every field\n" +
 			"(absent ones null), times RFC 3339 UTC, hashes hex. Arguments, results and secrets are never recorded.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {

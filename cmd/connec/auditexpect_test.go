@@ -13,8 +13,8 @@ import (
 )
 
 // `connec audit verify` prints a checkpoint to keep outside the database,
-// and `--expect` checks the chain against one: deleting the newest rows
-// together with the chain head, which the chain alone cannot show, is
+// per chain, and `--expect` checks the chains against them: deleting the
+// newest rows of a chain together with its head, which the chain alone cannot show, is
 // detected (exit 1, BROKEN, the checkpoint named).
 func TestAuditVerifyExpectDetectsATruncatedTail(t *testing.T) {
 	url := pgtest.URL(t)
@@ -24,7 +24,7 @@ func TestAuditVerifyExpectDetectsATruncatedTail(t *testing.T) {
 		mustRun("user", "add", n)
 	}
 	out := mustRun("audit", "verify")
-	m := regexp.MustCompile(`(?m)^checkpoint (\d+:[0-9a-f]{64})$`).FindStringSubmatch(out)
+	m := regexp.MustCompile(`(?m)^checkpoint (\d+:\d+:[0-9a-f]{64})$`).FindStringSubmatch(out)
 	if m == nil {
 		t.Fatalf("audit verify printed no checkpoint to keep:\n%s", out)
 	}
@@ -46,17 +46,20 @@ func TestAuditVerifyExpectDetectsATruncatedTail(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pool.Close()
-	keptSeq := strings.Split(kept, ":")[0]
+	parts := strings.Split(kept, ":")
+	keptChain, keptSeq := parts[0], parts[1]
 	err = pgx.BeginFunc(context.Background(), pool, func(tx pgx.Tx) error {
 		ctx := context.Background()
 		if _, err := tx.Exec(ctx, `SET LOCAL session_replication_role = replica`); err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, `DELETE FROM audit_events WHERE seq >= $1::bigint - 1`, keptSeq); err != nil {
+		if _, err := tx.Exec(ctx, `DELETE FROM audit_events WHERE chain = $1::bigint AND chain_seq >= $2::bigint - 1`,
+			keptChain, keptSeq); err != nil {
 			return err
 		}
-		_, err := tx.Exec(ctx, `UPDATE audit_chain_head h SET seq = e.seq, hash = e.hash
-			FROM (SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1) e`)
+		_, err := tx.Exec(ctx, `UPDATE audit_chains c SET head_seq = e.chain_seq, head_hash = e.hash
+			FROM (SELECT chain_seq, hash FROM audit_events WHERE chain = $1::bigint ORDER BY chain_seq DESC LIMIT 1) e
+			WHERE c.id = $1::bigint`, keptChain)
 		return err
 	})
 	if err != nil {

@@ -49,7 +49,7 @@ func newRows(t *testing.T, pool *pgxpool.Pool, after int64) []auditRow {
 func lastSeq(t *testing.T, pool *pgxpool.Pool) int64 {
 	t.Helper()
 	var seq int64
-	if err := pool.QueryRow(context.Background(), `SELECT seq FROM audit_chain_head`).Scan(&seq); err != nil {
+	if err := pool.QueryRow(context.Background(), `SELECT COALESCE(max(seq), 0) FROM audit_events`).Scan(&seq); err != nil {
 		t.Fatal(err)
 	}
 	return seq

@@ -6,9 +6,9 @@ import (
 	"errors"
 	"testing"
 
-	"github.com/connec/connec/audit"
 	"github.com/connec/connec/authz"
 	"github.com/connec/connec/callctx"
+	"github.com/connec/connec/commit"
 	"github.com/connec/connec/connectors"
 	"github.com/connec/connec/core"
 	"github.com/connec/connec/executor"
@@ -38,7 +38,7 @@ func TestREQ_CONNEC_0121_DeniedCallNeverReachesHost(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(az.Close)
-	aw := audit.NewWriter(pool)
+	aw := commit.NewWriter(pool)
 	t.Cleanup(aw.Close)
 	ex, err := executor.New()
 	if err != nil {

@@ -15,9 +15,9 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/connec/connec/audit"
 	"github.com/connec/connec/authz"
 	"github.com/connec/connec/callctx"
+	"github.com/connec/connec/commit"
 	"github.com/connec/connec/connectors"
 	"github.com/connec/connec/connectors/echo"
 	"github.com/connec/connec/connectors/httpapi"
@@ -43,7 +43,7 @@ type App struct {
 	Log      *slog.Logger
 	Pool     *pgxpool.Pool
 	Authz    *authz.Authorizer
-	Audit    *audit.Writer
+	Audit    *commit.Writer
 	Identity *identity.Store
 	Service  *core.Service
 	Registry *connectors.Registry
@@ -143,7 +143,7 @@ func (a *App) build(ctx context.Context) error {
 		return fmt.Errorf("policy engine: %w", err)
 	}
 	a.Authz = az
-	a.Audit = audit.NewWriter(a.Pool, audit.WithLogger(a.Log))
+	a.Audit = commit.NewWriter(a.Pool, commit.WithLogger(a.Log))
 	a.Identity = identity.New(a.Pool)
 	if err := a.Identity.Follow(a.Notify); err != nil {
 		return err

@@ -11,12 +11,13 @@ import (
 	"github.com/connec/connec/audit"
 	"github.com/connec/connec/authz"
 	"github.com/connec/connec/callctx"
+	"github.com/connec/connec/commit"
 )
 
 // AuditResult is the audit trail's durable write rate.
 type AuditResult struct {
 	Callers int `json:"callers"`
-	// Record is audit.Writer.Record from Callers goroutines: hash chain,
+	// Record is commit.Writer.Record from Callers goroutines: hash chain,
 	// group commit, synchronous_commit on.
 	Record Summary `json:"record"`
 	// RowsPerCommit is the average group-commit batch.
@@ -49,7 +50,7 @@ func (s *suite) measureAudit(ctx context.Context) error {
 	defer pool.Close()
 	// connec's own pool (db.Open) is used as is: its size is part of what
 	// is measured.
-	w := audit.NewWriter(pool, audit.WithLogger(quiet))
+	w := commit.NewWriter(pool, commit.WithLogger(quiet))
 	defer w.Close()
 	sub := callctx.Subject("user:" + uuid.NewString())
 	inst := uuid.NewString()

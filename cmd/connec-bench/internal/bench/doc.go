@@ -16,7 +16,7 @@
 //   - PostgreSQL's own durable single-row commit (INSERT + COMMIT,
 //     synchronous_commit and fsync on): the floor for anything audited.
 //   - policy decisions against plain Casbin evaluating the whole policy;
-//     audit.Writer.Record against single-row durable commits from as many
+//     commit.Writer.Record against single-row durable commits from as many
 //     callers; credential seal against the bare AEAD layer, credential open
 //     against an executor call without a credential; key rotation against
 //     the same database statements without the cryptography; a rule change

@@ -294,12 +294,12 @@ func (r *Report) Markdown() string {
 	p("## 4. Audit trail")
 	p("")
 	if a.Record.Count > 0 {
-		p("`audit.Writer.Record` (hash chain, chain lock, group commit, synchronous_commit on) from %d concurrent callers, "+
+		p("`commit.Writer.Record` (hash chain, chain lock, group commit, synchronous_commit on) from %d concurrent callers, "+
 			"against single-row durable commits from as many callers.", a.Callers)
 		p("")
 		p("| | rows/s | p50 | p99 | rows per commit |")
 		p("|---|--:|--:|--:|--:|")
-		p("| audit.Writer.Record | %s | %s | %s | %.1f |", fmtRate(a.Record.PerSec), fmtDur(a.Record.P50), fmtDur(a.Record.P99), a.RowsPerCommit)
+		p("| commit.Writer.Record | %s | %s | %s | %.1f |", fmtRate(a.Record.PerSec), fmtDur(a.Record.P50), fmtDur(a.Record.P99), a.RowsPerCommit)
 		p("| single-row commits (baseline) | %s | %s | %s | 1 |", fmtRate(a.Floor.PerSec), fmtDur(a.Floor.P50), fmtDur(a.Floor.P99))
 		p("| ratio | %s | %s | %s | |", fmtX(Ratio(a.Record.PerSec, a.Floor.PerSec)), fmtX(durRatio(a.Record.P50, a.Floor.P50)), fmtX(durRatio(a.Record.P99, a.Floor.P99)))
 	}
