@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/connec/connec/internal/platform/db"
 )
@@ -35,7 +34,8 @@ var ErrChainLost = errors.New("audit: chain no longer held")
 
 // ClaimChain takes a chain for holder (a fresh id per writer) for ttl: the
 // free chain with the lowest number, or a new one. info says who holds it
-// (host, process), for people reading audit_chains.
+// (host, process), for people reading audit_chains. q may be a transaction:
+// the claim then holds only if it commits.
 func ClaimChain(ctx context.Context, q db.Querier, holder, info string, ttl time.Duration) (int64, Head, error) {
 	for attempt := 0; ; attempt++ {
 		var id int64
@@ -51,16 +51,17 @@ FROM free WHERE c.id = free.id RETURNING c.id, c.head_seq, c.head_hash`, holder,
 		if !errors.Is(err, pgx.ErrNoRows) {
 			return 0, Head{}, fmt.Errorf("claim an audit chain: %w", db.Map(err))
 		}
-		// None free: a new one, numbered after the others (two writers
-		// may race for the number; the loser tries again).
+		// None free: a new one, numbered after the others. Two writers may
+		// race for the number: the loser inserts nothing and tries again
+		// (without an error, so that q may be a caller's transaction).
 		err = q.QueryRow(ctx, `INSERT INTO audit_chains (id, holder, held_until, holder_info)
-SELECT COALESCE(max(id), 0) + 1, $1, now() + $2::interval, $3 FROM audit_chains RETURNING id, head_seq, head_hash`,
+SELECT COALESCE(max(id), 0) + 1, $1, now() + $2::interval, $3 FROM audit_chains
+ON CONFLICT (id) DO NOTHING RETURNING id, head_seq, head_hash`,
 			holder, ttl.String(), info).Scan(&id, &head.Seq, (*[]byte)(&head.Hash))
 		if err == nil {
 			return id, head, nil
 		}
-		var pe *pgconn.PgError
-		if !errors.As(err, &pe) || pe.Code != "23505" || attempt >= 10 {
+		if !errors.Is(err, pgx.ErrNoRows) || attempt >= 10 {
 			return 0, Head{}, fmt.Errorf("open an audit chain: %w", db.Map(err))
 		}
 	}

@@ -38,33 +38,34 @@ func (w *Writer) Write(ctx context.Context, q db.Querier, ev audit.Event) (err e
 }
 
 // append links r after the writer's chain head, locked in tx, and inserts
-// it, moving the head.
+// it, moving the head. A writer without a chain claims one in tx (claim):
+// should tx not commit, neither does the claim, and the writer finds the
+// chain not its own at its next append and claims again. Claiming outside
+// tx would wait for a second connection while tx holds one.
 func (w *Writer) append(ctx context.Context, tx pgx.Tx, r *audit.Row) error {
 	w.stale.Store(true) // the commit loop reads the head again
 	w.mu.Lock()
 	chain := w.chain
 	w.mu.Unlock()
-	if chain == 0 {
-		// Claimed outside tx: the chain is the writer's whatever tx does.
-		var err error
-		if chain, _, err = w.position(ctx); err != nil {
-			return err
-		}
-	}
-	head, err := audit.ChainHead(ctx, tx, chain, w.holder, true)
-	if errors.Is(err, audit.ErrChainLost) {
-		w.mu.Lock()
-		if w.chain == chain {
-			w.chain, w.headOK = 0, false
-		}
-		w.mu.Unlock()
-		if chain, _, err = w.position(ctx); err != nil {
-			return err
-		}
+	var head audit.Head
+	var err error
+	if chain != 0 {
 		head, err = audit.ChainHead(ctx, tx, chain, w.holder, true)
+		if errors.Is(err, audit.ErrChainLost) {
+			w.lose(chain)
+			chain, err = 0, nil
+		}
+		if err != nil {
+			return err
+		}
 	}
-	if err != nil {
-		return err
+	if chain == 0 {
+		if chain, _, err = w.claim(ctx, tx); err != nil {
+			return err
+		}
+		if head, err = audit.ChainHead(ctx, tx, chain, w.holder, true); err != nil {
+			return err
+		}
 	}
 	to, err := audit.Link([]*audit.Row{r}, chain, head)
 	if err != nil {

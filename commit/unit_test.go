@@ -171,7 +171,7 @@ func TestGuardRefusesWhatNoLongerHolds(t *testing.T) {
 			edit: func(_ *runFixture, g *Guard) { g.Credential = nil }, want: InstanceDisabled},
 		{name: "instance uninstalled", setup: `UPDATE connector_instances SET state = 'uninstalled' WHERE id = $1`, want: InstanceUninstalled},
 		{name: "instance missing", edit: func(_ *runFixture, g *Guard) { g.Instance, g.Credential = "00000000-0000-0000-0000-000000000008", nil }, want: InstanceUninstalled},
-		{name: "policy moved", edit: func(_ *runFixture, g *Guard) { g.PolicyVersion-- }, want: PolicyMoved},
+		{name: "policy moved", setup: `UPDATE policy_version SET version = version + 1`, want: PolicyMoved},
 		{name: "token expires later", setup: `UPDATE api_tokens SET expires_at = now() + interval '1 hour' WHERE id = $4`},
 		{name: "token expired", setup: `UPDATE api_tokens SET expires_at = now() - interval '1 second' WHERE id = $4`, want: TokenExpired},
 		{name: "token revoked", setup: `UPDATE api_tokens SET revoked_at = now() WHERE id = $4`, want: TokenRevoked},
@@ -182,12 +182,14 @@ func TestGuardRefusesWhatNoLongerHolds(t *testing.T) {
 		{name: "user deleted", setup: `DELETE FROM users WHERE id = $3`, edit: func(_ *runFixture, g *Guard) { g.Token = "" }, want: UserGone},
 		// Checked in order: the instance first, then the credential, the
 		// policy, the token, the user.
-		{name: "instance disabled and policy moved", setup: `UPDATE connector_instances SET state = 'disabled' WHERE id = $1`,
-			edit: func(_ *runFixture, g *Guard) { g.PolicyVersion-- }, want: InstanceDisabled},
+		{name: "instance disabled and policy moved", setup: `UPDATE connector_instances SET state = 'disabled' WHERE id = $1; UPDATE policy_version SET version = version + 1`,
+			want: InstanceDisabled},
 		{name: "credential revoked and token revoked", setup: `UPDATE connector_credentials SET state = 'revoked' WHERE id = $2;`,
-			edit: func(f *runFixture, g *Guard) { f.exec(`UPDATE api_tokens SET revoked_at = now() WHERE id = $1`, f.token) }, want: CredentialRevoked},
-		{name: "policy moved and user disabled", setup: `UPDATE users SET disabled_at = now() WHERE id = $3`,
-			edit: func(_ *runFixture, g *Guard) { g.PolicyVersion-- }, want: PolicyMoved},
+			edit: func(f *runFixture, g *Guard) {
+				f.exec(`UPDATE api_tokens SET revoked_at = now() WHERE id = $1`, f.token)
+			}, want: CredentialRevoked},
+		{name: "policy moved and user disabled", setup: `UPDATE users SET disabled_at = now() WHERE id = $3; UPDATE policy_version SET version = version + 1`,
+			want: PolicyMoved},
 	}
 	for _, path := range []string{"commit", "reserve"} {
 		t.Run(path, func(t *testing.T) {

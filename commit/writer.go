@@ -82,11 +82,12 @@ type Writer struct {
 	// chain is the writer's chain (0 until claimed, or once lost) and
 	// head where the commit loop last left it (valid while headOK);
 	// stale is set by Write, whose transaction may move the head.
-	mu     sync.Mutex
-	chain  int64
-	head   audit.Head
-	headOK bool
-	stale  atomic.Bool
+	mu      sync.Mutex
+	claimMu sync.Mutex // held while claiming a chain (claim)
+	chain   int64
+	head    audit.Head
+	headOK  bool
+	stale   atomic.Bool
 
 	closeMu sync.RWMutex // guards closed against sends on reqs
 	closed  bool
@@ -369,33 +370,82 @@ func (w *Writer) exec(ctx context.Context, sql string, args []any) (map[int]Refu
 
 // position returns the writer's chain and where it ends, claiming a chain
 // if the writer holds none and reading the head if it does not know it.
+//
+// No mutex is held while it waits for the database: a Write holds a
+// connection of the pool while it takes w.mu or claimMu, so waiting for a
+// connection under either could wait for ever.
 func (w *Writer) position(ctx context.Context) (int64, audit.Head, error) {
 	w.mu.Lock()
-	defer w.mu.Unlock()
 	if w.stale.Swap(false) {
 		w.headOK = false
 	}
-	if w.chain != 0 && w.headOK {
-		return w.chain, w.head, nil
+	chain, head, ok := w.chain, w.head, w.headOK
+	w.mu.Unlock()
+	if chain != 0 && ok {
+		return chain, head, nil
 	}
-	if w.chain != 0 {
-		head, err := audit.ChainHead(ctx, w.pool, w.chain, w.holder, false)
+	if chain != 0 {
+		// Read without a lock: the statement moves the head only from
+		// where this says it is, so a head moved since fails it and the
+		// batch is redone.
+		head, err := audit.ChainHead(ctx, w.pool, chain, w.holder, false)
 		if err == nil {
-			w.head, w.headOK = head, true
-			return w.chain, head, nil
+			w.mu.Lock()
+			if w.chain == chain {
+				w.head, w.headOK = head, true
+			}
+			w.mu.Unlock()
+			return chain, head, nil
 		}
 		if !errors.Is(err, audit.ErrChainLost) {
 			return 0, audit.Head{}, err
 		}
-		w.log.Warn("audit chain taken over by another writer (this writer's hold ran out); continuing on another", "chain", w.chain)
-		w.chain = 0
+		w.log.Warn("audit chain taken over by another writer (this writer's hold ran out); continuing on another", "chain", chain)
+		w.lose(chain)
 	}
-	id, head, err := audit.ClaimChain(ctx, w.pool, w.holder, w.info, w.chainTTL)
+	conn, err := w.pool.Acquire(ctx)
 	if err != nil {
 		return 0, audit.Head{}, err
 	}
+	defer conn.Release()
+	return w.claim(ctx, conn)
+}
+
+// claim takes a chain in q (a connection, or a Write's transaction) unless
+// the writer has one again by now. claimMu keeps the writer to one chain.
+func (w *Writer) claim(ctx context.Context, q db.Querier) (int64, audit.Head, error) {
+	w.claimMu.Lock()
+	defer w.claimMu.Unlock()
+	w.mu.Lock()
+	chain, head, ok := w.chain, w.head, w.headOK
+	w.mu.Unlock()
+	if chain != 0 {
+		if !ok {
+			var err error
+			if head, err = audit.ChainHead(ctx, q, chain, w.holder, false); err != nil {
+				return 0, audit.Head{}, err
+			}
+		}
+		return chain, head, nil
+	}
+	id, head, err := audit.ClaimChain(ctx, q, w.holder, w.info, w.chainTTL)
+	if err != nil {
+		return 0, audit.Head{}, err
+	}
+	w.mu.Lock()
 	w.chain, w.head, w.headOK = id, head, true
+	w.mu.Unlock()
 	return id, head, nil
+}
+
+// lose forgets chain, if it is still the writer's: another writer holds it
+// now.
+func (w *Writer) lose(chain int64) {
+	w.mu.Lock()
+	if w.chain == chain {
+		w.chain, w.headOK = 0, false
+	}
+	w.mu.Unlock()
 }
 
 // isDataError reports whether PostgreSQL refused err's statement for the
@@ -440,11 +490,7 @@ func (w *Writer) renew(ctx context.Context) {
 	defer cancel()
 	err := audit.RenewChain(ctx, w.pool, chain, w.holder, w.chainTTL)
 	if errors.Is(err, audit.ErrChainLost) {
-		w.mu.Lock()
-		if w.chain == chain {
-			w.chain, w.headOK = 0, false
-		}
-		w.mu.Unlock()
+		w.lose(chain)
 	}
 	if err != nil && ctx.Err() == nil {
 		w.log.Warn("audit chain hold not renewed", "chain", chain, "err", err)
