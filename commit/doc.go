@@ -14,7 +14,7 @@
 // and appends the hash-chained audit rows. Either all of it commits or, if
 // a guard refused, none does and the statement answers which units and why:
 // a *Refused with a typed Refusal, which the caller turns into its own
-// error (package core maps each to a fault in one place, refusal.go). The
+// error (package core maps each to a fault in one place, core/guard.go). The
 // other units are committed at once without them.
 //
 // Each Writer appends to an audit chain of its own (package audit,

@@ -6,4 +6,9 @@
 // context), asks authz for a decision, writes one audit row, and commits
 // changes together with that row; operations run through connectors.Runner
 // (the executor), the only component that opens credentials.
+//
+// An operation's rows reach the database as units of package commit's group
+// commit: its decision row and run start under the guard of what it was
+// decided with (guard.go, which also turns the commit's refusals into
+// faults), then its outcome.
 package core

@@ -298,7 +298,7 @@ func auditEntries() []*Entry {
 				Query: []string{"subject", "instance_id", "task_id", "tool", "decision", "status", "since", "until", "cursor", "limit"}}}),
 			(*Service).ListAuditPage),
 		op(auditing(Entry{Name: ToolAuditVerify, Hints: readOnly("Verify the audit chain"),
-			Description: "Walk the audit trail's hash chain and report the first broken link, if any (auditors).",
+			Description: "Walk the audit trail's hash chains (one per writer) and report the first broken link, if any (auditors).",
 			Route:       &Route{Method: http.MethodGet, Path: "/v1/audit-events/verification"}}),
 			func(s *Service, ctx context.Context, _ NoInput) (AuditVerification, error) {
 				rep, err := s.VerifyAudit(ctx)

@@ -462,12 +462,16 @@ type floorRule struct {
 // executor runs drivers without knowing the core, the ground floor knows
 // nothing above it.
 var floorRules = []floorRule{
-	{"connectors", []string{"core", "executor", "authz", "audit", "identity", "migrations", "internal/app", "mcp", "gateway", "cmd"},
+	{"connectors", []string{"core", "executor", "authz", "audit", "commit", "identity", "migrations", "internal/app", "mcp", "gateway", "cmd"},
 		"the driver SPI, the driver kit and the drivers build on the SPI alone, never on the core"},
-	{"executor", []string{"core", "authz", "audit", "identity", "migrations", "internal/app", "mcp", "gateway", "cmd"},
+	{"executor", []string{"core", "authz", "audit", "commit", "identity", "migrations", "internal/app", "mcp", "gateway", "cmd"},
 		"the executor runs drivers; it knows nothing of the core that calls it"},
-	{"internal/platform", []string{"core", "connectors", "executor", "authz", "audit", "identity", "vault", "migrations", "internal/app", "mcp", "gateway", "cmd"},
+	{"internal/platform", []string{"core", "connectors", "executor", "authz", "audit", "commit", "identity", "vault", "migrations", "internal/app", "mcp", "gateway", "cmd"},
 		"infrastructure is the ground floor"},
+	{"audit", []string{"commit", "core", "internal/app", "mcp", "gateway", "cmd"},
+		"the trail (chains, hashes, verify, export, partitions) knows nothing of the commit that writes it or of runs"},
+	{"commit", []string{"core", "internal/app", "mcp", "gateway", "cmd", "executor"},
+		"the group commit takes typed units; what they mean is the core's"},
 	{"core", []string{"internal/app", "cmd", "executor"},
 		"the core is called by the assembly, and reaches the executor only through connectors.Runner"},
 	{"authz/engine", []string{"internal/platform/db", "internal/platform/pgnotify", "github.com/jackc/pgx", "authz/pgstore", "migrations"},
