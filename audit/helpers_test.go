@@ -18,7 +18,6 @@ import (
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
 
-
 // testChain appends to one chain as package commit's writer does, one
 // event per transaction: the chain's row locked, the row linked after its
 // head and inserted, the head moved.
