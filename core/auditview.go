@@ -159,7 +159,7 @@ func (c *call) administered(ctx context.Context) ([]string, error) {
 	return ids, nil
 }
 
-// VerifyAudit walks the audit chain for an auditor and reports the first
+// VerifyAudit walks the audit chains for an auditor and reports the first
 // broken link, if any.
 func (s *Service) VerifyAudit(ctx context.Context) (audit.Report, error) {
 	c, err := s.begin(ctx, ToolAuditVerify, authz.ActionAuditRead)

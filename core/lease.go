@@ -170,7 +170,7 @@ RETURNING r.id::text, r.instance_id::text, r.connector_type, r.operation, r.subj
 (SELECT FROM connector_runs WHERE server_id = srv.id AND status IN ('pending', 'running'))`); err != nil {
 			return db.Map(err)
 		}
-		// The audit rows last: Write holds the chain lock until commit.
+		// The audit rows last: Write holds this writer's chain row until commit.
 		for _, ev := range events {
 			if err := s.audit.Write(ctx, tx, ev); err != nil {
 				return err

@@ -579,7 +579,7 @@ type chainStatus struct {
 	Report  audit.Report
 	Problem string
 	// AuditorsOnly: the caller reads only the rows of the instances they
-	// administer; verifying the whole chain is an auditor's view.
+	// administer; verifying the whole trail is an auditor's view.
 	AuditorsOnly bool
 }
 

@@ -18,7 +18,7 @@ import (
 // access, so these answer without a policy decision and leave no audit
 // row, as reading the tables would; every change goes through Operate.
 
-// VerifyAudit walks the audit chain, holding it to the checkpoints kept.
+// VerifyAudit walks the audit chains, holding each to the checkpoints kept.
 func (a *App) VerifyAudit(ctx context.Context, kept ...audit.Checkpoint) (audit.Report, error) {
 	return audit.Verify(ctx, a.Pool, kept...)
 }
