@@ -216,3 +216,17 @@ func rehash(t testing.TB, r *Row) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// InsertTypes are the SQL types of InsertColumns, in order (one row
+// inserted with plain parameters, as a test writes it).
+var InsertTypes = []string{"bigint", "bigint", "timestamptz", "text", "text", "text", "text[]", "text", "text", "text",
+	"uuid", "text", "text", "text", "text", "bigint", "uuid", "uuid", "uuid", "uuid", "text", "text",
+	"text", "bigint", "bigint", "text[]", "smallint", "bytea", "bytea"}
+
+// Values appends a linked row's values for InsertColumns to args.
+func (r *Row) Values(args []any) []any {
+	return append(args, r.Chain, r.ChainSeq, r.At, r.RequestID, r.Transport, r.Subject, r.Groups, r.Action, r.Tool,
+		r.ConnectorType, r.InstanceID, r.Operation, r.Resource, r.Decision, r.Reason, r.PolicyVersion,
+		r.TaskID, r.ProjectID, r.RunID, r.JobID, r.AgentID, r.Status, r.ErrorType, r.DurationUS,
+		r.Count, r.TaskBound, r.HashVersion, []byte(r.PrevHash), []byte(r.Hash))
+}

@@ -385,23 +385,10 @@ const columns = `seq, chain, COALESCE(chain_seq, seq), at, request_id, transport
  agent_id, status, error_type, duration_us, count, task_bound, hash_version, prev_hash, hash`
 
 // InsertColumns are the columns a new row is inserted with (seq is drawn
-// from audit_events_seq), in the order of Row.Values.
+// from audit_events_seq): chain, then the columns of InsertFromArrays.
 const InsertColumns = `chain, chain_seq, at, request_id, transport, subject, subject_groups, action, tool, connector_type,
  instance_id, operation, resource, decision, reason, policy_version, task_id, project_id, run_id, job_id, agent_id, status,
  error_type, duration_us, count, task_bound, hash_version, prev_hash, hash`
-
-// InsertTypes are the SQL types of InsertColumns, in order.
-var InsertTypes = []string{"bigint", "bigint", "timestamptz", "text", "text", "text", "text[]", "text", "text", "text",
-	"uuid", "text", "text", "text", "text", "bigint", "uuid", "uuid", "uuid", "uuid", "text", "text",
-	"text", "bigint", "bigint", "text[]", "smallint", "bytea", "bytea"}
-
-// Values appends a linked row's values for InsertColumns to args.
-func (r *Row) Values(args []any) []any {
-	return append(args, r.Chain, r.ChainSeq, r.At, r.RequestID, r.Transport, r.Subject, r.Groups, r.Action, r.Tool,
-		r.ConnectorType, r.InstanceID, r.Operation, r.Resource, r.Decision, r.Reason, r.PolicyVersion,
-		r.TaskID, r.ProjectID, r.RunID, r.JobID, r.AgentID, r.Status, r.ErrorType, r.DurationUS,
-		r.Count, r.TaskBound, r.HashVersion, []byte(r.PrevHash), []byte(r.Hash))
-}
 
 // scanRow reads one row selected as columns into r. r.Groups is reused.
 func scanRow(rows pgx.Rows, r *Row) error {

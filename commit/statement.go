@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/connec/connec/audit"
 )
@@ -22,7 +23,10 @@ import (
 //	          moved; if pass and it did not, connec_audit_chain_moved raises,
 //	          undoing the whole statement)
 //
-// and answers with the refusals. So either every unit's rows commit, or —
+// and answers with the refusals. Each part's rows travel as arrays, one
+// parameter per column, unnested in the statement: its text depends only on
+// which parts are present, not on how many units there are, so PostgreSQL
+// parses and plans it once per connection. So either every unit's rows commit, or —
 // a guard refused — none does and the statement says which units and why,
 // or — the chain was not where the writer left it — the statement fails
 // and nothing is written. The guard reads committed state as of the
@@ -56,22 +60,34 @@ FROM g LEFT JOIN connector_instances i ON i.id = g.inst
   LEFT JOIN api_tokens t ON t.id = g.tok
   LEFT JOIN users u ON u.id = g.usr`
 
+// col is a column of a part: its array parameter's element type and, when
+// the column's type differs, what it is cast to.
+type col struct{ name, param, cast string }
+
 var (
-	guardTypes  = []string{"int", "uuid", "uuid", "int", "bigint", "uuid", "uuid"}
-	guardCols   = "k, inst, cred, ver, pol, tok, usr"
-	startTypes  = []string{"uuid", "uuid", "text", "text", "text", "text", "text", "uuid", "uuid", "uuid", "uuid", "text", "text", "bool", "text", "timestamptz", "int", "uuid", "bytea"}
-	startCols   = "id, inst, typ, op, kind, sub, req, task, project, run, job, agent, status, async, key, expires, bytes_in, server, args"
-	finishTypes = []string{"uuid", "text", "text", "text", "int", "int", "bool", "bool", "jsonb", "timestamptz"}
-	finishCols  = "id, status, etype, emsg, attempts, bytes_out, truncated, redacted, result, started"
+	guardCols = []col{{"k", "int", ""}, {"inst", "text", "uuid"}, {"cred", "text", "uuid"}, {"ver", "int", ""},
+		{"pol", "bigint", ""}, {"tok", "text", "uuid"}, {"usr", "text", "uuid"}}
+	startCols = []col{{"id", "text", "uuid"}, {"inst", "text", "uuid"}, {"typ", "text", ""}, {"op", "text", ""},
+		{"kind", "text", ""}, {"sub", "text", ""}, {"req", "text", ""}, {"task", "text", "uuid"}, {"project", "text", "uuid"},
+		{"run", "text", "uuid"}, {"job", "text", "uuid"}, {"agent", "text", ""}, {"status", "text", ""}, {"async", "bool", ""},
+		{"key", "text", ""}, {"expires", "timestamptz", ""}, {"bytes_in", "int", ""}, {"server", "text", "uuid"},
+		{"args", "bytea", ""}}
+	finishCols = []col{{"id", "text", "uuid"}, {"status", "text", ""}, {"etype", "text", ""}, {"emsg", "text", ""},
+		{"attempts", "int", ""}, {"bytes_out", "int", ""}, {"truncated", "bool", ""}, {"redacted", "bool", ""},
+		{"result", "text", "jsonb"}, {"started", "timestamptz", ""}}
 )
 
 // headParams are the statement's first parameters: $1 chain, $2 holder,
 // $3 and $4 the head it is at, $5 and $6 the head it moves to, $7 the
-// holder's lease.
+// holder's lease. Then come the audit rows' arrays, then each present
+// part's.
 const headParams = 7
 
-// shape is what a statement carries: how many of each part.
-type shape struct{ events, guards, starts, finishes int }
+// shape is which parts a statement carries besides its audit rows. Every
+// part's rows travel as arrays (one parameter per column), so there are
+// eight statements in all, each prepared once per connection, whatever the
+// number of units.
+type shape struct{ guards, starts, finishes bool }
 
 var statements sync.Map // shape → SQL
 
@@ -85,62 +101,72 @@ func statement(s shape) string {
 	return sql
 }
 
-// values writes a VALUES list of n rows of len(types) parameters from
-// *next on, each cast to its type.
-func values(b *strings.Builder, n int, types []string, next *int) {
-	b.WriteString("VALUES ")
-	for i := range n {
+// unnest writes a SELECT of cols from their array parameters, numbered
+// from *next on, each cast to its column's type.
+func unnest(b *strings.Builder, cols []col, next *int) {
+	b.WriteString("SELECT ")
+	for i, c := range cols {
 		if i > 0 {
 			b.WriteString(", ")
 		}
-		b.WriteByte('(')
-		for j, t := range types {
-			if j > 0 {
-				b.WriteString(", ")
-			}
-			b.WriteByte('$')
-			b.WriteString(strconv.Itoa(*next))
-			b.WriteString("::")
-			b.WriteString(t)
-			*next++
+		b.WriteString("u." + c.name)
+		if c.cast != "" {
+			b.WriteString("::" + c.cast)
 		}
-		b.WriteByte(')')
+		b.WriteString(" AS " + c.name)
 	}
+	b.WriteString(" FROM unnest(")
+	for i, c := range cols {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString("$" + strconv.Itoa(*next) + "::" + c.param + "[]")
+		*next++
+	}
+	b.WriteString(") AS u(")
+	for i, c := range cols {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(c.name)
+	}
+	b.WriteString(")")
 }
 
 func build(s shape) string {
 	var b strings.Builder
 	next := headParams + 1
+	from, sel := audit.InsertFromArrays(&next)
 	b.WriteString("WITH ")
-	if s.guards > 0 {
-		b.WriteString("g(" + guardCols + ") AS (")
-		values(&b, s.guards, guardTypes, &next)
+	if s.guards {
+		b.WriteString("g AS (")
+		unnest(&b, guardCols, &next)
 		b.WriteString("),\nverdict AS (" + guardSQL + "),\n")
 	} else {
 		b.WriteString("verdict AS (SELECT NULL::int AS k, NULL::text AS refusal WHERE false),\n")
 	}
 	b.WriteString("pass AS (SELECT NOT EXISTS (SELECT FROM verdict WHERE refusal IS NOT NULL) AS ok),\n")
 	written := []string{}
-	if s.starts > 0 {
+	if s.starts {
 		b.WriteString(`started AS (
   INSERT INTO connector_runs (id, instance_id, connector_type, operation, kind, subject, request_id, task_id, project_id, run_id,
     job_id, agent_id, status, async, idempotency_key, idempotency_expires_at, bytes_in, started_at, server_id, idempotency_args)
   SELECT s.id, s.inst, s.typ, s.op, s.kind, s.sub, s.req, s.task, s.project, s.run, s.job, s.agent, s.status, s.async, s.key,
     s.expires, s.bytes_in, CASE WHEN s.status = 'running' THEN clock_timestamp() END, s.server, s.args
   FROM (`)
-		values(&b, s.starts, startTypes, &next)
-		b.WriteString(") s(" + startCols + ")\n  WHERE (SELECT ok FROM pass) RETURNING 1),\n")
+		unnest(&b, startCols, &next)
+		b.WriteString(") s\n  WHERE (SELECT ok FROM pass) RETURNING 1),\n")
 		written = append(written, "(SELECT count(*) FROM started)")
 	}
-	if s.finishes > 0 {
+	if s.finishes {
 		b.WriteString(`finished AS (
   UPDATE connector_runs r SET status = f.status, error_type = f.etype, error_message = f.emsg, attempts = f.attempts,
     bytes_out = f.bytes_out, truncated = f.truncated, redacted = f.redacted, result = f.result, finished_at = clock_timestamp(),
     started_at = COALESCE(r.started_at, f.started),
     duration_us = (extract(epoch FROM clock_timestamp() - COALESCE(r.started_at, f.started)) * 1e6)::bigint
   FROM (`)
-		values(&b, s.finishes, finishTypes, &next)
-		b.WriteString(") f(" + finishCols + ")\n  WHERE r.id = f.id AND r.status IN ('pending', 'running') AND (SELECT ok FROM pass) RETURNING 1),\n")
+		unnest(&b, finishCols, &next)
+		b.WriteString(") f\n  WHERE r.id = f.id AND r.status IN ('pending', 'running') AND (SELECT ok FROM pass) RETURNING 1),\n")
 		written = append(written, "(SELECT count(*) FROM finished)")
 	}
 	b.WriteString(`head AS (
@@ -149,9 +175,9 @@ func build(s shape) string {
 	if len(written) > 0 {
 		b.WriteString(" AND " + strings.Join(written, " + ") + " >= 0")
 	}
-	b.WriteString(" RETURNING 1),\nappended AS (\n  INSERT INTO audit_events (seq, " + audit.InsertColumns + ")\n  SELECT nextval('audit_events_seq'), e.* FROM (")
-	values(&b, s.events, audit.InsertTypes, &next)
-	b.WriteString(`) e
+	b.WriteString(" RETURNING 1),\nappended AS (\n  INSERT INTO audit_events (seq, " + audit.InsertColumns + ")\n  SELECT nextval('audit_events_seq'), $1::bigint, " +
+		sel + "\n  FROM " + from)
+	b.WriteString(`
   WHERE CASE WHEN NOT (SELECT ok FROM pass) THEN false WHEN EXISTS (SELECT FROM head) THEN true
     ELSE connec_audit_chain_moved($1) END
   RETURNING 1)
@@ -159,57 +185,102 @@ SELECT k, refusal FROM verdict WHERE refusal IS NOT NULL`)
 	return b.String()
 }
 
-// guardOnly is the verdict on one guard, for a commit in a transaction of
-// the caller's (Writer.Reserve).
+// guardOnly is the verdict on guards alone, for a commit in a transaction
+// of the writer's (Writer.Reserve).
 var guardOnly = func() string {
 	var b strings.Builder
 	next := 1
-	b.WriteString("WITH g(" + guardCols + ") AS (")
-	values(&b, 1, guardTypes, &next)
+	b.WriteString("WITH g AS (")
+	unnest(&b, guardCols, &next)
 	b.WriteString(")\n" + guardSQL)
 	return b.String()
 }()
 
 // null is s, or NULL when empty.
-func null(s string) any {
+func null(s string) *string {
 	if s == "" {
 		return nil
 	}
-	return s
+	return &s
 }
 
-func (g *Guard) args(k int, args []any) []any {
-	var cred, ver, pol any
-	if g.Credential != nil {
-		cred, ver = g.Credential.ID, g.Credential.Version
+// guardArrays appends the guards of units (k: their index in the batch)
+// as guardCols' arrays.
+func guardArrays(args []any, units []*Unit) []any {
+	var k, ver []*int32
+	var pol []*int64
+	var inst, cred, tok, usr []*string
+	for i, u := range units {
+		g := u.Guard
+		if g == nil {
+			continue
+		}
+		ki := int32(i)
+		var c *string
+		var v *int32
+		if g.Credential != nil {
+			id, n := g.Credential.ID, int32(g.Credential.Version)
+			c, v = &id, &n
+		}
+		var p *int64
+		if g.PolicyVersion != 0 {
+			pv := g.PolicyVersion
+			p = &pv
+		}
+		k, inst, cred, ver, pol, tok, usr = append(k, &ki), append(inst, null(g.Instance)), append(cred, c), append(ver, v),
+			append(pol, p), append(tok, null(g.Token)), append(usr, null(g.User))
 	}
-	if g.PolicyVersion != 0 {
-		pol = g.PolicyVersion
-	}
-	return append(args, k, null(g.Instance), cred, ver, pol, null(g.Token), null(g.User))
+	return append(args, k, inst, cred, ver, pol, tok, usr)
 }
 
-func (s *RunStart) args(args []any) []any {
-	t := s.Task
-	var expires, argsHash any
-	if s.IdempotencyExpires != nil {
-		expires = *s.IdempotencyExpires
+// startArrays appends the run starts of units as startCols' arrays.
+func startArrays(args []any, units []*Unit) []any {
+	var id, inst, typ, op, kind, sub, req, status []string
+	var task, project, run, job, agent, key, server []*string
+	var async []bool
+	var expires []*time.Time
+	var bytesIn []int32
+	var argsHash [][]byte
+	for _, u := range units {
+		s := u.Start
+		if s == nil {
+			continue
+		}
+		t := s.Task
+		id, inst, typ, op, kind = append(id, s.ID), append(inst, s.InstanceID), append(typ, s.ConnectorType), append(op, s.Operation), append(kind, s.Kind)
+		sub, req, status = append(sub, string(s.Subject)), append(req, s.RequestID), append(status, s.Status)
+		task, project, run, job, agent = append(task, null(t.TaskID)), append(project, null(t.ProjectID)), append(run, null(t.RunID)),
+			append(job, null(t.JobID)), append(agent, null(t.AgentID))
+		async, key, expires = append(async, s.Async), append(key, null(s.IdempotencyKey)), append(expires, s.IdempotencyExpires)
+		bytesIn, server, argsHash = append(bytesIn, int32(s.BytesIn)), append(server, null(s.ServerID)), append(argsHash, s.ArgsHash)
 	}
-	if s.ArgsHash != nil {
-		argsHash = s.ArgsHash
-	}
-	return append(args, s.ID, s.InstanceID, s.ConnectorType, s.Operation, s.Kind, string(s.Subject), s.RequestID,
-		null(t.TaskID), null(t.ProjectID), null(t.RunID), null(t.JobID), null(t.AgentID), s.Status, s.Async,
-		null(s.IdempotencyKey), expires, s.BytesIn, null(s.ServerID), argsHash)
+	return append(args, id, inst, typ, op, kind, sub, req, task, project, run, job, agent, status, async, key, expires, bytesIn,
+		server, argsHash)
 }
 
-func (f *RunFinish) args(args []any) []any {
-	var result any
-	if f.Result != nil {
-		result = []byte(f.Result)
+// finishArrays appends the run outcomes of units as finishCols' arrays.
+func finishArrays(args []any, units []*Unit) []any {
+	var id, status []string
+	var etype, emsg, result []*string
+	var attempts, bytesOut []int32
+	var truncated, redacted []bool
+	var started []time.Time
+	for _, u := range units {
+		f := u.Finish
+		if f == nil {
+			continue
+		}
+		var res *string
+		if f.Result != nil {
+			r := string(f.Result)
+			res = &r
+		}
+		id, status, etype, emsg = append(id, f.ID), append(status, f.Status), append(etype, null(f.ErrorType)), append(emsg, null(f.ErrorMessage))
+		attempts, bytesOut, truncated, redacted = append(attempts, int32(f.Attempts)), append(bytesOut, int32(f.BytesOut)),
+			append(truncated, f.Truncated), append(redacted, f.Redacted)
+		result, started = append(result, res), append(started, f.StartedAt)
 	}
-	return append(args, f.ID, f.Status, null(f.ErrorType), null(f.ErrorMessage), f.Attempts, f.BytesOut, f.Truncated,
-		f.Redacted, result, f.StartedAt)
+	return append(args, id, status, etype, emsg, attempts, bytesOut, truncated, redacted, result, started)
 }
 
 // parseRefusal maps the statement's answer to a Refusal.

@@ -71,8 +71,9 @@ func (w *Writer) append(ctx context.Context, tx pgx.Tx, r *audit.Row) error {
 	if err != nil {
 		return err
 	}
-	args := r.Values([]any{chain, w.holder, head.Seq, []byte(head.Hash), to.Seq, []byte(to.Hash), w.chainTTL.String()})
-	rows, err := tx.Query(ctx, statement(shape{events: 1}), args...)
+	args := audit.AppendArrays([]any{chain, w.holder, head.Seq, []byte(head.Hash), to.Seq, []byte(to.Hash), w.chainTTL.String()},
+		[]*audit.Row{r})
+	rows, err := tx.Query(ctx, statement(shape{}), args...)
 	if err != nil {
 		return err
 	}
@@ -105,7 +106,7 @@ func (w *Writer) Reserve(ctx context.Context, u Unit) (*Prior, error) {
 		if g := u.Guard; g != nil {
 			var k int
 			var refusal *string
-			if err := tx.QueryRow(ctx, guardOnly, g.args(0, nil)...).Scan(&k, &refusal); err != nil {
+			if err := tx.QueryRow(ctx, guardOnly, guardArrays(nil, []*Unit{&u})...).Scan(&k, &refusal); err != nil {
 				return err
 			}
 			if refusal != nil {
@@ -121,7 +122,7 @@ WHERE instance_id = $1 AND subject = $2 AND idempotency_key = $3 AND idempotency
 			st.InstanceID, string(st.Subject), st.IdempotencyKey); err != nil {
 			return err
 		}
-		tag, err := tx.Exec(ctx, reserveSQL, st.args(nil)...)
+		tag, err := tx.Exec(ctx, reserveSQL, startArrays(nil, []*Unit{&u})...)
 		if err != nil {
 			return err
 		}
@@ -152,8 +153,8 @@ SELECT s.id, s.inst, s.typ, s.op, s.kind, s.sub, s.req, s.task, s.project, s.run
   s.expires, s.bytes_in, CASE WHEN s.status = 'running' THEN clock_timestamp() END, s.server, s.args
 FROM (`)
 	next := 1
-	values(&b, 1, startTypes, &next)
-	b.WriteString(`) s(` + startCols + `)
+	unnest(&b, startCols, &next)
+	b.WriteString(`) s
 ON CONFLICT (instance_id, subject, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING`)
 	return b.String()
 }()

@@ -284,43 +284,28 @@ func (w *Writer) commit(batch []*request) (map[int]Refusal, error) {
 		return nil, err
 	}
 	rows := make([]*audit.Row, len(batch))
+	units := make([]*Unit, len(batch))
 	var s shape
 	for i, r := range batch {
-		rows[i] = r.row
-		if r.unit.Guard != nil {
-			s.guards++
-		}
-		if r.unit.Start != nil {
-			s.starts++
-		}
-		if r.unit.Finish != nil {
-			s.finishes++
-		}
+		rows[i], units[i] = r.row, &r.unit
+		s.guards = s.guards || r.unit.Guard != nil
+		s.starts = s.starts || r.unit.Start != nil
+		s.finishes = s.finishes || r.unit.Finish != nil
 	}
-	s.events = len(rows)
 	to, err := audit.Link(rows, chain, from)
 	if err != nil {
 		return nil, err
 	}
-	args := make([]any, 0, headParams+7*s.guards+len(startTypes)*s.starts+len(finishTypes)*s.finishes+len(audit.InsertTypes)*s.events)
-	args = append(args, chain, w.holder, from.Seq, []byte(from.Hash), to.Seq, []byte(to.Hash), w.chainTTL.String())
-	for i, r := range batch {
-		if g := r.unit.Guard; g != nil {
-			args = g.args(i, args)
-		}
+	args := []any{chain, w.holder, from.Seq, []byte(from.Hash), to.Seq, []byte(to.Hash), w.chainTTL.String()}
+	args = audit.AppendArrays(args, rows)
+	if s.guards {
+		args = guardArrays(args, units)
 	}
-	for _, r := range batch {
-		if st := r.unit.Start; st != nil {
-			args = st.args(args)
-		}
+	if s.starts {
+		args = startArrays(args, units)
 	}
-	for _, r := range batch {
-		if f := r.unit.Finish; f != nil {
-			args = f.args(args)
-		}
-	}
-	for _, r := range rows {
-		args = r.Values(args)
+	if s.finishes {
+		args = finishArrays(args, units)
 	}
 	refused, err := w.exec(ctx, statement(s), args)
 	w.mu.Lock()
