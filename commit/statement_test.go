@@ -61,7 +61,7 @@ func TestStatementTextDoesNotGrowWithTheBatch(t *testing.T) {
 		for _, u := range units {
 			go func() { results <- w.Commit(ctx, u) }()
 		}
-		waitFor(t, func() bool { return len(w.reqs) == len(units) })
+		waitFor(t, func() bool { return w.queued() == len(units) })
 		if err := hold.Rollback(ctx); err != nil {
 			t.Fatal(err)
 		}

@@ -126,7 +126,7 @@ func TestUnitsCommitWhole(t *testing.T) {
 		results[i] = make(chan error, 1)
 		go func() { results[i] <- w.Commit(ctx, u) }()
 	}
-	waitFor(t, func() bool { return len(w.reqs) == len(units) })
+	waitFor(t, func() bool { return w.queued() == len(units) })
 	if err := hold.Rollback(ctx); err != nil {
 		t.Fatal(err)
 	}

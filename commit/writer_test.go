@@ -280,10 +280,10 @@ func TestRecordQueueAndClose(t *testing.T) {
 
 	results := make(chan error, 2)
 	go func() { results <- w.Record(ctx, event(0)) }() // taken by the writer, waits for the chain
-	waitFor(t, func() bool { return len(w.reqs) == 0 && lockWaiters(t, pool) == 1 })
+	waitFor(t, func() bool { return w.queued() == 0 && lockWaiters(t, pool) == 1 })
 	canceled, cancel := context.WithCancel(ctx)
 	go func() { results <- w.Record(canceled, event(1)) }() // queued
-	waitFor(t, func() bool { return len(w.reqs) == 1 })
+	waitFor(t, func() bool { return w.queued() == 1 })
 	cancel() // too late: already queued
 
 	short, cancelShort := context.WithTimeout(ctx, 50*time.Millisecond)
@@ -347,7 +347,7 @@ func TestBadRowFailsOnlyItself(t *testing.T) {
 		ev.Reason = reason
 		go func() { results[i] <- w.Record(ctx, ev) }()
 	}
-	waitFor(t, func() bool { return len(w.reqs) == len(reasons) })
+	waitFor(t, func() bool { return w.queued() == len(reasons) })
 	if err := hold.Rollback(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -459,4 +459,67 @@ func TestWriterKeepsPartitions(t *testing.T) {
 	if strings.Join(got, ",") != "audit_events_2032_12,audit_events_2033_01,audit_events_default" {
 		t.Fatalf("partitions %v", got)
 	}
+}
+
+// A unit is committed however often Write transactions move its chain
+// between reading the head and appending: after the first time, the writer
+// appends under the chain's lock instead of retrying a bounded number of
+// times (which failed the call with "audit chain moved" under a steady
+// stream of Writes).
+func TestCommitOutlastsMovingChain(t *testing.T) {
+	pool := pgtest.Pool(t)
+	ctx := context.Background()
+	w := newWriter(t, pool)
+	record(t, w, 1)
+	writes := 0
+	write := func() (pgx.Tx, chan error) {
+		writes++
+		tx, err := pool.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = tx.Rollback(ctx) })
+		done := make(chan error, 1)
+		go func() { done <- w.Write(ctx, tx, event(100)) }()
+		return tx, done
+	}
+	prev, done := write()
+	if err := <-done; err != nil { // prev holds the chain
+		t.Fatal(err)
+	}
+	result := make(chan error, 1)
+	go func() { result <- w.Record(ctx, event(1)) }()
+	waitFor(t, func() bool { return lockWaiters(t, pool) == 1 })
+	var err error
+	finished := false
+	for i := 0; i < 2*maxMoved+2 && !finished; i++ {
+		next, nextDone := write() // waits behind the Record for the chain
+		waitFor(t, func() bool { return lockWaiters(t, pool) == 2 })
+		if err := prev.Commit(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-nextDone; err != nil { // next holds the chain now
+			t.Fatal(err)
+		}
+		waitFor(t, func() bool {
+			select {
+			case err = <-result:
+				finished = true
+				return true
+			default:
+				return lockWaiters(t, pool) == 1
+			}
+		})
+		prev = next
+	}
+	if err := prev.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !finished {
+		err = <-result
+	}
+	if err != nil {
+		t.Fatalf("Record while Writes keep moving the chain: %v", err)
+	}
+	mustVerify(t, pool, int64(2+writes))
 }
