@@ -228,7 +228,26 @@ func (w *Writer) lead() {
 	for range batch {
 		<-w.slots
 	}
+	defer w.handOff()
+	defer func() {
+		// A panic must not leave the lead held (every later unit would
+		// wait for ever) nor the batch's callers waiting.
+		if p := recover(); p != nil {
+			for _, r := range batch {
+				select {
+				case r.done <- fmt.Errorf("record audit row: commit failed: %v", p):
+				default:
+				}
+			}
+			panic(p)
+		}
+	}()
 	w.flush(batch)
+}
+
+// handOff passes the lead to the oldest queued unit's caller, or gives it
+// up if none is queued.
+func (w *Writer) handOff() {
 	w.qmu.Lock()
 	if len(w.queue) == 0 {
 		w.leading = false
