@@ -39,7 +39,10 @@ func InsertFromArrays(next *int) (from, sel string) {
 			f.WriteString(", ")
 			s.WriteString(", ")
 		}
-		f.WriteString("$" + strconv.Itoa(*next) + "::" + c.param)
+		// Through a subquery: the planner does not see the array's
+		// length, so the statement's cached generic plan is used (see
+		// package commit's unnest).
+		f.WriteString("(SELECT $" + strconv.Itoa(*next) + "::" + c.param + ")")
 		*next++
 		if c.expr != "" {
 			s.WriteString(c.expr)

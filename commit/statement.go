@@ -42,6 +42,12 @@ import (
 // usr): the first of the checks that fails, in the order of the Refusal
 // constants, or NULL. It is what migrations 00004, 00008 and 00011's
 // guard functions checked, read back instead of raised.
+//
+// Each lookup is a LATERAL subquery with LIMIT 1, which PostgreSQL does not
+// flatten into a join: it stays one index lookup per guard. As a join, the
+// statement's cached generic plan (made once per connection, for an
+// unknown number of guards) hashes the whole table instead, and a plan made
+// while the table was small keeps scanning it as it grows.
 const guardSQL = `SELECT g.k, CASE
     WHEN g.inst IS NOT NULL AND i.state = 'disabled' THEN 'instance_disabled'
     WHEN g.inst IS NOT NULL AND i.state IS DISTINCT FROM 'enabled' THEN 'instance_uninstalled'
@@ -55,10 +61,11 @@ const guardSQL = `SELECT g.k, CASE
     WHEN g.usr IS NOT NULL AND u.id IS NULL THEN 'user_gone'
     WHEN g.usr IS NOT NULL AND u.disabled_at IS NOT NULL THEN 'user_disabled'
   END AS refusal
-FROM g LEFT JOIN connector_instances i ON i.id = g.inst
-  LEFT JOIN connector_credentials c ON c.id = g.cred AND c.instance_id = g.inst
-  LEFT JOIN api_tokens t ON t.id = g.tok
-  LEFT JOIN users u ON u.id = g.usr`
+FROM g
+  LEFT JOIN LATERAL (SELECT state FROM connector_instances WHERE id = g.inst LIMIT 1) i ON true
+  LEFT JOIN LATERAL (SELECT state, expires_at, version FROM connector_credentials WHERE id = g.cred AND instance_id = g.inst LIMIT 1) c ON true
+  LEFT JOIN LATERAL (SELECT id, revoked_at, expires_at FROM api_tokens WHERE id = g.tok LIMIT 1) t ON true
+  LEFT JOIN LATERAL (SELECT id, disabled_at FROM users WHERE id = g.usr LIMIT 1) u ON true`
 
 // col is a column of a part: its array parameter's element type and, when
 // the column's type differs, what it is cast to.
@@ -103,6 +110,12 @@ func statement(s shape) string {
 
 // unnest writes a SELECT of cols from their array parameters, numbered
 // from *next on, each cast to its column's type.
+//
+// Each array is read through a subquery, which hides its length from the
+// planner: every plan then assumes a few rows. Otherwise a plan made for
+// the actual parameters (one unit: one row) looks cheaper than the
+// statement's generic plan, and PostgreSQL plans the statement anew at
+// every execution instead of reusing its cached plan.
 func unnest(b *strings.Builder, cols []col, next *int) {
 	b.WriteString("SELECT ")
 	for i, c := range cols {
@@ -120,7 +133,7 @@ func unnest(b *strings.Builder, cols []col, next *int) {
 		if i > 0 {
 			b.WriteString(", ")
 		}
-		b.WriteString("$" + strconv.Itoa(*next) + "::" + c.param + "[]")
+		b.WriteString("(SELECT $" + strconv.Itoa(*next) + "::" + c.param + "[])")
 		*next++
 	}
 	b.WriteString(") AS u(")
@@ -165,8 +178,12 @@ func build(s shape) string {
     started_at = COALESCE(r.started_at, f.started),
     duration_us = (extract(epoch FROM clock_timestamp() - COALESCE(r.started_at, f.started)) * 1e6)::bigint
   FROM (`)
+		ids := next
 		unnest(&b, finishCols, &next)
-		b.WriteString(") f\n  WHERE r.id = f.id AND r.status IN ('pending', 'running') AND (SELECT ok FROM pass) RETURNING 1),\n")
+		// r.id = ANY(ids) keeps the runs' primary key in the plan (see
+		// guardSQL): a join alone is planned as a scan of the whole table.
+		b.WriteString(") f\n  WHERE r.id = ANY($" + strconv.Itoa(ids) + "::text[]::uuid[]) AND r.id = f.id AND r.status IN ('pending', 'running')" +
+			" AND (SELECT ok FROM pass) RETURNING 1),\n")
 		written = append(written, "(SELECT count(*) FROM finished)")
 	}
 	b.WriteString(`head AS (

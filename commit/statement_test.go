@@ -95,3 +95,64 @@ func TestStatementTextDoesNotGrowWithTheBatch(t *testing.T) {
 		t.Fatalf("%d distinct group-commit statements for 6 batches of 3 kinds, want 3", len(seen.seen))
 	}
 }
+
+// The commit looks every row up by its key, whatever the tables' sizes
+// when its plan was made: a guard reads the instance, credential, token
+// and user it names, an outcome the run it finishes, and no statement
+// reads a whole table. (Joined to the units' arrays, PostgreSQL's cached
+// plan — made once per connection while the tables were small — scanned
+// them whole at every commit, and kept doing so as they grew.)
+func TestCommitReadsNoTableWhole(t *testing.T) {
+	ctx := context.Background()
+	url := pgtest.URL(t)
+	watch, err := pgxpool.New(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(watch.Close)
+	f := newRunFixture(t, watch)
+	pool, err := pgxpool.New(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := NewWriter(pool, WithLogger(quiet), WithPartitionInterval(0))
+	const n = 12 // past the 5 executions after which a cached plan is used
+	for i := range n {
+		d := f.dispatch(i)
+		if err := w.Commit(ctx, d); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Commit(ctx, outcome(d, "succeeded")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w.Close()
+	pool.Close() // its sessions end and report what they read
+	tables := []string{"connector_runs", "connector_instances", "connector_credentials", "api_tokens", "users"}
+	scans := map[string]int64{}
+	waitFor(t, func() bool {
+		rows, err := watch.Query(ctx, `SELECT relname, seq_scan, COALESCE(idx_scan, 0) FROM pg_stat_user_tables WHERE relname = ANY($1)`, tables)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rows.Close()
+		looked := 0
+		for rows.Next() {
+			var name string
+			var seq, idx int64
+			if err := rows.Scan(&name, &seq, &idx); err != nil {
+				t.Fatal(err)
+			}
+			scans[name] = seq
+			if seq+idx >= n { // the sessions' reads are counted
+				looked++
+			}
+		}
+		return looked == len(tables)
+	})
+	for _, name := range tables {
+		if scans[name] != 0 {
+			t.Errorf("%s read whole %d times", name, scans[name])
+		}
+	}
+}
