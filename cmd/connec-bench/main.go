@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -50,6 +51,8 @@ func run() error {
 		out      = flag.String("out", "BENCHMARKS.md", "report file: its generated part is replaced, the rest kept")
 		jsonOut  = flag.String("json", "", "also write every figure as JSON to this file")
 		connec   = flag.String("connec", "bin/connec", "connec binary to measure (empty: the `connec serve` built into this binary)")
+		before   = flag.String("connec-before", "", "an earlier connec binary to measure beside -connec in the same run (its own database, "+
+			"turns alternating), for before and after figures")
 		work     = flag.String("workdir", "", "directory for the cluster, keys and server logs (default: a new temp dir, removed afterwards)")
 		keep     = flag.Bool("keep", false, "keep the work directory")
 		quick    = flag.Bool("quick", false, "a tiny run of every measurement (seconds; figures are not meaningful)")
@@ -116,6 +119,16 @@ func run() error {
 		}
 		cfg.Connec = bench.Command{Path: p}
 	}
+	if *before != "" {
+		p, err := filepath.Abs(*before)
+		if err != nil {
+			return err
+		}
+		if _, err := os.Stat(p); err != nil {
+			return fmt.Errorf("-connec-before: %w", err)
+		}
+		cfg.ConnecBefore = bench.Command{Path: p}
+	}
 
 	dir := *work
 	if dir == "" {
@@ -137,6 +150,10 @@ func run() error {
 	var settings map[string]string
 	if *profile != "" {
 		settings = bench.ProfileSettings
+	} else if len(cfg.Only) == 0 || slices.Contains(cfg.Only, "commit") {
+		// Statement counting for the commit section (tracking stays off
+		// until that section runs).
+		settings = bench.StatementSettings()
 	}
 	log.Info("starting PostgreSQL with fsync on", "dir", dir)
 	db, err := bench.StartCluster(ctx, dir, true, pglog, settings)
