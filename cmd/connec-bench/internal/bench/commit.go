@@ -130,7 +130,7 @@ func (s *suite) trackingOff(ctx context.Context) error {
 type counters struct {
 	wal   float64
 	xmax  int64
-	pg    time.Duration // PostgreSQL's CPU time (treeCPU of the postmaster)
+	pg    time.Duration       // PostgreSQL's CPU time (treeCPU of the postmaster)
 	stmts map[int64]stmtCount // by queryid, of one database
 }
 
