@@ -196,7 +196,7 @@ type turn struct {
 	errors   int
 	cpu      cpuSnap // used during the window (after minus before)
 	firstErr string
-	ended    int // successful calls that ended inside the window
+	ended    int // successful calls that ended after mark(false)
 }
 
 // runLoad runs conc workers calling call in a closed loop: warmup first
@@ -275,9 +275,10 @@ func runTurnWatched[C any](ctx context.Context, clients []C, conc int, call func
 	errs := make([]int, conc)
 	var firstErr atomic.Value
 	var warmErrs atomic.Int64
-	// ended counts successful calls that ended inside the window, however
-	// early they started: what counters read around the window saw.
+	// ended counts successful calls that ended after w.mark(false),
+	// however early they started: what counters read by mark saw.
 	var ended atomic.Int64
+	var counting atomic.Bool
 	for wk := range conc {
 		c := clients[wk%len(clients)]
 		wg.Go(func() {
@@ -306,7 +307,7 @@ func runTurnWatched[C any](ctx context.Context, clients []C, conc int, call func
 				if ph == measuring {
 					buf = append(buf, d)
 				}
-				if phase.Load() != warming {
+				if counting.Load() {
 					ended.Add(1)
 				}
 			}
@@ -317,6 +318,7 @@ func runTurnWatched[C any](ctx context.Context, clients []C, conc int, call func
 	if w.mark != nil {
 		w.mark(false)
 	}
+	counting.Store(true)
 	before := snapCPU(w.servers, w.db)
 	start := time.Now()
 	phase.Store(measuring)
