@@ -4,7 +4,8 @@
 // temporary directory, runs connec (bin/connec) and a bare mcp-go server
 // (this binary, re-executed) as separate processes, drives them from this
 // process, and replaces the generated part of the report file, keeping the
-// hand-written header above it.
+// hand-written header above it. -connec-before measures an earlier connec
+// binary beside -connec in the same run, for before and after figures.
 package main
 
 import (
@@ -48,10 +49,10 @@ func main() {
 
 func run() error {
 	var (
-		out      = flag.String("out", "BENCHMARKS.md", "report file: its generated part is replaced, the rest kept")
-		jsonOut  = flag.String("json", "", "also write every figure as JSON to this file")
-		connec   = flag.String("connec", "bin/connec", "connec binary to measure (empty: the `connec serve` built into this binary)")
-		before   = flag.String("connec-before", "", "an earlier connec binary to measure beside -connec in the same run (its own database, "+
+		out     = flag.String("out", "BENCHMARKS.md", "report file: its generated part is replaced, the rest kept")
+		jsonOut = flag.String("json", "", "also write every figure as JSON to this file")
+		connec  = flag.String("connec", "bin/connec", "connec binary to measure (empty: the `connec serve` built into this binary)")
+		before  = flag.String("connec-before", "", "an earlier connec binary to measure beside -connec in the same run (its own database, "+
 			"turns alternating), for before and after figures")
 		work     = flag.String("workdir", "", "directory for the cluster, keys and server logs (default: a new temp dir, removed afterwards)")
 		keep     = flag.Bool("keep", false, "keep the work directory")

@@ -214,3 +214,43 @@ func checkServers(t *testing.T, r *Report, cfg Config) {
 		}
 	}
 }
+
+// TestBeforeThatCannotStart checks that an earlier binary that cannot set
+// its database up is reported as a failed measurement while the binary
+// under test is still measured (and nothing dereferences its missing
+// fixture).
+func TestBeforeThatCannotStart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts PostgreSQL and server processes")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	db, err := StartCluster(ctx, dir, false, nil, nil)
+	if err != nil {
+		t.Fatalf("start PostgreSQL: %v", err)
+	}
+	defer db.Close()
+	cfg := SmokeConfig()
+	cfg.DB, cfg.WorkDir, cfg.Only, cfg.ServerCounts = db, dir, []string{"servers"}, []int{1}
+	if cfg.Connec, err = Self(RoleConnec); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Bare, err = Self(RoleBare); err != nil {
+		t.Fatal(err)
+	}
+	cfg.ConnecBefore = Command{Path: "/bin/false"}
+	r, err := Run(ctx, cfg)
+	if err == nil || r == nil {
+		t.Fatalf("run: want the before fixture's failure, got report %v, error %v", r != nil, err)
+	}
+	if len(r.Errors) != 1 || !strings.HasPrefix(r.Errors[0], "before fixture") || !strings.Contains(r.Errors[0], "user add") {
+		t.Errorf("errors: %q, want one naming the before fixture's `user add`", r.Errors)
+	}
+	if len(r.Servers) != 1 || r.Servers[0].Binary != "connec" || r.Servers[0].Calls.Count == 0 {
+		t.Errorf("servers: %+v, want connec measured alone", r.Servers)
+	}
+	if _, ok := r.binary("before"); ok {
+		t.Error("the binary that failed is listed as measured")
+	}
+}

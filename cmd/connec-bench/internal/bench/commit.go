@@ -301,7 +301,7 @@ func (s *suite) measureCommit(ctx context.Context) error {
 	res := &CommitResult{Tracked: cnt.tracked, Statements: map[string][]Statement{}}
 	s.report.Commit = res
 
-	bins := s.binaries()
+	bins := s.measured()
 	var loads []*load
 	var dbs []string
 	for _, b := range bins {

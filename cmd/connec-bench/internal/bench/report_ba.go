@@ -26,17 +26,6 @@ func (r *Report) commitRow(bin string, conc int) (CommitRow, bool) {
 	return CommitRow{}, false
 }
 
-func (r *Report) floorRow(clients int) (PgbenchRow, bool) {
-	if r.Commit != nil {
-		for _, x := range r.Commit.Floor {
-			if x.Clients == clients && x.Latency.Count > 0 {
-				return x, true
-			}
-		}
-	}
-	return PgbenchRow{}, false
-}
-
 func (r *Report) serversRow(bin string, n int) (ServersRow, bool) {
 	for _, x := range r.Servers {
 		if x.Binary == bin && x.Servers == n && x.Calls.Count > 0 {

@@ -40,7 +40,7 @@ func (s *suite) measureServers(ctx context.Context) error {
 			}
 		}
 		err := func() error {
-			for _, b := range s.binaries() {
+			for _, b := range s.measured() {
 				f := s.fixtures[b.name]
 				l := &load{t: &target{name: b.name, tool: core.ToolOpInvoke, args: f.invokeArgs()}, dbPID: s.cfg.DB.pid(), close: func() {}}
 				var sessions []*session

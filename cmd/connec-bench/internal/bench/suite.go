@@ -318,7 +318,19 @@ type namedCmd struct {
 	cmd  Command
 }
 
-// binaries are the connec binaries measured: the earlier one first, when
+// measured are the binaries whose fixture was set up (a binary that could
+// not set its database up is left out; the failure is in Report.Errors).
+func (s *suite) measured() []namedCmd {
+	var bs []namedCmd
+	for _, b := range s.binaries() {
+		if s.fixtures[b.name] != nil {
+			bs = append(bs, b)
+		}
+	}
+	return bs
+}
+
+// binaries are the connec binaries to measure: the earlier one first, when
 // there is one.
 func (s *suite) binaries() []namedCmd {
 	var bs []namedCmd
