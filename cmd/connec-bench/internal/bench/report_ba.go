@@ -243,15 +243,16 @@ func (r *Report) serversMarkdown(b *strings.Builder) {
 		"together over streamable HTTP by *c* callers split evenly across them (caller *i* on server *i* mod *n*), turns "+
 		"alternating between binaries. All of it shares the machine's %d cores, so more servers add no cores: read scaling from "+
 		"the CPU per call (servers together, PostgreSQL, load generator) — if it stays flat while throughput drops, calls wait "+
-		"on each other (locks, the chain head) rather than compute.", max(r.Machine.CPUs, 1))
+		"on each other (locks, the chain head) rather than compute; if it grows, the servers do more work per call (retries, "+
+		"contention). *Other processes* is the rest of the machine's CPU per call during the windows (interference).", max(r.Machine.CPUs, 1))
 	p("")
-	p("| Binary | servers | c | calls/s | × one server | p50 | p99 | servers CPU µs | PostgreSQL CPU µs | load gen CPU µs | total CPU µs | errors |")
-	p("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
+	p("| Binary | servers | c | calls/s | × one server | p50 | p99 | servers CPU µs | PostgreSQL CPU µs | load gen CPU µs | total CPU µs | other processes µs | errors |")
+	p("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
 	for _, x := range r.Servers {
 		one, _ := r.serversRow(x.Binary, 1)
-		p("| %s | %d | %d | %s | %s | %s | %s | %s | %s | %s | %s | %d |", x.Binary, x.Servers, x.Concurrency, fmtRate(x.Calls.PerSec),
+		p("| %s | %d | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %d |", x.Binary, x.Servers, x.Concurrency, fmtRate(x.Calls.PerSec),
 			fmtX(Ratio(x.Calls.PerSec, one.Calls.PerSec)), fmtDur(x.Calls.P50), fmtDur(x.Calls.P99), fmtMicros(x.CPU.Server), fmtMicros(x.CPU.DB),
-			fmtMicros(x.CPU.Client), fmtMicros(x.CPU.Total()), x.Calls.Errors)
+			fmtMicros(x.CPU.Client), fmtMicros(x.CPU.Total()), fmtMicros(x.CPU.Other), x.Calls.Errors)
 	}
 	for _, x := range r.Servers {
 		if x.FirstErr != "" {
