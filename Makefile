@@ -63,9 +63,9 @@ soak: deps ## the fault tests at full size (10,000 invocations, longer outages)
 bench: deps ## benchmarks (figures are ratios against baselines measured in the same run)
 	$(GO) test -run '^$$' -bench . -benchmem -count=1 $(PKGS)
 
-bench-report: deps build ## measure connec against same-run baselines (PostgreSQL, fsync on) and rewrite BENCHMARKS.md
+bench-report: deps build ## measure connec against same-run baselines (PostgreSQL, fsync on) and rewrite BENCHMARKS.md (BEFORE=path: an earlier connec binary measured beside it)
 	$(GO) build -o bin/connec-bench ./cmd/connec-bench
-	./bin/connec-bench -connec $(BIN) -out BENCHMARKS.md
+	./bin/connec-bench -connec $(BIN) $(if $(BEFORE),-connec-before $(BEFORE)) -out BENCHMARKS.md
 
 generate: ## rewrite what the operation catalog generates: gateway/openapi.json and README's tables (a test fails when they are stale)
 	$(GO) generate ./internal/docgen

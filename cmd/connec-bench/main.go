@@ -4,7 +4,8 @@
 // temporary directory, runs connec (bin/connec) and a bare mcp-go server
 // (this binary, re-executed) as separate processes, drives them from this
 // process, and replaces the generated part of the report file, keeping the
-// hand-written header above it.
+// hand-written header above it. -connec-before measures an earlier connec
+// binary beside -connec in the same run, for before and after figures.
 package main
 
 import (
@@ -17,6 +18,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -47,9 +49,11 @@ func main() {
 
 func run() error {
 	var (
-		out      = flag.String("out", "BENCHMARKS.md", "report file: its generated part is replaced, the rest kept")
-		jsonOut  = flag.String("json", "", "also write every figure as JSON to this file")
-		connec   = flag.String("connec", "bin/connec", "connec binary to measure (empty: the `connec serve` built into this binary)")
+		out     = flag.String("out", "BENCHMARKS.md", "report file: its generated part is replaced, the rest kept")
+		jsonOut = flag.String("json", "", "also write every figure as JSON to this file")
+		connec  = flag.String("connec", "bin/connec", "connec binary to measure (empty: the `connec serve` built into this binary)")
+		before  = flag.String("connec-before", "", "an earlier connec binary to measure beside -connec in the same run (its own database, "+
+			"turns alternating), for before and after figures")
 		work     = flag.String("workdir", "", "directory for the cluster, keys and server logs (default: a new temp dir, removed afterwards)")
 		keep     = flag.Bool("keep", false, "keep the work directory")
 		quick    = flag.Bool("quick", false, "a tiny run of every measurement (seconds; figures are not meaningful)")
@@ -116,6 +120,16 @@ func run() error {
 		}
 		cfg.Connec = bench.Command{Path: p}
 	}
+	if *before != "" {
+		p, err := filepath.Abs(*before)
+		if err != nil {
+			return err
+		}
+		if _, err := os.Stat(p); err != nil {
+			return fmt.Errorf("-connec-before: %w", err)
+		}
+		cfg.ConnecBefore = bench.Command{Path: p}
+	}
 
 	dir := *work
 	if dir == "" {
@@ -137,6 +151,10 @@ func run() error {
 	var settings map[string]string
 	if *profile != "" {
 		settings = bench.ProfileSettings
+	} else if len(cfg.Only) == 0 || slices.Contains(cfg.Only, "commit") {
+		// Statement counting for the commit section (tracking stays off
+		// until that section runs).
+		settings = bench.StatementSettings()
 	}
 	log.Info("starting PostgreSQL with fsync on", "dir", dir)
 	db, err := bench.StartCluster(ctx, dir, true, pglog, settings)

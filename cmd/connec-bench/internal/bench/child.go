@@ -18,6 +18,7 @@ import (
 	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/mark3labs/mcp-go/server"
 
+	"github.com/connec/connec/callctx"
 	"github.com/connec/connec/internal/app"
 	cmcp "github.com/connec/connec/mcp"
 )
@@ -179,8 +180,11 @@ func runBare(ctx context.Context, args []string) error {
 // runConnec is `connec serve`: configuration from the environment, the
 // same logger, app.Open and app.Serve.
 func runConnec(ctx context.Context, args []string) error {
+	if len(args) > 0 && (args[0] == "user" || args[0] == "token") {
+		return runConnecCLI(ctx, args)
+	}
 	if len(args) == 0 || args[0] != "serve" {
-		return errors.New("want: serve --http ADDR | serve --stdio")
+		return errors.New("want: serve --http ADDR | serve --stdio | user add NAME | token create --subject NAME")
 	}
 	addr, stdio, err := transportArgs(args[1:])
 	if err != nil {
@@ -251,4 +255,32 @@ func writePoolStats(path string, a *app.App) {
 		"canceled_acquire_count":   st.CanceledAcquireCount(),
 	}, "", "  ")
 	_ = os.WriteFile(path, b, 0o644)
+}
+
+// runConnecCLI is the part of connec's command line the bench uses to set
+// a binary's database up (binFixture): `user add NAME` and `token create
+// --subject NAME`, printing what connec prints.
+func runConnecCLI(ctx context.Context, args []string) error {
+	a, err := app.Open(ctx, app.FromEnv(), quiet)
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	switch {
+	case len(args) == 3 && args[0] == "user" && args[1] == "add":
+		u, err := a.AddUser(ctx, args[2], false)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("%s\t%s\n", u.Subject(), u.Name)
+		return nil
+	case len(args) >= 4 && args[0] == "token" && args[1] == "create" && args[2] == "--subject":
+		tok, _, err := a.CreateToken(ctx, args[3], "bench", 0, callctx.TaskContext{})
+		if err != nil {
+			return err
+		}
+		fmt.Println(tok)
+		return nil
+	}
+	return fmt.Errorf("unsupported command %q", args)
 }

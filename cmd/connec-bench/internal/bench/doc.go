@@ -15,6 +15,19 @@
 //     accounted per process group (server, PostgreSQL, load generator).
 //   - PostgreSQL's own durable single-row commit (INSERT + COMMIT,
 //     synchronous_commit and fsync on): the floor for anything audited.
+//   - the commit's database cost: what PostgreSQL does per governed call
+//     (WAL inserted, transactions that wrote, statements from
+//     pg_stat_statements, PostgreSQL's CPU), counted while connec serves
+//     calls, against the same counts per commit of the floor run by
+//     pgbench at as many clients (commit.go, pgbench.go).
+//   - one, two and three `connec serve --http` processes on one database,
+//     loaded together, with CPU per call (servers.go).
+//
+// Config.ConnecBefore names an earlier connec binary measured beside
+// Config.Connec in the same run: each binary sets up and migrates its own
+// database on the cluster through its own command line and MCP tools
+// (binfixture.go), and its turns alternate with the others' in every cell,
+// so the report has before and after figures.
 //   - policy decisions against plain Casbin evaluating the whole policy;
 //     commit.Writer.Record against single-row durable commits from as many
 //     callers; credential seal against the bare AEAD layer, credential open

@@ -28,6 +28,11 @@ type InvokeRow struct {
 	ConnecCPU   CPUPerCall `json:"connec_cpu"`
 	BareErr     string     `json:"bare_first_error,omitempty"`
 	ConnecErr   string     `json:"connec_first_error,omitempty"`
+	// Before is the earlier connec binary (Config.ConnecBefore), measured
+	// in the same cell with its turns alternating with the others'.
+	Before    *Summary    `json:"before,omitempty"`
+	BeforeCPU *CPUPerCall `json:"before_cpu,omitempty"`
+	BeforeErr string      `json:"before_first_error,omitempty"`
 }
 
 // Memory is the peak resident set size (VmHWM) of each server process.
@@ -39,6 +44,8 @@ type Memory struct {
 	// ConnecStdio and BareStdio are the largest of their stdio processes.
 	ConnecStdio int64 `json:"connec_stdio_bytes"`
 	BareStdio   int64 `json:"bare_stdio_bytes"`
+	// BeforeHTTP is the earlier binary's HTTP server (Config.ConnecBefore).
+	BeforeHTTP *int64 `json:"before_http_bytes,omitempty"`
 }
 
 // ColdStart is process start to the first 200 from /healthz.
@@ -67,11 +74,11 @@ func setupFixture(ctx context.Context, d *DB, work, dbParams string) (*fixture, 
 	if err != nil {
 		return nil, err
 	}
-	keyFile := filepath.Join(work, "connec.key")
+	keyFile := filepath.Join(work, "inproc.key")
 	if _, err := vault.GenerateKeyFile(keyFile, true); err != nil {
 		return nil, err
 	}
-	cfg := app.Config{DatabaseURL: url, DataDir: filepath.Join(work, "connec-data"), KeyFile: keyFile, LogFormat: "json", LogLevel: "warn"}
+	cfg := app.Config{DatabaseURL: url, DataDir: filepath.Join(work, "inproc-data"), KeyFile: keyFile, LogFormat: "json", LogLevel: "warn"}
 	a, err := app.Open(ctx, cfg, quiet)
 	if err != nil {
 		return nil, fmt.Errorf("open connec: %w", err)
@@ -155,6 +162,16 @@ func (s *suite) measureInvoke(ctx context.Context, f *fixture, floor func() erro
 			{name: "connec", url: con.url, pid: con.pid(), tool: core.ToolOpInvoke, args: f.invokeArgs(),
 				headers: map[string]string{"Authorization": "Bearer " + f.token}},
 		}
+		var before *proc
+		if bf := s.fixtures["before"]; bf != nil {
+			before, _, err = startHTTPServer(ctx, "before", cfg.ConnecBefore, bf.env, filepath.Join(cfg.WorkDir, "before-http.log"), "serve", "--http", "{addr}")
+			if err != nil {
+				return err
+			}
+			defer before.stop()
+			targets = append(targets, &target{name: "before", url: before.url, pid: before.pid(), tool: core.ToolOpInvoke, args: bf.invokeArgs(),
+				headers: map[string]string{"Authorization": "Bearer " + bf.token}})
+		}
 		for _, tr := range httpTransports {
 			for _, conc := range cfg.Concurrency {
 				if tr == Streamable && conc == 1 && floor != nil {
@@ -185,6 +202,11 @@ func (s *suite) measureInvoke(ctx context.Context, f *fixture, floor func() erro
 		var err1, err2 error
 		s.report.Memory.BareHTTP, err1 = PeakRSS(bare.pid())
 		s.report.Memory.ConnecHTTP, err2 = PeakRSS(con.pid())
+		if before != nil && err2 == nil {
+			var rss int64
+			rss, err2 = PeakRSS(before.pid())
+			s.report.Memory.BeforeHTTP = &rss
+		}
 		if err1 != nil || err2 != nil {
 			return fmt.Errorf("read peak RSS: %v %v", err1, err2)
 		}
@@ -195,6 +217,11 @@ func (s *suite) measureInvoke(ctx context.Context, f *fixture, floor func() erro
 				tool: BareTool, args: f.invokeArgs()},
 			{name: "connec", stdio: cfg.Connec, stdioArgs: []string{"serve", "--stdio"}, stdioLog: filepath.Join(cfg.WorkDir, "connec-stdio.log"),
 				stdioEnv: append(append([]string(nil), f.env...), "CONNEC_TOKEN="+f.token), tool: core.ToolOpInvoke, args: f.invokeArgs()},
+		}
+		if bf := s.fixtures["before"]; bf != nil {
+			targets = append(targets, &target{name: "before", stdio: cfg.ConnecBefore, stdioArgs: []string{"serve", "--stdio"},
+				stdioLog: filepath.Join(cfg.WorkDir, "before-stdio.log"), stdioEnv: append(append([]string(nil), bf.env...), "CONNEC_TOKEN="+bf.token),
+				tool: core.ToolOpInvoke, args: bf.invokeArgs()})
 		}
 		for _, conc := range cfg.Concurrency {
 			row := InvokeRow{Transport: Stdio, Concurrency: conc}
@@ -213,9 +240,11 @@ func (s *suite) measureInvoke(ctx context.Context, f *fixture, floor func() erro
 				if err == nil && rerr != nil {
 					err = fmt.Errorf("read peak RSS: %w", rerr)
 				}
-				if l.t.name == "bare" {
+				switch l.t.name {
+				case "bare":
 					s.report.Memory.BareStdio = max(s.report.Memory.BareStdio, rss)
-				} else {
+				case "before":
+				default:
 					s.report.Memory.ConnecStdio = max(s.report.Memory.ConnecStdio, rss)
 				}
 			}
@@ -231,17 +260,24 @@ func (s *suite) measureInvoke(ctx context.Context, f *fixture, floor func() erro
 }
 
 func (r *InvokeRow) set(name string, res loadResult) {
-	if name == "bare" {
+	switch name {
+	case "bare":
 		r.Bare, r.BareCPU, r.BareErr = res.Summary, res.CPU, res.FirstErr
-	} else {
+	case "before":
+		r.Before, r.BeforeCPU, r.BeforeErr = &res.Summary, &res.CPU, res.FirstErr
+	default:
 		r.Connec, r.ConnecCPU, r.ConnecErr = res.Summary, res.CPU, res.FirstErr
 	}
 }
 
 func (s *suite) logRow(r InvokeRow) {
-	s.log.Info("invoke", "transport", r.Transport, "concurrency", r.Concurrency,
+	args := []any{"transport", r.Transport, "concurrency", r.Concurrency,
 		"bare_p50", r.Bare.P50, "connec_p50", r.Connec.P50, "bare_per_s", int(r.Bare.PerSec), "connec_per_s", int(r.Connec.PerSec),
-		"connec_errors", r.Connec.Errors)
+		"connec_errors", r.Connec.Errors}
+	if r.Before != nil {
+		args = append(args, "before_p50", r.Before.P50, "before_per_s", int(r.Before.PerSec), "before_errors", r.Before.Errors)
+	}
+	s.log.Info("invoke", args...)
 }
 
 func (s *suite) window(tr string) time.Duration {
@@ -256,8 +292,9 @@ func (s *suite) window(tr string) time.Duration {
 type load struct {
 	t       *target
 	clients []*client.Client
-	pid     int // the server process
-	dbPID   int // PostgreSQL's postmaster (connec only)
+	pid     int   // the server process
+	pids    []int // the server processes, when there are several (else pid)
+	dbPID   int   // PostgreSQL's postmaster (connec only)
 	close   func()
 }
 
@@ -290,7 +327,7 @@ func (s *suite) connectHTTP(ctx context.Context, t *target, tr string, conc int)
 	}
 	s.noteProtocol(t.name, tr, sessions[0].c)
 	s.log.Debug("connected", "server", t.name, "transport", tr, "clients", conc, "took", time.Since(start))
-	if t.name == "connec" {
+	if t.name != "bare" {
 		l.dbPID = s.cfg.DB.pid()
 	}
 	return l, nil
@@ -307,7 +344,7 @@ func (s *suite) connectStdio(ctx context.Context, t *target) (*load, error) {
 	s.log.Debug("connected", "server", t.name, "transport", Stdio, "took", time.Since(start))
 	s.noteProtocol(t.name, Stdio, ss.c)
 	l := &load{t: t, clients: []*client.Client{ss.c}, pid: ss.cmd.Process.Pid, close: ss.close}
-	if t.name == "connec" {
+	if t.name != "bare" {
 		l.dbPID = s.cfg.DB.pid()
 	}
 	return l, nil
@@ -316,9 +353,24 @@ func (s *suite) connectStdio(ctx context.Context, t *target) (*load, error) {
 // interleave measures the loads in Config.Rounds alternating turns of
 // window/Rounds each (the order reversed every round), so a change in the
 // machine's speed during the cell falls on every server alike, and sets
-// each one's merged result on row. Each server's first turn is preceded by
-// the full warm-up, later ones by a short one.
+// each one's merged result on row.
 func (s *suite) interleave(ctx context.Context, loads []*load, conc int, window time.Duration, row *InvokeRow) error {
+	res, err := s.turns(ctx, loads, conc, window, nil)
+	if err != nil {
+		return err
+	}
+	for i, l := range loads {
+		row.set(l.t.name, res[i])
+	}
+	return nil
+}
+
+// turns measures the loads in Config.Rounds alternating turns of
+// window/Rounds each (the order reversed every round) and returns each
+// one's merged result. Each load's first turn is preceded by the full
+// warm-up, later ones by a short one. mark, if set, is called with the
+// load's index right before and after each measured window.
+func (s *suite) turns(ctx context.Context, loads []*load, conc int, window time.Duration, mark func(i int, end bool)) ([]loadResult, error) {
 	rounds := max(s.cfg.Rounds, 1)
 	turns := make([][]turn, len(loads))
 	for r := range rounds {
@@ -332,23 +384,31 @@ func (s *suite) interleave(ctx context.Context, loads []*load, conc int, window 
 			if r > 0 {
 				warm = min(warm, max(window/time.Duration(rounds)/10, 50*time.Millisecond))
 			}
+			w := watch{servers: l.pids, db: l.dbPID}
+			if len(w.servers) == 0 {
+				w.servers = []int{l.pid}
+			}
+			if mark != nil {
+				w.mark = func(end bool) { mark(i, end) }
+			}
 			start := time.Now()
-			t := runTurn(ctx, l.clients, conc, l.t.call, warm, window/time.Duration(rounds), l.pid, l.dbPID)
+			t := runTurnWatched(ctx, l.clients, conc, l.t.call, warm, window/time.Duration(rounds), w)
 			s.log.Debug("turn done", "server", l.t.name, "round", r, "concurrency", conc, "calls", len(t.samples), "took", time.Since(start))
 			turns[i] = append(turns[i], t)
 			if err := ctx.Err(); err != nil {
-				return err
+				return nil, err
 			}
 		}
 	}
+	out := make([]loadResult, len(loads))
 	for i, l := range loads {
 		res, err := merge(turns[i], ctx.Err())
 		if err != nil {
-			return fmt.Errorf("%s: %w", l.t.name, err)
+			return nil, fmt.Errorf("%s: %w", l.t.name, err)
 		}
-		row.set(l.t.name, res)
+		out[i] = res
 	}
-	return nil
+	return out, nil
 }
 
 // noteProtocol records the negotiated protocol version per server and

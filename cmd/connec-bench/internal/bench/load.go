@@ -159,8 +159,12 @@ func (c CPUPerCall) Total() time.Duration { return c.Server + c.DB + c.Client }
 
 type cpuSnap struct{ server, db, client, machine time.Duration }
 
-func snapCPU(serverPID, dbPID int) cpuSnap {
-	return cpuSnap{server: treeCPU(serverPID), db: treeCPU(dbPID), client: selfCPU(), machine: machineBusy()}
+func snapCPU(serverPIDs []int, dbPID int) cpuSnap {
+	var server time.Duration
+	for _, pid := range serverPIDs {
+		server += treeCPU(pid)
+	}
+	return cpuSnap{server: server, db: treeCPU(dbPID), client: selfCPU(), machine: machineBusy()}
 }
 
 func (a cpuSnap) perCall(b cpuSnap, calls int) CPUPerCall {
@@ -178,6 +182,10 @@ type loadResult struct {
 	Summary
 	CPU      CPUPerCall
 	FirstErr string
+	// Ended counts successful calls that ended inside the windows (Count
+	// those that started there): the divisor for counters read around
+	// the windows (see watch.mark).
+	Ended int
 }
 
 // turn is one measured window of a closed loop: its samples, errors and
@@ -188,6 +196,7 @@ type turn struct {
 	errors   int
 	cpu      cpuSnap // used during the window (after minus before)
 	firstErr string
+	ended    int // successful calls that ended after mark(false)
 }
 
 // runLoad runs conc workers calling call in a closed loop: warmup first
@@ -218,6 +227,7 @@ func merge(turns []turn, ctxErr error) (loadResult, error) {
 		cpu.db += t.cpu.db
 		cpu.client += t.cpu.client
 		cpu.machine += t.cpu.machine
+		r.Ended += t.ended
 		if r.FirstErr == "" {
 			r.FirstErr = t.firstErr
 		}
@@ -238,6 +248,22 @@ func merge(turns []turn, ctxErr error) (loadResult, error) {
 // one the engine comparison uses).
 func runTurn[C any](ctx context.Context, clients []C, conc int, call func(context.Context, C) error,
 	warmup, dur time.Duration, serverPID, dbPID int) turn {
+	return runTurnWatched(ctx, clients, conc, call, warmup, dur, watch{servers: []int{serverPID}, db: dbPID})
+}
+
+// watch names what a turn accounts: the server processes whose CPU is
+// summed, PostgreSQL's postmaster, and mark, if set, called right before
+// the measured window starts (false) and right after it ends (true), where
+// a measurement reads its own counters.
+type watch struct {
+	servers []int
+	db      int
+	mark    func(end bool)
+}
+
+// runTurnWatched is runTurn accounting what w names.
+func runTurnWatched[C any](ctx context.Context, clients []C, conc int, call func(context.Context, C) error,
+	warmup, dur time.Duration, w watch) turn {
 	const (
 		warming = iota
 		measuring
@@ -249,8 +275,12 @@ func runTurn[C any](ctx context.Context, clients []C, conc int, call func(contex
 	errs := make([]int, conc)
 	var firstErr atomic.Value
 	var warmErrs atomic.Int64
-	for w := range conc {
-		c := clients[w%len(clients)]
+	// ended counts successful calls that ended after w.mark(false),
+	// however early they started: what counters read by mark saw.
+	var ended atomic.Int64
+	var counting atomic.Bool
+	for wk := range conc {
+		c := clients[wk%len(clients)]
 		wg.Go(func() {
 			buf := make([]time.Duration, 0, 4096)
 			for {
@@ -271,18 +301,25 @@ func runTurn[C any](ctx context.Context, clients []C, conc int, call func(contex
 						}
 						continue
 					}
-					errs[w]++
+					errs[wk]++
 					continue
 				}
 				if ph == measuring {
 					buf = append(buf, d)
 				}
+				if counting.Load() {
+					ended.Add(1)
+				}
 			}
-			samples[w] = buf
+			samples[wk] = buf
 		})
 	}
 	sleep(ctx, warmup)
-	before := snapCPU(serverPID, dbPID)
+	if w.mark != nil {
+		w.mark(false)
+	}
+	counting.Store(true)
+	before := snapCPU(w.servers, w.db)
 	start := time.Now()
 	phase.Store(measuring)
 	sleep(ctx, dur)
@@ -291,13 +328,16 @@ func runTurn[C any](ctx context.Context, clients []C, conc int, call func(contex
 	wg.Wait()
 	// Calls in flight at the end of the window are recorded, so their CPU
 	// is counted too.
-	after := snapCPU(serverPID, dbPID)
-	t := turn{elapsed: elapsed,
+	after := snapCPU(w.servers, w.db)
+	if w.mark != nil {
+		w.mark(true)
+	}
+	t := turn{elapsed: elapsed, ended: int(ended.Load()),
 		cpu: cpuSnap{server: after.server - before.server, db: after.db - before.db,
 			client: after.client - before.client, machine: after.machine - before.machine}}
-	for w := range conc {
-		t.samples = append(t.samples, samples[w]...)
-		t.errors += errs[w]
+	for wk := range conc {
+		t.samples = append(t.samples, samples[wk]...)
+		t.errors += errs[wk]
 	}
 	if v := firstErr.Load(); v != nil {
 		t.firstErr = v.(string)

@@ -208,6 +208,8 @@ func (r *Report) Markdown() string {
 		p("- *%s*: %s", t.Name, t.Why)
 	}
 
+	r.beforeAfterMarkdown(&b)
+
 	p("")
 	p("## 1. `connector.op.invoke` against a bare mcp-go server")
 	p("")
@@ -362,6 +364,9 @@ func (r *Report) Markdown() string {
 	if mem.ConnecHTTP > 0 {
 		p("| HTTP server (all streamable and SSE runs) | %s | %s | %s |", fmtMiB(mem.ConnecHTTP), fmtMiB(mem.BareHTTP), fmtX(Ratio(float64(mem.ConnecHTTP), float64(mem.BareHTTP))))
 	}
+	if mem.BeforeHTTP != nil && *mem.BeforeHTTP > 0 {
+		p("| HTTP server, before (all streamable and SSE runs) | %s | %s | %s |", fmtMiB(*mem.BeforeHTTP), fmtMiB(mem.BareHTTP), fmtX(Ratio(float64(*mem.BeforeHTTP), float64(mem.BareHTTP))))
+	}
 	if mem.ConnecStdio > 0 {
 		p("| stdio server (largest run) | %s | %s | %s |", fmtMiB(mem.ConnecStdio), fmtMiB(mem.BareStdio), fmtX(Ratio(float64(mem.ConnecStdio), float64(mem.BareStdio))))
 	}
@@ -379,6 +384,8 @@ func (r *Report) Markdown() string {
 		p("| `connec serve --http` | %s | %s | %s |", fmtDur(cs.Connec.P50), fmtDur(cs.Connec.Max), fmtX(durRatio(cs.Connec.P50, cs.Bare.P50)))
 		p("| bare mcp-go server | %s | %s | 1.00× |", fmtDur(cs.Bare.P50), fmtDur(cs.Bare.Max))
 	}
+	r.commitMarkdown(&b)
+	r.serversMarkdown(&b)
 	r.enginesMarkdown(&b)
 	return b.String()
 }

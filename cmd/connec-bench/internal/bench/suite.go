@@ -18,6 +18,10 @@ type Config struct {
 	// Connec starts connec: "serve --http ADDR" or "serve --stdio" is
 	// appended (bin/connec for the report; Self(RoleConnec) in tests).
 	Connec Command
+	// ConnecBefore, if set, is an earlier connec binary measured in the same
+	// run beside Connec (its own database on the same cluster, turns
+	// alternating), so the report has before and after figures.
+	ConnecBefore Command
 	// Bare starts the baseline server: "--http ADDR" or "--stdio" is appended.
 	Bare Command
 	// ConnecDBParams are extra connection-string parameters for the connec
@@ -60,6 +64,18 @@ type Config struct {
 	// PropagationRules > 0 they are timed again on a policy of that size.
 	PropagationChanges int
 	PropagationRules   int
+	// CommitConcurrency are the concurrencies at which the database's cost
+	// per governed call is counted, each over CommitDuration per binary;
+	// the floor is run with pgbench at as many clients for PgbenchDuration.
+	CommitConcurrency []int
+	CommitDuration    time.Duration
+	PgbenchDuration   time.Duration
+	// ServerCounts are how many `connec serve --http` processes share one
+	// database in the servers section, loaded together at
+	// ServersConcurrency callers (split across them) for ServersDuration.
+	ServerCounts       []int
+	ServersConcurrency int
+	ServersDuration    time.Duration
 }
 
 // DefaultConfig is what `make bench-report` measures (a few minutes on two
@@ -82,6 +98,12 @@ func DefaultConfig() Config {
 		RotationSizes:      []int{10_000, 100_000},
 		PropagationChanges: 20,
 		PropagationRules:   10_000,
+		CommitConcurrency:  []int{1, 32},
+		CommitDuration:     5 * time.Second,
+		PgbenchDuration:    5 * time.Second,
+		ServerCounts:       []int{1, 2, 3},
+		ServersConcurrency: 32,
+		ServersDuration:    10 * time.Second,
 	}
 }
 
@@ -104,6 +126,12 @@ func SmokeConfig() Config {
 		RotationSizes:      []int{20},
 		PropagationChanges: 2,
 		PropagationRules:   100,
+		CommitConcurrency:  []int{1, 4},
+		CommitDuration:     200 * time.Millisecond,
+		PgbenchDuration:    time.Second,
+		ServerCounts:       []int{1, 2},
+		ServersConcurrency: 4,
+		ServersDuration:    200 * time.Millisecond,
 	}
 }
 
@@ -130,6 +158,14 @@ type Report struct {
 	// Engines compares mcp-go with the official go-sdk (only when asked
 	// for: -only engines).
 	Engines []EngineRow `json:"engines,omitempty"`
+	// Binaries names the connec binaries measured ("connec", and "before"
+	// when Config.ConnecBefore is set).
+	Binaries []Binary `json:"binaries,omitempty"`
+	// Commit is the database's cost per governed call against the
+	// single-row floor run with pgbench.
+	Commit *CommitResult `json:"commit,omitempty"`
+	// Servers is throughput with one, two and three servers on one database.
+	Servers []ServersRow `json:"servers,omitempty"`
 	// Errors lists measurements that failed; their figures are missing.
 	Errors []string `json:"errors,omitempty"`
 }
@@ -147,7 +183,7 @@ type ConfigSummary struct {
 }
 
 // Sections are the measurement groups Config.Only can name.
-var Sections = []string{"invoke", "coldstart", "propagation", "policy", "audit", "crypto", "rotation", "engines"}
+var Sections = []string{"invoke", "commit", "servers", "coldstart", "propagation", "policy", "audit", "crypto", "rotation", "engines"}
 
 // optIn are the sections measured only when Config.Only names them.
 var optIn = []string{"engines"}
@@ -157,6 +193,9 @@ type suite struct {
 	log      *slog.Logger
 	report   *Report
 	floorURL string
+	// fixtures are each measured connec binary's database, set up by the
+	// binary itself: "connec" (Config.Connec) and "before".
+	fixtures map[string]*fixture
 }
 
 // Run measures everything cfg asks for. A failing measurement is recorded
@@ -199,10 +238,21 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 
 	step("machine", func() error { return s.machine(ctx) })
-	var f *fixture
-	if want("invoke") || want("coldstart") || want("propagation") {
-		step("connec fixture", func() (err error) { f, err = setupFixture(ctx, cfg.DB, cfg.WorkDir, cfg.ConnecDBParams); return err })
+	step("statement tracking off", func() error { return s.trackingOff(ctx) })
+	s.fixtures = map[string]*fixture{}
+	if want("invoke") || want("coldstart") || want("commit") || want("servers") {
+		for _, b := range s.binaries() {
+			step(b.name+" fixture (set up by the binary)", func() error {
+				f, err := binFixture(ctx, cfg.DB, cfg.WorkDir, b.name, b.cmd, cfg.ConnecDBParams)
+				if err == nil {
+					s.fixtures[b.name] = f
+					s.report.Binaries = append(s.report.Binaries, Binary{Name: b.name, Path: b.cmd.Path, SHA256: binaryID(b.cmd.Path)})
+				}
+				return err
+			})
+		}
 	}
+	f := s.fixtures["connec"]
 	floorDone := false
 	floor := func() error { floorDone = true; return s.measureFloorC1(ctx, cfg.FloorDuration) }
 	if f != nil && want("invoke") {
@@ -211,11 +261,21 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if !floorDone {
 		step("durable commit floor", floor)
 	}
+	if f != nil && want("commit") && len(cfg.CommitConcurrency) > 0 {
+		step("the commit's database cost against the floor", func() error { return s.measureCommit(ctx) })
+	}
+	if f != nil && want("servers") && len(cfg.ServerCounts) > 0 {
+		step("servers on one database", func() error { return s.measureServers(ctx) })
+	}
 	if f != nil && want("coldstart") && cfg.ColdStarts > 0 {
 		step("cold start", func() error { return s.measureColdStart(ctx, f) })
 	}
-	if f != nil && want("propagation") && cfg.PropagationChanges > 0 {
-		step("policy change propagation", func() error { return s.measurePropagation(ctx, f) })
+	if want("propagation") && cfg.PropagationChanges > 0 {
+		var pf *fixture
+		step("propagation fixture", func() (err error) { pf, err = setupFixture(ctx, cfg.DB, cfg.WorkDir, cfg.ConnecDBParams); return err })
+		if pf != nil {
+			step("policy change propagation", func() error { return s.measurePropagation(ctx, pf) })
+		}
 	}
 	if want("policy") {
 		for _, n := range cfg.PolicySizes {
@@ -242,4 +302,40 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		errs = append(errs, err)
 	}
 	return s.report, errors.Join(errs...)
+}
+
+// Binary is a connec binary the report measured.
+type Binary struct {
+	// Name is "connec" (the binary under test) or "before" (the earlier
+	// one beside it).
+	Name   string `json:"name"`
+	Path   string `json:"path"`
+	SHA256 string `json:"sha256_prefix"`
+}
+
+type namedCmd struct {
+	name string
+	cmd  Command
+}
+
+// measured are the binaries whose fixture was set up (a binary that could
+// not set its database up is left out; the failure is in Report.Errors).
+func (s *suite) measured() []namedCmd {
+	var bs []namedCmd
+	for _, b := range s.binaries() {
+		if s.fixtures[b.name] != nil {
+			bs = append(bs, b)
+		}
+	}
+	return bs
+}
+
+// binaries are the connec binaries to measure: the earlier one first, when
+// there is one.
+func (s *suite) binaries() []namedCmd {
+	var bs []namedCmd
+	if s.cfg.ConnecBefore.Path != "" {
+		bs = append(bs, namedCmd{"before", s.cfg.ConnecBefore})
+	}
+	return append(bs, namedCmd{"connec", s.cfg.Connec})
 }
