@@ -307,6 +307,9 @@ func (w *Writer) commit(batch []*request) (map[int]Refusal, error) {
 	if s.finishes {
 		args = finishArrays(args, units)
 	}
+	if s.single = len(batch) == 1; s.single {
+		args = audit.Single(args, headParams)
+	}
 	refused, err := w.exec(ctx, statement(s), args)
 	w.mu.Lock()
 	defer w.mu.Unlock()
