@@ -248,22 +248,47 @@ func null(s string) *string {
 	return &s
 }
 
-// guardArrays appends the guards of units (k: their index in the batch)
-// as guardCols' arrays.
-func guardArrays(args []any, units []*Unit) []any {
+// guardKey is what a guard checks: units with equal keys share one check.
+type guardKey struct {
+	inst, cred string
+	ver        int
+	hasCred    bool
+	pol        int64
+	tok, usr   string
+}
+
+// guardArrays appends the guards of units as guardCols' arrays, each
+// distinct guard once (k: the index in the batch of the first unit with
+// it; concurrent calls of one caller on one instance share one), and
+// returns which other units share each.
+func guardArrays(args []any, units []*Unit) ([]any, map[int][]int) {
 	var k, ver []*int32
 	var pol []*int64
 	var inst, cred, tok, usr []*string
+	first := map[guardKey]int{}
+	var same map[int][]int
 	for i, u := range units {
 		g := u.Guard
 		if g == nil {
 			continue
 		}
+		key := guardKey{inst: g.Instance, pol: g.PolicyVersion, tok: g.Token, usr: g.User}
+		if g.Credential != nil {
+			key.cred, key.ver, key.hasCred = g.Credential.ID, g.Credential.Version, true
+		}
+		if f, ok := first[key]; ok {
+			if same == nil {
+				same = map[int][]int{}
+			}
+			same[f] = append(same[f], i)
+			continue
+		}
+		first[key] = i
 		ki := int32(i)
 		var c *string
 		var v *int32
-		if g.Credential != nil {
-			id, n := g.Credential.ID, int32(g.Credential.Version)
+		if key.hasCred {
+			id, n := key.cred, int32(key.ver)
 			c, v = &id, &n
 		}
 		var p *int64
@@ -274,7 +299,7 @@ func guardArrays(args []any, units []*Unit) []any {
 		k, inst, cred, ver, pol, tok, usr = append(k, &ki), append(inst, null(g.Instance)), append(cred, c), append(ver, v),
 			append(pol, p), append(tok, null(g.Token)), append(usr, null(g.User))
 	}
-	return append(args, k, inst, cred, ver, pol, tok, usr)
+	return append(args, k, inst, cred, ver, pol, tok, usr), same
 }
 
 // startArrays appends the run starts of units as startCols' arrays.

@@ -106,7 +106,8 @@ func (w *Writer) Reserve(ctx context.Context, u Unit) (*Prior, error) {
 		if g := u.Guard; g != nil {
 			var k int
 			var refusal *string
-			if err := tx.QueryRow(ctx, guardOnly, audit.Single(guardArrays(nil, []*Unit{&u}), 0)...).Scan(&k, &refusal); err != nil {
+			gargs, _ := guardArrays(nil, []*Unit{&u})
+			if err := tx.QueryRow(ctx, guardOnly, audit.Single(gargs, 0)...).Scan(&k, &refusal); err != nil {
 				return err
 			}
 			if refusal != nil {

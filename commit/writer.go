@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"slices"
 	"sync"
@@ -233,7 +234,7 @@ func (w *Writer) flush(batch []*request) {
 			moved++
 			continue
 		case len(refused) > 0:
-			for _, i := range slices.Backward(slices.Sorted(mapsKeys(refused))) {
+			for _, i := range slices.Backward(slices.Sorted(maps.Keys(refused))) {
 				batch[i].done <- &Refused{Reason: refused[i]}
 				batch = slices.Delete(batch, i, i+1)
 			}
@@ -252,16 +253,6 @@ func (w *Writer) flush(batch []*request) {
 			r.done <- err
 		}
 		return
-	}
-}
-
-func mapsKeys(m map[int]Refusal) func(func(int) bool) {
-	return func(yield func(int) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
 	}
 }
 
@@ -298,8 +289,9 @@ func (w *Writer) commit(batch []*request) (map[int]Refusal, error) {
 	}
 	args := []any{chain, w.holder, from.Seq, []byte(from.Hash), to.Seq, []byte(to.Hash), w.chainTTL.String()}
 	args = audit.AppendArrays(args, rows)
+	var same map[int][]int
 	if s.guards {
-		args = guardArrays(args, units)
+		args, same = guardArrays(args, units)
 	}
 	if s.starts {
 		args = startArrays(args, units)
@@ -323,6 +315,11 @@ func (w *Writer) commit(batch []*request) (map[int]Refusal, error) {
 		return nil, err
 	case len(refused) == 0 && w.chain == chain:
 		w.head, w.headOK = to, true
+	}
+	for k, r := range maps.Clone(refused) {
+		for _, j := range same[k] {
+			refused[j] = r // the units that shared k's guard
+		}
 	}
 	return refused, nil
 }
