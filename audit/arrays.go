@@ -2,6 +2,7 @@ package audit
 
 import (
 	"encoding/json"
+	"reflect"
 	"strconv"
 	"strings"
 	"time"
@@ -31,24 +32,37 @@ var arrayCols = []struct{ name, param, expr string }{
 // InsertFromArrays returns the FROM item that unnests the array parameters
 // numbered from *next on (advancing it) as e, and the select list of
 // InsertColumns after chain read from it: the rows AppendArrays passes.
-func InsertFromArrays(next *int) (from, sel string) {
+// With single, the parameters are one row's values instead of arrays (see
+// Single): a one-row VALUES list costs the database less than unnest.
+func InsertFromArrays(next *int, single bool) (from, sel string) {
 	var f, s strings.Builder
-	f.WriteString("unnest(")
+	if single {
+		f.WriteString("(VALUES (")
+	} else {
+		f.WriteString("unnest(")
+	}
 	for i, c := range arrayCols {
 		if i > 0 {
 			f.WriteString(", ")
 			s.WriteString(", ")
 		}
-		// Through a subquery: the planner does not see the array's
-		// length, so the statement's cached generic plan is used (see
-		// package commit's unnest).
-		f.WriteString("(SELECT $" + strconv.Itoa(*next) + "::" + c.param + ")")
+		if single {
+			f.WriteString("$" + strconv.Itoa(*next) + "::" + strings.TrimSuffix(c.param, "[]"))
+		} else {
+			// Through a subquery: the planner does not see the array's
+			// length, so the statement's cached generic plan is used (see
+			// package commit's unnest).
+			f.WriteString("(SELECT $" + strconv.Itoa(*next) + "::" + c.param + ")")
+		}
 		*next++
 		if c.expr != "" {
 			s.WriteString(c.expr)
 		} else {
 			s.WriteString("e." + c.name)
 		}
+	}
+	if single {
+		f.WriteString(")")
 	}
 	f.WriteString(") AS e(")
 	for i, c := range arrayCols {
@@ -59,6 +73,18 @@ func InsertFromArrays(next *int) (from, sel string) {
 	}
 	f.WriteString(")")
 	return f.String(), s.String()
+}
+
+// Single turns the arrays of one row that args holds from from on into
+// that row's values, in place: the parameters of a statement built with
+// single.
+func Single(args []any, from int) []any {
+	for i := from; i < len(args); i++ {
+		if v := reflect.ValueOf(args[i]); v.Kind() == reflect.Slice && v.Type().Elem().Kind() != reflect.Uint8 {
+			args[i] = v.Index(0).Interface()
+		}
+	}
+	return args
 }
 
 // AppendArrays appends linked rows' values for InsertFromArrays to args:

@@ -25,8 +25,10 @@ import (
 //
 // and answers with the refusals. Each part's rows travel as arrays, one
 // parameter per column, unnested in the statement: its text depends only on
-// which parts are present, not on how many units there are, so PostgreSQL
-// parses and plans it once per connection. So either every unit's rows commit, or —
+// which parts are present and whether there is one unit or more (whose
+// parameters are then plain values, a one-row VALUES list), not on how
+// many units there are, so PostgreSQL parses and plans it once per
+// connection. So either every unit's rows commit, or —
 // a guard refused — none does and the statement says which units and why,
 // or — the chain was not where the writer left it — the statement fails
 // and nothing is written. The guard reads committed state as of the
@@ -90,11 +92,16 @@ var (
 // part's.
 const headParams = 7
 
-// shape is which parts a statement carries besides its audit rows. Every
-// part's rows travel as arrays (one parameter per column), so there are
-// eight statements in all, each prepared once per connection, whatever the
-// number of units.
-type shape struct{ guards, starts, finishes bool }
+// shape is which parts a statement carries besides its audit rows, and
+// whether it carries one unit. Several units' rows travel as arrays (one
+// parameter per column), so there are sixteen statements in all, each
+// prepared once per connection, whatever the number of units.
+type shape struct {
+	guards, starts, finishes bool
+	// single: one unit, whose parameters are values, not arrays (a
+	// one-row VALUES list costs the database less than unnest).
+	single bool
+}
 
 var statements sync.Map // shape → SQL
 
@@ -116,7 +123,7 @@ func statement(s shape) string {
 // the actual parameters (one unit: one row) looks cheaper than the
 // statement's generic plan, and PostgreSQL plans the statement anew at
 // every execution instead of reusing its cached plan.
-func unnest(b *strings.Builder, cols []col, next *int) {
+func unnest(b *strings.Builder, cols []col, next *int, single bool) {
 	b.WriteString("SELECT ")
 	for i, c := range cols {
 		if i > 0 {
@@ -128,13 +135,24 @@ func unnest(b *strings.Builder, cols []col, next *int) {
 		}
 		b.WriteString(" AS " + c.name)
 	}
-	b.WriteString(" FROM unnest(")
+	if single {
+		b.WriteString(" FROM (VALUES (")
+	} else {
+		b.WriteString(" FROM unnest(")
+	}
 	for i, c := range cols {
 		if i > 0 {
 			b.WriteString(", ")
 		}
-		b.WriteString("(SELECT $" + strconv.Itoa(*next) + "::" + c.param + "[])")
+		if single {
+			b.WriteString("$" + strconv.Itoa(*next) + "::" + c.param)
+		} else {
+			b.WriteString("(SELECT $" + strconv.Itoa(*next) + "::" + c.param + "[])")
+		}
 		*next++
+	}
+	if single {
+		b.WriteString(")")
 	}
 	b.WriteString(") AS u(")
 	for i, c := range cols {
@@ -149,16 +167,18 @@ func unnest(b *strings.Builder, cols []col, next *int) {
 func build(s shape) string {
 	var b strings.Builder
 	next := headParams + 1
-	from, sel := audit.InsertFromArrays(&next)
+	from, sel := audit.InsertFromArrays(&next, s.single)
+	// pass is the condition every write is under: no guard refused. A
+	// statement without guards has none to check.
+	pass := "true"
 	b.WriteString("WITH ")
 	if s.guards {
 		b.WriteString("g AS (")
-		unnest(&b, guardCols, &next)
+		unnest(&b, guardCols, &next, s.single)
 		b.WriteString("),\nverdict AS (" + guardSQL + "),\n")
-	} else {
-		b.WriteString("verdict AS (SELECT NULL::int AS k, NULL::text AS refusal WHERE false),\n")
+		b.WriteString("pass AS (SELECT NOT EXISTS (SELECT FROM verdict WHERE refusal IS NOT NULL) AS ok),\n")
+		pass = "(SELECT ok FROM pass)"
 	}
-	b.WriteString("pass AS (SELECT NOT EXISTS (SELECT FROM verdict WHERE refusal IS NOT NULL) AS ok),\n")
 	written := []string{}
 	if s.starts {
 		b.WriteString(`started AS (
@@ -167,8 +187,8 @@ func build(s shape) string {
   SELECT s.id, s.inst, s.typ, s.op, s.kind, s.sub, s.req, s.task, s.project, s.run, s.job, s.agent, s.status, s.async, s.key,
     s.expires, s.bytes_in, CASE WHEN s.status = 'running' THEN clock_timestamp() END, s.server, s.args
   FROM (`)
-		unnest(&b, startCols, &next)
-		b.WriteString(") s\n  WHERE (SELECT ok FROM pass) RETURNING 1),\n")
+		unnest(&b, startCols, &next, s.single)
+		b.WriteString(") s\n  WHERE " + pass + " RETURNING 1),\n")
 		written = append(written, "(SELECT count(*) FROM started)")
 	}
 	if s.finishes {
@@ -179,26 +199,33 @@ func build(s shape) string {
     duration_us = (extract(epoch FROM clock_timestamp() - COALESCE(r.started_at, f.started)) * 1e6)::bigint
   FROM (`)
 		ids := next
-		unnest(&b, finishCols, &next)
+		unnest(&b, finishCols, &next, s.single)
 		// r.id = ANY(ids) keeps the runs' primary key in the plan (see
 		// guardSQL): a join alone is planned as a scan of the whole table.
-		b.WriteString(") f\n  WHERE r.id = ANY($" + strconv.Itoa(ids) + "::text[]::uuid[]) AND r.id = f.id AND r.status IN ('pending', 'running')" +
-			" AND (SELECT ok FROM pass) RETURNING 1),\n")
+		idCond := "r.id = ANY($" + strconv.Itoa(ids) + "::text[]::uuid[])"
+		if s.single {
+			idCond = "r.id = $" + strconv.Itoa(ids) + "::text::uuid"
+		}
+		b.WriteString(") f\n  WHERE " + idCond + " AND r.id = f.id AND r.status IN ('pending', 'running') AND " + pass + " RETURNING 1),\n")
 		written = append(written, "(SELECT count(*) FROM finished)")
 	}
 	b.WriteString(`head AS (
   UPDATE audit_chains SET head_seq = $5, head_hash = $6, held_until = now() + $7::interval
-  WHERE id = $1 AND holder = $2 AND head_seq = $3 AND head_hash = $4 AND (SELECT ok FROM pass)`)
+  WHERE id = $1 AND holder = $2 AND head_seq = $3 AND head_hash = $4 AND ` + pass)
 	if len(written) > 0 {
 		b.WriteString(" AND " + strings.Join(written, " + ") + " >= 0")
 	}
 	b.WriteString(" RETURNING 1),\nappended AS (\n  INSERT INTO audit_events (seq, " + audit.InsertColumns + ")\n  SELECT nextval('audit_events_seq'), $1::bigint, " +
 		sel + "\n  FROM " + from)
-	b.WriteString(`
-  WHERE CASE WHEN NOT (SELECT ok FROM pass) THEN false WHEN EXISTS (SELECT FROM head) THEN true
+	b.WriteString("\n  WHERE CASE WHEN NOT " + pass + ` THEN false WHEN EXISTS (SELECT FROM head) THEN true
     ELSE connec_audit_chain_moved($1) END
   RETURNING 1)
-SELECT k, refusal FROM verdict WHERE refusal IS NOT NULL`)
+`)
+	if s.guards {
+		b.WriteString("SELECT k, refusal FROM verdict WHERE refusal IS NOT NULL")
+	} else {
+		b.WriteString("SELECT NULL::int AS k, NULL::text AS refusal WHERE false")
+	}
 	return b.String()
 }
 
@@ -208,7 +235,7 @@ var guardOnly = func() string {
 	var b strings.Builder
 	next := 1
 	b.WriteString("WITH g AS (")
-	unnest(&b, guardCols, &next)
+	unnest(&b, guardCols, &next, true)
 	b.WriteString(")\n" + guardSQL)
 	return b.String()
 }()
@@ -221,22 +248,47 @@ func null(s string) *string {
 	return &s
 }
 
-// guardArrays appends the guards of units (k: their index in the batch)
-// as guardCols' arrays.
-func guardArrays(args []any, units []*Unit) []any {
+// guardKey is what a guard checks: units with equal keys share one check.
+type guardKey struct {
+	inst, cred string
+	ver        int
+	hasCred    bool
+	pol        int64
+	tok, usr   string
+}
+
+// guardArrays appends the guards of units as guardCols' arrays, each
+// distinct guard once (k: the index in the batch of the first unit with
+// it; concurrent calls of one caller on one instance share one), and
+// returns which other units share each.
+func guardArrays(args []any, units []*Unit) ([]any, map[int][]int) {
 	var k, ver []*int32
 	var pol []*int64
 	var inst, cred, tok, usr []*string
+	first := map[guardKey]int{}
+	var same map[int][]int
 	for i, u := range units {
 		g := u.Guard
 		if g == nil {
 			continue
 		}
+		key := guardKey{inst: g.Instance, pol: g.PolicyVersion, tok: g.Token, usr: g.User}
+		if g.Credential != nil {
+			key.cred, key.ver, key.hasCred = g.Credential.ID, g.Credential.Version, true
+		}
+		if f, ok := first[key]; ok {
+			if same == nil {
+				same = map[int][]int{}
+			}
+			same[f] = append(same[f], i)
+			continue
+		}
+		first[key] = i
 		ki := int32(i)
 		var c *string
 		var v *int32
-		if g.Credential != nil {
-			id, n := g.Credential.ID, int32(g.Credential.Version)
+		if key.hasCred {
+			id, n := key.cred, int32(key.ver)
 			c, v = &id, &n
 		}
 		var p *int64
@@ -247,7 +299,7 @@ func guardArrays(args []any, units []*Unit) []any {
 		k, inst, cred, ver, pol, tok, usr = append(k, &ki), append(inst, null(g.Instance)), append(cred, c), append(ver, v),
 			append(pol, p), append(tok, null(g.Token)), append(usr, null(g.User))
 	}
-	return append(args, k, inst, cred, ver, pol, tok, usr)
+	return append(args, k, inst, cred, ver, pol, tok, usr), same
 }
 
 // startArrays appends the run starts of units as startCols' arrays.

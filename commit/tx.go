@@ -71,9 +71,9 @@ func (w *Writer) append(ctx context.Context, tx pgx.Tx, r *audit.Row) error {
 	if err != nil {
 		return err
 	}
-	args := audit.AppendArrays([]any{chain, w.holder, head.Seq, []byte(head.Hash), to.Seq, []byte(to.Hash), w.chainTTL.String()},
-		[]*audit.Row{r})
-	rows, err := tx.Query(ctx, statement(shape{}), args...)
+	args := audit.Single(audit.AppendArrays([]any{chain, w.holder, head.Seq, []byte(head.Hash), to.Seq, []byte(to.Hash), w.chainTTL.String()},
+		[]*audit.Row{r}), headParams)
+	rows, err := tx.Query(ctx, statement(shape{single: true}), args...)
 	if err != nil {
 		return err
 	}
@@ -106,7 +106,8 @@ func (w *Writer) Reserve(ctx context.Context, u Unit) (*Prior, error) {
 		if g := u.Guard; g != nil {
 			var k int
 			var refusal *string
-			if err := tx.QueryRow(ctx, guardOnly, guardArrays(nil, []*Unit{&u})...).Scan(&k, &refusal); err != nil {
+			gargs, _ := guardArrays(nil, []*Unit{&u})
+			if err := tx.QueryRow(ctx, guardOnly, audit.Single(gargs, 0)...).Scan(&k, &refusal); err != nil {
 				return err
 			}
 			if refusal != nil {
@@ -122,7 +123,7 @@ WHERE instance_id = $1 AND subject = $2 AND idempotency_key = $3 AND idempotency
 			st.InstanceID, string(st.Subject), st.IdempotencyKey); err != nil {
 			return err
 		}
-		tag, err := tx.Exec(ctx, reserveSQL, startArrays(nil, []*Unit{&u})...)
+		tag, err := tx.Exec(ctx, reserveSQL, audit.Single(startArrays(nil, []*Unit{&u}), 0)...)
 		if err != nil {
 			return err
 		}
@@ -153,7 +154,7 @@ SELECT s.id, s.inst, s.typ, s.op, s.kind, s.sub, s.req, s.task, s.project, s.run
   s.expires, s.bytes_in, CASE WHEN s.status = 'running' THEN clock_timestamp() END, s.server, s.args
 FROM (`)
 	next := 1
-	unnest(&b, startCols, &next)
+	unnest(&b, startCols, &next, true)
 	b.WriteString(`) s
 ON CONFLICT (instance_id, subject, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING`)
 	return b.String()

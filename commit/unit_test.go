@@ -235,3 +235,47 @@ func TestGuardRefusesWhatNoLongerHolds(t *testing.T) {
 }
 
 func quote(id string) string { return "'" + id + "'" }
+
+// Units of one batch with the same guard share one check, and each of them
+// hears its outcome: refused together, while a unit with another guard
+// commits.
+func TestUnitsSharingAGuardShareItsVerdict(t *testing.T) {
+	ctx := context.Background()
+	pool := pgtest.Pool(t)
+	w := newWriter(t, pool)
+	record(t, w, 1)
+	revoked, other := newRunFixture(t, pool), newRunFixture(t, pool)
+	revoked.exec(`UPDATE connector_credentials SET state = 'revoked' WHERE id = $1`, revoked.cred)
+	units := []Unit{revoked.dispatch(0), other.dispatch(1), revoked.dispatch(2), revoked.dispatch(3), other.dispatch(4)}
+	hold := holdChain(t, pool, w)
+	first := make(chan error, 1)
+	go func() { first <- w.Record(ctx, event(0)) }()
+	waitFor(t, func() bool { return lockWaiters(t, pool) == 1 })
+	results := make([]chan error, len(units))
+	for i, u := range units {
+		results[i] = make(chan error, 1)
+		go func() { results[i] <- w.Commit(ctx, u) }()
+	}
+	waitFor(t, func() bool { return w.queued() == len(units) })
+	if err := hold.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	for i, u := range units {
+		err := <-results[i]
+		var rf *Refused
+		if u.Guard.Instance == revoked.inst {
+			if !errors.As(err, &rf) || rf.Reason != CredentialRevoked {
+				t.Errorf("unit %d (revoked credential): %v, want refused: credential_revoked", i, err)
+			}
+		} else if err != nil {
+			t.Errorf("unit %d: %v", i, err)
+		}
+	}
+	if n := revoked.count(`SELECT count(*) FROM connector_runs`); n != 2 {
+		t.Fatalf("%d runs, want the 2 of the other instance", n)
+	}
+	mustVerify(t, pool, 4)
+}

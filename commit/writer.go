@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"slices"
 	"sync"
@@ -286,7 +287,7 @@ func (w *Writer) flush(batch []*request) {
 			locked = true
 			continue
 		case len(refused) > 0:
-			for _, i := range slices.Backward(slices.Sorted(mapsKeys(refused))) {
+			for _, i := range slices.Backward(slices.Sorted(maps.Keys(refused))) {
 				batch[i].done <- &Refused{Reason: refused[i]}
 				batch = slices.Delete(batch, i, i+1)
 			}
@@ -305,16 +306,6 @@ func (w *Writer) flush(batch []*request) {
 			r.done <- err
 		}
 		return
-	}
-}
-
-func mapsKeys(m map[int]Refusal) func(func(int) bool) {
-	return func(yield func(int) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
 	}
 }
 
@@ -376,14 +367,18 @@ func (w *Writer) appendBatch(ctx context.Context, q db.Querier, batch []*request
 	}
 	args := []any{chain, w.holder, from.Seq, []byte(from.Hash), to.Seq, []byte(to.Hash), w.chainTTL.String()}
 	args = audit.AppendArrays(args, rows)
+	var same map[int][]int
 	if s.guards {
-		args = guardArrays(args, units)
+		args, same = guardArrays(args, units)
 	}
 	if s.starts {
 		args = startArrays(args, units)
 	}
 	if s.finishes {
 		args = finishArrays(args, units)
+	}
+	if s.single = len(batch) == 1; s.single {
+		args = audit.Single(args, headParams)
 	}
 	refused, err := w.exec(ctx, q, statement(s), args)
 	w.mu.Lock()
@@ -398,6 +393,11 @@ func (w *Writer) appendBatch(ctx context.Context, q db.Querier, batch []*request
 		return nil, err
 	case len(refused) == 0 && w.chain == chain:
 		w.head, w.headOK = to, true
+	}
+	for k, r := range maps.Clone(refused) {
+		for _, j := range same[k] {
+			refused[j] = r // the units that shared k's guard
+		}
 	}
 	return refused, nil
 }
