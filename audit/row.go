@@ -385,7 +385,7 @@ const columns = `seq, chain, COALESCE(chain_seq, seq), at, request_id, transport
  agent_id, status, error_type, duration_us, count, task_bound, hash_version, prev_hash, hash`
 
 // InsertColumns are the columns a new row is inserted with (seq is drawn
-// from audit_events_seq): chain, then the columns of InsertFromArrays.
+// from audit_events_seq), in InsertArgs' order.
 const InsertColumns = `chain, chain_seq, at, request_id, transport, subject, subject_groups, action, tool, connector_type,
  instance_id, operation, resource, decision, reason, policy_version, task_id, project_id, run_id, job_id, agent_id, status,
  error_type, duration_us, count, task_bound, hash_version, prev_hash, hash`

@@ -8,13 +8,14 @@
 // the credential the call used still active, unexpired and at that
 // version, the policy at the version the call was decided under, the
 // caller's token valid and its user there and enabled. The units that
-// arrive while a commit is in flight share the next one: one SQL statement
-// (statement.go), so one round trip and one durable commit, which checks
-// every guard, writes the run records, moves the writer's audit chain head
-// and appends the hash-chained audit rows. Either all of it commits or, if
-// a guard refused, none does and the statement answers which units and why:
-// a *Refused with a typed Refusal, which the caller turns into its own
-// error (package core maps each to a fault in one place, core/guard.go). The
+// arrive while a commit is in flight share the next one: one pipeline of
+// plain statements (statement.go), so one round trip and one durable
+// commit, which checks every guard, writes the run records, moves the
+// writer's audit chain head and appends the hash-chained audit rows. Either
+// all of it commits or, if a guard refused, none does and the commit says
+// which unit and why: a *Refused with a typed Refusal, which the caller
+// turns into its own error (package core maps each to a fault in one place,
+// core/guard.go). The
 // other units are committed at once without them.
 //
 // Each Writer appends to an audit chain of its own (package audit,
@@ -24,7 +25,8 @@
 // What happens if a credential is revoked mid-send: a call's decision row
 // (its Unit with Guard and Start) commits before the call may use the
 // credential, and the guard reads the credential's row in that same
-// statement. If the revocation committed before the statement began, the
+// transaction. If the revocation committed before the guard's statement
+// began, the
 // guard refuses (CredentialRevoked), nothing of the unit is written, the
 // call records a refusal instead and nothing is sent. If it committed
 // after, the decision row is in the trail before the revocation and the

@@ -2,7 +2,6 @@ package commit
 
 import (
 	"context"
-	"strings"
 	"sync"
 	"testing"
 
@@ -12,28 +11,32 @@ import (
 	"github.com/connec/connec/internal/testkit/pgtest"
 )
 
-// texts records the distinct group-commit statements a pool sends.
+// texts records the distinct statements a pool's pipelines send.
 type texts struct {
 	mu   sync.Mutex
 	seen map[string]bool
 }
 
-func (c *texts) TraceQueryStart(ctx context.Context, _ *pgx.Conn, d pgx.TraceQueryStartData) context.Context {
-	if strings.Contains(d.SQL, "INSERT INTO audit_events") {
-		c.mu.Lock()
-		c.seen[d.SQL] = true
-		c.mu.Unlock()
-	}
+func (c *texts) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryStartData) context.Context {
 	return ctx
 }
 func (c *texts) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+func (c *texts) TraceBatchStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceBatchStartData) context.Context {
+	return ctx
+}
+func (c *texts) TraceBatchQuery(_ context.Context, _ *pgx.Conn, d pgx.TraceBatchQueryData) {
+	c.mu.Lock()
+	c.seen[d.SQL] = true
+	c.mu.Unlock()
+}
+func (c *texts) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData) {}
 
-// A group commit's statement is the same text whatever the number of units
-// it carries, so PostgreSQL prepares it once per connection and plans it
-// from its cache; a text per batch size would be parsed and planned anew
-// for nearly every batch under load (batches of 1, 3 and 7 dispatches, then
-// as many outcomes, are four statements — one unit, several — not six).
-func TestStatementTextDoesNotGrowWithTheBatch(t *testing.T) {
+// A group commit sends only its own few statements, whose texts depend on
+// nothing but the number of rows an insert carries, so PostgreSQL prepares
+// each once per connection (per batch size met) and plans it from its
+// cache: batches of 1, 3 and 7 dispatches, then as many outcomes, and lone
+// audit rows send nine texts.
+func TestGroupCommitSendsItsStatementsOnly(t *testing.T) {
 	ctx := context.Background()
 	cfg, err := pgxpool.ParseConfig(pgtest.URL(t))
 	if err != nil {
@@ -89,11 +92,19 @@ func TestStatementTextDoesNotGrowWithTheBatch(t *testing.T) {
 	if n := f.count(`SELECT count(*) FROM connector_runs WHERE status = 'succeeded'`); n != 11 {
 		t.Fatalf("%d runs succeeded, want 11", n)
 	}
-	// Three kinds of statement — audit rows alone, dispatches (guards, run
-	// starts), outcomes (run finishes) — each in two forms: one unit, and
-	// several. Audit rows alone came one at a time here.
-	if len(seen.seen) != 5 {
-		t.Fatalf("%d distinct group-commit statements for 6 batches and 3 lone rows, want 5", len(seen.seen))
+	known := map[string]bool{guardSQL: true, finishSQL: true, headSQL: true}
+	for n := range 8 {
+		known[startSQL(n)], known[auditSQL(n)] = true, true
+	}
+	for sql := range seen.seen {
+		if !known[sql] {
+			t.Errorf("a group commit sent a statement of its own: %.200s", sql)
+		}
+	}
+	// guard, outcome, head; run starts of 1, 3 and 7; audit rows of 1
+	// (lone rows), 3 and 7.
+	if len(seen.seen) != 9 {
+		t.Fatalf("%d distinct group-commit statements for 6 batches and 3 lone rows, want 9", len(seen.seen))
 	}
 }
 

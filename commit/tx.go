@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -71,14 +70,10 @@ func (w *Writer) append(ctx context.Context, tx pgx.Tx, r *audit.Row) error {
 	if err != nil {
 		return err
 	}
-	args := audit.Single(audit.AppendArrays([]any{chain, w.holder, head.Seq, []byte(head.Hash), to.Seq, []byte(to.Hash), w.chainTTL.String()},
-		[]*audit.Row{r}), headParams)
-	rows, err := tx.Query(ctx, statement(shape{single: true}), args...)
-	if err != nil {
-		return err
-	}
-	rows.Close()
-	return rows.Err()
+	b := &pgx.Batch{}
+	queueAppend(b, chain, w.holder, head, to, []*audit.Row{r})
+	_, err = run(ctx, tx, b)
+	return err
 }
 
 // Prior is the run that holds an idempotency key.
@@ -104,18 +99,14 @@ func (w *Writer) Reserve(ctx context.Context, u Unit) (*Prior, error) {
 	var prior *Prior
 	err = pgx.BeginFunc(ctx, w.pool, func(tx pgx.Tx) error {
 		if g := u.Guard; g != nil {
-			var k int
-			var refusal *string
-			gargs, _ := guardArrays(nil, []*Unit{&u})
-			if err := tx.QueryRow(ctx, guardOnly, audit.Single(gargs, 0)...).Scan(&k, &refusal); err != nil {
+			b := &pgx.Batch{}
+			b.Queue(guardSQL, oneGuard(0, g)...)
+			refused, err := run(ctx, tx, b)
+			if err != nil {
 				return err
 			}
-			if refusal != nil {
-				reason, err := parseRefusal(*refusal)
-				if err != nil {
-					return err
-				}
-				return &Refused{Reason: reason}
+			if r, ok := refused[0]; ok {
+				return &Refused{Reason: r}
 			}
 		}
 		if _, err := tx.Exec(ctx, `UPDATE connector_runs SET idempotency_key = NULL
@@ -123,7 +114,7 @@ WHERE instance_id = $1 AND subject = $2 AND idempotency_key = $3 AND idempotency
 			st.InstanceID, string(st.Subject), st.IdempotencyKey); err != nil {
 			return err
 		}
-		tag, err := tx.Exec(ctx, reserveSQL, audit.Single(startArrays(nil, []*Unit{&u}), 0)...)
+		tag, err := tx.Exec(ctx, reserveSQL, startArgs(nil, st)...)
 		if err != nil {
 			return err
 		}
@@ -146,19 +137,8 @@ WHERE instance_id = $1 AND subject = $2 AND idempotency_key = $3`, st.InstanceID
 }
 
 // reserveSQL inserts a run start unless its idempotency key is held.
-var reserveSQL = func() string {
-	var b strings.Builder
-	b.WriteString(`INSERT INTO connector_runs (id, instance_id, connector_type, operation, kind, subject, request_id, task_id, project_id,
-  run_id, job_id, agent_id, status, async, idempotency_key, idempotency_expires_at, bytes_in, started_at, server_id, idempotency_args)
-SELECT s.id, s.inst, s.typ, s.op, s.kind, s.sub, s.req, s.task, s.project, s.run, s.job, s.agent, s.status, s.async, s.key,
-  s.expires, s.bytes_in, CASE WHEN s.status = 'running' THEN clock_timestamp() END, s.server, s.args
-FROM (`)
-	next := 1
-	unnest(&b, startCols, &next, true)
-	b.WriteString(`) s
-ON CONFLICT (instance_id, subject, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING`)
-	return b.String()
-}()
+var reserveSQL = startSQL(1) + `
+ON CONFLICT (instance_id, subject, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING`
 
 type beginner interface {
 	Begin(ctx context.Context) (pgx.Tx, error)

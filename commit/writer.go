@@ -8,6 +8,7 @@ import (
 	"maps"
 	"os"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -42,7 +43,7 @@ type Option func(*Writer)
 // WithLogger sets the writer's logger.
 func WithLogger(l *slog.Logger) Option { return func(w *Writer) { w.log = l } }
 
-// WithMaxBatch bounds how many units share one statement.
+// WithMaxBatch bounds how many units share one commit.
 func WithMaxBatch(n int) Option { return func(w *Writer) { w.maxBatch = max(n, 1) } }
 
 // WithTimeout bounds each group commit; the units of one that times out
@@ -65,15 +66,15 @@ func WithChainTTL(d time.Duration) Option { return func(w *Writer) { w.chainTTL 
 func withClock(now func() time.Time) Option { return func(w *Writer) { w.now = now } }
 
 // Writer group-commits units: the units that arrive while a commit is in
-// flight go together in the next statement (one round trip, one durable
+// flight go together in the next commit (one round trip, one durable
 // commit); each caller still returns only once its own unit is durable, or
 // refused. There is no commit goroutine: the caller that finds no commit in
-// flight commits itself (the leader), and when its statement is done hands
-// the lead to the oldest caller that queued meanwhile, whose statement
+// flight commits itself (the leader), and when its commit is done hands
+// the lead to the oldest caller that queued meanwhile, whose commit
 // carries everything queued. So a lone caller commits on its own goroutine,
 // without waking another twice per commit (measured: that hand-off was most
 // of connec's CPU per call at concurrency 1), and under load each batch is
-// still one statement. It appends to a chain of its own
+// still one round trip. It appends to a chain of its own
 // (claimed on first use, released by Close), so writers of other servers
 // never wait for it.
 type Writer struct {
@@ -97,11 +98,11 @@ type Writer struct {
 	headOK  bool
 	stale   atomic.Bool
 
-	// qmu guards the queue (units waiting for a statement, oldest first),
+	// qmu guards the queue (units waiting for a commit, oldest first),
 	// leading (a caller is committing or about to) and closed; idle is
 	// signalled when leading turns false. Whenever no one leads, the
 	// queue is empty. slots bounds the queue: a unit holds one from when
-	// it queues until a statement takes it.
+	// it queues until a commit takes it.
 	qmu     sync.Mutex
 	idle    sync.Cond
 	queue   []*request
@@ -173,7 +174,7 @@ func (w *Writer) Record(ctx context.Context, ev audit.Event) error {
 }
 
 // Commit commits u — its audit row, and its run record if any, once its
-// guard (if any) holds — in a statement shared with concurrent units, and
+// guard (if any) holds — in a commit shared with concurrent units, and
 // returns once it is durable: nil, a *Refused naming what the guard found
 // (nothing of u was written), or the error that kept it from being
 // written. ctx bounds only a wait for room in the queue (the database is
@@ -218,7 +219,7 @@ func (w *Writer) Commit(ctx context.Context, u Unit) (err error) {
 }
 
 // lead commits the queue's oldest units (at most maxBatch; the leader's own
-// is the oldest) as one statement, then hands the lead to the oldest unit
+// is the oldest) as one commit, then hands the lead to the oldest unit
 // queued since, or gives it up if none is.
 func (w *Writer) lead() {
 	w.qmu.Lock()
@@ -261,7 +262,7 @@ func (w *Writer) handOff() {
 	next.turn <- struct{}{}
 }
 
-// queued is how many units wait for a statement (tests).
+// queued is how many units wait for a commit (tests).
 func (w *Writer) queued() int {
 	w.qmu.Lock()
 	defer w.qmu.Unlock()
@@ -318,10 +319,10 @@ var errChainMoved = errors.New("audit chain moved")
 // (migration 00014).
 const chainMovedCode = "CA002"
 
-// commit runs batch's statement once: it returns the units a guard refused
-// (nothing was written then), or the statement's error. Locked, it first
+// commit runs batch.s pipeline once: it returns the unit a guard refused
+// (nothing was written then), or the pipeline.s error. Locked, it first
 // locks the chain's row in a transaction of its own and reads the head
-// there, so no Write can move it before the statement (two round trips
+// there, so no Write can move it before the pipeline (two round trips
 // more: only after the chain was found moved).
 func (w *Writer) commit(batch []*request, locked bool) (map[int]Refusal, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), w.timeout)
@@ -344,52 +345,58 @@ func (w *Writer) commit(batch []*request, locked bool) (map[int]Refusal, error) 
 			return err
 		}
 		refused, err = w.appendBatch(ctx, tx, batch, chain, head)
+		if err == nil && len(refused) > 0 {
+			return errRefused // the refusal ended the transaction
+		}
 		return err
 	})
+	if errors.Is(err, errRefused) {
+		err = nil
+	}
 	return refused, err
 }
 
-// appendBatch links batch's rows after from on chain and runs its statement in
-// q.
-func (w *Writer) appendBatch(ctx context.Context, q db.Querier, batch []*request, chain int64, from audit.Head) (map[int]Refusal, error) {
+// errRefused rolls back a transaction a guard's refusal ended.
+var errRefused = errors.New("refused")
+
+// appendBatch links batch's rows after from on chain and commits them with
+// the units' guards and run records: one pipeline in q (see statement.go).
+func (w *Writer) appendBatch(ctx context.Context, q batcher, batch []*request, chain int64, from audit.Head) (map[int]Refusal, error) {
 	rows := make([]*audit.Row, len(batch))
 	units := make([]*Unit, len(batch))
-	var s shape
 	for i, r := range batch {
 		rows[i], units[i] = r.row, &r.unit
-		s.guards = s.guards || r.unit.Guard != nil
-		s.starts = s.starts || r.unit.Start != nil
-		s.finishes = s.finishes || r.unit.Finish != nil
 	}
 	to, err := audit.Link(rows, chain, from)
 	if err != nil {
 		return nil, err
 	}
-	args := []any{chain, w.holder, from.Seq, []byte(from.Hash), to.Seq, []byte(to.Hash), w.chainTTL.String()}
-	args = audit.AppendArrays(args, rows)
-	var same map[int][]int
-	if s.guards {
-		args, same = guardArrays(args, units)
+	b := &pgx.Batch{}
+	guards, same := guardArgs(units)
+	for _, args := range guards {
+		b.Queue(guardSQL, args...)
 	}
-	if s.starts {
-		args = startArrays(args, units)
+	var starts []any
+	for _, u := range units {
+		if u.Start != nil {
+			starts = startArgs(starts, u.Start)
+		}
 	}
-	if s.finishes {
-		args = finishArrays(args, units)
+	if len(starts) > 0 {
+		b.Queue(startSQL(len(starts)/startCols), starts...)
 	}
-	if s.single = len(batch) == 1; s.single {
-		args = audit.Single(args, headParams)
+	for _, u := range units {
+		if u.Finish != nil {
+			b.Queue(finishSQL, finishArgs(u.Finish)...)
+		}
 	}
-	refused, err := w.exec(ctx, q, statement(s), args)
+	queueAppend(b, chain, w.holder, from, to, rows)
+	refused, err := run(ctx, q, b)
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	switch {
 	case err != nil:
 		w.headOK = false
-		var pe *pgconn.PgError
-		if errors.As(err, &pe) && pe.Code == chainMovedCode {
-			return nil, errChainMoved
-		}
 		return nil, err
 	case len(refused) == 0 && w.chain == chain:
 		w.head, w.headOK = to, true
@@ -402,33 +409,51 @@ func (w *Writer) appendBatch(ctx context.Context, q db.Querier, batch []*request
 	return refused, nil
 }
 
-// exec runs a statement and reads its refusals.
-func (w *Writer) exec(ctx context.Context, q db.Querier, sql string, args []any) (map[int]Refusal, error) {
-	rows, err := q.Query(ctx, sql, args...)
-	if err != nil {
-		return nil, err
+// batcher runs a pipeline: a pool, or a transaction.
+type batcher interface {
+	SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
+}
+
+// queueAppend adds the statements that move chain's head from from to to
+// and insert rows, linked in between.
+func queueAppend(b *pgx.Batch, chain int64, holder string, from, to audit.Head, rows []*audit.Row) {
+	b.Queue(headSQL, chain, holder, from.Seq, []byte(from.Hash), to.Seq, []byte(to.Hash))
+	var args []any
+	for _, r := range rows {
+		args = r.InsertArgs(args)
 	}
-	defer rows.Close()
-	var refused map[int]Refusal
-	for rows.Next() {
-		var k int
-		var s string
-		if err := rows.Scan(&k, &s); err != nil {
-			return nil, err
+	b.Queue(auditSQL(len(rows)), args...)
+}
+
+// run sends b and reads its statements' outcomes in order. A guard's
+// refusal is returned as such (nothing was written); a moved chain as
+// errChainMoved.
+func run(ctx context.Context, q batcher, b *pgx.Batch) (map[int]Refusal, error) {
+	br := q.SendBatch(ctx, b)
+	var err error
+	for range b.Len() {
+		if _, err = br.Exec(); err != nil {
+			break
 		}
-		r, err := parseRefusal(s)
-		if err != nil {
-			return nil, err
-		}
-		if refused == nil {
-			refused = map[int]Refusal{}
-		}
-		refused[k] = r
 	}
-	if err := rows.Err(); err != nil {
-		return nil, err
+	if cerr := br.Close(); err == nil {
+		err = cerr
 	}
-	return refused, nil
+	var pe *pgconn.PgError
+	switch {
+	case err == nil:
+		return nil, nil
+	case errors.As(err, &pe) && pe.Code == chainMovedCode:
+		return nil, errChainMoved
+	case errors.As(err, &pe) && pe.Code == refusedCode:
+		r, perr := parseRefusal(pe.Message)
+		k, kerr := strconv.Atoi(pe.Detail)
+		if perr != nil || kerr != nil {
+			return nil, fmt.Errorf("commit: the guard answered %q (%q)", pe.Message, pe.Detail)
+		}
+		return map[int]Refusal{k: r}, nil
+	}
+	return nil, err
 }
 
 // position returns the writer's chain and where it ends, claiming a chain
@@ -448,7 +473,7 @@ func (w *Writer) position(ctx context.Context) (int64, audit.Head, error) {
 		return chain, head, nil
 	}
 	if chain != 0 {
-		// Read without a lock: the statement moves the head only from
+		// Read without a lock: the commit moves the head only from
 		// where this says it is, so a head moved since fails it and the
 		// batch is redone.
 		head, err := audit.ChainHead(ctx, w.pool, chain, w.holder, false)

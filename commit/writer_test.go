@@ -395,11 +395,12 @@ func (c *roundTrips) TraceBatchStart(ctx context.Context, _ *pgx.Conn, _ pgx.Tra
 func (c *roundTrips) TraceBatchQuery(context.Context, *pgx.Conn, pgx.TraceBatchQueryData) {}
 func (c *roundTrips) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData)     {}
 
-// Once a writer knows where its chain ends, each group commit is one
-// statement (guard, run record, head moved, row appended, committed); when
+// Once a writer knows where its chain ends, each group commit is one round
+// trip (guard, run record, head moved, row appended, committed: one
+// pipeline, one Sync); when
 // a transaction of its own Write moved the head meanwhile, the head is read
 // again first, and the chain stays whole.
-func TestGroupCommitIsOneStatement(t *testing.T) {
+func TestGroupCommitIsOneRoundTrip(t *testing.T) {
 	ctx := context.Background()
 	url := pgtest.URL(t)
 	cfg, err := pgxpool.ParseConfig(url)
@@ -424,8 +425,8 @@ func TestGroupCommitIsOneStatement(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if q, b := trips.queries.Load(), trips.batches.Load(); q != 10 || b != 0 {
-		t.Fatalf("10 sequential commits sent %d statements and %d batches; want 10 and 0 (one statement each)", q, b)
+	if q, b := trips.queries.Load(), trips.batches.Load(); q != 0 || b != 10 {
+		t.Fatalf("10 sequential commits sent %d statements and %d pipelines; want 0 and 10 (one pipeline each)", q, b)
 	}
 
 	if err := db.InTx(ctx, pool, func(tx pgx.Tx) error { return w.Write(ctx, tx, event(3)) }); err != nil {

@@ -11,7 +11,7 @@ import (
 )
 
 // guard is what a call's decision row commits under (package commit checks
-// it in the same statement): the instance still enabled, the credential
+// it in the same transaction): the instance still enabled, the credential
 // the call read still its active, unexpired credential at that version,
 // the policy at the version the call was decided under, the caller's token
 // valid and its user there and enabled. Another server's change binds this

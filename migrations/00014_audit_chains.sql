@@ -5,7 +5,7 @@
 -- A chain is held by one writer at a time (a connec server, or an operator
 -- command), under a lease it renews: holder and held_until. Only the holder
 -- appends, and every append moves the chain's head here in the same
--- statement, conditionally on where the holder left it — so a writer whose
+-- transaction, conditionally on where the holder left it — so a writer whose
 -- lease ran out and whose chain another writer took over cannot append to it
 -- any more. A chain whose holder stopped (released it, or its lease ran out)
 -- is taken over by the next writer that needs one, which continues it from
@@ -51,8 +51,8 @@ ALTER TABLE audit_events ADD COLUMN chain bigint NOT NULL DEFAULT 1, ADD COLUMN 
 CREATE SEQUENCE audit_events_seq;
 SELECT setval('audit_events_seq', GREATEST(h.seq, 1), h.seq > 0) FROM audit_chain_head h;
 
--- The writer appends in one statement (package commit) and learns that its
--- chain moved or was taken over from this, which undoes the statement.
+-- The writer appends in one transaction (package commit) and learns that
+-- its chain moved or was taken over from this, which undoes it.
 -- +goose StatementBegin
 CREATE FUNCTION connec_audit_chain_moved(chain bigint) RETURNS boolean LANGUAGE plpgsql AS $$
 BEGIN
@@ -61,8 +61,17 @@ BEGIN
 END $$;
 -- +goose StatementEnd
 
+-- A guard that no longer holds ends the commit the same way, naming the
+-- refusal (message) and the unit it refused (detail).
+-- +goose StatementBegin
+CREATE FUNCTION connec_commit_refused(k integer, refusal text) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION '%', refusal USING ERRCODE = 'CA003', DETAIL = k::text;
+END $$;
+-- +goose StatementEnd
+
 -- What the one chain head and the commit's separate guards needed is gone:
--- the guards are conditions of the commit's statement now.
+-- the guards are the commit's first statement now.
 DROP TABLE audit_chain_head;
 DROP FUNCTION connec_audit_head_forward;
 DROP FUNCTION connec_audit_head_moved;
@@ -170,6 +179,7 @@ CREATE TRIGGER audit_chain_head_no_delete BEFORE DELETE ON audit_chain_head
 CREATE TRIGGER audit_chain_head_no_truncate BEFORE TRUNCATE ON audit_chain_head
     FOR EACH STATEMENT EXECUTE FUNCTION connec_audit_append_only();
 DROP FUNCTION connec_audit_chain_moved;
+DROP FUNCTION connec_commit_refused;
 DROP SEQUENCE audit_events_seq;
 ALTER TABLE audit_events DROP COLUMN chain_seq, DROP COLUMN chain;
 DROP TABLE audit_chains;
