@@ -124,34 +124,46 @@ func withClock(now func() time.Time) Option { return func(w *Writer) { w.now = n
 // Writer appends audit rows. Write appends in the caller's transaction.
 // Record group-commits: calls that arrive while a commit is in flight go
 // together in the next transaction (one chain lock, one multi-row insert,
-// one commit), written by one goroutine; each call still returns only once
-// its own row is durable. Close stops it.
+// one commit); each call still returns only once its own row is durable.
+// There is no commit goroutine: the caller that finds no commit in flight
+// commits (the leader) and, when done, hands the lead to the oldest caller
+// queued meanwhile, whose commit carries everything queued. So a lone call
+// commits on its own goroutine instead of waking another twice per commit.
+// Close stops it.
 type Writer struct {
 	pool           *pgxpool.Pool
 	log            *slog.Logger
 	now            func() time.Time
 	maxBatch       int
-	queue          int
+	queueCap       int
 	timeout        time.Duration
 	partitionEvery time.Duration
 
-	// head is where the last group commit left the chain (the commit
-	// loop's alone); stale is set by Write, whose transaction may move it.
+	// head is where the last group commit left the chain (the leader's
+	// alone); stale is set by Write, whose transaction may move it.
 	head  chainHead
 	stale atomic.Bool
 
-	mu     sync.RWMutex // guards closed against sends on reqs
-	closed bool
-	reqs   chan *request
-	done   chan struct{} // closed when the commit loop has drained reqs
-	stop   context.CancelFunc
-	maint  sync.WaitGroup
+	// qmu guards queue (rows waiting for a commit, oldest first), leading
+	// (a caller commits or is about to) and closed; idle is signalled when
+	// leading turns false. Whenever no one leads, queue is empty. slots
+	// bounds the queue: a row holds one from when it queues until a commit
+	// takes it.
+	qmu     sync.Mutex
+	idle    sync.Cond
+	queue   []*request
+	leading bool
+	closed  bool
+	slots   chan struct{}
+	stop    context.CancelFunc
+	maint   sync.WaitGroup
 }
 
 type request struct {
 	row   *Row
 	stmts []Stmt
 	done  chan error
+	turn  chan struct{} // the lead is handed to this caller
 }
 
 // stmtError is a failure of requests' own statements: of reqs (indexes in
@@ -174,16 +186,15 @@ func (e *stmtError) Unwrap() error { return e.err }
 func NewWriter(pool *pgxpool.Pool, opts ...Option) *Writer {
 	w := &Writer{
 		pool: pool, log: slog.Default(), now: time.Now,
-		maxBatch: DefaultMaxBatch, queue: DefaultQueue, timeout: DefaultTimeout, partitionEvery: DefaultPartitionInterval,
-		done: make(chan struct{}),
+		maxBatch: DefaultMaxBatch, queueCap: DefaultQueue, timeout: DefaultTimeout, partitionEvery: DefaultPartitionInterval,
 	}
 	for _, o := range opts {
 		o(w)
 	}
-	w.reqs = make(chan *request, max(w.queue, 1))
+	w.idle.L = &w.qmu
+	w.slots = make(chan struct{}, max(w.queueCap, 1))
 	ctx, cancel := context.WithCancel(context.Background())
 	w.stop = cancel
-	go w.run()
 	if w.partitionEvery > 0 {
 		w.ensurePartitions(ctx)
 		w.maint.Add(1)
@@ -196,13 +207,12 @@ func NewWriter(pool *pgxpool.Pool, opts ...Option) *Writer {
 // Record calls get the outcome as usual), and stops the writer's
 // goroutines. Later Record calls return ErrClosed. Close is idempotent.
 func (w *Writer) Close() {
-	w.mu.Lock()
-	if !w.closed {
-		w.closed = true
-		close(w.reqs)
+	w.qmu.Lock()
+	w.closed = true
+	for w.leading {
+		w.idle.Wait()
 	}
-	w.mu.Unlock()
-	<-w.done
+	w.qmu.Unlock()
 	w.stop()
 	w.maint.Wait()
 }
@@ -244,48 +254,85 @@ func (w *Writer) Record(ctx context.Context, ev Event, stmts ...Stmt) (err error
 	if err != nil {
 		return err
 	}
-	req := &request{row: r, stmts: stmts, done: make(chan error, 1)}
-	w.mu.RLock()
-	if w.closed {
-		w.mu.RUnlock()
-		return ErrClosed
-	}
+	req := &request{row: r, stmts: stmts, done: make(chan error, 1), turn: make(chan struct{}, 1)}
 	select {
-	case w.reqs <- req: // room in the queue: a canceled ctx does not matter
+	case w.slots <- struct{}{}: // room in the queue: a canceled ctx does not matter
 	default:
 		select {
-		case w.reqs <- req:
+		case w.slots <- struct{}{}:
 		case <-ctx.Done():
-			w.mu.RUnlock()
 			return fmt.Errorf("record audit row: %w", db.Map(ctx.Err()))
 		}
 	}
-	w.mu.RUnlock()
+	w.qmu.Lock()
+	if w.closed {
+		w.qmu.Unlock()
+		<-w.slots
+		return ErrClosed
+	}
+	w.queue = append(w.queue, req)
+	lead := !w.leading
+	w.leading = true
+	w.qmu.Unlock()
+	if !lead {
+		select {
+		case err := <-req.done:
+			return err
+		case <-req.turn:
+		}
+	}
+	w.lead()
 	return <-req.done
 }
 
-// run is the commit loop: it takes whatever queued while the previous
-// commit was in flight (at most maxBatch rows) and commits it as one.
-func (w *Writer) run() {
-	defer close(w.done)
-	batch := make([]*request, 0, w.maxBatch)
-	for first := range w.reqs {
-		batch = append(batch[:0], first)
-	drain:
-		for len(batch) < w.maxBatch {
-			select {
-			case r, ok := <-w.reqs:
-				if !ok {
-					break drain
-				}
-				batch = append(batch, r)
-			default:
-				break drain
-			}
-		}
-		w.flush(batch)
-		clear(batch)
+// lead commits the queue's oldest rows (at most maxBatch; the leader's own
+// is the oldest) as one, then hands the lead on.
+func (w *Writer) lead() {
+	w.qmu.Lock()
+	n := min(len(w.queue), w.maxBatch)
+	batch := slices.Clone(w.queue[:n])
+	w.queue = slices.Delete(w.queue, 0, n)
+	w.qmu.Unlock()
+	for range batch {
+		<-w.slots
 	}
+	defer w.handOff()
+	defer func() {
+		// A panic must not leave the lead held (every later row would
+		// wait for ever) nor the batch's callers waiting.
+		if p := recover(); p != nil {
+			for _, r := range batch {
+				select {
+				case r.done <- fmt.Errorf("record audit row: commit failed: %v", p):
+				default:
+				}
+			}
+			panic(p)
+		}
+	}()
+	w.flush(batch)
+}
+
+// handOff passes the lead to the oldest queued row's caller, or gives it up
+// if none is queued.
+func (w *Writer) handOff() {
+	w.qmu.Lock()
+	if len(w.queue) == 0 {
+		w.leading = false
+		w.idle.Broadcast()
+		w.qmu.Unlock()
+		return
+	}
+	next := w.queue[0]
+	w.qmu.Unlock()
+	next.turn <- struct{}{}
+}
+
+// queued is how many rows wait for a commit (tests).
+func (w *Writer) queued() int {
+	w.qmu.Lock()
+	defer w.qmu.Unlock()
+	return len(w.queue)
 }
 
 // flush commits batch and tells each caller the outcome. A request whose

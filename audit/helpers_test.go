@@ -31,7 +31,7 @@ func newWriter(t testing.TB, pool *pgxpool.Pool, opts ...Option) *Writer {
 }
 
 // withQueue sets the queue capacity (tests).
-func withQueue(n int) Option { return func(w *Writer) { w.queue = n } }
+func withQueue(n int) Option { return func(w *Writer) { w.queueCap = n } }
 
 // event returns a varied, valid event; i picks which optional fields are set.
 func event(i int) Event {

@@ -254,10 +254,10 @@ func TestRecordQueueAndClose(t *testing.T) {
 
 	results := make(chan error, 2)
 	go func() { results <- w.Record(ctx, event(0)) }() // taken by the writer, waits for the lock
-	waitFor(t, func() bool { return len(w.reqs) == 0 && lockWaiters(t, pool) == 1 })
+	waitFor(t, func() bool { return w.queued() == 0 && lockWaiters(t, pool) == 1 })
 	canceled, cancel := context.WithCancel(ctx)
 	go func() { results <- w.Record(canceled, event(1)) }() // queued
-	waitFor(t, func() bool { return len(w.reqs) == 1 })
+	waitFor(t, func() bool { return w.queued() == 1 })
 	cancel() // too late: already queued
 
 	short, cancelShort := context.WithTimeout(ctx, 50*time.Millisecond)
@@ -328,7 +328,7 @@ func TestBadRowFailsOnlyItself(t *testing.T) {
 		ev.Reason = reason
 		go func() { results[i] <- w.Record(ctx, ev) }()
 	}
-	waitFor(t, func() bool { return len(w.reqs) == len(reasons) })
+	waitFor(t, func() bool { return w.queued() == len(reasons) })
 	if err := hold.Rollback(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -408,7 +408,7 @@ func TestRecordWithStatements(t *testing.T) {
 		results[i] = make(chan error, 1)
 		go func() { results[i] <- w.Record(ctx, event(3+i), st...) }()
 	}
-	waitFor(t, func() bool { return len(w.reqs) == len(stmts) })
+	waitFor(t, func() bool { return w.queued() == len(stmts) })
 	if err := hold.Rollback(ctx); err != nil {
 		t.Fatal(err)
 	}
