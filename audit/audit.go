@@ -177,7 +177,7 @@ type stmtError struct {
 func (e *stmtError) Error() string { return e.err.Error() }
 func (e *stmtError) Unwrap() error { return e.err }
 
-// NewWriter returns a writer on pool and starts its commit loop. Unless
+// NewWriter returns a writer on pool (it has no commit goroutine). Unless
 // turned off (WithPartitionInterval(0)) it also makes sure this and next
 // month's partitions exist before returning — so the first rows do not land
 // in the default partition and keep the month's partition from being

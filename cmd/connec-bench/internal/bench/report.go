@@ -59,7 +59,7 @@ func (r *Report) Targets() []Target {
 			"credential, policy version and caller are still current), the second the outcome; each is one round trip of four statements "+
 			"(guard, run row, the chain head moved under its lock, the hash-chained audit row into a partitioned, indexed table) where the "+
 			"floor writes one row — section 10 counts that work. The rest is connec's own CPU on the request path (policy, schemas, "+
-			"unseal, redaction, hashing, the hand-off to the group-commit writer). CPU per call: connec server %s and PostgreSQL %s, "+
+			"unseal, redaction, hashing, waiting for the group commit). CPU per call: connec server %s and PostgreSQL %s, "+
 			"against the bare server's %s.",
 			fmtDur(floor), fmtDur(added-2*floor), fmtDur(row.ConnecCPU.Server), fmtDur(row.ConnecCPU.DB), fmtDur(row.BareCPU.Server))
 		ts = append(ts, check(t, ratio <= TargetAddedLatency))
