@@ -95,13 +95,21 @@ func (s *suite) pgbenchFloor(ctx context.Context, cnt *dbCounter, clients int) (
 	if err != nil {
 		return PgbenchRow{}, err
 	}
-	a.pg = treeCPU(s.cfg.DB.pid())
+	pm := s.cfg.DB.pid()
+	idle := childCount(pm)
+	a.pg = treeCPU(pm)
 	prefix := filepath.Join(dir, "txn")
 	clientCPU, err := run(secs, prefix)
 	if err != nil {
 		return PgbenchRow{}, err
 	}
-	pgB := treeCPU(s.cfg.DB.pid())
+	// pgbench's backends exit as it does: read the cluster's CPU once the
+	// postmaster has reaped them (their time then counts as its
+	// children's), not while one may be read neither alive nor reaped.
+	for deadline := time.Now().Add(2 * time.Second); childCount(pm) > idle && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	pgB := treeCPU(pm)
 	b, err := cnt.read(ctx, db)
 	if err != nil {
 		return PgbenchRow{}, err

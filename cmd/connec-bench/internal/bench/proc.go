@@ -242,6 +242,23 @@ func treeCPU(root int) time.Duration {
 	return total
 }
 
+// childCount returns how many processes (zombies too) have parent as
+// their parent.
+func childCount(parent int) int {
+	n := 0
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if pp, _, _, err := procStat(pid); err == nil && pp == parent {
+			n++
+		}
+	}
+	return n
+}
+
 // postmasterPID reads the PostgreSQL server's pid from its data directory.
 func postmasterPID(dataDir string) int {
 	b, err := os.ReadFile(filepath.Join(dataDir, "postmaster.pid"))
