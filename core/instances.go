@@ -29,6 +29,7 @@ import (
 const (
 	ToolCatalogList       = "connector.catalog.list"
 	ToolInstanceInstall   = "connector.instance.install"
+	ToolInstanceRename    = "connector.instance.rename"
 	ToolInstanceEnable    = "connector.instance.enable"
 	ToolInstanceDisable   = "connector.instance.disable"
 	ToolInstanceUninstall = "connector.instance.uninstall"
@@ -111,8 +112,13 @@ func (s *Service) Install(ctx context.Context, in InstallInput) (Instance, error
 		if in.Limits != nil {
 			limits = *in.Limits
 		}
-		out, err = insertInstance(ctx, tx, Instance{Type: in.Type, DisplayName: in.DisplayName, Owner: owner,
-			ProjectID: in.ProjectID, Config: in.Config, Limits: limits, State: state, CreatedBy: c.p.Subject})
+		handle := in.Handle
+		if handle == "" {
+			handle = handleFrom(in.DisplayName)
+		}
+		out, err = insertWithHandle(ctx, tx, in.Handle, Instance{Type: in.Type, Handle: handle,
+			DisplayName: in.DisplayName, Owner: owner, ProjectID: in.ProjectID, Config: in.Config, Limits: limits, State: state,
+			CreatedBy: c.p.Subject})
 		if errors.Is(err, fault.ErrNotFound) {
 			return fault.Invalid("owner", "owner %s does not exist", owner)
 		}
@@ -123,6 +129,68 @@ func (s *Service) Install(ctx context.Context, in InstallInput) (Instance, error
 		return nil
 	})
 	s.forget(out.ID)
+	return out, err
+}
+
+// insertWithHandle inserts in under the handle its caller chose, or — chose
+// is empty — under the first of in.Handle (derived from the display name),
+// in.Handle-2, in.Handle-3, … that its owner's live instances leave free.
+// Each try runs in a savepoint, so a handle taken by a concurrent install
+// moves on to the next rather than failing the call.
+func insertWithHandle(ctx context.Context, tx pgx.Tx, chose string, in Instance) (Instance, error) {
+	base := in.Handle
+	for n := 1; ; n++ {
+		if chose == "" {
+			in.Handle = handleCandidate(base, n)
+		}
+		var out Instance
+		err := pgx.BeginFunc(ctx, tx, func(sp pgx.Tx) error {
+			var err error
+			out, err = insertInstance(ctx, sp, in)
+			return err
+		})
+		switch {
+		case errors.Is(err, errHandleTaken) && chose != "":
+			return Instance{}, fault.New(fault.Conflict, "the owner already has a connector instance with handle %q: choose another", chose)
+		case errors.Is(err, errHandleTaken) && n < 100:
+			continue
+		case errors.Is(err, errHandleTaken):
+			return Instance{}, fault.New(fault.Conflict, "the owner's instances take every handle from %q to %q: choose a handle", base, in.Handle)
+		}
+		return out, err
+	}
+}
+
+// Rename changes an instance's display name. Its handle stays.
+func (s *Service) Rename(ctx context.Context, in RenameInput) (Instance, error) {
+	c, err := s.begin(ctx, ToolInstanceRename, authz.ActionAdmin)
+	if err != nil {
+		return Instance{}, err
+	}
+	name := strings.TrimSpace(in.DisplayName)
+	if name == "" || utf8.RuneCountInString(name) > 200 {
+		return Instance{}, c.invalid(ctx, fault.Invalid("display_name", "display_name must be 1 to 200 characters"))
+	}
+	inst, err := c.lookup(ctx, in.InstanceID, false, s.pool)
+	if err != nil {
+		return Instance{}, err
+	}
+	if err := c.decide(ctx, authz.InstanceResource(inst.Owner, inst.Type, inst.ID.UUID())); err != nil {
+		return Instance{}, err
+	}
+	var out Instance
+	err = c.change(ctx, func(tx pgx.Tx) error {
+		cur, err := getInstance(ctx, tx, inst.ID, true)
+		if err != nil {
+			return err
+		}
+		if cur.State == StateUninstalled {
+			return fault.New(fault.Conflict, "connector instance %s is uninstalled", inst.ID)
+		}
+		out, err = renameInstance(ctx, tx, inst.ID, name)
+		return err
+	})
+	s.forget(inst.ID)
 	return out, err
 }
 
@@ -233,6 +301,11 @@ func validateInstall(in *InstallInput) error {
 	}
 	if in.DisplayName == "" || utf8.RuneCountInString(in.DisplayName) > 200 {
 		return fault.Invalid("display_name", "display_name must be 1 to 200 characters")
+	}
+	if in.Handle != "" {
+		if err := validHandle(in.Handle); err != nil {
+			return err
+		}
 	}
 	if in.ProjectID != "" {
 		u, err := uuid.Parse(in.ProjectID)

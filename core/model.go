@@ -31,6 +31,7 @@ const (
 type Instance struct {
 	ID            InstanceID      `json:"id"`
 	Type          string          `json:"type"`
+	Handle        string          `json:"handle" jsonschema:"Short stable name, unique among the owner's live instances; it does not change when the display name does."`
 	DisplayName   string          `json:"display_name"`
 	Owner         callctx.Subject `json:"owner"`
 	ProjectID     string          `json:"project_id,omitempty"`
@@ -43,10 +44,17 @@ type Instance struct {
 	UninstalledAt *time.Time      `json:"uninstalled_at,omitempty"`
 }
 
+// RenameInput is what connector.instance.rename takes.
+type RenameInput struct {
+	InstanceID  string `json:"instance_id" jsonschema:"Connector instance id." schema:"format=uuid"`
+	DisplayName string `json:"display_name" jsonschema:"The new display name; the handle stays." schema:"minLength=1,maxLength=200"`
+}
+
 // InstallInput is what connector.instance.install takes.
 type InstallInput struct {
 	Type        string          `json:"type" jsonschema:"Connector type name from connector.catalog.list." schema:"minLength=1,maxLength=200"`
 	DisplayName string          `json:"display_name" schema:"minLength=1,maxLength=200"`
+	Handle      string          `json:"handle,omitempty" jsonschema:"Short stable name, unique among the owner's live instances: lowercase letters, digits and single hyphens, starting with a letter (e.g. work-mail). It stays when the display name changes. Derived from display_name when omitted (with -2, -3, … if taken)." schema:"minLength=1,maxLength=40"`
 	Owner       string          `json:"owner,omitempty" jsonschema:"Owner subject: user:<uuid> or group:<uuid>. Defaults to the caller."`
 	ProjectID   string          `json:"project_id,omitempty" jsonschema:"Scope the instance to one project: it may then only be invoked with that project_id in the task context." schema:"format=uuid"`
 	Config      json.RawMessage `json:"config,omitempty" jsonschema:"Instance configuration, validated against the type's config schema." schema:"type=object"`

@@ -3,20 +3,22 @@ package core
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/connec/connec/connectors"
 	"github.com/connec/connec/internal/platform/db"
 )
 
-const instanceCols = `id::text, type, display_name, owner, COALESCE(project_id::text, ''), config, limits, state, created_by, created_at, updated_at, uninstalled_at`
+const instanceCols = `id::text, type, handle, display_name, owner, COALESCE(project_id::text, ''), config, limits, state, created_by, created_at, updated_at, uninstalled_at`
 
 func scanInstance(row pgx.Row) (Instance, error) {
 	var in Instance
 	var owner, createdBy string
-	err := row.Scan(&in.ID, &in.Type, &in.DisplayName, &owner, &in.ProjectID, &in.Config, &in.Limits, &in.State, &createdBy, &in.CreatedAt, &in.UpdatedAt, &in.UninstalledAt)
+	err := row.Scan(&in.ID, &in.Type, &in.Handle, &in.DisplayName, &owner, &in.ProjectID, &in.Config, &in.Limits, &in.State, &createdBy, &in.CreatedAt, &in.UpdatedAt, &in.UninstalledAt)
 	in.Owner = subjectOf(owner)
 	in.CreatedBy = subjectOf(createdBy)
 	return in, err
@@ -34,10 +36,30 @@ func getInstance(ctx context.Context, q db.Querier, id InstanceID, forUpdate boo
 	return in, nil
 }
 
+// insertInstance inserts in, or returns errHandleTaken if its owner has a
+// live instance with its handle (the statement's failure then ends q's
+// transaction: retry in a savepoint).
 func insertInstance(ctx context.Context, q db.Querier, in Instance) (Instance, error) {
-	row := q.QueryRow(ctx, `INSERT INTO connector_instances (type, display_name, owner, project_id, config, limits, state, created_by)
-VALUES ($1, $2, $3, NULLIF($4,'')::uuid, $5, $6, $7, $8) RETURNING `+instanceCols,
-		in.Type, in.DisplayName, string(in.Owner), in.ProjectID, in.Config, in.Limits, in.State, string(in.CreatedBy))
+	row := q.QueryRow(ctx, `INSERT INTO connector_instances (type, handle, display_name, owner, project_id, config, limits, state, created_by)
+VALUES ($1, $2, $3, $4, NULLIF($5,'')::uuid, $6, $7, $8, $9) RETURNING `+instanceCols,
+		in.Type, in.Handle, in.DisplayName, string(in.Owner), in.ProjectID, in.Config, in.Limits, in.State, string(in.CreatedBy))
+	out, err := scanInstance(row)
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && pe.Code == "23505" && pe.ConstraintName == "connector_instances_owner_handle" {
+		return Instance{}, errHandleTaken
+	}
+	if err != nil {
+		return Instance{}, db.Map(err)
+	}
+	return out, nil
+}
+
+// errHandleTaken: the owner has a live instance with that handle.
+var errHandleTaken = errors.New("handle taken")
+
+func renameInstance(ctx context.Context, q db.Querier, id InstanceID, displayName string) (Instance, error) {
+	row := q.QueryRow(ctx, `UPDATE connector_instances SET display_name = $2, updated_at = now()
+WHERE id = $1 RETURNING `+instanceCols, string(id), displayName)
 	out, err := scanInstance(row)
 	if err != nil {
 		return Instance{}, db.Map(err)

@@ -106,7 +106,7 @@ func TestWebUIInHeadlessChromium(t *testing.T) {
 	wd.sendKeys(wd.find("#token"), aliceTok)
 	wd.click(wd.find("#login"))
 	expectPath("/ui/instances")
-	expectText("Primary echo", "Staging echo", "bearer v1")
+	expectText("Primary echo", "Staging echo", "bearer v1", "primary-echo", "staging-echo")
 	if strings.Contains(wd.source(), "Bob&#39;s private echo") || strings.Contains(wd.source(), "Bob's private echo") {
 		t.Fatal("alice sees bob's instance")
 	}
@@ -125,6 +125,9 @@ func TestWebUIInHeadlessChromium(t *testing.T) {
 	wd.click(wd.find(`a.instance-link[href="/ui/instances/` + primary + `"]`))
 	expectPath("/ui/instances/" + primary)
 	expectText("Primary echo", "enabled", "Credentials", "token")
+	if h := wd.text(wd.find("#handle")); h != "primary-echo" {
+		t.Fatalf("the instance page shows handle %q, want primary-echo", h)
+	}
 	shot("03-instance")
 
 	wd.click(wd.find("#disable"))
@@ -462,6 +465,16 @@ func (wd *webDriver) find(css string) string {
 		wd.t.Fatalf("find %s: %v %s", css, err, raw)
 	}
 	return el[elementKey]
+}
+
+// text is an element's rendered text.
+func (wd *webDriver) text(el string) string {
+	wd.t.Helper()
+	var s string
+	if err := json.Unmarshal(wd.cmd("GET", "/element/"+el+"/text", nil), &s); err != nil {
+		wd.t.Fatalf("text of %s: %v", el, err)
+	}
+	return s
 }
 
 func (wd *webDriver) click(el string) {

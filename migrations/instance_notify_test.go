@@ -53,8 +53,9 @@ func seedInstance(t *testing.T, pool *pgxpool.Pool, state string) string {
 		t.Fatal(err)
 	}
 	var id string
-	if err := pool.QueryRow(ctx, `INSERT INTO connector_instances (type, display_name, owner, state, created_by)
-VALUES ('echo', 'e', 'user:00000000-0000-0000-0000-000000000001', $1, 'test') RETURNING id::text`, state).Scan(&id); err != nil {
+	if err := pool.QueryRow(ctx, `INSERT INTO connector_instances (type, handle, display_name, owner, state, created_by)
+VALUES ('echo', 'h' || replace(gen_random_uuid()::text, '-', ''), 'e', 'user:00000000-0000-0000-0000-000000000001', $1, 'test')
+RETURNING id::text`, state).Scan(&id); err != nil {
 		t.Fatal(err)
 	}
 	return id
