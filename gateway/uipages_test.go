@@ -111,8 +111,8 @@ func TestWebUIPagesShowWhatPeopleRead(t *testing.T) {
 		for _, row := range mustTable(t, ui.get("/ui/instances"), "Name", "Owner") {
 			byName[row["Name"].text] = row["Owner"]
 		}
-		wantName(t, "instances page, Primary echo's owner", byName["Primary echo "+primary], "alice", alice)
-		wantName(t, "instances page, Team echo's owner", byName["Team echo "+team], "ops", ops.Subject())
+		wantName(t, "instances page, Primary echo's owner", byName["Primary echo primary-echo "+primary], "alice", alice)
+		wantName(t, "instances page, Team echo's owner", byName["Team echo team-echo "+team], "ops", ops.Subject())
 		one := ui.get("/ui/instances/" + primary)
 		if !strings.Contains(visible(one.String()), "Owner alice") || !strings.Contains(one.String(), string(alice)) {
 			t.Fatalf("instance page does not name its owner (with the id at hand): %s", visible(one.String()))

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"sync"
 	"time"
 
@@ -94,9 +95,10 @@ func (s *suite) measureRotation(ctx context.Context, n int) error {
 	row.Seal = time.Since(start)
 
 	start = time.Now()
-	if _, err := pool.CopyFrom(ctx, pgx.Identifier{"connector_instances"}, []string{"id", "type", "display_name", "owner", "state", "created_by"},
+	if _, err := pool.CopyFrom(ctx, pgx.Identifier{"connector_instances"}, []string{"id", "type", "handle", "display_name", "owner", "state", "created_by"},
 		pgx.CopyFromSlice(n, func(i int) ([]any, error) {
-			return []any{pgtype.UUID{Bytes: creds[i].inst, Valid: true}, "echo", "rotation", owner, core.StateEnabled, owner}, nil
+			return []any{pgtype.UUID{Bytes: creds[i].inst, Valid: true}, "echo", "rotation-" + strconv.Itoa(i+1), "rotation", owner,
+				core.StateEnabled, owner}, nil
 		})); err != nil {
 		return fmt.Errorf("copy instances: %w", err)
 	}
