@@ -56,9 +56,9 @@ func (r *Report) Targets() []Target {
 		t.Why = fmt.Sprintf("connec's call is the bare call plus two durable commits (the floor: %s at p50 each) plus %s more. Nothing "+
 			"is read from the database before them (token, instance and credential, policy come from caches kept true by notifications). "+
 			"The first commits the decision row before the credential may be used (the run record, with the check that instance, "+
-			"credential, policy version and caller are still current), the second the outcome; each is one round trip of four statements "+
-			"(guard, run row, the chain head moved under its lock, the hash-chained audit row into a partitioned, indexed table) where the "+
-			"floor writes one row — section 10 counts that work. The rest is connec's own CPU on the request path (policy, schemas, "+
+			"credential, policy version and caller are still current), the second the outcome; each is one round trip, a pipeline of "+
+			"plain statements (the guard, the run row, the head of the server's own audit chain moved, the hash-chained audit row into a "+
+			"partitioned, indexed table) where the floor writes one row — section 10 counts that work. The rest is connec's own CPU on the request path (policy, schemas, "+
 			"unseal, redaction, hashing, waiting for the group commit). CPU per call: connec server %s and PostgreSQL %s, "+
 			"against the bare server's %s.",
 			fmtDur(floor), fmtDur(added-2*floor), fmtDur(row.ConnecCPU.Server), fmtDur(row.ConnecCPU.DB), fmtDur(row.BareCPU.Server))
@@ -298,7 +298,7 @@ func (r *Report) Markdown() string {
 	p("## 4. Audit trail")
 	p("")
 	if a.Record.Count > 0 {
-		p("`commit.Writer.Record` (hash chain, chain lock, group commit, synchronous_commit on) from %d concurrent callers, "+
+		p("`commit.Writer.Record` (the writer's own hash chain, group commit, synchronous_commit on) from %d concurrent callers, "+
 			"against single-row durable commits from as many callers.", a.Callers)
 		p("")
 		p("| | rows/s | p50 | p99 | rows per commit |")
