@@ -9,8 +9,8 @@ import (
 )
 
 // An instance's handle is its short stable name among its owner's live
-// instances, made to name the instance's tools (<handle>.<operation>): it
-// stays when the display name changes. Lowercase letters, digits and single hyphens, starting with a
+// instances: it names the instance's tools (<handle>.<operation>, see
+// InstanceTools) and stays when the display name changes. Lowercase letters, digits and single hyphens, starting with a
 // letter, at most MaxHandle characters: valid in an MCP tool name in both
 // the dotted and the underscore spelling (migration 00015 checks the same).
 const MaxHandle = 40

@@ -2,6 +2,7 @@ package core
 
 import (
 	"context"
+	"slices"
 
 	"github.com/connec/connec/internal/platform/pgnotify"
 )
@@ -46,6 +47,7 @@ func (s *Service) follow() {
 	cache, err := pgnotify.NewCache[InstanceID, invokeEntry](s.hub, instanceCacheMax)
 	if err == nil {
 		err = s.hub.Handle(InstanceChannel, func(payload string) {
+			defer s.instanceChanged()
 			if payload == "*" {
 				cache.InvalidateAll()
 				return
@@ -104,5 +106,27 @@ func (s *Service) wouldRefuse(inst Instance, cr *credRow) bool {
 func (s *Service) forget(id InstanceID) {
 	if s.instances != nil && id != "" {
 		s.instances.Invalidate(id)
+	}
+	if id != "" {
+		s.instanceChanged()
+	}
+}
+
+// OnInstanceChange registers fn to be called after any change to an
+// instance or its credentials that could change which instance tools a
+// subject sees: made by this server (at once) or, with WithNotify, by any
+// server (when the database announces it). fn must not block.
+func (s *Service) OnInstanceChange(fn func()) {
+	s.watchMu.Lock()
+	defer s.watchMu.Unlock()
+	s.watchers = append(s.watchers, fn)
+}
+
+func (s *Service) instanceChanged() {
+	s.watchMu.Lock()
+	fns := slices.Clone(s.watchers)
+	s.watchMu.Unlock()
+	for _, fn := range fns {
+		fn()
 	}
 }

@@ -45,7 +45,11 @@ const maxTimeout = 10 * time.Minute
 // caller still valid; if not, the call is refused with the same error an
 // up-to-date read gives, and nothing is sent or returned.
 func (s *Service) Invoke(ctx context.Context, in InvokeInput) (InvokeResult, error) {
-	c, err := s.begin(ctx, ToolOpInvoke, authz.ActionRead)
+	tool := ToolOpInvoke
+	if name, _, ok := InstanceToolOf(ctx); ok {
+		tool = name // the row names the tool the caller used
+	}
+	c, err := s.begin(ctx, tool, authz.ActionRead)
 	if err != nil {
 		return InvokeResult{}, err
 	}

@@ -57,6 +57,10 @@ type Service struct {
 	authCfg authlimit.Config
 	guard   *authlimit.Guard
 
+	// watchers are told of every change to an instance (OnInstanceChange).
+	watchMu  sync.Mutex
+	watchers []func()
+
 	// hub and instances: the invocation cache (WithNotify); nil without.
 	hub       *pgnotify.Hub
 	instances *pgnotify.Cache[InstanceID, invokeEntry]

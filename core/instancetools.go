@@ -1,0 +1,159 @@
+package core
+
+import (
+	"context"
+	"encoding/json"
+	"slices"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/connec/connec/authz"
+	"github.com/connec/connec/callctx"
+	"github.com/connec/connec/connectors"
+	"github.com/connec/connec/fault"
+	"github.com/connec/connec/internal/platform/db"
+)
+
+// InstanceTool is one operation of one enabled connector instance, offered
+// to a subject as a tool of its own: calling it is connector.op.invoke on
+// that instance and operation (same decision, audit row, run row,
+// idempotency and limits); the transports translate.
+//
+// Its name is <handle>.<operation> for the subject's own instances and
+// <owner name>.<handle>.<operation> for the others (a group's, or another
+// user's the subject was granted): a handle is unique only among one
+// owner's instances, and owner names are unique and tool-name safe, so
+// every name a subject sees is unique and does not change while the
+// handle, the owner's name and the operation stay.
+type InstanceTool struct {
+	Name        string
+	InstanceID  InstanceID
+	Handle      string
+	Owner       callctx.Subject
+	OwnerName   string
+	Type        string
+	DisplayName string
+	ProjectID   string
+	Op          connectors.Operation
+}
+
+// InstanceTools returns the caller's instance tools, sorted by name: every
+// operation of every enabled instance whose action (connector.read or
+// connector.send, from the operation's kind) some allow rule could grant
+// the caller on that operation. Like management tools' visibility it
+// ignores deny rules and conditions (the task context is the call's): the
+// call decides.
+func (s *Service) InstanceTools(ctx context.Context) ([]InstanceTool, error) {
+	p, ok := callctx.PrincipalFrom(ctx)
+	if !ok {
+		return nil, nil
+	}
+	rows, err := listEnabledWithOwners(ctx, s.pool)
+	if err != nil {
+		return nil, fault.Wrap(fault.Unavailable, err, "instances cannot be listed right now")
+	}
+	var out []InstanceTool
+	for _, r := range rows {
+		ct, ok := s.reg.Type(r.Type)
+		if !ok {
+			continue // a type this binary does not serve
+		}
+		for _, op := range ct.Spec.Operations {
+			allowed, err := s.authz.MayAttemptOn(ctx, p.Subject, authz.OperationResource(r.Owner, r.Type, r.ID.UUID(), op.Name), op.Kind.Action())
+			if err != nil {
+				return nil, fault.Wrap(fault.Unavailable, err, "policy cannot be evaluated right now")
+			}
+			if !allowed {
+				continue
+			}
+			name := r.Handle + "." + op.Name
+			if r.Owner != p.Subject {
+				name = r.ownerName + "." + name
+			}
+			out = append(out, InstanceTool{Name: name, InstanceID: r.ID, Handle: r.Handle, Owner: r.Owner, OwnerName: r.ownerName,
+				Type: r.Type, DisplayName: r.DisplayName, ProjectID: r.ProjectID, Op: op})
+		}
+	}
+	slices.SortFunc(out, func(a, b InstanceTool) int { return strings.Compare(a.Name, b.Name) })
+	return out, nil
+}
+
+// Call is what a call of t with args (and the idempotency key the caller
+// gave in _meta, as sent: invoke's input schema judges it) runs as: the
+// catalog entry (connector.op.invoke) and its input, t's instance and
+// operation with args.
+func (t InstanceTool) Call(args, idempotencyKey json.RawMessage) (entry string, input json.RawMessage) {
+	in := map[string]any{"instance_id": t.InstanceID, "operation": t.Op.Name, "arguments": args}
+	if len(idempotencyKey) > 0 {
+		in["idempotency_key"] = idempotencyKey
+	}
+	input, _ = json.Marshal(in)
+	return ToolOpInvoke, input
+}
+
+// IdempotencyMetaKey is the key under an instance tool call's _meta that
+// carries its idempotency key (connector.op.invoke's idempotency_key): the
+// arguments are the operation's own.
+const IdempotencyMetaKey = "connec.dev/idempotency_key"
+
+// ownedInstance is an enabled instance and its owner's name.
+type ownedInstance struct {
+	Instance
+	ownerName string
+}
+
+// listEnabledWithOwners reads every enabled instance with its owner's name.
+func listEnabledWithOwners(ctx context.Context, q db.Querier) ([]ownedInstance, error) {
+	rows, err := q.Query(ctx, `SELECT i.id::text, i.type, i.handle, i.display_name, i.owner, COALESCE(i.project_id::text, ''), i.config, i.limits,
+  i.state, i.created_by, i.created_at, i.updated_at, i.uninstalled_at, COALESCE(u.name, g.name, '')
+FROM connector_instances i
+  LEFT JOIN users u ON i.owner = 'user:' || u.id::text
+  LEFT JOIN groups g ON i.owner = 'group:' || g.id::text
+WHERE i.state = 'enabled' ORDER BY i.owner, i.handle`)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (ownedInstance, error) {
+		var o ownedInstance
+		var owner, createdBy string
+		err := row.Scan(&o.ID, &o.Type, &o.Handle, &o.DisplayName, &owner, &o.ProjectID, &o.Config, &o.Limits, &o.State, &createdBy,
+			&o.CreatedAt, &o.UpdatedAt, &o.UninstalledAt, &o.ownerName)
+		o.Owner, o.CreatedBy = subjectOf(owner), subjectOf(createdBy)
+		return o, err
+	})
+}
+
+// InstanceToolNamed returns the caller's instance tool called name.
+func (s *Service) InstanceToolNamed(ctx context.Context, name string) (InstanceTool, bool, error) {
+	tools, err := s.InstanceTools(ctx)
+	if err != nil {
+		return InstanceTool{}, false, err
+	}
+	i, ok := slices.BinarySearchFunc(tools, name, func(t InstanceTool, n string) int { return strings.Compare(t.Name, n) })
+	if !ok {
+		return InstanceTool{}, false, nil
+	}
+	return tools[i], true, nil
+}
+
+type instanceToolKey struct{}
+
+type instanceToolCall struct {
+	name  string
+	async bool
+}
+
+// AsInstanceTool marks ctx as the call of the instance tool name (an async
+// operation's when async), which a transport translated into
+// connector.op.invoke: the call's audit row names that tool.
+func AsInstanceTool(ctx context.Context, name string, async bool) context.Context {
+	return context.WithValue(ctx, instanceToolKey{}, instanceToolCall{name: name, async: async})
+}
+
+// InstanceToolOf returns the instance tool ctx's call was made as, if any,
+// and whether its operation is async.
+func InstanceToolOf(ctx context.Context) (name string, async, ok bool) {
+	c, ok := ctx.Value(instanceToolKey{}).(instanceToolCall)
+	return c.name, c.async, ok
+}
