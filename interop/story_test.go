@@ -374,7 +374,8 @@ func (s *story) run() {
 		Owner string `json:"owner"`
 		State string `json:"state"`
 	}
-	s.ok(c, "connector.instance.install", map[string]any{"type": "echo", "display_name": "interop " + s.c.String(), "enable": true}, nil, &inst)
+	s.ok(c, "connector.instance.install", map[string]any{"type": "echo", "display_name": "interop " + s.c.String(), "handle": "mail",
+		"enable": true}, nil, &inst)
 	if _, err := uuid.Parse(inst.ID); err != nil || inst.Owner != string(owner) {
 		s.fatalf("install: id %q owner %q (want owner %s)", inst.ID, inst.Owner, owner)
 	}
@@ -409,7 +410,29 @@ func (s *story) run() {
 		s.fatalf("echo.read answered %+v", inv)
 	}
 
-	// 6. The run carries the task context, in the list and on its own.
+	// 5b. The same operation as the instance's own tool: listed under the
+	// handle, with the operation's schemas (the client checks the answer
+	// against the declared output schema), answering with the operation's
+	// output.
+	if got := s.tools(c); !slices.Contains(got, s.name("mail.echo.read")) {
+		s.fatalf("tools/list lacks the instance tool %s: %v", s.name("mail.echo.read"), got)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	res, err := c.CallTool(ctx, s.name("mail.echo.read"), map[string]any{"message": message}, meta)
+	cancel()
+	if err != nil {
+		s.fatalf("%s: %v", s.name("mail.echo.read"), err)
+	}
+	var direct struct {
+		Message        string `json:"message"`
+		CredentialKind string `json:"credential_kind"`
+	}
+	if res.IsError || json.Unmarshal(res.Structured, &direct) != nil || direct.Message != message || direct.CredentialKind != "bearer" ||
+		len(res.Texts) != 1 || !jsonEqual(res.Texts[0], string(res.Structured)) || strings.Contains(string(res.Structured), s.secret) {
+		s.fatalf("instance tool answered %s / %q", res.Structured, res.Texts)
+	}
+
+	// 6. The runs carry the task context, in the list and on their own.
 	var runs struct {
 		Runs []struct {
 			ID     string              `json:"id"`
@@ -418,8 +441,13 @@ func (s *story) run() {
 		} `json:"runs"`
 	}
 	s.ok(c, "connector.run.list", map[string]any{"instance_id": inst.ID}, nil, &runs)
-	if len(runs.Runs) != 1 || runs.Runs[0].ID != inv.RunID || runs.Runs[0].Task != task || runs.Runs[0].Status != "succeeded" {
-		s.fatalf("run.list: want one succeeded run %s with task %+v, got %+v", inv.RunID, task, runs.Runs)
+	if len(runs.Runs) != 2 || runs.Runs[1].ID != inv.RunID {
+		s.fatalf("run.list: want two runs, %s the older, got %+v", inv.RunID, runs.Runs)
+	}
+	for _, r := range runs.Runs {
+		if r.Task != task || r.Status != "succeeded" {
+			s.fatalf("run.list: want succeeded runs with task %+v, got %+v", task, runs.Runs)
+		}
 	}
 	var run struct {
 		ID        string              `json:"id"`
@@ -433,8 +461,14 @@ func (s *story) run() {
 		s.fatalf("run.get: %+v, want run %s of %s with task %+v", run, inv.RunID, owner, task)
 	}
 
-	// 7. The audit row of the invocation carries the task and the transport.
+	// 7. The audit row of the invocation carries the task and the transport;
+	// the instance tool's rows (decision, outcome) name it, dotted.
 	s.auditRow(owner, inst.ID, task)
+	var named int
+	if err := f.app.Pool.QueryRow(context.Background(), `SELECT count(*) FROM audit_events WHERE task_id = $1 AND tool = 'mail.echo.read'`,
+		task.TaskID).Scan(&named); err != nil || named != 2 {
+		s.fatalf("%d audit rows name the instance tool, want 2 (%v)", named, err)
+	}
 
 	// 8. Revoke: the very next invocation fails credential_revoked.
 	s.ok(c, "connector.credential.revoke", map[string]any{"credential_id": cred.ID}, nil, nil)

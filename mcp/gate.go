@@ -3,6 +3,7 @@ package mcp
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 
 	"github.com/mark3labs/mcp-go/mcp"
@@ -45,8 +46,12 @@ func checkRequest(m wireMessage) any {
 			Cursor *string `json:"cursor"`
 		}
 		if json.Unmarshal(m.Params, &p) == nil && p.Cursor != nil {
-			// connec lists every tool in one page and hands out no cursor.
-			return rpcError(m.ID, mcp.INVALID_PARAMS, "invalid cursor: tools/list answers in one page, so there is no cursor to pass")
+			// A cursor is the last tool name of the page before, as
+			// mcp-go encodes it; anything else gets an answer in the
+			// caller's terms, not a decoder's.
+			if b, err := base64.StdEncoding.DecodeString(*p.Cursor); err != nil || len(b) == 0 || len(b) > 2*maxToolName {
+				return rpcError(m.ID, mcp.INVALID_PARAMS, "invalid cursor: pass the nextCursor of the page before, as tools/list returned it")
+			}
 		}
 	}
 	return nil

@@ -13,6 +13,15 @@ import (
 // announcement can be.
 const listTTL = time.Minute
 
+// toolsListTTL is how long a client may keep a tools/list answer: listTTL,
+// or nothing when instance tools are served.
+func toolsListTTL(sets Toolsets) time.Duration {
+	if sets.instances() {
+		return 0
+	}
+	return listTTL
+}
+
 // listSettle is how long a burst of policy changes (a script adding rules)
 // is gathered into one announcement.
 const listSettle = 50 * time.Millisecond

@@ -11,6 +11,9 @@ import (
 	"time"
 
 	"github.com/mark3labs/mcp-go/mcp"
+
+	"github.com/connec/connec/core"
+	cmcp "github.com/connec/connec/mcp"
 )
 
 // What a subject may see changes with policy; connec says so: it advertises
@@ -45,6 +48,42 @@ func TestToolListChangesAnnounced(t *testing.T) {
 	}
 }
 
+// Instance tools come and go with instances: installing and enabling one
+// through one server is announced to a session on another, whose next list
+// has the new tools; disabling it is announced too and takes them away.
+func TestInstanceToolChangesAnnounced(t *testing.T) {
+	e := newEnv(t)
+	_, tok := e.user("alice", false)
+	other := e.peer()
+	s := other.stdio(tok)
+	s.initialize()
+	before := len(listed(t, s))
+	c := e.client(cmcp.TransportStreamable, tok)
+	id := decodeID(t, mustOK(t, c, core.ToolInstanceInstall, map[string]any{"type": "echo", "display_name": "Mail", "enable": true}, nil))
+	awaitListChanged(t, s)
+	if n := len(listed(t, s)); n != before+3 {
+		t.Fatalf("after the install was announced alice sees %d tools, want %d", n, before+3)
+	}
+	mustOK(t, c, core.ToolInstanceDisable, map[string]any{"instance_id": id}, nil)
+	awaitListChanged(t, s)
+	if n := len(listed(t, s)); n != before {
+		t.Fatalf("after the disable was announced alice sees %d tools, want %d", n, before)
+	}
+}
+
+func awaitListChanged(t *testing.T, s *rawStdio) {
+	t.Helper()
+	for {
+		m, ok := s.nextMessage()
+		if !ok {
+			t.Fatal("stdout closed")
+		}
+		if m["method"] == string(mcp.MethodNotificationToolsListChanged) {
+			return
+		}
+	}
+}
+
 func listed(t *testing.T, s *rawStdio) []any {
 	t.Helper()
 	m := s.await(s.request("tools/list", map[string]any{}))
@@ -54,7 +93,8 @@ func listed(t *testing.T, s *rawStdio) []any {
 
 // Under 2026-07-28 a client opts in with subscriptions/listen and gets
 // toolsListChanged on that stream; tools/list answers say how long they may
-// be kept and that they are private to the caller.
+// be kept (not at all: they hold instance tools) and that they are private
+// to the caller.
 func TestToolListChangesOnSubscriptionStream(t *testing.T) {
 	e := newEnv(t)
 	bob, tok := e.user("bob", true)
@@ -66,7 +106,9 @@ func TestToolListChangesOnSubscriptionStream(t *testing.T) {
 			Scope string `json:"cacheScope"`
 		} `json:"result"`
 	}
-	if err := json.Unmarshal(body, &list); err != nil || list.Result.TTL == nil || *list.Result.TTL <= 0 || list.Result.Scope != "private" {
+	// Stale at once (ttlMs 0): the list holds instance tools, which come
+	// and go with instances; private to the caller.
+	if err := json.Unmarshal(body, &list); err != nil || list.Result.TTL == nil || *list.Result.TTL != 0 || list.Result.Scope != "private" {
 		t.Fatalf("tools/list caching hints: %s", body)
 	}
 

@@ -196,7 +196,8 @@ func TestREQ_CONNEC_0108_DefaultDenyOverMCP(t *testing.T) {
 		t.Fatalf("carol sees %v", n)
 	}
 	e.allow(carol, "connectors/*/echo/"+id+"/echo.read", authz.ActionRead, "")
-	if n := toolNames(t, c); strings.Join(n, ",") != "connector.instance.get,connector.instance.list,connector.op.invoke,connector.run.cancel,connector.run.get,connector.run.list" {
+	// (and that one operation as a tool of its own, named under alice's name)
+	if n := toolNames(t, c); strings.Join(n, ",") != "alice.e.echo.read,connector.instance.get,connector.instance.list,connector.op.invoke,connector.run.cancel,connector.run.get,connector.run.list" {
 		t.Fatalf("carol with a read rule sees %v", n)
 	}
 	args := map[string]any{"instance_id": id, "operation": "echo.read", "arguments": map[string]any{"message": "x"}}

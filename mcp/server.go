@@ -47,8 +47,40 @@ func (n ToolNames) wireName(name string) string {
 	return name
 }
 
+// Toolsets are the tools a server serves.
+type Toolsets string
+
+const (
+	// AllTools serves the management tools and the instance tools (the
+	// default).
+	AllTools Toolsets = "all"
+	// ManagementTools serves the connector.* tools only.
+	ManagementTools Toolsets = "management"
+	// InstanceTools serves one tool per operation of each instance the
+	// caller may use, and no management tool.
+	InstanceTools Toolsets = "instances"
+)
+
+// ParseToolsets reads a toolsets setting.
+func ParseToolsets(s string) (Toolsets, error) {
+	switch t := Toolsets(strings.ToLower(strings.TrimSpace(s))); t {
+	case "":
+		return AllTools, nil
+	case AllTools, ManagementTools, InstanceTools:
+		return t, nil
+	}
+	return "", errors.New("toolsets: want all, management or instances")
+}
+
+func (t Toolsets) management() bool { return t != InstanceTools }
+func (t Toolsets) instances() bool  { return t != ManagementTools }
+
+// WithToolsets sets which tools the server serves (default AllTools).
+func WithToolsets(t Toolsets) Option { return func(o *options) { o.sets = t } }
+
 type options struct {
 	log     *slog.Logger
+	sets    Toolsets
 	names   ToolNames
 	changes func(fn func(version int64))
 }
@@ -70,6 +102,8 @@ type Server struct {
 	*server.MCPServer
 	svc   *core.Service
 	log   *slog.Logger
+	names ToolNames
+	sets  Toolsets
 	tools map[string]Tool // by wire name
 }
 
@@ -78,17 +112,20 @@ type Server struct {
 // (the same check for tools/list and tools/call), and a hook that audits
 // calls refused before they reach a tool handler.
 func NewServer(svc *core.Service, opts ...Option) *Server {
-	o := options{log: slog.Default(), names: DottedNames}
+	o := options{log: slog.Default(), names: DottedNames, sets: AllTools}
 	for _, f := range opts {
 		f(&o)
 	}
-	s := &Server{svc: svc, log: o.log, tools: map[string]Tool{}}
+	s := &Server{svc: svc, log: o.log, names: o.names, sets: o.sets, tools: map[string]Tool{}}
 	inv := Inventory()
 	for _, t := range inv {
 		s.tools[o.names.wireName(t.Def.Name)] = t
 	}
 	hooks := &server.Hooks{}
 	hooks.AddOnError(s.auditRefusedCall)
+	if o.sets.instances() {
+		hooks.AddAfterListTools(s.appendInstanceTools)
+	}
 	srvOpts := []server.ServerOption{
 		server.WithToolCapabilities(true),
 		server.WithRecovery(),
@@ -96,6 +133,10 @@ func NewServer(svc *core.Service, opts ...Option) *Server {
 		// Lists depend on who asks: a client may keep one only for the same
 		// credentials, and for a minute at most (changes are announced too).
 		server.WithCacheHints(listTTL.Milliseconds(), mcp.CacheScopePrivate),
+		// Instance tools come and go with instances: a list holding them is
+		// stale at once (a client that installs an instance uses its tools
+		// next), and changes are announced besides.
+		server.WithMethodCacheHints(mcp.MethodToolsList, toolsListTTL(o.sets).Milliseconds(), mcp.CacheScopePrivate),
 		server.WithInstructions(core.Instructions(o.names.wireName) + " " +
 			"Pass your task context in _meta[\"" + callctx.MetaKey + "\"] ({task_id, project_id, run_id, job_id, agent_id}) or as task_id."),
 		server.WithToolFilter(s.visibleTools),
@@ -113,7 +154,10 @@ func NewServer(svc *core.Service, opts ...Option) *Server {
 		s.AddTool(def, handler(svc, t))
 	}
 	if o.changes != nil {
-		o.changes((&announcer{srv: s}).changed)
+		a := &announcer{srv: s}
+		o.changes(a.changed)
+		// Instance tools come and go with instances too.
+		svc.OnInstanceChange(func() { a.changed(0) })
 	}
 	return s
 }
@@ -128,6 +172,13 @@ func (s *Server) visibleTools(ctx context.Context, tools []mcp.Tool) []mcp.Tool 
 		t, ok := s.tools[wt.Name]
 		if !ok {
 			continue
+		}
+		if !s.sets.management() {
+			// Management tools are not served; connector.op.invoke runs
+			// only as the instance tool a transport translated.
+			if _, _, instance := core.InstanceToolOf(ctx); !instance || len(tools) != 1 {
+				continue
+			}
 		}
 		visible, err := s.svc.ToolVisible(ctx, t.Entry.Resource, t.Entry.Actions...)
 		switch {

@@ -187,7 +187,11 @@ func (s *stdioConn) handle(ctx context.Context, line []byte) {
 	s.mu.Unlock()
 	s.wg.Go(func() {
 		defer cancel()
-		resp := s.srv.HandleMessage(withListCheck(rctx), line)
+		hctx := withListCheck(rctx)
+		if body, ictx, _, _, ok := s.srv.translateCall(hctx, line); ok {
+			line, hctx = body, ictx
+		}
+		resp := s.srv.HandleMessage(hctx, line)
 		s.mu.Lock()
 		if s.inflight[key] == req {
 			delete(s.inflight, key)

@@ -34,8 +34,9 @@ func TestStdioFinishesInFlightRequestsAfterEOF(t *testing.T) {
 	}
 	got := byID(msgs)
 	tools, _ := got[list]["result"].(map[string]any)["tools"].([]any)
-	if len(tools) != len(cmcp.Inventory()) {
-		t.Fatalf("tools/list after EOF: %d tools, want %d: %s", len(tools), len(cmcp.Inventory()), short2(got[list]))
+	// The management tools, and the eof instance's three operations.
+	if len(tools) != len(cmcp.Inventory())+3 {
+		t.Fatalf("tools/list after EOF: %d tools, want %d: %s", len(tools), len(cmcp.Inventory())+3, short2(got[list]))
 	}
 	for _, want := range []int{cat, slow} {
 		m, ok := got[want]

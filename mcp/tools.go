@@ -108,6 +108,9 @@ func handler(svc *core.Service, t Tool) server.ToolHandlerFunc {
 		}
 		ctx = callctx.WithTask(ctx, task)
 		v, err := e.Call(ctx, svc, withoutTaskID(raw))
+		if _, async, ok := core.InstanceToolOf(ctx); ok {
+			return instanceResult(v, err, async), nil
+		}
 		return encode(v, err), nil
 	}
 }

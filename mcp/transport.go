@@ -14,6 +14,7 @@ import (
 	"github.com/mark3labs/mcp-go/server"
 
 	"github.com/connec/connec/callctx"
+	"github.com/connec/connec/core"
 	"github.com/connec/connec/identity/authlimit"
 )
 
@@ -97,6 +98,9 @@ func principalFromRequest(transport string) func(ctx context.Context, r *http.Re
 		ctx = callctx.WithPrincipal(ctx, p)
 		if v, ok := r.Context().Value(visibilityKey{}).(*visibility); ok {
 			ctx = context.WithValue(ctx, visibilityKey{}, v)
+		}
+		if name, async, ok := core.InstanceToolOf(r.Context()); ok {
+			ctx = core.AsInstanceTool(ctx, name, async) // translated by messages
 		}
 		return ctx
 	}
@@ -196,6 +200,16 @@ func (h *httpTransport) messages(transport string, next http.Handler) http.Handl
 			h.serveList(w, r, m, next)
 			return
 		}
+		if body, ictx, name, target, ok := h.srv.translateCall(r.Context(), body); ok && headerAgrees(r.Header, name) {
+			r = r.WithContext(ictx)
+			r.Body = io.NopCloser(bytes.NewReader(body))
+			r.ContentLength = int64(len(body))
+			if r.Header.Get(mcp.HeaderName) != "" {
+				// The headers mirror the body (2026-07-28), which now
+				// names connector.op.invoke.
+				r.Header.Set(mcp.HeaderName, target)
+			}
+		}
 		if transport == TransportStreamable && !modern && len(m.ID) > 0 {
 			id := string(m.ID)
 			w = &cancelable{ResponseWriter: w, canceled: func() bool { return h.sessions.wasCanceled(session, id, false) }}
@@ -203,6 +217,14 @@ func (h *httpTransport) messages(transport string, next http.Handler) http.Handl
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// headerAgrees reports whether a request's Mcp-Name header, if any, names
+// the tool its body calls: a request whose header disagrees is left as it
+// came, for mcp-go to refuse (HeaderMismatch).
+func headerAgrees(h http.Header, name string) bool {
+	v := h.Get(mcp.HeaderName)
+	return v == "" || v == name
 }
 
 // sessionOK refuses a request naming no session (400) or a session the

@@ -39,6 +39,10 @@ type Config struct {
 	// ToolNames is how MCP tool names are spelled: dotted (default) or
 	// underscore (for hosts that accept only [a-zA-Z0-9_-] in names).
 	ToolNames string
+	// Toolsets are the tools the MCP server serves: all (default),
+	// management (the connector.* tools) or instances (one tool per
+	// instance operation).
+	Toolsets string
 	// AllowedOrigins are the browser origins allowed to call the HTTP MCP
 	// endpoints (comma-separated scheme://host[:port]); loopback origins
 	// are allowed on a loopback listener.
@@ -79,6 +83,7 @@ func FromEnv() Config {
 		LogLevel:       envOr("CONNEC_LOG_LEVEL", "info"),
 		ServerLease:    envDuration("CONNEC_SERVER_LEASE"),
 		ToolNames:      envOr("CONNEC_TOOL_NAMES", "dotted"),
+		Toolsets:       envOr("CONNEC_TOOLSETS", "all"),
 		AllowedOrigins: splitList(os.Getenv("CONNEC_ALLOWED_ORIGINS")),
 		MetricsAddr:    os.Getenv("CONNEC_METRICS_ADDR"),
 		TrustedProxies: splitList(os.Getenv("CONNEC_TRUSTED_PROXIES")),

@@ -42,8 +42,10 @@ func (a *App) Handler(srv *mcp.Server) http.Handler {
 // MCPServer builds the MCP server over the core. It announces tool-list
 // changes once a new policy is in force here.
 func (a *App) MCPServer() *mcp.Server {
-	names, _ := mcp.ParseToolNames(a.Cfg.ToolNames) // Serve checked it
-	return mcp.NewServer(a.Service, mcp.WithLogger(a.Log), mcp.WithToolNames(names), mcp.WithChanges(a.Authz.OnChange))
+	names, _ := mcp.ParseToolNames(a.Cfg.ToolNames) // Serve checked them
+	sets, _ := mcp.ParseToolsets(a.Cfg.Toolsets)
+	return mcp.NewServer(a.Service, mcp.WithLogger(a.Log), mcp.WithToolNames(names), mcp.WithToolsets(sets),
+		mcp.WithChanges(a.Authz.OnChange))
 }
 
 // checkServe reports a serving setting that cannot be used, in the terms of
@@ -54,6 +56,9 @@ func (a *App) checkServe() error {
 	}
 	if _, err := mcp.ParseToolNames(a.Cfg.ToolNames); err != nil {
 		return fmt.Errorf("invalid tool names %q (CONNEC_TOOL_NAMES or --tool-names): want dotted or underscore", a.Cfg.ToolNames)
+	}
+	if _, err := mcp.ParseToolsets(a.Cfg.Toolsets); err != nil {
+		return fmt.Errorf("invalid toolsets %q (CONNEC_TOOLSETS or --toolsets): want all, management or instances", a.Cfg.Toolsets)
 	}
 	if _, err := authlimit.ParseProxies(a.Cfg.TrustedProxies); err != nil {
 		return fmt.Errorf("invalid trusted proxy (CONNEC_TRUSTED_PROXIES or --trusted-proxy): %w; give addresses or CIDR prefixes, e.g. 10.0.0.0/8", err)

@@ -1,0 +1,184 @@
+package mcp
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/mark3labs/mcp-go/mcp"
+
+	"github.com/connec/connec/callctx"
+	"github.com/connec/connec/core"
+)
+
+// Instance tools: each operation of each connector instance a caller may
+// invoke, served as a tool of its own beside the management tools
+// (core.InstanceTools names them and decides which a caller sees).
+//
+//   - tools/list: appendInstanceTools, an mcp-go after-list hook, merges
+//     them into mcp-go's answer in name order and cuts the page there.
+//     mcp-go's cursor is the last name of the previous page and it answers
+//     every management tool after it (no page limit is set), so the merged
+//     page continues exactly where the last one ended.
+//   - tools/call: the transports translate a call of an instance tool into
+//     connector.op.invoke on its instance and operation before mcp-go sees
+//     it (translateCall), and the invoke handler answers with the
+//     operation's own output (instanceResult).
+
+// listPage bounds a tools/list page: a subject with thousands of instance
+// tools pages through them.
+const listPage = 200
+
+// maxToolName is the longest tool name the MCP specification recommends;
+// a longer instance tool is not served.
+const maxToolName = 128
+
+// maxLen is the longest tool name served in style n: the underscore style
+// is for hosts that accept at most 64 characters.
+func (n ToolNames) maxLen() int {
+	if n == UnderscoreNames {
+		return 64
+	}
+	return maxToolName
+}
+
+// appendInstanceTools adds the caller's instance tools to a tools/list
+// answer and pages the whole.
+func (s *Server) appendInstanceTools(ctx context.Context, _ any, req *mcp.ListToolsRequest, res *mcp.ListToolsResult) {
+	tools, err := s.svc.InstanceTools(ctx)
+	if err != nil {
+		visibilityFailed(ctx)
+		return
+	}
+	after := ""
+	if req.Params.Cursor != "" {
+		b, err := base64.StdEncoding.DecodeString(string(req.Params.Cursor))
+		if err != nil {
+			return // mcp-go has refused it already
+		}
+		after = string(b)
+	}
+	all := res.Tools
+	for _, t := range tools {
+		if wire := s.names.wireName(t.Name); wire > after && len(wire) <= s.names.maxLen() {
+			all = append(all, instanceToolDef(t, wire))
+		}
+	}
+	slices.SortFunc(all, func(a, b mcp.Tool) int { return strings.Compare(a.Name, b.Name) })
+	res.NextCursor = ""
+	if len(all) > listPage {
+		all = all[:listPage]
+		res.NextCursor = mcp.Cursor(base64.StdEncoding.EncodeToString([]byte(all[listPage-1].Name)))
+	}
+	res.Tools = all
+}
+
+// instanceToolDef is t as an MCP tool: the operation's own schemas (an
+// async operation, whose call answers with a run to follow, declares no
+// output schema), its kind as annotations, the instance's names in its
+// description.
+func instanceToolDef(t core.InstanceTool, wire string) mcp.Tool {
+	read := t.Op.Kind == "read"
+	def := mcp.Tool{
+		Name:  wire,
+		Title: fmt.Sprintf("%s: %s", t.DisplayName, t.Op.Name),
+		Description: fmt.Sprintf("%s On connector instance %q (%s, handle %s, owner %s). Same as connector.op.invoke with "+
+			"instance_id %s and operation %s: policy, audit and limits apply; task context in _meta[%q].",
+			t.Op.Description, t.DisplayName, t.Type, t.Handle, t.OwnerName, t.InstanceID, t.Op.Name, callctx.MetaKey),
+		RawInputSchema: t.Op.Input,
+		Annotations: mcp.ToolAnnotation{Title: fmt.Sprintf("%s: %s", t.DisplayName, t.Op.Name), ReadOnlyHint: &read,
+			DestructiveHint: ptr(!read), OpenWorldHint: ptr(true)},
+	}
+	if !t.Op.Async {
+		def.RawOutputSchema = t.Op.Output
+	}
+	return def
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// translateCall turns a tools/call of one of the caller's instance tools
+// (body, a JSON-RPC request) into connector.op.invoke on its instance and
+// operation, and returns the context the call then runs in (it names the
+// tool, for the audit row and the answer's shape), the name it was called
+// by and the tool it now calls. ok is false for any other message, which
+// goes on unchanged.
+func (s *Server) translateCall(ctx context.Context, body []byte) (_ []byte, _ context.Context, called, target string, ok bool) {
+	var m struct {
+		JSONRPC string          `json:"jsonrpc"`
+		ID      json.RawMessage `json:"id,omitempty"`
+		Method  string          `json:"method"`
+		Params  map[string]json.RawMessage
+	}
+	if !s.sets.instances() || !bytes.Contains(body, []byte(`"tools/call"`)) || json.Unmarshal(body, &m) != nil ||
+		m.Method != string(mcp.MethodToolsCall) {
+		return nil, nil, "", "", false
+	}
+	var name string
+	if json.Unmarshal(m.Params["name"], &name) != nil || name == "" {
+		return nil, nil, "", "", false
+	}
+	if _, ok := s.tools[name]; ok {
+		return nil, nil, "", "", false // a management tool
+	}
+	t, found, err := s.instanceToolByWire(ctx, name)
+	if err != nil || !found {
+		// Unknown to this caller (or not decidable now): mcp-go answers
+		// "tool not found", and the refusal is audited as for any name.
+		return nil, nil, "", "", false
+	}
+	args := m.Params["arguments"]
+	if len(args) == 0 {
+		args = json.RawMessage(`{}`)
+	}
+	var meta map[string]json.RawMessage
+	_ = json.Unmarshal(m.Params["_meta"], &meta)
+	entry, input := t.Call(args, meta[core.IdempotencyMetaKey])
+	target = s.names.wireName(entry)
+	m.Params["name"], _ = json.Marshal(target)
+	m.Params["arguments"] = input
+	out, err := json.Marshal(m)
+	if err != nil {
+		return nil, nil, "", "", false
+	}
+	return out, core.AsInstanceTool(ctx, t.Name, t.Op.Async), name, target, true
+}
+
+// instanceToolByWire finds the caller's instance tool served as wire.
+func (s *Server) instanceToolByWire(ctx context.Context, wire string) (core.InstanceTool, bool, error) {
+	if s.names == DottedNames {
+		return s.svc.InstanceToolNamed(ctx, wire)
+	}
+	tools, err := s.svc.InstanceTools(ctx)
+	if err != nil {
+		return core.InstanceTool{}, false, err
+	}
+	for _, t := range tools {
+		if s.names.wireName(t.Name) == wire {
+			return t, true, nil
+		}
+	}
+	return core.InstanceTool{}, false, nil
+}
+
+// instanceResult is the answer to a call of an instance tool: the
+// operation's output as the structured content (valid against the tool's
+// output schema) and as text, the run in _meta. An async operation's
+// answer is the run to follow (connector.run.get), as from invoke.
+func instanceResult(v any, err error, async bool) *mcp.CallToolResult {
+	r, ok := v.(core.InvokeResult)
+	if err != nil || !ok || async || len(r.Output) == 0 {
+		return encode(v, err)
+	}
+	res := mcp.NewToolResultStructured(r.Output, string(r.Output))
+	res.Meta = mcp.NewMetaFromMap(map[string]any{runMetaKey: map[string]any{"run_id": r.RunID, "status": r.Status,
+		"duration_ms": r.DurationMS, "truncated": r.Truncated, "replayed": r.Replayed}})
+	return res
+}
+
+// runMetaKey names the run of an instance tool's call in its result's _meta.
+const runMetaKey = "connec.dev/run"
