@@ -45,11 +45,25 @@ type InstanceTool struct {
 // ignores deny rules and conditions (the task context is the call's): the
 // call decides.
 func (s *Service) InstanceTools(ctx context.Context) ([]InstanceTool, error) {
+	return s.instanceTools(ctx, nil)
+}
+
+// InstanceToolsWithHandles is InstanceTools narrowed to instances with one
+// of handles: what a call needs to find its tool (every handle its name
+// could hold) without deciding every instance's operations.
+func (s *Service) InstanceToolsWithHandles(ctx context.Context, handles []string) ([]InstanceTool, error) {
+	if len(handles) == 0 {
+		return nil, nil
+	}
+	return s.instanceTools(ctx, handles)
+}
+
+func (s *Service) instanceTools(ctx context.Context, handles []string) ([]InstanceTool, error) {
 	p, ok := callctx.PrincipalFrom(ctx)
 	if !ok {
 		return nil, nil
 	}
-	rows, err := listEnabledWithOwners(ctx, s.pool)
+	rows, err := listEnabledWithOwners(ctx, s.pool, handles)
 	if err != nil {
 		return nil, fault.Wrap(fault.Unavailable, err, "instances cannot be listed right now")
 	}
@@ -79,6 +93,20 @@ func (s *Service) InstanceTools(ctx context.Context) ([]InstanceTool, error) {
 	return out, nil
 }
 
+// HandlesIn returns every handle a tool name could hold, its parts
+// separated by sep ("." or "_"): each part but the last (an operation's
+// name has a dot; a handle has neither separator) that is a valid handle.
+func HandlesIn(name, sep string) []string {
+	parts := strings.Split(name, sep)
+	var out []string
+	for _, p := range parts[:len(parts)-1] {
+		if validHandle(p) == nil && !slices.Contains(out, p) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
 // Call is what a call of t with args (and the idempotency key the caller
 // gave in _meta, as sent: invoke's input schema judges it) runs as: the
 // catalog entry (connector.op.invoke) and its input, t's instance and
@@ -103,14 +131,15 @@ type ownedInstance struct {
 	ownerName string
 }
 
-// listEnabledWithOwners reads every enabled instance with its owner's name.
-func listEnabledWithOwners(ctx context.Context, q db.Querier) ([]ownedInstance, error) {
+// listEnabledWithOwners reads every enabled instance (with one of handles,
+// unless nil) with its owner's name.
+func listEnabledWithOwners(ctx context.Context, q db.Querier, handles []string) ([]ownedInstance, error) {
 	rows, err := q.Query(ctx, `SELECT i.id::text, i.type, i.handle, i.display_name, i.owner, COALESCE(i.project_id::text, ''), i.config, i.limits,
   i.state, i.created_by, i.created_at, i.updated_at, i.uninstalled_at, COALESCE(u.name, g.name, '')
 FROM connector_instances i
   LEFT JOIN users u ON i.owner = 'user:' || u.id::text
   LEFT JOIN groups g ON i.owner = 'group:' || g.id::text
-WHERE i.state = 'enabled' ORDER BY i.owner, i.handle`)
+WHERE i.state = 'enabled' AND ($1::text[] IS NULL OR i.handle = ANY($1)) ORDER BY i.owner, i.handle`, handles)
 	if err != nil {
 		return nil, err
 	}
@@ -126,7 +155,7 @@ WHERE i.state = 'enabled' ORDER BY i.owner, i.handle`)
 
 // InstanceToolNamed returns the caller's instance tool called name.
 func (s *Service) InstanceToolNamed(ctx context.Context, name string) (InstanceTool, bool, error) {
-	tools, err := s.InstanceTools(ctx)
+	tools, err := s.InstanceToolsWithHandles(ctx, HandlesIn(name, "."))
 	if err != nil {
 		return InstanceTool{}, false, err
 	}

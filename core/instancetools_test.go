@@ -89,3 +89,23 @@ func TestInstanceTools(t *testing.T) {
 		t.Fatal("a disabled instance's tool resolved")
 	}
 }
+
+// A tool name's possible handles are its parts but the last that are valid
+// handles, in either spelling.
+func TestHandlesIn(t *testing.T) {
+	for _, c := range []struct {
+		name, sep string
+		want      []string
+	}{
+		{"work-mail.mail.send", ".", []string{"work-mail", "mail"}},
+		{"team.work-mail.echo.read", ".", []string{"team", "work-mail", "echo"}},
+		{"Ops.Team.work-mail.echo.read", ".", []string{"work-mail", "echo"}},
+		{"work-mail_echo_read", "_", []string{"work-mail", "echo"}},
+		{"connector.op.invoke", ".", []string{"connector", "op"}},
+		{"nodots", ".", nil},
+	} {
+		if got := core.HandlesIn(c.name, c.sep); !slices.Equal(got, c.want) {
+			t.Errorf("HandlesIn(%q, %q) = %q, want %q", c.name, c.sep, got, c.want)
+		}
+	}
+}

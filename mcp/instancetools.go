@@ -153,7 +153,7 @@ func (s *Server) instanceToolByWire(ctx context.Context, wire string) (core.Inst
 	if s.names == DottedNames {
 		return s.svc.InstanceToolNamed(ctx, wire)
 	}
-	tools, err := s.svc.InstanceTools(ctx)
+	tools, err := s.svc.InstanceToolsWithHandles(ctx, core.HandlesIn(wire, "_"))
 	if err != nil {
 		return core.InstanceTool{}, false, err
 	}
