@@ -45,7 +45,43 @@ type InstanceTool struct {
 // ignores deny rules and conditions (the task context is the call's): the
 // call decides.
 func (s *Service) InstanceTools(ctx context.Context) ([]InstanceTool, error) {
+	p, ok := callctx.PrincipalFrom(ctx)
+	if !ok || s.toolLists == nil {
+		return s.instanceTools(ctx, nil)
+	}
+	key := toolListKey(p)
+	for range 2 {
+		version := s.authz.Version()
+		l, err := s.toolLists.Load(ctx, key, func(ctx context.Context) (toolList, error) {
+			tools, err := s.instanceTools(ctx, nil)
+			return toolList{policy: version, tools: tools}, err
+		})
+		if err != nil || l.policy == s.authz.Version() {
+			return l.tools, err
+		}
+		s.toolLists.Invalidate(key) // decided under a policy since replaced
+	}
 	return s.instanceTools(ctx, nil)
+}
+
+// toolList is a caller's instance tools, decided under policy version
+// policy. Shared by the calls that read it: read-only.
+type toolList struct {
+	policy int64
+	tools  []InstanceTool
+}
+
+// toolListsMax bounds the callers whose instance tools are kept.
+const toolListsMax = 1000
+
+// toolListKey is who a list is for: the subject and its groups.
+func toolListKey(p callctx.Principal) string {
+	var b strings.Builder
+	b.WriteString(string(p.Subject))
+	for _, g := range p.Groups {
+		b.WriteString("|" + string(g))
+	}
+	return b.String()
 }
 
 // InstanceToolsWithHandles is InstanceTools narrowed to instances with one
@@ -91,6 +127,20 @@ func (s *Service) instanceTools(ctx context.Context, handles []string) ([]Instan
 	}
 	slices.SortFunc(out, func(a, b InstanceTool) int { return strings.Compare(a.Name, b.Name) })
 	return out, nil
+}
+
+// cachedTools returns the caller's instance tools if they are kept and
+// current, without computing them.
+func (s *Service) cachedTools(ctx context.Context) ([]InstanceTool, bool) {
+	p, ok := callctx.PrincipalFrom(ctx)
+	if !ok || s.toolLists == nil {
+		return nil, false
+	}
+	l, ok := s.toolLists.Peek(toolListKey(p))
+	if !ok || l.policy != s.authz.Version() {
+		return nil, false
+	}
+	return l.tools, true
 }
 
 // HandlesIn returns every handle a tool name could hold, its parts
@@ -155,7 +205,13 @@ WHERE i.state = 'enabled' AND ($1::text[] IS NULL OR i.handle = ANY($1)) ORDER B
 
 // InstanceToolNamed returns the caller's instance tool called name.
 func (s *Service) InstanceToolNamed(ctx context.Context, name string) (InstanceTool, bool, error) {
-	tools, err := s.InstanceToolsWithHandles(ctx, HandlesIn(name, "."))
+	var tools []InstanceTool
+	var err error
+	if l, ok := s.cachedTools(ctx); ok {
+		tools = l
+	} else {
+		tools, err = s.InstanceToolsWithHandles(ctx, HandlesIn(name, "."))
+	}
 	if err != nil {
 		return InstanceTool{}, false, err
 	}

@@ -45,9 +45,14 @@ func (s *Service) follow() {
 		return
 	}
 	cache, err := pgnotify.NewCache[InstanceID, invokeEntry](s.hub, instanceCacheMax)
+	var lists *pgnotify.Cache[string, toolList]
+	if err == nil {
+		lists, err = pgnotify.NewCache[string, toolList](s.hub, toolListsMax)
+	}
 	if err == nil {
 		err = s.hub.Handle(InstanceChannel, func(payload string) {
 			defer s.instanceChanged()
+			lists.InvalidateAll() // any instance may be any caller's tool
 			if payload == "*" {
 				cache.InvalidateAll()
 				return
@@ -59,7 +64,7 @@ func (s *Service) follow() {
 		s.log.Error("instance cache disabled: every invocation reads the database", "err", err)
 		return
 	}
-	s.instances = cache
+	s.instances, s.toolLists = cache, lists
 }
 
 // instanceForInvoke returns an instance and its credential row for an
@@ -106,6 +111,7 @@ func (s *Service) wouldRefuse(inst Instance, cr *credRow) bool {
 func (s *Service) forget(id InstanceID) {
 	if s.instances != nil && id != "" {
 		s.instances.Invalidate(id)
+		s.toolLists.InvalidateAll()
 	}
 	if id != "" {
 		s.instanceChanged()

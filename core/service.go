@@ -30,6 +30,8 @@ type Authorizer interface {
 	// Refresh loads the current policy now (a dispatch found the one a
 	// call was decided under has moved).
 	Refresh(ctx context.Context) error
+	// Version is the version of the policy decisions are made under.
+	Version() int64
 }
 
 // Service is the core every transport calls.
@@ -64,6 +66,9 @@ type Service struct {
 	// hub and instances: the invocation cache (WithNotify); nil without.
 	hub       *pgnotify.Hub
 	instances *pgnotify.Cache[InstanceID, invokeEntry]
+	// toolLists holds each caller's instance tools (InstanceTools), kept
+	// true like instances; nil without WithNotify.
+	toolLists *pgnotify.Cache[string, toolList]
 }
 
 // Option configures a Service.

@@ -62,9 +62,28 @@ func (s *Server) appendInstanceTools(ctx context.Context, _ any, req *mcp.ListTo
 		}
 		after = string(b)
 	}
+	if s.names != DottedNames {
+		// Spelled otherwise, the names sort otherwise.
+		tools = slices.Clone(tools)
+		slices.SortFunc(tools, func(a, b core.InstanceTool) int {
+			return strings.Compare(s.names.wireName(a.Name), s.names.wireName(b.Name))
+		})
+	}
+	// Only the tools that can be on this page become definitions: the
+	// first listPage after the cursor (the management tools come between),
+	// and one more, which tells whether another page follows.
+	i, _ := slices.BinarySearchFunc(tools, after, func(t core.InstanceTool, after string) int {
+		if s.names.wireName(t.Name) <= after {
+			return -1
+		}
+		return 1
+	})
 	all := res.Tools
-	for _, t := range tools {
-		if wire := s.names.wireName(t.Name); wire > after && len(wire) <= s.names.maxLen() {
+	for _, t := range tools[i:] {
+		if len(all) > len(res.Tools)+listPage {
+			break
+		}
+		if wire := s.names.wireName(t.Name); len(wire) <= s.names.maxLen() {
 			all = append(all, instanceToolDef(t, wire))
 		}
 	}

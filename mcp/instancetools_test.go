@@ -110,8 +110,8 @@ func TestInstanceToolsArePaged(t *testing.T) {
 	e := newEnv(t)
 	_, tok := e.user("alice", false)
 	c := e.client(cmcp.TransportStreamable, tok)
-	for i := range 70 {
-		mustOK(t, c, core.ToolInstanceInstall, map[string]any{"type": "echo", "display_name": fmt.Sprintf("echo %02d", i), "enable": true}, nil)
+	for i := range 140 {
+		mustOK(t, c, core.ToolInstanceInstall, map[string]any{"type": "echo", "display_name": fmt.Sprintf("echo %03d", i), "enable": true}, nil)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -124,8 +124,8 @@ func TestInstanceToolsArePaged(t *testing.T) {
 			t.Fatal(err)
 		}
 		pages++
-		if len(res.Tools) > 200 {
-			t.Fatalf("page of %d tools", len(res.Tools))
+		if len(res.Tools) > 200 || (res.NextCursor != "" && len(res.Tools) != 200) {
+			t.Fatalf("page of %d tools (next cursor %q)", len(res.Tools), res.NextCursor)
 		}
 		for _, tl := range res.Tools {
 			names = append(names, tl.Name)
@@ -144,8 +144,8 @@ func TestInstanceToolsArePaged(t *testing.T) {
 			n++
 		}
 	}
-	if n != 70*3 {
-		t.Fatalf("%d instance tools over %d pages, want %d", n, pages, 70*3)
+	if n != 140*3 {
+		t.Fatalf("%d instance tools over %d pages, want %d", n, pages, 140*3)
 	}
 }
 
