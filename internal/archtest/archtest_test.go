@@ -54,6 +54,14 @@ func transport(modPath, path string) bool {
 	return false
 }
 
+// mcpClient reports whether pkg's dependency dep is the MCP client library
+// the mcp connector type speaks to upstream servers with: a driver's
+// protocol, not a surface of connec's (mcp-go's client pulls in its server
+// package too). connec's own transports stay out of reach.
+func mcpClient(modPath, pkg, dep string) bool {
+	return under(pkg, modPath+"/connectors/mcpserver") && under(dep, "github.com/mark3labs/mcp-go")
+}
+
 // under reports whether path is pkg or one of its subpackages.
 func under(path, pkg string) bool {
 	return path == pkg || strings.HasPrefix(path, pkg+"/")
@@ -440,7 +448,7 @@ func transportDeps(modPath string, pkgs []listPackage) []string {
 			continue
 		}
 		for _, dep := range p.Deps {
-			if transport(modPath, dep) {
+			if transport(modPath, dep) && !mcpClient(modPath, p.ImportPath, dep) {
 				bad = append(bad, fmt.Sprintf("core package %s (in %s) depends on transport package %s: %s",
 					p.ImportPath, p.Dir, dep, strings.Join(importChain(byPath, p.ImportPath, dep), " → ")))
 			}

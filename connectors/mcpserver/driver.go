@@ -1,0 +1,262 @@
+package mcpserver
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/mark3labs/mcp-go/client"
+	"github.com/mark3labs/mcp-go/client/transport"
+	"github.com/mark3labs/mcp-go/mcp"
+
+	"github.com/connec/connec/connectors"
+	"github.com/connec/connec/connectors/egress"
+	"github.com/connec/connec/fault"
+)
+
+// Driver serves one added server (Record) as a connector type.
+type Driver struct{ rec Record }
+
+// New returns the driver of rec.
+func New(rec Record) (*Driver, error) {
+	if err := ValidName(rec.Name); err != nil {
+		return nil, err
+	}
+	if _, err := checkURL(rec.URL); err != nil {
+		return nil, err
+	}
+	return &Driver{rec: rec}, nil
+}
+
+// TypeName is the connector type of the server called name.
+func TypeName(name string) string { return "mcp-" + name }
+
+// outputSchema is every operation's output: what the tool answered, as
+// the MCP result carried it.
+const outputSchema = `{
+  "type": "object",
+  "properties": {
+    "content": {"type": "array", "items": {"type": "object"}, "description": "The tool's content blocks (text, image, audio, resource links, embedded resources), as the server sent them."},
+    "structured_content": {"description": "The tool's structured result, when it sent one."},
+    "is_error": {"type": "boolean", "description": "The tool reported an error (a tool error, not connec's)."}
+  },
+  "required": ["content", "is_error"]
+}`
+
+const configSchema = `{
+  "type": "object",
+  "properties": {
+    "header_name": {"type": "string", "pattern": "^[A-Za-z0-9-]{1,64}$", "description": "The request header a header credential's value goes in (default Authorization)."},
+    "allow_private_network": {"type": "boolean", "description": "Let the instance reach a server on a loopback, private or link-local address (an operator grants it)."}
+  },
+  "additionalProperties": false
+}`
+
+// Spec declares the type: one operation per reviewed tool.
+func (d *Driver) Spec() connectors.TypeSpec {
+	u, _ := checkURL(d.rec.URL)
+	ops := make([]connectors.Operation, 0, len(d.rec.Tools))
+	for _, t := range d.rec.Tools {
+		desc := t.Description
+		if desc == "" {
+			desc = "Tool " + t.Tool + " of the MCP server " + d.rec.Name + "."
+		}
+		ops = append(ops, connectors.Operation{Name: t.Op, Kind: t.Kind, Description: desc, Input: t.Input,
+			Output: json.RawMessage(outputSchema), Timeout: 60 * time.Second})
+	}
+	return connectors.TypeSpec{
+		Name:            TypeName(d.rec.Name),
+		Version:         d.rec.AddedAt.UTC().Format("2006-01-02T15:04:05Z"),
+		Description:     fmt.Sprintf("The MCP server %s at %s (streamable HTTP): its tools as reviewed when it was added.", d.rec.Name, d.rec.URL),
+		Operations:      ops,
+		ConfigSchema:    json.RawMessage(configSchema),
+		CredentialKinds: []string{"bearer", "header", "basic"},
+		EgressHosts:     []string{hostPort(u)},
+	}
+}
+
+// EgressScope narrows the type's host to the server's, with private
+// addresses only where the instance allows them.
+func (d *Driver) EgressScope(config json.RawMessage) (egress.Scope, error) {
+	c, err := parseConfig(config)
+	if err != nil {
+		return egress.Scope{}, err
+	}
+	u, _ := checkURL(d.rec.URL)
+	return egress.Scope{Hosts: []string{hostPort(u)}, AllowPrivate: c.AllowPrivate}, nil
+}
+
+type config struct {
+	HeaderName   string `json:"header_name"`
+	AllowPrivate bool   `json:"allow_private_network"`
+}
+
+func parseConfig(raw json.RawMessage) (config, error) {
+	var c config
+	if len(raw) > 0 {
+		if err := json.Unmarshal(raw, &c); err != nil {
+			return config{}, fault.Invalid("config", "the configuration is not the type's")
+		}
+	}
+	if c.HeaderName == "" {
+		c.HeaderName = "Authorization"
+	}
+	return c, nil
+}
+
+// Invoke calls the operation's tool on the server, with the instance's
+// credential attached, once its definition there still matches its pin.
+func (d *Driver) Invoke(ctx context.Context, inv connectors.Invocation) (json.RawMessage, error) {
+	var tool *ToolRecord
+	for i := range d.rec.Tools {
+		if d.rec.Tools[i].Op == inv.Operation {
+			tool = &d.rec.Tools[i]
+		}
+	}
+	if tool == nil {
+		return nil, fault.Invalid("operation", "no operation %s", inv.Operation)
+	}
+	cfg, err := parseConfig(inv.Config)
+	if err != nil {
+		return nil, err
+	}
+	headers, err := authHeaders(inv, cfg)
+	if err != nil {
+		return nil, err
+	}
+	c, err := connect(ctx, d.rec.URL, headers, inv.Egress.HTTPClient())
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	current, err := listTools(ctx, c)
+	if err != nil {
+		return nil, upstreamFault(err)
+	}
+	if err := checkPin(*tool, current); err != nil {
+		return nil, err
+	}
+	var args map[string]any
+	if len(inv.Args) > 0 {
+		if err := json.Unmarshal(inv.Args, &args); err != nil {
+			return nil, fault.Invalid("arguments", "arguments must be a JSON object")
+		}
+	}
+	req := mcp.CallToolRequest{}
+	req.Params.Name = tool.Tool
+	req.Params.Arguments = args
+	res, err := c.CallTool(ctx, req)
+	if err != nil {
+		return nil, upstreamFault(err)
+	}
+	return resultJSON(res)
+}
+
+// checkPin refuses a tool the server no longer serves as reviewed.
+func checkPin(t ToolRecord, current []mcp.Tool) error {
+	for _, ct := range current {
+		if ct.Name != t.Tool {
+			continue
+		}
+		h, err := toolHash(ct)
+		if err != nil {
+			return fault.Wrap(fault.Permanent, err, "the server's definition of tool %s cannot be read", t.Tool)
+		}
+		if h != t.Hash {
+			return fault.New(fault.Permanent, "the server changed tool %s since it was reviewed; an operator must review and approve "+
+				"the new definition (connec mcp approve) before it can be called", t.Tool).WithDetails(map[string]any{"reason": "definition_changed"})
+		}
+		return nil
+	}
+	return fault.New(fault.Permanent, "the server no longer offers tool %s", t.Tool).WithDetails(map[string]any{"reason": "tool_gone"})
+}
+
+// authHeaders is the credential as request headers. What is derived from
+// it and sent is declared to Findings, so the executor redacts it.
+func authHeaders(inv connectors.Invocation, cfg config) (map[string]string, error) {
+	f := inv.Credential
+	var name, value string
+	switch inv.CredentialKind {
+	case "":
+		return nil, nil
+	case "bearer":
+		name, value = "Authorization", "Bearer "+string(f["token"].Expose())
+	case "header":
+		name, value = cfg.HeaderName, string(f["value"].Expose())
+	case "basic":
+		pair := string(f["username"].Expose()) + ":" + string(f["password"].Expose())
+		inv.Findings.Sent([]byte(pair))
+		name, value = "Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte(pair))
+	default:
+		return nil, fault.Invalid("credential", "credential kind %s is not one this type takes", inv.CredentialKind)
+	}
+	inv.Findings.Sent([]byte(value))
+	return map[string]string{name: value}, nil
+}
+
+func connect(ctx context.Context, url string, headers map[string]string, hc *http.Client) (*client.Client, error) {
+	tr, err := transport.NewStreamableHTTP(url, transport.WithHTTPHeaders(headers), transport.WithHTTPBasicClient(hc))
+	if err != nil {
+		return nil, fault.Wrap(fault.Permanent, err, "the server's URL cannot be used")
+	}
+	c := client.NewClient(tr)
+	if err := c.Start(ctx); err != nil {
+		return nil, upstreamFault(err)
+	}
+	init := mcp.InitializeRequest{}
+	init.Params.ProtocolVersion = mcp.LATEST_PROTOCOL_VERSION
+	init.Params.ClientInfo = mcp.Implementation{Name: "connec", Version: "1"}
+	if _, err := c.Initialize(ctx, init); err != nil {
+		_ = c.Close()
+		return nil, upstreamFault(err)
+	}
+	return c, nil
+}
+
+func listTools(ctx context.Context, c *client.Client) ([]mcp.Tool, error) {
+	res, err := c.ListTools(ctx, mcp.ListToolsRequest{})
+	if err != nil {
+		return nil, err
+	}
+	return res.Tools, nil
+}
+
+// upstreamFault maps a failure to reach or use the server: unauthorized is
+// the credential's, a deadline a timeout, the rest the server being
+// unavailable for now.
+func upstreamFault(err error) error {
+	var fe *fault.Error
+	switch {
+	case errors.As(err, &fe):
+		return err
+	case errors.Is(err, context.DeadlineExceeded):
+		return fault.Wrap(fault.Timeout, err, "the MCP server did not answer in time")
+	case errors.Is(err, transport.ErrUnauthorized), errors.Is(err, transport.ErrAuthorizationRequired),
+		errors.Is(err, transport.ErrOAuthAuthorizationRequired):
+		return fault.Wrap(fault.Permanent, err, "the MCP server refused the credential").WithDetails(map[string]any{"reason": "bad_credential"})
+	}
+	return fault.Wrap(fault.Unavailable, err, "the MCP server cannot be reached or answered with an error")
+}
+
+// resultJSON is the tool's result as the operation's output.
+func resultJSON(res *mcp.CallToolResult) (json.RawMessage, error) {
+	out := map[string]any{"content": res.Content, "is_error": res.IsError}
+	if res.Content == nil {
+		out["content"] = []any{}
+	}
+	switch {
+	case len(res.RawStructuredContent) > 0:
+		out["structured_content"] = res.RawStructuredContent
+	case res.StructuredContent != nil:
+		out["structured_content"] = res.StructuredContent
+	}
+	b, err := json.Marshal(out)
+	if err != nil {
+		return nil, fault.Wrap(fault.Permanent, err, "the MCP server's result cannot be encoded")
+	}
+	return b, nil
+}

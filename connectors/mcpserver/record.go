@@ -1,0 +1,218 @@
+// Package mcpserver is the "mcp" connector type: an existing MCP server,
+// reached over streamable HTTP, governed like every connector. Each server
+// an operator adds is a connector type of its own, "mcp-<name>", whose
+// operations are the server's tools as they were reviewed when it was
+// added (the Record): "<name>.<tool>" with the tool's input schema, a read
+// or send kind from its annotations (readOnlyHint: true is read), and each
+// definition pinned by its hash. Instances of the type hold their owner's
+// credential (bearer, header or basic), which the executor attaches to
+// every request to the server and which never reaches the agent; the
+// agent's own token is never passed on.
+//
+// A call refuses a tool whose definition on the server no longer matches
+// its pin (the server changed it after review): the operator re-reviews
+// and approves the new definition first.
+package mcpserver
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/mark3labs/mcp-go/mcp"
+
+	"github.com/connec/connec/connectors"
+)
+
+// Record is one added server: where it is and the tools reviewed.
+type Record struct {
+	// Name names the type (mcp-<name>) and prefixes its operations.
+	Name    string       `json:"name"`
+	URL     string       `json:"url"`
+	Tools   []ToolRecord `json:"tools"`
+	AddedAt time.Time    `json:"added_at"`
+}
+
+// ToolRecord is one reviewed tool.
+type ToolRecord struct {
+	// Tool is the server's name for it; Op the operation's.
+	Tool        string          `json:"tool"`
+	Op          string          `json:"op"`
+	Description string          `json:"description,omitempty"`
+	Input       json.RawMessage `json:"input_schema"`
+	Output      json.RawMessage `json:"output_schema,omitempty"`
+	Kind        connectors.Kind `json:"kind"`
+	// Hash pins the definition as reviewed (DefinitionHash).
+	Hash string `json:"hash"`
+}
+
+var nameRe = regexp.MustCompile(`^[a-z][a-z0-9-]{0,27}$`)
+
+// ValidName checks a server's name: it names the type "mcp-<name>".
+func ValidName(name string) error {
+	if !nameRe.MatchString(name) {
+		return errors.New("the name must be 1 to 28 lowercase letters, digits and hyphens, starting with a letter")
+	}
+	return nil
+}
+
+// checkURL accepts an http(s) URL without user info, query or fragment.
+func checkURL(raw string) (*url.URL, error) {
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, errors.New("the URL must be an http or https URL with a host")
+	}
+	if u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+		return nil, errors.New("the URL must carry no user info, query or fragment (credentials belong in an instance's credential)")
+	}
+	return u, nil
+}
+
+// hostPort is u's host:port, the port made explicit.
+func hostPort(u *url.URL) string {
+	if u.Port() != "" {
+		return u.Host
+	}
+	if u.Scheme == "https" {
+		return u.Hostname() + ":443"
+	}
+	return u.Hostname() + ":80"
+}
+
+// definition is what a pin covers: everything about a tool an agent or
+// policy relies on.
+type definition struct {
+	Name        string          `json:"name"`
+	Description string          `json:"description"`
+	Input       json.RawMessage `json:"inputSchema"`
+	Output      json.RawMessage `json:"outputSchema,omitempty"`
+	ReadOnly    bool            `json:"readOnly"`
+}
+
+// DefinitionHash is the pin of a tool's definition: SHA-256 of its
+// canonical JSON (schemas re-encoded with sorted keys).
+func DefinitionHash(name, description string, input, output json.RawMessage, readOnly bool) (string, error) {
+	canon := func(raw json.RawMessage) (json.RawMessage, error) {
+		if len(raw) == 0 {
+			return nil, nil
+		}
+		var v any
+		if err := json.Unmarshal(raw, &v); err != nil {
+			return nil, err
+		}
+		return json.Marshal(v) // maps marshal with sorted keys
+	}
+	in, err := canon(input)
+	if err != nil {
+		return "", fmt.Errorf("tool %q: input schema: %w", name, err)
+	}
+	out, err := canon(output)
+	if err != nil {
+		return "", fmt.Errorf("tool %q: output schema: %w", name, err)
+	}
+	b, err := json.Marshal(definition{Name: name, Description: description, Input: in, Output: out, ReadOnly: readOnly})
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:]), nil
+}
+
+var opPartRe = regexp.MustCompile(`[^a-z0-9_-]+`)
+
+// opName is the operation a tool becomes: "<server>.<tool>", the tool's
+// name lowered and every run of other characters an underscore, cut to the
+// operation grammar's 64 characters.
+func opName(server, tool string) string {
+	p := strings.Trim(opPartRe.ReplaceAllString(strings.ToLower(tool), "_"), "_")
+	if p == "" || p[0] < 'a' || p[0] > 'z' {
+		p = "t_" + p
+	}
+	if len(p) > 64 {
+		p = p[:64]
+	}
+	return server + "." + p
+}
+
+// toolHash is DefinitionHash of a tool as a server lists it.
+func toolHash(t mcp.Tool) (string, error) {
+	in, err := schemaJSON(t.RawInputSchema, t.InputSchema)
+	if err != nil {
+		return "", err
+	}
+	var out json.RawMessage
+	if len(t.RawOutputSchema) > 0 || t.OutputSchema.Type != "" {
+		if out, err = schemaJSON(t.RawOutputSchema, t.OutputSchema); err != nil {
+			return "", err
+		}
+	}
+	return DefinitionHash(t.Name, t.Description, in, out, readOnly(t))
+}
+
+// schemaJSON is a tool schema's JSON: as sent, when kept, else as parsed.
+func schemaJSON(raw json.RawMessage, parsed any) (json.RawMessage, error) {
+	if len(raw) > 0 {
+		return raw, nil
+	}
+	return json.Marshal(parsed)
+}
+
+// readOnly is the tool's readOnlyHint: only an explicit true makes it read.
+func readOnly(t mcp.Tool) bool {
+	return t.Annotations.ReadOnlyHint != nil && *t.Annotations.ReadOnlyHint
+}
+
+// Discover connects to the server at rawURL (with headers, for a server
+// that wants a credential to list its tools; they are not kept) and
+// returns its record for review: every tool, its operation, kind and pin.
+// Operation names two tools would share get -2, -3, ….
+func Discover(ctx context.Context, name, rawURL string, headers map[string]string, hc *http.Client) (Record, error) {
+	if err := ValidName(name); err != nil {
+		return Record{}, err
+	}
+	if _, err := checkURL(rawURL); err != nil {
+		return Record{}, err
+	}
+	c, err := connect(ctx, rawURL, headers, hc)
+	if err != nil {
+		return Record{}, err
+	}
+	defer c.Close()
+	tools, err := listTools(ctx, c)
+	if err != nil {
+		return Record{}, upstreamFault(err)
+	}
+	rec := Record{Name: name, URL: rawURL, AddedAt: time.Now().UTC()}
+	used := map[string]bool{}
+	for _, t := range tools {
+		h, err := toolHash(t)
+		if err != nil {
+			return Record{}, err
+		}
+		in, _ := schemaJSON(t.RawInputSchema, t.InputSchema)
+		var out json.RawMessage
+		if len(t.RawOutputSchema) > 0 || t.OutputSchema.Type != "" {
+			out, _ = schemaJSON(t.RawOutputSchema, t.OutputSchema)
+		}
+		op := opName(name, t.Name)
+		for n := 2; used[op]; n++ {
+			op = opName(name, t.Name) + "-" + strconv.Itoa(n)
+		}
+		used[op] = true
+		kind := connectors.KindSend
+		if readOnly(t) {
+			kind = connectors.KindRead
+		}
+		rec.Tools = append(rec.Tools, ToolRecord{Tool: t.Name, Op: op, Description: t.Description, Input: in, Output: out, Kind: kind, Hash: h})
+	}
+	return rec, nil
+}
