@@ -15,15 +15,10 @@
 package audit
 
 import (
-	"context"
 	"errors"
-	"fmt"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/connec/connec/callctx"
-	"github.com/connec/connec/internal/platform/db"
 )
 
 // Decision values.
@@ -42,9 +37,6 @@ const (
 var (
 	// ErrInvalidEvent: the event cannot be stored as given.
 	ErrInvalidEvent = errors.New("audit: invalid event")
-	// ErrNoTransaction: EnsurePartitions got a Querier that is neither a
-	// transaction nor able to begin one.
-	ErrNoTransaction = errors.New("audit: querier cannot run a transaction")
 	// ErrChainBroken: Verify found a broken link (see Report.Err).
 	ErrChainBroken = errors.New("audit: chain broken")
 	// ErrMalformedRow: a stored row cannot be encoded (e.g. a non-uuid id).
@@ -83,20 +75,4 @@ type Event struct {
 	// authentications are aggregated (identity/authlimit): one row per
 	// source and interval, its count the refusals it stands for.
 	Count int64
-}
-
-type beginner interface {
-	Begin(ctx context.Context) (pgx.Tx, error)
-}
-
-// inTx runs fn in q if q is a transaction, else in a transaction q begins.
-func inTx(ctx context.Context, q db.Querier, fn func(tx pgx.Tx) error) error {
-	if tx, ok := q.(pgx.Tx); ok {
-		return fn(tx)
-	}
-	b, ok := q.(beginner)
-	if !ok {
-		return fmt.Errorf("%w: %T", ErrNoTransaction, q)
-	}
-	return pgx.BeginFunc(ctx, b, fn)
 }

@@ -55,7 +55,7 @@ func ensurePartition(ctx context.Context, q db.Querier, from time.Time) error {
 	}
 	to := from.AddDate(0, 1, 0)
 	lo, hi := from.Format(time.RFC3339), to.Format(time.RFC3339)
-	err := inTx(ctx, q, func(tx pgx.Tx) error {
+	err := db.InQueriersTx(ctx, q, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `SELECT set_config('lock_timeout', $1, true), pg_advisory_xact_lock($2)`,
 			partitionLockTimeout, int64(partitionLockKey)); err != nil {
 			return err

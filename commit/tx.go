@@ -13,10 +13,6 @@ import (
 	"github.com/connec/connec/internal/platform/metrics"
 )
 
-// ErrNoTransaction: Write got a Querier that is neither a transaction nor
-// able to begin one.
-var ErrNoTransaction = errors.New("commit: querier cannot run a transaction")
-
 // Write appends ev to the writer's chain in q's transaction, so a change
 // and its audit row commit together or not at all. It locks the chain's row,
 // which the transaction then holds until it ends, stalling this writer's
@@ -29,7 +25,7 @@ func (w *Writer) Write(ctx context.Context, q db.Querier, ev audit.Event) (err e
 	if err != nil {
 		return err
 	}
-	err = inTx(ctx, q, func(tx pgx.Tx) error { return w.append(ctx, tx, r) })
+	err = db.InQueriersTx(ctx, q, func(tx pgx.Tx) error { return w.append(ctx, tx, r) })
 	if err != nil {
 		return fmt.Errorf("write audit row: %w", db.Map(err))
 	}
@@ -139,19 +135,3 @@ WHERE instance_id = $1 AND subject = $2 AND idempotency_key = $3`, st.InstanceID
 // reserveSQL inserts a run start unless its idempotency key is held.
 var reserveSQL = startSQL(1) + `
 ON CONFLICT (instance_id, subject, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING`
-
-type beginner interface {
-	Begin(ctx context.Context) (pgx.Tx, error)
-}
-
-// inTx runs fn in q if q is a transaction, else in a transaction q begins.
-func inTx(ctx context.Context, q db.Querier, fn func(tx pgx.Tx) error) error {
-	if tx, ok := q.(pgx.Tx); ok {
-		return fn(tx)
-	}
-	b, ok := q.(beginner)
-	if !ok {
-		return fmt.Errorf("%w: %T", ErrNoTransaction, q)
-	}
-	return pgx.BeginFunc(ctx, b, fn)
-}

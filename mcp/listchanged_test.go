@@ -34,15 +34,7 @@ func TestToolListChangesAnnounced(t *testing.T) {
 		t.Fatalf("bob without rules sees %d tools", n)
 	}
 	e.allow(bob, "catalog", "connector.catalog.read", "")
-	for {
-		m, ok := s.nextMessage()
-		if !ok {
-			t.Fatal("stdout closed")
-		}
-		if m["method"] == string(mcp.MethodNotificationToolsListChanged) {
-			break
-		}
-	}
+	awaitListChanged(t, s)
 	if n := len(listed(t, s)); n != 1 {
 		t.Fatalf("after the announcement bob sees %d tools, want 1", n)
 	}

@@ -73,6 +73,27 @@ func InTx(ctx context.Context, pool *pgxpool.Pool, fn func(tx pgx.Tx) error) err
 	return nil
 }
 
+// ErrNoTransaction: a Querier is neither a transaction nor able to begin
+// one.
+var ErrNoTransaction = errors.New("the querier cannot run a transaction")
+
+type beginner interface {
+	Begin(ctx context.Context) (pgx.Tx, error)
+}
+
+// InQueriersTx runs fn in q if q is a transaction (so fn's work commits
+// with the caller's), else in a transaction q begins.
+func InQueriersTx(ctx context.Context, q Querier, fn func(tx pgx.Tx) error) error {
+	if tx, ok := q.(pgx.Tx); ok {
+		return fn(tx)
+	}
+	b, ok := q.(beginner)
+	if !ok {
+		return fmt.Errorf("%w: %T", ErrNoTransaction, q)
+	}
+	return pgx.BeginFunc(ctx, b, fn)
+}
+
 // Map turns a pgx/PostgreSQL error into a fault.Error. The original error is
 // kept as the cause for logs; the caller sees only the type and a generic
 // message. Errors that already are faults pass through unchanged.
