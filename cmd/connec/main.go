@@ -61,7 +61,7 @@ func root() *cobra.Command {
 	pf.StringVar(&f.cfg.LogFormat, "log-format", f.cfg.LogFormat, "log format: text or json (env CONNEC_LOG_FORMAT)")
 	pf.StringVar(&f.cfg.Subject, "subject", f.cfg.Subject, "user a stdio session or credential command acts as: name or user:<uuid> (env CONNEC_SUBJECT)")
 	pf.StringVar(&f.cfg.LogLevel, "log-level", f.cfg.LogLevel, "log level: debug, info, warn, error (env CONNEC_LOG_LEVEL)")
-	cmd.AddCommand(serveCmd(f), migrateCmd(f), userCmd(f), groupCmd(f), tokenCmd(f), policyCmd(f), keyCmd(f), credentialCmd(f), auditCmd(f), openclawCmd(f))
+	cmd.AddCommand(serveCmd(f), migrateCmd(f), userCmd(f), groupCmd(f), tokenCmd(f), policyCmd(f), keyCmd(f), credentialCmd(f), auditCmd(f), openclawCmd(f), mcpCmd(f))
 	refuseUnknownSubcommands(cmd)
 	return cmd
 }

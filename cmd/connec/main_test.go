@@ -75,7 +75,8 @@ func TestHelpOnEveryCommand(t *testing.T) {
 		{"audit", "verify", "--help"}, {"audit", "export", "--help"}, {"openclaw", "add", "--help"}, {"openclaw", "list", "--help"},
 		{"openclaw", "remove", "--help"}, {"user", "disable", "--help"}, {"user", "enable", "--help"}, {"user", "remove", "--help"},
 		{"group", "list", "--help"}, {"group", "disable", "--help"}, {"group", "enable", "--help"}, {"group", "remove", "--help"},
-		{"group", "member", "remove", "--help"},
+		{"group", "member", "remove", "--help"}, {"mcp", "add", "--help"}, {"mcp", "approve", "--help"}, {"mcp", "list", "--help"},
+		{"mcp", "remove", "--help"},
 	} {
 		out, errOut, err := run(t, nil, args...)
 		if err != nil || !strings.Contains(out, "Usage:") {

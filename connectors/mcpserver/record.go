@@ -21,8 +21,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -215,4 +218,112 @@ func Discover(ctx context.Context, name, rawURL string, headers map[string]strin
 		rec.Tools = append(rec.Tools, ToolRecord{Tool: t.Name, Op: op, Description: t.Description, Input: in, Output: out, Kind: kind, Hash: h})
 	}
 	return rec, nil
+}
+
+// Dir is where added servers' records live under connec's data directory.
+func Dir(dataDir string) string { return filepath.Join(dataDir, "mcp") }
+
+// Save writes rec as <dir>/<name>.json (atomically: a reader sees the old
+// record or the new one).
+func Save(dir string, rec Record) error {
+	if err := ValidName(rec.Name); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	b, err := json.MarshalIndent(rec, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(dir, "."+rec.Name+"-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(append(b, '\n')); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), filepath.Join(dir, rec.Name+".json"))
+}
+
+// ErrNotAdded: no server of that name was added.
+var ErrNotAdded = errors.New("no MCP server of that name was added")
+
+// Read reads the record of the server called name.
+func Read(dir, name string) (Record, error) {
+	if err := ValidName(name); err != nil {
+		return Record{}, err
+	}
+	b, err := os.ReadFile(filepath.Join(dir, name+".json"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return Record{}, fmt.Errorf("%w: %s", ErrNotAdded, name)
+	}
+	if err != nil {
+		return Record{}, err
+	}
+	var rec Record
+	if err := json.Unmarshal(b, &rec); err != nil || rec.Name != name {
+		return Record{}, fmt.Errorf("the record of MCP server %s is damaged", name)
+	}
+	return rec, nil
+}
+
+// List reads every added server's record, by name. A damaged record is
+// reported and skipped.
+func List(dir string) ([]Record, error) {
+	ents, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []Record
+	var errs []error
+	for _, e := range ents {
+		name, ok := strings.CutSuffix(e.Name(), ".json")
+		if !ok || strings.HasPrefix(name, ".") {
+			continue
+		}
+		rec, err := Read(dir, name)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		out = append(out, rec)
+	}
+	return out, errors.Join(errs...)
+}
+
+// Remove deletes the record of the server called name.
+func Remove(dir, name string) error {
+	if _, err := Read(dir, name); err != nil {
+		return err
+	}
+	return os.Remove(filepath.Join(dir, name+".json"))
+}
+
+// LoadDrivers returns a driver for every added server (and what kept any
+// from loading).
+func LoadDrivers(dir string) ([]connectors.Driver, error) {
+	recs, err := List(dir)
+	var out []connectors.Driver
+	for _, r := range recs {
+		d, derr := New(r)
+		if derr != nil {
+			err = errors.Join(err, fmt.Errorf("MCP server %s: %w", r.Name, derr))
+			continue
+		}
+		out = append(out, d)
+	}
+	return out, err
 }

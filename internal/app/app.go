@@ -23,6 +23,7 @@ import (
 	"github.com/connec/connec/connectors/httpapi"
 	"github.com/connec/connec/connectors/mail"
 	"github.com/connec/connec/connectors/mattermost"
+	"github.com/connec/connec/connectors/mcpserver"
 	"github.com/connec/connec/connectors/openclaw"
 	"github.com/connec/connec/core"
 	"github.com/connec/connec/executor"
@@ -125,7 +126,12 @@ func (a *App) build(ctx context.Context) error {
 		}
 	}
 	a.reportSandbox()
-	reg, err := connectors.NewRegistry(append(Drivers(), oc...)...)
+	// Added MCP servers become connector types too (connec mcp add).
+	ms, err := mcpserver.LoadDrivers(mcpserver.Dir(a.Cfg.DataDir))
+	if err != nil {
+		a.Log.Error("some MCP servers were not loaded", "err", err)
+	}
+	reg, err := connectors.NewRegistry(append(append(Drivers(), oc...), ms...)...)
 	if err != nil {
 		return fmt.Errorf("connector registry: %w", err)
 	}

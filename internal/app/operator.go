@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/connec/connec/callctx"
+	"github.com/connec/connec/connectors/mcpserver"
 	"github.com/connec/connec/connectors/openclaw"
 	"github.com/connec/connec/core"
 	"github.com/connec/connec/executor"
@@ -196,6 +197,56 @@ func (a *App) RemovePlugin(ctx context.Context, name string) error {
 			return err
 		}
 		ev.Reason = fmt.Sprintf("removed %s@%s (connector type %s)", r.Package, r.Version, openclaw.TypeName(r.Manifest.ID))
+		return nil
+	})
+}
+
+// AddMCPServer puts a reviewed MCP server's record in place, audited: the
+// server becomes connector type mcp-<name> at the next start. A server of
+// that name must not exist yet (ApproveMCPServer replaces one).
+func (a *App) AddMCPServer(ctx context.Context, rec mcpserver.Record) error {
+	dir := mcpserver.Dir(a.Cfg.DataDir)
+	if _, err := mcpserver.Read(dir, rec.Name); err == nil {
+		return fmt.Errorf("an MCP server called %s was added already: approve its changes (connec mcp approve) or remove it first", rec.Name)
+	}
+	return a.outsideChange(ctx, "mcp.add", "mcp:"+rec.Name, func(ev *core.Note) error {
+		if err := mcpserver.Save(dir, rec); err != nil {
+			return err
+		}
+		ev.Reason = fmt.Sprintf("added MCP server %s at %s as connector type %s with %d tools", rec.Name, rec.URL,
+			mcpserver.TypeName(rec.Name), len(rec.Tools))
+		return nil
+	})
+}
+
+// ApproveMCPServer replaces an added server's record with a newly reviewed
+// one (its tools as the server now serves them), audited with what changed.
+func (a *App) ApproveMCPServer(ctx context.Context, rec mcpserver.Record, changes string) error {
+	dir := mcpserver.Dir(a.Cfg.DataDir)
+	if _, err := mcpserver.Read(dir, rec.Name); err != nil {
+		return err
+	}
+	return a.outsideChange(ctx, "mcp.approve", "mcp:"+rec.Name, func(ev *core.Note) error {
+		if err := mcpserver.Save(dir, rec); err != nil {
+			return err
+		}
+		ev.Reason = fmt.Sprintf("approved the tools of MCP server %s as they are now: %s", rec.Name, changes)
+		return nil
+	})
+}
+
+// RemoveMCPServer removes an added MCP server's record, audited.
+func (a *App) RemoveMCPServer(ctx context.Context, name string) error {
+	dir := mcpserver.Dir(a.Cfg.DataDir)
+	rec, err := mcpserver.Read(dir, name)
+	if err != nil {
+		return err
+	}
+	return a.outsideChange(ctx, "mcp.remove", "mcp:"+name, func(ev *core.Note) error {
+		if err := mcpserver.Remove(dir, name); err != nil {
+			return err
+		}
+		ev.Reason = fmt.Sprintf("removed MCP server %s at %s (connector type %s)", name, rec.URL, mcpserver.TypeName(name))
 		return nil
 	})
 }
