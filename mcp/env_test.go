@@ -56,10 +56,20 @@ func (l *lockedBuilder) String() string {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
+	return newEnvPrepared(t, nil)
+}
+
+// newEnvPrepared is newEnv with prepare run on the data directory before
+// the application opens it.
+func newEnvPrepared(t *testing.T, prepare func(dataDir string)) *env {
+	t.Helper()
 	ctx := context.Background()
 	logs := &lockedBuilder{}
 	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	dir := t.TempDir()
+	if prepare != nil {
+		prepare(dir)
+	}
 	cfg := app.Config{DatabaseURL: pgtest.URL(t), DataDir: dir, KeyFile: filepath.Join(dir, "connec.key")}
 	if _, err := vault.GenerateKeyFile(cfg.KeyFile, true); err != nil {
 		t.Fatal(err)
