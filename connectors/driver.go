@@ -48,6 +48,12 @@ type Operation struct {
 	// Async operations return a run id at once; connector.run.get reports
 	// their progress and result.
 	Async bool `json:"async,omitempty"`
+	// ToolResult marks an operation whose output is an MCP tool's result,
+	// {content, structured_content?, is_error} (package mcpserver): as an
+	// instance tool it answers with that result as the tool gave it, and
+	// ResultSchema, if set, is the tool's own output schema.
+	ToolResult   bool            `json:"-"`
+	ResultSchema json.RawMessage `json:"-"`
 }
 
 // TypeSpec declares a connector type: its operations, configuration,

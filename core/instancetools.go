@@ -224,21 +224,15 @@ func (s *Service) InstanceToolNamed(ctx context.Context, name string) (InstanceT
 
 type instanceToolKey struct{}
 
-type instanceToolCall struct {
-	name  string
-	async bool
+// AsInstanceTool marks ctx as the call of instance tool t, which a
+// transport translated into connector.op.invoke: the call's audit row
+// names the tool.
+func AsInstanceTool(ctx context.Context, t InstanceTool) context.Context {
+	return context.WithValue(ctx, instanceToolKey{}, t)
 }
 
-// AsInstanceTool marks ctx as the call of the instance tool name (an async
-// operation's when async), which a transport translated into
-// connector.op.invoke: the call's audit row names that tool.
-func AsInstanceTool(ctx context.Context, name string, async bool) context.Context {
-	return context.WithValue(ctx, instanceToolKey{}, instanceToolCall{name: name, async: async})
-}
-
-// InstanceToolOf returns the instance tool ctx's call was made as, if any,
-// and whether its operation is async.
-func InstanceToolOf(ctx context.Context) (name string, async, ok bool) {
-	c, ok := ctx.Value(instanceToolKey{}).(instanceToolCall)
-	return c.name, c.async, ok
+// InstanceToolOf returns the instance tool ctx's call was made as, if any.
+func InstanceToolOf(ctx context.Context) (InstanceTool, bool) {
+	t, ok := ctx.Value(instanceToolKey{}).(InstanceTool)
+	return t, ok
 }

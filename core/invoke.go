@@ -46,8 +46,8 @@ const maxTimeout = 10 * time.Minute
 // up-to-date read gives, and nothing is sent or returned.
 func (s *Service) Invoke(ctx context.Context, in InvokeInput) (InvokeResult, error) {
 	tool := ToolOpInvoke
-	if name, _, ok := InstanceToolOf(ctx); ok {
-		tool = name // the row names the tool the caller used
+	if t, ok := InstanceToolOf(ctx); ok {
+		tool = t.Name // the row names the tool the caller used
 	}
 	c, err := s.begin(ctx, tool, authz.ActionRead)
 	if err != nil {

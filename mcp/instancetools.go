@@ -112,7 +112,10 @@ func instanceToolDef(t core.InstanceTool, wire string) mcp.Tool {
 		Annotations: mcp.ToolAnnotation{Title: fmt.Sprintf("%s: %s", t.DisplayName, t.Op.Name), ReadOnlyHint: &read,
 			DestructiveHint: ptr(!read), OpenWorldHint: ptr(true)},
 	}
-	if !t.Op.Async {
+	switch {
+	case t.Op.ToolResult:
+		def.RawOutputSchema = t.Op.ResultSchema // the tool's own, if it has one
+	case !t.Op.Async:
 		def.RawOutputSchema = t.Op.Output
 	}
 	return def
@@ -164,7 +167,7 @@ func (s *Server) translateCall(ctx context.Context, body []byte) (_ []byte, _ co
 	if err != nil {
 		return nil, nil, "", "", false
 	}
-	return out, core.AsInstanceTool(ctx, t.Name, t.Op.Async), name, target, true
+	return out, core.AsInstanceTool(ctx, t), name, target, true
 }
 
 // instanceToolByWire finds the caller's instance tool served as wire.
@@ -188,15 +191,47 @@ func (s *Server) instanceToolByWire(ctx context.Context, wire string) (core.Inst
 // operation's output as the structured content (valid against the tool's
 // output schema) and as text, the run in _meta. An async operation's
 // answer is the run to follow (connector.run.get), as from invoke.
-func instanceResult(v any, err error, async bool) *mcp.CallToolResult {
+func instanceResult(v any, err error, t core.InstanceTool) *mcp.CallToolResult {
 	r, ok := v.(core.InvokeResult)
-	if err != nil || !ok || async || len(r.Output) == 0 {
+	if err != nil || !ok || t.Op.Async || len(r.Output) == 0 {
 		return encode(v, err)
 	}
 	res := mcp.NewToolResultStructured(r.Output, string(r.Output))
+	if t.Op.ToolResult {
+		if tr, ok := toolResult(r.Output); ok {
+			res = tr // the tool's own answer, as it gave it
+		}
+	}
 	res.Meta = mcp.NewMetaFromMap(map[string]any{runMetaKey: map[string]any{"run_id": r.RunID, "status": r.Status,
 		"duration_ms": r.DurationMS, "truncated": r.Truncated, "replayed": r.Replayed}})
 	return res
+}
+
+// toolResult rebuilds an MCP tool's result from an operation's output of
+// the ToolResult shape.
+func toolResult(out json.RawMessage) (*mcp.CallToolResult, bool) {
+	var o struct {
+		Content    json.RawMessage `json:"content"`
+		Structured json.RawMessage `json:"structured_content"`
+		IsError    bool            `json:"is_error"`
+	}
+	if json.Unmarshal(out, &o) != nil {
+		return nil, false
+	}
+	raw := map[string]any{"content": o.Content, "isError": o.IsError}
+	if len(o.Structured) > 0 && string(o.Structured) != "null" {
+		raw["structuredContent"] = o.Structured
+	}
+	b, err := json.Marshal(raw)
+	if err != nil {
+		return nil, false
+	}
+	msg := json.RawMessage(b)
+	res, err := mcp.ParseCallToolResult(&msg)
+	if err != nil {
+		return nil, false
+	}
+	return res, true
 }
 
 // runMetaKey names the run of an instance tool's call in its result's _meta.

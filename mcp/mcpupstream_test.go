@@ -18,10 +18,11 @@ import (
 
 // An MCP server added to connec (a real one over streamable HTTP that
 // wants a bearer token and echoes the Authorization header it receives):
-// an agent calls its tool as the instance's own tool; connec attaches the
+// an agent calls its tools as the instance's own tools; connec attaches the
 // instance's credential to the request (the server sees it), never the
 // agent's own token, and the credential comes back nowhere: not in the
-// result the agent gets, nor in audit or run rows.
+// result the agent gets, nor in audit or run rows. Results pass through as
+// the tools gave them.
 func TestGovernedMCPServerAttachesTheCredentialAndNeverReturnsIt(t *testing.T) {
 	const secret = "upstream-bearer-5d1c0e7a9f"
 	var mu sync.Mutex
@@ -33,6 +34,19 @@ func TestGovernedMCPServerAttachesTheCredentialAndNeverReturnsIt(t *testing.T) {
 			auth := seen[len(seen)-1]
 			mu.Unlock()
 			return mcp.NewToolResultText("authorization: " + auth), nil
+		})
+	up.AddTool(mcp.NewTool("report", mcp.WithDescription("A structured report."), mcp.WithReadOnlyHintAnnotation(true),
+		mcp.WithOutputSchema[struct {
+			Count int `json:"count"`
+		}]()),
+		func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+			res := mcp.NewToolResultStructured(map[string]any{"count": 3}, `{"count":3}`)
+			res.Content = append(res.Content, mcp.NewImageContent("iVBORw0KGgo=", "image/png"))
+			return res, nil
+		})
+	up.AddTool(mcp.NewTool("fail", mcp.WithDescription("Always fails as a tool.")),
+		func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+			return mcp.NewToolResultError("nope"), nil
 		})
 	stream := server.NewStreamableHTTPServer(up)
 	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -79,6 +93,25 @@ func TestGovernedMCPServerAttachesTheCredentialAndNeverReturnsIt(t *testing.T) {
 	if last != "Bearer "+secret {
 		t.Fatalf("the server received %q, want the instance's bearer credential", last)
 	}
+	// What the tool answers reaches the agent as the tool gave it: its
+	// content blocks, its structured content (valid against the tool's own
+	// output schema, which the instance tool declares), and a tool error as
+	// a tool error.
+	tools := listAll(t, c)
+	if schema := mustJSON(t, tools["up.up.report"].OutputSchema); !strings.Contains(schema, `"count"`) {
+		t.Fatalf("the instance tool does not declare the tool's output schema: %s", schema)
+	}
+	rep := callTool(t, c, "up.up.report", map[string]any{}, nil)
+	if rep.IsError || len(rep.Content) != 2 || !strings.Contains(mustJSON(t, rep.StructuredContent), `"count":3`) {
+		t.Fatalf("report: %s", mustJSON(t, rep))
+	}
+	if img, ok := rep.Content[1].(mcp.ImageContent); !ok || img.MIMEType != "image/png" || img.Data != "iVBORw0KGgo=" {
+		t.Fatalf("the image block: %#v", rep.Content[1])
+	}
+	if f := callTool(t, c, "up.up.fail", map[string]any{}, nil); !f.IsError || !strings.Contains(mustJSON(t, f.Content), "nope") {
+		t.Fatalf("a tool error: %s", mustJSON(t, f))
+	}
+
 	for what, n := range map[string]int{
 		"responses":  map[bool]int{true: 1}[strings.Contains(body, secret)],
 		"audit rows": e.count(`SELECT count(*) FROM audit_events WHERE strpos(to_jsonb(audit_events)::text, $1) > 0`, secret),

@@ -176,7 +176,7 @@ func (s *Server) visibleTools(ctx context.Context, tools []mcp.Tool) []mcp.Tool 
 		if !s.sets.management() {
 			// Management tools are not served; connector.op.invoke runs
 			// only as the instance tool a transport translated.
-			if _, _, instance := core.InstanceToolOf(ctx); !instance || len(tools) != 1 {
+			if _, instance := core.InstanceToolOf(ctx); !instance || len(tools) != 1 {
 				continue
 			}
 		}

@@ -108,8 +108,8 @@ func handler(svc *core.Service, t Tool) server.ToolHandlerFunc {
 		}
 		ctx = callctx.WithTask(ctx, task)
 		v, err := e.Call(ctx, svc, withoutTaskID(raw))
-		if _, async, ok := core.InstanceToolOf(ctx); ok {
-			return instanceResult(v, err, async), nil
+		if t, ok := core.InstanceToolOf(ctx); ok {
+			return instanceResult(v, err, t), nil
 		}
 		return encode(v, err), nil
 	}

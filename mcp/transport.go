@@ -99,8 +99,8 @@ func principalFromRequest(transport string) func(ctx context.Context, r *http.Re
 		if v, ok := r.Context().Value(visibilityKey{}).(*visibility); ok {
 			ctx = context.WithValue(ctx, visibilityKey{}, v)
 		}
-		if name, async, ok := core.InstanceToolOf(r.Context()); ok {
-			ctx = core.AsInstanceTool(ctx, name, async) // translated by messages
+		if t, ok := core.InstanceToolOf(r.Context()); ok {
+			ctx = core.AsInstanceTool(ctx, t) // translated by messages
 		}
 		return ctx
 	}

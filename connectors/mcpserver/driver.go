@@ -66,7 +66,7 @@ func (d *Driver) Spec() connectors.TypeSpec {
 			desc = "Tool " + t.Tool + " of the MCP server " + d.rec.Name + "."
 		}
 		ops = append(ops, connectors.Operation{Name: t.Op, Kind: t.Kind, Description: desc, Input: t.Input,
-			Output: json.RawMessage(outputSchema), Timeout: 60 * time.Second})
+			Output: json.RawMessage(outputSchema), Timeout: 60 * time.Second, ToolResult: true, ResultSchema: t.Output})
 	}
 	return connectors.TypeSpec{
 		Name:            TypeName(d.rec.Name),
