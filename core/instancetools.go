@@ -99,6 +99,9 @@ func (s *Service) instanceTools(ctx context.Context, handles []string) ([]Instan
 	if !ok {
 		return nil, nil
 	}
+	if s.bareToolNames {
+		handles = nil // a bare name holds no handle, and is bare only among all
+	}
 	rows, err := listEnabledWithOwners(ctx, s.pool, handles)
 	if err != nil {
 		return nil, fault.Wrap(fault.Unavailable, err, "instances cannot be listed right now")
@@ -124,6 +127,9 @@ func (s *Service) instanceTools(ctx context.Context, handles []string) ([]Instan
 			out = append(out, InstanceTool{Name: name, InstanceID: r.ID, Handle: r.Handle, Owner: r.Owner, OwnerName: r.ownerName,
 				Type: r.Type, DisplayName: r.DisplayName, ProjectID: r.ProjectID, Op: op})
 		}
+	}
+	if s.bareToolNames {
+		bare(out)
 	}
 	slices.SortFunc(out, func(a, b InstanceTool) int { return strings.Compare(a.Name, b.Name) })
 	return out, nil
@@ -155,6 +161,34 @@ func HandlesIn(name, sep string) []string {
 		}
 	}
 	return out
+}
+
+// WithBareInstanceToolNames names instance tools by their operation alone,
+// without its type's namespace (for an added MCP server: the server's own
+// tool names), wherever that name is the caller's only tool of the name;
+// the others keep their full names. For a server fronting one MCP server
+// as if it were that server (the conformance suite runs so).
+func WithBareInstanceToolNames() Option { return func(s *Service) { s.bareToolNames = true } }
+
+// bare gives each tool its operation's name without the type's namespace,
+// where no other tool of the list would have that name.
+func bare(tools []InstanceTool) {
+	count := map[string]int{}
+	short := func(t InstanceTool) string {
+		_, rest, _ := strings.Cut(t.Op.Name, ".")
+		return rest
+	}
+	for _, t := range tools {
+		count[short(t)]++
+	}
+	for _, t := range tools {
+		count[t.Name]++ // a full name a bare one would shadow
+	}
+	for i, t := range tools {
+		if b := short(t); count[b] == 1 {
+			tools[i].Name = b
+		}
+	}
 }
 
 // Call is what a call of t with args (and the idempotency key the caller

@@ -59,6 +59,9 @@ type Service struct {
 	authCfg authlimit.Config
 	guard   *authlimit.Guard
 
+	// bareToolNames: WithBareInstanceToolNames.
+	bareToolNames bool
+
 	// watchers are told of every change to an instance (OnInstanceChange).
 	watchMu  sync.Mutex
 	watchers []func()

@@ -41,46 +41,66 @@ func TestConformance(t *testing.T) {
 	defer proxy.Close()
 	for _, set := range conformanceSets {
 		t.Run(set, func(t *testing.T) {
-			baselineFile := "conformance-" + set + ".yaml"
-			baseline, err := readBaseline(baselineFile)
-			if err != nil {
-				t.Fatal(err)
-			}
-			out := t.TempDir()
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-			defer cancel()
-			cmd := exec.CommandContext(ctx, node, filepath.Join("node_modules", ".bin", "conformance"), "server",
-				"--url", proxy.URL+"/mcp", "--requirements", set, "--expected-failures", baselineFile, "-o", out)
-			cmd.Env = f.nodeEnv()
-			var log bytes.Buffer
-			cmd.Stdout, cmd.Stderr = &log, &log
-			runErr := cmd.Run()
-			checks, err := readChecks(out)
-			if err != nil {
-				t.Fatalf("conformance %s: %v (suite: %v)\n%s", set, err, runErr, tailOf(log.String(), 8000))
-			}
-			v := judge(checks, baseline)
-			suite := "passed"
-			if runErr != nil {
-				suite = runErr.Error()
-			}
-			t.Logf("conformance %s: %d scenarios; checks: %d passed, %d failed, %d warnings (%d failures and warnings expected, see %s); unexpected: %d, stale expected failures: %d; the suite's own verdict: %s",
-				set, v.scenarios, v.passed, v.failed, v.warnings, v.expected, baselineFile, len(v.unexpected), len(v.stale), suite)
-			if len(v.unexpected) > 0 {
-				t.Errorf("conformance %s: unexpected failures (fix connec; never list a real defect in %s):\n  %s",
-					set, baselineFile, strings.Join(v.unexpected, "\n  "))
-			}
-			if len(v.stale) > 0 {
-				t.Errorf("conformance %s: expected failures that now pass (remove them from %s):\n  %s",
-					set, baselineFile, strings.Join(v.stale, "\n  "))
-			}
-			// The suite's own verdict on the scenarios it scores.
-			var exit *exec.ExitError
-			if runErr != nil && !(errors.As(runErr, &exit) && len(v.unexpected)+len(v.stale) > 0) {
-				t.Errorf("conformance %s: the suite exited %v\n%s\nproxy: %s", set, runErr, summary(log.String()), proxyLog)
-			}
+			runSuite(t, f, node, proxy.URL+"/mcp", set, "conformance-"+set+".yaml", proxyLog)
 		})
 	}
+}
+
+// runSuite runs the suite's server scenarios of requirement set set against
+// url and judges every check against baselineFile (see TestConformance).
+// It returns the verdict.
+func runSuite(t *testing.T, f *fixture, node, url, set, baselineFile string, proxyLog fmt.Stringer) verdict {
+	t.Helper()
+	baseline, err := readBaseline(baselineFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, log, runErr := suite(t, f, node, url, set, baselineFile)
+	v = judge(v.checks, baseline)
+	outcome := "passed"
+	if runErr != nil {
+		outcome = runErr.Error()
+	}
+	t.Logf("conformance %s at %s: %d scenarios; checks: %d passed, %d failed, %d warnings (%d failures and warnings expected, see %s); unexpected: %d, stale expected failures: %d; the suite's own verdict: %s",
+		set, url, v.scenarios, v.passed, v.failed, v.warnings, v.expected, baselineFile, len(v.unexpected), len(v.stale), outcome)
+	if len(v.unexpected) > 0 {
+		t.Errorf("conformance %s: unexpected failures (fix connec; never list a real defect in %s):\n  %s",
+			set, baselineFile, strings.Join(v.unexpected, "\n  "))
+	}
+	if len(v.stale) > 0 {
+		t.Errorf("conformance %s: expected failures that now pass (remove them from %s):\n  %s",
+			set, baselineFile, strings.Join(v.stale, "\n  "))
+	}
+	// The suite's own verdict on the scenarios it scores.
+	var exit *exec.ExitError
+	if runErr != nil && !(errors.As(runErr, &exit) && len(v.unexpected)+len(v.stale) > 0) {
+		t.Errorf("conformance %s: the suite exited %v\n%s\nproxy: %s", set, runErr, summary(log), proxyLog)
+	}
+	return v
+}
+
+// suite runs the suite's server scenarios of set against url (with
+// baselineFile as its expected failures, if any) and returns its checks,
+// unjudged, its output and its exit.
+func suite(t *testing.T, f *fixture, node, url, set, baselineFile string) (verdict, string, error) {
+	t.Helper()
+	out := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	args := []string{filepath.Join("node_modules", ".bin", "conformance"), "server", "--url", url, "--requirements", set, "-o", out}
+	if baselineFile != "" {
+		args = append(args, "--expected-failures", baselineFile)
+	}
+	cmd := exec.CommandContext(ctx, node, args...)
+	cmd.Env = f.nodeEnv()
+	var log bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &log, &log
+	runErr := cmd.Run()
+	checks, err := readChecks(out)
+	if err != nil {
+		t.Fatalf("conformance %s: %v (suite: %v)\n%s", set, err, runErr, tailOf(log.String(), 8000))
+	}
+	return verdict{checks: checks}, log.String(), runErr
 }
 
 // baseline is an expected-failures file: its <scenario>:<check-id> entries.
@@ -160,6 +180,7 @@ func readChecks(dir string) ([]check, error) {
 type verdict struct {
 	scenarios, passed, failed, expected, warnings int
 	unexpected, stale                             []string
+	checks                                        []check
 }
 
 // judge compares the checks with the baseline. Counts are of check
@@ -212,6 +233,7 @@ func judge(checks []check, b baseline) verdict {
 	}
 	sort.Strings(v.unexpected)
 	sort.Strings(v.stale)
+	v.checks = checks
 	return v
 }
 

@@ -59,18 +59,18 @@ func newEnv(t *testing.T) *env {
 	return newEnvPrepared(t, nil)
 }
 
-// newEnvPrepared is newEnv with prepare run on the data directory before
-// the application opens it.
-func newEnvPrepared(t *testing.T, prepare func(dataDir string)) *env {
+// newEnvPrepared is newEnv with prepare run on the configuration (and its
+// data directory) before the application opens.
+func newEnvPrepared(t *testing.T, prepare func(cfg *app.Config)) *env {
 	t.Helper()
 	ctx := context.Background()
 	logs := &lockedBuilder{}
 	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	dir := t.TempDir()
-	if prepare != nil {
-		prepare(dir)
-	}
 	cfg := app.Config{DatabaseURL: pgtest.URL(t), DataDir: dir, KeyFile: filepath.Join(dir, "connec.key")}
+	if prepare != nil {
+		prepare(&cfg)
+	}
 	if _, err := vault.GenerateKeyFile(cfg.KeyFile, true); err != nil {
 		t.Fatal(err)
 	}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/connec/connec/callctx"
 	"github.com/connec/connec/core"
+	"github.com/connec/connec/internal/app"
 	"github.com/connec/connec/internal/platform/jsonschema"
 	cmcp "github.com/connec/connec/mcp"
 )
@@ -293,5 +294,38 @@ func TestInstanceToolIdempotencyKey(t *testing.T) {
 	bad := callTool(t, c, "mail.echo.send", map[string]any{"message": "x"}, map[string]any{core.IdempotencyMetaKey: 7})
 	if !bad.IsError || !strings.Contains(mustJSON(t, bad), "idempotency_key") {
 		t.Fatalf("a numeric key: %s", mustJSON(t, bad))
+	}
+}
+
+// With bare instance tool names a tool is its operation without the type's
+// namespace where that is the caller's only tool of the name (echo.read is
+// "read" for the only echo instance); a second instance of the type makes
+// both keep their full names.
+func TestBareInstanceToolNames(t *testing.T) {
+	e := newEnvPrepared(t, func(cfg *app.Config) { cfg.InstanceToolNames = "bare" })
+	_, tok := e.user("alice", false)
+	c := e.client(cmcp.TransportStreamable, tok)
+	mustOK(t, c, core.ToolInstanceInstall, map[string]any{"type": "echo", "display_name": "One", "enable": true}, nil)
+	tools := listAll(t, c)
+	for _, want := range []string{"read", "send", "later"} {
+		if _, ok := tools[want]; !ok {
+			t.Fatalf("bare names: no %s in %v", want, keys(tools))
+		}
+	}
+	if res := callTool(t, c, "read", map[string]any{"message": "hi"}, nil); res.IsError {
+		t.Fatalf("read: %s", mustJSON(t, res))
+	}
+	if rows := e.audit("tool = 'read'"); len(rows) != 2 {
+		t.Fatalf("%d audit rows name the tool as called, want 2", len(rows))
+	}
+	mustOK(t, c, core.ToolInstanceInstall, map[string]any{"type": "echo", "display_name": "Two", "enable": true}, nil)
+	tools = listAll(t, c)
+	if _, ok := tools["read"]; ok {
+		t.Fatal("two echo instances still share the bare name read")
+	}
+	for _, want := range []string{"one.echo.read", "two.echo.read"} {
+		if _, ok := tools[want]; !ok {
+			t.Fatalf("no %s in %v", want, keys(tools))
+		}
 	}
 }

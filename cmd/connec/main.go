@@ -137,6 +137,8 @@ func serveCmd(f *flags) *cobra.Command {
 		"how tool names are spelled: dotted (connector.op.invoke) or underscore (connector_op_invoke, for hosts that accept only [a-zA-Z0-9_-]) (env CONNEC_TOOL_NAMES)")
 	cmd.Flags().StringVar(&f.cfg.Toolsets, "toolsets", f.cfg.Toolsets,
 		"which MCP tools to serve: all, management (the connector.* tools) or instances (one tool per operation of each instance the caller may use) (env CONNEC_TOOLSETS)")
+	cmd.Flags().StringVar(&f.cfg.InstanceToolNames, "instance-tool-names", f.cfg.InstanceToolNames,
+		"how instance tools are named: qualified (<handle>.<operation>) or bare (the operation alone where unique; an added MCP server's own tool names) (env CONNEC_INSTANCE_TOOL_NAMES)")
 	cmd.Flags().StringVar(&f.cfg.MetricsAddr, "metrics-addr", f.cfg.MetricsAddr,
 		"serve Prometheus metrics at /metrics on this address only, e.g. 127.0.0.1:9090 (env CONNEC_METRICS_ADDR; empty: no metrics)")
 	cmd.Flags().StringSliceVar(&f.cfg.AllowedOrigins, "allowed-origin", f.cfg.AllowedOrigins,

@@ -157,7 +157,7 @@ func (d *Driver) Invoke(ctx context.Context, inv connectors.Invocation) (json.Ra
 }
 
 // checkPin refuses a tool the server no longer serves as reviewed.
-func checkPin(t ToolRecord, current []mcp.Tool) error {
+func checkPin(t ToolRecord, current []listedTool) error {
 	for _, ct := range current {
 		if ct.Name != t.Tool {
 			continue
@@ -198,6 +198,9 @@ func authHeaders(inv connectors.Invocation, cfg config) (map[string]string, erro
 	return map[string]string{name: value}, nil
 }
 
+// upstreamRevision is the protocol revision connec speaks to servers.
+const upstreamRevision = "2025-11-25"
+
 func connect(ctx context.Context, url string, headers map[string]string, hc *http.Client) (*client.Client, error) {
 	tr, err := transport.NewStreamableHTTP(url, transport.WithHTTPHeaders(headers), transport.WithHTTPBasicClient(hc))
 	if err != nil {
@@ -208,7 +211,9 @@ func connect(ctx context.Context, url string, headers map[string]string, hc *htt
 		return nil, upstreamFault(err)
 	}
 	init := mcp.InitializeRequest{}
-	init.Params.ProtocolVersion = mcp.LATEST_PROTOCOL_VERSION
+	// 2025-11-25, which servers of both revisions speak (listTools sends
+	// its requests as that revision frames them).
+	init.Params.ProtocolVersion = upstreamRevision
 	init.Params.ClientInfo = mcp.Implementation{Name: "connec", Version: "1"}
 	if _, err := c.Initialize(ctx, init); err != nil {
 		_ = c.Close()
@@ -217,12 +222,50 @@ func connect(ctx context.Context, url string, headers map[string]string, hc *htt
 	return c, nil
 }
 
-func listTools(ctx context.Context, c *client.Client) ([]mcp.Tool, error) {
-	res, err := c.ListTools(ctx, mcp.ListToolsRequest{})
-	if err != nil {
-		return nil, err
+// listedTool is a tool as the server lists it, its schemas as sent (a
+// parsed mcp.Tool keeps only part of a schema: $schema, allOf, if/then
+// and the like would be lost, and with them what the pin covers).
+type listedTool struct {
+	Name        string          `json:"name"`
+	Description string          `json:"description"`
+	Input       json.RawMessage `json:"inputSchema"`
+	Output      json.RawMessage `json:"outputSchema"`
+	Annotations struct {
+		ReadOnly *bool `json:"readOnlyHint"`
+	} `json:"annotations"`
+}
+
+// listTools lists every tool, page after page, as sent.
+func listTools(ctx context.Context, c *client.Client) ([]listedTool, error) {
+	var out []listedTool
+	cursor := ""
+	for page := 1; page <= 1000; page++ {
+		params := map[string]any{}
+		if cursor != "" {
+			params["cursor"] = cursor
+		}
+		resp, err := c.GetTransport().SendRequest(ctx, transport.JSONRPCRequest{JSONRPC: mcp.JSONRPC_VERSION,
+			ID: mcp.NewRequestId(int64(1_000_000 + page)), Method: string(mcp.MethodToolsList), Params: params})
+		if err != nil {
+			return nil, err
+		}
+		if resp.Error != nil {
+			return nil, fmt.Errorf("tools/list: %s", resp.Error.Message)
+		}
+		var res struct {
+			Tools      []listedTool `json:"tools"`
+			NextCursor string       `json:"nextCursor"`
+		}
+		if err := json.Unmarshal(resp.Result, &res); err != nil {
+			return nil, fmt.Errorf("tools/list: %w", err)
+		}
+		out = append(out, res.Tools...)
+		if res.NextCursor == "" {
+			return out, nil
+		}
+		cursor = res.NextCursor
 	}
-	return res.Tools, nil
+	return nil, errors.New("tools/list: more than 1000 pages")
 }
 
 // upstreamFault maps a failure to reach or use the server: unauthorized is

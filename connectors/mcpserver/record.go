@@ -31,8 +31,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/mark3labs/mcp-go/mcp"
-
 	"github.com/connec/connec/connectors"
 )
 
@@ -147,31 +145,21 @@ func opName(server, tool string) string {
 }
 
 // toolHash is DefinitionHash of a tool as a server lists it.
-func toolHash(t mcp.Tool) (string, error) {
-	in, err := schemaJSON(t.RawInputSchema, t.InputSchema)
-	if err != nil {
-		return "", err
-	}
-	var out json.RawMessage
-	if len(t.RawOutputSchema) > 0 || t.OutputSchema.Type != "" {
-		if out, err = schemaJSON(t.RawOutputSchema, t.OutputSchema); err != nil {
-			return "", err
-		}
-	}
-	return DefinitionHash(t.Name, t.Description, in, out, readOnly(t))
+func toolHash(t listedTool) (string, error) {
+	return DefinitionHash(t.Name, t.Description, t.Input, nullToNone(t.Output), readOnly(t))
 }
 
-// schemaJSON is a tool schema's JSON: as sent, when kept, else as parsed.
-func schemaJSON(raw json.RawMessage, parsed any) (json.RawMessage, error) {
-	if len(raw) > 0 {
-		return raw, nil
+// nullToNone treats an output schema sent as null as none.
+func nullToNone(raw json.RawMessage) json.RawMessage {
+	if string(raw) == "null" {
+		return nil
 	}
-	return json.Marshal(parsed)
+	return raw
 }
 
 // readOnly is the tool's readOnlyHint: only an explicit true makes it read.
-func readOnly(t mcp.Tool) bool {
-	return t.Annotations.ReadOnlyHint != nil && *t.Annotations.ReadOnlyHint
+func readOnly(t listedTool) bool {
+	return t.Annotations.ReadOnly != nil && *t.Annotations.ReadOnly
 }
 
 // Discover connects to the server at rawURL (with headers, for a server
@@ -201,10 +189,9 @@ func Discover(ctx context.Context, name, rawURL string, headers map[string]strin
 		if err != nil {
 			return Record{}, err
 		}
-		in, _ := schemaJSON(t.RawInputSchema, t.InputSchema)
-		var out json.RawMessage
-		if len(t.RawOutputSchema) > 0 || t.OutputSchema.Type != "" {
-			out, _ = schemaJSON(t.RawOutputSchema, t.OutputSchema)
+		in, out := t.Input, nullToNone(t.Output)
+		if len(in) == 0 {
+			in = json.RawMessage(`{"type":"object"}`)
 		}
 		op := opName(name, t.Name)
 		for n := 2; used[op]; n++ {

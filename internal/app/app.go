@@ -197,6 +197,9 @@ func (a *App) build(ctx context.Context) error {
 	if err := ex.Follow(a.Notify); err != nil {
 		return err
 	}
+	if strings.EqualFold(strings.TrimSpace(a.Cfg.InstanceToolNames), "bare") {
+		svcOpts = append(svcOpts, core.WithBareInstanceToolNames())
+	}
 	a.Service = core.NewService(a.Pool, reg, az, a.Audit, ex, append(svcOpts, core.WithNotify(a.Notify))...)
 	// A run canceled through any server stops where it executes.
 	if err := a.Notify.Handle("connec_run_cancel", a.Service.CancelLocal); err != nil {

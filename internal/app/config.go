@@ -43,6 +43,10 @@ type Config struct {
 	// management (the connector.* tools) or instances (one tool per
 	// instance operation).
 	Toolsets string
+	// InstanceToolNames is how instance tools are named: qualified
+	// (<handle>.<operation>, the default) or bare (the operation without its
+	// type's namespace where that is unique).
+	InstanceToolNames string
 	// AllowedOrigins are the browser origins allowed to call the HTTP MCP
 	// endpoints (comma-separated scheme://host[:port]); loopback origins
 	// are allowed on a loopback listener.
@@ -74,19 +78,20 @@ type Config struct {
 // FromEnv reads the configuration from the environment.
 func FromEnv() Config {
 	return Config{
-		DatabaseURL:    os.Getenv("DATABASE_URL"),
-		DataDir:        envOr("CONNEC_DATA_DIR", defaultDataDir()),
-		KeyFile:        os.Getenv("CONNEC_KEY_FILE"),
-		Subject:        os.Getenv("CONNEC_SUBJECT"),
-		Token:          os.Getenv("CONNEC_TOKEN"),
-		LogFormat:      envOr("CONNEC_LOG_FORMAT", "text"),
-		LogLevel:       envOr("CONNEC_LOG_LEVEL", "info"),
-		ServerLease:    envDuration("CONNEC_SERVER_LEASE"),
-		ToolNames:      envOr("CONNEC_TOOL_NAMES", "dotted"),
-		Toolsets:       envOr("CONNEC_TOOLSETS", "all"),
-		AllowedOrigins: splitList(os.Getenv("CONNEC_ALLOWED_ORIGINS")),
-		MetricsAddr:    os.Getenv("CONNEC_METRICS_ADDR"),
-		TrustedProxies: splitList(os.Getenv("CONNEC_TRUSTED_PROXIES")),
+		DatabaseURL:       os.Getenv("DATABASE_URL"),
+		DataDir:           envOr("CONNEC_DATA_DIR", defaultDataDir()),
+		KeyFile:           os.Getenv("CONNEC_KEY_FILE"),
+		Subject:           os.Getenv("CONNEC_SUBJECT"),
+		Token:             os.Getenv("CONNEC_TOKEN"),
+		LogFormat:         envOr("CONNEC_LOG_FORMAT", "text"),
+		LogLevel:          envOr("CONNEC_LOG_LEVEL", "info"),
+		ServerLease:       envDuration("CONNEC_SERVER_LEASE"),
+		ToolNames:         envOr("CONNEC_TOOL_NAMES", "dotted"),
+		Toolsets:          envOr("CONNEC_TOOLSETS", "all"),
+		InstanceToolNames: envOr("CONNEC_INSTANCE_TOOL_NAMES", "qualified"),
+		AllowedOrigins:    splitList(os.Getenv("CONNEC_ALLOWED_ORIGINS")),
+		MetricsAddr:       os.Getenv("CONNEC_METRICS_ADDR"),
+		TrustedProxies:    splitList(os.Getenv("CONNEC_TRUSTED_PROXIES")),
 
 		AuthFailureInterval: envDuration("CONNEC_AUTH_FAILURE_INTERVAL"),
 		AuthFailureLimit:    envInt("CONNEC_AUTH_FAILURE_LIMIT"),

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/connec/connec/gateway"
@@ -56,6 +57,9 @@ func (a *App) checkServe() error {
 	}
 	if _, err := mcp.ParseToolNames(a.Cfg.ToolNames); err != nil {
 		return fmt.Errorf("invalid tool names %q (CONNEC_TOOL_NAMES or --tool-names): want dotted or underscore", a.Cfg.ToolNames)
+	}
+	if n := strings.ToLower(strings.TrimSpace(a.Cfg.InstanceToolNames)); n != "" && n != "qualified" && n != "bare" {
+		return fmt.Errorf("invalid instance tool names %q (CONNEC_INSTANCE_TOOL_NAMES or --instance-tool-names): want qualified or bare", a.Cfg.InstanceToolNames)
 	}
 	if _, err := mcp.ParseToolsets(a.Cfg.Toolsets); err != nil {
 		return fmt.Errorf("invalid toolsets %q (CONNEC_TOOLSETS or --toolsets): want all, management or instances", a.Cfg.Toolsets)
