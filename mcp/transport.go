@@ -201,6 +201,22 @@ func (h *httpTransport) messages(transport string, next http.Handler) http.Handl
 			return
 		}
 		if body, ictx, name, target, ok := h.srv.translateCall(r.Context(), body); ok && headerAgrees(r.Header, name) {
+			if t, _ := core.InstanceToolOf(ictx); modern {
+				// The parameter headers the tool's schema binds must agree
+				// with the arguments (SEP-2243), as mcp-go checks them for
+				// the tools it holds itself.
+				def := instanceToolDef(t, name)
+				if err := mcp.ValidateParamHeadersLookup(func(k string) (string, bool) {
+					v, ok := r.Header[http.CanonicalHeaderKey(k)]
+					if !ok || len(v) == 0 {
+						return "", false
+					}
+					return v[0], true
+				}, &def, m.Params); err != nil {
+					writeJSON(w, http.StatusBadRequest, rpcError(m.ID, mcp.HEADER_MISMATCH, "header mismatch: "+err.Error()))
+					return
+				}
+			}
 			r = r.WithContext(ictx)
 			r.Body = io.NopCloser(bytes.NewReader(body))
 			r.ContentLength = int64(len(body))
