@@ -87,7 +87,14 @@ type Invocation struct {
 	// Findings collects what the driver reports about this invocation
 	// (e.g. that it redacted credential material), for the audit row.
 	Findings *Findings
+	// Progress, when the caller asked for progress, takes what the driver
+	// reports while it runs (nil otherwise: report nothing).
+	Progress Progress
 }
+
+// Progress is how far an invocation has got: progress so far, of total (0
+// when unknown), and a message (may be empty).
+type Progress func(progress, total float64, message string)
 
 // Findings is what a driver reports about one invocation: whether it
 // redacted credential material, and the values it derived from the

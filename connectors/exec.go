@@ -22,6 +22,9 @@ type ExecRequest struct {
 	// Credential is the instance's live credential, still sealed; nil when
 	// the instance has none.
 	Credential *SealedCredential
+	// Progress, if set, receives the progress the driver reports (the
+	// executor redacts its messages first).
+	Progress Progress
 }
 
 // ExecResult is a validated, capped operation result.

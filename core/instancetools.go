@@ -256,6 +256,14 @@ func (s *Service) InstanceToolNamed(ctx context.Context, name string) (InstanceT
 	return tools[i], true, nil
 }
 
+type progressKey struct{}
+
+// WithProgress asks for the progress of the operation ctx's call invokes:
+// fn receives what its driver reports (messages redacted).
+func WithProgress(ctx context.Context, fn func(progress, total float64, message string)) context.Context {
+	return context.WithValue(ctx, progressKey{}, connectors.Progress(fn))
+}
+
 type instanceToolKey struct{}
 
 // AsInstanceTool marks ctx as the call of instance tool t, which a

@@ -135,6 +135,9 @@ func (s *Service) Invoke(ctx context.Context, in InvokeInput) (InvokeResult, err
 
 	req := job{inst: inst, ExecRequest: connectors.ExecRequest{Type: ct, Op: op, InstanceID: string(inst.ID), Config: inst.Config, Args: in.Arguments,
 		Timeout: time.Duration(in.TimeoutMS) * time.Millisecond, Credential: cred}}
+	if p, ok := ctx.Value(progressKey{}).(connectors.Progress); ok && !op.Async {
+		req.Progress = p // an async run has no caller waiting
+	}
 	// Time-ordered (UUIDv7): each run row's primary-key entry lands at the
 	// index's right edge, not on a random page of it.
 	runID := uuid.Must(uuid.NewV7()).String()

@@ -165,6 +165,18 @@ func (e *Executor) Execute(ctx context.Context, req connectors.ExecRequest) (con
 	inv.Egress = guard
 	inv.Findings = &connectors.Findings{}
 	defer inv.Findings.Wipe()
+	if req.Progress != nil {
+		// A progress message leaves before the result's redaction:
+		// redacted on its own, by what the driver has declared so far.
+		inv.Progress = func(progress, total float64, message string) {
+			if message != "" {
+				red := driverkit.ForInvocation(inv)
+				message = red.String(message)
+				red.Wipe()
+			}
+			req.Progress(progress, total, message)
+		}
+	}
 
 	timeout := req.Op.Timeout
 	if req.Timeout > 0 && req.Timeout < timeout {

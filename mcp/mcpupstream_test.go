@@ -2,11 +2,13 @@ package mcp_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/mark3labs/mcp-go/server"
@@ -48,6 +50,20 @@ func TestGovernedMCPServerAttachesTheCredentialAndNeverReturnsIt(t *testing.T) {
 	up.AddTool(mcp.NewTool("fail", mcp.WithDescription("Always fails as a tool.")),
 		func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 			return mcp.NewToolResultError("nope"), nil
+		})
+	up.AddTool(mcp.NewTool("leaky", mcp.WithDescription("Reports progress that quotes its credential."), mcp.WithReadOnlyHintAnnotation(true)),
+		func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+			if req.Params.Meta != nil && req.Params.Meta.ProgressToken != nil {
+				time.Sleep(20 * time.Millisecond) // let the response stream open
+				mu.Lock()
+				auth := seen[len(seen)-1]
+				mu.Unlock()
+				for i := 1; i <= 2; i++ {
+					_ = server.ServerFromContext(ctx).SendNotificationToClient(ctx, "notifications/progress",
+						map[string]any{"progressToken": req.Params.Meta.ProgressToken, "progress": float64(i), "message": "using " + auth})
+				}
+			}
+			return mcp.NewToolResultText("done"), nil
 		})
 	stream := server.NewStreamableHTTPServer(up)
 	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -119,6 +135,30 @@ func TestGovernedMCPServerAttachesTheCredentialAndNeverReturnsIt(t *testing.T) {
 	if f := callTool(t, c, "up.up.fail", map[string]any{}, nil); !f.IsError || !strings.Contains(mustJSON(t, f.Content), "nope") {
 		t.Fatalf("a tool error: %s", mustJSON(t, f))
 	}
+
+	// Progress the tool reports reaches the caller, redacted like results.
+	var pmu sync.Mutex
+	var progress []string
+	c.OnNotification(func(n mcp.JSONRPCNotification) {
+		if n.Method == "notifications/progress" {
+			pmu.Lock()
+			progress = append(progress, fmt.Sprint(n.Params.AdditionalFields["message"]))
+			pmu.Unlock()
+		}
+	})
+	req := callReq("up.up.leaky", map[string]any{}, nil)
+	req.Params.Meta = &mcp.Meta{ProgressToken: "p-1"}
+	if res, err := c.CallTool(context.Background(), req); err != nil || res.IsError {
+		t.Fatalf("leaky: %v %s", err, mustJSON(t, res))
+	}
+	waitFor(t, "a progress notification", func() bool { pmu.Lock(); defer pmu.Unlock(); return len(progress) > 0 })
+	pmu.Lock()
+	for _, m := range progress {
+		if strings.Contains(m, secret) || !strings.Contains(m, "[REDACTED]") {
+			t.Errorf("a progress message reached the caller as %q", m)
+		}
+	}
+	pmu.Unlock()
 
 	for what, n := range map[string]int{
 		"responses":  map[bool]int{true: 1}[strings.Contains(body, secret)],

@@ -107,12 +107,37 @@ func handler(svc *core.Service, t Tool) server.ToolHandlerFunc {
 			return encode(nil, e.Refuse(ctx, svc, err)), nil
 		}
 		ctx = callctx.WithTask(ctx, task)
+		ctx = withProgress(ctx, req)
 		v, err := e.Call(ctx, svc, withoutTaskID(raw))
 		if t, ok := core.InstanceToolOf(ctx); ok {
 			return instanceResult(v, err, t), nil
 		}
 		return encode(v, err), nil
 	}
+}
+
+// withProgress passes the progress of the call's operation to the client
+// as notifications/progress, when the call asked for it (a progressToken
+// in _meta).
+func withProgress(ctx context.Context, req mcp.CallToolRequest) context.Context {
+	if req.Params.Meta == nil || req.Params.Meta.ProgressToken == nil {
+		return ctx
+	}
+	token := req.Params.Meta.ProgressToken
+	srv := server.ServerFromContext(ctx)
+	if srv == nil {
+		return ctx
+	}
+	return core.WithProgress(ctx, func(progress, total float64, message string) {
+		params := map[string]any{"progressToken": token, "progress": progress}
+		if total > 0 {
+			params["total"] = total
+		}
+		if message != "" {
+			params["message"] = message
+		}
+		_ = srv.SendNotificationToClient(ctx, string(mcp.MethodNotificationProgress), params)
+	})
 }
 
 // withoutTaskID removes the task_id argument, which is the call's task

@@ -149,6 +149,24 @@ func (d *Driver) Invoke(ctx context.Context, inv connectors.Invocation) (json.Ra
 	req := mcp.CallToolRequest{}
 	req.Params.Name = tool.Tool
 	req.Params.Arguments = args
+	if inv.Progress != nil {
+		// Ask for the tool's progress and pass it on as it comes.
+		const token = "connec-progress"
+		req.Params.Meta = &mcp.Meta{ProgressToken: token}
+		c.OnNotification(func(n mcp.JSONRPCNotification) {
+			if n.Method != string(mcp.MethodNotificationProgress) {
+				return
+			}
+			f := n.Params.AdditionalFields
+			if f["progressToken"] != token {
+				return
+			}
+			progress, _ := f["progress"].(float64)
+			total, _ := f["total"].(float64)
+			message, _ := f["message"].(string)
+			inv.Progress(progress, total, message)
+		})
+	}
 	res, err := c.CallTool(ctx, req)
 	if err != nil {
 		return nil, upstreamFault(err)

@@ -3,15 +3,18 @@ package mcpserver_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/mark3labs/mcp-go/server"
 
+	"github.com/connec/connec/connectors"
 	"github.com/connec/connec/connectors/driverkit/drivertest"
 	"github.com/connec/connec/connectors/mcpserver"
 	"github.com/connec/connec/fault"
@@ -153,4 +156,57 @@ func TestDrift(t *testing.T) {
 	}
 	u.srv.DeleteTools("Send_Mail!")
 	drivertest.WantFault(t, call("up.send_mail"), fault.Permanent, "tool_gone")
+}
+
+// A caller that asked for progress gets the tool's progress notifications
+// as they come (the conformance suite's tools-call-with-progress checks the
+// same end to end, through connec).
+func TestProgress(t *testing.T) {
+	u := newUpstream(t)
+	u.srv.AddTool(mcp.NewTool("slow", mcp.WithDescription("Reports progress."), mcp.WithReadOnlyHintAnnotation(true)),
+		func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+			if req.Params.Meta != nil && req.Params.Meta.ProgressToken != nil {
+				time.Sleep(20 * time.Millisecond) // let the response stream open
+				for i := 1; i <= 3; i++ {
+					_ = server.ServerFromContext(ctx).SendNotificationToClient(ctx, "notifications/progress",
+						map[string]any{"progressToken": req.Params.Meta.ProgressToken, "progress": float64(i), "total": 3.0, "message": fmt.Sprintf("step %d", i)})
+				}
+			}
+			return mcp.NewToolResultText("done"), nil
+		})
+	d, err := mcpserver.New(discover(t, u))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := drivertest.New(t, d)
+	var mu sync.Mutex
+	var got []string
+	out, err := h.Driver.Invoke(context.Background(), connectors.Invocation{Config: drivertest.JSON(t, map[string]any{"allow_private_network": true}),
+		Operation: "up.slow", Args: json.RawMessage(`{}`), CredentialKind: "bearer", Credential: drivertest.Fields("token", upstreamToken),
+		Egress: h.Guard(drivertest.JSON(t, map[string]any{"allow_private_network": true})), Findings: &connectors.Findings{},
+		Progress: func(p, total float64, msg string) {
+			mu.Lock()
+			got = append(got, fmt.Sprintf("%v/%v %s", p, total, msg))
+			mu.Unlock()
+		}})
+	if err != nil || !strings.Contains(string(out), "done") {
+		t.Fatalf("slow: %s (%v)", out, err)
+	}
+	// mcp-go's server sends progress best effort (one sent before its
+	// response stream opens is dropped): what arrives arrives whole and in
+	// order.
+	mu.Lock()
+	defer mu.Unlock()
+	last := 0
+	for _, g := range got {
+		var p, total int
+		var step int
+		if _, err := fmt.Sscanf(g, "%d/%d step %d", &p, &total, &step); err != nil || p != step || total != 3 || p <= last {
+			t.Fatalf("progress: %q", got)
+		}
+		last = p
+	}
+	if len(got) == 0 {
+		t.Fatal("no progress arrived")
+	}
 }
