@@ -90,7 +90,15 @@ type Invocation struct {
 	// Progress, when the caller asked for progress, takes what the driver
 	// reports while it runs (nil otherwise: report nothing).
 	Progress Progress
+	// Elicit, when the caller's client can be asked, asks its user (nil
+	// otherwise: refuse what would need it).
+	Elicit Elicit
 }
+
+// Elicit asks the caller's user for input on a driver's behalf: request is
+// an MCP elicitation/create request's params, the answer its result. It
+// fails when the caller cannot be asked.
+type Elicit func(ctx context.Context, request json.RawMessage) (json.RawMessage, error)
 
 // Progress is how far an invocation has got: progress so far, of total (0
 // when unknown), and a message (may be empty).

@@ -25,6 +25,9 @@ type ExecRequest struct {
 	// Progress, if set, receives the progress the driver reports (the
 	// executor redacts its messages first).
 	Progress Progress
+	// Elicit, if set, asks the caller's user (the executor redacts the
+	// request first).
+	Elicit Elicit
 }
 
 // ExecResult is a validated, capped operation result.

@@ -264,6 +264,15 @@ func WithProgress(ctx context.Context, fn func(progress, total float64, message 
 	return context.WithValue(ctx, progressKey{}, connectors.Progress(fn))
 }
 
+type elicitKey struct{}
+
+// WithElicit lets the operation ctx's call invokes ask the caller's user:
+// fn takes an elicitation/create request's params (redacted) and returns
+// the user's answer.
+func WithElicit(ctx context.Context, fn func(ctx context.Context, request json.RawMessage) (json.RawMessage, error)) context.Context {
+	return context.WithValue(ctx, elicitKey{}, connectors.Elicit(fn))
+}
+
 type instanceToolKey struct{}
 
 // AsInstanceTool marks ctx as the call of instance tool t, which a

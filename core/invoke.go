@@ -138,6 +138,9 @@ func (s *Service) Invoke(ctx context.Context, in InvokeInput) (InvokeResult, err
 	if p, ok := ctx.Value(progressKey{}).(connectors.Progress); ok && !op.Async {
 		req.Progress = p // an async run has no caller waiting
 	}
+	if e, ok := ctx.Value(elicitKey{}).(connectors.Elicit); ok && !op.Async {
+		req.Elicit = e
+	}
 	// Time-ordered (UUIDv7): each run row's primary-key entry lands at the
 	// index's right edge, not on a random page of it.
 	runID := uuid.Must(uuid.NewV7()).String()

@@ -8,6 +8,7 @@ package executor
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -175,6 +176,19 @@ func (e *Executor) Execute(ctx context.Context, req connectors.ExecRequest) (con
 				red.Wipe()
 			}
 			req.Progress(progress, total, message)
+		}
+	}
+	if req.Elicit != nil {
+		// What the driver asks the user leaves before the result's
+		// redaction: redacted on its own, like progress.
+		inv.Elicit = func(ctx context.Context, request json.RawMessage) (json.RawMessage, error) {
+			red := driverkit.ForInvocation(inv)
+			clean, _, err := Redact(request, red)
+			red.Wipe()
+			if err != nil {
+				return nil, fault.Wrap(fault.Validation, err, "an elicitation request is not valid JSON")
+			}
+			return req.Elicit(ctx, clean)
 		}
 	}
 

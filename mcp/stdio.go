@@ -41,9 +41,10 @@ func RunStdio(ctx context.Context, srv *Server, auth StdioAuth, in io.Reader, ou
 		auth:     auth,
 		out:      out,
 		log:      log,
-		session:  &stdioSession{id: "stdio-" + uuid.NewString(), notes: make(chan mcp.JSONRPCNotification, 64)},
+		session:  &stdioSession{id: "stdio-" + uuid.NewString(), notes: make(chan mcp.JSONRPCNotification, 64), pending: map[string]chan wireMessage{}},
 		inflight: map[string]*inflight{},
 	}
+	s.session.send = s.write
 	// ctx ends the session at once (a signal): requests see it canceled.
 	// The input ending does not: requests already read run to completion.
 	base := context.WithoutCancel(ctx)
@@ -153,7 +154,8 @@ func (s *stdioConn) handle(ctx context.Context, line []byte) {
 		return
 	}
 	if m.Method == "" {
-		// A response to a request connec sent; connec sends none on stdio.
+		// A response to a request connec sent (elicitation/create).
+		s.session.answered(m)
 		return
 	}
 	if reply := checkRequest(m); reply != nil {
@@ -290,6 +292,61 @@ type stdioSession struct {
 	// modern is set once the client speaks 2026-07-28, where every
 	// notification is opt-in (subscriptions/listen).
 	modern atomic.Bool
+
+	// send writes a message to the client; pending are the requests sent
+	// to it (by id) that await its answer.
+	send    func(msg any)
+	nextID  atomic.Int64
+	pmu     sync.Mutex
+	pending map[string]chan wireMessage
+}
+
+// RequestElicitation asks the client's user (elicitation/create, a
+// request to the client) and waits for the answer or ctx.
+func (s *stdioSession) RequestElicitation(ctx context.Context, request mcp.ElicitationRequest) (*mcp.ElicitationResult, error) {
+	id := fmt.Sprintf(`"connec-%d"`, s.nextID.Add(1))
+	ch := make(chan wireMessage, 1)
+	s.pmu.Lock()
+	s.pending[id] = ch
+	s.pmu.Unlock()
+	defer func() {
+		s.pmu.Lock()
+		delete(s.pending, id)
+		s.pmu.Unlock()
+	}()
+	s.send(map[string]any{"jsonrpc": mcp.JSONRPC_VERSION, "id": json.RawMessage(id), "method": string(mcp.MethodElicitationCreate),
+		"params": request.Params})
+	select {
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case m := <-ch:
+		if len(m.Error) > 0 && string(m.Error) != "null" {
+			var e struct {
+				Message string `json:"message"`
+			}
+			_ = json.Unmarshal(m.Error, &e)
+			return nil, fmt.Errorf("the client refused: %s", e.Message)
+		}
+		var res mcp.ElicitationResult
+		if err := json.Unmarshal(m.Result, &res); err != nil {
+			return nil, fmt.Errorf("the client's answer is not an elicitation result: %w", err)
+		}
+		return &res, nil
+	}
+}
+
+// answered hands a response from the client to the request that awaits it
+// (any other is dropped: connec sent no such request).
+func (s *stdioSession) answered(m wireMessage) {
+	s.pmu.Lock()
+	ch, ok := s.pending[string(bytes.TrimSpace(m.ID))]
+	s.pmu.Unlock()
+	if ok {
+		select {
+		case ch <- m:
+		default:
+		}
+	}
 }
 
 func (s *stdioSession) SessionID() string                                   { return s.id }

@@ -108,6 +108,7 @@ func handler(svc *core.Service, t Tool) server.ToolHandlerFunc {
 		}
 		ctx = callctx.WithTask(ctx, task)
 		ctx = withProgress(ctx, req)
+		ctx = withElicit(ctx)
 		v, err := e.Call(ctx, svc, withoutTaskID(raw))
 		if t, ok := core.InstanceToolOf(ctx); ok {
 			return instanceResult(v, err, t), nil
@@ -137,6 +138,27 @@ func withProgress(ctx context.Context, req mcp.CallToolRequest) context.Context 
 			params["message"] = message
 		}
 		_ = srv.SendNotificationToClient(ctx, string(mcp.MethodNotificationProgress), params)
+	})
+}
+
+// withElicit lets the call's operation ask the client's user
+// (elicitation/create on this session); mcp-go refuses when the client
+// declared no elicitation or the session cannot carry a request.
+func withElicit(ctx context.Context) context.Context {
+	srv := server.ServerFromContext(ctx)
+	if srv == nil || server.ClientSessionFromContext(ctx) == nil {
+		return ctx
+	}
+	return core.WithElicit(ctx, func(rctx context.Context, request json.RawMessage) (json.RawMessage, error) {
+		var r mcp.ElicitationRequest
+		if err := json.Unmarshal(request, &r.Params); err != nil {
+			return nil, fault.Invalid("", "the elicitation request is not one")
+		}
+		res, err := srv.RequestElicitation(ctx, r)
+		if err != nil {
+			return nil, fault.Wrap(fault.Unavailable, err, "the client cannot be asked")
+		}
+		return json.Marshal(res)
 	})
 }
 

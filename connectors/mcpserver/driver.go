@@ -128,7 +128,13 @@ func (d *Driver) Invoke(ctx context.Context, inv connectors.Invocation) (json.Ra
 	if err != nil {
 		return nil, err
 	}
-	c, err := connect(ctx, d.rec.URL, headers, inv.Egress.HTTPClient())
+	var opts []client.ClientOption
+	if inv.Elicit != nil {
+		// The server may ask the caller's user (elicitation/create); the
+		// answer goes back to it within this call.
+		opts = append(opts, client.WithElicitationHandler(elicitation(inv.Elicit)))
+	}
+	c, err := connect(ctx, d.rec.URL, headers, inv.Egress.HTTPClient(), opts...)
 	if err != nil {
 		return nil, err
 	}
@@ -172,6 +178,25 @@ func (d *Driver) Invoke(ctx context.Context, inv connectors.Invocation) (json.Ra
 		return nil, upstreamFault(err)
 	}
 	return resultJSON(res)
+}
+
+// elicitation hands the server's elicitation requests to the caller.
+type elicitation connectors.Elicit
+
+func (e elicitation) Elicit(ctx context.Context, req mcp.ElicitationRequest) (*mcp.ElicitationResult, error) {
+	params, err := json.Marshal(req.Params)
+	if err != nil {
+		return nil, err
+	}
+	out, err := e(ctx, params)
+	if err != nil {
+		return nil, err
+	}
+	var res mcp.ElicitationResult
+	if err := json.Unmarshal(out, &res); err != nil {
+		return nil, fmt.Errorf("the caller's answer: %w", err)
+	}
+	return &res, nil
 }
 
 // checkPin refuses a tool the server no longer serves as reviewed.
@@ -219,12 +244,12 @@ func authHeaders(inv connectors.Invocation, cfg config) (map[string]string, erro
 // upstreamRevision is the protocol revision connec speaks to servers.
 const upstreamRevision = "2025-11-25"
 
-func connect(ctx context.Context, url string, headers map[string]string, hc *http.Client) (*client.Client, error) {
+func connect(ctx context.Context, url string, headers map[string]string, hc *http.Client, opts ...client.ClientOption) (*client.Client, error) {
 	tr, err := transport.NewStreamableHTTP(url, transport.WithHTTPHeaders(headers), transport.WithHTTPBasicClient(hc))
 	if err != nil {
 		return nil, fault.Wrap(fault.Permanent, err, "the server's URL cannot be used")
 	}
-	c := client.NewClient(tr)
+	c := client.NewClient(tr, opts...)
 	if err := c.Start(ctx); err != nil {
 		return nil, upstreamFault(err)
 	}
