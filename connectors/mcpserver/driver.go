@@ -244,8 +244,12 @@ func authHeaders(inv connectors.Invocation, cfg config) (map[string]string, erro
 // upstreamRevision is the protocol revision connec speaks to servers.
 const upstreamRevision = "2025-11-25"
 
-func connect(ctx context.Context, url string, headers map[string]string, hc *http.Client, opts ...client.ClientOption) (*client.Client, error) {
-	tr, err := transport.NewStreamableHTTP(url, transport.WithHTTPHeaders(headers), transport.WithHTTPBasicClient(hc))
+func connect(ctx context.Context, rawURL string, headers map[string]string, hc *http.Client, opts ...client.ClientOption) (*client.Client, error) {
+	u, err := checkURL(rawURL)
+	if err != nil {
+		return nil, fault.Invalid("url", "%s", err.Error())
+	}
+	tr, err := transport.NewStreamableHTTP(rawURL, transport.WithHTTPBasicClient(withHeaders(hc, u.Host, headers)))
 	if err != nil {
 		return nil, fault.Wrap(fault.Permanent, err, "the server's URL cannot be used")
 	}
@@ -309,6 +313,39 @@ func listTools(ctx context.Context, c *client.Client) ([]listedTool, error) {
 		cursor = res.NextCursor
 	}
 	return nil, errors.New("tools/list: more than 1000 pages")
+}
+
+// withHeaders is hc adding headers to every request to host: the
+// transport's own header option misses the DELETE that ends a session, and
+// a server that wants the credential then keeps the session.
+func withHeaders(hc *http.Client, host string, headers map[string]string) *http.Client {
+	if len(headers) == 0 {
+		return hc
+	}
+	c := *hc
+	base := c.Transport
+	if base == nil {
+		base = http.DefaultTransport
+	}
+	c.Transport = headerTransport{base: base, host: host, headers: headers}
+	return &c
+}
+
+type headerTransport struct {
+	base    http.RoundTripper
+	host    string
+	headers map[string]string
+}
+
+func (t headerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.URL.Host != t.host {
+		return t.base.RoundTrip(r) // never the credential elsewhere
+	}
+	r = r.Clone(r.Context())
+	for k, v := range t.headers {
+		r.Header.Set(k, v)
+	}
+	return t.base.RoundTrip(r)
 }
 
 // upstreamFault maps a failure to reach or use the server: unauthorized is
