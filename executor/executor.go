@@ -166,10 +166,20 @@ func (e *Executor) Execute(ctx context.Context, req connectors.ExecRequest) (con
 	inv.Egress = guard
 	inv.Findings = &connectors.Findings{}
 	defer inv.Findings.Wipe()
+	// Progress and elicitation reach the caller only while the execution
+	// runs: after it, the credential is wiped and could not be redacted.
+	var live sync.Mutex
+	ended := false
+	defer func() { live.Lock(); ended = true; live.Unlock() }() // before the wipes
 	if req.Progress != nil {
 		// A progress message leaves before the result's redaction:
 		// redacted on its own, by what the driver has declared so far.
 		inv.Progress = func(progress, total float64, message string) {
+			live.Lock()
+			defer live.Unlock()
+			if ended {
+				return
+			}
 			if message != "" {
 				red := driverkit.ForInvocation(inv)
 				message = red.String(message)
@@ -182,9 +192,15 @@ func (e *Executor) Execute(ctx context.Context, req connectors.ExecRequest) (con
 		// What the driver asks the user leaves before the result's
 		// redaction: redacted on its own, like progress.
 		inv.Elicit = func(ctx context.Context, request json.RawMessage) (json.RawMessage, error) {
+			live.Lock()
+			if ended {
+				live.Unlock()
+				return nil, fault.New(fault.Unavailable, "the operation has ended")
+			}
 			red := driverkit.ForInvocation(inv)
 			clean, _, err := Redact(request, red)
 			red.Wipe()
+			live.Unlock() // the user's answer may take long: not held meanwhile
 			if err != nil {
 				return nil, fault.Wrap(fault.Validation, err, "an elicitation request is not valid JSON")
 			}
