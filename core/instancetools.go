@@ -88,6 +88,11 @@ func toolListKey(p callctx.Principal) string {
 // of handles: what a call needs to find its tool (every handle its name
 // could hold) without deciding every instance's operations.
 func (s *Service) InstanceToolsWithHandles(ctx context.Context, handles []string) ([]InstanceTool, error) {
+	if s.bareToolNames {
+		// A bare name holds no handle, and is bare only among all the
+		// caller's tools.
+		return s.InstanceTools(ctx)
+	}
 	if len(handles) == 0 {
 		return nil, nil
 	}
@@ -98,9 +103,6 @@ func (s *Service) instanceTools(ctx context.Context, handles []string) ([]Instan
 	p, ok := callctx.PrincipalFrom(ctx)
 	if !ok {
 		return nil, nil
-	}
-	if s.bareToolNames {
-		handles = nil // a bare name holds no handle, and is bare only among all
 	}
 	rows, err := listEnabledWithOwners(ctx, s.pool, handles)
 	if err != nil {
@@ -218,21 +220,20 @@ type ownedInstance struct {
 // listEnabledWithOwners reads every enabled instance (with one of handles,
 // unless nil) with its owner's name.
 func listEnabledWithOwners(ctx context.Context, q db.Querier, handles []string) ([]ownedInstance, error) {
-	rows, err := q.Query(ctx, `SELECT i.id::text, i.type, i.handle, i.display_name, i.owner, COALESCE(i.project_id::text, ''), i.config, i.limits,
-  i.state, i.created_by, i.created_at, i.updated_at, i.uninstalled_at, COALESCE(u.name, g.name, '')
-FROM connector_instances i
-  LEFT JOIN users u ON i.owner = 'user:' || u.id::text
-  LEFT JOIN groups g ON i.owner = 'group:' || g.id::text
-WHERE i.state = 'enabled' AND ($1::text[] IS NULL OR i.handle = ANY($1)) ORDER BY i.owner, i.handle`, handles)
+	rows, err := q.Query(ctx, `SELECT `+instanceCols+`, owner_name FROM (
+  SELECT i.*, COALESCE(u.name, g.name, '') AS owner_name
+  FROM connector_instances i
+    LEFT JOIN users u ON i.owner = 'user:' || u.id::text
+    LEFT JOIN groups g ON i.owner = 'group:' || g.id::text
+  WHERE i.state = 'enabled' AND ($1::text[] IS NULL OR i.handle = ANY($1))) x
+ORDER BY owner, handle`, handles)
 	if err != nil {
 		return nil, err
 	}
 	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (ownedInstance, error) {
 		var o ownedInstance
-		var owner, createdBy string
-		err := row.Scan(&o.ID, &o.Type, &o.Handle, &o.DisplayName, &owner, &o.ProjectID, &o.Config, &o.Limits, &o.State, &createdBy,
-			&o.CreatedAt, &o.UpdatedAt, &o.UninstalledAt, &o.ownerName)
-		o.Owner, o.CreatedBy = subjectOf(owner), subjectOf(createdBy)
+		var err error
+		o.Instance, err = scanInstance(row, &o.ownerName)
 		return o, err
 	})
 }

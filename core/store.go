@@ -15,10 +15,12 @@ import (
 
 const instanceCols = `id::text, type, handle, display_name, owner, COALESCE(project_id::text, ''), config, limits, state, created_by, created_at, updated_at, uninstalled_at`
 
-func scanInstance(row pgx.Row) (Instance, error) {
+// scanInstance reads instanceCols, then any extra columns into extra.
+func scanInstance(row pgx.Row, extra ...any) (Instance, error) {
 	var in Instance
 	var owner, createdBy string
-	err := row.Scan(&in.ID, &in.Type, &in.Handle, &in.DisplayName, &owner, &in.ProjectID, &in.Config, &in.Limits, &in.State, &createdBy, &in.CreatedAt, &in.UpdatedAt, &in.UninstalledAt)
+	err := row.Scan(append([]any{&in.ID, &in.Type, &in.Handle, &in.DisplayName, &owner, &in.ProjectID, &in.Config, &in.Limits, &in.State,
+		&createdBy, &in.CreatedAt, &in.UpdatedAt, &in.UninstalledAt}, extra...)...)
 	in.Owner = subjectOf(owner)
 	in.CreatedBy = subjectOf(createdBy)
 	return in, err

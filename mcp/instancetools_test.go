@@ -306,6 +306,11 @@ func TestBareInstanceToolNames(t *testing.T) {
 	_, tok := e.user("alice", false)
 	c := e.client(cmcp.TransportStreamable, tok)
 	mustOK(t, c, core.ToolInstanceInstall, map[string]any{"type": "echo", "display_name": "One", "enable": true}, nil)
+	// Called before any list (no list kept): a bare name holds no handle
+	// to look the tool up by.
+	if res := callTool(t, c, "send", map[string]any{"message": "first"}, nil); res.IsError {
+		t.Fatalf("send before any list: %s", mustJSON(t, res))
+	}
 	tools := listAll(t, c)
 	for _, want := range []string{"read", "send", "later"} {
 		if _, ok := tools[want]; !ok {
