@@ -45,7 +45,7 @@ func TestNothingReachesTheCallerAfterTheExecution(t *testing.T) {
 	var heard []string
 	asked := 0
 	if _, err := ex.Execute(context.Background(), connectors.ExecRequest{Type: ct, Op: op, InstanceID: "i", Config: json.RawMessage(`{}`),
-		Args: json.RawMessage(`{}`),
+		Args:     json.RawMessage(`{}`),
 		Progress: func(_, _ float64, m string) { mu.Lock(); heard = append(heard, m); mu.Unlock() },
 		Elicit: func(context.Context, json.RawMessage) (json.RawMessage, error) {
 			asked++

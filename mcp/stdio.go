@@ -304,6 +304,10 @@ type stdioSession struct {
 // RequestElicitation asks the client's user (elicitation/create, a
 // request to the client) and waits for the answer or ctx.
 func (s *stdioSession) RequestElicitation(ctx context.Context, request mcp.ElicitationRequest) (*mcp.ElicitationResult, error) {
+	if s.GetClientCapabilities().Elicitation == nil {
+		// It would not answer: refuse at once rather than wait.
+		return nil, errors.New("the client declared no elicitation capability")
+	}
 	id := fmt.Sprintf(`"connec-%d"`, s.nextID.Add(1))
 	ch := make(chan wireMessage, 1)
 	s.pmu.Lock()
