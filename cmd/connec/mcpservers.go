@@ -201,6 +201,9 @@ func printMCPReview(w io.Writer, rec mcpserver.Record) {
 	for _, t := range rec.Tools {
 		fmt.Fprintf(w, "%s  (%s, tool %q)\n  %s\n%s\n\n", t.Op, t.Kind, t.Tool, ocOneLine(t.Description, 200), ocIndentJSON(t.Input))
 	}
+	for _, s := range rec.Skipped {
+		fmt.Fprintf(w, "not served: tool %q: %s\n", s.Tool, ocOneLine(s.Reason, 300))
+	}
 }
 
 func mcpListCmd(f *flags) *cobra.Command {

@@ -210,3 +210,56 @@ func TestProgress(t *testing.T) {
 		t.Fatal("no progress arrived")
 	}
 }
+
+// A tool whose schema is not a valid JSON Schema (here "required": null,
+// which the official TypeScript client refuses) is not served: the review
+// names it and why, and the server's other tools make a type that loads.
+// The server is raw JSON-RPC: mcp-go's own server will not list such a
+// tool, a careless one does.
+func TestToolWithABadSchemaIsNotServed(t *testing.T) {
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var m struct {
+			ID     json.RawMessage `json:"id"`
+			Method string          `json:"method"`
+		}
+		if r.Method != http.MethodPost || json.NewDecoder(r.Body).Decode(&m) != nil {
+			w.WriteHeader(http.StatusMethodNotAllowed)
+			return
+		}
+		if len(m.ID) == 0 {
+			w.WriteHeader(http.StatusAccepted)
+			return
+		}
+		var result string
+		switch m.Method {
+		case "initialize":
+			result = `{"protocolVersion":"2025-11-25","capabilities":{"tools":{}},"serverInfo":{"name":"careless","version":"1"}}`
+		case "tools/list":
+			result = `{"tools":[{"name":"ok","inputSchema":{"type":"object"}},
+				{"name":"broken","inputSchema":{"type":"object","properties":{},"required":null}}]}`
+		default:
+			result = `{}`
+		}
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%s,"result":%s}`, m.ID, result)
+	}))
+	t.Cleanup(hs.Close)
+	rec, err := mcpserver.Discover(context.Background(), "careless", hs.URL+"/mcp", nil, http.DefaultClient)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rec.Skipped) != 1 || rec.Skipped[0].Tool != "broken" || !strings.Contains(rec.Skipped[0].Reason, "input schema") {
+		t.Fatalf("skipped: %+v", rec.Skipped)
+	}
+	if len(rec.Tools) != 1 || rec.Tools[0].Tool != "ok" {
+		t.Fatalf("tools: %+v", rec.Tools)
+	}
+	dir := t.TempDir()
+	if err := mcpserver.Save(dir, rec); err != nil {
+		t.Fatal(err)
+	}
+	drivers, err := mcpserver.LoadDrivers(dir)
+	if err != nil || len(drivers) != 1 {
+		t.Fatalf("load: %d drivers, %v", len(drivers), err)
+	}
+}

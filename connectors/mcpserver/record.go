@@ -32,6 +32,7 @@ import (
 	"time"
 
 	"github.com/connec/connec/connectors"
+	"github.com/connec/connec/internal/platform/jsonschema"
 )
 
 // Record is one added server: where it is and the tools reviewed.
@@ -41,6 +42,15 @@ type Record struct {
 	URL     string       `json:"url"`
 	Tools   []ToolRecord `json:"tools"`
 	AddedAt time.Time    `json:"added_at"`
+	// Skipped are the tools the server lists that connec cannot serve
+	// (a schema that is not a valid JSON Schema), with why.
+	Skipped []SkippedTool `json:"skipped,omitempty"`
+}
+
+// SkippedTool is a listed tool connec does not serve.
+type SkippedTool struct {
+	Tool   string `json:"tool"`
+	Reason string `json:"reason"`
 }
 
 // ToolRecord is one reviewed tool.
@@ -193,6 +203,13 @@ func Discover(ctx context.Context, name, rawURL string, headers map[string]strin
 		if len(in) == 0 {
 			in = json.RawMessage(`{"type":"object"}`)
 		}
+		// A schema connec cannot compile would keep the type from loading
+		// and could make clients refuse every tool list it is in (the
+		// official TypeScript client rejects "required": null).
+		if why := badSchema(in, out); why != "" {
+			rec.Skipped = append(rec.Skipped, SkippedTool{Tool: t.Name, Reason: why})
+			continue
+		}
 		op := opName(name, t.Name)
 		for n := 2; used[op]; n++ {
 			op = opName(name, t.Name) + "-" + strconv.Itoa(n)
@@ -205,6 +222,19 @@ func Discover(ctx context.Context, name, rawURL string, headers map[string]strin
 		rec.Tools = append(rec.Tools, ToolRecord{Tool: t.Name, Op: op, Description: t.Description, Input: in, Output: out, Kind: kind, Hash: h})
 	}
 	return rec, nil
+}
+
+// badSchema says what is wrong with a tool's schemas, or "".
+func badSchema(in, out json.RawMessage) string {
+	if _, err := jsonschema.Compile(in); err != nil {
+		return "its input schema is not a valid JSON Schema: " + err.Error()
+	}
+	if len(out) > 0 {
+		if _, err := jsonschema.Compile(out); err != nil {
+			return "its output schema is not a valid JSON Schema: " + err.Error()
+		}
+	}
+	return ""
 }
 
 // Dir is where added servers' records live under connec's data directory.
@@ -306,6 +336,11 @@ func LoadDrivers(dir string) ([]connectors.Driver, error) {
 	var out []connectors.Driver
 	for _, r := range recs {
 		d, derr := New(r)
+		if derr == nil {
+			// One record that does not compile (edited by hand) must not
+			// keep every other type from loading.
+			_, derr = connectors.NewRegistry(d)
+		}
 		if derr != nil {
 			err = errors.Join(err, fmt.Errorf("MCP server %s: %w", r.Name, derr))
 			continue
