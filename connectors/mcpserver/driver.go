@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"time"
 
@@ -19,17 +20,48 @@ import (
 )
 
 // Driver serves one added server (Record) as a connector type.
-type Driver struct{ rec Record }
+type Driver struct {
+	rec Record
+	dir string // the records' directory (a package is installed under it)
+	log *slog.Logger
+	// procs runs a local server's processes, one per instance.
+	procs *procPool
+}
 
-// New returns the driver of rec.
-func New(rec Record) (*Driver, error) {
+// New returns the driver of rec, whose record lives in dir (Dir).
+func New(rec Record, dir string, log *slog.Logger) (*Driver, error) {
 	if err := ValidName(rec.Name); err != nil {
 		return nil, err
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	d := &Driver{rec: rec, dir: dir, log: log}
+	if rec.Stdio != nil {
+		if rec.URL != "" {
+			return nil, errors.New("a server is reached by URL or started locally, not both")
+		}
+		if err := rec.Stdio.validate(); err != nil {
+			return nil, err
+		}
+		d.procs = newProcPool(d)
+		return d, nil
 	}
 	if _, err := checkURL(rec.URL); err != nil {
 		return nil, err
 	}
-	return &Driver{rec: rec}, nil
+	return d, nil
+}
+
+// installDir is where a local server's package is installed.
+func (d *Driver) installDir() string { return PackageDir(d.dir, d.rec.Name) }
+
+// Close stops a local server's processes (calls in progress fail).
+func (d *Driver) Close() error {
+	if d.procs != nil {
+		d.procs.close()
+	}
+	return nil
 }
 
 // TypeName is the connector type of the server called name.
@@ -58,7 +90,6 @@ const configSchema = `{
 
 // Spec declares the type: one operation per reviewed tool.
 func (d *Driver) Spec() connectors.TypeSpec {
-	u, _ := checkURL(d.rec.URL)
 	ops := make([]connectors.Operation, 0, len(d.rec.Tools))
 	for _, t := range d.rec.Tools {
 		desc := t.Description
@@ -68,6 +99,21 @@ func (d *Driver) Spec() connectors.TypeSpec {
 		ops = append(ops, connectors.Operation{Name: t.Op, Kind: t.Kind, Description: desc, Input: t.Input,
 			Output: json.RawMessage(outputSchema), Timeout: 60 * time.Second, ToolResult: true, ResultSchema: t.Output})
 	}
+	if s := d.rec.Stdio; s != nil {
+		var kinds []string
+		if s.CredentialEnv != "" {
+			kinds = []string{"bearer", "header"}
+		}
+		return connectors.TypeSpec{
+			Name:            TypeName(d.rec.Name),
+			Version:         d.rec.AddedAt.UTC().Format("2006-01-02T15:04:05Z"),
+			Description:     fmt.Sprintf("The local MCP server %s (%s, on stdio in a sandbox of its own): its tools as reviewed when it was added.", d.rec.Name, s.Source()),
+			Operations:      ops,
+			ConfigSchema:    json.RawMessage(`{"type":"object","additionalProperties":false}`),
+			CredentialKinds: kinds,
+		}
+	}
+	u, _ := checkURL(d.rec.URL)
 	return connectors.TypeSpec{
 		Name:            TypeName(d.rec.Name),
 		Version:         d.rec.AddedAt.UTC().Format("2006-01-02T15:04:05Z"),
@@ -82,6 +128,9 @@ func (d *Driver) Spec() connectors.TypeSpec {
 // EgressScope narrows the type's host to the server's, with private
 // addresses only where the instance allows them.
 func (d *Driver) EgressScope(config json.RawMessage) (egress.Scope, error) {
+	if d.rec.Stdio != nil {
+		return egress.Scope{}, nil // a local server has no network at all
+	}
 	c, err := parseConfig(config)
 	if err != nil {
 		return egress.Scope{}, err
@@ -120,6 +169,9 @@ func (d *Driver) Invoke(ctx context.Context, inv connectors.Invocation) (json.Ra
 	if tool == nil {
 		return nil, fault.Invalid("operation", "no operation %s", inv.Operation)
 	}
+	if d.procs != nil {
+		return d.invokeStdio(ctx, inv, tool)
+	}
 	cfg, err := parseConfig(inv.Config)
 	if err != nil {
 		return nil, err
@@ -146,31 +198,16 @@ func (d *Driver) Invoke(ctx context.Context, inv connectors.Invocation) (json.Ra
 	if err := checkPin(*tool, current); err != nil {
 		return nil, err
 	}
-	var args map[string]any
-	if len(inv.Args) > 0 {
-		if err := json.Unmarshal(inv.Args, &args); err != nil {
-			return nil, fault.Invalid("arguments", "arguments must be a JSON object")
-		}
+	const token = "connec-progress"
+	req, err := callRequest(tool, inv, token)
+	if err != nil {
+		return nil, err
 	}
-	req := mcp.CallToolRequest{}
-	req.Params.Name = tool.Tool
-	req.Params.Arguments = args
 	if inv.Progress != nil {
-		// Ask for the tool's progress and pass it on as it comes.
-		const token = "connec-progress"
-		req.Params.Meta = &mcp.Meta{ProgressToken: token}
 		c.OnNotification(func(n mcp.JSONRPCNotification) {
-			if n.Method != string(mcp.MethodNotificationProgress) {
-				return
+			if n.Method == string(mcp.MethodNotificationProgress) && n.Params.AdditionalFields["progressToken"] == token {
+				reportProgress(n, inv.Progress)
 			}
-			f := n.Params.AdditionalFields
-			if f["progressToken"] != token {
-				return
-			}
-			progress, _ := f["progress"].(float64)
-			total, _ := f["total"].(float64)
-			message, _ := f["message"].(string)
-			inv.Progress(progress, total, message)
 		})
 	}
 	res, err := c.CallTool(ctx, req)
@@ -178,6 +215,33 @@ func (d *Driver) Invoke(ctx context.Context, inv connectors.Invocation) (json.Ra
 		return nil, upstreamFault(err)
 	}
 	return resultJSON(res)
+}
+
+// callRequest is the tools/call of tool with the invocation's arguments,
+// asking for progress under token when the caller wants it.
+func callRequest(tool *ToolRecord, inv connectors.Invocation, token string) (mcp.CallToolRequest, error) {
+	var args map[string]any
+	if len(inv.Args) > 0 {
+		if err := json.Unmarshal(inv.Args, &args); err != nil {
+			return mcp.CallToolRequest{}, fault.Invalid("arguments", "arguments must be a JSON object")
+		}
+	}
+	req := mcp.CallToolRequest{}
+	req.Params.Name = tool.Tool
+	req.Params.Arguments = args
+	if inv.Progress != nil {
+		req.Params.Meta = &mcp.Meta{ProgressToken: token}
+	}
+	return req, nil
+}
+
+// reportProgress passes a progress notification on.
+func reportProgress(n mcp.JSONRPCNotification, report connectors.Progress) {
+	f := n.Params.AdditionalFields
+	progress, _ := f["progress"].(float64)
+	total, _ := f["total"].(float64)
+	message, _ := f["message"].(string)
+	report(progress, total, message)
 }
 
 // elicitation hands the server's elicitation requests to the caller.
@@ -257,16 +321,22 @@ func connect(ctx context.Context, rawURL string, headers map[string]string, hc *
 	if err := c.Start(ctx); err != nil {
 		return nil, upstreamFault(err)
 	}
+	if err := initialize(ctx, c); err != nil {
+		_ = c.Close()
+		return nil, upstreamFault(err)
+	}
+	return c, nil
+}
+
+// initialize opens the MCP session.
+func initialize(ctx context.Context, c *client.Client) error {
 	init := mcp.InitializeRequest{}
 	// 2025-11-25, which servers of both revisions speak (listTools sends
 	// its requests as that revision frames them).
 	init.Params.ProtocolVersion = upstreamRevision
 	init.Params.ClientInfo = mcp.Implementation{Name: "connec", Version: "1"}
-	if _, err := c.Initialize(ctx, init); err != nil {
-		_ = c.Close()
-		return nil, upstreamFault(err)
-	}
-	return c, nil
+	_, err := c.Initialize(ctx, init)
+	return err
 }
 
 // listedTool is a tool as the server lists it, its schemas as sent (a

@@ -87,7 +87,7 @@ func TestDiscover(t *testing.T) {
 	if send.Tool != "Send_Mail!" || send.Kind != "send" {
 		t.Fatalf("Send_Mail!: %+v", send)
 	}
-	d, err := mcpserver.New(rec)
+	d, err := mcpserver.New(rec, "", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,7 +101,7 @@ func TestDiscover(t *testing.T) {
 // bad credential is refused as such.
 func TestInvoke(t *testing.T) {
 	u := newUpstream(t)
-	d, err := mcpserver.New(discover(t, u))
+	d, err := mcpserver.New(discover(t, u), "", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,7 +134,7 @@ func TestInvoke(t *testing.T) {
 // one it dropped is refused as gone.
 func TestDrift(t *testing.T) {
 	u := newUpstream(t)
-	d, err := mcpserver.New(discover(t, u))
+	d, err := mcpserver.New(discover(t, u), "", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -174,7 +174,7 @@ func TestProgress(t *testing.T) {
 			}
 			return mcp.NewToolResultText("done"), nil
 		})
-	d, err := mcpserver.New(discover(t, u))
+	d, err := mcpserver.New(discover(t, u), "", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -258,7 +258,7 @@ func TestToolWithABadSchemaIsNotServed(t *testing.T) {
 	if err := mcpserver.Save(dir, rec); err != nil {
 		t.Fatal(err)
 	}
-	drivers, err := mcpserver.LoadDrivers(dir)
+	drivers, err := mcpserver.LoadDrivers(dir, nil)
 	if err != nil || len(drivers) != 1 {
 		t.Fatalf("load: %d drivers, %v", len(drivers), err)
 	}

@@ -22,6 +22,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"os"
@@ -38,8 +39,11 @@ import (
 // Record is one added server: where it is and the tools reviewed.
 type Record struct {
 	// Name names the type (mcp-<name>) and prefixes its operations.
-	Name    string       `json:"name"`
-	URL     string       `json:"url"`
+	Name string `json:"name"`
+	// URL is a remote server's streamable HTTP endpoint; Stdio how a
+	// local one is started (one or the other).
+	URL     string       `json:"url,omitempty"`
+	Stdio   *StdioSpec   `json:"stdio,omitempty"`
 	Tools   []ToolRecord `json:"tools"`
 	AddedAt time.Time    `json:"added_at"`
 	// Skipped are the tools the server lists that connec cannot serve
@@ -175,7 +179,6 @@ func readOnly(t listedTool) bool {
 // Discover connects to the server at rawURL (with headers, for a server
 // that wants a credential to list its tools; they are not kept) and
 // returns its record for review: every tool, its operation, kind and pin.
-// Operation names two tools would share get -2, -3, ….
 func Discover(ctx context.Context, name, rawURL string, headers map[string]string, hc *http.Client) (Record, error) {
 	if err := ValidName(name); err != nil {
 		return Record{}, err
@@ -192,7 +195,13 @@ func Discover(ctx context.Context, name, rawURL string, headers map[string]strin
 	if err != nil {
 		return Record{}, upstreamFault(err)
 	}
-	rec := Record{Name: name, URL: rawURL, AddedAt: time.Now().UTC()}
+	return review(Record{Name: name, URL: rawURL, AddedAt: time.Now().UTC()}, tools)
+}
+
+// review completes rec with what the server lists: every tool, its
+// operation, kind and pin. Operation names two tools would share get -2,
+// -3, ….
+func review(rec Record, tools []listedTool) (Record, error) {
 	used := map[string]bool{}
 	for _, t := range tools {
 		h, err := toolHash(t)
@@ -210,9 +219,9 @@ func Discover(ctx context.Context, name, rawURL string, headers map[string]strin
 			rec.Skipped = append(rec.Skipped, SkippedTool{Tool: t.Name, Reason: why})
 			continue
 		}
-		op := opName(name, t.Name)
+		op := opName(rec.Name, t.Name)
 		for n := 2; used[op]; n++ {
-			op = opName(name, t.Name) + "-" + strconv.Itoa(n)
+			op = opName(rec.Name, t.Name) + "-" + strconv.Itoa(n)
 		}
 		used[op] = true
 		kind := connectors.KindSend
@@ -321,21 +330,25 @@ func List(dir string) ([]Record, error) {
 	return out, errors.Join(errs...)
 }
 
-// Remove deletes the record of the server called name.
+// Remove deletes the record of the server called name, and the package
+// installed for it.
 func Remove(dir, name string) error {
 	if _, err := Read(dir, name); err != nil {
 		return err
 	}
-	return os.Remove(filepath.Join(dir, name+".json"))
+	if err := os.Remove(filepath.Join(dir, name+".json")); err != nil {
+		return err
+	}
+	return os.RemoveAll(PackageDir(dir, name))
 }
 
 // LoadDrivers returns a driver for every added server (and what kept any
 // from loading).
-func LoadDrivers(dir string) ([]connectors.Driver, error) {
+func LoadDrivers(dir string, log *slog.Logger) ([]connectors.Driver, error) {
 	recs, err := List(dir)
 	var out []connectors.Driver
 	for _, r := range recs {
-		d, derr := New(r)
+		d, derr := New(r, dir, log)
 		if derr == nil {
 			// One record that does not compile (edited by hand) must not
 			// keep every other type from loading.

@@ -2,18 +2,17 @@ package openclaw
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/connec/connec/connectors"
+	"github.com/connec/connec/internal/platform/nodejs"
 	"github.com/connec/connec/internal/platform/sandbox"
 )
 
@@ -109,8 +108,8 @@ func Stage(ctx context.Context, pluginsDir, spec string, in InstallOptions, opts
 			return nil, fmt.Errorf("openclaw: the plugin is TypeScript; installing its type stripper: %w", err)
 		}
 	}
-	rec.Integrity, rec.Resolved = lockInfo(dir, pkg)
-	if err := readableByAll(dir); err != nil {
+	rec.Integrity, rec.Resolved = nodejs.LockInfo(dir, pkg)
+	if err := nodejs.ReadableByAll(dir); err != nil {
 		return nil, fmt.Errorf("openclaw: %w", err)
 	}
 	if err := Review(ctx, dir, rec, opts...); err != nil {
@@ -141,74 +140,14 @@ func (s *Staged) Commit() error {
 	return nil
 }
 
-// readableByAll makes the installed files readable (and directories
-// enterable) by every uid and writable by their owner only: as root, hosts
-// run as a uid of their own, whatever connec's umask was.
-func readableByAll(dir string) error {
-	return filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
-		if err != nil || d.Type()&os.ModeSymlink != 0 {
-			return err
-		}
-		fi, err := d.Info()
-		if err != nil {
-			return err
-		}
-		mode := fi.Mode().Perm()
-		want := (mode | 0o444) &^ 0o022
-		if d.IsDir() || mode&0o100 != 0 {
-			want |= 0o111
-		}
-		if want == mode {
-			return nil
-		}
-		return os.Chmod(p, want)
-	})
-}
-
 // Discard removes the staged plugin.
 func (s *Staged) Discard() error { return os.RemoveAll(s.Dir) }
 
 func npmInstall(ctx context.Context, o InstallOptions, dir, spec string) error {
-	npm := o.NPM
-	if npm == "" {
-		npm = "npm"
-	}
-	args := []string{"install", "--ignore-scripts", "--no-audit", "--no-fund", "--save-exact",
-		"--omit=dev", "--omit=optional", "--legacy-peer-deps", "--no-update-notifier"}
-	if o.Registry != "" {
-		args = append(args, "--registry="+o.Registry)
-	}
-	args = append(args, spec)
-	cmd := exec.CommandContext(ctx, npm, args...)
-	cmd.Dir = dir
-	out := o.Output
-	if out == nil {
-		out = io.Discard
-	}
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("openclaw: npm install %s: %w", spec, err)
+	if err := (nodejs.NPM{Path: o.NPM, Registry: o.Registry, Output: o.Output}).Install(ctx, dir, spec); err != nil {
+		return fmt.Errorf("openclaw: %w", err)
 	}
 	return nil
-}
-
-// lockInfo reads the package's integrity and tarball URL from npm's lock.
-func lockInfo(dir, pkg string) (integrity, resolved string) {
-	b, err := os.ReadFile(filepath.Join(dir, "package-lock.json"))
-	if err != nil {
-		return "", ""
-	}
-	var lock struct {
-		Packages map[string]struct {
-			Integrity string `json:"integrity"`
-			Resolved  string `json:"resolved"`
-		} `json:"packages"`
-	}
-	if json.Unmarshal(b, &lock) != nil {
-		return "", ""
-	}
-	p := lock.Packages["node_modules/"+pkg]
-	return p.Integrity, p.Resolved
 }
 
 // Review completes rec for the plugin installed in installDir (rec.Package

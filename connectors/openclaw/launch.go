@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/connec/connec/fault"
+	"github.com/connec/connec/internal/platform/nodejs"
 	"github.com/connec/connec/internal/platform/sandbox"
 )
 
@@ -93,7 +94,7 @@ const maxSocketPath = 100
 // its root holds node and its libraries, the host program, the plugin's
 // install directory (read-only) and the egress proxy's socket, its home is
 // a tmpfs, and the kernel enforces its limits (internal/platform/sandbox).
-func launch(hs hostSpec, rt *nodeRuntime) (_ *hostProc, err error) {
+func launch(hs hostSpec, rt *nodejs.Runtime) (_ *hostProc, err error) {
 	o := hs.opts
 	startFault := func(err error, what string) error {
 		return fault.Wrap(fault.Unavailable, err, "%s", what).WithDetails(map[string]any{"reason": ReasonHostStart})
@@ -215,9 +216,9 @@ func launch(hs hostSpec, rt *nodeRuntime) (_ *hostProc, err error) {
 // sandboxSpec is the host's sandbox: node and its libraries, the host
 // program, the plugin's install directory and the egress socket, a tmpfs
 // home, device nodes, and the kernel's resource limits.
-func sandboxSpec(hs hostSpec, rt *nodeRuntime, root, hostFile, sock string) (sandbox.Spec, error) {
+func sandboxSpec(hs hostSpec, rt *nodejs.Runtime, root, hostFile, sock string) (sandbox.Spec, error) {
 	o := hs.opts
-	node, mounts, err := rt.program()
+	node, mounts, err := rt.Program()
 	if err != nil {
 		return sandbox.Spec{}, err
 	}
@@ -267,10 +268,10 @@ func (hs hostSpec) inside(p string) string {
 // directory, write only the home; no child processes, workers, addons or
 // WASI, none of which is allowed), a heap cap, and the host's own
 // arguments (none secret).
-func nodeArgs(rt *nodeRuntime, hs hostSpec, o *options) []string {
+func nodeArgs(rt *nodejs.Runtime, hs hostSpec, o *options) []string {
 	a := []string{"--disable-warning=ExperimentalWarning", "--max-old-space-size=" + strconv.Itoa(o.maxOldSpaceMB)}
 	if !o.noRuntimeGuards {
-		a = append(a, rt.permissionFlag,
+		a = append(a, rt.PermissionFlag,
 			"--allow-fs-read="+insideHost,
 			"--allow-fs-read="+insidePlugin+"/",
 			"--allow-fs-write="+insideHome+"/",

@@ -1,20 +1,14 @@
 package openclaw
 
 import (
-	"context"
-	"errors"
-	"fmt"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
-	"github.com/connec/connec/internal/platform/sandbox"
+	"github.com/connec/connec/internal/platform/nodejs"
 )
 
 // Defaults.
@@ -70,7 +64,7 @@ type options struct {
 	stateErr  error
 
 	rtOnce sync.Once
-	rt     *nodeRuntime
+	rt     *nodejs.Runtime
 	rtErr  error
 }
 
@@ -148,77 +142,11 @@ func newOptions(opts []Option) *options {
 	return o
 }
 
-// nodeRuntime is the node executable and the flags its version needs.
-type nodeRuntime struct {
-	path           string
-	version        string
-	major, minor   int
-	permissionFlag string
-
-	progOnce   sync.Once
-	progPath   string
-	progMounts []sandbox.Mount
-	progErr    error
-}
-
-// program returns node's path inside the sandbox and the mounts it needs
-// there (node and its shared libraries, read-only), worked out once.
-func (rt *nodeRuntime) program() (string, []sandbox.Mount, error) {
-	rt.progOnce.Do(func() {
-		rt.progPath, rt.progMounts, rt.progErr = sandbox.Program(rt.path)
-		if rt.progErr != nil {
-			rt.progErr = fmt.Errorf("the libraries %s needs: %w", rt.path, rt.progErr)
-		}
-	})
-	return rt.progPath, slices.Clone(rt.progMounts), rt.progErr
-}
-
-// runtime finds node once and checks its version: 20 or newer, whose
-// permission model restricts file system, child processes, workers and
-// addons.
-func (o *options) runtime() (*nodeRuntime, error) {
-	o.rtOnce.Do(func() { o.rt, o.rtErr = findNode(o.nodePath) })
+// runtime finds node once (nodejs.Find).
+func (o *options) runtime() (*nodejs.Runtime, error) {
+	o.rtOnce.Do(func() { o.rt, o.rtErr = nodejs.Find(o.nodePath) })
 	return o.rt, o.rtErr
 }
 
 // ErrNoNode is returned when no usable node executable is found.
-var ErrNoNode = errors.New("openclaw: node (Node.js 20 or newer) was not found")
-
-func findNode(path string) (*nodeRuntime, error) {
-	if path == "" {
-		path = "node"
-	}
-	p, err := exec.LookPath(path)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrNoNode, err)
-	}
-	if p, err = filepath.Abs(p); err != nil {
-		return nil, err
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, p, "--version")
-	cmd.Env = []string{"PATH=/usr/bin:/bin"}
-	out, err := cmd.Output()
-	if err != nil {
-		return nil, fmt.Errorf("%w: %s --version: %v", ErrNoNode, p, err)
-	}
-	v := strings.TrimSpace(string(out))
-	parts := strings.SplitN(strings.TrimPrefix(v, "v"), ".", 3)
-	if len(parts) < 2 {
-		return nil, fmt.Errorf("%w: unrecognised version %q", ErrNoNode, v)
-	}
-	major, err1 := strconv.Atoi(parts[0])
-	minor, err2 := strconv.Atoi(parts[1])
-	if err1 != nil || err2 != nil {
-		return nil, fmt.Errorf("%w: unrecognised version %q", ErrNoNode, v)
-	}
-	if major < 20 {
-		return nil, fmt.Errorf("%w: %s is %s; the permission model needs 20 or newer", ErrNoNode, p, v)
-	}
-	rt := &nodeRuntime{path: p, version: v, major: major, minor: minor, permissionFlag: "--experimental-permission"}
-	if major > 23 || major == 23 && minor >= 5 || major == 22 && minor >= 13 {
-		rt.permissionFlag = "--permission"
-	}
-	return rt, nil
-}
+var ErrNoNode = nodejs.ErrNoNode

@@ -8,12 +8,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/connec/connec/connectors"
+	"github.com/connec/connec/internal/platform/nodejs"
 )
 
 // RecordFile is the install record connec writes next to an installed
@@ -158,9 +158,7 @@ func WriteRecord(dir string, r *Record) error {
 }
 
 // PackageDir is where package pkg lives inside install directory dir.
-func PackageDir(dir, pkg string) string {
-	return filepath.Join(dir, "node_modules", filepath.FromSlash(pkg))
-}
+func PackageDir(dir, pkg string) string { return nodejs.PackageDir(dir, pkg) }
 
 // packageJSON is the part of a package.json connec reads.
 type packageJSON struct {
@@ -242,24 +240,12 @@ func isTypeScript(entry string) bool {
 	return false
 }
 
-var (
-	npmNameRe = regexp.MustCompile(`^(@[a-z0-9][a-z0-9._~-]*/)?[a-z0-9][a-z0-9._~-]*$`)
-	semverRe  = regexp.MustCompile(`^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$`)
-)
-
 // ParseSpec splits "<npm-package>@<version>" and insists on an exact
 // version (no ranges, tags, URLs, files or git).
 func ParseSpec(spec string) (pkg, version string, err error) {
-	i := strings.LastIndex(spec, "@")
-	if i <= 0 {
-		return "", "", fmt.Errorf("openclaw: %q: want <npm-package>@<exact-version>, e.g. @ollama/openclaw-web-search@0.2.2", spec)
-	}
-	pkg, version = spec[:i], spec[i+1:]
-	if len(pkg) > 214 || !npmNameRe.MatchString(pkg) {
-		return "", "", fmt.Errorf("openclaw: %q is not an npm package name", pkg)
-	}
-	if !semverRe.MatchString(version) {
-		return "", "", fmt.Errorf("openclaw: version %q is not an exact version (x.y.z): pin the version to review", version)
+	pkg, version, err = nodejs.ParseSpec(spec, "@ollama/openclaw-web-search@0.2.2")
+	if err != nil {
+		return "", "", fmt.Errorf("openclaw: %w", err)
 	}
 	return pkg, version, nil
 }

@@ -127,9 +127,14 @@ func (a *App) build(ctx context.Context) error {
 	}
 	a.reportSandbox()
 	// Added MCP servers become connector types too (connec mcp add).
-	ms, err := mcpserver.LoadDrivers(mcpserver.Dir(a.Cfg.DataDir))
+	ms, err := mcpserver.LoadDrivers(mcpserver.Dir(a.Cfg.DataDir), a.Log)
 	if err != nil {
 		a.Log.Error("some MCP servers were not loaded", "err", err)
+	}
+	for _, d := range ms {
+		if c, ok := d.(io.Closer); ok {
+			a.closers = append(a.closers, c)
+		}
 	}
 	reg, err := connectors.NewRegistry(append(append(Drivers(), oc...), ms...)...)
 	if err != nil {

@@ -1,0 +1,150 @@
+package mcpserver
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/connec/connec/internal/platform/nodejs"
+)
+
+// PackageDir is where the npm package of the local server called name is
+// installed under the records' directory dir.
+func PackageDir(dir, name string) string { return filepath.Join(dir, "packages", name) }
+
+// Source says where a local server comes from.
+func (s StdioSpec) Source() string {
+	if s.Package != "" {
+		return "npm package " + s.Package + "@" + s.Version
+	}
+	return "program " + s.Command
+}
+
+// InstallPackage installs "<npm-package>@<exact-version>" for the server
+// called name (scripts never run) and completes s with what runs: the
+// package's program (bin; the one named binName when it has several) and
+// npm's integrity hash. A failed install leaves nothing behind.
+func InstallPackage(ctx context.Context, dir, name, spec, binName string, npm nodejs.NPM, s *StdioSpec) (err error) {
+	if err := ValidName(name); err != nil {
+		return err
+	}
+	pkg, version, err := nodejs.ParseSpec(spec, "@modelcontextprotocol/server-memory@2025.11.25")
+	if err != nil {
+		return err
+	}
+	target := PackageDir(dir, name)
+	if _, err := os.Stat(target); err == nil {
+		return fmt.Errorf("a package is installed for %s already (%s): remove the server first", name, target)
+	}
+	if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
+		return err
+	}
+	staging, err := os.MkdirTemp(filepath.Dir(target), "."+name+"-")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			_ = os.RemoveAll(staging)
+		}
+	}()
+	pj := []byte(`{"name":"connec-mcp-server","private":true,"description":"installed by connec mcp add"}` + "\n")
+	if err := os.WriteFile(filepath.Join(staging, "package.json"), pj, 0o644); err != nil {
+		return err
+	}
+	if err := npm.Install(ctx, staging, pkg+"@"+version); err != nil {
+		return err
+	}
+	bin, err := packageBin(nodejs.PackageDir(staging, pkg), pkg, binName)
+	if err != nil {
+		return err
+	}
+	if err := nodejs.ReadableByAll(staging); err != nil {
+		return err
+	}
+	integrity, _ := nodejs.LockInfo(staging, pkg)
+	if err := os.Rename(staging, target); err != nil {
+		return err
+	}
+	*s = StdioSpec{Package: pkg, Version: version, Integrity: integrity, Bin: bin, Args: s.Args, Env: s.Env, CredentialEnv: s.CredentialEnv}
+	return nil
+}
+
+// packageBin is the program of the package in pkgDir: its bin (the one
+// named binName when it declares several), which must stay inside it.
+func packageBin(pkgDir, pkg, binName string) (string, error) {
+	b, err := os.ReadFile(filepath.Join(pkgDir, "package.json"))
+	if err != nil {
+		return "", fmt.Errorf("%s has no package.json: %w", pkg, err)
+	}
+	var pj struct {
+		Bin json.RawMessage `json:"bin"`
+	}
+	if err := json.Unmarshal(b, &pj); err != nil {
+		return "", fmt.Errorf("%s: its package.json cannot be read", pkg)
+	}
+	bins := map[string]string{}
+	var one string
+	if json.Unmarshal(pj.Bin, &one) == nil && one != "" {
+		bins[path.Base(pkg)] = one
+	} else if err := json.Unmarshal(pj.Bin, &bins); err != nil || len(bins) == 0 {
+		return "", fmt.Errorf("%s declares no program (bin) to start", pkg)
+	}
+	var names []string
+	for n := range bins {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var rel string
+	switch {
+	case binName != "":
+		rel = bins[binName]
+		if rel == "" {
+			return "", fmt.Errorf("%s has no program %q (it has: %s)", pkg, binName, strings.Join(names, ", "))
+		}
+	case len(bins) == 1:
+		rel = bins[names[0]]
+	default:
+		return "", fmt.Errorf("%s has several programs (%s): name one with --bin", pkg, strings.Join(names, ", "))
+	}
+	rel = path.Clean(strings.TrimPrefix(rel, "./"))
+	if !filepath.IsLocal(rel) {
+		return "", fmt.Errorf("%s: its program %q is outside the package", pkg, rel)
+	}
+	if _, err := os.Stat(filepath.Join(pkgDir, filepath.FromSlash(rel))); err != nil {
+		return "", fmt.Errorf("%s: its program %s is missing", pkg, rel)
+	}
+	return rel, nil
+}
+
+// DiscoverLocal starts the local server s (installed under dir when it is
+// a package) in its sandbox, without a credential, and returns its record
+// for review.
+func DiscoverLocal(ctx context.Context, dir, name string, s StdioSpec) (Record, error) {
+	if err := ValidName(name); err != nil {
+		return Record{}, err
+	}
+	if err := s.validate(); err != nil {
+		return Record{}, err
+	}
+	if s.Command != "" {
+		fi, err := os.Stat(s.Command)
+		if err != nil || fi.IsDir() || fi.Mode()&0o111 == 0 {
+			return Record{}, errors.New("the command must be an executable file")
+		}
+	}
+	p, err := launchStdio(ctx, name, s, PackageDir(dir, name), nil, nil, slog.New(slog.DiscardHandler))
+	if err != nil {
+		return Record{}, err
+	}
+	defer p.stop()
+	return review(Record{Name: name, Stdio: &s, AddedAt: time.Now().UTC()}, p.tools)
+}
