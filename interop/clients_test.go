@@ -50,6 +50,7 @@ type toolResult struct {
 	IsError    bool
 	Structured json.RawMessage // structuredContent (null if absent)
 	Texts      []string        // the text content blocks
+	Types      []string        // every content block's type, in order
 }
 
 // dial describes one session to open.
@@ -130,6 +131,10 @@ func (g *goClient) CallTool(ctx context.Context, name string, args, meta map[str
 		return toolResult{}, err
 	}
 	for _, c := range res.Content {
+		var head struct{ Type string }
+		if b, err := c.MarshalJSON(); err == nil && json.Unmarshal(b, &head) == nil {
+			out.Types = append(out.Types, head.Type)
+		}
 		if tc, ok := c.(*mcp.TextContent); ok {
 			out.Texts = append(out.Texts, tc.Text)
 		}
@@ -335,6 +340,7 @@ func (c *tsClient) CallTool(ctx context.Context, name string, args, meta map[str
 		out.Structured = json.RawMessage("null")
 	}
 	for _, ct := range res.Content {
+		out.Types = append(out.Types, ct.Type)
 		if ct.Type == "text" {
 			out.Texts = append(out.Texts, ct.Text)
 		}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"slices"
 	"strings"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"github.com/connec/connec/connectors"
 	"github.com/connec/connec/connectors/mcpserver"
 	"github.com/connec/connec/internal/app"
+	"github.com/connec/connec/internal/platform/nodejs"
 )
 
 // mcpCmd manages the MCP servers connec governs as connector types. Their
@@ -24,7 +26,7 @@ func mcpCmd(f *flags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "mcp",
 		Short: "Add, approve, list and remove MCP servers governed as connector types",
-		Long: "An MCP server (streamable HTTP) becomes connector type mcp-<name>: each of its tools, as reviewed when added, an\n" +
+		Long: "An MCP server (remote over streamable HTTP, or local: an npm package or a program run on stdio in a sandbox) becomes connector type mcp-<name>: each of its tools, as reviewed when added, an\n" +
 			"operation <name>.<tool> (read-kind only when the tool says readOnlyHint: true; --read/--send override), its\n" +
 			"definition pinned. A tool the server changes later is refused until you approve it (connec mcp approve); a tool\n" +
 			"it adds stays hidden until then. Instances of the type hold their owner's credential, which connec attaches to\n" +
@@ -67,35 +69,115 @@ func (d *discoverFlags) discover(ctx context.Context, name, url string) (mcpserv
 	if err != nil {
 		return mcpserver.Record{}, err
 	}
+	return rec, d.override(&rec)
+}
+
+// override applies the operator's kind overrides.
+func (d *discoverFlags) override(rec *mcpserver.Record) error {
 	for i, t := range rec.Tools {
 		switch {
 		case slices.Contains(d.readTools, t.Tool) && slices.Contains(d.sendTo, t.Tool):
-			return mcpserver.Record{}, fmt.Errorf("tool %s is given both --read and --send", t.Tool)
+			return fmt.Errorf("tool %s is given both --read and --send", t.Tool)
 		case slices.Contains(d.readTools, t.Tool):
 			rec.Tools[i].Kind = connectors.KindRead
 		case slices.Contains(d.sendTo, t.Tool):
 			rec.Tools[i].Kind = connectors.KindSend
 		}
 	}
-	return rec, nil
+	return nil
+}
+
+// localFlags say how a local server is started.
+type localFlags struct {
+	command, bin, credEnv string
+	args, env             []string
+}
+
+func (l *localFlags) register(cmd *cobra.Command) {
+	fl := cmd.Flags()
+	fl.StringVar(&l.command, "command", "", "the absolute path of a program speaking MCP on stdio (run in a sandbox)")
+	fl.StringVar(&l.bin, "bin", "", "the package's program, when it has several")
+	fl.StringArrayVar(&l.args, "arg", nil, "an argument for the local server (repeatable; not secret: others may read argv)")
+	fl.StringArrayVar(&l.env, "env", nil, "NAME=VALUE: a variable the local server needs (repeatable; not secret: credentials belong in instances)")
+	fl.StringVar(&l.credEnv, "credential-env", "", "the variable an instance's credential (bearer token or header value) reaches the local server in")
+}
+
+func (l *localFlags) spec() (mcpserver.StdioSpec, error) {
+	s := mcpserver.StdioSpec{Command: l.command, Args: l.args, CredentialEnv: l.credEnv}
+	for _, kv := range l.env {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return s, fmt.Errorf("--env %q: want NAME=VALUE", strings.SplitN(kv, "=", 2)[0])
+		}
+		if s.Env == nil {
+			s.Env = map[string]string{}
+		}
+		s.Env[k] = v
+	}
+	return s, nil
 }
 
 func mcpAddCmd(f *flags) *cobra.Command {
 	var d discoverFlags
+	var l localFlags
 	var url string
 	cmd := &cobra.Command{
-		Use:     "add NAME --url URL",
-		Short:   "Add an MCP server as connector type mcp-NAME after showing its tools for review",
-		Example: `  connec mcp add docs --url https://mcp.example.com/mcp --header "Authorization: Bearer $TOKEN"`,
-		Args:    cobra.ExactArgs(1),
+		Use:   "add NAME (--url URL | NPM-PACKAGE@VERSION | --command PATH)",
+		Short: "Add an MCP server as connector type mcp-NAME after showing its tools for review",
+		Example: `  connec mcp add docs --url https://mcp.example.com/mcp --header "Authorization: Bearer $TOKEN"
+  connec mcp add memory @modelcontextprotocol/server-memory@2026.8.31 --env MEMORY_FILE_PATH=/home/memory.jsonl
+  connec mcp add tickets --command /opt/tickets/mcp-server --credential-env TICKETS_TOKEN`,
+		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if url == "" {
-				return errors.New("--url is required: the server's streamable HTTP endpoint")
+			npmSpec := ""
+			if len(args) == 2 {
+				npmSpec = args[1]
+			}
+			n := 0
+			for _, given := range []bool{url != "", npmSpec != "", l.command != ""} {
+				if given {
+					n++
+				}
+			}
+			if n != 1 {
+				return errors.New("name one server: --url URL (streamable HTTP), an npm package NPM-PACKAGE@VERSION, or --command PATH")
+			}
+			if url != "" && (len(l.args) > 0 || len(l.env) > 0 || l.credEnv != "" || l.bin != "") {
+				return errors.New("--arg, --env, --bin and --credential-env are for local servers (an npm package or --command)")
+			}
+			local, err := l.spec()
+			if err != nil {
+				return err
 			}
 			// The database first: an addition that cannot be audited is not
 			// made.
-			return withApp(cmd, f, func(ctx context.Context, a *app.App) error {
-				rec, err := d.discover(ctx, args[0], url)
+			return withApp(cmd, f, func(ctx context.Context, a *app.App) (err error) {
+				name, dir := args[0], mcpserver.Dir(f.cfg.DataDir)
+				var rec mcpserver.Record
+				switch {
+				case url != "":
+					rec, err = d.discover(ctx, name, url)
+				default:
+					if npmSpec != "" {
+						if err := mcpserver.ValidName(name); err != nil {
+							return err
+						}
+						if _, err := mcpserver.Read(dir, name); err == nil {
+							return fmt.Errorf("an MCP server called %s was added already: remove it first", name)
+						}
+						out := cmd.ErrOrStderr()
+						fmt.Fprintf(out, "installing %s (its scripts do not run)…\n", npmSpec)
+						if err := mcpserver.InstallPackage(ctx, dir, name, npmSpec, l.bin, nodejs.NPM{Output: out}, &local); err != nil {
+							return err
+						}
+						defer func() {
+							if err != nil { // not added: nothing stays installed
+								_ = os.RemoveAll(mcpserver.PackageDir(dir, name))
+							}
+						}()
+					}
+					rec, err = d.discoverLocal(ctx, dir, name, local)
+				}
 				if err != nil {
 					return err
 				}
@@ -116,7 +198,23 @@ func mcpAddCmd(f *flags) *cobra.Command {
 	}
 	cmd.Flags().StringVar(&url, "url", "", "the server's streamable HTTP endpoint, e.g. https://mcp.example.com/mcp")
 	d.register(cmd)
+	l.register(cmd)
 	return cmd
+}
+
+// discoverLocal starts the local server in its sandbox to list its tools
+// and applies the kind overrides.
+func (d *discoverFlags) discoverLocal(ctx context.Context, dir, name string, s mcpserver.StdioSpec) (mcpserver.Record, error) {
+	if len(d.headers) > 0 {
+		return mcpserver.Record{}, errors.New("--header is for servers reached by URL")
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	rec, err := mcpserver.DiscoverLocal(ctx, dir, name, s)
+	if err != nil {
+		return mcpserver.Record{}, err
+	}
+	return rec, d.override(&rec)
 }
 
 func mcpApproveCmd(f *flags) *cobra.Command {
@@ -131,7 +229,12 @@ func mcpApproveCmd(f *flags) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				rec, err := d.discover(ctx, old.Name, old.URL)
+				var rec mcpserver.Record
+				if old.Stdio != nil {
+					rec, err = d.discoverLocal(ctx, mcpserver.Dir(f.cfg.DataDir), old.Name, *old.Stdio)
+				} else {
+					rec, err = d.discover(ctx, old.Name, old.URL)
+				}
 				if err != nil {
 					return err
 				}
@@ -196,8 +299,19 @@ func mcpChanges(old, cur mcpserver.Record) string {
 // printMCPReview shows what an operator approves: the server, its type and
 // every tool's operation, kind and input schema.
 func printMCPReview(w io.Writer, rec mcpserver.Record) {
-	fmt.Fprintf(w, "MCP server      %s\nURL             %s\nConnector type  %s\nTools           %d\n\n", rec.Name, rec.URL,
-		mcpserver.TypeName(rec.Name), len(rec.Tools))
+	fmt.Fprintf(w, "MCP server      %s\n", rec.Name)
+	if s := rec.Stdio; s != nil {
+		fmt.Fprintf(w, "Runs            %s, locally on stdio in a sandbox (no network)\n", s.Source())
+		if s.Integrity != "" {
+			fmt.Fprintf(w, "Integrity       %s\n", s.Integrity)
+		}
+		if s.CredentialEnv != "" {
+			fmt.Fprintf(w, "Credential      an instance's credential reaches it in $%s\n", s.CredentialEnv)
+		}
+	} else {
+		fmt.Fprintf(w, "URL             %s\n", rec.URL)
+	}
+	fmt.Fprintf(w, "Connector type  %s\nTools           %d\n\n", mcpserver.TypeName(rec.Name), len(rec.Tools))
 	for _, t := range rec.Tools {
 		fmt.Fprintf(w, "%s  (%s, tool %q)\n  %s\n%s\n\n", t.Op, t.Kind, t.Tool, ocOneLine(t.Description, 200), ocIndentJSON(t.Input))
 	}
@@ -213,13 +327,13 @@ func mcpListCmd(f *flags) *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			recs, err := mcpserver.List(mcpserver.Dir(f.cfg.DataDir))
-			tw := table(cmd.OutOrStdout(), "NAME\tTYPE\tURL\tTOOLS\tADDED")
+			tw := table(cmd.OutOrStdout(), "NAME\tTYPE\tSERVER\tTOOLS\tADDED")
 			for _, r := range recs {
 				var tools []string
 				for _, t := range r.Tools {
 					tools = append(tools, t.Tool)
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.Name, mcpserver.TypeName(r.Name), r.URL, ocOrDash(strings.Join(tools, ",")),
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.Name, mcpserver.TypeName(r.Name), r.Where(), ocOrDash(strings.Join(tools, ",")),
 					r.AddedAt.Format(time.RFC3339))
 			}
 			if ferr := tw.Flush(); ferr != nil {

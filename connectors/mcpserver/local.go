@@ -20,6 +20,15 @@ import (
 // installed under the records' directory dir.
 func PackageDir(dir, name string) string { return filepath.Join(dir, "packages", name) }
 
+// Where says where the server is: its URL, or where a local one comes
+// from.
+func (r Record) Where() string {
+	if r.Stdio != nil {
+		return r.Stdio.Source() + " (local)"
+	}
+	return r.URL
+}
+
 // Source says where a local server comes from.
 func (s StdioSpec) Source() string {
 	if s.Package != "" {

@@ -213,7 +213,7 @@ func (a *App) AddMCPServer(ctx context.Context, rec mcpserver.Record) error {
 		if err := mcpserver.Save(dir, rec); err != nil {
 			return err
 		}
-		ev.Reason = fmt.Sprintf("added MCP server %s at %s as connector type %s with %d tools", rec.Name, rec.URL,
+		ev.Reason = fmt.Sprintf("added MCP server %s at %s as connector type %s with %d tools", rec.Name, rec.Where(),
 			mcpserver.TypeName(rec.Name), len(rec.Tools))
 		return nil
 	})
@@ -246,7 +246,7 @@ func (a *App) RemoveMCPServer(ctx context.Context, name string) error {
 		if err := mcpserver.Remove(dir, name); err != nil {
 			return err
 		}
-		ev.Reason = fmt.Sprintf("removed MCP server %s at %s (connector type %s)", name, rec.URL, mcpserver.TypeName(name))
+		ev.Reason = fmt.Sprintf("removed MCP server %s at %s (connector type %s)", name, rec.Where(), mcpserver.TypeName(name))
 		return nil
 	})
 }

@@ -1,0 +1,140 @@
+package interop_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/connec/connec/internal/platform/sandbox"
+)
+
+// Real npm MCP servers run locally behind connec, pinned.
+const (
+	serverMemory     = "@modelcontextprotocol/server-memory@2026.8.31"
+	serverEverything = "@modelcontextprotocol/server-everything@2026.8.31"
+)
+
+// TestLocalNPMServersThroughConnec is the user story of governing local
+// MCP servers: an operator adds two npm servers (connec mcp add, pinned,
+// scripts off, reviewed in their sandbox), a user installs an instance of
+// each (the everything server's with a bearer credential it receives in a
+// variable), and the official TypeScript and Go SDK clients see each
+// instance's tools as typed tools of their own and use them: memory
+// remembers between calls, content blocks arrive whole, and the credential
+// the server reports back is redacted before it reaches the agent.
+func TestLocalNPMServersThroughConnec(t *testing.T) {
+	if _, err := sandbox.Available(); err != nil {
+		t.Skipf("no sandbox here: %v", err)
+	}
+	npm(t)
+	f := shared.get(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	dataDir := filepath.Join(f.dir, "data-local")
+	for _, add := range [][]string{
+		{"memory", serverMemory, "--env", "MEMORY_FILE_PATH=/home/memory.jsonl"},
+		{"everything", serverEverything, "--credential-env", "API_TOKEN"},
+	} {
+		cmd := exec.CommandContext(ctx, f.bin, append([]string{"mcp", "add"}, append(add, "--yes")...)...)
+		cmd.Env = f.connecEnv("CONNEC_DATA_DIR=" + dataDir)
+		out, err := cmd.CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "added "+add[0]) || !strings.Contains(string(out), "Integrity       sha512-") {
+			t.Fatalf("connec mcp add %s: %v\n%s", add[1], err, out)
+		}
+	}
+	_, tok := f.admin(t, "local")
+	srv, err := startServer(ctx, f, "local")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.stop)
+	rest := func(path string, body any) map[string]any {
+		t.Helper()
+		b, _ := json.Marshal(body)
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, srv.url+path, bytes.NewReader(b))
+		req.Header.Set("Authorization", "Bearer "+tok)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out map[string]any
+		_ = json.NewDecoder(resp.Body).Decode(&out)
+		if resp.StatusCode != http.StatusCreated {
+			t.Fatalf("POST %s: %s %v", path, resp.Status, out)
+		}
+		return out
+	}
+	rest("/v1/connector-instances", map[string]any{"type": "mcp-memory", "display_name": "Memory", "handle": "mem", "enable": true})
+	ev := rest("/v1/connector-instances", map[string]any{"type": "mcp-everything", "display_name": "Everything", "handle": "ev", "enable": true})
+	const secret = "ev-bearer-93be1f7a"
+	rest("/v1/connector-instances/"+ev["id"].(string)+"/credentials", map[string]any{"kind": "bearer", "secret": map[string]any{"token": secret}})
+
+	for _, client := range []string{clientTSv1, clientGo} {
+		t.Run(client, func(t *testing.T) {
+			dl := dial{client: client, transport: transportStreamable, token: tok, baseURL: srv.url}
+			var c mcpClient
+			var err error
+			if client == clientGo {
+				c, err = dialGo(ctx, dl, f.baseEnv(), os.Stderr)
+			} else {
+				c, err = dialTS(ctx, f.driver(t), dl)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			tools, err := c.ListTools(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var names []string
+			for _, tl := range tools {
+				names = append(names, tl.Name)
+			}
+			for _, want := range []string{"mem.memory.create_entities", "mem.memory.read_graph", "ev.everything.echo", "ev.everything.get-env", "ev.everything.get-tiny-image"} {
+				if !slices.Contains(names, want) {
+					t.Fatalf("%s is not listed: %v", want, names)
+				}
+			}
+			call := func(name string, args map[string]any) toolResult {
+				t.Helper()
+				res, err := c.CallTool(ctx, name, args, nil)
+				if err != nil || res.IsError {
+					t.Fatalf("%s: %+v %v", name, res, err)
+				}
+				return res
+			}
+			person := "Ada-" + client
+			call("mem.memory.create_entities", map[string]any{"entities": []any{
+				map[string]any{"name": person, "entityType": "person", "observations": []any{"writes programs"}}}})
+			if res := call("mem.memory.read_graph", map[string]any{}); !strings.Contains(strings.Join(res.Texts, " "), person) {
+				t.Fatalf("memory forgot %s: %v", person, res.Texts)
+			}
+			if res := call("ev.everything.echo", map[string]any{"message": "hello"}); !strings.Contains(strings.Join(res.Texts, " "), "hello") {
+				t.Fatalf("echo: %v", res.Texts)
+			}
+			if res := call("ev.everything.get-tiny-image", map[string]any{}); !slices.Contains(res.Types, "image") {
+				t.Fatalf("image: %v", res.Types)
+			}
+			res := call("ev.everything.get-env", map[string]any{})
+			all := strings.Join(res.Texts, " ") + string(res.Structured)
+			if strings.Contains(all, secret) || !strings.Contains(all, "API_TOKEN") || !strings.Contains(all, "[REDACTED]") {
+				t.Fatalf("get-env: the credential is not redacted: %.400s", all)
+			}
+		})
+	}
+	// The secret is nowhere in connec's log either.
+	if strings.Contains(srv.log.String(), secret) {
+		t.Fatal("the credential is in connec's log")
+	}
+}
