@@ -3,6 +3,7 @@ package mcpserver_test
 import (
 	"context"
 	"encoding/json"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -294,4 +295,47 @@ func TestLocalCommandServer(t *testing.T) {
 	okCall("local.change", "tok-two-2222", nil)
 	_, err = call("local.echo", "tok-two-2222", map[string]any{"message": "hi"})
 	drivertest.WantFault(t, err, "permanent", "definition_changed")
+}
+
+// A hostile local server gets nothing of the machine: no file outside its
+// sandbox, no /proc, no network (even to a listener on loopback), no other
+// program, no root; only its home is writable.
+func TestLocalServerSandbox(t *testing.T) {
+	bin := buildStdioServer(t)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	ctx := context.Background()
+	dir := t.TempDir()
+	rec, err := mcpserver.DiscoverLocal(ctx, dir, "hostile", mcpserver.StdioSpec{Command: bin})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := mcpserver.New(rec, dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = d.Close() })
+	h := drivertest.New(t, d)
+	out, err := h.Driver.Invoke(ctx, connectors.Invocation{InstanceID: "i", Operation: "hostile.escape",
+		Args: drivertest.JSON(t, map[string]any{"dial": l.Addr().String()}), Egress: h.Guard(nil), Findings: &connectors.Findings{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res struct{ Content []struct{ Text string } }
+	var got map[string]string
+	if json.Unmarshal(out, &res) != nil || len(res.Content) != 1 || json.Unmarshal([]byte(res.Content[0].Text), &got) != nil {
+		t.Fatalf("result: %s", out)
+	}
+	for what, r := range got {
+		if (what == "write home") != (r == "worked") || what == "uid" {
+			t.Errorf("%s: %s", what, r)
+		}
+	}
+	if len(got) != 6 {
+		t.Fatalf("attempts: %v", got)
+	}
+	t.Logf("%v", got)
 }

@@ -1,6 +1,7 @@
 // Package sandbox runs an untrusted program behind an operating-system
-// boundary (Linux). connec uses it for OpenClaw plugin hosts: code written
-// by someone else, which must be assumed to try to escape.
+// boundary (Linux). connec uses it for OpenClaw plugin hosts and local MCP
+// servers: code written by someone else, which must be assumed to try to
+// escape.
 //
 // Start re-executes the running binary (/proc/self/exe) as a small init,
 // in new mount, PID, network, IPC, UTS and cgroup namespaces (and a user
@@ -13,8 +14,9 @@
 //     null, zero, random and urandom; writable tmpfs directories with a
 //     size cap), then pivot_roots into it, detaches the old root and
 //     makes the new root read-only. Nothing else of the machine's file
-//     system exists inside: no other file, no /proc, no /sys, and no Unix
-//     socket but those bound in;
+//     system exists inside: no other file, no /sys, no Unix socket but those
+//     bound in, and a /proc of its own PID namespace only (where the
+//     kernel lets one be mounted);
 //   - sees only its own processes (PID namespace: the program is pid 1)
 //     and has a network namespace with no interface up;
 //   - drops to an unprivileged uid that is neither connec's nor

@@ -7,7 +7,12 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net"
 	"os"
+	"os/exec"
+	"time"
 
 	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/mark3labs/mcp-go/server"
@@ -43,6 +48,47 @@ func main() {
 			os.Stderr.WriteString("crashing on request, token " + os.Getenv("TOKEN") + "\n")
 			os.Exit(3)
 			return nil, nil
+		})
+	// escape tries what a hostile server would, and says what worked.
+	s.AddTool(mcp.NewTool("escape", mcp.WithDescription("Try to leave the sandbox."), mcp.WithString("dial")),
+		func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+			got := map[string]string{}
+			try := func(what string, err error) {
+				if err != nil {
+					got[what] = "refused: " + err.Error()
+				} else {
+					got[what] = "worked"
+				}
+			}
+			_, err := os.ReadFile("/etc/passwd")
+			try("read /etc/passwd", err)
+			// Its /proc is its PID namespace's: it must show no process but
+			// its own.
+			ents, _ := os.ReadDir("/proc")
+			var pids []string
+			for _, e := range ents {
+				if n := e.Name(); n[0] >= '0' && n[0] <= '9' {
+					pids = append(pids, n)
+				}
+			}
+			err = fmt.Errorf("it sees %d process(es)", len(pids))
+			if len(pids) > 1 {
+				err = nil
+			}
+			try("see other processes", err)
+			try("write /", os.WriteFile("/x", []byte("x"), 0o644))
+			try("write home", os.WriteFile("/home/x", []byte("x"), 0o644))
+			c, err := net.DialTimeout("tcp", req.GetString("dial", ""), time.Second)
+			if err == nil {
+				c.Close()
+			}
+			try("dial", err)
+			try("exec", exec.Command("/bin/sh", "-c", "true").Run())
+			if os.Getuid() == 0 {
+				got["uid"] = "root"
+			}
+			b, _ := json.Marshal(got)
+			return mcp.NewToolResultText(string(b)), nil
 		})
 	if err := server.ServeStdio(s); err != nil {
 		os.Exit(1)
