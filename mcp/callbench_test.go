@@ -30,12 +30,20 @@ type callBench struct {
 	handler    http.Handler
 	token      string
 	instanceID string
+	pctx       context.Context // the user's, for use cases
 }
 
-func newCallBench(b *testing.B) *callBench {
+func newCallBench(b *testing.B) *callBench { return newCallBenchWith(b, nil) }
+
+// newCallBenchWith is newCallBench with prepare run on the data directory
+// before the application opens (to add MCP servers, say).
+func newCallBenchWith(b *testing.B, prepare func(dataDir string)) *callBench {
 	b.Helper()
 	ctx := context.Background()
 	dir := b.TempDir()
+	if prepare != nil {
+		prepare(dir)
+	}
 	cfg := app.Config{DatabaseURL: pgtest.URL(b), DataDir: dir, KeyFile: filepath.Join(dir, "connec.key")}
 	if _, err := vault.GenerateKeyFile(cfg.KeyFile, true); err != nil {
 		b.Fatal(err)
@@ -70,7 +78,7 @@ func newCallBench(b *testing.B) *callBench {
 		Secret: map[string]string{"token": "bench-bearer-secret-0123456789"}}); err != nil {
 		b.Fatal(err)
 	}
-	return &callBench{app: a, handler: a.Handler(a.MCPServer()), token: tok, instanceID: string(inst.ID)}
+	return &callBench{app: a, handler: a.Handler(a.MCPServer()), token: tok, instanceID: string(inst.ID), pctx: pctx}
 }
 
 // post serves one JSON-RPC message as an HTTP request from a loopback
