@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/mark3labs/mcp-go/client"
@@ -352,6 +353,11 @@ type listedTool struct {
 	} `json:"annotations"`
 }
 
+// listIDs numbers connec's own tools/list requests.
+var listIDs atomic.Int64
+
+func init() { listIDs.Store(1 << 40) }
+
 // listTools lists every tool, page after page, as sent.
 func listTools(ctx context.Context, c *client.Client) ([]listedTool, error) {
 	var out []listedTool
@@ -361,8 +367,10 @@ func listTools(ctx context.Context, c *client.Client) ([]listedTool, error) {
 		if cursor != "" {
 			params["cursor"] = cursor
 		}
+		// Ids of their own, never reused: mcp-go's client numbers its
+		// requests from 1.
 		resp, err := c.GetTransport().SendRequest(ctx, transport.JSONRPCRequest{JSONRPC: mcp.JSONRPC_VERSION,
-			ID: mcp.NewRequestId(int64(1_000_000 + page)), Method: string(mcp.MethodToolsList), Params: params})
+			ID: mcp.NewRequestId(listIDs.Add(1)), Method: string(mcp.MethodToolsList), Params: params})
 		if err != nil {
 			return nil, err
 		}

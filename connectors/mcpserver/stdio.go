@@ -126,8 +126,7 @@ type stdioProc struct {
 	log    *slog.Logger
 
 	mu       sync.Mutex
-	tools    []listedTool
-	stale    bool // the server announced a tools change
+	tools    []listedTool // as listed at start (for review)
 	calls    map[string]*stdioCall
 	inflight int
 	retiring bool
@@ -273,15 +272,10 @@ func (p *stdioProc) stderrLoop(r io.Reader) {
 	_, _ = io.Copy(io.Discard, r)
 }
 
-// notified routes the server's notifications: progress to the call whose
-// token it names; a tools change marks the list for a re-list before the
-// next call.
+// notified routes the server's progress notifications to the call whose
+// token they name.
 func (p *stdioProc) notified(n mcp.JSONRPCNotification) {
 	switch n.Method {
-	case string(mcp.MethodNotificationToolsListChanged):
-		p.mu.Lock()
-		p.stale = true
-		p.mu.Unlock()
 	case string(mcp.MethodNotificationProgress):
 		token, _ := n.Params.AdditionalFields["progressToken"].(string)
 		p.mu.Lock()

@@ -220,22 +220,15 @@ func (d *Driver) invokeStdio(ctx context.Context, inv connectors.Invocation, too
 	}
 	ok := false
 	defer func() { release(ok) }()
-	p.mu.Lock()
-	stale := p.stale
-	p.stale = false
-	p.mu.Unlock()
-	if stale {
-		tools, err := listTools(ctx, p.c)
-		if err != nil {
-			return nil, p.exitFault(upstreamFault(err))
-		}
-		p.mu.Lock()
-		p.tools = tools
-		p.mu.Unlock()
+	// The list is read before every call, as over HTTP: a server's
+	// list_changed may arrive after the result of the call that changed a
+	// tool, and the next call must not slip through in between.
+	lctx, cancel := context.WithTimeout(ctx, stdioStart)
+	current, err := listTools(lctx, p.c)
+	cancel()
+	if err != nil {
+		return nil, p.exitFault(upstreamFault(err))
 	}
-	p.mu.Lock()
-	current := p.tools
-	p.mu.Unlock()
 	if err := checkPin(*tool, current); err != nil {
 		return nil, err
 	}
