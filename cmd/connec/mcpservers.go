@@ -54,7 +54,7 @@ func (d *discoverFlags) register(cmd *cobra.Command) {
 }
 
 // discover lists the server's tools and applies the kind overrides.
-func (d *discoverFlags) discover(ctx context.Context, name, url string) (mcpserver.Record, error) {
+func (d *discoverFlags) discover(ctx context.Context, remote mcpserver.Record) (mcpserver.Record, error) {
 	headers := map[string]string{}
 	for _, h := range d.headers {
 		k, v, ok := strings.Cut(h, ":")
@@ -65,7 +65,7 @@ func (d *discoverFlags) discover(ctx context.Context, name, url string) (mcpserv
 	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	rec, err := mcpserver.Discover(ctx, name, url, headers, &http.Client{Timeout: 30 * time.Second})
+	rec, err := mcpserver.DiscoverRemote(ctx, remote, headers, &http.Client{Timeout: 30 * time.Second})
 	if err != nil {
 		return mcpserver.Record{}, err
 	}
@@ -121,8 +121,9 @@ func mcpAddCmd(f *flags) *cobra.Command {
 	var d discoverFlags
 	var l localFlags
 	var url string
+	var sse bool
 	cmd := &cobra.Command{
-		Use:   "add NAME (--url URL | NPM-PACKAGE@VERSION | --command PATH)",
+		Use:   "add NAME (--url URL [--sse] | NPM-PACKAGE@VERSION | --command PATH)",
 		Short: "Add an MCP server as connector type mcp-NAME after showing its tools for review",
 		Example: `  connec mcp add docs --url https://mcp.example.com/mcp --header "Authorization: Bearer $TOKEN"
   connec mcp add memory @modelcontextprotocol/server-memory@2026.8.31 --env MEMORY_FILE_PATH=/home/memory.jsonl
@@ -142,6 +143,9 @@ func mcpAddCmd(f *flags) *cobra.Command {
 			if n != 1 {
 				return errors.New("name one server: --url URL (streamable HTTP), an npm package NPM-PACKAGE@VERSION, or --command PATH")
 			}
+			if sse && url == "" {
+				return errors.New("--sse is for a server reached by URL")
+			}
 			if url != "" && (len(l.args) > 0 || len(l.env) > 0 || l.credEnv != "" || l.bin != "") {
 				return errors.New("--arg, --env, --bin and --credential-env are for local servers (an npm package or --command)")
 			}
@@ -156,7 +160,11 @@ func mcpAddCmd(f *flags) *cobra.Command {
 				var rec mcpserver.Record
 				switch {
 				case url != "":
-					rec, err = d.discover(ctx, name, url)
+					transport := ""
+					if sse {
+						transport = mcpserver.TransportSSE
+					}
+					rec, err = d.discover(ctx, mcpserver.Record{Name: name, URL: url, Transport: transport})
 				default:
 					if npmSpec != "" {
 						if err := mcpserver.ValidName(name); err != nil {
@@ -197,6 +205,7 @@ func mcpAddCmd(f *flags) *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&url, "url", "", "the server's streamable HTTP endpoint, e.g. https://mcp.example.com/mcp")
+	cmd.Flags().BoolVar(&sse, "sse", false, "the URL is the event stream of the legacy HTTP+SSE transport (e.g. https://mcp.example.com/sse)")
 	d.register(cmd)
 	l.register(cmd)
 	return cmd
@@ -233,7 +242,7 @@ func mcpApproveCmd(f *flags) *cobra.Command {
 				if old.Stdio != nil {
 					rec, err = d.discoverLocal(ctx, mcpserver.Dir(f.cfg.DataDir), old.Name, *old.Stdio)
 				} else {
-					rec, err = d.discover(ctx, old.Name, old.URL)
+					rec, err = d.discover(ctx, mcpserver.Record{Name: old.Name, URL: old.URL, Transport: old.Transport})
 				}
 				if err != nil {
 					return err
@@ -309,7 +318,7 @@ func printMCPReview(w io.Writer, rec mcpserver.Record) {
 			fmt.Fprintf(w, "Credential      an instance's credential reaches it in $%s\n", s.CredentialEnv)
 		}
 	} else {
-		fmt.Fprintf(w, "URL             %s\n", rec.URL)
+		fmt.Fprintf(w, "URL             %s\n", rec.Where())
 	}
 	fmt.Fprintf(w, "Connector type  %s\nTools           %d\n\n", mcpserver.TypeName(rec.Name), len(rec.Tools))
 	for _, t := range rec.Tools {

@@ -51,6 +51,9 @@ func New(rec Record, dir string, log *slog.Logger) (*Driver, error) {
 	if _, err := checkURL(rec.URL); err != nil {
 		return nil, err
 	}
+	if rec.Transport != "" && rec.Transport != TransportStreamableHTTP && rec.Transport != TransportSSE {
+		return nil, fmt.Errorf("transport %q is not streamable-http or sse", rec.Transport)
+	}
 	return d, nil
 }
 
@@ -118,7 +121,7 @@ func (d *Driver) Spec() connectors.TypeSpec {
 	return connectors.TypeSpec{
 		Name:            TypeName(d.rec.Name),
 		Version:         d.rec.AddedAt.UTC().Format("2006-01-02T15:04:05Z"),
-		Description:     fmt.Sprintf("The MCP server %s at %s (streamable HTTP): its tools as reviewed when it was added.", d.rec.Name, d.rec.URL),
+		Description:     fmt.Sprintf("The MCP server %s at %s (%s): its tools as reviewed when it was added.", d.rec.Name, d.rec.URL, d.rec.transportName()),
 		Operations:      ops,
 		ConfigSchema:    json.RawMessage(configSchema),
 		CredentialKinds: []string{"bearer", "header", "basic"},
@@ -187,7 +190,7 @@ func (d *Driver) Invoke(ctx context.Context, inv connectors.Invocation) (json.Ra
 		// answer goes back to it within this call.
 		opts = append(opts, client.WithElicitationHandler(elicitation(inv.Elicit)))
 	}
-	c, err := connect(ctx, d.rec.URL, headers, inv.Egress.HTTPClient(), opts...)
+	c, err := connect(ctx, d.rec.URL, d.rec.Transport, headers, inv.Egress.HTTPClient(), opts...)
 	if err != nil {
 		return nil, err
 	}
@@ -306,15 +309,33 @@ func authHeaders(inv connectors.Invocation, cfg config) (map[string]string, erro
 	return map[string]string{name: value}, nil
 }
 
+// Transports of a remote server.
+const (
+	TransportStreamableHTTP = "streamable-http"
+	TransportSSE            = "sse" // the legacy HTTP+SSE transport (2024-11-05)
+)
+
 // upstreamRevision is the protocol revision connec speaks to servers.
 const upstreamRevision = "2025-11-25"
 
-func connect(ctx context.Context, rawURL string, headers map[string]string, hc *http.Client, opts ...client.ClientOption) (*client.Client, error) {
+func connect(ctx context.Context, rawURL, kind string, headers map[string]string, hc *http.Client, opts ...client.ClientOption) (*client.Client, error) {
 	u, err := checkURL(rawURL)
 	if err != nil {
 		return nil, fault.Invalid("url", "%s", err.Error())
 	}
-	tr, err := transport.NewStreamableHTTP(rawURL, transport.WithHTTPBasicClient(withHeaders(hc, u.Host, headers)))
+	hc = withHeaders(hc, u.Host, headers)
+	var tr transport.Interface
+	switch kind {
+	case TransportSSE:
+		// The legacy transport: a GET event stream whose endpoint event
+		// names where to POST (mcp-go refuses an endpoint on another
+		// host; the egress guard refuses any host but the server's).
+		tr, err = transport.NewSSE(rawURL, transport.WithHTTPClient(hc))
+	case "", TransportStreamableHTTP:
+		tr, err = transport.NewStreamableHTTP(rawURL, transport.WithHTTPBasicClient(hc))
+	default:
+		return nil, fault.Invalid("transport", "transport %q is not streamable-http or sse", kind)
+	}
 	if err != nil {
 		return nil, fault.Wrap(fault.Permanent, err, "the server's URL cannot be used")
 	}

@@ -26,7 +26,17 @@ func (r Record) Where() string {
 	if r.Stdio != nil {
 		return r.Stdio.Source() + " (local)"
 	}
+	if r.Transport == TransportSSE {
+		return r.URL + " (SSE)"
+	}
 	return r.URL
+}
+
+func (r Record) transportName() string {
+	if r.Transport == TransportSSE {
+		return "the legacy HTTP+SSE transport"
+	}
+	return "streamable HTTP"
 }
 
 // Source says where a local server comes from.

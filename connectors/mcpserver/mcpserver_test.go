@@ -263,3 +263,55 @@ func TestToolWithABadSchemaIsNotServed(t *testing.T) {
 		t.Fatalf("load: %d drivers, %v", len(drivers), err)
 	}
 }
+
+// A server on the legacy HTTP+SSE transport: the credential goes on the
+// event stream and on every message posted, the tool answers, and a wrong
+// credential is refused as such.
+func TestSSEUpstream(t *testing.T) {
+	srv := server.NewMCPServer("legacy", "1")
+	srv.AddTool(mcp.NewTool("Echo", mcp.WithReadOnlyHintAnnotation(true), mcp.WithString("message", mcp.Required())),
+		func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+			return mcp.NewToolResultText("echo: " + req.GetString("message", "")), nil
+		})
+	var mu sync.Mutex
+	seen := map[string]int{}
+	sse := server.NewSSEServer(srv)
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		seen[r.Method+" "+r.Header.Get("Authorization")]++
+		mu.Unlock()
+		if r.Header.Get("Authorization") != "Bearer "+upstreamToken {
+			http.Error(w, "unauthorized", http.StatusUnauthorized)
+			return
+		}
+		sse.ServeHTTP(w, r)
+	}))
+	t.Cleanup(hs.Close)
+	rec, err := mcpserver.DiscoverRemote(context.Background(), mcpserver.Record{Name: "legacy", URL: hs.URL + "/sse", Transport: mcpserver.TransportSSE},
+		map[string]string{"Authorization": "Bearer " + upstreamToken}, http.DefaultClient)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.Transport != "sse" || len(rec.Tools) != 1 || rec.Where() != hs.URL+"/sse (SSE)" {
+		t.Fatalf("record: %+v", rec)
+	}
+	d, err := mcpserver.New(rec, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := drivertest.New(t, d)
+	cfg := drivertest.JSON(t, map[string]any{"allow_private_network": true})
+	out, err := h.Invoke(context.Background(), drivertest.Call{Config: cfg, Op: "legacy.echo", Args: map[string]any{"message": "hi"},
+		Kind: "bearer", Cred: drivertest.Fields("token", upstreamToken)})
+	if err != nil || !strings.Contains(string(out), "echo: hi") {
+		t.Fatalf("echo: %s (%v)", out, err)
+	}
+	mu.Lock()
+	if seen["GET Bearer "+upstreamToken] < 2 || seen["POST Bearer "+upstreamToken] < 3 {
+		t.Fatalf("requests seen: %v", seen)
+	}
+	mu.Unlock()
+	_, err = h.Invoke(context.Background(), drivertest.Call{Config: cfg, Op: "legacy.echo", Args: map[string]any{"message": "hi"},
+		Kind: "bearer", Cred: drivertest.Fields("token", "wrong")})
+	drivertest.WantFault(t, err, fault.Permanent, "bad_credential")
+}

@@ -42,7 +42,9 @@ type Record struct {
 	Name string `json:"name"`
 	// URL is a remote server's streamable HTTP endpoint; Stdio how a
 	// local one is started (one or the other).
-	URL     string       `json:"url,omitempty"`
+	URL string `json:"url,omitempty"`
+	// Transport is a remote server's: streamable-http (default) or sse.
+	Transport string `json:"transport,omitempty"`
 	Stdio   *StdioSpec   `json:"stdio,omitempty"`
 	Tools   []ToolRecord `json:"tools"`
 	AddedAt time.Time    `json:"added_at"`
@@ -180,13 +182,20 @@ func readOnly(t listedTool) bool {
 // that wants a credential to list its tools; they are not kept) and
 // returns its record for review: every tool, its operation, kind and pin.
 func Discover(ctx context.Context, name, rawURL string, headers map[string]string, hc *http.Client) (Record, error) {
+	return DiscoverRemote(ctx, Record{Name: name, URL: rawURL}, headers, hc)
+}
+
+// DiscoverRemote is Discover of the remote server rec names (its name,
+// URL and transport).
+func DiscoverRemote(ctx context.Context, rec Record, headers map[string]string, hc *http.Client) (Record, error) {
+	name, rawURL := rec.Name, rec.URL
 	if err := ValidName(name); err != nil {
 		return Record{}, err
 	}
 	if _, err := checkURL(rawURL); err != nil {
 		return Record{}, err
 	}
-	c, err := connect(ctx, rawURL, headers, hc)
+	c, err := connect(ctx, rawURL, rec.Transport, headers, hc)
 	if err != nil {
 		return Record{}, err
 	}
@@ -195,7 +204,7 @@ func Discover(ctx context.Context, name, rawURL string, headers map[string]strin
 	if err != nil {
 		return Record{}, upstreamFault(err)
 	}
-	return review(Record{Name: name, URL: rawURL, AddedAt: time.Now().UTC()}, tools)
+	return review(Record{Name: name, URL: rawURL, Transport: rec.Transport, AddedAt: time.Now().UTC()}, tools)
 }
 
 // review completes rec with what the server lists: every tool, its
