@@ -44,10 +44,10 @@ type Record struct {
 	// local one is started (one or the other).
 	URL string `json:"url,omitempty"`
 	// Transport is a remote server's: streamable-http (default) or sse.
-	Transport string `json:"transport,omitempty"`
-	Stdio   *StdioSpec   `json:"stdio,omitempty"`
-	Tools   []ToolRecord `json:"tools"`
-	AddedAt time.Time    `json:"added_at"`
+	Transport string       `json:"transport,omitempty"`
+	Stdio     *StdioSpec   `json:"stdio,omitempty"`
+	Tools     []ToolRecord `json:"tools"`
+	AddedAt   time.Time    `json:"added_at"`
 	// Skipped are the tools the server lists that connec cannot serve
 	// (a schema that is not a valid JSON Schema), with why.
 	Skipped []SkippedTool `json:"skipped,omitempty"`
