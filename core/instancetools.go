@@ -274,6 +274,12 @@ func WithElicit(ctx context.Context, fn func(ctx context.Context, request json.R
 	return context.WithValue(ctx, elicitKey{}, connectors.Elicit(fn))
 }
 
+// ElicitOf is the asking function WithElicit put on ctx, if any.
+func ElicitOf(ctx context.Context) (connectors.Elicit, bool) {
+	e, ok := ctx.Value(elicitKey{}).(connectors.Elicit)
+	return e, ok
+}
+
 type instanceToolKey struct{}
 
 // AsInstanceTool marks ctx as the call of instance tool t, which a

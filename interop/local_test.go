@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/connec/connec/internal/platform/sandbox"
+	mcpsdk "github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
 // Real npm MCP servers run locally behind connec, pinned.
@@ -133,8 +134,52 @@ func TestLocalNPMServersThroughConnec(t *testing.T) {
 			}
 		})
 	}
+	// A tool that asks the user: over a 2025-11-25 streamable HTTP session
+	// the question reaches the client and its answer the tool.
+	text, asked, err := elicitThroughConnec(ctx, t, srv.url, tok, "2025-11-25")
+	if err != nil || asked == "" || !strings.Contains(text, "declined") {
+		t.Fatalf("elicitation over HTTP 2025-11-25: asked %q, tool said %q, %v", asked, text, err)
+	}
+	// On 2026-07-28 the same question goes as an input_required round
+	// trip, and the answer reaches the upstream within its call.
+	text, asked, err = elicitThroughConnec(ctx, t, srv.url, tok, "2026-07-28")
+	if err != nil || asked == "" || !strings.Contains(text, "declined") {
+		t.Fatalf("elicitation over HTTP 2026-07-28: asked %q, tool said %q, %v", asked, text, err)
+	}
+
 	// The secret is nowhere in connec's log either.
 	if strings.Contains(srv.log.String(), secret) {
 		t.Fatal("the credential is in connec's log")
 	}
+}
+
+// elicitThroughConnec calls the everything server's elicitation tool
+// through connec over streamable HTTP with the official Go SDK client,
+// which answers the question, and returns the tool's text and the
+// question's message as the client saw it.
+func elicitThroughConnec(ctx context.Context, t *testing.T, baseURL, token, pin string) (string, string, error) {
+	t.Helper()
+	var asked string
+	c := mcpsdk.NewClient(&mcpsdk.Implementation{Name: "connec-interop-elicit", Version: "1.0.0"}, &mcpsdk.ClientOptions{
+		ElicitationHandler: func(ctx context.Context, req *mcpsdk.ElicitRequest) (*mcpsdk.ElicitResult, error) {
+			asked = req.Params.Message
+			return &mcpsdk.ElicitResult{Action: "decline"}, nil
+		},
+	})
+	cs, err := c.Connect(ctx, &mcpsdk.StreamableClientTransport{Endpoint: baseURL + "/mcp", HTTPClient: bearer(token)}, &mcpsdk.ClientSessionOptions{ProtocolVersion: pin})
+	if err != nil {
+		return "", "", err
+	}
+	defer cs.Close()
+	res, err := cs.CallTool(ctx, &mcpsdk.CallToolParams{Name: "ev.everything.trigger-elicitation-request", Arguments: map[string]any{}})
+	if err != nil {
+		return "", asked, err
+	}
+	var text []string
+	for _, ct := range res.Content {
+		if tc, ok := ct.(*mcpsdk.TextContent); ok {
+			text = append(text, tc.Text)
+		}
+	}
+	return strings.Join(text, " "), asked, nil
 }

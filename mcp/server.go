@@ -105,6 +105,8 @@ type Server struct {
 	names ToolNames
 	sets  Toolsets
 	tools map[string]Tool // by wire name
+	// pending are 2026-07-28 calls waiting on their client's user.
+	pending *pendingCalls
 }
 
 // NewServer builds the MCP server over svc: every inventory tool, a filter
@@ -116,7 +118,7 @@ func NewServer(svc *core.Service, opts ...Option) *Server {
 	for _, f := range opts {
 		f(&o)
 	}
-	s := &Server{svc: svc, log: o.log, names: o.names, sets: o.sets, tools: map[string]Tool{}}
+	s := &Server{svc: svc, log: o.log, names: o.names, sets: o.sets, tools: map[string]Tool{}, pending: newPendingCalls()}
 	inv := Inventory()
 	for _, t := range inv {
 		s.tools[o.names.wireName(t.Def.Name)] = t
@@ -151,7 +153,7 @@ func NewServer(svc *core.Service, opts ...Option) *Server {
 	for wire, t := range s.tools {
 		def := t.Def
 		def.Name = wire
-		s.AddTool(def, handler(svc, t))
+		s.AddTool(def, handler(svc, t, s.pending))
 	}
 	if o.changes != nil {
 		a := &announcer{srv: s}

@@ -90,7 +90,7 @@ func fieldOf(err error) string {
 // handler turns an inventory entry into an mcp-go handler. Bad input is a
 // tool error result (IsError); Go errors are reserved for failures of the
 // protocol itself and never carry internal detail.
-func handler(svc *core.Service, t Tool) server.ToolHandlerFunc {
+func handler(svc *core.Service, t Tool, pending *pendingCalls) server.ToolHandlerFunc {
 	e := t.Entry
 	return func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 		ctx = callctx.WithRequestID(ctx, callctx.NewRequestID())
@@ -108,12 +108,28 @@ func handler(svc *core.Service, t Tool) server.ToolHandlerFunc {
 		}
 		ctx = callctx.WithTask(ctx, task)
 		ctx = withProgress(ctx, req)
-		ctx = withElicit(ctx)
-		v, err := e.Call(ctx, svc, withoutTaskID(raw))
-		if t, ok := core.InstanceToolOf(ctx); ok {
-			return instanceResult(v, err, t), nil
+		call := func(ctx context.Context) *mcp.CallToolResult {
+			v, err := e.Call(ctx, svc, withoutTaskID(raw))
+			if t, ok := core.InstanceToolOf(ctx); ok {
+				return instanceResult(v, err, t)
+			}
+			return encode(v, err)
 		}
-		return encode(v, err), nil
+		if server.IsModernRequest(ctx) {
+			// 2026-07-28: the user is asked by input_required round trips.
+			tool := e.Name
+			if it, ok := core.InstanceToolOf(ctx); ok {
+				tool = it.Name
+			}
+			if req.Params.RequestState != "" {
+				return pending.resume(ctx, tool, req.Params.MultiRoundTripParams), nil
+			}
+			if canElicit(ctx) {
+				return pending.start(ctx, tool, call), nil
+			}
+			return call(ctx), nil
+		}
+		return call(withElicit(ctx)), nil
 	}
 }
 

@@ -190,7 +190,7 @@ func (d *Driver) Invoke(ctx context.Context, inv connectors.Invocation) (json.Ra
 		// answer goes back to it within this call.
 		opts = append(opts, client.WithElicitationHandler(elicitation(inv.Elicit)))
 	}
-	c, err := connect(ctx, d.rec.URL, d.rec.Transport, headers, inv.Egress.HTTPClient(), opts...)
+	c, err := connect(ctx, d.rec.URL, d.rec.Transport, headers, inv.Egress.HTTPClient(), inv.Elicit != nil, opts...)
 	if err != nil {
 		return nil, err
 	}
@@ -258,7 +258,9 @@ func (e elicitation) Elicit(ctx context.Context, req mcp.ElicitationRequest) (*m
 	}
 	out, err := e(ctx, params)
 	if err != nil {
-		return nil, err
+		// What the server is told: connec's public message, never its
+		// internals.
+		return nil, errors.New(fault.PublicOf(err).Message)
 	}
 	var res mcp.ElicitationResult
 	if err := json.Unmarshal(out, &res); err != nil {
@@ -318,7 +320,7 @@ const (
 // upstreamRevision is the protocol revision connec speaks to servers.
 const upstreamRevision = "2025-11-25"
 
-func connect(ctx context.Context, rawURL, kind string, headers map[string]string, hc *http.Client, opts ...client.ClientOption) (*client.Client, error) {
+func connect(ctx context.Context, rawURL, kind string, headers map[string]string, hc *http.Client, elicit bool, opts ...client.ClientOption) (*client.Client, error) {
 	u, err := checkURL(rawURL)
 	if err != nil {
 		return nil, fault.Invalid("url", "%s", err.Error())
@@ -343,7 +345,7 @@ func connect(ctx context.Context, rawURL, kind string, headers map[string]string
 	if err := c.Start(ctx); err != nil {
 		return nil, upstreamFault(err)
 	}
-	if err := initialize(ctx, c); err != nil {
+	if err := initialize(ctx, c, elicit); err != nil {
 		_ = c.Close()
 		return nil, upstreamFault(err)
 	}
@@ -351,8 +353,13 @@ func connect(ctx context.Context, rawURL, kind string, headers map[string]string
 }
 
 // initialize opens the MCP session.
-func initialize(ctx context.Context, c *client.Client) error {
+// elicit declares that connec can pass the server's elicitation requests
+// on (servers check the declaration before they ask).
+func initialize(ctx context.Context, c *client.Client, elicit bool) error {
 	init := mcp.InitializeRequest{}
+	if elicit {
+		init.Params.Capabilities.Elicitation = &mcp.ElicitationCapability{}
+	}
 	// 2025-11-25, which servers of both revisions speak (listTools sends
 	// its requests as that revision frames them).
 	init.Params.ProtocolVersion = upstreamRevision

@@ -231,7 +231,7 @@ func launchStdio(ctx context.Context, name string, s StdioSpec, installDir strin
 	p.c.OnNotification(p.notified)
 	sctx, cancel := context.WithTimeout(ctx, stdioStart)
 	defer cancel()
-	if err := initialize(sctx, p.c); err != nil {
+	if err := initialize(sctx, p.c, true); err != nil {
 		return nil, p.exitFault(upstreamFault(err))
 	}
 	tools, err := listTools(sctx, p.c)

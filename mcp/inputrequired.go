@@ -1,0 +1,193 @@
+package mcp
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/mark3labs/mcp-go/mcp"
+	"github.com/mark3labs/mcp-go/server"
+
+	"github.com/connec/connec/callctx"
+	"github.com/connec/connec/core"
+	"github.com/connec/connec/fault"
+)
+
+// On 2026-07-28 a server does not send requests to the client: a call that
+// needs the user's input answers input_required with the questions and an
+// opaque request state, and the client calls again with the answers and the
+// state (multi round-trip requests, SEP-2322). An upstream MCP server asks
+// within its call instead (elicitation/create, 2025-11-25), and must get its
+// answer in that call. connec bridges the two: the call runs on in the
+// background while the client is asked; the client's next call with the
+// state delivers the answer to the upstream that waits for it, and answers
+// with the call's result, or with its next question.
+
+// Bounds of a call waiting on its client.
+const (
+	// answerWait is how long an operation's question waits for the
+	// client's next call; after it the operation is told the client did
+	// not answer.
+	answerWait = 5 * time.Minute
+	// resultWait is how long a call answered in the background stays to
+	// be collected.
+	resultWait = time.Minute
+)
+
+// pendingCalls are the calls of 2026-07-28 clients waiting on their user,
+// by request state.
+type pendingCalls struct {
+	mu    sync.Mutex
+	calls map[string]*pendingCall
+}
+
+func newPendingCalls() *pendingCalls { return &pendingCalls{calls: map[string]*pendingCall{}} }
+
+// pendingCall is one call running in the background.
+type pendingCall struct {
+	state string
+	owner callctx.Subject // only the caller may resume it
+	tool  string          // and only as the same tool
+	asks  chan question
+	done  chan *mcp.CallToolResult // buffered: the call's result
+	// asked is the question the client was sent, awaiting its answer.
+	mu    sync.Mutex
+	asked *question
+	n     int
+	timer *time.Timer
+}
+
+// question is an operation's elicitation request and where its answer goes.
+type question struct {
+	id     string
+	params json.RawMessage
+	answer chan json.RawMessage // buffered
+}
+
+// errNoAnswer tells the operation its question got no answer.
+var errNoAnswer = fault.New(fault.Unavailable, "the client did not answer in time")
+
+// start runs call in the background for a 2026-07-28 client that can be
+// asked, and answers the first of its result or its first question.
+func (pc *pendingCalls) start(ctx context.Context, tool string, call func(ctx context.Context) *mcp.CallToolResult) *mcp.CallToolResult {
+	p := &pendingCall{state: newState(), tool: tool, asks: make(chan question), done: make(chan *mcp.CallToolResult, 1)}
+	if pr, ok := callctx.PrincipalFrom(ctx); ok {
+		p.owner = pr.Subject
+	}
+	bctx := core.WithElicit(context.WithoutCancel(ctx), func(rctx context.Context, request json.RawMessage) (json.RawMessage, error) {
+		q := question{params: request, answer: make(chan json.RawMessage, 1)}
+		select {
+		case p.asks <- q:
+		case <-rctx.Done():
+			return nil, rctx.Err()
+		}
+		t := time.NewTimer(answerWait)
+		defer t.Stop()
+		select {
+		case a := <-q.answer:
+			return a, nil
+		case <-t.C:
+			return nil, errNoAnswer
+		case <-rctx.Done():
+			return nil, rctx.Err()
+		}
+	})
+	go func() { p.done <- call(bctx) }()
+	return pc.wait(ctx, p)
+}
+
+// resume delivers the answers of a client's next call to the call its
+// request state names, and answers as start does.
+func (pc *pendingCalls) resume(ctx context.Context, tool string, params mcp.MultiRoundTripParams) *mcp.CallToolResult {
+	pc.mu.Lock()
+	p := pc.calls[params.RequestState]
+	var owner callctx.Subject
+	if pr, ok := callctx.PrincipalFrom(ctx); ok {
+		owner = pr.Subject
+	}
+	if p == nil || p.owner != owner || p.tool != tool {
+		pc.mu.Unlock()
+		return encode(nil, fault.Invalid("requestState", "the request state is unknown, expired or another call's: call again without it"))
+	}
+	delete(pc.calls, p.state)
+	pc.mu.Unlock()
+	p.mu.Lock()
+	q := p.asked
+	p.asked = nil
+	if p.timer != nil {
+		p.timer.Stop()
+	}
+	p.mu.Unlock()
+	if q != nil {
+		answer := json.RawMessage(`{"action":"cancel"}`) // no answer given: the user did not answer
+		if r, ok := params.InputResponses[q.id]; ok {
+			if b, err := r.MarshalJSON(); err == nil && len(b) > 0 && string(b) != "null" {
+				answer = b
+			}
+		}
+		q.answer <- answer
+	}
+	return pc.wait(ctx, p)
+}
+
+// wait answers the call's result when it ends first, or its next question
+// (input_required) when it asks first; then the call stays, under its
+// request state, for the client's next call.
+func (pc *pendingCalls) wait(ctx context.Context, p *pendingCall) *mcp.CallToolResult {
+	select {
+	case res := <-p.done:
+		return res
+	case q := <-p.asks:
+		p.mu.Lock()
+		p.n++
+		q.id = "elicitation-" + strconv.Itoa(p.n)
+		p.asked = &q
+		p.mu.Unlock()
+		var params mcp.ElicitationParams
+		if err := json.Unmarshal(q.params, &params); err != nil {
+			q.answer <- json.RawMessage(`{"action":"decline"}`)
+			return pc.wait(ctx, p)
+		}
+		pc.park(p)
+		return server.NewInputRequestBuilder(p.state).Elicit(q.id, params).ToolResult()
+	case <-ctx.Done():
+		// The client went away: the call runs to its end (its run and
+		// audit rows are written) and its question goes unanswered.
+		pc.park(p)
+		return encode(nil, fault.New(fault.Unavailable, "the call was abandoned by its client"))
+	}
+}
+
+// park keeps p for the client's next call, until its question expires.
+func (pc *pendingCalls) park(p *pendingCall) {
+	pc.mu.Lock()
+	pc.calls[p.state] = p
+	pc.mu.Unlock()
+	p.mu.Lock()
+	p.timer = time.AfterFunc(answerWait+resultWait, func() {
+		pc.mu.Lock()
+		if pc.calls[p.state] == p {
+			delete(pc.calls, p.state)
+		}
+		pc.mu.Unlock()
+	})
+	p.mu.Unlock()
+}
+
+// newState is an unguessable request state.
+func newState() string {
+	var b [18]byte
+	_, _ = rand.Read(b[:])
+	return "connec-" + base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// canElicit reports whether a 2026-07-28 request's client declared it can
+// be asked (elicitation in the request's capabilities).
+func canElicit(ctx context.Context) bool {
+	info := server.RequestProtocolInfoFromContext(ctx)
+	return info != nil && info.ClientCapabilities != nil && info.ClientCapabilities.Elicitation != nil
+}
