@@ -60,7 +60,36 @@ var (
 )
 
 // Register compiles and adds a driver's type.
-func (r *Registry) Register(d Driver) error {
+func (r *Registry) Register(d Driver) error { return r.put(d, false) }
+
+// Replace compiles d's type and puts it in place of the type of that name
+// (a type changed at run time: an MCP server's approved tools), returning
+// the driver it replaced.
+func (r *Registry) Replace(d Driver) (Driver, error) {
+	old, ok := r.Type(d.Spec().Name)
+	if !ok {
+		return nil, fmt.Errorf("connector type %s is not registered", d.Spec().Name)
+	}
+	if err := r.put(d, true); err != nil {
+		return nil, err
+	}
+	return old.Driver, nil
+}
+
+// Remove takes the named type out (a type removed at run time), returning
+// its driver.
+func (r *Registry) Remove(name string) (Driver, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	t, ok := r.types[name]
+	if !ok {
+		return nil, false
+	}
+	delete(r.types, name)
+	return t.Driver, true
+}
+
+func (r *Registry) put(d Driver, replace bool) error {
 	spec := d.Spec()
 	if !typeNameRe.MatchString(spec.Name) {
 		return fmt.Errorf("connector type name %q is not valid", spec.Name)
@@ -108,7 +137,7 @@ func (r *Registry) Register(d Driver) error {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if _, dup := r.types[spec.Name]; dup {
+	if _, dup := r.types[spec.Name]; dup && !replace {
 		return fmt.Errorf("connector type %s registered twice", spec.Name)
 	}
 	r.types[spec.Name] = ct

@@ -98,7 +98,7 @@ const (
 // entries declares the catalog, domain by domain.
 func entries() []*Entry {
 	var all []*Entry
-	for _, group := range [][]*Entry{instanceEntries(), credentialEntries(), runEntries(), policyEntries(), tokenEntries(), auditEntries()} {
+	for _, group := range [][]*Entry{instanceEntries(), credentialEntries(), runEntries(), serverEntries(), policyEntries(), tokenEntries(), auditEntries()} {
 		all = append(all, group...)
 	}
 	return all
@@ -229,6 +229,42 @@ func runEntries() []*Entry {
 			Actions:     anyRight, RefuseAs: authz.ActionAdmin, Checks: "your own run, or connector.admin on its instance",
 			Route: &Route{Method: http.MethodPost, Path: "/v1/connector-runs/{run_id}/cancel", Body: OptionalBody, Hide: true, Example: "{}"}},
 			func(s *Service, ctx context.Context, in RunRef) (Run, error) { return s.CancelRun(ctx, in.RunID) }),
+	}
+}
+
+func serverEntries() []*Entry {
+	catalogAdmin := func(e Entry) Entry {
+		e.Actions, e.Resource, e.Checks = admin, authz.ResourceCatalog, "connector.admin on catalog"
+		return e
+	}
+	doneStatus := func(out any) int {
+		if out.(Server).Done {
+			return http.StatusCreated
+		}
+		return http.StatusOK
+	}
+	return []*Entry{
+		op(Entry{Name: ToolServerList, Hints: readOnly("List MCP servers"),
+			Description: "List the MCP servers added as connector types (mcp-<name>): where each is, and its tools as reviewed, each an operation with its kind and the hash its definition is pinned by.",
+			Actions:     []string{authz.ActionCatalogRead}, Resource: authz.ResourceCatalog, Checks: "connector.catalog.read on catalog",
+			Route: &Route{Method: http.MethodGet, Path: "/v1/mcp-servers"}},
+			func(s *Service, ctx context.Context, _ NoInput) (ServerList, error) {
+				out, err := s.ListServers(ctx)
+				return ServerList{Servers: nonNil(out)}, err
+			}),
+		op(catalogAdmin(Entry{Name: ToolServerAdd, Hints: mutating("Add an MCP server", false, false),
+			Description: "Add an existing MCP server as connector type mcp-<name> (administrators): a remote one by url (streamable HTTP, or sse), a local one from npm (package, pinned, scripts off) or a program (command), both run on stdio in a sandbox. Its tools are listed and each becomes an operation <name>.<tool>, read-kind only when the tool says readOnlyHint (read_tools/send_tools override), its definition pinned by hash. With review_only the tools are shown and nothing changes. The type is served at once on this server. 201 when added, 200 for a review.",
+			Route: &Route{Method: http.MethodPost, Path: "/v1/mcp-servers", Body: RequiredBody, Status: doneStatus,
+				Example: `{"name":"docs","url":"https://mcp.example.com/mcp","headers":{"Authorization":"Bearer <listing token>"},"review_only":true}`}}),
+			(*Service).AddServer),
+		op(catalogAdmin(Entry{Name: ToolServerApprove, Hints: mutating("Approve an MCP server's tools", false, true),
+			Description: "List an added MCP server's tools again and pin them as they are now (administrators): what changed, came and went is shown, and a tool it changed, refused until now, may be called again; a new tool appears. With review_only nothing changes.",
+			Route:       &Route{Method: http.MethodPost, Path: "/v1/mcp-servers/{name}/approval", Body: OptionalBody, Example: `{"review_only":true}`}}),
+			(*Service).ApproveServer),
+		op(catalogAdmin(Entry{Name: ToolServerRemove, Hints: mutating("Remove an MCP server", true, true),
+			Description: "Remove an added MCP server and its connector type (administrators); a server with live instances is refused until they are uninstalled.",
+			Route:       &Route{Method: http.MethodDelete, Path: "/v1/mcp-servers/{name}", Body: NoBody}}),
+			(*Service).RemoveServer),
 	}
 }
 

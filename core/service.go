@@ -43,6 +43,7 @@ type Service struct {
 	runner       connectors.Runner
 	sealer       Sealer
 	rules        RuleStore
+	servers      ServerCatalog
 	tokens       TokenIssuer
 	revoke       TokenRevoker
 	forgetTokens func()

@@ -35,8 +35,9 @@ func TestToolListChangesAnnounced(t *testing.T) {
 	}
 	e.allow(bob, "catalog", "connector.catalog.read", "")
 	awaitListChanged(t, s)
-	if n := len(listed(t, s)); n != 1 {
-		t.Fatalf("after the announcement bob sees %d tools, want 1", n)
+	// connector.catalog.list and connector.server.list.
+	if n := len(listed(t, s)); n != 2 {
+		t.Fatalf("after the announcement bob sees %d tools, want 2", n)
 	}
 }
 

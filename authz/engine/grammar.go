@@ -29,7 +29,7 @@ type Catalog interface {
 // its pattern matches can never match a request.
 var (
 	fixedActions = map[string][]string{
-		ResourceCatalog: {ActionCatalogRead},
+		ResourceCatalog: {ActionCatalogRead, ActionAdmin}, // reading it; adding MCP servers to it
 		ResourcePolicy:  {ActionPolicyAdmin},
 		ResourceAudit:   {ActionAuditRead},
 	}

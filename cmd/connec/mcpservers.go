@@ -7,13 +7,11 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"slices"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
-	"github.com/connec/connec/connectors"
 	"github.com/connec/connec/connectors/mcpserver"
 	"github.com/connec/connec/internal/app"
 	"github.com/connec/connec/internal/platform/nodejs"
@@ -74,17 +72,7 @@ func (d *discoverFlags) discover(ctx context.Context, remote mcpserver.Record) (
 
 // override applies the operator's kind overrides.
 func (d *discoverFlags) override(rec *mcpserver.Record) error {
-	for i, t := range rec.Tools {
-		switch {
-		case slices.Contains(d.readTools, t.Tool) && slices.Contains(d.sendTo, t.Tool):
-			return fmt.Errorf("tool %s is given both --read and --send", t.Tool)
-		case slices.Contains(d.readTools, t.Tool):
-			rec.Tools[i].Kind = connectors.KindRead
-		case slices.Contains(d.sendTo, t.Tool):
-			rec.Tools[i].Kind = connectors.KindSend
-		}
-	}
-	return nil
+	return mcpserver.Classify(rec, d.readTools, d.sendTo)
 }
 
 // localFlags say how a local server is started.
@@ -249,7 +237,7 @@ func mcpApproveCmd(f *flags) *cobra.Command {
 				}
 				rec.AddedAt = old.AddedAt
 				out := cmd.OutOrStdout()
-				changes := mcpChanges(old, rec)
+				changes := mcpserver.Changes(old, rec)
 				fmt.Fprintf(out, "Changes since review: %s\n\n", changes)
 				printMCPReview(out, rec)
 				if !d.yes {
@@ -267,42 +255,6 @@ func mcpApproveCmd(f *flags) *cobra.Command {
 	}
 	d.register(cmd)
 	return cmd
-}
-
-// mcpChanges says which tools changed, came or went between two reviews.
-func mcpChanges(old, cur mcpserver.Record) string {
-	was := map[string]string{}
-	for _, t := range old.Tools {
-		was[t.Tool] = t.Hash
-	}
-	var changed, added, gone []string
-	for _, t := range cur.Tools {
-		h, ok := was[t.Tool]
-		switch {
-		case !ok:
-			added = append(added, t.Tool)
-		case h != t.Hash:
-			changed = append(changed, t.Tool)
-		}
-		delete(was, t.Tool)
-	}
-	for t := range was {
-		gone = append(gone, t)
-	}
-	slices.Sort(gone)
-	var parts []string
-	for _, p := range []struct {
-		what  string
-		tools []string
-	}{{"changed", changed}, {"added", added}, {"gone", gone}} {
-		if len(p.tools) > 0 {
-			parts = append(parts, p.what+" "+strings.Join(p.tools, ", "))
-		}
-	}
-	if len(parts) == 0 {
-		return "none"
-	}
-	return strings.Join(parts, "; ")
 }
 
 // printMCPReview shows what an operator approves: the server, its type and

@@ -9,10 +9,12 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
 
+	"github.com/connec/connec/connectors"
 	"github.com/connec/connec/internal/platform/nodejs"
 )
 
@@ -166,4 +168,65 @@ func DiscoverLocal(ctx context.Context, dir, name string, s StdioSpec) (Record, 
 	}
 	defer p.stop()
 	return review(Record{Name: name, Stdio: &s, AddedAt: time.Now().UTC()}, p.tools)
+}
+
+// Changes says which tools changed, came or went between two reviews.
+func Changes(old, cur Record) string {
+	was := map[string]string{}
+	for _, t := range old.Tools {
+		was[t.Tool] = t.Hash
+	}
+	var changed, added, gone []string
+	for _, t := range cur.Tools {
+		h, ok := was[t.Tool]
+		switch {
+		case !ok:
+			added = append(added, t.Tool)
+		case h != t.Hash:
+			changed = append(changed, t.Tool)
+		}
+		delete(was, t.Tool)
+	}
+	for t := range was {
+		gone = append(gone, t)
+	}
+	slices.Sort(gone)
+	var parts []string
+	for _, p := range []struct {
+		what  string
+		tools []string
+	}{{"changed", changed}, {"added", added}, {"gone", gone}} {
+		if len(p.tools) > 0 {
+			parts = append(parts, p.what+" "+strings.Join(p.tools, ", "))
+		}
+	}
+	if len(parts) == 0 {
+		return "none"
+	}
+	return strings.Join(parts, "; ")
+}
+
+// Classify makes the named tools read-kind or send-kind operations,
+// whatever their annotations say.
+func Classify(rec *Record, read, send []string) error {
+	known := map[string]bool{}
+	for _, t := range rec.Tools {
+		known[t.Tool] = true
+	}
+	for _, n := range append(slices.Clone(read), send...) {
+		if !known[n] {
+			return fmt.Errorf("the server has no tool %q to classify", n)
+		}
+	}
+	for i, t := range rec.Tools {
+		switch {
+		case slices.Contains(read, t.Tool) && slices.Contains(send, t.Tool):
+			return fmt.Errorf("tool %s is given both read and send", t.Tool)
+		case slices.Contains(read, t.Tool):
+			rec.Tools[i].Kind = connectors.KindRead
+		case slices.Contains(send, t.Tool):
+			rec.Tools[i].Kind = connectors.KindSend
+		}
+	}
+	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -54,7 +55,8 @@ type App struct {
 	// dedicated connection and keeps every in-process cache true.
 	Notify *pgnotify.Hub
 
-	closers []io.Closer
+	closers   []io.Closer
+	closersMu sync.Mutex
 	// plugins are the installed OpenClaw plugins' drivers; pluginsFound
 	// says some are installed (loaded or not).
 	plugins      []*openclaw.Driver
@@ -175,7 +177,7 @@ func (a *App) build(ctx context.Context) error {
 	// A bad proxy list leaves none trusted here; serving refuses to start
 	// with it (checkServe).
 	proxies, _ := authlimit.ParseProxies(a.Cfg.TrustedProxies)
-	svcOpts := []core.Option{core.WithLogger(a.Log), core.WithRuleStore(az),
+	svcOpts := []core.Option{core.WithLogger(a.Log), core.WithRuleStore(az), core.WithServerCatalog(&serverCatalog{a: a}),
 		core.WithAuthLimits(authlimit.Config{Interval: max(a.Cfg.AuthFailureInterval, 0),
 			Limit: max(a.Cfg.AuthFailureLimit, 0), Proxies: proxies, Log: a.Log}),
 		core.WithTokenIssuer(func(ctx context.Context, tx pgx.Tx, subject callctx.Subject, name string, ttl time.Duration,
@@ -318,7 +320,10 @@ func (a *App) Close() {
 		}
 		cancel()
 	}
-	for _, c := range a.closers {
+	a.closersMu.Lock()
+	closers := a.closers
+	a.closersMu.Unlock()
+	for _, c := range closers {
 		_ = c.Close()
 	}
 	if a.Audit != nil {
