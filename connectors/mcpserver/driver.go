@@ -27,6 +27,8 @@ type Driver struct {
 	log *slog.Logger
 	// procs runs a local server's processes, one per instance.
 	procs *procPool
+	// sessions keeps a remote server's sessions between calls.
+	sessions *sessionPool
 }
 
 // New returns the driver of rec, whose record lives in dir (Dir).
@@ -37,7 +39,7 @@ func New(rec Record, dir string, log *slog.Logger) (*Driver, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	d := &Driver{rec: rec, dir: dir, log: log}
+	d := &Driver{rec: rec, dir: dir, log: log, sessions: newSessionPool()}
 	if rec.Stdio != nil {
 		if rec.URL != "" {
 			return nil, errors.New("a server is reached by URL or started locally, not both")
@@ -65,6 +67,7 @@ func (d *Driver) Close() error {
 	if d.procs != nil {
 		d.procs.close()
 	}
+	d.sessions.close()
 	return nil
 }
 
@@ -176,49 +179,7 @@ func (d *Driver) Invoke(ctx context.Context, inv connectors.Invocation) (json.Ra
 	if d.procs != nil {
 		return d.invokeStdio(ctx, inv, tool)
 	}
-	cfg, err := parseConfig(inv.Config)
-	if err != nil {
-		return nil, err
-	}
-	headers, err := authHeaders(inv, cfg)
-	if err != nil {
-		return nil, err
-	}
-	var opts []client.ClientOption
-	if inv.Elicit != nil {
-		// The server may ask the caller's user (elicitation/create); the
-		// answer goes back to it within this call.
-		opts = append(opts, client.WithElicitationHandler(elicitation(inv.Elicit)))
-	}
-	c, err := connect(ctx, d.rec.URL, d.rec.Transport, headers, inv.Egress.HTTPClient(), inv.Elicit != nil, opts...)
-	if err != nil {
-		return nil, err
-	}
-	defer c.Close()
-	current, err := listTools(ctx, c)
-	if err != nil {
-		return nil, upstreamFault(err)
-	}
-	if err := checkPin(*tool, current); err != nil {
-		return nil, err
-	}
-	const token = "connec-progress"
-	req, err := callRequest(tool, inv, token)
-	if err != nil {
-		return nil, err
-	}
-	if inv.Progress != nil {
-		c.OnNotification(func(n mcp.JSONRPCNotification) {
-			if n.Method == string(mcp.MethodNotificationProgress) && n.Params.AdditionalFields["progressToken"] == token {
-				reportProgress(n, inv.Progress)
-			}
-		})
-	}
-	res, err := c.CallTool(ctx, req)
-	if err != nil {
-		return nil, upstreamFault(err)
-	}
-	return resultJSON(res)
+	return d.invokeHTTP(ctx, inv, tool)
 }
 
 // callRequest is the tools/call of tool with the invocation's arguments,
@@ -342,7 +303,9 @@ func connect(ctx context.Context, rawURL, kind string, headers map[string]string
 		return nil, fault.Wrap(fault.Permanent, err, "the server's URL cannot be used")
 	}
 	c := client.NewClient(tr, opts...)
-	if err := c.Start(ctx); err != nil {
+	// The session may outlive this call (kept for the next): its event
+	// stream (SSE) must not end with the call's context.
+	if err := c.Start(context.WithoutCancel(ctx)); err != nil {
 		return nil, upstreamFault(err)
 	}
 	if err := initialize(ctx, c, elicit); err != nil {

@@ -1,9 +1,11 @@
 package mcpserver_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -314,4 +316,104 @@ func TestSSEUpstream(t *testing.T) {
 	_, err = h.Invoke(context.Background(), drivertest.Call{Config: cfg, Op: "legacy.echo", Args: map[string]any{"message": "hi"},
 		Kind: "bearer", Cred: drivertest.Fields("token", "wrong")})
 	drivertest.WantFault(t, err, fault.Permanent, "bad_credential")
+}
+
+// Sessions with a remote server are kept between calls: the next call
+// opens none; a new credential gets a session of its own; a server that
+// forgot the session (restarted) gets a new one and the call goes
+// through; concurrent calls each get a session of their own.
+func TestSessionsAreKept(t *testing.T) {
+	srv := server.NewMCPServer("kept", "1")
+	srv.AddTool(mcp.NewTool("Echo", mcp.WithReadOnlyHintAnnotation(true), mcp.WithString("message")),
+		func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+			time.Sleep(5 * time.Millisecond)
+			return mcp.NewToolResultText("echo: " + req.GetString("message", "")), nil
+		})
+	var mu sync.Mutex
+	inits := map[string]int{} // by Authorization
+	seen := map[string]bool{} // session ids
+	forgotten := map[string]bool{}
+	handler := http.Handler(server.NewStreamableHTTPServer(srv))
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		id := r.Header.Get("Mcp-Session-Id")
+		mu.Lock()
+		if bytes.Contains(body, []byte(`"method":"initialize"`)) {
+			inits[r.Header.Get("Authorization")]++
+		}
+		gone := forgotten[id]
+		if id != "" {
+			seen[id] = true
+		}
+		h := handler
+		mu.Unlock()
+		if gone {
+			http.Error(w, "session not found", http.StatusNotFound) // as a restarted server answers
+			return
+		}
+		h.ServeHTTP(w, r)
+	}))
+	t.Cleanup(hs.Close)
+	rec, err := mcpserver.Discover(context.Background(), "kept", hs.URL+"/mcp", nil, http.DefaultClient)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := mcpserver.New(rec, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = d.Close() })
+	h := drivertest.New(t, d)
+	cfg := drivertest.JSON(t, map[string]any{"allow_private_network": true})
+	call := func(token string) error {
+		out, err := h.Invoke(context.Background(), drivertest.Call{Config: cfg, Op: "kept.echo", Args: map[string]any{"message": "hi"},
+			Kind: "bearer", Cred: drivertest.Fields("token", token)})
+		if err == nil && !strings.Contains(string(out), "echo: hi") {
+			t.Fatalf("echo: %s", out)
+		}
+		return err
+	}
+	initsOf := func(token string) int {
+		mu.Lock()
+		defer mu.Unlock()
+		return inits["Bearer "+token]
+	}
+	for range 3 {
+		if err := call("tok-a-1111"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := initsOf("tok-a-1111"); n != 1 {
+		t.Fatalf("3 calls opened %d sessions, want 1", n)
+	}
+	if err := call("tok-b-2222"); err != nil || initsOf("tok-b-2222") != 1 {
+		t.Fatalf("a new credential: %v, %d sessions", err, initsOf("tok-b-2222"))
+	}
+	// The server restarts and forgets every session.
+	mu.Lock()
+	handler = server.NewStreamableHTTPServer(srv)
+	for id := range seen {
+		forgotten[id] = true
+	}
+	mu.Unlock()
+	if err := call("tok-a-1111"); err != nil || initsOf("tok-a-1111") != 2 {
+		t.Fatalf("after the server forgot the session: %v, %d sessions", err, initsOf("tok-a-1111"))
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for range 8 {
+		wg.Add(1)
+		go func() { defer wg.Done(); errs <- call("tok-c-3333") }()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := initsOf("tok-c-3333"); n < 1 || n > 8 {
+		t.Fatalf("8 concurrent calls opened %d sessions", n)
+	}
 }

@@ -138,6 +138,7 @@ type stdioProc struct {
 type stdioCall struct {
 	progress func(progress, total float64, message string)
 	elicit   elicitation
+	token    string // its progress token (over HTTP)
 }
 
 func (p *stdioProc) dead() bool {
