@@ -93,6 +93,21 @@ type Invocation struct {
 	// Elicit, when the caller's client can be asked, asks its user (nil
 	// otherwise: refuse what would need it).
 	Elicit Elicit
+	// Input, when set, is a round of a multi round-trip call (2026-07-28):
+	// the answers the caller gives to what the operation asked before, and
+	// whether the operation may hand its questions back to the caller.
+	Input *InputRound
+}
+
+// InputRound is one round of a multi round-trip call (SEP-2322).
+type InputRound struct {
+	// Responses are the caller's answers (an inputResponses object), with
+	// State, the operation's own state from the round before.
+	Responses json.RawMessage
+	State     string
+	// Passthrough: the caller takes questions back (input_required); else
+	// the operation asks through Elicit within the call.
+	Passthrough bool
 }
 
 // Elicit asks the caller's user for input on a driver's behalf: request is

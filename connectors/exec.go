@@ -28,6 +28,8 @@ type ExecRequest struct {
 	// Elicit, if set, asks the caller's user (the executor redacts the
 	// request first).
 	Elicit Elicit
+	// Input is the round of a multi round-trip call, if it is one.
+	Input *InputRound
 }
 
 // ExecResult is a validated, capped operation result.

@@ -274,6 +274,15 @@ func WithElicit(ctx context.Context, fn func(ctx context.Context, request json.R
 	return context.WithValue(ctx, elicitKey{}, connectors.Elicit(fn))
 }
 
+type inputRoundKey struct{}
+
+// WithInputRound makes the operation ctx's call invokes a round of a
+// multi round-trip call (2026-07-28): the caller's answers to what it
+// asked before, and whether it may hand its questions back.
+func WithInputRound(ctx context.Context, r connectors.InputRound) context.Context {
+	return context.WithValue(ctx, inputRoundKey{}, &r)
+}
+
 // ElicitOf is the asking function WithElicit put on ctx, if any.
 func ElicitOf(ctx context.Context) (connectors.Elicit, bool) {
 	e, ok := ctx.Value(elicitKey{}).(connectors.Elicit)

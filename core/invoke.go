@@ -141,6 +141,9 @@ func (s *Service) Invoke(ctx context.Context, in InvokeInput) (InvokeResult, err
 	if e, ok := ctx.Value(elicitKey{}).(connectors.Elicit); ok && !op.Async {
 		req.Elicit = e
 	}
+	if r, ok := ctx.Value(inputRoundKey{}).(*connectors.InputRound); ok && !op.Async {
+		req.Input = r
+	}
 	// Time-ordered (UUIDv7): each run row's primary-key entry lands at the
 	// index's right edge, not on a random page of it.
 	runID := uuid.Must(uuid.NewV7()).String()

@@ -188,6 +188,7 @@ func (e *Executor) Execute(ctx context.Context, req connectors.ExecRequest) (con
 			req.Progress(progress, total, message)
 		}
 	}
+	inv.Input = req.Input
 	if req.Elicit != nil {
 		// What the driver asks the user leaves before the result's
 		// redaction: redacted on its own, like progress.

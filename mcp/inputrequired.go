@@ -2,10 +2,14 @@ package mcp
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -43,9 +47,15 @@ const (
 type pendingCalls struct {
 	mu    sync.Mutex
 	calls map[string]*pendingCall
+	// key seals upstreams' request states (seal).
+	key [32]byte
 }
 
-func newPendingCalls() *pendingCalls { return &pendingCalls{calls: map[string]*pendingCall{}} }
+func newPendingCalls() *pendingCalls {
+	pc := &pendingCalls{calls: map[string]*pendingCall{}}
+	_, _ = rand.Read(pc.key[:])
+	return pc
+}
 
 // pendingCall is one call running in the background.
 type pendingCall struct {
@@ -102,7 +112,7 @@ func (pc *pendingCalls) start(ctx context.Context, tool string, call func(ctx co
 
 // resume delivers the answers of a client's next call to the call its
 // request state names, and answers as start does.
-func (pc *pendingCalls) resume(ctx context.Context, tool string, params mcp.MultiRoundTripParams) *mcp.CallToolResult {
+func (pc *pendingCalls) resume(ctx context.Context, tool string, params mcp.MultiRoundTripParams) (*mcp.CallToolResult, error) {
 	pc.mu.Lock()
 	p := pc.calls[params.RequestState]
 	var owner callctx.Subject
@@ -111,7 +121,7 @@ func (pc *pendingCalls) resume(ctx context.Context, tool string, params mcp.Mult
 	}
 	if p == nil || p.owner != owner || p.tool != tool {
 		pc.mu.Unlock()
-		return encode(nil, fault.Invalid("requestState", "the request state is unknown, expired or another call's: call again without it"))
+		return nil, errBadState
 	}
 	delete(pc.calls, p.state)
 	pc.mu.Unlock()
@@ -131,8 +141,13 @@ func (pc *pendingCalls) resume(ctx context.Context, tool string, params mcp.Mult
 		}
 		q.answer <- answer
 	}
-	return pc.wait(ctx, p)
+	return pc.wait(ctx, p), nil
 }
+
+// errBadState refuses a request state connec did not issue to this caller
+// for this tool, or issued and already used: a protocol error (JSON-RPC),
+// as the spec asks of state that fails verification.
+var errBadState = errors.New("invalid requestState: unknown, expired, altered, used already or another call's; call again without it")
 
 // wait answers the call's result when it ends first, or its next question
 // (input_required) when it asks first; then the call stays, under its
@@ -152,6 +167,8 @@ func (pc *pendingCalls) wait(ctx context.Context, p *pendingCall) *mcp.CallToolR
 			q.answer <- json.RawMessage(`{"action":"decline"}`)
 			return pc.wait(ctx, p)
 		}
+		// Each round its own state: a state answers one question once.
+		p.state = newState()
 		pc.park(p)
 		return server.NewInputRequestBuilder(p.state).Elicit(q.id, params).ToolResult()
 	case <-ctx.Done():
@@ -164,25 +181,72 @@ func (pc *pendingCalls) wait(ctx context.Context, p *pendingCall) *mcp.CallToolR
 
 // park keeps p for the client's next call, until its question expires.
 func (pc *pendingCalls) park(p *pendingCall) {
+	state := p.state
 	pc.mu.Lock()
-	pc.calls[p.state] = p
+	pc.calls[state] = p
 	pc.mu.Unlock()
 	p.mu.Lock()
 	p.timer = time.AfterFunc(answerWait+resultWait, func() {
 		pc.mu.Lock()
-		if pc.calls[p.state] == p {
-			delete(pc.calls, p.state)
+		if pc.calls[state] == p {
+			delete(pc.calls, state)
 		}
 		pc.mu.Unlock()
 	})
 	p.mu.Unlock()
 }
 
+// pendingPrefix marks the request states of calls waiting here.
+const pendingPrefix = "connec-"
+
+func isPendingState(s string) bool { return strings.HasPrefix(s, pendingPrefix) }
+
 // newState is an unguessable request state.
 func newState() string {
 	var b [18]byte
 	_, _ = rand.Read(b[:])
-	return "connec-" + base64.RawURLEncoding.EncodeToString(b[:])
+	return pendingPrefix + base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// sealPrefix marks an upstream's own request state, sealed.
+const sealPrefix = "connec.s1."
+
+// seal wraps an upstream's request state so that only the same caller, as
+// the same tool, can send it back, unaltered: an HMAC under this
+// process's key over all three (the upstream's state is not secret from
+// the caller, who would see it from the upstream directly).
+func (pc *pendingCalls) seal(owner callctx.Subject, tool, state string) string {
+	return sealPrefix + base64.RawURLEncoding.EncodeToString([]byte(state)) + "." + pc.mac(owner, tool, state)
+}
+
+// unseal returns the upstream's state sealed in s for owner and tool.
+func (pc *pendingCalls) unseal(owner callctx.Subject, tool, s string) (string, bool) {
+	body, ok := strings.CutPrefix(s, sealPrefix)
+	if !ok {
+		return "", false
+	}
+	enc, mac, ok := strings.Cut(body, ".")
+	if !ok {
+		return "", false
+	}
+	raw, err := base64.RawURLEncoding.Strict().DecodeString(enc) // one spelling per state
+	if err != nil {
+		return "", false
+	}
+	if !hmac.Equal([]byte(mac), []byte(pc.mac(owner, tool, string(raw)))) {
+		return "", false
+	}
+	return string(raw), true
+}
+
+func (pc *pendingCalls) mac(owner callctx.Subject, tool, state string) string {
+	m := hmac.New(sha256.New, pc.key[:])
+	for _, part := range []string{string(owner), tool, state} {
+		m.Write([]byte(strconv.Itoa(len(part))))
+		m.Write([]byte{':'})
+		m.Write([]byte(part))
+	}
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
 }
 
 // canElicit reports whether a 2026-07-28 request's client declared it can
@@ -190,4 +254,24 @@ func newState() string {
 func canElicit(ctx context.Context) bool {
 	info := server.RequestProtocolInfoFromContext(ctx)
 	return info != nil && info.ClientCapabilities != nil && info.ClientCapabilities.Elicitation != nil
+}
+
+// errBadAnswers refuses inputResponses that are not answers.
+var errBadAnswers = errors.New("invalid inputResponses: each answer must be a JSON object (the result of the request it answers)")
+
+// checkAnswers encodes a call's answers, each of which must be an object.
+func checkAnswers(answers mcp.InputResponses) (json.RawMessage, error) {
+	out := make(map[string]json.RawMessage, len(answers))
+	for id, a := range answers {
+		b, err := a.MarshalJSON()
+		if err != nil || len(b) == 0 || b[0] != '{' {
+			return nil, errBadAnswers
+		}
+		out[id] = b
+	}
+	b, err := json.Marshal(out)
+	if err != nil {
+		return nil, errBadAnswers
+	}
+	return b, nil
 }

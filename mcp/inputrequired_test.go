@@ -61,26 +61,58 @@ func TestInputRequiredBridge(t *testing.T) {
 		return tc.Text
 	}
 	// Another caller, or the same caller as another tool, cannot resume it.
-	for _, bad := range []*mcp.CallToolResult{
-		pc.resume(as("user:mallory"), "mail.send", answer("elicitation-1", `{"action":"accept","content":{"name":"Mallory"}}`)),
-		pc.resume(as("user:alice"), "mail.read", answer("elicitation-1", `{"action":"accept","content":{"name":"Mallory"}}`)),
-		pc.resume(as("user:alice"), "mail.send", mcp.MultiRoundTripParams{RequestState: "connec-forged"}),
+	resume := func(ctx context.Context, tool string, p mcp.MultiRoundTripParams) *mcp.CallToolResult {
+		t.Helper()
+		r, err := pc.resume(ctx, tool, p)
+		if err != nil {
+			t.Fatalf("resume: %v", err)
+		}
+		return r
+	}
+	for _, bad := range []func() (*mcp.CallToolResult, error){
+		func() (*mcp.CallToolResult, error) {
+			return pc.resume(as("user:mallory"), "mail.send", answer("elicitation-1", `{"action":"accept","content":{"name":"Mallory"}}`))
+		},
+		func() (*mcp.CallToolResult, error) {
+			return pc.resume(as("user:alice"), "mail.read", answer("elicitation-1", `{"action":"accept","content":{"name":"Mallory"}}`))
+		},
+		func() (*mcp.CallToolResult, error) {
+			return pc.resume(as("user:alice"), "mail.send", mcp.MultiRoundTripParams{RequestState: "connec-forged"})
+		},
 	} {
-		if !bad.IsError || !strings.Contains(text(bad), "request state is unknown") {
-			t.Fatalf("a wrong resume: %+v", bad)
+		if r, err := bad(); err != errBadState {
+			t.Fatalf("a wrong resume: %+v %v", r, err)
 		}
 	}
-	res = pc.resume(as("user:alice"), "mail.send", answer("elicitation-1", `{"action":"accept","content":{"name":"Ada"}}`))
-	if res.ResultType != mcp.ResultTypeInputRequired || res.RequestState != state || res.InputRequests["elicitation-2"].Elicitation == nil {
-		t.Fatalf("second question: %+v", res)
+	res = resume(as("user:alice"), "mail.send", answer("elicitation-1", `{"action":"accept","content":{"name":"Ada"}}`))
+	if res.ResultType != mcp.ResultTypeInputRequired || res.RequestState == state || res.InputRequests["elicitation-2"].Elicitation == nil {
+		t.Fatalf("second question (a state of its own): %+v", res)
+	}
+	first := state
+	state = res.RequestState
+	if _, err := pc.resume(as("user:alice"), "mail.send", mcp.MultiRoundTripParams{RequestState: first}); err != errBadState {
+		t.Fatalf("the first round's state resumed the second: %v", err)
 	}
 	// No answer to the second question: the operation hears the user did
 	// not answer (cancel).
-	res = pc.resume(as("user:alice"), "mail.send", mcp.MultiRoundTripParams{RequestState: state})
+	res = resume(as("user:alice"), "mail.send", mcp.MultiRoundTripParams{RequestState: state})
 	if got := text(res); got != `{"action":"accept","content":{"name":"Ada"}} then {"action":"cancel"}` {
 		t.Fatalf("result: %q (%+v)", got, res)
 	}
-	if again := pc.resume(as("user:alice"), "mail.send", answer("elicitation-2", `{"action":"accept"}`)); !again.IsError {
-		t.Fatalf("a used state resumed again: %+v", again)
+	if _, err := pc.resume(as("user:alice"), "mail.send", answer("elicitation-2", `{"action":"accept"}`)); err != errBadState {
+		t.Fatalf("a used state resumed again: %v", err)
+	}
+	// An upstream's own state comes back sealed to its caller and tool.
+	sealed := pc.seal("user:alice", "mail.send", "upstream-state")
+	if up, ok := pc.unseal("user:alice", "mail.send", sealed); !ok || up != "upstream-state" {
+		t.Fatalf("unseal: %q %v", up, ok)
+	}
+	for _, bad := range []struct{ owner, tool, state string }{
+		{"user:mallory", "mail.send", sealed}, {"user:alice", "mail.read", sealed}, {"user:alice", "mail.send", sealed + "-TAMPERED"},
+		{"user:alice", "mail.send", strings.Replace(sealed, "dXBzdHJlYW0tc3RhdGU", "dXBzdHJlYW0tc3RhdGX", 1)},
+	} {
+		if _, ok := pc.unseal(callctx.Subject(bad.owner), bad.tool, bad.state); ok {
+			t.Fatalf("unsealed %+v", bad)
+		}
 	}
 }

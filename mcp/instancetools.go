@@ -211,12 +211,20 @@ func instanceResult(v any, err error, t core.InstanceTool) *mcp.CallToolResult {
 // the ToolResult shape.
 func toolResult(out json.RawMessage) (*mcp.CallToolResult, bool) {
 	var o struct {
-		Content    json.RawMessage `json:"content"`
-		Structured json.RawMessage `json:"structured_content"`
-		IsError    bool            `json:"is_error"`
+		Content       json.RawMessage   `json:"content"`
+		Structured    json.RawMessage   `json:"structured_content"`
+		IsError       bool              `json:"is_error"`
+		InputRequests mcp.InputRequests `json:"input_requests"`
+		RequestState  string            `json:"request_state"`
 	}
 	if json.Unmarshal(out, &o) != nil {
 		return nil, false
+	}
+	if len(o.InputRequests) > 0 || o.RequestState != "" {
+		// The tool needs its user's input first: its questions, as the
+		// server asked them (the state is sealed by the caller of this).
+		return &mcp.CallToolResult{Result: mcp.Result{ResultType: mcp.ResultTypeInputRequired},
+			MultiRoundTripResult: mcp.MultiRoundTripResult{InputRequests: o.InputRequests, RequestState: o.RequestState}}, true
 	}
 	raw := map[string]any{"content": o.Content, "isError": o.IsError}
 	if len(o.Structured) > 0 && string(o.Structured) != "null" {

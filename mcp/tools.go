@@ -14,6 +14,7 @@ import (
 	"github.com/mark3labs/mcp-go/server"
 
 	"github.com/connec/connec/callctx"
+	"github.com/connec/connec/connectors"
 	"github.com/connec/connec/core"
 	"github.com/connec/connec/fault"
 )
@@ -121,13 +122,44 @@ func handler(svc *core.Service, t Tool, pending *pendingCalls) server.ToolHandle
 			if it, ok := core.InstanceToolOf(ctx); ok {
 				tool = it.Name
 			}
-			if req.Params.RequestState != "" {
-				return pending.resume(ctx, tool, req.Params.MultiRoundTripParams), nil
+			var owner callctx.Subject
+			if p, ok := callctx.PrincipalFrom(ctx); ok {
+				owner = p.Subject
+			}
+			round := connectors.InputRound{Passthrough: canElicit(ctx)}
+			switch st := req.Params.RequestState; {
+			case isPendingState(st):
+				return pending.resume(ctx, tool, req.Params.MultiRoundTripParams)
+			case st != "":
+				// A round of an upstream's own exchange: its state, sealed
+				// to this caller and tool, comes back with the answers.
+				up, ok := pending.unseal(owner, tool, st)
+				if !ok {
+					return nil, errBadState
+				}
+				round.State = up
+			}
+			if len(req.Params.InputResponses) > 0 {
+				// The answers go to the upstream, which judges them (one
+				// that keeps no state takes them without any).
+				answers, err := checkAnswers(req.Params.InputResponses)
+				if err != nil {
+					return nil, err
+				}
+				round.Responses = answers
+			}
+			ctx = core.WithInputRound(ctx, round)
+			sealed := func(ctx context.Context) *mcp.CallToolResult {
+				r := call(ctx)
+				if r.NeedsInput() {
+					r.RequestState = pending.seal(owner, tool, r.RequestState)
+				}
+				return r
 			}
 			if canElicit(ctx) {
-				return pending.start(ctx, tool, call), nil
+				return pending.start(ctx, tool, sealed), nil
 			}
-			return call(ctx), nil
+			return sealed(ctx), nil
 		}
 		return call(withElicit(ctx)), nil
 	}

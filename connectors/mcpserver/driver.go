@@ -81,7 +81,9 @@ const outputSchema = `{
   "properties": {
     "content": {"type": "array", "items": {"type": "object"}, "description": "The tool's content blocks (text, image, audio, resource links, embedded resources), as the server sent them."},
     "structured_content": {"description": "The tool's structured result, when it sent one."},
-    "is_error": {"type": "boolean", "description": "The tool reported an error (a tool error, not connec's)."}
+    "is_error": {"type": "boolean", "description": "The tool reported an error (a tool error, not connec's)."},
+    "input_requests": {"type": "object", "description": "The tool needs its user's input first (2026-07-28, input_required): its questions by the server's ids."},
+    "request_state": {"type": "string", "description": "The tool's state to send back with the answers."}
   },
   "required": ["content", "is_error"]
 }`
@@ -278,10 +280,22 @@ const (
 	TransportSSE            = "sse" // the legacy HTTP+SSE transport (2024-11-05)
 )
 
-// upstreamRevision is the protocol revision connec speaks to servers.
-const upstreamRevision = "2025-11-25"
+// hello is what connec opens a session with: whether it can pass the
+// server's questions on, and the revision it asks for.
+type hello struct {
+	elicit bool
+	// modern asks for 2026-07-28 (server/discover), taken where the server
+	// speaks it (else mcp-go falls back to the initialize handshake of
+	// 2025-11-25). connec asks for it when its caller speaks it: a
+	// server's handlers that ask the old way (a request to the client
+	// within the call) fail on 2026-07-28, for connec as for any client.
+	modern bool
+}
 
-func connect(ctx context.Context, rawURL, kind string, headers map[string]string, hc *http.Client, elicit bool, opts ...client.ClientOption) (*client.Client, error) {
+// clientInfo is who connec says it is to servers.
+var clientInfo = mcp.Implementation{Name: "connec", Version: "1"}
+
+func connect(ctx context.Context, rawURL, kind string, headers map[string]string, hc *http.Client, h hello, opts ...client.ClientOption) (*client.Client, error) {
 	u, err := checkURL(rawURL)
 	if err != nil {
 		return nil, fault.Invalid("url", "%s", err.Error())
@@ -308,25 +322,25 @@ func connect(ctx context.Context, rawURL, kind string, headers map[string]string
 	if err := c.Start(context.WithoutCancel(ctx)); err != nil {
 		return nil, upstreamFault(err)
 	}
-	if err := initialize(ctx, c, elicit); err != nil {
+	if err := initialize(ctx, c, h); err != nil {
 		_ = c.Close()
 		return nil, upstreamFault(err)
 	}
 	return c, nil
 }
 
-// initialize opens the MCP session.
-// elicit declares that connec can pass the server's elicitation requests
-// on (servers check the declaration before they ask).
-func initialize(ctx context.Context, c *client.Client, elicit bool) error {
+// initialize opens the MCP session. It declares elicitation when connec
+// can pass the server's questions on (servers check before they ask).
+func initialize(ctx context.Context, c *client.Client, h hello) error {
 	init := mcp.InitializeRequest{}
-	if elicit {
+	if h.elicit {
 		init.Params.Capabilities.Elicitation = &mcp.ElicitationCapability{}
 	}
-	// 2025-11-25, which servers of both revisions speak (listTools sends
-	// its requests as that revision frames them).
-	init.Params.ProtocolVersion = upstreamRevision
-	init.Params.ClientInfo = mcp.Implementation{Name: "connec", Version: "1"}
+	init.Params.ProtocolVersion = mcp.LATEST_LEGACY_PROTOCOL_VERSION
+	if h.modern {
+		init.Params.ProtocolVersion = mcp.ProtocolVersion20260728
+	}
+	init.Params.ClientInfo = clientInfo
 	_, err := c.Initialize(ctx, init)
 	return err
 }
@@ -358,10 +372,20 @@ func listTools(ctx context.Context, c *client.Client) ([]listedTool, error) {
 		if cursor != "" {
 			params["cursor"] = cursor
 		}
-		// Ids of their own, never reused: mcp-go's client numbers its
-		// requests from 1.
-		resp, err := c.GetTransport().SendRequest(ctx, transport.JSONRPCRequest{JSONRPC: mcp.JSONRPC_VERSION,
-			ID: mcp.NewRequestId(listIDs.Add(1)), Method: string(mcp.MethodToolsList), Params: params})
+		req := transport.JSONRPCRequest{JSONRPC: mcp.JSONRPC_VERSION,
+			// Ids of their own, never reused: mcp-go's client numbers its
+			// requests from 1.
+			ID: mcp.NewRequestId(listIDs.Add(1)), Method: string(mcp.MethodToolsList), Params: params}
+		if v := c.ProtocolVersion(); mcp.IsModernProtocol(v) {
+			// 2026-07-28: every request says who asks and what it can do.
+			params["_meta"] = map[string]any{mcp.MetaKeyProtocolVersion: v, mcp.MetaKeyClientInfo: clientInfo,
+				mcp.MetaKeyClientCapabilities: c.GetClientCapabilities()}
+			req.Header = http.Header{}
+			for k, val := range mcp.StandardHeaders(v, mcp.MethodToolsList, nil) {
+				req.Header.Set(k, val)
+			}
+		}
+		resp, err := c.GetTransport().SendRequest(ctx, req)
 		if err != nil {
 			return nil, err
 		}

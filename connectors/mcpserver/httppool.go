@@ -55,12 +55,12 @@ func newSessionPool() *sessionPool {
 
 // keyFor tells apart what a session was opened with, without keeping the
 // credential (the key never leaves this process).
-func (p *sessionPool) keyFor(inv connectors.Invocation, elicit bool) string {
+func (p *sessionPool) keyFor(inv connectors.Invocation, h hello) string {
 	m := hmac.New(sha256.New, p.key[:])
 	m.Write([]byte(inv.InstanceID))
 	m.Write([]byte{0})
 	m.Write(inv.Config)
-	m.Write([]byte{0, boolByte(elicit)})
+	m.Write([]byte{0, boolByte(h.elicit), boolByte(h.modern)})
 	m.Write([]byte(inv.CredentialKind))
 	for _, n := range inv.Credential.Names() {
 		m.Write([]byte{0})
@@ -170,15 +170,15 @@ func (d *Driver) invokeHTTP(ctx context.Context, inv connectors.Invocation, tool
 	if err != nil {
 		return nil, err
 	}
-	elicit := inv.Elicit != nil
-	key := d.sessions.keyFor(inv, elicit)
+	h := hello{elicit: inv.Elicit != nil || inv.Input != nil && inv.Input.Passthrough, modern: inv.Input != nil}
+	key := d.sessions.keyFor(inv, h)
 	dial := func() (*httpSession, error) {
 		s := &httpSession{}
 		var opts []client.ClientOption
-		if elicit {
+		if h.elicit {
 			opts = append(opts, client.WithElicitationHandler(s))
 		}
-		c, err := connect(ctx, d.rec.URL, d.rec.Transport, headers, inv.Egress.HTTPClient(), elicit, opts...)
+		c, err := connect(ctx, d.rec.URL, d.rec.Transport, headers, inv.Egress.HTTPClient(), h, opts...)
 		if err != nil {
 			return nil, err
 		}
@@ -230,21 +230,13 @@ func (d *Driver) callOn(ctx context.Context, s *httpSession, tool *ToolRecord, i
 		return nil, pinned{err}
 	}
 	token := "connec-" + strconv.FormatInt(d.sessions.seq.Add(1), 10)
-	req, err := callRequest(tool, inv, token)
-	if err != nil {
-		return nil, pinned{err}
-	}
 	call := &stdioCall{progress: inv.Progress, token: token}
 	if inv.Elicit != nil {
 		call.elicit = elicitation(inv.Elicit)
 	}
 	s.call.Store(call)
 	defer s.call.Store(nil)
-	res, err := s.c.CallTool(ctx, req)
-	if err != nil {
-		return nil, wrapTerminated(err)
-	}
-	return resultJSON(res)
+	return callTool(ctx, s.c, tool, inv, token)
 }
 
 // errPinned marks connec's verdicts on a call that leave the session fine.

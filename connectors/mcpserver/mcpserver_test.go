@@ -321,7 +321,8 @@ func TestSSEUpstream(t *testing.T) {
 // Sessions with a remote server are kept between calls: the next call
 // opens none; a new credential gets a session of its own; a server that
 // forgot the session (restarted) gets a new one and the call goes
-// through; concurrent calls each get a session of their own.
+// through; concurrent calls each get a session of their own. The server
+// here speaks 2025-11-25 only (sessions are that revision's).
 func TestSessionsAreKept(t *testing.T) {
 	srv := server.NewMCPServer("kept", "1")
 	srv.AddTool(mcp.NewTool("Echo", mcp.WithReadOnlyHintAnnotation(true), mcp.WithString("message")),
@@ -348,6 +349,15 @@ func TestSessionsAreKept(t *testing.T) {
 		}
 		h := handler
 		mu.Unlock()
+		if bytes.Contains(body, []byte(`"method":"server/discover"`)) {
+			// As a server of 2025-11-25 answers: connec falls back to
+			// the initialize handshake.
+			w.Header().Set("Content-Type", "application/json")
+			var m struct{ ID json.RawMessage }
+			_ = json.Unmarshal(body, &m)
+			fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%s,"error":{"code":-32601,"message":"Method not found"}}`, m.ID)
+			return
+		}
 		if gone {
 			http.Error(w, "session not found", http.StatusNotFound) // as a restarted server answers
 			return
@@ -415,5 +425,66 @@ func TestSessionsAreKept(t *testing.T) {
 	}
 	if n := initsOf("tok-c-3333"); n < 1 || n > 8 {
 		t.Fatalf("8 concurrent calls opened %d sessions", n)
+	}
+}
+
+// connec speaks 2026-07-28 to a server that does: a tool that needs its
+// user's input answers input_required, connec asks the caller (here the
+// invocation's Elicit) and the tool completes with the answer.
+func TestUpstreamInputRequired(t *testing.T) {
+	srv := server.NewMCPServer("modern", "1")
+	var versions sync.Map
+	srv.AddTool(mcp.NewTool("confirm", mcp.WithDescription("Ask before doing it.")),
+		func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+			versions.Store(server.RequestProtocolVersion(ctx), true)
+			if r := server.ElicitationResponse(req.Params.InputResponses, "sure"); r != nil {
+				return mcp.NewToolResultText("done: " + string(r.Action)), nil
+			}
+			return server.NewInputRequestBuilder("st-1").Elicit("sure", mcp.ElicitationParams{Message: "Sure?",
+				RequestedSchema: map[string]any{"type": "object", "properties": map[string]any{}}}).ToolResult(), nil
+		})
+	hs := httptest.NewServer(server.NewStreamableHTTPServer(srv))
+	t.Cleanup(hs.Close)
+	rec, err := mcpserver.Discover(context.Background(), "modern", hs.URL+"/mcp", nil, http.DefaultClient)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := mcpserver.New(rec, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = d.Close() })
+	h := drivertest.New(t, d)
+	cfg := drivertest.JSON(t, map[string]any{"allow_private_network": true})
+	invoke := func(in *connectors.InputRound, elicit connectors.Elicit) (string, error) {
+		out, err := h.Driver.Invoke(context.Background(), connectors.Invocation{Config: cfg, Operation: "modern.confirm", Args: json.RawMessage(`{}`),
+			Egress: h.Guard(cfg), Findings: &connectors.Findings{}, Input: in, Elicit: elicit})
+		return string(out), err
+	}
+	// A 2026-07-28 caller asked within the call (it takes no questions
+	// back): connec answers the server's input_required itself.
+	var asked string
+	out, err := invoke(&connectors.InputRound{}, func(ctx context.Context, req json.RawMessage) (json.RawMessage, error) {
+		asked = string(req)
+		return json.RawMessage(`{"action":"accept","content":{}}`), nil
+	})
+	if err != nil || !strings.Contains(out, "done: accept") || !strings.Contains(asked, "Sure?") {
+		t.Fatalf("out %s, asked %s, %v", out, asked, err)
+	}
+	// A caller that takes them back gets the server's questions, under its
+	// ids and with its state, and the call goes on with its answers.
+	out, err = invoke(&connectors.InputRound{Passthrough: true}, nil)
+	if err != nil || !strings.Contains(out, `"input_requests":{"sure":{"method":"elicitation/create"`) || !strings.Contains(out, `"request_state":"st-1"`) {
+		t.Fatalf("passthrough: %s %v", out, err)
+	}
+	out, err = invoke(&connectors.InputRound{Passthrough: true, State: "st-1", Responses: json.RawMessage(`{"sure":{"action":"decline"}}`)}, nil)
+	if err != nil || !strings.Contains(out, "done: decline") {
+		t.Fatalf("answered: %s %v", out, err)
+	}
+	// No way to ask: the tool's need is said plainly.
+	_, err = invoke(&connectors.InputRound{}, nil)
+	drivertest.WantFault(t, err, fault.Permanent, "input_unavailable")
+	if _, ok := versions.Load("2026-07-28"); !ok {
+		t.Fatal("connec did not speak 2026-07-28 to a server that does")
 	}
 }

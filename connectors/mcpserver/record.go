@@ -195,7 +195,7 @@ func DiscoverRemote(ctx context.Context, rec Record, headers map[string]string, 
 	if _, err := checkURL(rawURL); err != nil {
 		return Record{}, err
 	}
-	c, err := connect(ctx, rawURL, rec.Transport, headers, hc, false)
+	c, err := connect(ctx, rawURL, rec.Transport, headers, hc, hello{})
 	if err != nil {
 		return Record{}, err
 	}

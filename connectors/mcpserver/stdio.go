@@ -232,7 +232,9 @@ func launchStdio(ctx context.Context, name string, s StdioSpec, installDir strin
 	p.c.OnNotification(p.notified)
 	sctx, cancel := context.WithTimeout(ctx, stdioStart)
 	defer cancel()
-	if err := initialize(sctx, p.c, true); err != nil {
+	// One session serves every caller of the instance: 2025-11-25, which
+	// servers of both revisions speak.
+	if err := initialize(sctx, p.c, hello{elicit: true}); err != nil {
 		return nil, p.exitFault(upstreamFault(err))
 	}
 	tools, err := listTools(sctx, p.c)

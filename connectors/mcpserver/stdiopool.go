@@ -237,10 +237,6 @@ func (d *Driver) invokeStdio(ctx context.Context, inv connectors.Invocation, too
 	if inv.Elicit != nil {
 		call.elicit = elicitation(inv.Elicit)
 	}
-	req, err := callRequest(tool, inv, token)
-	if err != nil {
-		return nil, err
-	}
 	p.mu.Lock()
 	p.calls[token] = call
 	p.mu.Unlock()
@@ -249,12 +245,12 @@ func (d *Driver) invokeStdio(ctx context.Context, inv connectors.Invocation, too
 		delete(p.calls, token)
 		p.mu.Unlock()
 	}()
-	res, err := p.c.CallTool(ctx, req)
+	out, err := callTool(ctx, p.c, tool, inv, token)
 	if err != nil {
-		return nil, p.exitFault(upstreamFault(err))
+		return nil, p.exitFault(unpinned(err))
 	}
 	ok = true
-	return resultJSON(res)
+	return out, nil
 }
 
 // credentialEnv is the instance's credential as the variable the server

@@ -1,0 +1,165 @@
+package mcpserver
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"time"
+
+	"github.com/mark3labs/mcp-go/client"
+	"github.com/mark3labs/mcp-go/client/transport"
+	"github.com/mark3labs/mcp-go/mcp"
+
+	"github.com/connec/connec/connectors"
+	"github.com/connec/connec/fault"
+)
+
+// maxInputRounds bounds a tool that keeps asking for input within one call.
+const maxInputRounds = 10
+
+// cancelNotice bounds telling the server a call was cancelled.
+const cancelNotice = 5 * time.Second
+
+// callTool calls tool on c for inv. Over 2026-07-28 a tool that needs its
+// user's input answers input_required (SEP-2322) instead of asking within
+// the call: connec hands the questions back, under the server's own ids and
+// state, to a caller that takes them (inv.Input.Passthrough); otherwise it
+// asks them through inv.Elicit and calls again with the answers.
+func callTool(ctx context.Context, c *client.Client, tool *ToolRecord, inv connectors.Invocation, token string) (json.RawMessage, error) {
+	var round mcp.MultiRoundTripParams
+	if in := inv.Input; in != nil {
+		round.RequestState = in.State // the server may have sent none
+		if len(in.Responses) > 0 && string(in.Responses) != "null" {
+			if err := json.Unmarshal(in.Responses, &round.InputResponses); err != nil {
+				return nil, fault.Invalid("inputResponses", "inputResponses must be an object of answers by request id")
+			}
+		}
+	}
+	for n := 0; n < maxInputRounds; n++ {
+		res, err := callOnce(ctx, c, tool, inv, token, round)
+		if err != nil {
+			return nil, err
+		}
+		if !res.NeedsInput() {
+			return resultJSON(res)
+		}
+		for _, r := range res.InputRequests {
+			if r.Method == mcp.MethodSamplingCreateMessage {
+				return nil, fault.New(fault.Permanent, "the tool asks to sample the caller's model, which connec does not pass on").
+					WithDetails(map[string]any{"reason": "sampling_refused"})
+			}
+		}
+		if inv.Input != nil && inv.Input.Passthrough {
+			return inputRequiredJSON(res)
+		}
+		answers, err := answerInCall(ctx, inv, res.InputRequests)
+		if err != nil {
+			return nil, err
+		}
+		round = mcp.MultiRoundTripParams{InputResponses: answers, RequestState: res.RequestState}
+	}
+	return nil, fault.New(fault.Permanent, "the tool kept asking for input (%d rounds)", maxInputRounds)
+}
+
+// answerInCall asks the caller what the tool asks, within the call.
+func answerInCall(ctx context.Context, inv connectors.Invocation, requests mcp.InputRequests) (mcp.InputResponses, error) {
+	answers := mcp.InputResponses{}
+	for id, r := range requests {
+		var raw json.RawMessage
+		switch r.Method {
+		case mcp.MethodElicitationCreate:
+			if inv.Elicit == nil || r.Elicitation == nil {
+				return nil, fault.New(fault.Permanent, "the tool needs its user's input, and the caller's client cannot be asked").
+					WithDetails(map[string]any{"reason": "input_unavailable"})
+			}
+			params, err := json.Marshal(r.Elicitation)
+			if err != nil {
+				return nil, fault.Wrap(fault.Permanent, err, "the tool's question cannot be read")
+			}
+			if raw, err = inv.Elicit(ctx, params); err != nil {
+				return nil, err
+			}
+		case mcp.MethodListRoots:
+			// The server runs elsewhere: the caller's roots are not its.
+			raw = json.RawMessage(`{"roots":[]}`)
+		default:
+			return nil, fault.New(fault.Permanent, "the tool asks for %s, which connec does not pass on", r.Method)
+		}
+		var ans mcp.InputResponse
+		if err := json.Unmarshal(raw, &ans); err != nil {
+			return nil, fault.Wrap(fault.Permanent, err, "the answer cannot be read")
+		}
+		answers[id] = ans
+	}
+	return answers, nil
+}
+
+// callOnce sends one tools/call as the session's revision frames it and
+// returns the result as sent (input_required included, which mcp-go's own
+// loop would answer without the server's ids).
+func callOnce(ctx context.Context, c *client.Client, tool *ToolRecord, inv connectors.Invocation, token string, round mcp.MultiRoundTripParams) (*mcp.CallToolResult, error) {
+	req, err := callRequest(tool, inv, token)
+	if err != nil {
+		return nil, pinned{err}
+	}
+	req.Params.MultiRoundTripParams = round
+	v := c.ProtocolVersion()
+	modern := mcp.IsModernProtocol(v)
+	if modern {
+		meta := req.Params.Meta
+		if meta == nil {
+			meta = &mcp.Meta{}
+		}
+		if meta.AdditionalFields == nil {
+			meta.AdditionalFields = map[string]any{}
+		}
+		meta.AdditionalFields[mcp.MetaKeyProtocolVersion] = v
+		meta.AdditionalFields[mcp.MetaKeyClientInfo] = clientInfo
+		meta.AdditionalFields[mcp.MetaKeyClientCapabilities] = c.GetClientCapabilities()
+		req.Params.Meta = meta
+	}
+	params, err := json.Marshal(req.Params)
+	if err != nil {
+		return nil, pinned{fault.Wrap(fault.Permanent, err, "the call cannot be encoded")}
+	}
+	id := mcp.NewRequestId(listIDs.Add(1))
+	rpc := transport.JSONRPCRequest{JSONRPC: mcp.JSONRPC_VERSION, ID: id, Method: string(mcp.MethodToolsCall), Params: json.RawMessage(params)}
+	if modern {
+		rpc.Header = http.Header{}
+		for k, val := range mcp.StandardHeaders(v, mcp.MethodToolsCall, params) {
+			rpc.Header.Set(k, val)
+		}
+	}
+	resp, err := c.GetTransport().SendRequest(ctx, rpc)
+	if err != nil {
+		if ctx.Err() != nil && !modern {
+			// Over 2025-11-25 a request is cancelled by saying so (over
+			// 2026-07-28, ending its stream is the cancellation).
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cancelNotice)
+			_ = c.GetTransport().SendNotification(cctx, mcp.JSONRPCNotification{JSONRPC: mcp.JSONRPC_VERSION,
+				Notification: mcp.Notification{Method: string(mcp.MethodNotificationCancelled),
+					Params: mcp.NotificationParams{AdditionalFields: map[string]any{"requestId": id, "reason": "the caller cancelled"}}}})
+			cancel()
+		}
+		return nil, wrapTerminated(err)
+	}
+	if resp.Error != nil {
+		return nil, fault.New(fault.Permanent, "the MCP server refused the call: %s", resp.Error.Message)
+	}
+	var res mcp.CallToolResult
+	if err := json.Unmarshal(resp.Result, &res); err != nil {
+		return nil, fault.Wrap(fault.Permanent, err, "the MCP server's result is not a tool result")
+	}
+	return &res, nil
+}
+
+// inputRequiredJSON is a tool's input_required result as the operation's
+// output: its questions under the server's ids, and its state.
+func inputRequiredJSON(res *mcp.CallToolResult) (json.RawMessage, error) {
+	b, err := json.Marshal(map[string]any{"content": []any{}, "is_error": false,
+		"input_requests": res.InputRequests, "request_state": res.RequestState})
+	if err != nil {
+		return nil, fault.Wrap(fault.Permanent, err, "the MCP server's questions cannot be encoded")
+	}
+	return b, nil
+}
