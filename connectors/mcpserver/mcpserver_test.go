@@ -488,3 +488,47 @@ func TestUpstreamInputRequired(t *testing.T) {
 		t.Fatal("connec did not speak 2026-07-28 to a server that does")
 	}
 }
+
+// A call the caller cancels is cancelled upstream too: over 2025-11-25 by
+// notifications/cancelled, over 2026-07-28 by ending the request.
+func TestCancellationReachesTheServer(t *testing.T) {
+	srv := server.NewMCPServer("slow", "1")
+	stopped := make(chan string, 4)
+	srv.AddTool(mcp.NewTool("wait", mcp.WithDescription("Wait until cancelled.")),
+		func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+			select {
+			case <-ctx.Done():
+				stopped <- server.RequestProtocolVersion(ctx)
+			case <-time.After(10 * time.Second):
+			}
+			return mcp.NewToolResultText("waited"), nil
+		})
+	hs := httptest.NewServer(server.NewStreamableHTTPServer(srv))
+	t.Cleanup(hs.Close)
+	rec, err := mcpserver.Discover(context.Background(), "slow", hs.URL+"/mcp", nil, http.DefaultClient)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := mcpserver.New(rec, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = d.Close() })
+	h := drivertest.New(t, d)
+	cfg := drivertest.JSON(t, map[string]any{"allow_private_network": true})
+	for _, in := range []*connectors.InputRound{nil, {}} {
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		_, err := h.Driver.Invoke(ctx, connectors.Invocation{Config: cfg, Operation: "slow.wait", Args: json.RawMessage(`{}`),
+			Egress: h.Guard(cfg), Findings: &connectors.Findings{}, Input: in})
+		cancel()
+		if err == nil {
+			t.Fatal("a cancelled call answered")
+		}
+		select {
+		case v := <-stopped:
+			t.Logf("the server stopped the call (%s)", v)
+		case <-time.After(5 * time.Second):
+			t.Fatalf("the server never heard the call was cancelled (modern caller: %v)", in != nil)
+		}
+	}
+}
