@@ -277,10 +277,12 @@ func WithElicit(ctx context.Context, fn func(ctx context.Context, request json.R
 type inputRoundKey struct{}
 
 // WithInputRound makes the operation ctx's call invokes a round of a
-// multi round-trip call (2026-07-28): the caller's answers to what it
-// asked before, and whether it may hand its questions back.
-func WithInputRound(ctx context.Context, r connectors.InputRound) context.Context {
-	return context.WithValue(ctx, inputRoundKey{}, &r)
+// multi round-trip call (2026-07-28): the caller's answers (an
+// inputResponses object) to what the operation asked before, with the
+// operation's state, and whether the caller takes questions back
+// (passthrough) rather than being asked within the call.
+func WithInputRound(ctx context.Context, answers json.RawMessage, state string, passthrough bool) context.Context {
+	return context.WithValue(ctx, inputRoundKey{}, &connectors.InputRound{Responses: answers, State: state, Passthrough: passthrough})
 }
 
 // ElicitOf is the asking function WithElicit put on ctx, if any.

@@ -14,7 +14,6 @@ import (
 	"github.com/mark3labs/mcp-go/server"
 
 	"github.com/connec/connec/callctx"
-	"github.com/connec/connec/connectors"
 	"github.com/connec/connec/core"
 	"github.com/connec/connec/fault"
 )
@@ -126,7 +125,8 @@ func handler(svc *core.Service, t Tool, pending *pendingCalls) server.ToolHandle
 			if p, ok := callctx.PrincipalFrom(ctx); ok {
 				owner = p.Subject
 			}
-			round := connectors.InputRound{Passthrough: canElicit(ctx)}
+			var state string
+			var answers json.RawMessage
 			switch st := req.Params.RequestState; {
 			case isPendingState(st):
 				return pending.resume(ctx, tool, req.Params.MultiRoundTripParams)
@@ -137,18 +137,17 @@ func handler(svc *core.Service, t Tool, pending *pendingCalls) server.ToolHandle
 				if !ok {
 					return nil, errBadState
 				}
-				round.State = up
+				state = up
 			}
 			if len(req.Params.InputResponses) > 0 {
 				// The answers go to the upstream, which judges them (one
 				// that keeps no state takes them without any).
-				answers, err := checkAnswers(req.Params.InputResponses)
-				if err != nil {
+				var err error
+				if answers, err = checkAnswers(req.Params.InputResponses); err != nil {
 					return nil, err
 				}
-				round.Responses = answers
 			}
-			ctx = core.WithInputRound(ctx, round)
+			ctx = core.WithInputRound(ctx, answers, state, canElicit(ctx))
 			sealed := func(ctx context.Context) *mcp.CallToolResult {
 				r := call(ctx)
 				if r.NeedsInput() {
