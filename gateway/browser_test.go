@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,6 +20,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/mark3labs/mcp-go/mcp"
+	"github.com/mark3labs/mcp-go/server"
 
 	"github.com/connec/connec/authz"
 	"github.com/connec/connec/callctx"
@@ -47,6 +50,21 @@ func TestWebUIInHeadlessChromium(t *testing.T) {
 		map[string]any{"kind": "bearer", "secret": map[string]string{"token": "browser-test-secret"}})
 	staging := e.must(http.StatusCreated, "POST", "/v1/connector-instances", aliceTok, map[string]any{"type": "echo", "display_name": "Staging echo"}).id(t)
 	bobs := e.must(http.StatusCreated, "POST", "/v1/connector-instances", bobTok, map[string]any{"type": "echo", "display_name": "Bob's private echo"}).id(t)
+	// An MCP server an administrator added (its page is for everyone who
+	// may read the catalog).
+	up := server.NewMCPServer("docs", "1")
+	up.AddTool(mcp.NewTool("search_docs", mcp.WithDescription("Search the team's documentation."), mcp.WithReadOnlyHintAnnotation(true),
+		mcp.WithString("query", mcp.Required())), func(context.Context, mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		return mcp.NewToolResultText("found"), nil
+	})
+	up.AddTool(mcp.NewTool("file_issue", mcp.WithDescription("File an issue in the tracker."), mcp.WithString("title", mcp.Required())),
+		func(context.Context, mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+			return mcp.NewToolResultText("filed"), nil
+		})
+	upHTTP := httptest.NewServer(server.NewStreamableHTTPServer(up))
+	t.Cleanup(upHTTP.Close)
+	_, rootTok := e.admin("root")
+	e.must(http.StatusCreated, "POST", "/v1/mcp-servers", rootTok, map[string]any{"name": "docs", "url": upHTTP.URL + "/mcp"})
 	// Real runs, through the core, as an agent would make them.
 	task := callctx.TaskContext{TaskID: uuid.NewString(), AgentID: "planner-1"}
 	for _, op := range []string{"echo.read", "echo.send", "echo.read"} {
@@ -187,6 +205,13 @@ func TestWebUIInHeadlessChromium(t *testing.T) {
 		}
 	}
 	shot("07-audit")
+
+	wd.navigate(e.http.URL + "/ui/servers")
+	expectText("MCP servers", "mcp-docs", "docs.search_docs", "docs.file_issue", upHTTP.URL+"/mcp")
+	if got := wd.column("Kind"); len(got) != 2 || got[0].Text != "send" || got[1].Text != "read" {
+		t.Fatalf("the servers page's kinds: %+v", got)
+	}
+	shot("10-servers")
 
 	wd.click(wd.find("#logout"))
 	expectPath("/ui/login")

@@ -172,6 +172,7 @@ func (g *Gateway) uiMux() *http.ServeMux {
 	mux.Handle("GET /ui/runs", g.uiPage("GET /ui/runs", false, g.runsPage))
 	mux.Handle("GET /ui/runs/{id}", g.uiPage("GET /ui/runs/{id}", true, g.runPage))
 	mux.Handle("GET /ui/audit", g.uiPage("GET /ui/audit", false, g.auditPage))
+	mux.Handle("GET /ui/servers", g.uiPage("GET /ui/servers", false, g.serversPage))
 	mux.Handle("/ui/", g.uiPage("/ui/", false, func(w http.ResponseWriter, r *http.Request, s *session) (string, *view, error) {
 		return "", nil, gatewayProblem(http.StatusNotFound, typeRouteNotFound, "there is no page at "+r.URL.Path)
 	}))
@@ -533,6 +534,24 @@ type runsData struct {
 	Statuses []string
 	Page     core.RunPage
 	NextURL  template.URL
+}
+
+// serversData is what the MCP servers page shows.
+type serversData struct {
+	Servers []core.Server
+}
+
+func (g *Gateway) serversPage(w http.ResponseWriter, r *http.Request, s *session) (string, *view, error) {
+	d := serversData{}
+	v := &view{Title: "MCP servers", Nav: "servers", Data: &d}
+	servers, err := g.svc.ListServers(r.Context())
+	if err != nil {
+		p := problemOf(r, err, false)
+		v.Problem = &p
+		return "servers", v, nil
+	}
+	d.Servers = servers
+	return "servers", v, nil
 }
 
 func (g *Gateway) runsPage(w http.ResponseWriter, r *http.Request, s *session) (string, *view, error) {
