@@ -56,17 +56,26 @@ func newSessionPool() *sessionPool {
 // keyFor tells apart what a session was opened with, without keeping the
 // credential (the key never leaves this process).
 func (p *sessionPool) keyFor(inv connectors.Invocation, h hello) string {
-	m := hmac.New(sha256.New, p.key[:])
-	m.Write([]byte(inv.InstanceID))
-	m.Write([]byte{0})
-	m.Write(inv.Config)
-	m.Write([]byte{0, boolByte(h.elicit), boolByte(h.modern)})
+	return credentialMAC(&p.key, inv, []byte(inv.InstanceID), inv.Config, []byte{boolByte(h.elicit), boolByte(h.modern)})
+}
+
+// credentialMAC is an HMAC under key of the parts and inv's credential:
+// it tells credentials apart without being a hash anyone could test
+// guesses against (the key never leaves this process).
+func credentialMAC(key *[32]byte, inv connectors.Invocation, parts ...[]byte) string {
+	m := hmac.New(sha256.New, key[:])
+	for _, part := range parts {
+		m.Write([]byte(strconv.Itoa(len(part))))
+		m.Write([]byte{':'})
+		m.Write(part)
+	}
 	m.Write([]byte(inv.CredentialKind))
 	for _, n := range inv.Credential.Names() {
+		v := inv.Credential[n].Expose()
 		m.Write([]byte{0})
 		m.Write([]byte(n))
-		m.Write([]byte{0})
-		m.Write(inv.Credential[n].Expose())
+		m.Write([]byte{0, byte(len(v) >> 24), byte(len(v) >> 16), byte(len(v) >> 8), byte(len(v))})
+		m.Write(v)
 	}
 	return hex.EncodeToString(m.Sum(nil))
 }

@@ -365,17 +365,7 @@ func TestSessionsAreKept(t *testing.T) {
 		h.ServeHTTP(w, r)
 	}))
 	t.Cleanup(hs.Close)
-	rec, err := mcpserver.Discover(context.Background(), "kept", hs.URL+"/mcp", nil, http.DefaultClient)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := mcpserver.New(rec, "", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = d.Close() })
-	h := drivertest.New(t, d)
-	cfg := drivertest.JSON(t, map[string]any{"allow_private_network": true})
+	h, cfg := harnessFor(t, "kept", hs.URL+"/mcp")
 	call := func(token string) error {
 		out, err := h.Invoke(context.Background(), drivertest.Call{Config: cfg, Op: "kept.echo", Args: map[string]any{"message": "hi"},
 			Kind: "bearer", Cred: drivertest.Fields("token", token)})
@@ -445,17 +435,7 @@ func TestUpstreamInputRequired(t *testing.T) {
 		})
 	hs := httptest.NewServer(server.NewStreamableHTTPServer(srv))
 	t.Cleanup(hs.Close)
-	rec, err := mcpserver.Discover(context.Background(), "modern", hs.URL+"/mcp", nil, http.DefaultClient)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := mcpserver.New(rec, "", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = d.Close() })
-	h := drivertest.New(t, d)
-	cfg := drivertest.JSON(t, map[string]any{"allow_private_network": true})
+	h, cfg := harnessFor(t, "modern", hs.URL+"/mcp")
 	invoke := func(in *connectors.InputRound, elicit connectors.Elicit) (string, error) {
 		out, err := h.Driver.Invoke(context.Background(), connectors.Invocation{Config: cfg, Operation: "modern.confirm", Args: json.RawMessage(`{}`),
 			Egress: h.Guard(cfg), Findings: &connectors.Findings{}, Input: in, Elicit: elicit})
@@ -505,17 +485,7 @@ func TestCancellationReachesTheServer(t *testing.T) {
 		})
 	hs := httptest.NewServer(server.NewStreamableHTTPServer(srv))
 	t.Cleanup(hs.Close)
-	rec, err := mcpserver.Discover(context.Background(), "slow", hs.URL+"/mcp", nil, http.DefaultClient)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := mcpserver.New(rec, "", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = d.Close() })
-	h := drivertest.New(t, d)
-	cfg := drivertest.JSON(t, map[string]any{"allow_private_network": true})
+	h, cfg := harnessFor(t, "slow", hs.URL+"/mcp")
 	for _, in := range []*connectors.InputRound{nil, {}} {
 		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 		_, err := h.Driver.Invoke(ctx, connectors.Invocation{Config: cfg, Operation: "slow.wait", Args: json.RawMessage(`{}`),
@@ -531,4 +501,21 @@ func TestCancellationReachesTheServer(t *testing.T) {
 			t.Fatalf("the server never heard the call was cancelled (modern caller: %v)", in != nil)
 		}
 	}
+}
+
+// harnessFor adds the server at url as name (reviewed as it is now) and
+// returns a harness for its driver, closed with the test, and an
+// instance configuration that lets it reach loopback.
+func harnessFor(t *testing.T, name, url string) (*drivertest.Harness, json.RawMessage) {
+	t.Helper()
+	rec, err := mcpserver.Discover(context.Background(), name, url, nil, http.DefaultClient)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := mcpserver.New(rec, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = d.Close() })
+	return drivertest.New(t, d), drivertest.JSON(t, map[string]any{"allow_private_network": true})
 }

@@ -232,19 +232,8 @@ func buildStdioServer(t *testing.T) string {
 // (its stderr redacted of the credential) and the next call starts it
 // again; a tool it changes is refused until approved.
 func TestLocalCommandServer(t *testing.T) {
-	bin := buildStdioServer(t)
-	dir := t.TempDir()
 	ctx := context.Background()
-	rec, err := mcpserver.DiscoverLocal(ctx, dir, "local", mcpserver.StdioSpec{Command: bin, CredentialEnv: "TOKEN", Env: map[string]string{"MODE": "test"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := mcpserver.New(rec, dir, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = d.Close() })
-	h := drivertest.New(t, d)
+	h := localHarness(t, "local", mcpserver.StdioSpec{Command: buildStdioServer(t), CredentialEnv: "TOKEN", Env: map[string]string{"MODE": "test"}})
 	call := func(op, token string, args map[string]any) (string, error) {
 		out, err := h.Driver.Invoke(ctx, connectors.Invocation{InstanceID: "i1", Operation: op, Args: drivertest.JSON(t, args),
 			Egress: h.Guard(nil), Findings: &connectors.Findings{}, CredentialKind: "bearer", Credential: drivertest.Fields("token", token)})
@@ -283,7 +272,7 @@ func TestLocalCommandServer(t *testing.T) {
 		t.Fatalf("TOKEN after rotation = %q", got)
 	}
 
-	_, err = call("local.crash", "tok-two-2222", nil)
+	_, err := call("local.crash", "tok-two-2222", nil)
 	fe := drivertest.WantFault(t, err, "unavailable", "server_exited")
 	if !strings.Contains(fe.Message, "exit status 3") || strings.Contains(fe.Message, "tok-two-2222") || !strings.Contains(fe.Message, "[REDACTED]") {
 		t.Fatalf("crash: %q", fe.Message)
@@ -308,17 +297,7 @@ func TestLocalServerSandbox(t *testing.T) {
 	}
 	defer l.Close()
 	ctx := context.Background()
-	dir := t.TempDir()
-	rec, err := mcpserver.DiscoverLocal(ctx, dir, "hostile", mcpserver.StdioSpec{Command: bin})
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := mcpserver.New(rec, dir, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = d.Close() })
-	h := drivertest.New(t, d)
+	h := localHarness(t, "hostile", mcpserver.StdioSpec{Command: bin})
 	out, err := h.Driver.Invoke(ctx, connectors.Invocation{InstanceID: "i", Operation: "hostile.escape",
 		Args: drivertest.JSON(t, map[string]any{"dial": l.Addr().String()}), Egress: h.Guard(nil), Findings: &connectors.Findings{}})
 	if err != nil {
@@ -338,4 +317,21 @@ func TestLocalServerSandbox(t *testing.T) {
 		t.Fatalf("attempts: %v", got)
 	}
 	t.Logf("%v", got)
+}
+
+// localHarness adds the local server s as name (reviewed in its sandbox)
+// and returns a harness for its driver, closed with the test.
+func localHarness(t *testing.T, name string, s mcpserver.StdioSpec) *drivertest.Harness {
+	t.Helper()
+	dir := t.TempDir()
+	rec, err := mcpserver.DiscoverLocal(context.Background(), dir, name, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := mcpserver.New(rec, dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = d.Close() })
+	return drivertest.New(t, d)
 }

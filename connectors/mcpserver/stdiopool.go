@@ -2,10 +2,7 @@ package mcpserver
 
 import (
 	"context"
-	"crypto/hmac"
 	"crypto/rand"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"strconv"
 	"sync"
@@ -59,19 +56,8 @@ func (pp *procPool) slot(id string) (*slot, error) {
 	return s, nil
 }
 
-// fingerprint tells credentials apart without being a hash anyone could
-// test guesses against (its key never leaves this process).
-func (pp *procPool) fingerprint(inv connectors.Invocation) string {
-	m := hmac.New(sha256.New, pp.key[:])
-	m.Write([]byte(inv.CredentialKind))
-	for _, n := range inv.Credential.Names() {
-		m.Write([]byte{0})
-		m.Write([]byte(n))
-		m.Write([]byte{0})
-		m.Write(inv.Credential[n].Expose())
-	}
-	return hex.EncodeToString(m.Sum(nil))
-}
+// fingerprint tells the credentials a process was started with apart.
+func (pp *procPool) fingerprint(inv connectors.Invocation) string { return credentialMAC(&pp.key, inv) }
 
 // stdioBackoff is the wait before the n-th restart in a row.
 func stdioBackoff(n int) time.Duration {
