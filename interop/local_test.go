@@ -41,7 +41,7 @@ func TestLocalNPMServersThroughConnec(t *testing.T) {
 	defer cancel()
 	dataDir := filepath.Join(f.dir, "data-local")
 	for _, add := range [][]string{
-		{"memory", serverMemory, "--env", "MEMORY_FILE_PATH=/home/memory.jsonl"},
+		{"memory", serverMemory, "--env", "MEMORY_FILE_PATH=/state/memory.jsonl"},
 		{"everything", serverEverything, "--credential-env", "API_TOKEN"},
 	} {
 		cmd := exec.CommandContext(ctx, f.bin, append([]string{"mcp", "add"}, append(add, "--yes")...)...)

@@ -114,7 +114,7 @@ func mcpAddCmd(f *flags) *cobra.Command {
 		Use:   "add NAME (--url URL [--sse] | NPM-PACKAGE@VERSION | --command PATH)",
 		Short: "Add an MCP server as connector type mcp-NAME after showing its tools for review",
 		Example: `  connec mcp add docs --url https://mcp.example.com/mcp --header "Authorization: Bearer $TOKEN"
-  connec mcp add memory @modelcontextprotocol/server-memory@2026.8.31 --env MEMORY_FILE_PATH=/home/memory.jsonl
+  connec mcp add memory @modelcontextprotocol/server-memory@2026.8.31 --env MEMORY_FILE_PATH=/state/memory.jsonl
   connec mcp add tickets --command /opt/tickets/mcp-server --credential-env TICKETS_TOKEN`,
 		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {

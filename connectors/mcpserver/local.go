@@ -41,6 +41,15 @@ func (r Record) transportName() string {
 	return "streamable HTTP"
 }
 
+// StateDir is where the instance id of the local server called name keeps
+// its state ("" for an id that cannot name a directory).
+func StateDir(dir, name, id string) string {
+	if id == "" || !filepath.IsLocal(id) || strings.ContainsAny(id, `/\.`) {
+		return ""
+	}
+	return filepath.Join(dir, "state", name, id)
+}
+
 // Source says where a local server comes from.
 func (s StdioSpec) Source() string {
 	if s.Package != "" {
@@ -162,7 +171,7 @@ func DiscoverLocal(ctx context.Context, dir, name string, s StdioSpec) (Record, 
 			return Record{}, errors.New("the command must be an executable file")
 		}
 	}
-	p, err := launchStdio(ctx, name, s, PackageDir(dir, name), nil, nil, slog.New(slog.DiscardHandler))
+	p, err := launchStdio(ctx, name, s, PackageDir(dir, name), "", nil, nil, slog.New(slog.DiscardHandler))
 	if err != nil {
 		return Record{}, err
 	}

@@ -348,6 +348,7 @@ func Remove(dir, name string) error {
 	if err := os.Remove(filepath.Join(dir, name+".json")); err != nil {
 		return err
 	}
+	_ = os.RemoveAll(filepath.Join(dir, "state", name)) // its instances' state
 	return os.RemoveAll(PackageDir(dir, name))
 }
 

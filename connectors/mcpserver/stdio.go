@@ -56,6 +56,9 @@ type StdioSpec struct {
 const (
 	insideServer = "/server" // the package's install directory, read-only
 	insideHome   = "/home"   // HOME and TMPDIR: a tmpfs of its own
+	// insideState is the instance's own directory, kept across restarts
+	// (STATE_DIRECTORY).
+	insideState = "/state"
 )
 
 // Limits of a local server's sandbox.
@@ -85,7 +88,7 @@ func validEnvName(n string) bool {
 }
 
 // reservedEnv are the variables connec sets for the sandbox itself.
-var reservedEnv = map[string]bool{"HOME": true, "TMPDIR": true, "PATH": true, "LANG": true, "TZ": true, "NODE_OPTIONS": true}
+var reservedEnv = map[string]bool{"HOME": true, "TMPDIR": true, "PATH": true, "LANG": true, "TZ": true, "NODE_OPTIONS": true, "STATE_DIRECTORY": true}
 
 func (s StdioSpec) validate() error {
 	switch {
@@ -152,7 +155,7 @@ func (p *stdioProc) dead() bool {
 
 // launchStdio starts the server in its sandbox with env added to its
 // environment, and opens an MCP session with it.
-func launchStdio(ctx context.Context, name string, s StdioSpec, installDir string, env []string, red *driverkit.Redactor, log *slog.Logger) (_ *stdioProc, err error) {
+func launchStdio(ctx context.Context, name string, s StdioSpec, installDir, stateDir string, env []string, red *driverkit.Redactor, log *slog.Logger) (_ *stdioProc, err error) {
 	if _, err := sandbox.Available(); err != nil {
 		return nil, fault.Wrap(fault.Unavailable, err, "local MCP servers cannot run on this machine: it cannot give them their sandbox (%v)", err).
 			WithDetails(map[string]any{"reason": "sandbox_unavailable"})
@@ -160,7 +163,7 @@ func launchStdio(ctx context.Context, name string, s StdioSpec, installDir strin
 	startFault := func(err error, what string) error {
 		return fault.Wrap(fault.Unavailable, err, "the MCP server %s cannot be started: %s", name, what).WithDetails(map[string]any{"reason": "server_start"})
 	}
-	spec, err := stdioSandbox(s, installDir, env)
+	spec, err := stdioSandbox(s, installDir, stateDir, env)
 	if err != nil {
 		return nil, startFault(err, err.Error())
 	}
@@ -316,7 +319,7 @@ func (p *stdioProc) Elicit(ctx context.Context, req mcp.ElicitationRequest) (*mc
 // package, or the command) and their libraries read-only, a tmpfs home,
 // device nodes, no network at all (its own empty network namespace), and
 // the kernel's resource limits.
-func stdioSandbox(s StdioSpec, installDir string, extra []string) (sandbox.Spec, error) {
+func stdioSandbox(s StdioSpec, installDir, stateDir string, extra []string) (sandbox.Spec, error) {
 	var prog string
 	var args []string
 	var mounts []sandbox.Mount
@@ -334,8 +337,11 @@ func stdioSandbox(s StdioSpec, installDir string, extra []string) (sandbox.Spec,
 		// and the home, write only the home; no child processes, workers,
 		// addons or WASI.
 		args = []string{node, "--disable-warning=ExperimentalWarning", "--max-old-space-size=512", rt.PermissionFlag,
-			"--allow-fs-read=" + insideServer + "/", "--allow-fs-read=" + insideHome + "/", "--allow-fs-write=" + insideHome + "/",
-			path.Join(insideServer, "node_modules", s.Package, filepath.ToSlash(s.Bin))}
+			"--allow-fs-read=" + insideServer + "/", "--allow-fs-read=" + insideHome + "/", "--allow-fs-write=" + insideHome + "/"}
+		if stateDir != "" {
+			args = append(args, "--allow-fs-read="+insideState+"/", "--allow-fs-write="+insideState+"/")
+		}
+		args = append(args, path.Join(insideServer, "node_modules", s.Package, filepath.ToSlash(s.Bin)))
 	} else {
 		inside, m, err := sandbox.Program(s.Command)
 		if err != nil {
@@ -350,6 +356,10 @@ func stdioSandbox(s StdioSpec, installDir string, extra []string) (sandbox.Spec,
 		sandbox.Mount{Source: "/dev/urandom", Target: "/dev/urandom", Device: true},
 	)
 	env := []string{"HOME=" + insideHome, "TMPDIR=" + insideHome, "PATH=/usr/bin:/bin", "LANG=C.UTF-8", "TZ=UTC"}
+	if stateDir != "" {
+		mounts = append(mounts, sandbox.Mount{Source: stateDir, Target: insideState, State: true})
+		env = append(env, "STATE_DIRECTORY="+insideState)
+	}
 	for k, v := range s.Env {
 		env = append(env, k+"="+v)
 	}

@@ -89,10 +89,11 @@ func TestMain(m *testing.M) {
 
 // A local server from npm: installed pinned with its scripts off,
 // reviewed in its sandbox, then one process per instance serves that
-// instance's calls, keeping its state between them (server-memory
-// remembers), and each instance's process is its own.
+// instance's calls, keeping its state between them and across restarts
+// in the instance's own state directory (server-memory remembers), and
+// each instance's process and state are its own.
 func TestLocalNPMServerMemory(t *testing.T) {
-	dir, rec := localServer(t, "memory", memorySpec, mcpserver.StdioSpec{Env: map[string]string{"MEMORY_FILE_PATH": "/home/memory.jsonl"}})
+	dir, rec := localServer(t, "memory", memorySpec, mcpserver.StdioSpec{Env: map[string]string{"MEMORY_FILE_PATH": "/state/memory.jsonl"}})
 	if rec.Stdio.Package != "@modelcontextprotocol/server-memory" || rec.Stdio.Version != "2026.8.31" || !strings.HasPrefix(rec.Stdio.Integrity, "sha512-") {
 		t.Fatalf("stdio: %+v", rec.Stdio)
 	}
@@ -125,6 +126,20 @@ func TestLocalNPMServerMemory(t *testing.T) {
 	}
 	if out := call("inst-b", "memory.read_graph", map[string]any{}); strings.Contains(out, "Ada") {
 		t.Fatalf("instance b sees instance a's memory: %s", out)
+	}
+	// connec restarts (every process stops): each instance's state
+	// directory outlives its process, and the memory is still there.
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	d, err = mcpserver.New(rec, dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = d.Close() })
+	h = drivertest.New(t, d)
+	if out := call("inst-a", "memory.read_graph", map[string]any{}); !strings.Contains(out, "writes programs") {
+		t.Fatalf("instance a forgot across a restart: %s", out)
 	}
 }
 
@@ -309,11 +324,11 @@ func TestLocalServerSandbox(t *testing.T) {
 		t.Fatalf("result: %s", out)
 	}
 	for what, r := range got {
-		if (what == "write home") != (r == "worked") || what == "uid" {
+		if (what == "write home" || what == "write state") != (r == "worked") || what == "uid" {
 			t.Errorf("%s: %s", what, r)
 		}
 	}
-	if len(got) != 6 {
+	if len(got) != 7 {
 		t.Fatalf("attempts: %v", got)
 	}
 	t.Logf("%v", got)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
+	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -103,7 +104,16 @@ func (pp *procPool) acquire(ctx context.Context, inv connectors.Invocation, env 
 			red.Add(v.Expose())
 		}
 		log := pp.d.log.With("type", TypeName(pp.d.rec.Name), "instance", inv.InstanceID)
-		p, err := launchStdio(ctx, pp.d.rec.Name, *pp.d.rec.Stdio, pp.d.installDir(), env, red, log)
+		state := ""
+		if pp.d.dir != "" {
+			if state = StateDir(pp.d.dir, pp.d.rec.Name, inv.InstanceID); state != "" {
+				if err := os.MkdirAll(state, 0o700); err != nil {
+					clear(env)
+					return nil, nil, fault.Wrap(fault.Unavailable, err, "the instance's state directory cannot be made")
+				}
+			}
+		}
+		p, err := launchStdio(ctx, pp.d.rec.Name, *pp.d.rec.Stdio, pp.d.installDir(), state, env, red, log)
 		clear(env)
 		if err != nil {
 			s.failures++

@@ -12,7 +12,9 @@
 //     names (the program and the shared libraries it needs, read-only;
 //     the program's inputs read-only and non-executable; device nodes
 //     null, zero, random and urandom; writable tmpfs directories with a
-//     size cap), then pivot_roots into it, detaches the old root and
+//     size cap; state directories that outlive the program, bound
+//     writable and, as root, given to the sandbox's uid at every start),
+//     then pivot_roots into it, detaches the old root and
 //     makes the new root read-only. Nothing else of the machine's file
 //     system exists inside: no other file, no /sys, no Unix socket but those
 //     bound in, and a /proc of its own PID namespace only (where the

@@ -120,8 +120,20 @@ func buildRoot(w *wireSpec) *initFailure {
 		return fail("mount the new root", err)
 	}
 	for _, m := range w.Mounts {
+		if m.State {
+			m.Writable = true
+		}
 		if err := bindMount(root, m); err != nil {
 			return fail("bind "+m.Target, err)
+		}
+		if m.State && !w.UserNS {
+			// This start's uid differs from the last one's: the state
+			// becomes its own. A link out of the directory cannot lead
+			// the walk elsewhere (links are not followed; hard links
+			// across mounts do not exist).
+			if err := ownTree(filepath.Join(root, m.Target), w.UID); err != nil {
+				return fail("own "+m.Target, err)
+			}
 		}
 	}
 	for _, t := range w.Tmpfs {
@@ -208,6 +220,16 @@ func bindMount(root string, m Mount) error {
 		return fmt.Errorf("remount: %w", err)
 	}
 	return nil
+}
+
+// ownTree gives dir and everything in it to uid.
+func ownTree(dir string, uid int) error {
+	return filepath.WalkDir(dir, func(p string, _ os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Lchown(p, uid, uid)
+	})
 }
 
 func setLimits(l Limits) error {

@@ -95,6 +95,9 @@ func applyLandlock(w *wireSpec) error {
 		if m.Writable {
 			a |= unix.LANDLOCK_ACCESS_FS_WRITE_FILE | unix.LANDLOCK_ACCESS_FS_READ_FILE
 		}
+		if m.State {
+			a |= write
+		}
 		if a != 0 {
 			rules = append(rules, struct {
 				path   string

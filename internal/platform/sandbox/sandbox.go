@@ -21,6 +21,10 @@ type Mount struct {
 	Exec bool
 	// Device keeps device nodes usable (for /dev/null and the like).
 	Device bool
+	// State makes a directory the program's own writable state that
+	// outlives it: bound writable, writable under Landlock like a tmpfs,
+	// and (as root) given to the sandbox's uid, whole, at every start.
+	State bool
 }
 
 // Tmpfs is a writable, size-capped, non-executable directory owned by the
@@ -98,6 +102,9 @@ func (s *Spec) validate() error {
 	for _, m := range s.Mounts {
 		if !path.IsAbs(m.Source) || !cleanInside(m.Target) {
 			return fmt.Errorf("sandbox: mount %q → %q: paths must be absolute and clean", m.Source, m.Target)
+		}
+		if m.State && (m.Exec || m.Device) {
+			return fmt.Errorf("sandbox: state directory %q may hold no programs or devices", m.Target)
 		}
 	}
 	for _, t := range s.Tmpfs {

@@ -78,6 +78,7 @@ func main() {
 			try("see other processes", err)
 			try("write /", os.WriteFile("/x", []byte("x"), 0o644))
 			try("write home", os.WriteFile("/home/x", []byte("x"), 0o644))
+			try("write state", os.WriteFile("/state/x", []byte("x"), 0o644))
 			c, err := net.DialTimeout("tcp", req.GetString("dial", ""), time.Second)
 			if err == nil {
 				c.Close()
