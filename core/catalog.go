@@ -98,6 +98,9 @@ type Entry struct {
 	// Checks says, for the documentation, what the use case decides: the
 	// action and the resource it is checked on.
 	Checks string
+	// MayAsk: the operation may ask the caller's user while it runs (an
+	// MCP server's tool does), so transports let it.
+	MayAsk bool
 	Route  *Route
 	// In and Out are the Go types of the input and the output; InSchema
 	// and OutSchema their JSON Schemas (2020-12).

@@ -153,7 +153,8 @@ func instanceEntries() []*Entry {
 			Hints:       Hints{Title: "Invoke connector operation", OpenWorld: true},
 			Description: "Invoke one operation of a connector instance. Policy is checked for the operation's kind (connector.read or connector.send) on that instance and operation, with your task context. Arguments are validated against the operation's input schema; the result against its output schema. Credentials are never returned.",
 			Actions:     []string{authz.ActionRead, authz.ActionSend}, RefuseAs: authz.ActionRead,
-			Checks: "connector.read or connector.send (the operation's kind) on connectors/<owner>/<type>/<instance>/<operation>, with the task context"},
+			Checks: "connector.read or connector.send (the operation's kind) on connectors/<owner>/<type>/<instance>/<operation>, with the task context",
+			MayAsk: true},
 			(*Service).Invoke),
 	}
 }

@@ -115,7 +115,7 @@ func handler(svc *core.Service, t Tool, pending *pendingCalls) server.ToolHandle
 			}
 			return encode(v, err)
 		}
-		if server.IsModernRequest(ctx) {
+		if e.MayAsk && server.IsModernRequest(ctx) {
 			// 2026-07-28: the user is asked by input_required round trips.
 			tool := e.Name
 			if it, ok := core.InstanceToolOf(ctx); ok {
@@ -159,6 +159,9 @@ func handler(svc *core.Service, t Tool, pending *pendingCalls) server.ToolHandle
 				return pending.start(ctx, tool, sealed), nil
 			}
 			return sealed(ctx), nil
+		}
+		if !e.MayAsk {
+			return call(ctx), nil
 		}
 		return call(withElicit(ctx)), nil
 	}
