@@ -474,8 +474,10 @@ func TestUpstreamInputRequired(t *testing.T) {
 func TestCancellationReachesTheServer(t *testing.T) {
 	srv := server.NewMCPServer("slow", "1")
 	stopped := make(chan string, 4)
+	started := make(chan struct{}, 4)
 	srv.AddTool(mcp.NewTool("wait", mcp.WithDescription("Wait until cancelled.")),
 		func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+			started <- struct{}{}
 			select {
 			case <-ctx.Done():
 				stopped <- server.RequestProtocolVersion(ctx)
@@ -487,7 +489,8 @@ func TestCancellationReachesTheServer(t *testing.T) {
 	t.Cleanup(hs.Close)
 	h, cfg := harnessFor(t, "slow", hs.URL+"/mcp")
 	for _, in := range []*connectors.InputRound{nil, {}} {
-		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		ctx, cancel := context.WithCancel(context.Background())
+		go func() { <-started; cancel() }() // once the server runs it
 		_, err := h.Driver.Invoke(ctx, connectors.Invocation{Config: cfg, Operation: "slow.wait", Args: json.RawMessage(`{}`),
 			Egress: h.Guard(cfg), Findings: &connectors.Findings{}, Input: in})
 		cancel()

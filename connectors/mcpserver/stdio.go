@@ -248,11 +248,18 @@ func launchStdio(ctx context.Context, name string, s StdioSpec, installDir, stat
 	return p, nil
 }
 
-// exitFault names how the process ended when err came from its ending.
+// exitFault names how the process ended when err came from its ending:
+// its output closed (the transport says so), and it exits within a moment.
 func (p *stdioProc) exitFault(err error) error {
+	wait := 100 * time.Millisecond
+	if errors.Is(err, transport.ErrTransportClosed) || errors.Is(err, io.EOF) {
+		wait = 5 * time.Second // it is going: wait to say how
+	} else if !p.dead() {
+		return err
+	}
 	select {
 	case <-p.exited:
-	case <-time.After(100 * time.Millisecond):
+	case <-time.After(wait):
 		return err
 	}
 	p.mu.Lock()
