@@ -1,17 +1,25 @@
 // Package mcpserver is the "mcp" connector type: an existing MCP server,
-// reached over streamable HTTP, governed like every connector. Each server
-// an operator adds is a connector type of its own, "mcp-<name>", whose
-// operations are the server's tools as they were reviewed when it was
-// added (the Record): "<name>.<tool>" with the tool's input schema, a read
-// or send kind from its annotations (readOnlyHint: true is read), and each
-// definition pinned by its hash. Instances of the type hold their owner's
-// credential (bearer, header or basic), which the executor attaches to
-// every request to the server and which never reaches the agent; the
-// agent's own token is never passed on.
+// governed like every connector. Each server an administrator adds is a
+// connector type of its own, "mcp-<name>", whose operations are the
+// server's tools as they were reviewed when it was added (the Record):
+// "<name>.<tool>" with the tool's input schema, a read or send kind from
+// its annotations (readOnlyHint: true is read), and each definition pinned
+// by its hash. Every call first reads the server's list and refuses a tool
+// whose definition no longer matches its pin, until an administrator
+// re-reviews and approves it.
 //
-// A call refuses a tool whose definition on the server no longer matches
-// its pin (the server changed it after review): the operator re-reviews
-// and approves the new definition first.
+// A remote server is reached over streamable HTTP or the legacy SSE
+// transport, through the egress guard; instances hold their owner's
+// credential (bearer, header or basic), attached to every request to the
+// server, never shown to the agent; the agent's own token is never passed
+// on. Sessions are kept between calls (httppool.go), and connec speaks
+// the revision its caller speaks, passing a 2026-07-28 server's
+// input_required through (call.go).
+//
+// A local server (an npm package installed pinned with its scripts off, or
+// a program) runs on stdio in the OS sandbox, one supervised process per
+// instance with a state directory of its own (stdio.go, stdiopool.go); the
+// credential reaches it only in the variable its record names.
 package mcpserver
 
 import (
