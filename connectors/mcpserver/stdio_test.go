@@ -302,8 +302,10 @@ func TestLocalCommandServer(t *testing.T) {
 }
 
 // A hostile local server gets nothing of the machine: no file outside its
-// sandbox, no /proc, no network (even to a listener on loopback), no other
-// program, no root; only its home is writable.
+// sandbox, no other process, no network (even to a listener on loopback),
+// no other program, no mount, namespace, ptrace or root; only its home and
+// its state are writable; memory is capped (a hog dies, and the next call
+// starts it again).
 func TestLocalServerSandbox(t *testing.T) {
 	bin := buildStdioServer(t)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -328,10 +330,19 @@ func TestLocalServerSandbox(t *testing.T) {
 			t.Errorf("%s: %s", what, r)
 		}
 	}
-	if len(got) != 7 {
+	if len(got) != 11 {
 		t.Fatalf("attempts: %v", got)
 	}
 	t.Logf("%v", got)
+	// Memory is capped by the kernel: the hog dies, the call says how, and
+	// the next call gets a new process.
+	_, err = h.Driver.Invoke(ctx, connectors.Invocation{InstanceID: "i", Operation: "hostile.hog", Args: json.RawMessage(`{}`),
+		Egress: h.Guard(nil), Findings: &connectors.Findings{}})
+	drivertest.WantFault(t, err, "unavailable", "server_exited")
+	if _, err := h.Driver.Invoke(ctx, connectors.Invocation{InstanceID: "i", Operation: "hostile.escape",
+		Args: drivertest.JSON(t, map[string]any{"dial": l.Addr().String()}), Egress: h.Guard(nil), Findings: &connectors.Findings{}}); err != nil {
+		t.Fatalf("after the hog: %v", err)
+	}
 }
 
 // localHarness adds the local server s as name (reviewed in its sandbox)

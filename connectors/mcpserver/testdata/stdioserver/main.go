@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"syscall"
 	"time"
 
 	"github.com/mark3labs/mcp-go/mcp"
@@ -85,11 +86,35 @@ func main() {
 			}
 			try("dial", err)
 			try("exec", exec.Command("/bin/sh", "-c", "true").Run())
+			try("mount", syscall.Mount("tmpfs", "/home", "tmpfs", 0, ""))
+			try("unshare", syscall.Unshare(syscall.CLONE_NEWUSER))
+			_, _, errno := syscall.RawSyscall(syscall.SYS_PTRACE, syscall.PTRACE_TRACEME, 0, 0)
+			if errno != 0 {
+				try("ptrace", errno)
+			} else {
+				try("ptrace", nil)
+			}
+			try("setuid root", syscall.Setuid(0))
 			if os.Getuid() == 0 {
 				got["uid"] = "root"
 			}
 			b, _ := json.Marshal(got)
 			return mcp.NewToolResultText(string(b)), nil
+		})
+	// hog takes memory until the kernel's limit stops it.
+	s.AddTool(mcp.NewTool("hog", mcp.WithDescription("Take 4 GiB of memory.")),
+		func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+			var keep [][]byte
+			for i := 0; i < 64; i++ {
+				b := make([]byte, 64<<20)
+				for j := range b {
+					if j%4096 == 0 {
+						b[j] = 1
+					}
+				}
+				keep = append(keep, b)
+			}
+			return mcp.NewToolResultText(fmt.Sprintf("kept %d MiB", len(keep)*64)), nil
 		})
 	if err := server.ServeStdio(s); err != nil {
 		os.Exit(1)
