@@ -276,6 +276,12 @@ func printMCPReview(w io.Writer, rec mcpserver.Record) {
 	for _, t := range rec.Tools {
 		fmt.Fprintf(w, "%s  (%s, tool %q)\n  %s\n%s\n\n", t.Op, t.Kind, t.Tool, ocOneLine(t.Description, 200), ocIndentJSON(t.Input))
 	}
+	if rec.Resources {
+		fmt.Fprintf(w, "%s.resources.list, %s.resources.read  (read: its resources)\n\n", rec.Name, rec.Name)
+	}
+	for _, p := range rec.Prompts {
+		fmt.Fprintf(w, "%s  (read, prompt %q)\n  %s\n\n", p.Op, p.Prompt, ocOneLine(p.Description, 200))
+	}
 	for _, s := range rec.Skipped {
 		fmt.Fprintf(w, "not served: tool %q: %s\n", s.Tool, ocOneLine(s.Reason, 300))
 	}

@@ -108,6 +108,7 @@ func (d *Driver) Spec() connectors.TypeSpec {
 		ops = append(ops, connectors.Operation{Name: t.Op, Kind: t.Kind, Description: desc, Input: t.Input,
 			Output: json.RawMessage(outputSchema), Timeout: 60 * time.Second, ToolResult: true, ResultSchema: t.Output})
 	}
+	ops = append(ops, d.extraOperations()...)
 	if s := d.rec.Stdio; s != nil {
 		var kinds []string
 		if s.CredentialEnv != "" {
@@ -176,7 +177,7 @@ func (d *Driver) Invoke(ctx context.Context, inv connectors.Invocation) (json.Ra
 		}
 	}
 	if tool == nil {
-		return nil, fault.Invalid("operation", "no operation %s", inv.Operation)
+		return d.invokeExtra(ctx, inv)
 	}
 	if d.procs != nil {
 		return d.invokeStdio(ctx, inv, tool)

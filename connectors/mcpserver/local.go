@@ -176,25 +176,42 @@ func DiscoverLocal(ctx context.Context, dir, name string, s StdioSpec) (Record, 
 		return Record{}, err
 	}
 	defer p.stop()
-	return review(Record{Name: name, Stdio: &s, AddedAt: time.Now().UTC()}, p.tools)
+	rec, err := review(Record{Name: name, Stdio: &s, AddedAt: time.Now().UTC()}, p.tools)
+	if err != nil {
+		return Record{}, err
+	}
+	return rec, listExtras(ctx, p.c, &rec)
 }
 
 // Changes says which tools changed, came or went between two reviews.
 func Changes(old, cur Record) string {
-	was := map[string]string{}
-	for _, t := range old.Tools {
-		was[t.Tool] = t.Hash
+	// Prompts are named "prompt <name>", tools by their names.
+	pins := func(r Record) map[string]string {
+		m := map[string]string{}
+		for _, t := range r.Tools {
+			m[t.Tool] = t.Hash
+		}
+		for _, p := range r.Prompts {
+			m["prompt "+p.Prompt] = p.Hash
+		}
+		return m
 	}
+	was, now := pins(old), pins(cur)
+	names := make([]string, 0, len(now))
+	for n := range now {
+		names = append(names, n)
+	}
+	slices.Sort(names)
 	var changed, added, gone []string
-	for _, t := range cur.Tools {
-		h, ok := was[t.Tool]
+	for _, n := range names {
+		h, ok := was[n]
 		switch {
 		case !ok:
-			added = append(added, t.Tool)
-		case h != t.Hash:
-			changed = append(changed, t.Tool)
+			added = append(added, n)
+		case h != now[n]:
+			changed = append(changed, n)
 		}
-		delete(was, t.Tool)
+		delete(was, n)
 	}
 	for t := range was {
 		gone = append(gone, t)

@@ -59,6 +59,10 @@ type Record struct {
 	// Skipped are the tools the server lists that connec cannot serve
 	// (a schema that is not a valid JSON Schema), with why.
 	Skipped []SkippedTool `json:"skipped,omitempty"`
+	// Resources says the server serves resources; Prompts are its prompts
+	// as reviewed (extras.go).
+	Resources bool           `json:"resources,omitempty"`
+	Prompts   []PromptRecord `json:"prompts,omitempty"`
 }
 
 // SkippedTool is a listed tool connec does not serve.
@@ -212,7 +216,11 @@ func DiscoverRemote(ctx context.Context, rec Record, headers map[string]string, 
 	if err != nil {
 		return Record{}, upstreamFault(err)
 	}
-	return review(Record{Name: name, URL: rawURL, Transport: rec.Transport, AddedAt: time.Now().UTC()}, tools)
+	out, err := review(Record{Name: name, URL: rawURL, Transport: rec.Transport, AddedAt: time.Now().UTC()}, tools)
+	if err != nil {
+		return Record{}, err
+	}
+	return out, listExtras(ctx, c, &out)
 }
 
 // review completes rec with what the server lists: every tool, its

@@ -198,6 +198,30 @@ func TestLocalNPMServerEverything(t *testing.T) {
 		t.Fatalf("image: %.300s (%v)", out, err)
 	}
 
+	// Its resources and prompts are read-kind operations too.
+	out, err = h.Driver.Invoke(context.Background(), inv("everything.resources.list", map[string]any{}))
+	var list struct {
+		Resources []struct{ URI string }
+	}
+	if err != nil || json.Unmarshal(out, &list) != nil || len(list.Resources) == 0 {
+		t.Fatalf("resources.list: %.300s (%v)", out, err)
+	}
+	out, err = h.Driver.Invoke(context.Background(), inv("everything.resources.read", map[string]any{"uri": list.Resources[0].URI}))
+	if err != nil || !strings.Contains(string(out), `"contents"`) || !strings.Contains(string(out), list.Resources[0].URI) {
+		t.Fatalf("resources.read %s: %.300s (%v)", list.Resources[0].URI, out, err)
+	}
+	out, err = h.Driver.Invoke(context.Background(), inv("everything.prompt_args-prompt", map[string]any{"city": "Lyon"}))
+	if err != nil || !strings.Contains(string(out), `"messages"`) || !strings.Contains(string(out), "Lyon") {
+		t.Fatalf("prompt: %.300s (%v)", out, err)
+	}
+	kinds := map[string]connectors.Kind{}
+	for _, op := range d.Spec().Operations {
+		kinds[op.Name] = op.Kind
+	}
+	if kinds["everything.resources.read"] != connectors.KindRead || kinds["everything.prompt_simple-prompt"] != connectors.KindRead {
+		t.Fatalf("kinds: %v", kinds)
+	}
+
 	// The server sees the credential in API_TOKEN (and reports its whole
 	// environment: nothing of connec's is in it); the invocation declares
 	// the value sent, so the executor redacts it from what the agent gets.
@@ -220,6 +244,7 @@ func TestLocalNPMServerEverything(t *testing.T) {
 
 func TestLocalEverythingList(t *testing.T) {
 	_, rec := localServer(t, "everything", everythingSpec, mcpserver.StdioSpec{})
+	t.Logf("resources %v prompts %+v", rec.Resources, rec.Prompts)
 	for _, tr := range rec.Tools {
 		t.Logf("%s %s %s %.100s", tr.Op, tr.Kind, tr.Input, tr.Description)
 	}

@@ -48,6 +48,14 @@ func serverOf(r mcpserver.Record) core.Server {
 	for _, t := range r.Tools {
 		s.Tools = append(s.Tools, core.ServerTool{Tool: t.Tool, Operation: t.Op, Kind: t.Kind, Description: t.Description, Hash: t.Hash})
 	}
+	for _, p := range r.Prompts {
+		s.Tools = append(s.Tools, core.ServerTool{Tool: "prompt " + p.Prompt, Operation: p.Op, Kind: "read", Description: p.Description, Hash: p.Hash})
+	}
+	if r.Resources {
+		for _, op := range []string{".resources.list", ".resources.read"} {
+			s.Tools = append(s.Tools, core.ServerTool{Tool: "resources", Operation: r.Name + op, Kind: "read", Description: "The server's resources."})
+		}
+	}
 	for _, k := range r.Skipped {
 		s.Skipped = append(s.Skipped, core.SkippedTool{Tool: k.Tool, Reason: k.Reason})
 	}

@@ -1,0 +1,246 @@
+package mcpserver
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/mark3labs/mcp-go/client"
+	"github.com/mark3labs/mcp-go/mcp"
+
+	"github.com/connec/connec/connectors"
+	"github.com/connec/connec/fault"
+)
+
+// A server's resources and prompts are read-kind operations too, under the
+// same policy, audit and limits as its tools: "<name>.resources.list" and
+// "<name>.resources.read" when it serves resources, and one operation
+// "<name>.prompt_<prompt>" per prompt, its definition pinned like a tool's
+// (a prompt is instructions for the agent's model: one changed after
+// review is refused until approved).
+
+// PromptRecord is one reviewed prompt.
+type PromptRecord struct {
+	Prompt      string      `json:"prompt"`
+	Op          string      `json:"op"`
+	Description string      `json:"description,omitempty"`
+	Arguments   []PromptArg `json:"arguments,omitempty"`
+	Hash        string      `json:"hash"`
+}
+
+// PromptArg is one argument of a prompt.
+type PromptArg struct {
+	Name        string `json:"name"`
+	Description string `json:"description,omitempty"`
+	Required    bool   `json:"required,omitempty"`
+}
+
+func promptRecord(p mcp.Prompt) (PromptRecord, error) {
+	r := PromptRecord{Prompt: p.Name, Description: p.Description}
+	for _, a := range p.Arguments {
+		r.Arguments = append(r.Arguments, PromptArg{Name: a.Name, Description: a.Description, Required: a.Required})
+	}
+	b, err := json.Marshal(struct {
+		Name, Description string
+		Arguments         []PromptArg
+	}{r.Prompt, r.Description, r.Arguments})
+	if err != nil {
+		return PromptRecord{}, err
+	}
+	sum := sha256.Sum256(b)
+	r.Hash = hex.EncodeToString(sum[:])
+	return r, nil
+}
+
+// listExtras adds what the server serves besides tools to rec.
+func listExtras(ctx context.Context, c *client.Client, rec *Record) error {
+	caps := c.GetServerCapabilities()
+	rec.Resources = caps.Resources != nil
+	rec.Prompts = nil
+	if caps.Prompts == nil {
+		return nil
+	}
+	res, err := c.ListPrompts(ctx, mcp.ListPromptsRequest{})
+	if err != nil {
+		return upstreamFault(err)
+	}
+	used := map[string]bool{}
+	for _, p := range res.Prompts {
+		r, err := promptRecord(p)
+		if err != nil {
+			return err
+		}
+		r.Op = opName(rec.Name, "prompt."+p.Name)
+		for n := 2; used[r.Op]; n++ {
+			r.Op = opName(rec.Name, "prompt."+p.Name) + "-" + strconv.Itoa(n)
+		}
+		used[r.Op] = true
+		rec.Prompts = append(rec.Prompts, r)
+	}
+	sort.Slice(rec.Prompts, func(i, j int) bool { return rec.Prompts[i].Op < rec.Prompts[j].Op })
+	return nil
+}
+
+const objectOutput = `{"type":"object"}`
+
+// extraOperations are the operations of a server's resources and prompts.
+func (d *Driver) extraOperations() []connectors.Operation {
+	var ops []connectors.Operation
+	if d.rec.Resources {
+		ops = append(ops,
+			connectors.Operation{Name: d.rec.Name + ".resources.list", Kind: connectors.KindRead, Timeout: 60 * time.Second,
+				Description: "List the resources of the MCP server " + d.rec.Name + " (one page; pass next_cursor back as cursor).",
+				Input:       json.RawMessage(`{"type":"object","properties":{"cursor":{"type":"string","maxLength":4096}},"additionalProperties":false}`),
+				Output:      json.RawMessage(objectOutput)},
+			connectors.Operation{Name: d.rec.Name + ".resources.read", Kind: connectors.KindRead, Timeout: 60 * time.Second,
+				Description: "Read one resource of the MCP server " + d.rec.Name + " by its URI.",
+				Input:       json.RawMessage(`{"type":"object","properties":{"uri":{"type":"string","minLength":1,"maxLength":4096}},"required":["uri"],"additionalProperties":false}`),
+				Output:      json.RawMessage(objectOutput)})
+	}
+	for _, p := range d.rec.Prompts {
+		props := map[string]any{}
+		var required []string
+		for _, a := range p.Arguments {
+			props[a.Name] = map[string]any{"type": "string", "description": a.Description}
+			if a.Required {
+				required = append(required, a.Name)
+			}
+		}
+		schema := map[string]any{"type": "object", "properties": props, "additionalProperties": false}
+		if len(required) > 0 {
+			schema["required"] = required
+		}
+		in, _ := json.Marshal(schema)
+		desc := p.Description
+		if desc == "" {
+			desc = "Prompt " + p.Prompt + " of the MCP server " + d.rec.Name + "."
+		}
+		ops = append(ops, connectors.Operation{Name: p.Op, Kind: connectors.KindRead, Timeout: 60 * time.Second, Description: desc,
+			Input:  in,
+			Output: json.RawMessage(`{"type":"object","properties":{"description":{"type":"string"},"messages":{"type":"array"}},"required":["messages"]}`)})
+	}
+	return ops
+}
+
+// extra runs one of the server's resource or prompt operations on c, or
+// says it is none (ok false).
+func (d *Driver) extra(ctx context.Context, c *client.Client, inv connectors.Invocation) (out json.RawMessage, ok bool, err error) {
+	var args map[string]any
+	if len(inv.Args) > 0 {
+		if err := json.Unmarshal(inv.Args, &args); err != nil {
+			return nil, true, fault.Invalid("arguments", "arguments must be a JSON object")
+		}
+	}
+	var res any
+	switch {
+	case d.rec.Resources && inv.Operation == d.rec.Name+".resources.list":
+		req := mcp.ListResourcesRequest{}
+		if cur, _ := args["cursor"].(string); cur != "" {
+			req.Params.Cursor = mcp.Cursor(cur)
+		}
+		res, err = c.ListResourcesByPage(ctx, req)
+	case d.rec.Resources && inv.Operation == d.rec.Name+".resources.read":
+		req := mcp.ReadResourceRequest{}
+		req.Params.URI, _ = args["uri"].(string)
+		res, err = c.ReadResource(ctx, req)
+	default:
+		var p *PromptRecord
+		for i := range d.rec.Prompts {
+			if d.rec.Prompts[i].Op == inv.Operation {
+				p = &d.rec.Prompts[i]
+			}
+		}
+		if p == nil {
+			return nil, false, nil
+		}
+		if err := checkPromptPin(ctx, c, *p); err != nil {
+			return nil, true, err
+		}
+		req := mcp.GetPromptRequest{}
+		req.Params.Name = p.Prompt
+		req.Params.Arguments = map[string]string{}
+		for k, v := range args {
+			s, _ := v.(string)
+			req.Params.Arguments[k] = s
+		}
+		res, err = c.GetPrompt(ctx, req)
+	}
+	if err != nil {
+		return nil, true, upstreamFault(err)
+	}
+	b, err := json.Marshal(res)
+	if err != nil {
+		return nil, true, fault.Wrap(fault.Permanent, err, "the MCP server's answer cannot be encoded")
+	}
+	return b, true, nil
+}
+
+// checkPromptPin refuses a prompt the server no longer serves as reviewed.
+func checkPromptPin(ctx context.Context, c *client.Client, p PromptRecord) error {
+	res, err := c.ListPrompts(ctx, mcp.ListPromptsRequest{})
+	if err != nil {
+		return upstreamFault(err)
+	}
+	for _, cur := range res.Prompts {
+		if cur.Name != p.Prompt {
+			continue
+		}
+		r, err := promptRecord(cur)
+		if err != nil {
+			return fault.Wrap(fault.Permanent, err, "the server's definition of prompt %s cannot be read", p.Prompt)
+		}
+		if r.Hash != p.Hash {
+			return fault.New(fault.Permanent, "the server changed prompt %s since it was reviewed; an administrator must review and approve "+
+				"the new definition before it can be used", p.Prompt).WithDetails(map[string]any{"reason": "definition_changed"})
+		}
+		return nil
+	}
+	return fault.New(fault.Permanent, "the server no longer offers prompt %s", p.Prompt).WithDetails(map[string]any{"reason": "tool_gone"})
+}
+
+// invokeExtra runs a resource or prompt operation on the instance's kept
+// session (a remote server) or process (a local one).
+func (d *Driver) invokeExtra(ctx context.Context, inv connectors.Invocation) (json.RawMessage, error) {
+	run := func(c *client.Client) (json.RawMessage, error) {
+		out, ok, err := d.extra(ctx, c, inv)
+		if !ok {
+			return nil, fault.Invalid("operation", "no operation %s", inv.Operation)
+		}
+		return out, err
+	}
+	if d.procs != nil {
+		env, err := credentialEnv(inv, d.rec.Stdio.CredentialEnv)
+		if err != nil {
+			return nil, err
+		}
+		p, release, err := d.procs.acquire(ctx, inv, env)
+		if err != nil {
+			return nil, err
+		}
+		out, err := run(p.c)
+		release(err == nil)
+		if err != nil {
+			return nil, p.exitFault(err)
+		}
+		return out, nil
+	}
+	cfg, err := parseConfig(inv.Config)
+	if err != nil {
+		return nil, err
+	}
+	headers, err := authHeaders(inv, cfg)
+	if err != nil {
+		return nil, err
+	}
+	h := hello{modern: inv.Input != nil}
+	c, err := connect(ctx, d.rec.URL, d.rec.Transport, headers, inv.Egress.HTTPClient(), h)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	return run(c)
+}
