@@ -242,14 +242,6 @@ func TestLocalNPMServerEverything(t *testing.T) {
 	}
 }
 
-func TestLocalEverythingList(t *testing.T) {
-	_, rec := localServer(t, "everything", everythingSpec, mcpserver.StdioSpec{})
-	t.Logf("resources %v prompts %+v", rec.Resources, rec.Prompts)
-	for _, tr := range rec.Tools {
-		t.Logf("%s %s %s %.100s", tr.Op, tr.Kind, tr.Input, tr.Description)
-	}
-	t.Logf("skipped %+v", rec.Skipped)
-}
 
 // buildStdioServer builds testdata/stdioserver: a local server given as
 // a program (connec mcp add --command).
