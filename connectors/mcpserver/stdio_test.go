@@ -242,7 +242,6 @@ func TestLocalNPMServerEverything(t *testing.T) {
 	}
 }
 
-
 // buildStdioServer builds testdata/stdioserver: a local server given as
 // a program (connec mcp add --command).
 func buildStdioServer(t *testing.T) string {
