@@ -213,11 +213,7 @@ func (d *Driver) invokeExtra(ctx context.Context, inv connectors.Invocation) (js
 		return out, err
 	}
 	if d.procs != nil {
-		env, err := credentialEnv(inv, d.rec.Stdio.CredentialEnv)
-		if err != nil {
-			return nil, err
-		}
-		p, release, err := d.procs.acquire(ctx, inv, env)
+		p, release, err := d.process(ctx, inv)
 		if err != nil {
 			return nil, err
 		}
@@ -228,11 +224,7 @@ func (d *Driver) invokeExtra(ctx context.Context, inv connectors.Invocation) (js
 		}
 		return out, nil
 	}
-	cfg, err := parseConfig(inv.Config)
-	if err != nil {
-		return nil, err
-	}
-	headers, err := authHeaders(inv, cfg)
+	headers, err := remoteHeaders(inv)
 	if err != nil {
 		return nil, err
 	}

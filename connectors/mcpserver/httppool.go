@@ -171,11 +171,7 @@ func (s *httpSession) Elicit(ctx context.Context, req mcp.ElicitationRequest) (*
 // there is one (once more on a fresh one if the server has forgotten it,
 // which it answers before running anything), else a new one.
 func (d *Driver) invokeHTTP(ctx context.Context, inv connectors.Invocation, tool *ToolRecord) (json.RawMessage, error) {
-	cfg, err := parseConfig(inv.Config)
-	if err != nil {
-		return nil, err
-	}
-	headers, err := authHeaders(inv, cfg)
+	headers, err := remoteHeaders(inv)
 	if err != nil {
 		return nil, err
 	}
@@ -227,6 +223,16 @@ func (d *Driver) invokeHTTP(ctx context.Context, inv connectors.Invocation, tool
 			return nil, err
 		}
 	}
+}
+
+// remoteHeaders are the instance's credential as the headers its
+// configuration asks for.
+func remoteHeaders(inv connectors.Invocation) (map[string]string, error) {
+	cfg, err := parseConfig(inv.Config)
+	if err != nil {
+		return nil, err
+	}
+	return authHeaders(inv, cfg)
 }
 
 // callOn checks the tool's pin and calls it on s.

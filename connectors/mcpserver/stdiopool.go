@@ -204,13 +204,19 @@ func (pp *procPool) close() {
 	wg.Wait()
 }
 
-// invokeStdio calls tool on the instance's process.
-func (d *Driver) invokeStdio(ctx context.Context, inv connectors.Invocation, tool *ToolRecord) (json.RawMessage, error) {
+// process returns the instance's running process, its credential in the
+// declared variable, with a call counted on it.
+func (d *Driver) process(ctx context.Context, inv connectors.Invocation) (*stdioProc, func(ok bool), error) {
 	env, err := credentialEnv(inv, d.rec.Stdio.CredentialEnv)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	p, release, err := d.procs.acquire(ctx, inv, env)
+	return d.procs.acquire(ctx, inv, env)
+}
+
+// invokeStdio calls tool on the instance's process.
+func (d *Driver) invokeStdio(ctx context.Context, inv connectors.Invocation, tool *ToolRecord) (json.RawMessage, error) {
+	p, release, err := d.process(ctx, inv)
 	if err != nil {
 		return nil, err
 	}
