@@ -37,11 +37,9 @@ var npmServers = struct {
 // test run) and returns the records' directory and the reviewed record.
 func localServer(t *testing.T, name, spec string, s mcpserver.StdioSpec) (string, mcpserver.Record) {
 	t.Helper()
-	if _, err := sandbox.Available(); err != nil {
-		t.Skipf("no sandbox on this machine: %v", err)
-	}
+	needSandbox(t)
 	if _, err := exec.LookPath("npm"); err != nil {
-		t.Skip("npm is not installed")
+		unless(t, "npm is not installed")
 	}
 	npmServers.once.Do(func() {
 		npmServers.dir, npmServers.err = os.MkdirTemp("", "connec-mcp-npm-")
@@ -246,9 +244,7 @@ func TestLocalNPMServerEverything(t *testing.T) {
 // a program (connec mcp add --command).
 func buildStdioServer(t *testing.T) string {
 	t.Helper()
-	if _, err := sandbox.Available(); err != nil {
-		t.Skipf("no sandbox on this machine: %v", err)
-	}
+	needSandbox(t)
 	bin := filepath.Join(t.TempDir(), "stdioserver")
 	cmd := exec.Command("go", "build", "-o", bin, "./testdata/stdioserver")
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
@@ -376,4 +372,22 @@ func localHarness(t *testing.T, name string, s mcpserver.StdioSpec) *drivertest.
 	}
 	t.Cleanup(func() { _ = d.Close() })
 	return drivertest.New(t, d)
+}
+
+// needSandbox skips a test where this machine cannot give local servers
+// their sandbox, except under make test (CONNEC_OPENCLAW_NPM=1), where the
+// sandbox is part of what is tested and its absence fails.
+func needSandbox(t *testing.T) {
+	t.Helper()
+	if _, err := sandbox.Available(); err != nil {
+		unless(t, "no sandbox on this machine: "+err.Error())
+	}
+}
+
+func unless(t *testing.T, why string) {
+	t.Helper()
+	if os.Getenv("CONNEC_OPENCLAW_NPM") == "1" {
+		t.Fatalf("%s (make test needs it)", why)
+	}
+	t.Skip(why)
 }
