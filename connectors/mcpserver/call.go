@@ -1,9 +1,11 @@
 package mcpserver
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/mark3labs/mcp-go/client"
@@ -98,38 +100,35 @@ func answerInCall(ctx context.Context, inv connectors.Invocation, requests mcp.I
 // returns the result as sent (input_required included, which mcp-go's own
 // loop would answer without the server's ids).
 func callOnce(ctx context.Context, c *client.Client, tool *ToolRecord, inv connectors.Invocation, token string, round mcp.MultiRoundTripParams) (*mcp.CallToolResult, error) {
-	req, err := callRequest(tool, inv, token)
-	if err != nil {
-		return nil, pinned{err}
+	// The arguments go as the caller wrote them: decoded into Go values,
+	// an integer past 2^53 would lose digits.
+	args := bytes.TrimSpace(inv.Args)
+	if len(args) == 0 || string(args) == "null" {
+		args = json.RawMessage(`{}`)
+	} else if !json.Valid(args) || args[0] != '{' {
+		return nil, pinned{fault.Invalid("arguments", "arguments must be a JSON object")}
 	}
-	req.Params.MultiRoundTripParams = round
-	v := c.ProtocolVersion()
-	modern := mcp.IsModernProtocol(v)
-	if modern {
-		meta := req.Params.Meta
-		if meta == nil {
-			meta = &mcp.Meta{}
-		}
-		if meta.AdditionalFields == nil {
-			meta.AdditionalFields = map[string]any{}
-		}
-		meta.AdditionalFields[mcp.MetaKeyProtocolVersion] = v
-		meta.AdditionalFields[mcp.MetaKeyClientInfo] = clientInfo
-		meta.AdditionalFields[mcp.MetaKeyClientCapabilities] = c.GetClientCapabilities()
-		req.Params.Meta = meta
+	params := map[string]json.RawMessage{"arguments": args}
+	params["name"], _ = json.Marshal(tool.Tool)
+	if inv.Progress != nil {
+		params["_meta"], _ = json.Marshal(map[string]any{"progressToken": token})
 	}
-	params, err := json.Marshal(req.Params)
+	if len(round.InputResponses) > 0 {
+		b, err := json.Marshal(round.InputResponses)
+		if err != nil {
+			return nil, pinned{fault.Invalid("inputResponses", "the answers cannot be encoded")}
+		}
+		params["inputResponses"] = b
+	}
+	if round.RequestState != "" {
+		params["requestState"], _ = json.Marshal(round.RequestState)
+	}
+	rpc, err := frame(c, mcp.MethodToolsCall, params)
 	if err != nil {
 		return nil, pinned{fault.Wrap(fault.Permanent, err, "the call cannot be encoded")}
 	}
-	id := mcp.NewRequestId(listIDs.Add(1))
-	rpc := transport.JSONRPCRequest{JSONRPC: mcp.JSONRPC_VERSION, ID: id, Method: string(mcp.MethodToolsCall), Params: json.RawMessage(params)}
-	if modern {
-		rpc.Header = http.Header{}
-		for k, val := range mcp.StandardHeaders(v, mcp.MethodToolsCall, params) {
-			rpc.Header.Set(k, val)
-		}
-	}
+	modern := mcp.IsModernProtocol(c.ProtocolVersion())
+	id := rpc.ID
 	resp, err := c.GetTransport().SendRequest(ctx, rpc)
 	if err != nil {
 		if ctx.Err() != nil && !modern {
@@ -162,4 +161,53 @@ func inputRequiredJSON(res *mcp.CallToolResult) (json.RawMessage, error) {
 		return nil, fault.Wrap(fault.Permanent, err, "the MCP server's questions cannot be encoded")
 	}
 	return b, nil
+}
+
+// requestIDs numbers the requests connec sends itself: ids of their own,
+// never reused (mcp-go's client numbers its requests from 1).
+var requestIDs atomic.Int64
+
+func init() { requestIDs.Store(1 << 40) }
+
+// frame is a request connec sends itself, framed as the session's revision
+// asks: over 2026-07-28 every request says who asks and what it can do
+// (_meta) and carries the standard headers. params stay raw JSON, so
+// numbers keep every digit.
+func frame(c *client.Client, method mcp.MCPMethod, params map[string]json.RawMessage) (transport.JSONRPCRequest, error) {
+	req := transport.JSONRPCRequest{JSONRPC: mcp.JSONRPC_VERSION, ID: mcp.NewRequestId(requestIDs.Add(1)), Method: string(method)}
+	v := c.ProtocolVersion()
+	modern := mcp.IsModernProtocol(v)
+	if modern {
+		meta := map[string]json.RawMessage{}
+		if raw, ok := params["_meta"]; ok {
+			if err := json.Unmarshal(raw, &meta); err != nil {
+				return req, err
+			}
+		}
+		for k, val := range map[string]any{mcp.MetaKeyProtocolVersion: v, mcp.MetaKeyClientInfo: clientInfo,
+			mcp.MetaKeyClientCapabilities: c.GetClientCapabilities()} {
+			b, err := json.Marshal(val)
+			if err != nil {
+				return req, err
+			}
+			meta[k] = b
+		}
+		b, err := json.Marshal(meta)
+		if err != nil {
+			return req, err
+		}
+		params["_meta"] = b
+	}
+	raw, err := json.Marshal(params)
+	if err != nil {
+		return req, err
+	}
+	req.Params = json.RawMessage(raw)
+	if modern {
+		req.Header = http.Header{}
+		for k, val := range mcp.StandardHeaders(v, method, raw) {
+			req.Header.Set(k, val)
+		}
+	}
+	return req, nil
 }

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"sync/atomic"
 	"time"
 
 	"github.com/mark3labs/mcp-go/client"
@@ -185,24 +184,6 @@ func (d *Driver) Invoke(ctx context.Context, inv connectors.Invocation) (json.Ra
 	return d.invokeHTTP(ctx, inv, tool)
 }
 
-// callRequest is the tools/call of tool with the invocation's arguments,
-// asking for progress under token when the caller wants it.
-func callRequest(tool *ToolRecord, inv connectors.Invocation, token string) (mcp.CallToolRequest, error) {
-	var args map[string]any
-	if len(inv.Args) > 0 {
-		if err := json.Unmarshal(inv.Args, &args); err != nil {
-			return mcp.CallToolRequest{}, fault.Invalid("arguments", "arguments must be a JSON object")
-		}
-	}
-	req := mcp.CallToolRequest{}
-	req.Params.Name = tool.Tool
-	req.Params.Arguments = args
-	if inv.Progress != nil {
-		req.Params.Meta = &mcp.Meta{ProgressToken: token}
-	}
-	return req, nil
-}
-
 // reportProgress passes a progress notification on.
 func reportProgress(n mcp.JSONRPCNotification, report connectors.Progress) {
 	f := n.Params.AdditionalFields
@@ -359,32 +340,18 @@ type listedTool struct {
 	} `json:"annotations"`
 }
 
-// listIDs numbers connec's own tools/list requests.
-var listIDs atomic.Int64
-
-func init() { listIDs.Store(1 << 40) }
-
 // listTools lists every tool, page after page, as sent.
 func listTools(ctx context.Context, c *client.Client) ([]listedTool, error) {
 	var out []listedTool
 	cursor := ""
 	for page := 1; page <= 1000; page++ {
-		params := map[string]any{}
+		params := map[string]json.RawMessage{}
 		if cursor != "" {
-			params["cursor"] = cursor
+			params["cursor"], _ = json.Marshal(cursor)
 		}
-		req := transport.JSONRPCRequest{JSONRPC: mcp.JSONRPC_VERSION,
-			// Ids of their own, never reused: mcp-go's client numbers its
-			// requests from 1.
-			ID: mcp.NewRequestId(listIDs.Add(1)), Method: string(mcp.MethodToolsList), Params: params}
-		if v := c.ProtocolVersion(); mcp.IsModernProtocol(v) {
-			// 2026-07-28: every request says who asks and what it can do.
-			params["_meta"] = map[string]any{mcp.MetaKeyProtocolVersion: v, mcp.MetaKeyClientInfo: clientInfo,
-				mcp.MetaKeyClientCapabilities: c.GetClientCapabilities()}
-			req.Header = http.Header{}
-			for k, val := range mcp.StandardHeaders(v, mcp.MethodToolsList, nil) {
-				req.Header.Set(k, val)
-			}
+		req, err := frame(c, mcp.MethodToolsList, params)
+		if err != nil {
+			return nil, err
 		}
 		resp, err := c.GetTransport().SendRequest(ctx, req)
 		if err != nil {

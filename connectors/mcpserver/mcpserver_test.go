@@ -563,3 +563,23 @@ func TestPromptsAndResources(t *testing.T) {
 	_, err := call("kb.prompt_greet", map[string]any{"name": "Ada"})
 	drivertest.WantFault(t, err, fault.Permanent, "definition_changed")
 }
+
+// Arguments reach the server as the caller wrote them: an integer past
+// 2^53 (an id, say) keeps every digit.
+func TestArgumentsPassVerbatim(t *testing.T) {
+	srv := server.NewMCPServer("ids", "1")
+	srv.AddTool(mcp.NewTool("show", mcp.WithReadOnlyHintAnnotation(true), mcp.WithNumber("id")),
+		func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+			return mcp.NewToolResultText(string(req.Params.RawArguments)), nil
+		})
+	hs := httptest.NewServer(server.NewStreamableHTTPServer(srv))
+	t.Cleanup(hs.Close)
+	h, cfg := harnessFor(t, "ids", hs.URL+"/mcp")
+	for _, in := range []*connectors.InputRound{nil, {}} {
+		out, err := h.Driver.Invoke(context.Background(), connectors.Invocation{Config: cfg, Operation: "ids.show",
+			Args: json.RawMessage(`{"id":9007199254740993}`), Egress: h.Guard(cfg), Findings: &connectors.Findings{}, Input: in})
+		if err != nil || !strings.Contains(string(out), "9007199254740993") {
+			t.Fatalf("the server got %s (%v)", out, err)
+		}
+	}
+}
