@@ -105,8 +105,11 @@ func Start(spec Spec, stdin, stdout, stderr *os.File) (*exec.Cmd, error) {
 		statR.Close()
 		return nil, classifyStartError(err, w.UserNS)
 	}
-	// The spec is small (paths, no secret): the init reads it at once.
+	// The spec goes by pipe, never argv or the environment: it may hold a
+	// variable the program is given a credential in. It is small, and the
+	// init reads it at once.
 	_, werr := specW.Write(body)
+	clear(body)
 	specW.Close()
 	status, rerr := readStatus(statR)
 	statR.Close()
