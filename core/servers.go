@@ -32,6 +32,7 @@ type ServerInput struct {
 	Args          []string          `json:"args,omitempty" jsonschema:"A local server's arguments (not secret)."`
 	Env           map[string]string `json:"env,omitempty" jsonschema:"Variables a local server needs (not secret: credentials belong in instances)."`
 	CredentialEnv string            `json:"credential_env,omitempty" jsonschema:"The variable an instance's credential reaches a local server in." schema:"maxLength=64"`
+	EgressHosts   []string          `json:"egress_hosts,omitempty" jsonschema:"Host or host:port patterns a local server may reach through connec's egress proxy, during calls only (* lets each instance name its own). None: no network at all."`
 	ServerReviewOptions
 }
 
@@ -61,6 +62,7 @@ type Server struct {
 	Where         string        `json:"where" jsonschema:"Its URL, or where a local server comes from."`
 	Integrity     string        `json:"integrity,omitempty" jsonschema:"npm's hash of a local server's package."`
 	CredentialEnv string        `json:"credential_env,omitempty"`
+	EgressHosts   []string      `json:"egress_hosts,omitempty" jsonschema:"The hosts a local server may reach."`
 	AddedAt       time.Time     `json:"added_at"`
 	Tools         []ServerTool  `json:"tools" schema:"type=array"`
 	Skipped       []SkippedTool `json:"skipped,omitempty" jsonschema:"Tools the server lists that connec cannot serve, with why."`

@@ -42,6 +42,11 @@ func TestMCPServersOverREST(t *testing.T) {
 	e.must(http.StatusForbidden, "POST", "/v1/mcp-servers", aliceTok, add)
 	e.must(http.StatusBadRequest, "POST", "/v1/mcp-servers", adminTok, map[string]any{"name": "docs", "url": hs.URL + "/mcp", "command": "/bin/true"})
 	e.must(http.StatusBadRequest, "POST", "/v1/mcp-servers", adminTok, map[string]any{"name": "Docs!", "url": hs.URL + "/mcp"})
+	// Egress hosts are for local servers, and must be host patterns.
+	e.must(http.StatusBadRequest, "POST", "/v1/mcp-servers", adminTok, map[string]any{"name": "docs", "url": hs.URL + "/mcp", "egress_hosts": []string{"api.example.com"}})
+	if body := e.must(http.StatusBadRequest, "POST", "/v1/mcp-servers", adminTok, map[string]any{"name": "docs", "command": "/bin/true", "egress_hosts": []string{"http://x/"}}).String(); !strings.Contains(body, "egress_hosts") || !strings.Contains(body, "host or host:port pattern") {
+		t.Fatalf("a bad egress host: %s", body)
+	}
 
 	review := map[string]any{}
 	for k, v := range add {

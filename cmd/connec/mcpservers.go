@@ -78,7 +78,7 @@ func (d *discoverFlags) override(rec *mcpserver.Record) error {
 // localFlags say how a local server is started.
 type localFlags struct {
 	command, bin, credEnv string
-	args, env             []string
+	args, env, egress     []string
 }
 
 func (l *localFlags) register(cmd *cobra.Command) {
@@ -88,10 +88,14 @@ func (l *localFlags) register(cmd *cobra.Command) {
 	fl.StringArrayVar(&l.args, "arg", nil, "an argument for the local server (repeatable; not secret: others may read argv)")
 	fl.StringArrayVar(&l.env, "env", nil, "NAME=VALUE: a variable the local server needs (repeatable; not secret: credentials belong in instances)")
 	fl.StringVar(&l.credEnv, "credential-env", "", "the variable an instance's credential (bearer token or header value) reaches the local server in")
+	fl.StringArrayVar(&l.egress, "egress-host", nil, "a host or host:port pattern the local server may reach through connec's egress proxy, during calls only (repeatable; \"*\" lets each instance name its own; default: no network)")
 }
 
 func (l *localFlags) spec() (mcpserver.StdioSpec, error) {
-	s := mcpserver.StdioSpec{Command: l.command, Args: l.args, CredentialEnv: l.credEnv}
+	s := mcpserver.StdioSpec{Command: l.command, Args: l.args, CredentialEnv: l.credEnv, EgressHosts: l.egress}
+	if err := mcpserver.ValidEgressHosts(l.egress); err != nil {
+		return s, fmt.Errorf("--egress-host: %w", err)
+	}
 	for _, kv := range l.env {
 		k, v, ok := strings.Cut(kv, "=")
 		if !ok || k == "" {
@@ -115,7 +119,8 @@ func mcpAddCmd(f *flags) *cobra.Command {
 		Short: "Add an MCP server as connector type mcp-NAME after showing its tools for review",
 		Example: `  connec mcp add docs --url https://mcp.example.com/mcp --header "Authorization: Bearer $TOKEN"
   connec mcp add memory @modelcontextprotocol/server-memory@2026.8.31 --env MEMORY_FILE_PATH=/state/memory.jsonl
-  connec mcp add tickets --command /opt/tickets/mcp-server --credential-env TICKETS_TOKEN`,
+  connec mcp add tickets --command /opt/tickets/mcp-server --credential-env TICKETS_TOKEN
+  connec mcp add gh some-github-mcp@1.2.3 --credential-env GITHUB_TOKEN --egress-host api.github.com:443`,
 		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			npmSpec := ""
@@ -134,8 +139,8 @@ func mcpAddCmd(f *flags) *cobra.Command {
 			if sse && url == "" {
 				return errors.New("--sse is for a server reached by URL")
 			}
-			if url != "" && (len(l.args) > 0 || len(l.env) > 0 || l.credEnv != "" || l.bin != "") {
-				return errors.New("--arg, --env, --bin and --credential-env are for local servers (an npm package or --command)")
+			if url != "" && (len(l.args) > 0 || len(l.env) > 0 || l.credEnv != "" || l.bin != "" || len(l.egress) > 0) {
+				return errors.New("--arg, --env, --bin, --credential-env and --egress-host are for local servers (an npm package or --command)")
 			}
 			local, err := l.spec()
 			if err != nil {
@@ -262,7 +267,11 @@ func mcpApproveCmd(f *flags) *cobra.Command {
 func printMCPReview(w io.Writer, rec mcpserver.Record) {
 	fmt.Fprintf(w, "MCP server      %s\n", rec.Name)
 	if s := rec.Stdio; s != nil {
-		fmt.Fprintf(w, "Runs            %s, locally on stdio in a sandbox (no network)\n", s.Source())
+		net := "no network"
+		if len(s.EgressHosts) > 0 {
+			net = "network only to " + strings.Join(s.EgressHosts, ", ") + ", during calls, through connec's egress proxy"
+		}
+		fmt.Fprintf(w, "Runs            %s, locally on stdio in a sandbox (%s)\n", s.Source(), net)
 		if s.Integrity != "" {
 			fmt.Fprintf(w, "Integrity       %s\n", s.Integrity)
 		}

@@ -20,6 +20,11 @@
 //	                     an IP literal, matched only when the caller asks for
 //	                     that literal (a name resolving to it does not match)
 //
+// A Proxy (proxy.go) is the same gate for a sandboxed program that makes
+// its own connections (an OpenClaw plugin host, a local MCP server): an
+// HTTP CONNECT proxy on a Unix socket, open only during calls, each
+// connection checked by the call's Guard.
+//
 // "*" (any host) is not a valid Guard pattern: a type that declares "*"
 // reaches only the hosts its instance's configuration names. Drivers that
 // derive hosts from the configuration implement Scoped; Narrow intersects

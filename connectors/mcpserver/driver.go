@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/mark3labs/mcp-go/client"
@@ -96,6 +97,17 @@ const configSchema = `{
   "additionalProperties": false
 }`
 
+// localConfigSchema is a local server's instance configuration: the hosts
+// it may reach, within those declared when it was added.
+const localConfigSchema = `{
+  "type": "object",
+  "properties": {
+    "egress_hosts": {"type": "array", "items": {"type": "string", "minLength": 1, "maxLength": 260}, "maxItems": 64, "description": "Host or host:port patterns the server may reach through connec's egress proxy, within those declared when it was added (default: all of those)."},
+    "allow_private_network": {"type": "boolean", "description": "Let egress_hosts resolve to loopback, private or link-local addresses (an operator grants it)."}
+  },
+  "additionalProperties": false
+}`
+
 // Spec declares the type: one operation per reviewed tool.
 func (d *Driver) Spec() connectors.TypeSpec {
 	ops := make([]connectors.Operation, 0, len(d.rec.Tools))
@@ -113,13 +125,18 @@ func (d *Driver) Spec() connectors.TypeSpec {
 		if s.CredentialEnv != "" {
 			kinds = []string{"bearer", "header"}
 		}
+		cs, net := `{"type":"object","additionalProperties":false}`, "no network"
+		if len(s.EgressHosts) > 0 {
+			cs, net = localConfigSchema, "network only to its declared hosts, through connec's egress proxy"
+		}
 		return connectors.TypeSpec{
 			Name:            TypeName(d.rec.Name),
 			Version:         d.rec.AddedAt.UTC().Format("2006-01-02T15:04:05Z"),
-			Description:     fmt.Sprintf("The local MCP server %s (%s, on stdio in a sandbox of its own): its tools as reviewed when it was added.", d.rec.Name, s.Source()),
+			Description:     fmt.Sprintf("The local MCP server %s (%s, on stdio in a sandbox of its own, %s): its tools as reviewed when it was added.", d.rec.Name, s.Source(), net),
 			Operations:      ops,
-			ConfigSchema:    json.RawMessage(`{"type":"object","additionalProperties":false}`),
+			ConfigSchema:    json.RawMessage(cs),
 			CredentialKinds: kinds,
+			EgressHosts:     s.EgressHosts,
 		}
 	}
 	u, _ := checkURL(d.rec.URL)
@@ -137,20 +154,32 @@ func (d *Driver) Spec() connectors.TypeSpec {
 // EgressScope narrows the type's host to the server's, with private
 // addresses only where the instance allows them.
 func (d *Driver) EgressScope(config json.RawMessage) (egress.Scope, error) {
-	if d.rec.Stdio != nil {
-		return egress.Scope{}, nil // a local server has no network at all
-	}
 	c, err := parseConfig(config)
 	if err != nil {
 		return egress.Scope{}, err
+	}
+	if s := d.rec.Stdio; s != nil {
+		// The hosts the instance names, or all the declared ones (a "*"
+		// declared lets each instance name its own, and reaches none
+		// until it does).
+		hosts := c.EgressHosts
+		if len(hosts) == 0 {
+			for _, h := range s.EgressHosts {
+				if h != "*" && !strings.HasPrefix(h, "*:") {
+					hosts = append(hosts, h)
+				}
+			}
+		}
+		return egress.Scope{Hosts: hosts, AllowPrivate: c.AllowPrivate}, nil
 	}
 	u, _ := checkURL(d.rec.URL)
 	return egress.Scope{Hosts: []string{hostPort(u)}, AllowPrivate: c.AllowPrivate}, nil
 }
 
 type config struct {
-	HeaderName   string `json:"header_name"`
-	AllowPrivate bool   `json:"allow_private_network"`
+	HeaderName   string   `json:"header_name"`
+	AllowPrivate bool     `json:"allow_private_network"`
+	EgressHosts  []string `json:"egress_hosts"` // local servers only
 }
 
 func parseConfig(raw json.RawMessage) (config, error) {

@@ -104,7 +104,7 @@ func InstallPackage(ctx context.Context, dir, name, spec, binName string, npm no
 	if err := os.Rename(staging, target); err != nil {
 		return err
 	}
-	*s = StdioSpec{Package: pkg, Version: version, Integrity: integrity, Bin: bin, Args: s.Args, Env: s.Env, CredentialEnv: s.CredentialEnv}
+	*s = StdioSpec{Package: pkg, Version: version, Integrity: integrity, Bin: bin, Args: s.Args, Env: s.Env, CredentialEnv: s.CredentialEnv, EgressHosts: s.EgressHosts}
 	return nil
 }
 

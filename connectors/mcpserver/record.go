@@ -19,7 +19,12 @@
 // A local server (an npm package installed pinned with its scripts off, or
 // a program) runs on stdio in the OS sandbox, one supervised process per
 // instance with a state directory of its own (stdio.go, stdiopool.go); the
-// credential reaches it only in the variable its record names.
+// credential reaches it only in the variable its record names. It has no
+// network unless its record declares egress hosts; then its only way out
+// is an egress proxy (connectors/egress.Proxy) on a socket bound into its
+// sandbox, open during its instance's calls only, checked by each call's
+// egress guard (npm servers have fetch, http and https sent through it by
+// a preloaded module).
 package mcpserver
 
 import (

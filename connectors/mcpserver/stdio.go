@@ -21,6 +21,7 @@ import (
 	"github.com/mark3labs/mcp-go/mcp"
 
 	"github.com/connec/connec/connectors/driverkit"
+	"github.com/connec/connec/connectors/egress"
 	"github.com/connec/connec/fault"
 	"github.com/connec/connec/internal/platform/nodejs"
 	"github.com/connec/connec/internal/platform/sandbox"
@@ -50,6 +51,10 @@ type StdioSpec struct {
 	// token or a header credential's value) reaches the server in. With
 	// none, instances of the type take no credential.
 	CredentialEnv string `json:"credential_env,omitempty"`
+	// EgressHosts are the hosts (host or host:port patterns, "*" for any
+	// an instance names) the server may reach, only during a call and only
+	// through connec's egress proxy; with none it has no network at all.
+	EgressHosts []string `json:"egress_hosts,omitempty"`
 }
 
 // Paths inside a server's sandbox.
@@ -59,6 +64,11 @@ const (
 	// insideState is the instance's own directory, kept across restarts
 	// (STATE_DIRECTORY).
 	insideState = "/state"
+	// insideProxy is the egress proxy's socket and insideEgress the Node
+	// module that sends fetch, http and https through it (servers with
+	// egress hosts only).
+	insideProxy  = "/connec/egress.sock"
+	insideEgress = "/connec/egress.mjs"
 )
 
 // Limits of a local server's sandbox.
@@ -114,6 +124,23 @@ func (s StdioSpec) validate() error {
 			return errors.New("an argument holds a NUL byte")
 		}
 	}
+	return ValidEgressHosts(s.EgressHosts)
+}
+
+// ValidEgressHosts checks a local server's declared hosts: host or
+// host:port patterns, or "*" (each instance names its own).
+func ValidEgressHosts(hosts []string) error {
+	if len(hosts) > 64 {
+		return errors.New("at most 64 egress hosts")
+	}
+	for _, h := range hosts {
+		if h == "*" {
+			continue
+		}
+		if _, err := egress.New([]string{h}, egress.Options{}); err != nil {
+			return fmt.Errorf("egress host %q is not a host or host:port pattern (like api.example.com or *.example.com:443)", h)
+		}
+	}
 	return nil
 }
 
@@ -125,7 +152,8 @@ type stdioProc struct {
 	exited chan struct{}
 	status string // how it ended, set before exited is closed
 	red    *driverkit.Redactor
-	fp     string // the credential it was started with (fingerprint)
+	proxy  *egress.Proxy // its only way out (nil: no network at all)
+	fp     string        // the credential it was started with (fingerprint)
 	log    *slog.Logger
 
 	mu       sync.Mutex
@@ -163,12 +191,29 @@ func launchStdio(ctx context.Context, name string, s StdioSpec, installDir, stat
 	startFault := func(err error, what string) error {
 		return fault.Wrap(fault.Unavailable, err, "the MCP server %s cannot be started: %s", name, what).WithDetails(map[string]any{"reason": "server_start"})
 	}
-	spec, err := stdioSandbox(s, installDir, stateDir, env)
+	var proxy *egress.Proxy
+	proxyDir := ""
+	if len(s.EgressHosts) > 0 {
+		if proxyDir, proxy, err = startProxy(name, log); err != nil {
+			return nil, startFault(err, "its egress proxy did not start")
+		}
+	}
+	// Until the process owns them, the proxy and its directory go with a
+	// failed start.
+	cleanupProxy := func() {
+		if proxy != nil {
+			proxy.Close()
+			_ = os.RemoveAll(proxyDir)
+		}
+	}
+	spec, err := stdioSandbox(s, installDir, stateDir, proxyDir, env)
 	if err != nil {
+		cleanupProxy()
 		return nil, startFault(err, err.Error())
 	}
 	root, err := os.MkdirTemp("", "connec-mcp-")
 	if err != nil {
+		cleanupProxy()
 		return nil, startFault(err, "no directory for its sandbox")
 	}
 	spec.Root = root
@@ -176,6 +221,7 @@ func launchStdio(ctx context.Context, name string, s StdioSpec, installDir, stat
 	for i := 0; i < 6; i += 2 {
 		if pipes[i], pipes[i+1], err = os.Pipe(); err != nil {
 			_ = os.RemoveAll(root)
+			cleanupProxy()
 			return nil, startFault(err, "pipe")
 		}
 	}
@@ -189,9 +235,10 @@ func launchStdio(ctx context.Context, name string, s StdioSpec, installDir, stat
 		stdoutR.Close()
 		stderrR.Close()
 		_ = os.RemoveAll(root)
+		cleanupProxy()
 		return nil, startFault(err, "its sandbox did not start")
 	}
-	p := &stdioProc{exited: make(chan struct{}), red: red, log: log, calls: map[string]*stdioCall{}}
+	p := &stdioProc{exited: make(chan struct{}), red: red, log: log, proxy: proxy, calls: map[string]*stdioCall{}}
 	stderrDone := make(chan struct{})
 	go func() {
 		defer close(stderrDone)
@@ -209,6 +256,7 @@ func launchStdio(ctx context.Context, name string, s StdioSpec, installDir, stat
 		stdoutR.Close()
 		stderrR.Close()
 		_ = os.RemoveAll(root)
+		cleanupProxy()
 		close(p.exited)
 	}()
 	var once sync.Once
@@ -324,9 +372,10 @@ func (p *stdioProc) Elicit(ctx context.Context, req mcp.ElicitationRequest) (*mc
 
 // stdioSandbox is the server's sandbox: its program (node and the
 // package, or the command) and their libraries read-only, a tmpfs home,
-// device nodes, no network at all (its own empty network namespace), and
-// the kernel's resource limits.
-func stdioSandbox(s StdioSpec, installDir, stateDir string, extra []string) (sandbox.Spec, error) {
+// device nodes, its own empty network namespace (the egress proxy's socket
+// from proxyDir its only way out, when it has one), and the kernel's
+// resource limits.
+func stdioSandbox(s StdioSpec, installDir, stateDir, proxyDir string, extra []string) (sandbox.Spec, error) {
 	var prog string
 	var args []string
 	var mounts []sandbox.Mount
@@ -348,6 +397,10 @@ func stdioSandbox(s StdioSpec, installDir, stateDir string, extra []string) (san
 		if stateDir != "" {
 			args = append(args, "--allow-fs-read="+insideState+"/", "--allow-fs-write="+insideState+"/")
 		}
+		if proxyDir != "" {
+			args = append(args, "--allow-fs-read="+insideEgress, "--import="+insideEgress)
+			mounts = append(mounts, sandbox.Mount{Source: filepath.Join(proxyDir, "egress.mjs"), Target: insideEgress})
+		}
 		args = append(args, path.Join(insideServer, "node_modules", s.Package, filepath.ToSlash(s.Bin)))
 	} else {
 		inside, m, err := sandbox.Program(s.Command)
@@ -367,6 +420,10 @@ func stdioSandbox(s StdioSpec, installDir, stateDir string, extra []string) (san
 		mounts = append(mounts, sandbox.Mount{Source: stateDir, Target: insideState, State: true})
 		env = append(env, "STATE_DIRECTORY="+insideState)
 	}
+	if proxyDir != "" {
+		mounts = append(mounts, sandbox.Mount{Source: filepath.Join(proxyDir, "s"), Target: insideProxy})
+		env = append(env, nodejs.EgressSocketEnv+"="+insideProxy)
+	}
 	for k, v := range s.Env {
 		env = append(env, k+"="+v)
 	}
@@ -377,6 +434,34 @@ func stdioSandbox(s StdioSpec, installDir, stateDir string, extra []string) (san
 		Limits: sandbox.Limits{DataBytes: stdioMemoryBytes, CPUSeconds: stdioCPUSeconds, Threads: stdioThreads,
 			Files: 1024, FileSize: stdioStateBytes},
 	}, nil
+}
+
+// startProxy starts a server's egress proxy on a socket in a private
+// directory of its own (Unix socket paths are short), beside the Node
+// module that uses it.
+func startProxy(name string, log *slog.Logger) (dir string, p *egress.Proxy, err error) {
+	if dir, err = os.MkdirTemp("", "connec-mcpx-"); err != nil {
+		return "", nil, err
+	}
+	defer func() {
+		if err != nil {
+			_ = os.RemoveAll(dir)
+		}
+	}()
+	if err := os.WriteFile(filepath.Join(dir, "egress.mjs"), nodejs.EgressModule, 0o444); err != nil {
+		return "", nil, err
+	}
+	sock := filepath.Join(dir, "s")
+	if p, err = egress.NewProxy(sock, log, "mcp server egress", "server", name); err != nil {
+		return "", nil, err
+	}
+	// As root the server runs as a uid of its own, which must be able to
+	// connect; the directory is connec's alone (0700).
+	if err := os.Chmod(sock, 0o666); err != nil {
+		p.Close()
+		return "", nil, err
+	}
+	return dir, p, nil
 }
 
 func exitStatus(ps *os.ProcessState, err error) string {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/connec/connec/connectors"
 	"github.com/connec/connec/connectors/driverkit"
+	"github.com/connec/connec/connectors/egress"
 	"github.com/connec/connec/fault"
 )
 
@@ -130,7 +131,16 @@ func (pp *procPool) acquire(ctx context.Context, inv connectors.Invocation, env 
 		p.idle.Stop()
 	}
 	p.mu.Unlock()
+	// The server reaches its hosts only while a call is in progress, as
+	// this call's egress allows.
+	var call *egress.ProxyCall
+	if p.proxy != nil && inv.Egress != nil {
+		call = p.proxy.Begin(ctx, inv.Egress)
+	}
 	release := func(ok bool) {
+		if call != nil {
+			p.proxy.End(call)
+		}
 		if ok {
 			s.mu.Lock()
 			s.failures = 0

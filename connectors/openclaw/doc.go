@@ -178,7 +178,9 @@
 // logged (type, instance, host, allowed or not, reason). A call that fails
 // after a refusal reports egress_refused with the host.
 //
-// Node 20's fetch ignores HTTP(S)_PROXY. The host therefore replaces
+// Node 20's fetch ignores HTTP(S)_PROXY. The host therefore (through
+// internal/platform/nodejs's egress.mjs, which local MCP servers preload
+// too, mounted beside it at /connec/egress.mjs) replaces
 // fetch's global undici dispatcher with a new Agent of the same (built-in)
 // class whose connect function opens a CONNECT tunnel through the socket
 // (then TLS for https), and sets http.globalAgent and https.globalAgent to

@@ -581,7 +581,7 @@ func (d *Driver) Invoke(ctx context.Context, inv connectors.Invocation) (json.Ra
 		var fe *fault.Error
 		if len(refused) > 0 && errors.As(err, &fe) && fe.Type != fault.Timeout && fe.Type != fault.ResponseTooLarge {
 			return nil, fault.Wrap(fault.Permanent, err, "the plugin's connection to %s was refused by the egress policy (%s)", refused[0].Host, red.String(fe.Message)).
-				WithDetails(map[string]any{"reason": driverkit.ReasonEgress, "host": refused[0].Host, "refused": refusedSummary(refused)})
+				WithDetails(map[string]any{"reason": driverkit.ReasonEgress, "host": refused[0].Host, "refused": egress.RefusedSummary(refused)})
 		}
 		return nil, err
 	}

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/connec/connec/connectors/driverkit"
+	"github.com/connec/connec/connectors/egress"
 	"github.com/connec/connec/fault"
 )
 
@@ -91,7 +92,7 @@ type hostProc struct {
 	pid      int
 	stdin    *os.File
 	state    string
-	proxy    *egressProxy
+	proxy    *egress.Proxy
 	log      *slog.Logger
 	maxFrame int
 	argv     []string // as the host sees them (inside the sandbox)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/connec/connec/connectors"
 	"github.com/connec/connec/connectors/driverkit"
+	"github.com/connec/connec/connectors/egress"
 	"github.com/connec/connec/fault"
 	"github.com/connec/connec/internal/platform/metrics"
 )
@@ -29,8 +30,8 @@ func describe(ctx context.Context, o *options, hs hostSpec) (*Description, error
 		return nil, err
 	}
 	defer h.stop()
-	s := h.proxy.begin(ctx, nil)
-	defer h.proxy.end(s)
+	s := h.proxy.Begin(ctx, nil)
+	defer h.proxy.End(s)
 	f, err := h.call(ctx, "describe", nil, o.cancelGrace)
 	if err != nil {
 		return nil, err
@@ -109,7 +110,7 @@ func (d *Driver) hostSocket(instanceID string) string {
 	if ih.proc == nil {
 		return ""
 	}
-	return ih.proc.proxy.ln.Addr().String()
+	return ih.proc.proxy.Addr()
 }
 
 // lastHostPID returns the pid of the instance's most recent host.
@@ -246,7 +247,7 @@ func (ih *instanceHost) health() HostHealth {
 // returns the host's answer (result or JSON-RPC error) and any egress
 // refusals; then it kills the host. The host keeps hostRed (for its
 // stderr) until it has exited, so the caller must not use it.
-func (ih *instanceHost) run(ctx context.Context, eg connectors.Egress, method string, params []byte, hostRed *driverkit.Redactor, budget time.Duration) (rpcFrame, []refusal, error) {
+func (ih *instanceHost) run(ctx context.Context, eg connectors.Egress, method string, params []byte, hostRed *driverkit.Redactor, budget time.Duration) (rpcFrame, []egress.Refusal, error) {
 	select {
 	case ih.slot <- struct{}{}:
 	case <-ctx.Done():
@@ -263,10 +264,10 @@ func (ih *instanceHost) run(ctx context.Context, eg connectors.Egress, method st
 		}
 	}
 	h.setRedactor(hostRed)
-	scope := h.proxy.begin(ctx, eg)
+	scope := h.proxy.Begin(ctx, eg)
 	f, err := h.call(ctx, method, params, ih.d.opts.cancelGrace)
-	h.proxy.end(scope)
-	refused := scope.refusals()
+	h.proxy.End(scope)
+	refused := scope.Refusals()
 	died := h.isDead()
 	h.stop()
 	ih.mu.Lock()

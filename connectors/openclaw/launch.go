@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/connec/connec/connectors/egress"
 	"github.com/connec/connec/fault"
 	"github.com/connec/connec/internal/platform/nodejs"
 	"github.com/connec/connec/internal/platform/sandbox"
@@ -25,6 +26,7 @@ const ReasonSandbox = "sandbox_unavailable"
 const (
 	insidePlugin = "/plugin"             // the install directory, read-only, noexec
 	insideHost   = "/connec/host.mjs"    // the host program, read-only
+	insideEgress = "/connec/egress.mjs"  // its network module, read-only
 	insideProxy  = "/connec/egress.sock" // the egress proxy: the only way out
 	insideHome   = "/home"               // HOME and TMPDIR: a tmpfs of its own
 )
@@ -123,6 +125,9 @@ func launch(hs hostSpec, rt *nodejs.Runtime) (_ *hostProc, err error) {
 	if err := os.WriteFile(hostFile, hostProgram, 0o444); err != nil {
 		return nil, startFault(err, "cannot write the plugin host program")
 	}
+	if err := os.WriteFile(filepath.Join(state, "egress.mjs"), nodejs.EgressModule, 0o444); err != nil {
+		return nil, startFault(err, "cannot write the plugin host program")
+	}
 	log := o.log.With("type", hs.typeName, "instance", hs.instance)
 	sock := filepath.Join(state, "egress.sock")
 	if len(sock) > maxSocketPath {
@@ -135,11 +140,11 @@ func launch(hs hostSpec, rt *nodejs.Runtime) (_ *hostProc, err error) {
 		cleanup = append(cleanup, func() { _ = os.RemoveAll(sd) })
 		sock = filepath.Join(sd, "s")
 	}
-	proxy, err := newEgressProxy(sock, log, hs.typeName, hs.instance)
+	proxy, err := egress.NewProxy(sock, log, "openclaw egress", "type", hs.typeName, "instance", hs.instance)
 	if err != nil {
 		return nil, startFault(err, "cannot start the plugin's egress proxy")
 	}
-	cleanup = append(cleanup, proxy.close)
+	cleanup = append(cleanup, proxy.Close)
 	// As root the host runs as a uid of its own, which must be able to
 	// connect; the socket's directory is connec's alone (0700).
 	if err := os.Chmod(sock, 0o666); err != nil {
@@ -229,6 +234,7 @@ func sandboxSpec(hs hostSpec, rt *nodejs.Runtime, root, hostFile, sock string) (
 		sandbox.Mount{Source: "/dev/urandom", Target: "/dev/urandom", Device: true},
 		sandbox.Mount{Source: hs.installDir, Target: insidePlugin},
 		sandbox.Mount{Source: hostFile, Target: insideHost},
+		sandbox.Mount{Source: filepath.Join(filepath.Dir(hostFile), "egress.mjs"), Target: insideEgress},
 		sandbox.Mount{Source: sock, Target: insideProxy},
 	)
 	cpu := o.cpuLimit
@@ -273,6 +279,7 @@ func nodeArgs(rt *nodejs.Runtime, hs hostSpec, o *options) []string {
 	if !o.noRuntimeGuards {
 		a = append(a, rt.PermissionFlag,
 			"--allow-fs-read="+insideHost,
+			"--allow-fs-read="+insideEgress,
 			"--allow-fs-read="+insidePlugin+"/",
 			"--allow-fs-write="+insideHome+"/",
 			"--no-addons",

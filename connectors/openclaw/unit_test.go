@@ -2,13 +2,9 @@ package openclaw
 
 import (
 	"bufio"
-	"context"
 	"encoding/json"
 	"errors"
 	"io"
-	"log/slog"
-	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -18,7 +14,6 @@ import (
 	"github.com/connec/connec/connectors"
 	"github.com/connec/connec/connectors/driverkit"
 	"github.com/connec/connec/connectors/driverkit/drivertest"
-	"github.com/connec/connec/connectors/egress"
 	"github.com/connec/connec/fault"
 	"github.com/connec/connec/internal/platform/jsonschema"
 )
@@ -206,63 +201,6 @@ func TestBackoff(t *testing.T) {
 		if got := backoff(n); got != want {
 			t.Errorf("backoff(%d) = %s, want %s", n, got, want)
 		}
-	}
-}
-
-// The proxy forwards plain HTTP and tunnels CONNECT for allowed hosts
-// during a call, and refuses everything between calls.
-func TestEgressProxy(t *testing.T) {
-	srv := upstream(t, "up")
-	sock := filepath.Join(shortTemp(t), "p.sock")
-	p, err := newEgressProxy(sock, slog.New(slog.DiscardHandler), "t", "i")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(p.close)
-	g, err := egress.New([]string{hostOf(srv)}, egress.Options{AllowPrivate: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ask := func(req string) string {
-		c, err := net.Dial("unix", sock)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-		if _, err := io.WriteString(c, req); err != nil {
-			t.Fatal(err)
-		}
-		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.Status + " " + resp.Header.Get("X-Connec-Egress") + " " + string(b)
-	}
-	get := "GET " + srv.URL + "/p HTTP/1.1\r\nHost: " + hostOf(srv) + "\r\nProxy-Authorization: x\r\n\r\n"
-	if got := ask(get); !strings.HasPrefix(got, "403") || !strings.Contains(got, "no call is in progress") {
-		t.Errorf("between calls: %s", got)
-	}
-	s := p.begin(context.Background(), g)
-	if got := ask(get); got != "200 OK  up /p" {
-		t.Errorf("forward: %q", got)
-	}
-	if got := ask("GET http://127.0.0.1:1/x HTTP/1.1\r\nHost: 127.0.0.1:1\r\n\r\n"); !strings.HasPrefix(got, "403") || !strings.Contains(got, "allowlist") {
-		t.Errorf("off the list: %s", got)
-	}
-	if got := ask("GET https://" + hostOf(srv) + "/ HTTP/1.1\r\nHost: x\r\n\r\n"); !strings.HasPrefix(got, "403") {
-		t.Errorf("https forward: %s", got)
-	}
-	p.end(s)
-	if rs := s.refusals(); len(rs) != 2 || rs[0].Host != "127.0.0.1:1" {
-		t.Errorf("refusals = %+v", rs)
-	}
-	s2 := p.begin(context.Background(), nil)
-	defer p.end(s2)
-	if got := ask(get); !strings.Contains(got, "no egress") {
-		t.Errorf("nil egress: %s", got)
 	}
 }
 

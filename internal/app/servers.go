@@ -43,7 +43,7 @@ func (sc *serverCatalog) Servers(context.Context) ([]core.Server, error) {
 func serverOf(r mcpserver.Record) core.Server {
 	s := core.Server{Name: r.Name, Type: mcpserver.TypeName(r.Name), Where: r.Where(), AddedAt: r.AddedAt, Tools: []core.ServerTool{}}
 	if r.Stdio != nil {
-		s.Integrity, s.CredentialEnv = r.Stdio.Integrity, r.Stdio.CredentialEnv
+		s.Integrity, s.CredentialEnv, s.EgressHosts = r.Stdio.Integrity, r.Stdio.CredentialEnv, r.Stdio.EgressHosts
 	}
 	for _, t := range r.Tools {
 		s.Tools = append(s.Tools, core.ServerTool{Tool: t.Tool, Operation: t.Op, Kind: t.Kind, Description: t.Description, Hash: t.Hash})
@@ -101,8 +101,11 @@ func (sc *serverCatalog) Stage(ctx context.Context, in core.ServerInput) (core.S
 	if n != 1 {
 		return nil, fault.Invalid("url", "name one server: url (remote), package (npm) or command (a program)")
 	}
-	if in.URL != "" && (len(in.Args) > 0 || len(in.Env) > 0 || in.CredentialEnv != "" || in.Bin != "") {
-		return nil, fault.Invalid("args", "args, env, bin and credential_env are for local servers (package or command)")
+	if in.URL != "" && (len(in.Args) > 0 || len(in.Env) > 0 || in.CredentialEnv != "" || in.Bin != "" || len(in.EgressHosts) > 0) {
+		return nil, fault.Invalid("args", "args, env, bin, credential_env and egress_hosts are for local servers (package or command)")
+	}
+	if err := mcpserver.ValidEgressHosts(in.EgressHosts); err != nil {
+		return nil, invalid("egress_hosts", err)
 	}
 	if in.URL == "" && (in.Transport != "" || len(in.Headers) > 0) {
 		return nil, fault.Invalid("transport", "transport and headers are for remote servers (url)")
@@ -128,7 +131,7 @@ func (sc *serverCatalog) Stage(ctx context.Context, in core.ServerInput) (core.S
 			return nil, unlisted("url", err)
 		}
 	} else {
-		spec := mcpserver.StdioSpec{Command: in.Command, Args: in.Args, Env: in.Env, CredentialEnv: in.CredentialEnv}
+		spec := mcpserver.StdioSpec{Command: in.Command, Args: in.Args, Env: in.Env, CredentialEnv: in.CredentialEnv, EgressHosts: in.EgressHosts}
 		if in.Package != "" {
 			if err := mcpserver.InstallPackage(ctx, dir, in.Name, in.Package, in.Bin, nodejs.NPM{}, &spec); err != nil {
 				return nil, invalid("package", err)

@@ -9,7 +9,10 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"syscall"
@@ -99,6 +102,30 @@ func main() {
 				got["uid"] = "root"
 			}
 			b, _ := json.Marshal(got)
+			return mcp.NewToolResultText(string(b)), nil
+		})
+	// fetch gets a URL the way a program given as a command reaches the
+	// network under connec: through the egress proxy's socket named in
+	// CONNEC_EGRESS_SOCKET (an HTTP proxy), or directly when asked.
+	s.AddTool(mcp.NewTool("fetch", mcp.WithDescription("Fetch a URL through connec's egress proxy (or directly)."), mcp.WithReadOnlyHintAnnotation(true),
+		mcp.WithString("url", mcp.Required()), mcp.WithBoolean("direct")),
+		func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+			tr := &http.Transport{}
+			if sock := os.Getenv("CONNEC_EGRESS_SOCKET"); sock != "" && !req.GetBool("direct", false) {
+				tr.Proxy = http.ProxyURL(&url.URL{Scheme: "http", Host: "egress"})
+				tr.DialContext = func(ctx context.Context, _, _ string) (net.Conn, error) {
+					return (&net.Dialer{}).DialContext(ctx, "unix", sock)
+				}
+			}
+			resp, err := (&http.Client{Transport: tr, Timeout: 10 * time.Second}).Get(req.GetString("url", ""))
+			if err != nil {
+				return mcp.NewToolResultError(err.Error()), nil
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != http.StatusOK {
+				return mcp.NewToolResultError(resp.Status + " " + resp.Header.Get("X-Connec-Egress")), nil
+			}
 			return mcp.NewToolResultText(string(b)), nil
 		})
 	// hog takes memory until the kernel's limit stops it.

@@ -1,4 +1,4 @@
-package openclaw
+package egress
 
 import (
 	"bufio"
@@ -12,127 +12,147 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	"github.com/connec/connec/connectors"
-	"github.com/connec/connec/connectors/egress"
 )
 
 // proxyHeaderTimeout bounds reading a proxy request's head.
 const proxyHeaderTimeout = 10 * time.Second
 
-// egressProxy is the only way out of one plugin host: an HTTP CONNECT and
-// plain-HTTP forward proxy on a Unix socket in the host's private state
-// directory (0700). Every connection is checked by the current call's
-// egress (connectors/egress: allowlist, DNS pinning, private address
-// rules) and logged. Between calls it refuses everything, and when a call
-// ends every connection opened for it is closed, so a plugin cannot keep
-// talking after its call.
-type egressProxy struct {
-	ln       net.Listener
-	log      *slog.Logger
-	instance string
-	typeName string
-
-	mu    sync.Mutex
-	scope *proxyScope
-	wg    sync.WaitGroup
+// Dialer is what a Proxy dials through: a Guard (connectors.Egress).
+type Dialer interface {
+	DialContext(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
-// proxyScope is one call's view of the proxy.
-type proxyScope struct {
+// Proxy is the only way out of a sandboxed program (an OpenClaw host, a
+// local MCP server): an HTTP CONNECT and plain-HTTP forward proxy on a
+// Unix socket in a private directory, bound into the sandbox. It admits a
+// connection only while a call is in progress, checked by that call's
+// Dialer (the instance's Guard: allowlist, DNS pinning, private address
+// rules), and logs every connection. When the last call in progress ends
+// every connection made during calls is closed, so the program cannot
+// keep talking between calls.
+type Proxy struct {
+	ln    net.Listener
+	log   *slog.Logger
+	msg   string
+	attrs []any
+
+	mu     sync.Mutex
+	scopes []*ProxyCall          // calls in progress, oldest first
+	conns  map[net.Conn]struct{} // connections opened during calls
+	wg     sync.WaitGroup
+}
+
+// ProxyCall is one call's view of the proxy.
+type ProxyCall struct {
 	ctx context.Context
-	eg  connectors.Egress
+	eg  Dialer
 
 	mu      sync.Mutex
-	conns   map[net.Conn]struct{}
-	refused []refusal
-	allowed int
-	closed  bool
+	refused []Refusal
 }
 
-type refusal struct {
+// Refusal is one connection the proxy refused.
+type Refusal struct {
 	Host   string
 	Reason string
 }
 
-func newEgressProxy(sock string, log *slog.Logger, typeName, instance string) (*egressProxy, error) {
+// NewProxy listens on the Unix socket sock. Every connection is logged as
+// msg (msg+" refused" when refused) with attrs (e.g. "type", t, "instance",
+// id).
+func NewProxy(sock string, log *slog.Logger, msg string, attrs ...any) (*Proxy, error) {
 	ln, err := net.Listen("unix", sock)
 	if err != nil {
-		return nil, fmt.Errorf("openclaw: egress proxy: %w", err)
+		return nil, fmt.Errorf("egress proxy: %w", err)
 	}
-	p := &egressProxy{ln: ln, log: log, instance: instance, typeName: typeName}
+	p := &Proxy{ln: ln, log: log, msg: msg, attrs: attrs, conns: map[net.Conn]struct{}{}}
 	p.wg.Add(1)
 	go p.serve()
 	return p, nil
 }
 
-// begin opens a call's scope: until end, connections are checked by eg (nil
-// refuses everything).
-func (p *egressProxy) begin(ctx context.Context, eg connectors.Egress) *proxyScope {
-	s := &proxyScope{ctx: ctx, eg: eg, conns: map[net.Conn]struct{}{}}
+// Addr is the socket's path.
+func (p *Proxy) Addr() string { return p.ln.Addr().String() }
+
+// Begin opens a call's scope: until End, connections are checked by eg
+// (nil refuses everything). With several calls in progress, the newest
+// call's eg checks (they are one instance's, hence alike).
+func (p *Proxy) Begin(ctx context.Context, eg Dialer) *ProxyCall {
+	s := &ProxyCall{ctx: ctx, eg: eg}
 	p.mu.Lock()
-	p.scope = s
+	p.scopes = append(p.scopes, s)
 	p.mu.Unlock()
 	return s
 }
 
-// end closes the scope and every connection made in it.
-func (p *egressProxy) end(s *proxyScope) {
+// End closes the scope; when no call is left in progress, every
+// connection made during calls is closed.
+func (p *Proxy) End(s *ProxyCall) {
 	p.mu.Lock()
-	if p.scope == s {
-		p.scope = nil
+	defer p.mu.Unlock()
+	for i, o := range p.scopes {
+		if o == s {
+			p.scopes = append(p.scopes[:i], p.scopes[i+1:]...)
+			break
+		}
 	}
-	p.mu.Unlock()
-	s.mu.Lock()
-	s.closed = true
-	for c := range s.conns {
+	if len(p.scopes) > 0 {
+		return
+	}
+	for c := range p.conns {
 		_ = c.Close()
 	}
-	clear(s.conns)
-	s.mu.Unlock()
+	clear(p.conns)
 }
 
-func (s *proxyScope) track(c net.Conn) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
+// track keeps c until the last call ends; false when no call is left.
+func (p *Proxy) track(c net.Conn) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.scopes) == 0 {
 		return false
 	}
-	s.conns[c] = struct{}{}
+	p.conns[c] = struct{}{}
 	return true
 }
 
-func (s *proxyScope) untrack(c net.Conn) {
-	s.mu.Lock()
-	delete(s.conns, c)
-	s.mu.Unlock()
+func (p *Proxy) untrack(c net.Conn) {
+	p.mu.Lock()
+	delete(p.conns, c)
+	p.mu.Unlock()
 }
 
-// refusals returns what the proxy refused during the scope.
-func (s *proxyScope) refusals() []refusal {
+// Refusals returns what the proxy refused during the scope.
+func (s *ProxyCall) Refusals() []Refusal {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return append([]refusal(nil), s.refused...)
+	return append([]Refusal(nil), s.refused...)
 }
 
-func (p *egressProxy) current() *proxyScope {
+func (p *Proxy) current() *ProxyCall {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.scope
+	if len(p.scopes) == 0 {
+		return nil
+	}
+	return p.scopes[len(p.scopes)-1]
 }
 
-func (p *egressProxy) close() {
+// Close stops listening, closes every connection and waits for the
+// proxy's goroutines.
+func (p *Proxy) Close() {
 	_ = p.ln.Close()
 	p.mu.Lock()
-	s := p.scope
-	p.mu.Unlock()
-	if s != nil {
-		p.end(s)
+	p.scopes = nil
+	for c := range p.conns {
+		_ = c.Close()
 	}
+	clear(p.conns)
+	p.mu.Unlock()
 	p.wg.Wait()
 }
 
-func (p *egressProxy) serve() {
+func (p *Proxy) serve() {
 	defer p.wg.Done()
 	for {
 		c, err := p.ln.Accept()
@@ -147,13 +167,18 @@ func (p *egressProxy) serve() {
 	}
 }
 
+func (p *Proxy) logAttrs(method, host string, allowed bool, more ...any) []any {
+	a := append(append([]any{}, p.attrs...), "method", method, "host", host, "allowed", allowed)
+	return append(a, more...)
+}
+
 // refuse answers 403 with the reason and logs the refusal.
-func (p *egressProxy) refuse(c net.Conn, s *proxyScope, method, host, reason string) {
-	p.log.Warn("openclaw egress refused", "type", p.typeName, "instance", p.instance, "method", method, "host", host, "allowed", false, "reason", reason)
+func (p *Proxy) refuse(c net.Conn, s *ProxyCall, method, host, reason string) {
+	p.log.Warn(p.msg+" refused", p.logAttrs(method, host, false, "reason", reason)...)
 	if s != nil {
 		s.mu.Lock()
 		if len(s.refused) < 32 {
-			s.refused = append(s.refused, refusal{Host: host, Reason: reason})
+			s.refused = append(s.refused, Refusal{Host: host, Reason: reason})
 		}
 		s.mu.Unlock()
 	}
@@ -166,7 +191,7 @@ func (p *egressProxy) refuse(c net.Conn, s *proxyScope, method, host, reason str
 	fmt.Fprintf(c, "HTTP/1.1 403 Forbidden\r\nX-Connec-Egress: %s\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", reason)
 }
 
-func (p *egressProxy) handle(c net.Conn) {
+func (p *Proxy) handle(c net.Conn) {
 	defer c.Close()
 	_ = c.SetReadDeadline(time.Now().Add(proxyHeaderTimeout))
 	br := bufio.NewReaderSize(c, 16<<10)
@@ -206,7 +231,7 @@ func (p *egressProxy) handle(c net.Conn) {
 	up, err := s.eg.DialContext(s.ctx, "tcp", target)
 	if err != nil {
 		reason := "connection failed"
-		var re *egress.RefusedError
+		var re *RefusedError
 		if errors.As(err, &re) {
 			reason = re.Reason
 			if re.Addr != "" {
@@ -219,16 +244,13 @@ func (p *egressProxy) handle(c net.Conn) {
 		return
 	}
 	defer up.Close()
-	if !s.track(c) || !s.track(up) {
+	if !p.track(c) || !p.track(up) {
 		p.refuse(c, s, req.Method, target, "the call is over")
 		return
 	}
-	defer s.untrack(c)
-	defer s.untrack(up)
-	s.mu.Lock()
-	s.allowed++
-	s.mu.Unlock()
-	p.log.Info("openclaw egress", "type", p.typeName, "instance", p.instance, "method", req.Method, "host", target, "allowed", true)
+	defer p.untrack(c)
+	defer p.untrack(up)
+	p.log.Info(p.msg, p.logAttrs(req.Method, target, true)...)
 
 	if req.Method == http.MethodConnect {
 		if _, err := io.WriteString(c, "HTTP/1.1 200 Connection Established\r\n\r\n"); err != nil {
@@ -293,8 +315,8 @@ func forward(c net.Conn, req *http.Request, up net.Conn) {
 	_ = resp.Write(c)
 }
 
-// refusedSummary describes refusals for an error message.
-func refusedSummary(rs []refusal) string {
+// RefusedSummary describes refusals for an error message.
+func RefusedSummary(rs []Refusal) string {
 	seen := map[string]bool{}
 	var parts []string
 	for _, r := range rs {
