@@ -54,6 +54,25 @@ type Operation struct {
 	// ResultSchema, if set, is the tool's own output schema.
 	ToolResult   bool            `json:"-"`
 	ResultSchema json.RawMessage `json:"-"`
+	// Prompt, when set, says the operation gets an MCP prompt (package
+	// mcpserver): its arguments are the prompt's (strings), its output the
+	// prompt's {description?, messages}, and a transport that speaks MCP
+	// may serve it as a prompt of its own besides a tool.
+	Prompt *Prompt `json:"-"`
+}
+
+// Prompt is an MCP prompt an operation gets.
+type Prompt struct {
+	Name        string
+	Description string
+	Arguments   []PromptArgument
+}
+
+// PromptArgument is one argument of a Prompt.
+type PromptArgument struct {
+	Name        string
+	Description string
+	Required    bool
 }
 
 // TypeSpec declares a connector type: its operations, configuration,

@@ -50,5 +50,9 @@ func (a *announcer) changed(int64) {
 	time.AfterFunc(listSettle, func() {
 		a.pending.Store(false)
 		a.srv.SendNotificationToAllClients(string(mcp.MethodNotificationToolsListChanged), nil)
+		if a.srv.sets.instances() {
+			// Instance prompts come and go with instance tools.
+			a.srv.SendNotificationToAllClients(string(mcp.MethodNotificationPromptsListChanged), nil)
+		}
 	})
 }

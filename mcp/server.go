@@ -127,6 +127,7 @@ func NewServer(svc *core.Service, opts ...Option) *Server {
 	hooks.AddOnError(s.auditRefusedCall)
 	if o.sets.instances() {
 		hooks.AddAfterListTools(s.appendInstanceTools)
+		hooks.AddAfterListPrompts(s.appendInstancePrompts)
 	}
 	srvOpts := []server.ServerOption{
 		server.WithToolCapabilities(true),
@@ -143,6 +144,9 @@ func NewServer(svc *core.Service, opts ...Option) *Server {
 			"Pass your task context in _meta[\"" + callctx.MetaKey + "\"] ({task_id, project_id, run_id, job_id, agent_id}) or as task_id."),
 		server.WithToolFilter(s.visibleTools),
 	}
+	if o.sets.instances() {
+		srvOpts = append(srvOpts, server.WithPromptCapabilities(o.changes != nil), server.WithPromptFilter(hidePrompt))
+	}
 	// mcp-go logs a line per request and per tool call: the audit trail
 	// already records every call, so those lines are for debugging only
 	// (at info level they cost a noticeable share of each call's CPU).
@@ -154,6 +158,9 @@ func NewServer(svc *core.Service, opts ...Option) *Server {
 		def := t.Def
 		def.Name = wire
 		s.AddTool(def, handler(svc, t, s.pending))
+	}
+	if o.sets.instances() {
+		s.AddPrompt(mcp.NewPrompt(instancePrompt, mcp.WithPromptDescription("connec's instance prompts are got as this one.")), s.getInstancePrompt)
 	}
 	if o.changes != nil {
 		a := &announcer{srv: s}
@@ -195,9 +202,21 @@ func (s *Server) visibleTools(ctx context.Context, tools []mcp.Tool) []mcp.Tool 
 	return out
 }
 
-// auditRefusedCall audits a tools/call refused before it reached a handler:
-// an unknown or hidden tool, or a malformed call.
+// auditRefusedCall audits a tools/call refused before it reached a handler
+// (an unknown or hidden tool, or a malformed call), and a prompts/get of an
+// unknown or hidden prompt.
 func (s *Server) auditRefusedCall(ctx context.Context, _ any, method mcp.MCPMethod, message any, err error) {
+	if method == mcp.MethodPromptsGet && errors.Is(err, server.ErrPromptNotFound) {
+		name := "unknown"
+		if req, ok := message.(*mcp.GetPromptRequest); ok && req.Params.Name != "" {
+			name = truncate(req.Params.Name, 100)
+		}
+		ctx = callctx.WithRequestID(ctx, callctx.NewRequestID())
+		if aerr := s.svc.Refuse(ctx, name, "prompt.get", fault.New(fault.PolicyDenied, "prompt not available")); aerr != nil && errors.Is(aerr, fault.ErrUnavailable) {
+			s.log.ErrorContext(ctx, "could not audit a refused prompt", "prompt", name, "err", aerr)
+		}
+		return
+	}
 	if method != mcp.MethodToolsCall {
 		return
 	}

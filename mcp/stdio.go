@@ -192,6 +192,8 @@ func (s *stdioConn) handle(ctx context.Context, line []byte) {
 		hctx := withListCheck(rctx)
 		if body, ictx, _, _, ok := s.srv.translateCall(hctx, line); ok {
 			line, hctx = body, ictx
+		} else if body, ictx, _, ok := s.srv.translatePrompt(hctx, line); ok {
+			line, hctx = body, ictx
 		}
 		resp := s.srv.HandleMessage(hctx, line)
 		s.mu.Lock()

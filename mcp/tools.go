@@ -42,19 +42,9 @@ func encode(v any, err error) *mcp.CallToolResult {
 // taskContext reads the task context from the request's _meta and the
 // task_id argument; both may be given if they agree.
 func taskContext(req mcp.CallToolRequest, raw json.RawMessage) (callctx.TaskContext, error) {
-	var fromMeta callctx.TaskContext
-	if req.Params.Meta != nil && req.Params.Meta.AdditionalFields != nil {
-		if v, ok := req.Params.Meta.AdditionalFields[callctx.MetaKey]; ok {
-			m, ok := v.(map[string]any)
-			if !ok {
-				return callctx.TaskContext{}, fault.Invalid("_meta", "_meta[%q] must be an object", callctx.MetaKey)
-			}
-			t, err := callctx.FromMap(m, false)
-			if err != nil {
-				return callctx.TaskContext{}, fault.Invalid("_meta."+fieldOf(err), "task context: %v", err)
-			}
-			fromMeta = t
-		}
+	fromMeta, err := metaTaskContext(req.Params.Meta)
+	if err != nil {
+		return callctx.TaskContext{}, err
 	}
 	var a struct {
 		TaskID any `json:"task_id"`
@@ -75,6 +65,26 @@ func taskContext(req mcp.CallToolRequest, raw json.RawMessage) (callctx.TaskCont
 	t, err := callctx.Merge(fromMeta, fromArgs)
 	if err != nil {
 		return callctx.TaskContext{}, fault.Invalid(fieldOf(err), "task context: %v", err)
+	}
+	return t, nil
+}
+
+// metaTaskContext is the task context a request carries in its _meta.
+func metaTaskContext(meta *mcp.Meta) (callctx.TaskContext, error) {
+	if meta == nil || meta.AdditionalFields == nil {
+		return callctx.TaskContext{}, nil
+	}
+	v, ok := meta.AdditionalFields[callctx.MetaKey]
+	if !ok {
+		return callctx.TaskContext{}, nil
+	}
+	m, ok := v.(map[string]any)
+	if !ok {
+		return callctx.TaskContext{}, fault.Invalid("_meta", "_meta[%q] must be an object", callctx.MetaKey)
+	}
+	t, err := callctx.FromMap(m, false)
+	if err != nil {
+		return callctx.TaskContext{}, fault.Invalid("_meta."+fieldOf(err), "task context: %v", err)
 	}
 	return t, nil
 }

@@ -119,8 +119,12 @@ func (d *Driver) extraOperations() []connectors.Operation {
 		if desc == "" {
 			desc = "Prompt " + p.Prompt + " of the MCP server " + d.rec.Name + "."
 		}
+		prompt := &connectors.Prompt{Name: p.Prompt, Description: p.Description}
+		for _, a := range p.Arguments {
+			prompt.Arguments = append(prompt.Arguments, connectors.PromptArgument{Name: a.Name, Description: a.Description, Required: a.Required})
+		}
 		ops = append(ops, connectors.Operation{Name: p.Op, Kind: connectors.KindRead, Timeout: 60 * time.Second, Description: desc,
-			Input:  in,
+			Input: in, Prompt: prompt,
 			Output: json.RawMessage(`{"type":"object","properties":{"description":{"type":"string"},"messages":{"type":"array"}},"required":["messages"]}`)})
 	}
 	return ops

@@ -204,15 +204,6 @@ func TestBackoff(t *testing.T) {
 	}
 }
 
-func shortTemp(t *testing.T) string {
-	d, err := os.MkdirTemp("", "oc")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = os.RemoveAll(d) })
-	return d
-}
-
 // LoadDrivers finds nothing in a missing directory and refuses a package
 // that no longer matches its install record.
 func TestLoadDriversChecksTheRecord(t *testing.T) {

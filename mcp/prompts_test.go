@@ -1,0 +1,139 @@
+package mcp_test
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/mark3labs/mcp-go/mcp"
+	"github.com/mark3labs/mcp-go/server"
+
+	"github.com/connec/connec/connectors/mcpserver"
+	"github.com/connec/connec/core"
+	"github.com/connec/connec/internal/app"
+	cmcp "github.com/connec/connec/mcp"
+)
+
+// An added MCP server's prompts are connec's own MCP prompts, for whoever
+// may call the instance's prompt operation: prompts/list shows them (named
+// like the instance's tools, ending in the prompt's own name, with its
+// arguments), prompts/get runs the operation under policy and audit and
+// answers the prompt's messages, redacted of the credential, on every
+// transport; a caller without the right sees no prompt and gets none, and
+// the hidden prompt connec gets them through cannot be asked for.
+func TestUpstreamPromptsAreConnecPrompts(t *testing.T) {
+	const secret = "prompt-bearer-8b2e4f6a1c"
+	up := server.NewMCPServer("upstream", "1", server.WithPromptCapabilities(false), server.WithToolCapabilities(false))
+	up.AddPrompt(mcp.NewPrompt("greet", mcp.WithPromptDescription("Greet someone."),
+		mcp.WithArgument("name", mcp.ArgumentDescription("Who to greet."), mcp.RequiredArgument())),
+		func(ctx context.Context, req mcp.GetPromptRequest) (*mcp.GetPromptResult, error) {
+			return mcp.NewGetPromptResult("A greeting", []mcp.PromptMessage{
+				mcp.NewPromptMessage(mcp.RoleUser, mcp.NewTextContent("Say hello to "+req.Params.Arguments["name"]+" (sent with "+secret+")")),
+			}), nil
+		})
+	stream := server.NewStreamableHTTPServer(up)
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "Bearer "+secret {
+			http.Error(w, "unauthorized", http.StatusUnauthorized)
+			return
+		}
+		stream.ServeHTTP(w, r)
+	}))
+	t.Cleanup(hs.Close)
+	e := newEnvPrepared(t, func(cfg *app.Config) {
+		rec, err := mcpserver.Discover(context.Background(), "up", hs.URL+"/mcp", map[string]string{"Authorization": "Bearer " + secret}, http.DefaultClient)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := mcpserver.Save(mcpserver.Dir(cfg.DataDir), rec); err != nil {
+			t.Fatal(err)
+		}
+	})
+	alice, tok := e.user("alice", false)
+	_, bobTok := e.user("bob", false)
+	e.allow(alice, "network/private", "connector.admin", "") // the server is on loopback
+	c := e.client(cmcp.TransportStreamable, tok)
+	id := decodeID(t, mustOK(t, c, core.ToolInstanceInstall, map[string]any{"type": "mcp-up", "display_name": "Upstream", "handle": "up",
+		"config": map[string]any{"allow_private_network": true}, "enable": true}, nil))
+	mustOK(t, c, core.ToolCredentialCreate, map[string]any{"instance_id": id, "kind": "bearer", "secret": map[string]any{"token": secret}}, nil)
+
+	const name = "up.up.greet"
+	for _, tr := range []string{cmcp.TransportStreamable, cmcp.TransportStdio} {
+		c := e.client(tr, tok)
+		list, err := c.ListPrompts(context.Background(), mcp.ListPromptsRequest{})
+		if err != nil {
+			t.Fatalf("%s: prompts/list: %v", tr, err)
+		}
+		if len(list.Prompts) != 1 || list.Prompts[0].Name != name || len(list.Prompts[0].Arguments) != 1 ||
+			list.Prompts[0].Arguments[0].Name != "name" || !list.Prompts[0].Arguments[0].Required {
+			t.Fatalf("%s: prompts: %s", tr, mustJSON(t, list.Prompts))
+		}
+		req := mcp.GetPromptRequest{}
+		req.Params.Name, req.Params.Arguments = name, map[string]string{"name": "Ada"}
+		got, err := c.GetPrompt(context.Background(), req)
+		if err != nil {
+			t.Fatalf("%s: prompts/get: %v", tr, err)
+		}
+		text := mustJSON(t, got.Messages)
+		if got.Description != "A greeting" || len(got.Messages) != 1 || !strings.Contains(text, "Say hello to Ada") ||
+			strings.Contains(text, secret) || !strings.Contains(text, "[REDACTED]") {
+			t.Fatalf("%s: the prompt: %s", tr, mustJSON(t, got))
+		}
+		// A required argument missing: a clear error, and nothing asked of
+		// the server.
+		req.Params.Arguments = nil
+		if _, err := c.GetPrompt(context.Background(), req); err == nil || !strings.Contains(err.Error(), "invalid_argument") {
+			t.Fatalf("%s: without its argument: %v", tr, err)
+		}
+	}
+	// Both answers keep to the spec's published schema, at each revision.
+	for _, rev := range revisions {
+		r := e.openRaw(tok, rev)
+		for method, params := range map[string]map[string]any{
+			"prompts/list": nil,
+			"prompts/get":  {"name": name, "arguments": map[string]any{"name": "Ada"}},
+		} {
+			status, _, body := r.send(method, params)
+			var msg struct {
+				Result json.RawMessage `json:"result"`
+			}
+			if status != http.StatusOK || json.Unmarshal(body, &msg) != nil || len(msg.Result) == 0 {
+				t.Fatalf("%s %s: %d %s", rev, method, status, body)
+			}
+			schema := map[string]string{"prompts/list": "ListPromptsResult", "prompts/get": "GetPromptResult"}[method]
+			if err := conforms(t, rev, schema, msg.Result); err != nil {
+				t.Fatalf("%s %s breaks the %s schema: %v\n%s", rev, method, schema, err, msg.Result)
+			}
+		}
+	}
+
+	// Every get is audited as the instance tool's call, on its transport.
+	if n := e.count(`SELECT count(DISTINCT transport) FROM audit_events WHERE tool = 'up.up.prompt_greet' AND decision = 'allow' AND status = 'ok'`); n != 2 {
+		t.Fatalf("transports of the audited prompt gets: %d, want 2", n)
+	}
+	if n := e.count(`SELECT count(*) FROM audit_events WHERE tool = 'up.up.prompt_greet' AND status = 'error' AND error_type = 'invalid_argument'`); n != 2 {
+		t.Fatalf("audited gets without their argument: %d, want 2", n)
+	}
+
+	// Bob may not call the operation: no prompt listed, none got.
+	b := e.client(cmcp.TransportStreamable, bobTok)
+	if list, err := b.ListPrompts(context.Background(), mcp.ListPromptsRequest{}); err != nil || len(list.Prompts) != 0 {
+		t.Fatalf("bob's prompts: %v %s", err, mustJSON(t, list))
+	}
+	for _, n := range []string{name, "connec.instance-prompt"} {
+		req := mcp.GetPromptRequest{}
+		req.Params.Name = n
+		if _, err := b.GetPrompt(context.Background(), req); err == nil || !strings.Contains(err.Error(), "not found") {
+			t.Fatalf("bob got prompt %s: %v", n, err)
+		}
+	}
+	if n := e.count(`SELECT count(*) FROM audit_events WHERE action = 'prompt.get' AND decision = 'deny' AND tool IN ($1, 'connec.instance-prompt')`, name); n != 2 {
+		t.Fatalf("audited refused prompt gets: %d, want 2", n)
+	}
+	if n := e.count(`SELECT count(*) FROM audit_events WHERE strpos(to_jsonb(audit_events)::text, $1) > 0`, secret); n != 0 {
+		t.Fatal("the credential is in an audit row")
+	}
+}
