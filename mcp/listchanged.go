@@ -53,6 +53,7 @@ func (a *announcer) changed(int64) {
 		if a.srv.sets.instances() {
 			// Instance prompts come and go with instance tools.
 			a.srv.SendNotificationToAllClients(string(mcp.MethodNotificationPromptsListChanged), nil)
+			a.srv.SendNotificationToAllClients(string(mcp.MethodNotificationResourcesListChanged), nil)
 		}
 	})
 }

@@ -142,6 +142,5 @@ func (s *Server) getInstancePrompt(ctx context.Context, req mcp.GetPromptRequest
 			err = fault.New(fault.Permanent, "the prompt's answer is not a prompt")
 		}
 	}
-	pub := fault.PublicOf(err)
-	return nil, errors.New(string(pub.Type) + ": " + pub.Message)
+	return nil, publicError(err)
 }

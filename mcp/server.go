@@ -128,6 +128,8 @@ func NewServer(svc *core.Service, opts ...Option) *Server {
 	if o.sets.instances() {
 		hooks.AddAfterListTools(s.appendInstanceTools)
 		hooks.AddAfterListPrompts(s.appendInstancePrompts)
+		hooks.AddAfterListResources(s.appendInstanceResources)
+		hooks.AddAfterListResourceTemplates(s.appendInstanceTemplates)
 	}
 	srvOpts := []server.ServerOption{
 		server.WithToolCapabilities(true),
@@ -145,7 +147,8 @@ func NewServer(svc *core.Service, opts ...Option) *Server {
 		server.WithToolFilter(s.visibleTools),
 	}
 	if o.sets.instances() {
-		srvOpts = append(srvOpts, server.WithPromptCapabilities(o.changes != nil), server.WithPromptFilter(hidePrompt))
+		srvOpts = append(srvOpts, server.WithPromptCapabilities(o.changes != nil), server.WithPromptFilter(hidePrompt),
+			server.WithResourceCapabilities(false, o.changes != nil))
 	}
 	// mcp-go logs a line per request and per tool call: the audit trail
 	// already records every call, so those lines are for debugging only
@@ -161,6 +164,7 @@ func NewServer(svc *core.Service, opts ...Option) *Server {
 	}
 	if o.sets.instances() {
 		s.AddPrompt(mcp.NewPrompt(instancePrompt, mcp.WithPromptDescription("connec's instance prompts are got as this one.")), s.getInstancePrompt)
+		s.AddResource(mcp.NewResource(instanceResource, "connec instance resource"), s.readInstanceResource)
 	}
 	if o.changes != nil {
 		a := &announcer{srv: s}
@@ -203,24 +207,33 @@ func (s *Server) visibleTools(ctx context.Context, tools []mcp.Tool) []mcp.Tool 
 }
 
 // auditRefusedCall audits a tools/call refused before it reached a handler
-// (an unknown or hidden tool, or a malformed call), and a prompts/get of an
-// unknown or hidden prompt.
+// (an unknown or hidden tool, or a malformed call), and a prompts/get or
+// resources/read of an unknown or hidden prompt or resource.
 func (s *Server) auditRefusedCall(ctx context.Context, _ any, method mcp.MCPMethod, message any, err error) {
-	if method == mcp.MethodPromptsGet && errors.Is(err, server.ErrPromptNotFound) {
-		name := "unknown"
+	name, action := "unknown", ""
+	switch {
+	case method == mcp.MethodPromptsGet && errors.Is(err, server.ErrPromptNotFound):
+		action = "prompt.get"
 		if req, ok := message.(*mcp.GetPromptRequest); ok && req.Params.Name != "" {
 			name = truncate(req.Params.Name, 100)
 		}
+	case method == mcp.MethodResourcesRead && errors.Is(err, server.ErrResourceNotFound):
+		action = "resource.read"
+		if req, ok := message.(*mcp.ReadResourceRequest); ok && req.Params.URI != "" {
+			name = truncate(req.Params.URI, 100)
+		}
+	}
+	if action != "" {
 		ctx = callctx.WithRequestID(ctx, callctx.NewRequestID())
-		if aerr := s.svc.Refuse(ctx, name, "prompt.get", fault.New(fault.PolicyDenied, "prompt not available")); aerr != nil && errors.Is(aerr, fault.ErrUnavailable) {
-			s.log.ErrorContext(ctx, "could not audit a refused prompt", "prompt", name, "err", aerr)
+		if aerr := s.svc.Refuse(ctx, name, action, fault.New(fault.PolicyDenied, "not available")); aerr != nil && errors.Is(aerr, fault.ErrUnavailable) {
+			s.log.ErrorContext(ctx, "could not audit a refused request", "method", method, "err", aerr)
 		}
 		return
 	}
 	if method != mcp.MethodToolsCall {
 		return
 	}
-	name, action := "unknown", "tool.call"
+	action = "tool.call"
 	if req, ok := message.(*mcp.CallToolRequest); ok && req.Params.Name != "" {
 		name = truncate(req.Params.Name, 100)
 	}

@@ -164,6 +164,9 @@ func (r *rawMCP) post(body []byte, method, name string) (int, http.Header, []byt
 func (r *rawMCP) send(method string, params map[string]any) (int, http.Header, []byte) {
 	r.t.Helper()
 	name, _ := params["name"].(string)
+	if uri, ok := params["uri"].(string); ok && name == "" {
+		name = uri // resources/read names its resource in Mcp-Name
+	}
 	return r.post(r.message(method, params, true), method, name)
 }
 

@@ -194,6 +194,8 @@ func (s *stdioConn) handle(ctx context.Context, line []byte) {
 			line, hctx = body, ictx
 		} else if body, ictx, _, ok := s.srv.translatePrompt(hctx, line); ok {
 			line, hctx = body, ictx
+		} else if body, ictx, _, ok := s.srv.translateResource(hctx, line); ok {
+			line, hctx = body, ictx
 		}
 		resp := s.srv.HandleMessage(hctx, line)
 		s.mu.Lock()

@@ -234,6 +234,14 @@ func (h *httpTransport) messages(transport string, next http.Handler) http.Handl
 				r.Header.Set(mcp.HeaderName, instancePrompt) // the headers mirror the body
 			}
 		}
+		if body, ictx, asked, ok := h.srv.translateResource(r.Context(), body); ok && headerAgrees(r.Header, asked) {
+			r = r.WithContext(ictx)
+			r.Body = io.NopCloser(bytes.NewReader(body))
+			r.ContentLength = int64(len(body))
+			if r.Header.Get(mcp.HeaderName) != "" {
+				r.Header.Set(mcp.HeaderName, instanceResource)
+			}
+		}
 		if transport == TransportStreamable && !modern && len(m.ID) > 0 {
 			id := string(m.ID)
 			w = &cancelable{ResponseWriter: w, canceled: func() bool { return h.sessions.wasCanceled(session, id, false) }}

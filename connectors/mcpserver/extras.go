@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"sort"
 	"strconv"
 	"time"
@@ -85,7 +86,10 @@ func listExtras(ctx context.Context, c *client.Client, rec *Record) error {
 	return nil
 }
 
-const objectOutput = `{"type":"object"}`
+const (
+	objectOutput = `{"type":"object"}`
+	cursorInput  = `{"type":"object","properties":{"cursor":{"type":"string","maxLength":4096}},"additionalProperties":false}`
+)
 
 // extraOperations are the operations of a server's resources and prompts.
 func (d *Driver) extraOperations() []connectors.Operation {
@@ -93,13 +97,15 @@ func (d *Driver) extraOperations() []connectors.Operation {
 	if d.rec.Resources {
 		ops = append(ops,
 			connectors.Operation{Name: d.rec.Name + ".resources.list", Kind: connectors.KindRead, Timeout: 60 * time.Second,
-				Description: "List the resources of the MCP server " + d.rec.Name + " (one page; pass next_cursor back as cursor).",
-				Input:       json.RawMessage(`{"type":"object","properties":{"cursor":{"type":"string","maxLength":4096}},"additionalProperties":false}`),
-				Output:      json.RawMessage(objectOutput)},
+				Description: "List the resources of the MCP server " + d.rec.Name + " (one page; pass nextCursor back as cursor).",
+				Input:       json.RawMessage(cursorInput), Output: json.RawMessage(objectOutput), Resources: "list"},
+			connectors.Operation{Name: d.rec.Name + ".resources.templates", Kind: connectors.KindRead, Timeout: 60 * time.Second,
+				Description: "List the resource templates of the MCP server " + d.rec.Name + " (one page; pass nextCursor back as cursor).",
+				Input:       json.RawMessage(cursorInput), Output: json.RawMessage(objectOutput), Resources: "templates"},
 			connectors.Operation{Name: d.rec.Name + ".resources.read", Kind: connectors.KindRead, Timeout: 60 * time.Second,
 				Description: "Read one resource of the MCP server " + d.rec.Name + " by its URI.",
 				Input:       json.RawMessage(`{"type":"object","properties":{"uri":{"type":"string","minLength":1,"maxLength":4096}},"required":["uri"],"additionalProperties":false}`),
-				Output:      json.RawMessage(objectOutput)})
+				Output:      json.RawMessage(objectOutput), Resources: "read"})
 	}
 	for _, p := range d.rec.Prompts {
 		props := map[string]any{}
@@ -147,10 +153,21 @@ func (d *Driver) extra(ctx context.Context, c *client.Client, inv connectors.Inv
 			req.Params.Cursor = mcp.Cursor(cur)
 		}
 		res, err = c.ListResourcesByPage(ctx, req)
+	case d.rec.Resources && inv.Operation == d.rec.Name+".resources.templates":
+		req := mcp.ListResourceTemplatesRequest{}
+		if cur, _ := args["cursor"].(string); cur != "" {
+			req.Params.Cursor = mcp.Cursor(cur)
+		}
+		res, err = c.ListResourceTemplatesByPage(ctx, req)
 	case d.rec.Resources && inv.Operation == d.rec.Name+".resources.read":
 		req := mcp.ReadResourceRequest{}
 		req.Params.URI, _ = args["uri"].(string)
 		res, err = c.ReadResource(ctx, req)
+		if errors.Is(err, mcp.ErrResourceNotFound) || errors.Is(err, mcp.ErrInvalidParams) {
+			// The server has no such resource: the caller's mistake, as
+			// the server said.
+			return nil, true, fault.Invalid("uri", "the MCP server has no resource %s", req.Params.URI)
+		}
 	default:
 		var p *PromptRecord
 		for i := range d.rec.Prompts {

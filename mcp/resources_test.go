@@ -1,0 +1,179 @@
+package mcp_test
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/mark3labs/mcp-go/mcp"
+	"github.com/mark3labs/mcp-go/server"
+	"github.com/yosida95/uritemplate/v3"
+
+	"github.com/connec/connec/connectors/mcpserver"
+	"github.com/connec/connec/core"
+	"github.com/connec/connec/internal/app"
+	cmcp "github.com/connec/connec/mcp"
+)
+
+// An added MCP server's resources are connec's own MCP resources, for
+// whoever may call the instance's resource operations: with two instances
+// of one server, each resource and template is qualified by its instance
+// (connec://<instance>/<the server's URI, encoded>), resources/list pages
+// through the instances, resources/read (of a listed URI or one a template
+// makes) reads from the right instance under policy and audit, its
+// contents redacted of the credential and named as the caller asked, on
+// every transport; a resource the server does not have is a clear error; a
+// caller without the right sees and reads nothing; every answer keeps to
+// the spec's published schema.
+func TestUpstreamResourcesAreConnecResources(t *testing.T) {
+	const secret = "resource-bearer-3f9a7c2e5d"
+	up := server.NewMCPServer("upstream", "1", server.WithResourceCapabilities(false, false), server.WithToolCapabilities(false))
+	up.AddResource(mcp.NewResource("test://notes/readme", "readme", mcp.WithMIMEType("text/plain")),
+		func(ctx context.Context, req mcp.ReadResourceRequest) ([]mcp.ResourceContents, error) {
+			return []mcp.ResourceContents{mcp.TextResourceContents{URI: req.Params.URI, MIMEType: "text/plain", Text: "read me (key " + secret + ")"}}, nil
+		})
+	up.AddResource(mcp.NewResource("test://pixel.png", "pixel", mcp.WithMIMEType("image/png")),
+		func(ctx context.Context, req mcp.ReadResourceRequest) ([]mcp.ResourceContents, error) {
+			return []mcp.ResourceContents{mcp.BlobResourceContents{URI: req.Params.URI, MIMEType: "image/png", Blob: "iVBORw0KGgo="}}, nil
+		})
+	up.AddResourceTemplate(mcp.NewResourceTemplate("test://items/{id}", "item"),
+		func(ctx context.Context, req mcp.ReadResourceRequest) ([]mcp.ResourceContents, error) {
+			return []mcp.ResourceContents{mcp.TextResourceContents{URI: req.Params.URI, Text: "item " + strings.TrimPrefix(req.Params.URI, "test://items/")}}, nil
+		})
+	stream := server.NewStreamableHTTPServer(up)
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "Bearer "+secret {
+			http.Error(w, "unauthorized", http.StatusUnauthorized)
+			return
+		}
+		stream.ServeHTTP(w, r)
+	}))
+	t.Cleanup(hs.Close)
+	e := newEnvPrepared(t, func(cfg *app.Config) {
+		rec, err := mcpserver.Discover(context.Background(), "up", hs.URL+"/mcp", map[string]string{"Authorization": "Bearer " + secret}, http.DefaultClient)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := mcpserver.Save(mcpserver.Dir(cfg.DataDir), rec); err != nil {
+			t.Fatal(err)
+		}
+	})
+	alice, tok := e.user("alice", false)
+	_, bobTok := e.user("bob", false)
+	e.allow(alice, "network/private", "connector.admin", "") // the server is on loopback
+	c := e.client(cmcp.TransportStreamable, tok)
+	for _, handle := range []string{"one", "two"} {
+		id := decodeID(t, mustOK(t, c, core.ToolInstanceInstall, map[string]any{"type": "mcp-up", "display_name": handle, "handle": handle,
+			"config": map[string]any{"allow_private_network": true}, "enable": true}, nil))
+		mustOK(t, c, core.ToolCredentialCreate, map[string]any{"instance_id": id, "kind": "bearer", "secret": map[string]any{"token": secret}}, nil)
+	}
+	qualified := func(handle, uri string) string { return "connec://" + handle + ".up/" + url.PathEscape(uri) }
+
+	for _, tr := range []string{cmcp.TransportStreamable, cmcp.TransportStdio} {
+		c := e.client(tr, tok)
+		var uris []string
+		req := mcp.ListResourcesRequest{}
+		for pages := 0; ; pages++ {
+			list, err := c.ListResources(context.Background(), req)
+			if err != nil || pages > 5 {
+				t.Fatalf("%s: resources/list: %v (page %d)", tr, err, pages)
+			}
+			for _, r := range list.Resources {
+				uris = append(uris, r.URI)
+			}
+			if list.NextCursor == "" {
+				break
+			}
+			req.Params.Cursor = list.NextCursor
+		}
+		want := []string{qualified("one", "test://notes/readme"), qualified("one", "test://pixel.png"),
+			qualified("two", "test://notes/readme"), qualified("two", "test://pixel.png")}
+		slices.Sort(uris) // (each server lists in its own order)
+		if strings.Join(uris, " ") != strings.Join(want, " ") {
+			t.Fatalf("%s: resources:\n got %q\nwant %q", tr, uris, want)
+		}
+		read := func(uri string) (*mcp.ReadResourceResult, error) {
+			req := mcp.ReadResourceRequest{}
+			req.Params.URI = uri
+			return c.ReadResource(context.Background(), req)
+		}
+		got, err := read(want[2])
+		if err != nil {
+			t.Fatalf("%s: read: %v", tr, err)
+		}
+		text, ok := got.Contents[0].(mcp.TextResourceContents)
+		if len(got.Contents) != 1 || !ok || text.URI != want[2] || !strings.Contains(text.Text, "read me") ||
+			strings.Contains(text.Text, secret) || !strings.Contains(text.Text, "[REDACTED]") {
+			t.Fatalf("%s: the readme: %s", tr, mustJSON(t, got))
+		}
+		got, err = read(want[1])
+		if blob, ok := got.Contents[0].(mcp.BlobResourceContents); err != nil || !ok || blob.Blob != "iVBORw0KGgo=" || blob.MIMEType != "image/png" {
+			t.Fatalf("%s: the pixel: %v %s", tr, err, mustJSON(t, got))
+		}
+		templates, err := c.ListResourceTemplates(context.Background(), mcp.ListResourceTemplatesRequest{})
+		if err != nil || len(templates.ResourceTemplates) != 2 {
+			t.Fatalf("%s: templates: %v %s", tr, err, mustJSON(t, templates))
+		}
+		tmpl := templates.ResourceTemplates[0].URITemplate
+		uri, err := tmpl.Expand(uritemplate.Values{"id": uritemplate.String("42")})
+		if err != nil || uri != qualified("one", "test://items/42") {
+			t.Fatalf("%s: the template %s expands to %q (%v)", tr, mustJSON(t, templates.ResourceTemplates[0]), uri, err)
+		}
+		if got, err := read(uri); err != nil || mustJSON(t, got.Contents) != `[{"uri":"`+uri+`","text":"item 42"}]` {
+			t.Fatalf("%s: an item: %v %s", tr, err, mustJSON(t, got))
+		}
+		if _, err := read(qualified("one", "test://nothing")); err == nil || !strings.Contains(err.Error(), "invalid_argument") {
+			t.Fatalf("%s: a resource the server does not have: %v", tr, err)
+		}
+	}
+	if n := e.count(`SELECT count(DISTINCT request_id) FROM audit_events WHERE tool IN ('one.up.resources.read', 'two.up.resources.read') AND decision = 'allow'`); n != 8 {
+		t.Fatalf("audited reads: %d, want 8", n)
+	}
+
+	// Every answer keeps to the spec's published schema, at each revision.
+	for _, rev := range revisions {
+		r := e.openRaw(tok, rev)
+		for method, params := range map[string]map[string]any{
+			"resources/list":           nil,
+			"resources/templates/list": nil,
+			"resources/read":           {"uri": qualified("two", "test://pixel.png")},
+		} {
+			status, _, body := r.send(method, params)
+			var msg struct {
+				Result json.RawMessage `json:"result"`
+			}
+			if status != http.StatusOK || json.Unmarshal(body, &msg) != nil || len(msg.Result) == 0 {
+				t.Fatalf("%s %s: %d %s", rev, method, status, body)
+			}
+			schema := map[string]string{"resources/list": "ListResourcesResult", "resources/templates/list": "ListResourceTemplatesResult",
+				"resources/read": "ReadResourceResult"}[method]
+			if err := conforms(t, rev, schema, msg.Result); err != nil {
+				t.Fatalf("%s %s breaks the %s schema: %v\n%s", rev, method, schema, err, msg.Result)
+			}
+		}
+	}
+
+	// Bob may call no resource operation: he sees and reads nothing.
+	b := e.client(cmcp.TransportStreamable, bobTok)
+	if list, err := b.ListResources(context.Background(), mcp.ListResourcesRequest{}); err != nil || len(list.Resources) != 0 {
+		t.Fatalf("bob's resources: %v %s", err, mustJSON(t, list))
+	}
+	for _, uri := range []string{qualified("one", "test://notes/readme"), "connec:instance-resource"} {
+		req := mcp.ReadResourceRequest{}
+		req.Params.URI = uri
+		if _, err := b.ReadResource(context.Background(), req); err == nil {
+			t.Fatalf("bob read %s", uri)
+		}
+	}
+	if n := e.count(`SELECT count(*) FROM audit_events WHERE action = 'resource.read' AND decision = 'deny'`); n != 2 {
+		t.Fatalf("audited refused reads: %d, want 2", n)
+	}
+	if n := e.count(`SELECT count(*) FROM audit_events WHERE strpos(to_jsonb(audit_events)::text, $1) > 0`, secret); n != 0 {
+		t.Fatal("the credential is in an audit row")
+	}
+}
