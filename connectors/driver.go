@@ -59,12 +59,12 @@ type Operation struct {
 	// prompt's {description?, messages}, and a transport that speaks MCP
 	// may serve it as a prompt of its own besides a tool.
 	Prompt *Prompt `json:"-"`
-	// Resources, when set, says the operation lists ("list"), reads
-	// ("read", input {uri}) or lists the templates of ("templates") an MCP
-	// server's resources (package mcpserver), answering as the server
-	// does: a transport that speaks MCP may serve them as resources of its
-	// own.
-	Resources string `json:"-"`
+	// MCP, when set, says the operation serves an MCP server's (package
+	// mcpserver) "resources.list", "resources.templates" (input {cursor?}),
+	// "resources.read" (input {uri}) or "complete" (input {ref, argument,
+	// context?}), answering as the server does: a transport that speaks
+	// MCP may serve them as its own resources and completions.
+	MCP string `json:"-"`
 }
 
 // Prompt is an MCP prompt an operation gets.

@@ -26,7 +26,8 @@ import (
 // the hidden prompt connec gets them through cannot be asked for.
 func TestUpstreamPromptsAreConnecPrompts(t *testing.T) {
 	const secret = "prompt-bearer-8b2e4f6a1c"
-	up := server.NewMCPServer("upstream", "1", server.WithPromptCapabilities(false), server.WithToolCapabilities(false))
+	up := server.NewMCPServer("upstream", "1", server.WithPromptCapabilities(false), server.WithToolCapabilities(false),
+		server.WithCompletions(), server.WithPromptCompletionProvider(names{}))
 	up.AddPrompt(mcp.NewPrompt("greet", mcp.WithPromptDescription("Greet someone."),
 		mcp.WithArgument("name", mcp.ArgumentDescription("Who to greet."), mcp.RequiredArgument())),
 		func(ctx context.Context, req mcp.GetPromptRequest) (*mcp.GetPromptResult, error) {
@@ -82,6 +83,13 @@ func TestUpstreamPromptsAreConnecPrompts(t *testing.T) {
 			strings.Contains(text, secret) || !strings.Contains(text, "[REDACTED]") {
 			t.Fatalf("%s: the prompt: %s", tr, mustJSON(t, got))
 		}
+		// The server's completions of the prompt's arguments come through.
+		creq := mcp.CompleteRequest{}
+		creq.Params.Ref = mcp.PromptReference{Type: "ref/prompt", Name: name}
+		creq.Params.Argument = mcp.CompleteArgument{Name: "name", Value: "Gr"}
+		if got, err := c.Complete(context.Background(), creq); err != nil || strings.Join(got.Completion.Values, ",") != "Grace,Gregor" {
+			t.Fatalf("%s: completion: %v %s", tr, err, mustJSON(t, got))
+		}
 		// A required argument missing: a clear error, and nothing asked of
 		// the server.
 		req.Params.Arguments = nil
@@ -136,4 +144,18 @@ func TestUpstreamPromptsAreConnecPrompts(t *testing.T) {
 	if n := e.count(`SELECT count(*) FROM audit_events WHERE strpos(to_jsonb(audit_events)::text, $1) > 0`, secret); n != 0 {
 		t.Fatal("the credential is in an audit row")
 	}
+}
+
+// names completes a prompt argument from a fixed list (for the upstream
+// server of these tests); it answers only for the prompt "greet".
+type names struct{}
+
+func (names) CompletePromptArgument(_ context.Context, prompt string, arg mcp.CompleteArgument, _ mcp.CompleteContext) (*mcp.Completion, error) {
+	out := []string{}
+	for _, n := range []string{"Ada", "Grace", "Gregor"} {
+		if prompt == "greet" && arg.Name == "name" && strings.HasPrefix(n, arg.Value) {
+			out = append(out, n)
+		}
+	}
+	return &mcp.Completion{Values: out}, nil
 }

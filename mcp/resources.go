@@ -52,8 +52,8 @@ type resourceCursor struct {
 	C string `json:"c,omitempty"`
 }
 
-// resourceTools are the caller's instance tools of one resource role
-// ("list", "read", "templates"), sorted by name.
+// resourceTools are the caller's instance tools of one MCP role
+// (connectors.Operation.MCP), sorted by name.
 func (s *Server) resourceTools(ctx context.Context, role string) ([]core.InstanceTool, error) {
 	tools, err := s.svc.InstanceTools(ctx)
 	if err != nil {
@@ -61,7 +61,7 @@ func (s *Server) resourceTools(ctx context.Context, role string) ([]core.Instanc
 	}
 	var out []core.InstanceTool
 	for _, t := range tools {
-		if t.Op.Resources == role {
+		if t.Op.MCP == role {
 			out = append(out, t)
 		}
 	}
@@ -108,10 +108,10 @@ func exposeTemplate(t core.InstanceTool, bare bool, tmpl string) string {
 	return resourceScheme + resourcePrefix(t) + "/" + b.String()
 }
 
-// callResourceOp runs t's operation with args as the caller (the same
+// callInstanceOp runs t's operation with args as the caller (the same
 // decision, audit row and run as the instance tool's call) and returns its
 // output.
-func (s *Server) callResourceOp(ctx context.Context, t core.InstanceTool, args any) (json.RawMessage, error) {
+func (s *Server) callInstanceOp(ctx context.Context, t core.InstanceTool, args any) (json.RawMessage, error) {
 	raw, _ := json.Marshal(args)
 	entry, input := t.Call(raw, nil)
 	tool, ok := s.tools[s.names.wireName(entry)]
@@ -158,7 +158,7 @@ func (s *Server) pageInstances(ctx context.Context, role string, cursor mcp.Curs
 		if i == cur.I && cur.C != "" {
 			args["cursor"] = cur.C
 		}
-		out, err := s.callResourceOp(ctx, tools[i], args)
+		out, err := s.callInstanceOp(ctx, tools[i], args)
 		if err != nil {
 			s.log.DebugContext(ctx, "an instance's resources cannot be listed", "tool", tools[i].Name, "err", err)
 			continue
@@ -184,7 +184,7 @@ func (s *Server) appendInstanceResources(ctx context.Context, _ any, req *mcp.Li
 		return
 	}
 	res.Resources = slices.DeleteFunc(res.Resources, func(r mcp.Resource) bool { return r.URI == instanceResource })
-	res.NextCursor = s.pageInstances(ctx, "list", req.Params.Cursor, func(t core.InstanceTool, bare bool, out json.RawMessage) (int, string, error) {
+	res.NextCursor = s.pageInstances(ctx, "resources.list", req.Params.Cursor, func(t core.InstanceTool, bare bool, out json.RawMessage) (int, string, error) {
 		var page mcp.ListResourcesResult
 		if err := json.Unmarshal(out, &page); err != nil {
 			return 0, "", err
@@ -203,7 +203,7 @@ func (s *Server) appendInstanceTemplates(ctx context.Context, _ any, req *mcp.Li
 	if res == nil {
 		return
 	}
-	res.NextCursor = s.pageInstances(ctx, "templates", req.Params.Cursor, func(t core.InstanceTool, bare bool, out json.RawMessage) (int, string, error) {
+	res.NextCursor = s.pageInstances(ctx, "resources.templates", req.Params.Cursor, func(t core.InstanceTool, bare bool, out json.RawMessage) (int, string, error) {
 		var page struct {
 			ResourceTemplates []map[string]any `json:"resourceTemplates"`
 			NextCursor        string           `json:"nextCursor"`
@@ -243,7 +243,7 @@ func (s *Server) translateResource(ctx context.Context, body []byte) (_ []byte, 
 	if json.Unmarshal(m.Params["uri"], &asked) != nil || asked == "" || asked == instanceResource {
 		return nil, nil, "", false
 	}
-	tools, err := s.resourceTools(ctx, "read")
+	tools, err := s.resourceTools(ctx, "resources.read")
 	if err != nil || len(tools) == 0 {
 		return nil, nil, "", false
 	}
@@ -280,14 +280,14 @@ func (s *Server) translateResource(ctx context.Context, body []byte) (_ []byte, 
 func (s *Server) readInstanceResource(ctx context.Context, req mcp.ReadResourceRequest) ([]mcp.ResourceContents, error) {
 	t, ok := core.InstanceToolOf(ctx)
 	target, tok := ctx.Value(resourceTargetKey{}).(resourceTarget)
-	if !ok || !tok || t.Op.Resources != "read" {
+	if !ok || !tok || t.Op.MCP != "resources.read" {
 		return nil, fmt.Errorf("resource %s not found: %w", instanceResource, server.ErrResourceNotFound)
 	}
 	task, err := metaTaskContext(req.Params.Meta)
 	if err != nil {
 		return nil, publicError(err)
 	}
-	out, err := s.callResourceOp(callctx.WithTask(ctx, task), t, map[string]any{"uri": target.upstream})
+	out, err := s.callInstanceOp(callctx.WithTask(ctx, task), t, map[string]any{"uri": target.upstream})
 	if err != nil {
 		return nil, publicError(err)
 	}

@@ -32,7 +32,8 @@ import (
 // the spec's published schema.
 func TestUpstreamResourcesAreConnecResources(t *testing.T) {
 	const secret = "resource-bearer-3f9a7c2e5d"
-	up := server.NewMCPServer("upstream", "1", server.WithResourceCapabilities(false, false), server.WithToolCapabilities(false))
+	up := server.NewMCPServer("upstream", "1", server.WithResourceCapabilities(false, false), server.WithToolCapabilities(false),
+		server.WithCompletions(), server.WithResourceCompletionProvider(itemIDs{}))
 	up.AddResource(mcp.NewResource("test://notes/readme", "readme", mcp.WithMIMEType("text/plain")),
 		func(ctx context.Context, req mcp.ReadResourceRequest) ([]mcp.ResourceContents, error) {
 			return []mcp.ResourceContents{mcp.TextResourceContents{URI: req.Params.URI, MIMEType: "text/plain", Text: "read me (key " + secret + ")"}}, nil
@@ -124,6 +125,14 @@ func TestUpstreamResourcesAreConnecResources(t *testing.T) {
 		if err != nil || uri != qualified("one", "test://items/42") {
 			t.Fatalf("%s: the template %s expands to %q (%v)", tr, mustJSON(t, templates.ResourceTemplates[0]), uri, err)
 		}
+		// The server's completions of the template's variables come
+		// through, for the template as the caller sees it.
+		creq := mcp.CompleteRequest{}
+		creq.Params.Ref = mcp.ResourceReference{Type: "ref/resource", URI: tmpl.Raw()}
+		creq.Params.Argument = mcp.CompleteArgument{Name: "id", Value: "4"}
+		if got, err := c.Complete(context.Background(), creq); err != nil || strings.Join(got.Completion.Values, ",") != "41,42" {
+			t.Fatalf("%s: completion of %s: %v %s", tr, tmpl.Raw(), err, mustJSON(t, got))
+		}
 		if got, err := read(uri); err != nil || mustJSON(t, got.Contents) != `[{"uri":"`+uri+`","text":"item 42"}]` {
 			t.Fatalf("%s: an item: %v %s", tr, err, mustJSON(t, got))
 		}
@@ -176,4 +185,18 @@ func TestUpstreamResourcesAreConnecResources(t *testing.T) {
 	if n := e.count(`SELECT count(*) FROM audit_events WHERE strpos(to_jsonb(audit_events)::text, $1) > 0`, secret); n != 0 {
 		t.Fatal("the credential is in an audit row")
 	}
+}
+
+// itemIDs completes the id of test://items/{id} (for the upstream server
+// of these tests).
+type itemIDs struct{}
+
+func (itemIDs) CompleteResourceArgument(_ context.Context, uri string, arg mcp.CompleteArgument, _ mcp.CompleteContext) (*mcp.Completion, error) {
+	out := []string{}
+	for _, id := range []string{"41", "42", "7"} {
+		if uri == "test://items/{id}" && arg.Name == "id" && strings.HasPrefix(id, arg.Value) {
+			out = append(out, id)
+		}
+	}
+	return &mcp.Completion{Values: out}, nil
 }

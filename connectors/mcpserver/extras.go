@@ -61,6 +61,7 @@ func promptRecord(p mcp.Prompt) (PromptRecord, error) {
 func listExtras(ctx context.Context, c *client.Client, rec *Record) error {
 	caps := c.GetServerCapabilities()
 	rec.Resources = caps.Resources != nil
+	rec.Completions = caps.Completions != nil
 	rec.Prompts = nil
 	if caps.Prompts == nil {
 		return nil
@@ -86,6 +87,13 @@ func listExtras(ctx context.Context, c *client.Client, rec *Record) error {
 	return nil
 }
 
+// completeInput is completion/complete's params, as the server takes them.
+const completeInput = `{"type":"object","properties":{
+  "ref":{"type":"object","properties":{"type":{"enum":["ref/prompt","ref/resource"]},"name":{"type":"string","maxLength":1024},"uri":{"type":"string","maxLength":4096}},"required":["type"]},
+  "argument":{"type":"object","properties":{"name":{"type":"string","maxLength":1024},"value":{"type":"string","maxLength":4096}},"required":["name","value"]},
+  "context":{"type":"object","properties":{"arguments":{"type":"object","additionalProperties":{"type":"string"}}}}},
+  "required":["ref","argument"],"additionalProperties":false}`
+
 const (
 	objectOutput = `{"type":"object"}`
 	cursorInput  = `{"type":"object","properties":{"cursor":{"type":"string","maxLength":4096}},"additionalProperties":false}`
@@ -98,14 +106,19 @@ func (d *Driver) extraOperations() []connectors.Operation {
 		ops = append(ops,
 			connectors.Operation{Name: d.rec.Name + ".resources.list", Kind: connectors.KindRead, Timeout: 60 * time.Second,
 				Description: "List the resources of the MCP server " + d.rec.Name + " (one page; pass nextCursor back as cursor).",
-				Input:       json.RawMessage(cursorInput), Output: json.RawMessage(objectOutput), Resources: "list"},
+				Input:       json.RawMessage(cursorInput), Output: json.RawMessage(objectOutput), MCP: "resources.list"},
 			connectors.Operation{Name: d.rec.Name + ".resources.templates", Kind: connectors.KindRead, Timeout: 60 * time.Second,
 				Description: "List the resource templates of the MCP server " + d.rec.Name + " (one page; pass nextCursor back as cursor).",
-				Input:       json.RawMessage(cursorInput), Output: json.RawMessage(objectOutput), Resources: "templates"},
+				Input:       json.RawMessage(cursorInput), Output: json.RawMessage(objectOutput), MCP: "resources.templates"},
 			connectors.Operation{Name: d.rec.Name + ".resources.read", Kind: connectors.KindRead, Timeout: 60 * time.Second,
 				Description: "Read one resource of the MCP server " + d.rec.Name + " by its URI.",
 				Input:       json.RawMessage(`{"type":"object","properties":{"uri":{"type":"string","minLength":1,"maxLength":4096}},"required":["uri"],"additionalProperties":false}`),
-				Output:      json.RawMessage(objectOutput), Resources: "read"})
+				Output:      json.RawMessage(objectOutput), MCP: "resources.read"})
+	}
+	if d.rec.Completions {
+		ops = append(ops, connectors.Operation{Name: d.rec.Name + ".complete", Kind: connectors.KindRead, Timeout: 30 * time.Second,
+			Description: "Suggest values for an argument of a prompt or resource template of the MCP server " + d.rec.Name + ".",
+			Input: json.RawMessage(completeInput), Output: json.RawMessage(objectOutput), MCP: "complete"})
 	}
 	for _, p := range d.rec.Prompts {
 		props := map[string]any{}
@@ -159,6 +172,27 @@ func (d *Driver) extra(ctx context.Context, c *client.Client, inv connectors.Inv
 			req.Params.Cursor = mcp.Cursor(cur)
 		}
 		res, err = c.ListResourceTemplatesByPage(ctx, req)
+	case d.rec.Completions && inv.Operation == d.rec.Name+".complete":
+		var in struct {
+			Ref struct {
+				Type string `json:"type"`
+				Name string `json:"name"`
+				URI  string `json:"uri"`
+			} `json:"ref"`
+			Argument mcp.CompleteArgument `json:"argument"`
+			Context  mcp.CompleteContext  `json:"context"`
+		}
+		if err := json.Unmarshal(inv.Args, &in); err != nil {
+			return nil, true, fault.Invalid("arguments", "the completion request is not one")
+		}
+		req := mcp.CompleteRequest{}
+		req.Params.Argument, req.Params.Context = in.Argument, in.Context
+		if in.Ref.Type == "ref/resource" {
+			req.Params.Ref = mcp.ResourceReference{Type: in.Ref.Type, URI: in.Ref.URI}
+		} else {
+			req.Params.Ref = mcp.PromptReference{Type: in.Ref.Type, Name: in.Ref.Name}
+		}
+		res, err = c.Complete(ctx, req)
 	case d.rec.Resources && inv.Operation == d.rec.Name+".resources.read":
 		req := mcp.ReadResourceRequest{}
 		req.Params.URI, _ = args["uri"].(string)

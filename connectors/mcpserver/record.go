@@ -64,10 +64,11 @@ type Record struct {
 	// Skipped are the tools the server lists that connec cannot serve
 	// (a schema that is not a valid JSON Schema), with why.
 	Skipped []SkippedTool `json:"skipped,omitempty"`
-	// Resources says the server serves resources; Prompts are its prompts
-	// as reviewed (extras.go).
-	Resources bool           `json:"resources,omitempty"`
-	Prompts   []PromptRecord `json:"prompts,omitempty"`
+	// Resources says the server serves resources, Completions that it
+	// completes arguments; Prompts are its prompts as reviewed (extras.go).
+	Resources   bool           `json:"resources,omitempty"`
+	Completions bool           `json:"completions,omitempty"`
+	Prompts     []PromptRecord `json:"prompts,omitempty"`
 }
 
 // SkippedTool is a listed tool connec does not serve.
