@@ -118,7 +118,7 @@ func (d *Driver) extraOperations() []connectors.Operation {
 	if d.rec.Completions {
 		ops = append(ops, connectors.Operation{Name: d.rec.Name + ".complete", Kind: connectors.KindRead, Timeout: 30 * time.Second,
 			Description: "Suggest values for an argument of a prompt or resource template of the MCP server " + d.rec.Name + ".",
-			Input: json.RawMessage(completeInput), Output: json.RawMessage(objectOutput), MCP: "complete"})
+			Input:       json.RawMessage(completeInput), Output: json.RawMessage(objectOutput), MCP: "complete"})
 	}
 	for _, p := range d.rec.Prompts {
 		props := map[string]any{}
