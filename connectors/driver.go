@@ -118,6 +118,10 @@ type Invocation struct {
 	// Elicit, when the caller's client can be asked, asks its user (nil
 	// otherwise: refuse what would need it).
 	Elicit Elicit
+	// Log, when the caller takes log messages, takes those the service
+	// sends during the operation (MCP's notifications/message; nil
+	// otherwise).
+	Log Log
 	// Input, when set, is a round of a multi round-trip call (2026-07-28):
 	// the answers the caller gives to what the operation asked before, and
 	// whether the operation may hand its questions back to the caller.
@@ -139,6 +143,11 @@ type InputRound struct {
 // an MCP elicitation/create request's params, the answer its result. It
 // fails when the caller cannot be asked.
 type Elicit func(ctx context.Context, request json.RawMessage) (json.RawMessage, error)
+
+// Log is one log message a service sends during an invocation: its
+// severity (an MCP logging level: debug … emergency), the logger's name
+// (may be empty) and its data (any JSON).
+type Log func(level, logger string, data json.RawMessage)
 
 // Progress is how far an invocation has got: progress so far, of total (0
 // when unknown), and a message (may be empty).

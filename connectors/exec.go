@@ -28,6 +28,9 @@ type ExecRequest struct {
 	// Elicit, if set, asks the caller's user (the executor redacts the
 	// request first).
 	Elicit Elicit
+	// Log, if set, receives the log messages the driver passes on (the
+	// executor redacts them first).
+	Log Log
 	// Input is the round of a multi round-trip call, if it is one.
 	Input *InputRound
 }

@@ -265,6 +265,14 @@ func WithProgress(ctx context.Context, fn func(progress, total float64, message 
 	return context.WithValue(ctx, progressKey{}, connectors.Progress(fn))
 }
 
+type logKey struct{}
+
+// WithLog passes the log messages the operation ctx's call invokes sends
+// to fn (redacted).
+func WithLog(ctx context.Context, fn func(level, logger string, data json.RawMessage)) context.Context {
+	return context.WithValue(ctx, logKey{}, connectors.Log(fn))
+}
+
 type elicitKey struct{}
 
 // WithElicit lets the operation ctx's call invokes ask the caller's user:

@@ -138,6 +138,9 @@ func (s *Service) Invoke(ctx context.Context, in InvokeInput) (InvokeResult, err
 	if p, ok := ctx.Value(progressKey{}).(connectors.Progress); ok && !op.Async {
 		req.Progress = p // an async run has no caller waiting
 	}
+	if l, ok := ctx.Value(logKey{}).(connectors.Log); ok && !op.Async {
+		req.Log = l
+	}
 	if e, ok := ctx.Value(elicitKey{}).(connectors.Elicit); ok && !op.Async {
 		req.Elicit = e
 	}

@@ -189,6 +189,25 @@ func (e *Executor) Execute(ctx context.Context, req connectors.ExecRequest) (con
 		}
 	}
 	inv.Input = req.Input
+	if req.Log != nil {
+		// A log message leaves before the result's redaction: redacted on
+		// its own, like progress.
+		inv.Log = func(level, logger string, data json.RawMessage) {
+			live.Lock()
+			defer live.Unlock()
+			if ended {
+				return
+			}
+			red := driverkit.ForInvocation(inv)
+			clean, _, err := Redact(data, red)
+			logger = red.String(logger)
+			red.Wipe()
+			if err != nil {
+				return // not JSON: not passed on
+			}
+			req.Log(level, logger, clean)
+		}
+	}
 	if req.Elicit != nil {
 		// What the driver asks the user leaves before the result's
 		// redaction: redacted on its own, like progress.

@@ -126,6 +126,12 @@ var transports = []string{cmcp.TransportStdio, cmcp.TransportSSE, cmcp.Transport
 // stdio client at a time.
 func (e *env) client(transportName, token string) *client.Client {
 	e.t.Helper()
+	return e.clientAt(transportName, token, mcp.LATEST_PROTOCOL_VERSION)
+}
+
+// clientAt is client speaking revision version.
+func (e *env) clientAt(transportName, token, version string) *client.Client {
+	e.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	var c *client.Client
@@ -166,7 +172,7 @@ func (e *env) client(transportName, token string) *client.Client {
 	}
 	e.t.Cleanup(func() { _ = c.Close() })
 	req := mcp.InitializeRequest{}
-	req.Params.ProtocolVersion = mcp.LATEST_PROTOCOL_VERSION
+	req.Params.ProtocolVersion = version
 	req.Params.ClientInfo = mcp.Implementation{Name: "connec-test", Version: "1"}
 	if _, err := c.Initialize(ctx, req); err != nil {
 		e.t.Fatalf("initialize %s: %v", transportName, err)

@@ -149,7 +149,7 @@ func NewServer(svc *core.Service, opts ...Option) *Server {
 	if o.sets.instances() {
 		srvOpts = append(srvOpts, server.WithPromptCapabilities(o.changes != nil), server.WithPromptFilter(hidePrompt),
 			server.WithResourceCapabilities(false, o.changes != nil),
-			server.WithCompletions(), server.WithPromptCompletionProvider(completions{s}), server.WithResourceCompletionProvider(completions{s}))
+			server.WithCompletions(), server.WithLogging(), server.WithPromptCompletionProvider(completions{s}), server.WithResourceCompletionProvider(completions{s}))
 	}
 	// mcp-go logs a line per request and per tool call: the audit trail
 	// already records every call, so those lines are for debugging only

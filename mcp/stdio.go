@@ -296,6 +296,8 @@ type stdioSession struct {
 	// modern is set once the client speaks 2026-07-28, where every
 	// notification is opt-in (subscriptions/listen).
 	modern atomic.Bool
+	// level is the log level the client set (logging/setLevel).
+	level atomic.Value
 
 	// send writes a message to the client; pending are the requests sent
 	// to it (by id) that await its answer.
@@ -357,7 +359,17 @@ func (s *stdioSession) answered(m wireMessage) {
 	}
 }
 
-func (s *stdioSession) SessionID() string                                   { return s.id }
+func (s *stdioSession) SessionID() string                  { return s.id }
+func (s *stdioSession) SetLogLevel(level mcp.LoggingLevel) { s.level.Store(level) }
+
+// GetLogLevel is the level the client set, error until it sets one (as
+// mcp-go's own sessions).
+func (s *stdioSession) GetLogLevel() mcp.LoggingLevel {
+	if l, ok := s.level.Load().(mcp.LoggingLevel); ok {
+		return l
+	}
+	return mcp.LoggingLevelError
+}
 func (s *stdioSession) NotificationChannel() chan<- mcp.JSONRPCNotification { return s.notes }
 func (s *stdioSession) Initialize()                                         { s.initialized.Store(true) }
 func (s *stdioSession) Initialized() bool                                   { return s.initialized.Load() }

@@ -118,6 +118,7 @@ func handler(svc *core.Service, t Tool, pending *pendingCalls) server.ToolHandle
 		}
 		ctx = callctx.WithTask(ctx, task)
 		ctx = withProgress(ctx, req)
+		ctx = withLog(ctx)
 		call := func(ctx context.Context) *mcp.CallToolResult {
 			v, err := e.Call(ctx, svc, withoutTaskID(raw))
 			if t, ok := core.InstanceToolOf(ctx); ok {
@@ -198,6 +199,23 @@ func withProgress(ctx context.Context, req mcp.CallToolRequest) context.Context 
 			params["message"] = message
 		}
 		_ = srv.SendNotificationToClient(ctx, string(mcp.MethodNotificationProgress), params)
+	})
+}
+
+// withLog passes the log messages of the call's operation to the client as
+// notifications/message, as far as the level it asked for admits (the
+// session's, or over 2026-07-28 the request's own).
+func withLog(ctx context.Context) context.Context {
+	srv := server.ServerFromContext(ctx)
+	if srv == nil || server.ClientSessionFromContext(ctx) == nil {
+		return ctx
+	}
+	if info := server.RequestProtocolInfoFromContext(ctx); info != nil && info.Modern && info.LogLevel == "" {
+		return ctx // the request asked for none
+	}
+	return core.WithLog(ctx, func(level, logger string, data json.RawMessage) {
+		n := mcp.NewLoggingMessageNotification(mcp.LoggingLevel(level), logger, data)
+		_ = srv.SendLogMessageToClient(ctx, n)
 	})
 }
 

@@ -110,8 +110,15 @@ func callOnce(ctx context.Context, c *client.Client, tool *ToolRecord, inv conne
 	}
 	params := map[string]json.RawMessage{"arguments": args}
 	params["name"], _ = json.Marshal(tool.Tool)
+	meta := map[string]any{}
 	if inv.Progress != nil {
-		params["_meta"], _ = json.Marshal(map[string]any{"progressToken": token})
+		meta["progressToken"] = token
+	}
+	if inv.Log != nil && mcp.IsModernProtocol(c.ProtocolVersion()) {
+		meta[mcp.MetaKeyLogLevel] = mcp.LoggingLevelDebug // the caller's level filters
+	}
+	if len(meta) > 0 {
+		params["_meta"], _ = json.Marshal(meta)
 	}
 	if len(round.InputResponses) > 0 {
 		b, err := json.Marshal(round.InputResponses)

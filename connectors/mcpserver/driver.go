@@ -352,8 +352,29 @@ func initialize(ctx context.Context, c *client.Client, h hello) error {
 		init.Params.ProtocolVersion = mcp.ProtocolVersion20260728
 	}
 	init.Params.ClientInfo = clientInfo
-	_, err := c.Initialize(ctx, init)
+	res, err := c.Initialize(ctx, init)
+	if err == nil && res.Capabilities.Logging != nil && !mcp.IsModernProtocol(c.ProtocolVersion()) {
+		// connec takes every message the server logs during a call and
+		// passes on what each caller's own level admits (over 2026-07-28
+		// each call asks for itself).
+		req := mcp.SetLevelRequest{}
+		req.Params.Level = mcp.LoggingLevelDebug
+		//lint:ignore SA1019 logging is deprecated from 2026-07-28 on; 2025-11-25 servers and clients still use it
+		_ = c.SetLevel(ctx, req)
+	}
 	return err
+}
+
+// reportLog passes a notifications/message on.
+func reportLog(n mcp.JSONRPCNotification, log connectors.Log) {
+	f := n.Params.AdditionalFields
+	level, _ := f["level"].(string)
+	logger, _ := f["logger"].(string)
+	data, err := json.Marshal(f["data"])
+	if err != nil || level == "" {
+		return
+	}
+	log(level, logger, data)
 }
 
 // listedTool is a tool as the server lists it, its schemas as sent (a

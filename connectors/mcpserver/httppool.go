@@ -143,8 +143,15 @@ func (p *sessionPool) close() {
 	}
 }
 
-// notified passes the server's progress on to the call the session serves.
+// notified passes the server's progress and log messages on to the call
+// the session serves.
 func (s *httpSession) notified(n mcp.JSONRPCNotification) {
+	if n.Method == string(mcp.MethodNotificationMessage) {
+		if call := s.call.Load(); call != nil && call.log != nil {
+			reportLog(n, call.log)
+		}
+		return
+	}
 	if n.Method != string(mcp.MethodNotificationProgress) {
 		return
 	}
@@ -245,7 +252,7 @@ func (d *Driver) callOn(ctx context.Context, s *httpSession, tool *ToolRecord, i
 		return nil, pinned{err}
 	}
 	token := "connec-" + strconv.FormatInt(d.sessions.seq.Add(1), 10)
-	call := &stdioCall{progress: inv.Progress, token: token}
+	call := &stdioCall{progress: inv.Progress, log: inv.Log, token: token}
 	if inv.Elicit != nil {
 		call.elicit = elicitation(inv.Elicit)
 	}

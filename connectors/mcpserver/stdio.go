@@ -20,6 +20,7 @@ import (
 	"github.com/mark3labs/mcp-go/client/transport"
 	"github.com/mark3labs/mcp-go/mcp"
 
+	"github.com/connec/connec/connectors"
 	"github.com/connec/connec/connectors/driverkit"
 	"github.com/connec/connec/connectors/egress"
 	"github.com/connec/connec/fault"
@@ -168,6 +169,7 @@ type stdioProc struct {
 // stdioCall is a call in progress on a stdioProc.
 type stdioCall struct {
 	progress func(progress, total float64, message string)
+	log      connectors.Log
 	elicit   elicitation
 	token    string // its progress token (over HTTP)
 }
@@ -344,6 +346,20 @@ func (p *stdioProc) notified(n mcp.JSONRPCNotification) {
 		p.mu.Unlock()
 		if call != nil && call.progress != nil {
 			reportProgress(n, call.progress)
+		}
+	case string(mcp.MethodNotificationMessage):
+		// A log message names no call: it goes to the one in progress,
+		// and nowhere when there are several (not to the wrong caller).
+		p.mu.Lock()
+		var only *stdioCall
+		if len(p.calls) == 1 {
+			for _, c := range p.calls {
+				only = c
+			}
+		}
+		p.mu.Unlock()
+		if only != nil && only.log != nil {
+			reportLog(n, only.log)
 		}
 	}
 }

@@ -245,7 +245,7 @@ func (d *Driver) invokeStdio(ctx context.Context, inv connectors.Invocation, too
 		return nil, err
 	}
 	token := "connec-" + strconv.FormatInt(d.procs.seq.Add(1), 10)
-	call := &stdioCall{progress: inv.Progress}
+	call := &stdioCall{progress: inv.Progress, log: inv.Log}
 	if inv.Elicit != nil {
 		call.elicit = elicitation(inv.Elicit)
 	}
