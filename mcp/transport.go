@@ -227,20 +227,9 @@ func (h *httpTransport) messages(transport string, next http.Handler) http.Handl
 			}
 		}
 		if body, ictx, asked, ok := h.srv.translatePrompt(r.Context(), body); ok && headerAgrees(r.Header, asked) {
-			r = r.WithContext(ictx)
-			r.Body = io.NopCloser(bytes.NewReader(body))
-			r.ContentLength = int64(len(body))
-			if r.Header.Get(mcp.HeaderName) != "" {
-				r.Header.Set(mcp.HeaderName, instancePrompt) // the headers mirror the body
-			}
-		}
-		if body, ictx, asked, ok := h.srv.translateResource(r.Context(), body); ok && headerAgrees(r.Header, asked) {
-			r = r.WithContext(ictx)
-			r.Body = io.NopCloser(bytes.NewReader(body))
-			r.ContentLength = int64(len(body))
-			if r.Header.Get(mcp.HeaderName) != "" {
-				r.Header.Set(mcp.HeaderName, instanceResource)
-			}
+			r = translated(ictx, r, body, instancePrompt)
+		} else if body, ictx, asked, ok := h.srv.translateResource(r.Context(), body); ok && headerAgrees(r.Header, asked) {
+			r = translated(ictx, r, body, instanceResource)
 		}
 		if transport == TransportStreamable && !modern && len(m.ID) > 0 {
 			id := string(m.ID)
@@ -249,6 +238,18 @@ func (h *httpTransport) messages(transport string, next http.Handler) http.Handl
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// translated is r carrying body, a request a transport translated, in ctx;
+// its Mcp-Name header, if any, mirrors the body's new name.
+func translated(ctx context.Context, r *http.Request, body []byte, name string) *http.Request {
+	r = r.WithContext(ctx)
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	r.ContentLength = int64(len(body))
+	if r.Header.Get(mcp.HeaderName) != "" {
+		r.Header.Set(mcp.HeaderName, name)
+	}
+	return r
 }
 
 // headerAgrees reports whether a request's Mcp-Name header, if any, names

@@ -365,14 +365,18 @@ func initialize(ctx context.Context, c *client.Client, h hello) error {
 	return err
 }
 
+// logLevels are MCP's logging levels.
+var logLevels = map[string]bool{"debug": true, "info": true, "notice": true, "warning": true, "error": true,
+	"critical": true, "alert": true, "emergency": true}
+
 // reportLog passes a notifications/message on.
 func reportLog(n mcp.JSONRPCNotification, log connectors.Log) {
 	f := n.Params.AdditionalFields
 	level, _ := f["level"].(string)
 	logger, _ := f["logger"].(string)
 	data, err := json.Marshal(f["data"])
-	if err != nil || level == "" {
-		return
+	if err != nil || !logLevels[level] {
+		return // not a level: not passed on (it would go unredacted)
 	}
 	log(level, logger, data)
 }
