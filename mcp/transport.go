@@ -226,10 +226,11 @@ func (h *httpTransport) messages(transport string, next http.Handler) http.Handl
 				r.Header.Set(mcp.HeaderName, target)
 			}
 		}
-		if body, ictx, asked, ok := h.srv.translatePrompt(r.Context(), body); ok && headerAgrees(r.Header, asked) {
-			r = translated(ictx, r, body, instancePrompt)
-		} else if body, ictx, asked, ok := h.srv.translateResource(r.Context(), body); ok && headerAgrees(r.Header, asked) {
-			r = translated(ictx, r, body, instanceResource)
+		if pbody, ictx, asked, ok := h.srv.translatePrompt(r.Context(), body); ok && headerAgrees(r.Header, asked) {
+			r = translated(ictx, r, pbody, instancePrompt)
+		}
+		if rbody, ictx, asked, ok := h.srv.translateResource(r.Context(), body); ok && headerAgrees(r.Header, asked) {
+			r = translated(ictx, r, rbody, instanceResource)
 		}
 		if transport == TransportStreamable && !modern && len(m.ID) > 0 {
 			id := string(m.ID)
