@@ -2,6 +2,7 @@ package mcp_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -38,6 +39,13 @@ func TestUpstreamLogsReachTheCaller(t *testing.T) {
 				{mcp.LoggingLevelError, "failed once with Bearer " + secret},
 			} {
 				_ = srv.SendLogMessageToClient(ctx, mcp.NewLoggingMessageNotification(l.level, "worker", l.data))
+			}
+			// mcp-go drops what is still queued when the answer goes: a
+			// server that wants its messages read waits for them to leave
+			// (connec does the same for its callers).
+			ch := server.ClientSessionFromContext(ctx).NotificationChannel()
+			for deadline := time.Now().Add(time.Second); len(ch) > 0 && time.Now().Before(deadline); {
+				time.Sleep(time.Millisecond)
 			}
 			return mcp.NewToolResultText("done"), nil
 		})
@@ -96,7 +104,7 @@ func TestUpstreamLogsReachTheCaller(t *testing.T) {
 				t.Fatalf("%s: work: %s", tr, mustJSON(t, res))
 			}
 			if want > 0 {
-				waitFor(t, "the log messages", func() bool { mu.Lock(); defer mu.Unlock(); return len(got) >= want })
+				waitFor(t, fmt.Sprintf("the log messages (%s %s, level %q)", tr, run.rev, level), func() bool { mu.Lock(); defer mu.Unlock(); return len(got) >= want })
 			} else {
 				time.Sleep(300 * time.Millisecond) // none must come
 			}

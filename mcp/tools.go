@@ -9,6 +9,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"time"
 
 	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/mark3labs/mcp-go/server"
@@ -120,6 +121,7 @@ func handler(svc *core.Service, t Tool, pending *pendingCalls) server.ToolHandle
 		ctx = withProgress(ctx, req)
 		ctx = withLog(ctx)
 		call := func(ctx context.Context) *mcp.CallToolResult {
+			defer awaitNotifications(ctx)
 			v, err := e.Call(ctx, svc, withoutTaskID(raw))
 			if t, ok := core.InstanceToolOf(ctx); ok {
 				return instanceResult(v, err, t)
@@ -200,6 +202,25 @@ func withProgress(ctx context.Context, req mcp.CallToolRequest) context.Context 
 		}
 		_ = srv.SendNotificationToClient(ctx, string(mcp.MethodNotificationProgress), params)
 	})
+}
+
+// notificationDrain bounds how long a call's answer waits for the
+// notifications it sent to leave.
+const notificationDrain = 200 * time.Millisecond
+
+// awaitNotifications waits, briefly, until the notifications the call sent
+// (progress, log messages) have left the session's queue: mcp-go's HTTP
+// transport drops those still queued when the answer is written, so a
+// call's last messages would be lost whenever the machine is busy.
+func awaitNotifications(ctx context.Context) {
+	session := server.ClientSessionFromContext(ctx)
+	if session == nil {
+		return
+	}
+	ch := session.NotificationChannel()
+	for deadline := time.Now().Add(notificationDrain); len(ch) > 0 && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
 }
 
 // withLog passes the log messages of the call's operation to the client as
