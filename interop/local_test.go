@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
@@ -150,6 +151,14 @@ func TestLocalNPMServersThroughConnec(t *testing.T) {
 		t.Fatalf("elicitation over HTTP 2026-07-28: asked %q, tool said %q, %v", asked, text, err)
 	}
 
+	// The server's prompts, resources and completions are connec's own, as
+	// the official Go SDK client sees them on both revisions.
+	for _, pin := range []string{"2025-11-25", "2026-07-28"} {
+		if err := primitivesThroughConnec(ctx, srv.url, tok, pin); err != nil {
+			t.Fatalf("prompts and resources over %s: %v", pin, err)
+		}
+	}
+
 	// The secret is nowhere in connec's log either.
 	if strings.Contains(srv.log.String(), secret) {
 		t.Fatal("the credential is in connec's log")
@@ -185,4 +194,73 @@ func elicitThroughConnec(ctx context.Context, t *testing.T, baseURL, token, pin 
 		}
 	}
 	return strings.Join(text, " "), asked, nil
+}
+
+// primitivesThroughConnec uses server-everything's prompts, resources,
+// resource templates and completions through connec with the official Go
+// SDK client: named as the instance's tools are (its resources' URIs
+// qualified by the instance, connec://ev.everything/<encoded URI>).
+func primitivesThroughConnec(ctx context.Context, baseURL, token, pin string) error {
+	c := mcpsdk.NewClient(&mcpsdk.Implementation{Name: "connec-interop-primitives", Version: "1.0.0"}, nil)
+	cs, err := c.Connect(ctx, &mcpsdk.StreamableClientTransport{Endpoint: baseURL + "/mcp", HTTPClient: bearer(token)}, &mcpsdk.ClientSessionOptions{ProtocolVersion: pin})
+	if err != nil {
+		return err
+	}
+	defer cs.Close()
+	prompts, err := cs.ListPrompts(ctx, &mcpsdk.ListPromptsParams{})
+	if err != nil {
+		return fmt.Errorf("prompts/list: %w", err)
+	}
+	var names []string
+	for _, p := range prompts.Prompts {
+		names = append(names, p.Name)
+	}
+	for _, want := range []string{"ev.everything.simple-prompt", "ev.everything.args-prompt", "ev.everything.completable-prompt"} {
+		if !slices.Contains(names, want) {
+			return fmt.Errorf("prompt %s is not listed: %v", want, names)
+		}
+	}
+	got, err := cs.GetPrompt(ctx, &mcpsdk.GetPromptParams{Name: "ev.everything.args-prompt", Arguments: map[string]string{"city": "Paris"}})
+	if err != nil {
+		return fmt.Errorf("prompts/get: %w", err)
+	}
+	if len(got.Messages) != 1 || !strings.Contains(fmt.Sprint(got.Messages[0].Content), "Paris") {
+		return fmt.Errorf("args-prompt: %+v", got.Messages)
+	}
+	done, err := cs.Complete(ctx, &mcpsdk.CompleteParams{Ref: &mcpsdk.CompleteReference{Type: "ref/prompt", Name: "ev.everything.completable-prompt"},
+		Argument: mcpsdk.CompleteParamsArgument{Name: "department", Value: "S"}})
+	if err != nil || strings.Join(done.Completion.Values, ",") != "Sales,Support" {
+		return fmt.Errorf("completion: %+v %v", done, err)
+	}
+
+	resources, err := cs.ListResources(ctx, &mcpsdk.ListResourcesParams{})
+	if err != nil || len(resources.Resources) == 0 {
+		return fmt.Errorf("resources/list: %+v %w", resources, err)
+	}
+	first := resources.Resources[0]
+	if !strings.HasPrefix(first.URI, "connec://ev.everything/demo:%2F%2F") {
+		return fmt.Errorf("a resource's URI is not its instance's: %s", first.URI)
+	}
+	read, err := cs.ReadResource(ctx, &mcpsdk.ReadResourceParams{URI: first.URI})
+	if err != nil || len(read.Contents) == 0 || read.Contents[0].URI != first.URI {
+		return fmt.Errorf("resources/read %s: %+v %v", first.URI, read, err)
+	}
+	templates, err := cs.ListResourceTemplates(ctx, &mcpsdk.ListResourceTemplatesParams{})
+	if err != nil {
+		return fmt.Errorf("resources/templates/list: %w", err)
+	}
+	const text = "connec://ev.everything/demo:%2F%2Fresource%2Fdynamic%2Ftext%2F{resourceId}"
+	found := false
+	for _, tm := range templates.ResourceTemplates {
+		found = found || tm.URITemplate == text
+	}
+	if !found {
+		return fmt.Errorf("the text template is not listed as %s: %+v", text, templates.ResourceTemplates)
+	}
+	uri := strings.Replace(text, "{resourceId}", "7", 1)
+	read, err = cs.ReadResource(ctx, &mcpsdk.ReadResourceParams{URI: uri})
+	if err != nil || len(read.Contents) != 1 || read.Contents[0].URI != uri || !strings.Contains(read.Contents[0].Text, "7") {
+		return fmt.Errorf("resources/read %s: %+v %v", uri, read, err)
+	}
+	return nil
 }
