@@ -130,18 +130,8 @@ func ptr[T any](v T) *T { return &v }
 // by and the tool it now calls. ok is false for any other message, which
 // goes on unchanged.
 func (s *Server) translateCall(ctx context.Context, body []byte) (_ []byte, _ context.Context, called, target string, ok bool) {
-	var m struct {
-		JSONRPC string          `json:"jsonrpc"`
-		ID      json.RawMessage `json:"id,omitempty"`
-		Method  string          `json:"method"`
-		Params  map[string]json.RawMessage
-	}
-	if !s.sets.instances() || !bytes.Contains(body, []byte(`"tools/call"`)) || json.Unmarshal(body, &m) != nil ||
-		m.Method != string(mcp.MethodToolsCall) {
-		return nil, nil, "", "", false
-	}
-	var name string
-	if json.Unmarshal(m.Params["name"], &name) != nil || name == "" {
+	m, name, ok := s.requestOf(body, mcp.MethodToolsCall, "name")
+	if !ok {
 		return nil, nil, "", "", false
 	}
 	if _, ok := s.tools[name]; ok {
@@ -168,6 +158,28 @@ func (s *Server) translateCall(ctx context.Context, body []byte) (_ []byte, _ co
 		return nil, nil, "", "", false
 	}
 	return out, core.AsInstanceTool(ctx, t), name, target, true
+}
+
+// rpcRequest is a JSON-RPC request as a transport translates it.
+type rpcRequest struct {
+	JSONRPC string          `json:"jsonrpc"`
+	ID      json.RawMessage `json:"id,omitempty"`
+	Method  string          `json:"method"`
+	Params  map[string]json.RawMessage
+}
+
+// requestOf reads body as a request of method whose params name a string
+// under key (a tool's or prompt's name, a resource's URI): what the
+// translations start from, where instance tools are served.
+func (s *Server) requestOf(body []byte, method mcp.MCPMethod, key string) (m rpcRequest, value string, ok bool) {
+	if !s.sets.instances() || !bytes.Contains(body, []byte(`"`+string(method)+`"`)) || json.Unmarshal(body, &m) != nil ||
+		m.Method != string(method) {
+		return m, "", false
+	}
+	if json.Unmarshal(m.Params[key], &value) != nil || value == "" {
+		return m, "", false
+	}
+	return m, value, true
 }
 
 // instanceToolByWire finds the caller's instance tool served as wire.

@@ -3,8 +3,6 @@ package mcp_test
 import (
 	"context"
 	"fmt"
-	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -13,9 +11,6 @@ import (
 	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/mark3labs/mcp-go/server"
 
-	"github.com/connec/connec/connectors/mcpserver"
-	"github.com/connec/connec/core"
-	"github.com/connec/connec/internal/app"
 	cmcp "github.com/connec/connec/mcp"
 )
 
@@ -49,30 +44,7 @@ func TestUpstreamLogsReachTheCaller(t *testing.T) {
 			}
 			return mcp.NewToolResultText("done"), nil
 		})
-	stream := server.NewStreamableHTTPServer(up)
-	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Header.Get("Authorization") != "Bearer "+secret {
-			http.Error(w, "unauthorized", http.StatusUnauthorized)
-			return
-		}
-		stream.ServeHTTP(w, r)
-	}))
-	t.Cleanup(hs.Close)
-	e := newEnvPrepared(t, func(cfg *app.Config) {
-		rec, err := mcpserver.Discover(context.Background(), "up", hs.URL+"/mcp", map[string]string{"Authorization": "Bearer " + secret}, http.DefaultClient)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := mcpserver.Save(mcpserver.Dir(cfg.DataDir), rec); err != nil {
-			t.Fatal(err)
-		}
-	})
-	alice, tok := e.user("alice", false)
-	e.allow(alice, "network/private", "connector.admin", "") // the server is on loopback
-	c := e.client(cmcp.TransportStreamable, tok)
-	id := decodeID(t, mustOK(t, c, core.ToolInstanceInstall, map[string]any{"type": "mcp-up", "display_name": "Upstream", "handle": "up",
-		"config": map[string]any{"allow_private_network": true}, "enable": true}, nil))
-	mustOK(t, c, core.ToolCredentialCreate, map[string]any{"instance_id": id, "kind": "bearer", "secret": map[string]any{"token": secret}}, nil)
+	e, tok := governedUpstream(t, up, secret, "up")
 
 	for _, tr := range []string{cmcp.TransportStreamable, cmcp.TransportStdio} {
 		for _, run := range []struct {

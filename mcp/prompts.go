@@ -1,7 +1,6 @@
 package mcp
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -78,17 +77,8 @@ func (s *Server) appendInstancePrompts(ctx context.Context, _ any, req *mcp.List
 // name it was asked by. ok is false for any other message, which goes on
 // unchanged (an unknown prompt: mcp-go answers "not found").
 func (s *Server) translatePrompt(ctx context.Context, body []byte) (_ []byte, _ context.Context, asked string, ok bool) {
-	var m struct {
-		JSONRPC string          `json:"jsonrpc"`
-		ID      json.RawMessage `json:"id,omitempty"`
-		Method  string          `json:"method"`
-		Params  map[string]json.RawMessage
-	}
-	if !s.sets.instances() || !bytes.Contains(body, []byte(`"prompts/get"`)) || json.Unmarshal(body, &m) != nil ||
-		m.Method != string(mcp.MethodPromptsGet) {
-		return nil, nil, "", false
-	}
-	if json.Unmarshal(m.Params["name"], &asked) != nil || asked == "" || asked == instancePrompt {
+	m, asked, ok := s.requestOf(body, mcp.MethodPromptsGet, "name")
+	if !ok || asked == instancePrompt {
 		return nil, nil, "", false
 	}
 	tools, err := s.svc.InstanceTools(ctx)

@@ -1,7 +1,6 @@
 package mcp
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -230,17 +229,8 @@ func (s *Server) appendInstanceTemplates(ctx context.Context, _ any, req *mcp.Li
 // and the resource) and the URI it was asked by. ok is false for any other
 // message, which goes on unchanged (mcp-go answers "not found").
 func (s *Server) translateResource(ctx context.Context, body []byte) (_ []byte, _ context.Context, asked string, ok bool) {
-	var m struct {
-		JSONRPC string          `json:"jsonrpc"`
-		ID      json.RawMessage `json:"id,omitempty"`
-		Method  string          `json:"method"`
-		Params  map[string]json.RawMessage
-	}
-	if !s.sets.instances() || !bytes.Contains(body, []byte(`"resources/read"`)) || json.Unmarshal(body, &m) != nil ||
-		m.Method != string(mcp.MethodResourcesRead) {
-		return nil, nil, "", false
-	}
-	if json.Unmarshal(m.Params["uri"], &asked) != nil || asked == "" || asked == instanceResource {
+	m, asked, ok := s.requestOf(body, mcp.MethodResourcesRead, "uri")
+	if !ok || asked == instanceResource {
 		return nil, nil, "", false
 	}
 	tools, err := s.resourceTools(ctx, "resources.read")

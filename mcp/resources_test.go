@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"slices"
 	"strings"
@@ -14,9 +13,6 @@ import (
 	"github.com/mark3labs/mcp-go/server"
 	"github.com/yosida95/uritemplate/v3"
 
-	"github.com/connec/connec/connectors/mcpserver"
-	"github.com/connec/connec/core"
-	"github.com/connec/connec/internal/app"
 	cmcp "github.com/connec/connec/mcp"
 )
 
@@ -46,33 +42,8 @@ func TestUpstreamResourcesAreConnecResources(t *testing.T) {
 		func(ctx context.Context, req mcp.ReadResourceRequest) ([]mcp.ResourceContents, error) {
 			return []mcp.ResourceContents{mcp.TextResourceContents{URI: req.Params.URI, Text: "item " + strings.TrimPrefix(req.Params.URI, "test://items/")}}, nil
 		})
-	stream := server.NewStreamableHTTPServer(up)
-	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Header.Get("Authorization") != "Bearer "+secret {
-			http.Error(w, "unauthorized", http.StatusUnauthorized)
-			return
-		}
-		stream.ServeHTTP(w, r)
-	}))
-	t.Cleanup(hs.Close)
-	e := newEnvPrepared(t, func(cfg *app.Config) {
-		rec, err := mcpserver.Discover(context.Background(), "up", hs.URL+"/mcp", map[string]string{"Authorization": "Bearer " + secret}, http.DefaultClient)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := mcpserver.Save(mcpserver.Dir(cfg.DataDir), rec); err != nil {
-			t.Fatal(err)
-		}
-	})
-	alice, tok := e.user("alice", false)
+	e, tok := governedUpstream(t, up, secret, "one", "two")
 	_, bobTok := e.user("bob", false)
-	e.allow(alice, "network/private", "connector.admin", "") // the server is on loopback
-	c := e.client(cmcp.TransportStreamable, tok)
-	for _, handle := range []string{"one", "two"} {
-		id := decodeID(t, mustOK(t, c, core.ToolInstanceInstall, map[string]any{"type": "mcp-up", "display_name": handle, "handle": handle,
-			"config": map[string]any{"allow_private_network": true}, "enable": true}, nil))
-		mustOK(t, c, core.ToolCredentialCreate, map[string]any{"instance_id": id, "kind": "bearer", "secret": map[string]any{"token": secret}}, nil)
-	}
 	qualified := func(handle, uri string) string { return "connec://" + handle + ".up/" + url.PathEscape(uri) }
 
 	for _, tr := range []string{cmcp.TransportStreamable, cmcp.TransportStdio} {

@@ -80,16 +80,7 @@ func TestLocalServerEgressNode(t *testing.T) {
 	}
 	host := strings.TrimPrefix(declared.URL, "http://")
 	spec := mcpserver.StdioSpec{Package: "connec-fetch-test", Version: "1.0.0", Bin: "server.mjs", EgressHosts: []string{host}}
-	rec, err := mcpserver.DiscoverLocal(context.Background(), dir, "net", spec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := mcpserver.New(rec, dir, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = d.Close() })
-	h := drivertest.New(t, d)
+	h := localHarnessIn(t, dir, "net", spec)
 	if got := h.Type.Spec.EgressHosts; len(got) != 1 || got[0] != host {
 		t.Fatalf("type egress = %v", got)
 	}

@@ -350,18 +350,24 @@ func (p *stdioProc) notified(n mcp.JSONRPCNotification) {
 	case string(mcp.MethodNotificationMessage):
 		// A log message names no call: it goes to the one in progress,
 		// and nowhere when there are several (not to the wrong caller).
-		p.mu.Lock()
-		var only *stdioCall
-		if len(p.calls) == 1 {
-			for _, c := range p.calls {
-				only = c
-			}
-		}
-		p.mu.Unlock()
-		if only != nil && only.log != nil {
+		if only := p.onlyCall(); only != nil && only.log != nil {
 			reportLog(n, only.log)
 		}
 	}
+}
+
+// onlyCall is the call in progress when there is exactly one (nil
+// otherwise).
+func (p *stdioProc) onlyCall() *stdioCall {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.calls) != 1 {
+		return nil
+	}
+	for _, c := range p.calls {
+		return c
+	}
+	return nil
 }
 
 // Elicit hands an elicitation request to the call that asked. Over stdio
@@ -369,14 +375,7 @@ func (p *stdioProc) notified(n mcp.JSONRPCNotification) {
 // call is in progress, and refuses it otherwise rather than ask the wrong
 // user.
 func (p *stdioProc) Elicit(ctx context.Context, req mcp.ElicitationRequest) (*mcp.ElicitationResult, error) {
-	p.mu.Lock()
-	var only *stdioCall
-	if len(p.calls) == 1 {
-		for _, c := range p.calls {
-			only = c
-		}
-	}
-	p.mu.Unlock()
+	only := p.onlyCall()
 	switch {
 	case only == nil:
 		return nil, errors.New("connec cannot tell which of the calls in progress this request belongs to")

@@ -361,7 +361,13 @@ func TestLocalServerSandbox(t *testing.T) {
 // and returns a harness for its driver, closed with the test.
 func localHarness(t *testing.T, name string, s mcpserver.StdioSpec) *drivertest.Harness {
 	t.Helper()
-	dir := t.TempDir()
+	return localHarnessIn(t, t.TempDir(), name, s)
+}
+
+// localHarnessIn is localHarness with the records' directory dir (where a
+// package may be installed already).
+func localHarnessIn(t *testing.T, dir, name string, s mcpserver.StdioSpec) *drivertest.Harness {
+	t.Helper()
 	rec, err := mcpserver.DiscoverLocal(context.Background(), dir, name, s)
 	if err != nil {
 		t.Fatal(err)
