@@ -5,6 +5,9 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
+	"reflect"
+	"strings"
 
 	"github.com/mark3labs/mcp-go/mcp"
 )
@@ -41,20 +44,117 @@ func checkRequest(m wireMessage) any {
 			return rpcError(nil, mcp.INVALID_REQUEST, "invalid request: id must be a string or a number (null is not allowed)")
 		}
 	}
-	if m.Method == string(mcp.MethodToolsList) && len(m.ID) > 0 {
+	if len(m.ID) == 0 {
+		return nil
+	}
+	if params, ok := paramsOf[m.Method]; ok && len(m.Params) > 0 && string(m.Params) != "null" {
+		// mcp-go's own answer to params it cannot decode names Go types.
+		p := params()
+		if err := json.Unmarshal(m.Params, p); err != nil {
+			return rpcError(m.ID, mcp.INVALID_PARAMS, "invalid params: "+shapeError(err, reflect.TypeOf(p)))
+		}
+	}
+	switch m.Method {
+	case string(mcp.MethodToolsList), string(mcp.MethodPromptsList), string(mcp.MethodResourcesList), string(mcp.MethodResourcesTemplatesList):
 		var p struct {
 			Cursor *string `json:"cursor"`
 		}
 		if json.Unmarshal(m.Params, &p) == nil && p.Cursor != nil {
-			// A cursor is the last tool name of the page before, as
-			// mcp-go encodes it; anything else gets an answer in the
+			// A cursor is what the page before returned (base64, as mcp-go
+			// and connec encode them); anything else gets an answer in the
 			// caller's terms, not a decoder's.
 			if b, err := base64.StdEncoding.DecodeString(*p.Cursor); err != nil || len(b) == 0 || len(b) > 2*maxToolName {
-				return rpcError(m.ID, mcp.INVALID_PARAMS, "invalid cursor: pass the nextCursor of the page before, as tools/list returned it")
+				return rpcError(m.ID, mcp.INVALID_PARAMS, "invalid cursor: pass the nextCursor of the page before, as "+m.Method+" returned it")
 			}
 		}
 	}
 	return nil
+}
+
+// paramsOf are the params of the methods whose params mcp-go decodes into
+// types, as it decodes them.
+var paramsOf = map[string]func() any{
+	string(mcp.MethodToolsCall):              func() any { return &mcp.CallToolParams{} },
+	string(mcp.MethodPromptsGet):             func() any { return &mcp.GetPromptParams{} },
+	string(mcp.MethodResourcesRead):          func() any { return &mcp.ReadResourceParams{} },
+	string(mcp.MethodResourcesSubscribe):     func() any { return &mcp.SubscribeParams{} },
+	string(mcp.MethodResourcesUnsubscribe):   func() any { return &mcp.UnsubscribeParams{} },
+	string(mcp.MethodCompletionComplete):     func() any { return &mcp.CompleteParams{} },
+	string(mcp.MethodSetLogLevel):            func() any { return &mcp.SetLevelParams{} },
+	string(mcp.MethodToolsList):              func() any { return &mcp.PaginatedParams{} },
+	string(mcp.MethodPromptsList):            func() any { return &mcp.PaginatedParams{} },
+	string(mcp.MethodResourcesList):          func() any { return &mcp.PaginatedParams{} },
+	string(mcp.MethodResourcesTemplatesList): func() any { return &mcp.PaginatedParams{} },
+}
+
+// shapeError says, in JSON's terms, what is wrong with params (of Go type
+// root) that did not decode.
+func shapeError(err error, root reflect.Type) string {
+	var te *json.UnmarshalTypeError
+	if !errors.As(err, &te) || te.Field == "" {
+		return "params must be an object of the method's parameters"
+	}
+	field := te.Field
+	if t := fieldType(root, field); t != nil && t.Kind() == reflect.Map && t.Elem() == te.Type {
+		field = "each value of " + field // the decoder names the map, not the key
+	}
+	want := "of another type"
+	switch te.Type.Kind() {
+	case reflect.String:
+		want = "a string"
+	case reflect.Map, reflect.Struct:
+		want = "an object"
+	case reflect.Slice, reflect.Array:
+		want = "an array"
+	case reflect.Bool:
+		want = "true or false"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64, reflect.Uint, reflect.Uint8, reflect.Uint16,
+		reflect.Uint32, reflect.Uint64, reflect.Float32, reflect.Float64:
+		want = "a number"
+	}
+	return field + " must be " + want
+}
+
+// fieldType is the Go type of the field at a decoder's dotted path of JSON
+// names in t (nil when it cannot tell).
+func fieldType(t reflect.Type, path string) reflect.Type {
+	for _, name := range strings.Split(path, ".") {
+		for t.Kind() == reflect.Pointer {
+			t = t.Elem()
+		}
+		if t.Kind() != reflect.Struct {
+			return nil
+		}
+		f, ok := jsonField(t, name)
+		if !ok {
+			return nil
+		}
+		t = f.Type
+	}
+	return t
+}
+
+// jsonField finds the field JSON calls name in struct t, embedded ones too.
+func jsonField(t reflect.Type, name string) (reflect.StructField, bool) {
+	for i := range t.NumField() {
+		f := t.Field(i)
+		tag, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if tag == name || tag == "" && f.Name == name {
+			return f, true
+		}
+		if f.Anonymous && tag == "" {
+			ft := f.Type
+			if ft.Kind() == reflect.Pointer {
+				ft = ft.Elem()
+			}
+			if ft.Kind() == reflect.Struct {
+				if g, ok := jsonField(ft, name); ok {
+					return g, true
+				}
+			}
+		}
+	}
+	return reflect.StructField{}, false
 }
 
 // visibility carries, through one tools/list, whether every visibility
