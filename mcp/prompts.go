@@ -2,6 +2,7 @@ package mcp
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"slices"
@@ -28,9 +29,6 @@ import (
 // instancePrompt is the hidden prompt every instance prompt is got as.
 const instancePrompt = "connec.instance-prompt"
 
-// maxInstancePrompts bounds one prompts/list.
-const maxInstancePrompts = 1000
-
 // promptName is the name t's prompt is served as: t's name with its last
 // part (the operation's) replaced by the prompt's own name.
 func (s *Server) promptName(t core.InstanceTool) string {
@@ -47,10 +45,11 @@ func hidePrompt(ctx context.Context, prompts []mcp.Prompt) []mcp.Prompt {
 	return slices.DeleteFunc(prompts, func(p mcp.Prompt) bool { return p.Name == instancePrompt })
 }
 
-// appendInstancePrompts adds the caller's instance prompts to a
-// prompts/list answer (all on the first page: there are few per instance).
+// appendInstancePrompts answers prompts/list with the caller's instance
+// prompts, listPage a page, in name order (the cursor is the last name of
+// the page before, as mcp-go's).
 func (s *Server) appendInstancePrompts(ctx context.Context, _ any, req *mcp.ListPromptsRequest, res *mcp.ListPromptsResult) {
-	if res == nil || req.Params.Cursor != "" {
+	if res == nil {
 		return
 	}
 	tools, err := s.svc.InstanceTools(ctx)
@@ -58,17 +57,34 @@ func (s *Server) appendInstancePrompts(ctx context.Context, _ any, req *mcp.List
 		visibilityFailed(ctx)
 		return
 	}
+	after := ""
+	if req.Params.Cursor != "" {
+		b, err := base64.StdEncoding.DecodeString(string(req.Params.Cursor))
+		if err != nil {
+			return // refused already
+		}
+		after = string(b)
+	}
+	var all []mcp.Prompt
 	for _, t := range tools {
-		if t.Op.Prompt == nil || len(res.Prompts) >= maxInstancePrompts {
+		if t.Op.Prompt == nil {
 			continue
 		}
-		p := mcp.Prompt{Name: s.promptName(t), Description: t.Op.Prompt.Description}
-		for _, a := range t.Op.Prompt.Arguments {
-			p.Arguments = append(p.Arguments, mcp.PromptArgument{Name: a.Name, Description: a.Description, Required: a.Required})
+		if name := s.promptName(t); name > after {
+			p := mcp.Prompt{Name: name, Description: t.Op.Prompt.Description}
+			for _, a := range t.Op.Prompt.Arguments {
+				p.Arguments = append(p.Arguments, mcp.PromptArgument{Name: a.Name, Description: a.Description, Required: a.Required})
+			}
+			all = append(all, p)
 		}
-		res.Prompts = append(res.Prompts, p)
 	}
-	slices.SortFunc(res.Prompts, func(a, b mcp.Prompt) int { return strings.Compare(a.Name, b.Name) })
+	slices.SortFunc(all, func(a, b mcp.Prompt) int { return strings.Compare(a.Name, b.Name) })
+	res.NextCursor = ""
+	if len(all) > listPage {
+		all = all[:listPage]
+		res.NextCursor = mcp.Cursor(base64.StdEncoding.EncodeToString([]byte(all[listPage-1].Name)))
+	}
+	res.Prompts = append(slices.DeleteFunc(res.Prompts, func(p mcp.Prompt) bool { return p.Name == instancePrompt }), all...)
 }
 
 // translatePrompt turns a prompts/get of one of the caller's instance

@@ -3,6 +3,7 @@ package mcp_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -131,4 +132,39 @@ func (names) CompletePromptArgument(_ context.Context, prompt string, arg mcp.Co
 		}
 	}
 	return &mcp.Completion{Values: out}, nil
+}
+
+// A caller with many instance prompts gets them in bounded pages.
+func TestInstancePromptsArePaged(t *testing.T) {
+	up := server.NewMCPServer("upstream", "1", server.WithPromptCapabilities(false), server.WithToolCapabilities(false))
+	for i := range 250 {
+		up.AddPrompt(mcp.NewPrompt(fmt.Sprintf("p%03d", i)), func(context.Context, mcp.GetPromptRequest) (*mcp.GetPromptResult, error) {
+			return mcp.NewGetPromptResult("", nil), nil
+		})
+	}
+	e, tok := governedUpstream(t, up, "paging-bearer-5c2a", "up")
+	c := e.client(cmcp.TransportStreamable, tok)
+	seen := map[string]bool{}
+	pages := 0
+	req := mcp.ListPromptsRequest{}
+	for {
+		list, err := c.ListPromptsByPage(context.Background(), req)
+		if err != nil || pages > 3 {
+			t.Fatalf("prompts/list: %v (page %d)", err, pages)
+		}
+		pages++
+		if len(list.Prompts) > 200 {
+			t.Fatalf("a page of %d prompts", len(list.Prompts))
+		}
+		for _, p := range list.Prompts {
+			seen[p.Name] = true
+		}
+		if list.NextCursor == "" {
+			break
+		}
+		req.Params.Cursor = list.NextCursor
+	}
+	if len(seen) != 250 || pages != 2 || !seen["up.up.p000"] || !seen["up.up.p249"] {
+		t.Fatalf("%d prompts in %d pages", len(seen), pages)
+	}
 }

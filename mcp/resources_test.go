@@ -51,7 +51,7 @@ func TestUpstreamResourcesAreConnecResources(t *testing.T) {
 		var uris []string
 		req := mcp.ListResourcesRequest{}
 		for pages := 0; ; pages++ {
-			list, err := c.ListResources(context.Background(), req)
+			list, err := c.ListResourcesByPage(context.Background(), req)
 			if err != nil || pages > 5 {
 				t.Fatalf("%s: resources/list: %v (page %d)", tr, err, pages)
 			}
@@ -59,6 +59,9 @@ func TestUpstreamResourcesAreConnecResources(t *testing.T) {
 				uris = append(uris, r.URI)
 			}
 			if list.NextCursor == "" {
+				if pages != 1 {
+					t.Fatalf("%s: %d pages, want one per instance", tr, pages+1)
+				}
 				break
 			}
 			req.Params.Cursor = list.NextCursor
