@@ -286,7 +286,10 @@ func printMCPReview(w io.Writer, rec mcpserver.Record) {
 		fmt.Fprintf(w, "%s  (%s, tool %q)\n  %s\n%s\n\n", t.Op, t.Kind, t.Tool, ocOneLine(t.Description, 200), ocIndentJSON(t.Input))
 	}
 	if rec.Resources {
-		fmt.Fprintf(w, "%s.resources.list, %s.resources.read  (read: its resources)\n\n", rec.Name, rec.Name)
+		fmt.Fprintf(w, "%s.resources.list, %s.resources.templates, %s.resources.read  (read: its resources)\n\n", rec.Name, rec.Name, rec.Name)
+	}
+	if rec.Completions {
+		fmt.Fprintf(w, "%s.complete  (read: its completions of prompt and template arguments)\n\n", rec.Name)
 	}
 	for _, p := range rec.Prompts {
 		fmt.Fprintf(w, "%s  (read, prompt %q)\n  %s\n\n", p.Op, p.Prompt, ocOneLine(p.Description, 200))

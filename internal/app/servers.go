@@ -52,9 +52,13 @@ func serverOf(r mcpserver.Record) core.Server {
 		s.Tools = append(s.Tools, core.ServerTool{Tool: "prompt " + p.Prompt, Operation: p.Op, Kind: "read", Description: p.Description, Hash: p.Hash})
 	}
 	if r.Resources {
-		for _, op := range []string{".resources.list", ".resources.read"} {
+		for _, op := range []string{".resources.list", ".resources.templates", ".resources.read"} {
 			s.Tools = append(s.Tools, core.ServerTool{Tool: "resources", Operation: r.Name + op, Kind: "read", Description: "The server's resources."})
 		}
+	}
+	if r.Completions {
+		s.Tools = append(s.Tools, core.ServerTool{Tool: "completions", Operation: r.Name + ".complete", Kind: "read",
+			Description: "The server's completions of prompt and resource template arguments."})
 	}
 	for _, k := range r.Skipped {
 		s.Skipped = append(s.Skipped, core.SkippedTool{Tool: k.Tool, Reason: k.Reason})
