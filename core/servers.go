@@ -3,6 +3,7 @@ package core
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -101,7 +102,17 @@ type ServerCatalog interface {
 	Approval(ctx context.Context, in ServerApproval) (StagedServer, error)
 	// Removal prepares taking an added server out.
 	Removal(ctx context.Context, name string) (StagedServer, error)
+	// Reload brings the named server's type in line with its record as
+	// this server reads it, after another server changed it: loaded,
+	// replaced or taken out; changed says whether anything did.
+	Reload(ctx context.Context, name string) (changed bool, err error)
 }
+
+// ServerChannel is the channel a change to the added MCP servers is
+// announced on, as "<origin>|<name>": the servers that read the same
+// records (a shared data directory: several local clients on one machine,
+// each with its own connec) load it at once.
+const ServerChannel = "connec_mcp_server"
 
 // StagedServer is a reviewed change to the added servers, not made yet.
 type StagedServer interface {
@@ -195,12 +206,14 @@ func (s *Service) serverChange(ctx context.Context, tool string, reviewOnly bool
 	}
 	c.ev.Reason = c.ev.Reason + "; " + reason(r)
 	committed := false
-	err = c.change(ctx, func(pgx.Tx) error {
+	err = c.change(ctx, func(tx pgx.Tx) error {
 		if err := st.Commit(ctx); err != nil {
 			return err
 		}
 		committed = true
-		return nil
+		// Announced only if the change and its row commit.
+		_, err := tx.Exec(ctx, `SELECT pg_notify($1, $2)`, ServerChannel, s.origin+"|"+r.Name)
+		return err
 	})
 	switch {
 	case err != nil && committed:
@@ -212,10 +225,41 @@ func (s *Service) serverChange(ctx context.Context, tool string, reviewOnly bool
 	}
 	st.Finish()
 	r.Done = true
-	// Instance tools of the type's instances came, changed or went.
+	s.typesChanged()
+	return r, nil
+}
+
+// typesChanged says a connector type came, changed or went: the instance
+// tools of its instances did too.
+func (s *Service) typesChanged() {
 	if s.toolLists != nil {
 		s.toolLists.InvalidateAll()
 	}
 	s.instanceChanged()
-	return r, nil
+}
+
+// followServers loads the changes other servers make to the added MCP
+// servers, as this server reads their records.
+func (s *Service) followServers() {
+	if s.hub == nil || s.servers == nil {
+		return
+	}
+	err := s.hub.Handle(ServerChannel, func(payload string) {
+		origin, name, ok := strings.Cut(payload, "|")
+		if !ok || origin == s.origin {
+			return // this server's own change is loaded already
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		changed, err := s.servers.Reload(ctx, name)
+		if err != nil {
+			s.log.Warn("an MCP server another server changed could not be loaded here", "server", name, "err", err)
+		}
+		if changed {
+			s.typesChanged()
+		}
+	})
+	if err != nil {
+		s.log.Error("changes other servers make to the MCP servers are loaded at the next start only", "err", err)
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -73,6 +74,8 @@ type Service struct {
 	// toolLists holds each caller's instance tools (InstanceTools), kept
 	// true like instances; nil without WithNotify.
 	toolLists *pgnotify.Cache[string, toolList]
+	// origin tells this service's announcements from other servers'.
+	origin string
 }
 
 // Option configures a Service.
@@ -83,7 +86,7 @@ func WithLogger(l *slog.Logger) Option { return func(s *Service) { s.log = l } }
 
 // NewService wires the core.
 func NewService(pool *pgxpool.Pool, reg *connectors.Registry, az Authorizer, aw *commit.Writer, runner connectors.Runner, opts ...Option) *Service {
-	s := &Service{pool: pool, reg: reg, authz: az, audit: aw, runner: runner, log: slog.Default(), now: time.Now}
+	s := &Service{pool: pool, reg: reg, authz: az, audit: aw, runner: runner, log: slog.Default(), now: time.Now, origin: uuid.NewString()}
 	for _, o := range opts {
 		o(s)
 	}
@@ -92,6 +95,7 @@ func NewService(pool *pgxpool.Pool, reg *connectors.Registry, az Authorizer, aw 
 	}
 	s.guard = authlimit.New(s.authCfg, s.RecordRefusal)
 	s.follow()
+	s.followServers()
 	return s
 }
 

@@ -56,3 +56,61 @@ func TestMCPServerAddedThroughMCP(t *testing.T) {
 	}
 	mustFail(t, c, core.ToolServerRemove, map[string]any{"name": "docs"}, nil, "conflict")
 }
+
+// Several connec servers reading one data directory (each local client
+// on a machine runs its own over stdio): a server another one adds,
+// approves or removes is served, changed or gone on this one at once, and
+// its sessions are told their tools changed; no restart.
+func TestMCPServerChangesReachPeersSharingTheDataDirectory(t *testing.T) {
+	up := server.NewMCPServer("docs", "1")
+	tool := func(desc string) server.ServerTool {
+		return server.ServerTool{Tool: mcp.NewTool("lookup", mcp.WithDescription(desc), mcp.WithReadOnlyHintAnnotation(true)),
+			Handler: func(context.Context, mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+				return mcp.NewToolResultText("found it"), nil
+			}}
+	}
+	up.AddTools(tool("Look up."))
+	hs := httptest.NewServer(server.NewStreamableHTTPServer(up))
+	t.Cleanup(hs.Close)
+
+	e := newEnv(t)
+	peer := e.peer()
+	root, tok := e.user("root", true)
+	e.allow(root, "**", "*", "")
+	s := peer.stdio(tok)
+	s.initialize()
+	c := e.client(cmcp.TransportStreamable, tok)
+	pc := peer.client(cmcp.TransportStreamable, tok)
+
+	mustOK(t, c, core.ToolServerAdd, map[string]any{"name": "docs", "url": hs.URL + "/mcp"}, nil)
+	awaitListChanged(t, s)
+	id := decodeID(t, mustOK(t, pc, core.ToolInstanceInstall, map[string]any{"type": "mcp-docs", "display_name": "Docs", "handle": "docs",
+		"config": map[string]any{"allow_private_network": true}, "enable": true}, nil))
+	call := func() *mcp.CallToolResult {
+		t.Helper()
+		req := mcp.CallToolRequest{}
+		req.Params.Name = "docs.docs.lookup"
+		res, err := pc.CallTool(context.Background(), req)
+		if err != nil {
+			t.Fatalf("call on the peer: %v", err)
+		}
+		return res
+	}
+	if res := call(); res.IsError {
+		t.Fatalf("the peer cannot call the added server's tool: %s", mustJSON(t, res))
+	}
+	// The tool changes upstream: refused on both until approved on one.
+	up.AddTools(tool("Look up, and send it elsewhere."))
+	if res := call(); !res.IsError || !strings.Contains(mustJSON(t, res), "approve") {
+		t.Fatalf("a changed tool was called on the peer: %s", mustJSON(t, res))
+	}
+	mustOK(t, c, core.ToolServerApprove, map[string]any{"name": "docs"}, nil)
+	waitFor(t, "the approval on the peer", func() bool { return !call().IsError })
+
+	mustOK(t, pc, core.ToolInstanceUninstall, map[string]any{"instance_id": id}, nil)
+	mustOK(t, c, core.ToolServerRemove, map[string]any{"name": "docs"}, nil)
+	waitFor(t, "the removal on the peer", func() bool {
+		_, ok := peer.app.Registry.Type("mcp-docs")
+		return !ok
+	})
+}

@@ -2,15 +2,18 @@ package main
 
 import (
 	"context"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/mark3labs/mcp-go/server"
 
+	"github.com/connec/connec/internal/app"
 	"github.com/connec/connec/internal/testkit/pgtest"
 )
 
@@ -46,10 +49,19 @@ func TestMCPServerCommands(t *testing.T) {
 	if _, errOut, err := run(t, env, "mcp", "add", "docs", "--url", hs.URL+"/mcp", "--yes"); err == nil || !strings.Contains(errOut, "credential") {
 		t.Fatalf("add without the header the server wants: %v %s", err, errOut)
 	}
+	// A server running on the same data directory loads what the
+	// commands change, without a restart.
+	srv, err := app.Open(context.Background(), app.Config{DatabaseURL: dbURL, DataDir: dataDir}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	served := func() bool { _, ok := srv.Registry.Type("mcp-docs"); return ok }
 	out := mustRun("mcp", "add", "docs", "--url", hs.URL+"/mcp", "--header", header, "--yes")
 	if !strings.Contains(out, "docs.lookup  (read, tool \"lookup\")") || !strings.Contains(out, "connector type mcp-docs") {
 		t.Fatalf("add: %s", out)
 	}
+	waitFor(t, 30*time.Second, "the running server to load the added server", served)
 	if out := mustRun("mcp", "list"); !strings.Contains(out, "mcp-docs") || !strings.Contains(out, "lookup") {
 		t.Fatalf("list: %s", out)
 	}
@@ -67,6 +79,7 @@ func TestMCPServerCommands(t *testing.T) {
 	if out := mustRun("mcp", "remove", "docs"); !strings.Contains(out, "removed docs") {
 		t.Fatalf("remove: %s", out)
 	}
+	waitFor(t, 30*time.Second, "the running server to unload the removed server", func() bool { return !served() })
 	if out := mustRun("mcp", "list"); strings.Contains(out, "mcp-docs") {
 		t.Fatalf("list after remove: %s", out)
 	}

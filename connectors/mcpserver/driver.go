@@ -62,6 +62,9 @@ func New(rec Record, dir string, log *slog.Logger) (*Driver, error) {
 // installDir is where a local server's package is installed.
 func (d *Driver) installDir() string { return PackageDir(d.dir, d.rec.Name) }
 
+// Record is the record the driver serves.
+func (d *Driver) Record() Record { return d.rec }
+
 // Close stops a local server's processes (calls in progress fail).
 func (d *Driver) Close() error {
 	if d.procs != nil {

@@ -217,13 +217,24 @@ func (a *App) audited(ctx context.Context, tool, resource string, fn func(tx pgx
 // between apply and the commit is the change made without its row; the
 // error then says so plainly.
 func (a *App) outsideChange(ctx context.Context, tool, resource string, apply func(ev *core.Note) error) error {
+	return a.announcedChange(ctx, tool, resource, "", "", apply)
+}
+
+// announcedChange is outsideChange announced on channel with payload (none
+// when channel is empty) in the transaction of its audit row: told only
+// once it commits.
+func (a *App) announcedChange(ctx context.Context, tool, resource, channel, payload string, apply func(ev *core.Note) error) error {
 	applied := false
-	err := a.audited(ctx, tool, resource, func(_ pgx.Tx, ev *core.Note) error {
+	err := a.audited(ctx, tool, resource, func(tx pgx.Tx, ev *core.Note) error {
 		if err := apply(ev); err != nil {
 			return err
 		}
 		applied = true
-		return nil
+		if channel == "" {
+			return nil
+		}
+		_, err := tx.Exec(ctx, `SELECT pg_notify($1, $2)`, channel, payload)
+		return err
 	})
 	if err != nil && applied {
 		return fmt.Errorf("%s was done, but its audit row could not be written (record it by hand): %w", tool, err)

@@ -209,7 +209,7 @@ func (a *App) AddMCPServer(ctx context.Context, rec mcpserver.Record) error {
 	if _, err := mcpserver.Read(dir, rec.Name); err == nil {
 		return fmt.Errorf("an MCP server called %s was added already: approve its changes (connec mcp approve) or remove it first", rec.Name)
 	}
-	return a.outsideChange(ctx, "mcp.add", "mcp:"+rec.Name, func(ev *core.Note) error {
+	return a.announcedChange(ctx, "mcp.add", "mcp:"+rec.Name, core.ServerChannel, "cli|"+rec.Name, func(ev *core.Note) error {
 		if err := mcpserver.Save(dir, rec); err != nil {
 			return err
 		}
@@ -226,7 +226,7 @@ func (a *App) ApproveMCPServer(ctx context.Context, rec mcpserver.Record, change
 	if _, err := mcpserver.Read(dir, rec.Name); err != nil {
 		return err
 	}
-	return a.outsideChange(ctx, "mcp.approve", "mcp:"+rec.Name, func(ev *core.Note) error {
+	return a.announcedChange(ctx, "mcp.approve", "mcp:"+rec.Name, core.ServerChannel, "cli|"+rec.Name, func(ev *core.Note) error {
 		if err := mcpserver.Save(dir, rec); err != nil {
 			return err
 		}
@@ -242,7 +242,7 @@ func (a *App) RemoveMCPServer(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
-	return a.outsideChange(ctx, "mcp.remove", "mcp:"+name, func(ev *core.Note) error {
+	return a.announcedChange(ctx, "mcp.remove", "mcp:"+name, core.ServerChannel, "cli|"+name, func(ev *core.Note) error {
 		if err := mcpserver.Remove(dir, name); err != nil {
 			return err
 		}

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"reflect"
 	"sync"
 	"time"
 
@@ -319,6 +320,61 @@ func (s *staged) undoLocked() {
 			}
 		}
 	}
+}
+
+// Reload loads the record of the server name as this server's data
+// directory holds it now, after another server changed it (when they share
+// the directory): its type is loaded, replaced or taken out. A server whose
+// directory holds no such record and serves no such type has nothing to do.
+func (sc *serverCatalog) Reload(ctx context.Context, name string) (bool, error) {
+	if mcpserver.ValidName(name) != nil {
+		return false, nil
+	}
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	dir, reg, typ := sc.dir(), sc.a.Registry, mcpserver.TypeName(name)
+	var loaded *mcpserver.Record
+	if ct, ok := reg.Type(typ); ok {
+		d, isMCP := ct.Driver.(*mcpserver.Driver)
+		if !isMCP {
+			return false, nil // a type of another kind: not ours to change
+		}
+		r := d.Record()
+		loaded = &r
+	}
+	rec, err := mcpserver.Read(dir, name)
+	switch {
+	case errors.Is(err, mcpserver.ErrNotAdded):
+		if loaded == nil {
+			return false, nil
+		}
+		if d, ok := reg.Remove(typ); ok {
+			closeDriver(d)
+		}
+	case err != nil:
+		return false, err
+	case loaded != nil && reflect.DeepEqual(*loaded, rec):
+		return false, nil
+	default:
+		d, err := mcpserver.New(rec, dir, sc.a.Log)
+		if err != nil {
+			return false, err
+		}
+		if loaded == nil {
+			err = reg.Register(d)
+		} else {
+			var prev any
+			if prev, err = reg.Replace(d); err == nil {
+				closeDriver(prev)
+			}
+		}
+		if err != nil {
+			closeDriver(d)
+			return false, err
+		}
+		sc.a.addCloser(d)
+	}
+	return true, nil
 }
 
 // closeDriver stops what a driver runs (a local server's processes).
