@@ -54,13 +54,9 @@ func (s *Server) appendInstanceTools(ctx context.Context, _ any, req *mcp.ListTo
 		visibilityFailed(ctx)
 		return
 	}
-	after := ""
-	if req.Params.Cursor != "" {
-		b, err := base64.StdEncoding.DecodeString(string(req.Params.Cursor))
-		if err != nil {
-			return // mcp-go has refused it already
-		}
-		after = string(b)
+	after, ok := cursorAfter(req.Params.Cursor)
+	if !ok {
+		return // refused already
 	}
 	if s.names != DottedNames {
 		// Spelled otherwise, the names sort otherwise.
@@ -94,6 +90,16 @@ func (s *Server) appendInstanceTools(ctx context.Context, _ any, req *mcp.ListTo
 		res.NextCursor = mcp.Cursor(base64.StdEncoding.EncodeToString([]byte(all[listPage-1].Name)))
 	}
 	res.Tools = all
+}
+
+// cursorAfter is the name a list cursor says the page before ended with
+// (mcp-go's encoding): "" for none; false for one that is not a cursor.
+func cursorAfter(c mcp.Cursor) (string, bool) {
+	if c == "" {
+		return "", true
+	}
+	b, err := base64.StdEncoding.DecodeString(string(c))
+	return string(b), err == nil
 }
 
 // instanceToolDef is t as an MCP tool: the operation's own schemas (an

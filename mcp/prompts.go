@@ -57,13 +57,9 @@ func (s *Server) appendInstancePrompts(ctx context.Context, _ any, req *mcp.List
 		visibilityFailed(ctx)
 		return
 	}
-	after := ""
-	if req.Params.Cursor != "" {
-		b, err := base64.StdEncoding.DecodeString(string(req.Params.Cursor))
-		if err != nil {
-			return // refused already
-		}
-		after = string(b)
+	after, ok := cursorAfter(req.Params.Cursor)
+	if !ok {
+		return // refused already
 	}
 	var all []mcp.Prompt
 	for _, t := range tools {
