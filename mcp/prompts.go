@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/mark3labs/mcp-go/mcp"
+	"github.com/mark3labs/mcp-go/server"
 
 	"github.com/connec/connec/callctx"
 	"github.com/connec/connec/core"
@@ -130,14 +131,41 @@ func (s *Server) getInstancePrompt(ctx context.Context, req mcp.GetPromptRequest
 	if !ok {
 		return nil, errors.New("prompt not found")
 	}
+	var owner callctx.Subject
+	if p, ok := callctx.PrincipalFrom(ctx); ok {
+		owner = p.Subject
+	}
+	if server.IsModernRequest(ctx) {
+		// 2026-07-28: a prompt that needs its user's input first asks by
+		// input_required round trips, as a tool does; the server's state
+		// goes sealed to this caller and prompt.
+		state := ""
+		if st := req.Params.RequestState; st != "" {
+			up, ok := s.pending.unseal(owner, t.Name, st)
+			if !ok {
+				return nil, errBadState
+			}
+			state = up
+		}
+		var answers json.RawMessage
+		if len(req.Params.InputResponses) > 0 {
+			var err error
+			if answers, err = checkAnswers(req.Params.InputResponses); err != nil {
+				return nil, err
+			}
+		}
+		ctx = core.WithInputRound(ctx, answers, state, canElicit(ctx))
+	}
 	task, err := metaTaskContext(req.Params.Meta)
 	if err == nil {
 		ctx = callctx.WithTask(ctx, task)
 		var v any
 		if v, err = tool.Entry.Call(ctx, s.svc, input); err == nil {
 			if r, ok := v.(core.InvokeResult); ok && len(r.Output) > 0 {
-				out := json.RawMessage(r.Output)
-				if res, perr := mcp.ParseGetPromptResult(&out); perr == nil {
+				if res, ok := promptResult(r.Output); ok {
+					if res.NeedsInput() {
+						res.RequestState = s.pending.seal(owner, t.Name, res.RequestState)
+					}
 					return res, nil
 				}
 			}
@@ -145,4 +173,19 @@ func (s *Server) getInstancePrompt(ctx context.Context, req mcp.GetPromptRequest
 		}
 	}
 	return nil, publicError(err)
+}
+
+// promptResult rebuilds a prompt's result from its operation's output:
+// the prompt, or the questions it asks first (input_requests).
+func promptResult(out json.RawMessage) (*mcp.GetPromptResult, bool) {
+	var q struct {
+		InputRequests mcp.InputRequests `json:"input_requests"`
+		RequestState  string            `json:"request_state"`
+	}
+	if json.Unmarshal(out, &q) == nil && (len(q.InputRequests) > 0 || q.RequestState != "") {
+		return &mcp.GetPromptResult{Result: mcp.Result{ResultType: mcp.ResultTypeInputRequired}, Messages: []mcp.PromptMessage{},
+			MultiRoundTripResult: mcp.MultiRoundTripResult{InputRequests: q.InputRequests, RequestState: q.RequestState}}, true
+	}
+	res, err := mcp.ParseGetPromptResult(&out)
+	return res, err == nil
 }

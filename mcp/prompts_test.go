@@ -168,3 +168,56 @@ func TestInstancePromptsArePaged(t *testing.T) {
 		t.Fatalf("%d prompts in %d pages", len(seen), pages)
 	}
 }
+
+// Over 2026-07-28 a prompt that needs its user's input first answers
+// input_required, passed through with the server's questions and its state
+// sealed to the caller and prompt; the caller's answers reach the server
+// and the prompt comes back; an altered state is refused.
+func TestPromptInputRequiredRoundTrip(t *testing.T) {
+	up := server.NewMCPServer("upstream", "1", server.WithPromptCapabilities(false), server.WithToolCapabilities(false))
+	up.AddPrompt(mcp.NewPrompt("brief"), func(_ context.Context, req mcp.GetPromptRequest) (*mcp.GetPromptResult, error) {
+		answer, ok := req.Params.InputResponses["ctx"]
+		if !ok || req.Params.RequestState != "upstream-state-1" {
+			return &mcp.GetPromptResult{Result: mcp.Result{ResultType: mcp.ResultTypeInputRequired}, Messages: []mcp.PromptMessage{},
+				MultiRoundTripResult: mcp.MultiRoundTripResult{RequestState: "upstream-state-1", InputRequests: mcp.InputRequests{
+					"ctx": mcp.NewElicitationInputRequest(mcp.ElicitationParams{Message: "What context?",
+						RequestedSchema: map[string]any{"type": "object", "properties": map[string]any{"context": map[string]any{"type": "string"}}}}),
+				}}}, nil
+		}
+		return mcp.NewGetPromptResult("brief", []mcp.PromptMessage{
+			mcp.NewPromptMessage(mcp.RoleUser, mcp.NewTextContent("Brief me on "+mustJSONString(answer))),
+		}), nil
+	})
+	e, tok := governedUpstream(t, up, "input-bearer-7d3e", "up")
+	r := e.openRaw(tok, "2026-07-28")
+	r.caps = map[string]any{"elicitation": map[string]any{}}
+	get := func(params map[string]any) map[string]any {
+		t.Helper()
+		_, _, body := r.send("prompts/get", params)
+		var msg map[string]any
+		if err := json.Unmarshal(body, &msg); err != nil {
+			t.Fatalf("prompts/get: %s", body)
+		}
+		return msg
+	}
+	first := get(map[string]any{"name": "up.up.brief"})
+	res, _ := first["result"].(map[string]any)
+	state, _ := res["requestState"].(string)
+	if res["resultType"] != "input_required" || res["inputRequests"] == nil || !strings.HasPrefix(state, "connec.s1.") {
+		t.Fatalf("round 1: %v", first)
+	}
+	answers := map[string]any{"ctx": map[string]any{"action": "accept", "content": map[string]any{"context": "sales"}}}
+	altered := get(map[string]any{"name": "up.up.brief", "inputResponses": answers, "requestState": state + "x"})
+	if altered["error"] == nil {
+		t.Fatalf("an altered state was taken: %v", altered)
+	}
+	second := get(map[string]any{"name": "up.up.brief", "inputResponses": answers, "requestState": state})
+	if b, _ := json.Marshal(second["result"]); !strings.Contains(string(b), "Brief me on") || !strings.Contains(string(b), "sales") {
+		t.Fatalf("round 2: %v", second)
+	}
+}
+
+func mustJSONString(v any) string {
+	b, _ := json.Marshal(v)
+	return string(b)
+}

@@ -82,6 +82,9 @@ type rawMCP struct {
 	rev     string
 	session string
 	next    int
+	// caps are the client capabilities a 2026-07-28 request declares
+	// (none when nil).
+	caps map[string]any
 }
 
 // openRaw starts a session at revision rev: an initialize handshake for the
@@ -112,7 +115,11 @@ func (r *rawMCP) message(method string, params map[string]any, id bool) []byte {
 			meta = map[string]any{}
 		}
 		meta["io.modelcontextprotocol/protocolVersion"] = r.rev
-		meta["io.modelcontextprotocol/clientCapabilities"] = map[string]any{}
+		caps := r.caps
+		if caps == nil {
+			caps = map[string]any{}
+		}
+		meta["io.modelcontextprotocol/clientCapabilities"] = caps
 		meta["io.modelcontextprotocol/clientInfo"] = map[string]any{"name": "raw", "version": "1"}
 		params["_meta"] = meta
 	}

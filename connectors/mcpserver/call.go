@@ -28,6 +28,31 @@ const cancelNotice = 5 * time.Second
 // state, to a caller that takes them (inv.Input.Passthrough); otherwise it
 // asks them through inv.Elicit and calls again with the answers.
 func callTool(ctx context.Context, c *client.Client, tool *ToolRecord, inv connectors.Invocation, token string) (json.RawMessage, error) {
+	return inputRounds(ctx, inv, "tool", func(round mcp.MultiRoundTripParams) (json.RawMessage, *mcp.MultiRoundTripResult, error) {
+		res, err := callOnce(ctx, c, tool, inv, token, round)
+		if err != nil {
+			return nil, nil, err
+		}
+		if res.NeedsInput() {
+			return nil, &res.MultiRoundTripResult, nil
+		}
+		out, err := resultJSON(res)
+		return out, nil, err
+	}, func(q mcp.MultiRoundTripResult) map[string]any {
+		return map[string]any{"content": []any{}, "is_error": false}
+	})
+}
+
+// inputRounds runs a request that may answer input_required (SEP-2322,
+// over 2026-07-28): once sends it with a round's answers and state and
+// returns its result as the operation's output, or its questions. connec
+// hands the questions back, under the server's own ids and state, to a
+// caller that takes them (inv.Input.Passthrough), as the output shape's
+// fields plus input_requests and request_state; otherwise it asks them
+// through inv.Elicit and sends the request again with the answers.
+func inputRounds(ctx context.Context, inv connectors.Invocation, what string,
+	once func(round mcp.MultiRoundTripParams) (json.RawMessage, *mcp.MultiRoundTripResult, error),
+	shape func(mcp.MultiRoundTripResult) map[string]any) (json.RawMessage, error) {
 	var round mcp.MultiRoundTripParams
 	if in := inv.Input; in != nil {
 		round.RequestState = in.State // the server may have sent none
@@ -38,29 +63,32 @@ func callTool(ctx context.Context, c *client.Client, tool *ToolRecord, inv conne
 		}
 	}
 	for n := 0; n < maxInputRounds; n++ {
-		res, err := callOnce(ctx, c, tool, inv, token, round)
-		if err != nil {
-			return nil, err
+		out, q, err := once(round)
+		if err != nil || q == nil {
+			return out, err
 		}
-		if !res.NeedsInput() {
-			return resultJSON(res)
-		}
-		for _, r := range res.InputRequests {
+		for _, r := range q.InputRequests {
 			if r.Method == mcp.MethodSamplingCreateMessage {
-				return nil, fault.New(fault.Permanent, "the tool asks to sample the caller's model, which connec does not pass on").
+				return nil, fault.New(fault.Permanent, "the %s asks to sample the caller's model, which connec does not pass on", what).
 					WithDetails(map[string]any{"reason": "sampling_refused"})
 			}
 		}
 		if inv.Input != nil && inv.Input.Passthrough {
-			return inputRequiredJSON(res)
+			m := shape(*q)
+			m["input_requests"], m["request_state"] = q.InputRequests, q.RequestState
+			b, err := json.Marshal(m)
+			if err != nil {
+				return nil, fault.Wrap(fault.Permanent, err, "the MCP server's questions cannot be encoded")
+			}
+			return b, nil
 		}
-		answers, err := answerInCall(ctx, inv, res.InputRequests)
+		answers, err := answerInCall(ctx, inv, q.InputRequests)
 		if err != nil {
 			return nil, err
 		}
-		round = mcp.MultiRoundTripParams{InputResponses: answers, RequestState: res.RequestState}
+		round = mcp.MultiRoundTripParams{InputResponses: answers, RequestState: q.RequestState}
 	}
-	return nil, fault.New(fault.Permanent, "the tool kept asking for input (%d rounds)", maxInputRounds)
+	return nil, fault.New(fault.Permanent, "the %s kept asking for input (%d rounds)", what, maxInputRounds)
 }
 
 // answerInCall asks the caller what the tool asks, within the call.
@@ -157,17 +185,6 @@ func callOnce(ctx context.Context, c *client.Client, tool *ToolRecord, inv conne
 		return nil, fault.Wrap(fault.Permanent, err, "the MCP server's result is not a tool result")
 	}
 	return &res, nil
-}
-
-// inputRequiredJSON is a tool's input_required result as the operation's
-// output: its questions under the server's ids, and its state.
-func inputRequiredJSON(res *mcp.CallToolResult) (json.RawMessage, error) {
-	b, err := json.Marshal(map[string]any{"content": []any{}, "is_error": false,
-		"input_requests": res.InputRequests, "request_state": res.RequestState})
-	if err != nil {
-		return nil, fault.Wrap(fault.Permanent, err, "the MCP server's questions cannot be encoded")
-	}
-	return b, nil
 }
 
 // requestIDs numbers the requests connec sends itself: ids of their own,

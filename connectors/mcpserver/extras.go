@@ -215,14 +215,13 @@ func (d *Driver) extra(ctx context.Context, c *client.Client, inv connectors.Inv
 		if err := checkPromptPin(ctx, c, *p); err != nil {
 			return nil, true, err
 		}
-		req := mcp.GetPromptRequest{}
-		req.Params.Name = p.Prompt
-		req.Params.Arguments = map[string]string{}
+		arguments := map[string]string{}
 		for k, v := range args {
 			s, _ := v.(string)
-			req.Params.Arguments[k] = s
+			arguments[k] = s
 		}
-		res, err = c.GetPrompt(ctx, req)
+		out, err := getPrompt(ctx, c, p.Prompt, arguments, inv)
+		return out, true, err
 	}
 	if err != nil {
 		return nil, true, upstreamFault(err)
@@ -232,6 +231,46 @@ func (d *Driver) extra(ctx context.Context, c *client.Client, inv connectors.Inv
 		return nil, true, fault.Wrap(fault.Permanent, err, "the MCP server's answer cannot be encoded")
 	}
 	return b, true, nil
+}
+
+// getPrompt gets the server's prompt name with arguments: over 2026-07-28
+// a prompt that needs its user's input first answers input_required, which
+// goes as a tool's does (inputRounds).
+func getPrompt(ctx context.Context, c *client.Client, name string, arguments map[string]string, inv connectors.Invocation) (json.RawMessage, error) {
+	return inputRounds(ctx, inv, "prompt", func(round mcp.MultiRoundTripParams) (json.RawMessage, *mcp.MultiRoundTripResult, error) {
+		params := map[string]json.RawMessage{}
+		params["name"], _ = json.Marshal(name)
+		params["arguments"], _ = json.Marshal(arguments)
+		if len(round.InputResponses) > 0 {
+			params["inputResponses"], _ = json.Marshal(round.InputResponses)
+		}
+		if round.RequestState != "" {
+			params["requestState"], _ = json.Marshal(round.RequestState)
+		}
+		rpc, err := frame(c, mcp.MethodPromptsGet, params)
+		if err != nil {
+			return nil, nil, fault.Wrap(fault.Permanent, err, "the request cannot be encoded")
+		}
+		resp, err := c.GetTransport().SendRequest(ctx, rpc)
+		if err != nil {
+			return nil, nil, upstreamFault(err)
+		}
+		if resp.Error != nil {
+			return nil, nil, fault.New(fault.Permanent, "the MCP server refused the prompt: %s", resp.Error.Message)
+		}
+		res, err := mcp.ParseGetPromptResult(&resp.Result)
+		if err != nil {
+			return nil, nil, fault.Wrap(fault.Permanent, err, "the MCP server's answer to prompts/get cannot be read")
+		}
+		if res.NeedsInput() {
+			return nil, &res.MultiRoundTripResult, nil
+		}
+		out, err := json.Marshal(res)
+		if err != nil {
+			return nil, nil, fault.Wrap(fault.Permanent, err, "the MCP server's answer cannot be encoded")
+		}
+		return out, nil, nil
+	}, func(mcp.MultiRoundTripResult) map[string]any { return map[string]any{"messages": []any{}} })
 }
 
 // checkPromptPin refuses a prompt the server no longer serves as reviewed.
