@@ -194,14 +194,9 @@ func (d *Driver) extra(ctx context.Context, c *client.Client, inv connectors.Inv
 		}
 		res, err = c.Complete(ctx, req)
 	case d.rec.Resources && inv.Operation == d.rec.Name+".resources.read":
-		req := mcp.ReadResourceRequest{}
-		req.Params.URI, _ = args["uri"].(string)
-		res, err = c.ReadResource(ctx, req)
-		if errors.Is(err, mcp.ErrResourceNotFound) || errors.Is(err, mcp.ErrInvalidParams) {
-			// The server has no such resource: the caller's mistake, as
-			// the server said.
-			return nil, true, fault.Invalid("uri", "the MCP server has no resource %s", req.Params.URI)
-		}
+		uri, _ := args["uri"].(string)
+		out, err := readResource(ctx, c, uri, inv)
+		return out, true, err
 	default:
 		var p *PromptRecord
 		for i := range d.rec.Prompts {
@@ -237,40 +232,91 @@ func (d *Driver) extra(ctx context.Context, c *client.Client, inv connectors.Inv
 // a prompt that needs its user's input first answers input_required, which
 // goes as a tool's does (inputRounds).
 func getPrompt(ctx context.Context, c *client.Client, name string, arguments map[string]string, inv connectors.Invocation) (json.RawMessage, error) {
+	params := map[string]any{"name": name, "arguments": arguments}
 	return inputRounds(ctx, inv, "prompt", func(round mcp.MultiRoundTripParams) (json.RawMessage, *mcp.MultiRoundTripResult, error) {
-		params := map[string]json.RawMessage{}
-		params["name"], _ = json.Marshal(name)
-		params["arguments"], _ = json.Marshal(arguments)
-		if len(round.InputResponses) > 0 {
-			params["inputResponses"], _ = json.Marshal(round.InputResponses)
-		}
-		if round.RequestState != "" {
-			params["requestState"], _ = json.Marshal(round.RequestState)
-		}
-		rpc, err := frame(c, mcp.MethodPromptsGet, params)
+		raw, err := sendRound(ctx, c, mcp.MethodPromptsGet, params, round)
 		if err != nil {
-			return nil, nil, fault.Wrap(fault.Permanent, err, "the request cannot be encoded")
+			return nil, nil, err
 		}
-		resp, err := c.GetTransport().SendRequest(ctx, rpc)
-		if err != nil {
-			return nil, nil, upstreamFault(err)
-		}
-		if resp.Error != nil {
-			return nil, nil, fault.New(fault.Permanent, "the MCP server refused the prompt: %s", resp.Error.Message)
-		}
-		res, err := mcp.ParseGetPromptResult(&resp.Result)
+		res, err := mcp.ParseGetPromptResult(&raw)
 		if err != nil {
 			return nil, nil, fault.Wrap(fault.Permanent, err, "the MCP server's answer to prompts/get cannot be read")
 		}
 		if res.NeedsInput() {
 			return nil, &res.MultiRoundTripResult, nil
 		}
-		out, err := json.Marshal(res)
-		if err != nil {
-			return nil, nil, fault.Wrap(fault.Permanent, err, "the MCP server's answer cannot be encoded")
-		}
-		return out, nil, nil
+		return encodeAnswer(res)
 	}, func(mcp.MultiRoundTripResult) map[string]any { return map[string]any{"messages": []any{}} })
+}
+
+// readResource reads the server's resource uri, as getPrompt gets a prompt.
+// A resource the server says it does not have is the caller's mistake.
+func readResource(ctx context.Context, c *client.Client, uri string, inv connectors.Invocation) (json.RawMessage, error) {
+	params := map[string]any{"uri": uri}
+	return inputRounds(ctx, inv, "resource", func(round mcp.MultiRoundTripParams) (json.RawMessage, *mcp.MultiRoundTripResult, error) {
+		raw, err := sendRound(ctx, c, mcp.MethodResourcesRead, params, round)
+		var refused *rpcRefusal
+		if errors.As(err, &refused) && (refused.code == mcp.RESOURCE_NOT_FOUND || refused.code == mcp.INVALID_PARAMS) {
+			return nil, nil, fault.Invalid("uri", "the MCP server has no resource %s", uri)
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+		res, err := mcp.ParseReadResourceResult(&raw)
+		if err != nil {
+			return nil, nil, fault.Wrap(fault.Permanent, err, "the MCP server's answer to resources/read cannot be read")
+		}
+		if res.NeedsInput() {
+			return nil, &res.MultiRoundTripResult, nil
+		}
+		return encodeAnswer(res)
+	}, func(mcp.MultiRoundTripResult) map[string]any { return map[string]any{"contents": []any{}} })
+}
+
+// rpcRefusal is the server's JSON-RPC error answer to a request.
+type rpcRefusal struct {
+	code    int
+	message string
+}
+
+func (r *rpcRefusal) Error() string { return "the MCP server refused the request: " + r.message }
+
+// sendRound sends method with params and a round's answers and state, as
+// the session's revision frames it, and returns the result as sent. A
+// refusal is an *rpcRefusal inside a permanent fault.
+func sendRound(ctx context.Context, c *client.Client, method mcp.MCPMethod, params map[string]any, round mcp.MultiRoundTripParams) (json.RawMessage, error) {
+	raw := map[string]json.RawMessage{}
+	for k, v := range params {
+		raw[k], _ = json.Marshal(v)
+	}
+	if len(round.InputResponses) > 0 {
+		raw["inputResponses"], _ = json.Marshal(round.InputResponses)
+	}
+	if round.RequestState != "" {
+		raw["requestState"], _ = json.Marshal(round.RequestState)
+	}
+	rpc, err := frame(c, method, raw)
+	if err != nil {
+		return nil, fault.Wrap(fault.Permanent, err, "the request cannot be encoded")
+	}
+	resp, err := c.GetTransport().SendRequest(ctx, rpc)
+	if err != nil {
+		return nil, upstreamFault(err)
+	}
+	if resp.Error != nil {
+		r := &rpcRefusal{code: resp.Error.Code, message: resp.Error.Message}
+		return nil, fault.Wrap(fault.Permanent, r, "%s", r.Error())
+	}
+	return resp.Result, nil
+}
+
+// encodeAnswer is a server's complete answer as an operation's output.
+func encodeAnswer(v any) (json.RawMessage, *mcp.MultiRoundTripResult, error) {
+	out, err := json.Marshal(v)
+	if err != nil {
+		return nil, nil, fault.Wrap(fault.Permanent, err, "the MCP server's answer cannot be encoded")
+	}
+	return out, nil, nil
 }
 
 // checkPromptPin refuses a prompt the server no longer serves as reviewed.
