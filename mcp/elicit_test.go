@@ -15,9 +15,6 @@ import (
 	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/mark3labs/mcp-go/server"
 
-	"github.com/connec/connec/connectors/mcpserver"
-	"github.com/connec/connec/core"
-	"github.com/connec/connec/internal/app"
 	cmcp "github.com/connec/connec/mcp"
 )
 
@@ -71,21 +68,8 @@ func TestElicitationPassesThrough(t *testing.T) {
 		stream.ServeHTTP(w, r)
 	}))
 	t.Cleanup(hs.Close)
-	e := newEnvPrepared(t, func(cfg *app.Config) {
-		rec, err := mcpserver.Discover(context.Background(), "up", hs.URL+"/mcp", map[string]string{"Authorization": "Bearer " + secret}, http.DefaultClient)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := mcpserver.Save(mcpserver.Dir(cfg.DataDir), rec); err != nil {
-			t.Fatal(err)
-		}
-	})
-	alice, tok := e.user("alice", false)
-	e.allow(alice, "network/private", "connector.admin", "")
+	e, tok := governedUpstreamAt(t, hs.URL+"/mcp", secret, "up")
 	admin := e.client(cmcp.TransportStreamable, tok)
-	id := decodeID(t, mustOK(t, admin, core.ToolInstanceInstall, map[string]any{"type": "mcp-up", "display_name": "Upstream", "handle": "up",
-		"config": map[string]any{"allow_private_network": true}, "enable": true}, nil))
-	mustOK(t, admin, core.ToolCredentialCreate, map[string]any{"instance_id": id, "kind": "bearer", "secret": map[string]any{"token": secret}}, nil)
 
 	// An agent over stdio (its session carries requests to the client)
 	// whose user answers.

@@ -13,9 +13,6 @@ import (
 	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/mark3labs/mcp-go/server"
 
-	"github.com/connec/connec/connectors/mcpserver"
-	"github.com/connec/connec/core"
-	"github.com/connec/connec/internal/app"
 	cmcp "github.com/connec/connec/mcp"
 )
 
@@ -78,22 +75,8 @@ func TestGovernedMCPServerAttachesTheCredentialAndNeverReturnsIt(t *testing.T) {
 	}))
 	t.Cleanup(hs.Close)
 
-	e := newEnvPrepared(t, func(cfg *app.Config) {
-		dir := cfg.DataDir
-		rec, err := mcpserver.Discover(context.Background(), "up", hs.URL+"/mcp", map[string]string{"Authorization": "Bearer " + secret}, http.DefaultClient)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := mcpserver.Save(mcpserver.Dir(dir), rec); err != nil {
-			t.Fatal(err)
-		}
-	})
-	alice, tok := e.user("alice", false)
-	e.allow(alice, "network/private", "connector.admin", "") // the server is on loopback
+	e, tok := governedUpstreamAt(t, hs.URL+"/mcp", secret, "up")
 	c := e.client(cmcp.TransportStreamable, tok)
-	id := decodeID(t, mustOK(t, c, core.ToolInstanceInstall, map[string]any{"type": "mcp-up", "display_name": "Upstream", "handle": "up",
-		"config": map[string]any{"allow_private_network": true}, "enable": true}, nil))
-	mustOK(t, c, core.ToolCredentialCreate, map[string]any{"instance_id": id, "kind": "bearer", "secret": map[string]any{"token": secret}}, nil)
 
 	res := callTool(t, c, "up.up.whoami", map[string]any{}, nil)
 	body := mustJSON(t, res)

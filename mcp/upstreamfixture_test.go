@@ -29,8 +29,15 @@ func governedUpstream(t *testing.T, up *server.MCPServer, secret string, handles
 		stream.ServeHTTP(w, r)
 	}))
 	t.Cleanup(hs.Close)
+	return governedUpstreamAt(t, hs.URL+"/mcp", secret, handles...)
+}
+
+// governedUpstreamAt is governedUpstream for a server already listening at
+// url (one whose handling the test watches).
+func governedUpstreamAt(t *testing.T, url, secret string, handles ...string) (*env, string) {
+	t.Helper()
 	e := newEnvPrepared(t, func(cfg *app.Config) {
-		rec, err := mcpserver.Discover(context.Background(), "up", hs.URL+"/mcp", map[string]string{"Authorization": "Bearer " + secret}, http.DefaultClient)
+		rec, err := mcpserver.Discover(context.Background(), "up", url, map[string]string{"Authorization": "Bearer " + secret}, http.DefaultClient)
 		if err != nil {
 			t.Fatal(err)
 		}
