@@ -83,7 +83,9 @@ func TestElicitationPassesThrough(t *testing.T) {
 		_ = cmcp.RunStdio(sctx, e.srv, tokenAuth(e, tok), sr, sw, e.app.Log)
 		sw.Close()
 	}()
-	t.Cleanup(func() { cw.Close(); scancel(); <-done })
+	// The client's end is closed too: a notification still being written
+	// fails rather than waiting for a reader that is gone.
+	t.Cleanup(func() { cw.Close(); cr.Close(); scancel(); <-done })
 	c := client.NewClient(transport.NewIO(cr, cw, io.NopCloser(strings.NewReader(""))), client.WithElicitationHandler(user))
 	life, end := context.WithCancel(context.Background())
 	t.Cleanup(end)

@@ -156,7 +156,7 @@ func (e *env) clientAt(transportName, token, version string) *client.Client {
 			_ = cmcp.RunStdio(sctx, e.srv, tokenAuth(e, token), sr, sw, e.app.Log)
 			sw.Close()
 		}()
-		e.t.Cleanup(func() { cw.Close(); scancel(); <-done })
+		e.t.Cleanup(func() { cw.Close(); cr.Close(); scancel(); <-done })
 		c = client.NewClient(transport.NewIO(cr, cw, io.NopCloser(strings.NewReader(""))))
 	default:
 		e.t.Fatalf("unknown transport %s", transportName)

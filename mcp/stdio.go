@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/mark3labs/mcp-go/mcp"
@@ -63,12 +64,22 @@ func RunStdio(ctx context.Context, srv *Server, auth StdioAuth, in io.Reader, ou
 	err := s.read(serving, in)
 	s.wg.Wait()
 	stop()
-	<-notesDone
+	select {
+	case <-notesDone:
+	case <-time.After(notesGrace):
+		// A notification is stuck writing to a client that no longer
+		// reads: the session ends without it.
+		s.log.Warn("stdio session ended with a notification unwritten: the client stopped reading")
+	}
 	if err != nil && (errors.Is(err, context.Canceled) || errors.Is(err, io.EOF)) {
 		return nil
 	}
 	return err
 }
+
+// notesGrace bounds how long an ending session waits for its notification
+// writer.
+const notesGrace = 5 * time.Second
 
 // maxLine caps one message on stdin, as MaxRequestBytes does over HTTP.
 const maxLine = MaxRequestBytes
