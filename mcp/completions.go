@@ -3,8 +3,6 @@ package mcp
 import (
 	"context"
 	"encoding/json"
-	"net/url"
-	"strings"
 
 	"github.com/mark3labs/mcp-go/mcp"
 
@@ -49,23 +47,8 @@ func (c completions) CompleteResourceArgument(ctx context.Context, uri string, a
 			lists = append(lists, t)
 		}
 	}
-	var t core.InstanceTool
-	upstream := uri
-	switch rest, qualified := strings.CutPrefix(uri, resourceScheme); {
-	case qualified:
-		prefix, enc, _ := strings.Cut(rest, "/")
-		found := false
-		for _, l := range lists {
-			if resourcePrefix(l) == prefix {
-				t, found = l, true
-			}
-		}
-		if upstream, err = url.PathUnescape(enc); !found || err != nil {
-			return &mcp.Completion{Values: []string{}}, nil
-		}
-	case bareResources(lists):
-		t = lists[0]
-	default:
+	t, upstream, ok := resolveURI(lists, uri)
+	if !ok {
 		return &mcp.Completion{Values: []string{}}, nil
 	}
 	return c.complete(ctx, tools, t.InstanceID, map[string]any{"type": "ref/resource", "uri": upstream}, arg, cctx)

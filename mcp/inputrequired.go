@@ -249,6 +249,28 @@ func (pc *pendingCalls) mac(owner callctx.Subject, tool, state string) string {
 	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
 }
 
+// upstreamRound makes ctx's call a round of an upstream's own exchange
+// (2026-07-28): the caller's answers, which the upstream judges, and its
+// state, sealed to this caller and tool (a bad seal is errBadState).
+func (pc *pendingCalls) upstreamRound(ctx context.Context, owner callctx.Subject, tool string, p mcp.MultiRoundTripParams) (context.Context, error) {
+	state := ""
+	if p.RequestState != "" {
+		up, ok := pc.unseal(owner, tool, p.RequestState)
+		if !ok {
+			return nil, errBadState
+		}
+		state = up
+	}
+	var answers json.RawMessage
+	if len(p.InputResponses) > 0 {
+		var err error
+		if answers, err = checkAnswers(p.InputResponses); err != nil {
+			return nil, err
+		}
+	}
+	return core.WithInputRound(ctx, answers, state, canElicit(ctx)), nil
+}
+
 // canElicit reports whether a 2026-07-28 request's client declared it can
 // be asked (elicitation in the request's capabilities).
 func canElicit(ctx context.Context) bool {

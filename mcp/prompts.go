@@ -139,22 +139,10 @@ func (s *Server) getInstancePrompt(ctx context.Context, req mcp.GetPromptRequest
 		// 2026-07-28: a prompt that needs its user's input first asks by
 		// input_required round trips, as a tool does; the server's state
 		// goes sealed to this caller and prompt.
-		state := ""
-		if st := req.Params.RequestState; st != "" {
-			up, ok := s.pending.unseal(owner, t.Name, st)
-			if !ok {
-				return nil, errBadState
-			}
-			state = up
+		var err error
+		if ctx, err = s.pending.upstreamRound(ctx, owner, t.Name, req.Params.MultiRoundTripParams); err != nil {
+			return nil, err
 		}
-		var answers json.RawMessage
-		if len(req.Params.InputResponses) > 0 {
-			var err error
-			if answers, err = checkAnswers(req.Params.InputResponses); err != nil {
-				return nil, err
-			}
-		}
-		ctx = core.WithInputRound(ctx, answers, state, canElicit(ctx))
 	}
 	task, err := metaTaskContext(req.Params.Meta)
 	if err == nil {

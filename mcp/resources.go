@@ -237,22 +237,8 @@ func (s *Server) translateResource(ctx context.Context, body []byte) (_ []byte, 
 	if err != nil || len(tools) == 0 {
 		return nil, nil, "", false
 	}
-	var t core.InstanceTool
-	var upstream string
-	switch rest, qualified := strings.CutPrefix(asked, resourceScheme); {
-	case qualified:
-		prefix, enc, found := strings.Cut(rest, "/")
-		i := slices.IndexFunc(tools, func(t core.InstanceTool) bool { return resourcePrefix(t) == prefix })
-		if !found || i < 0 {
-			return nil, nil, "", false
-		}
-		if upstream, err = url.PathUnescape(enc); err != nil || upstream == "" {
-			return nil, nil, "", false
-		}
-		t = tools[i]
-	case bareResources(tools):
-		t, upstream = tools[0], asked
-	default:
+	t, upstream, ok := resolveURI(tools, asked)
+	if !ok {
 		return nil, nil, "", false
 	}
 	m.Params["uri"], _ = json.Marshal(instanceResource)
@@ -262,6 +248,28 @@ func (s *Server) translateResource(ctx context.Context, body []byte) (_ []byte, 
 	}
 	ctx = context.WithValue(core.AsInstanceTool(ctx, t), resourceTargetKey{}, resourceTarget{upstream: upstream, asked: asked})
 	return out, ctx, asked, true
+}
+
+// resolveURI finds which of tools (one role's, one per instance) a URI or
+// URI template as the caller sees it belongs to, and the server's own.
+func resolveURI(tools []core.InstanceTool, uri string) (core.InstanceTool, string, bool) {
+	rest, qualified := strings.CutPrefix(uri, resourceScheme)
+	if !qualified {
+		if bareResources(tools) {
+			return tools[0], uri, true
+		}
+		return core.InstanceTool{}, "", false
+	}
+	prefix, enc, found := strings.Cut(rest, "/")
+	i := slices.IndexFunc(tools, func(t core.InstanceTool) bool { return resourcePrefix(t) == prefix })
+	if !found || i < 0 {
+		return core.InstanceTool{}, "", false
+	}
+	upstream, err := url.PathUnescape(enc)
+	if err != nil || upstream == "" {
+		return core.InstanceTool{}, "", false
+	}
+	return tools[i], upstream, true
 }
 
 // readInstanceResource answers a translated resources/read: the instance's

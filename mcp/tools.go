@@ -138,29 +138,13 @@ func handler(svc *core.Service, t Tool, pending *pendingCalls) server.ToolHandle
 			if p, ok := callctx.PrincipalFrom(ctx); ok {
 				owner = p.Subject
 			}
-			var state string
-			var answers json.RawMessage
-			switch st := req.Params.RequestState; {
-			case isPendingState(st):
+			if isPendingState(req.Params.RequestState) {
 				return pending.resume(ctx, tool, req.Params.MultiRoundTripParams)
-			case st != "":
-				// A round of an upstream's own exchange: its state, sealed
-				// to this caller and tool, comes back with the answers.
-				up, ok := pending.unseal(owner, tool, st)
-				if !ok {
-					return nil, errBadState
-				}
-				state = up
 			}
-			if len(req.Params.InputResponses) > 0 {
-				// The answers go to the upstream, which judges them (one
-				// that keeps no state takes them without any).
-				var err error
-				if answers, err = checkAnswers(req.Params.InputResponses); err != nil {
-					return nil, err
-				}
+			ctx, err := pending.upstreamRound(ctx, owner, tool, req.Params.MultiRoundTripParams)
+			if err != nil {
+				return nil, err
 			}
-			ctx = core.WithInputRound(ctx, answers, state, canElicit(ctx))
 			sealed := func(ctx context.Context) *mcp.CallToolResult {
 				r := call(ctx)
 				if r.NeedsInput() {
