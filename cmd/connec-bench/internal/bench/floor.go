@@ -19,6 +19,12 @@ type Floor struct {
 	// RoundTrip is one caller's SELECT 1: what any extra statement a call
 	// waits for costs at least.
 	RoundTrip Summary `json:"round_trip"`
+	// ClientCPU and RoundTripClientCPU are the CPU time the caller's
+	// process (this one: Go, pgx, one goroutine) spent per commit and per
+	// SELECT 1: what each round trip a connec call waits for costs
+	// connec's process at least.
+	ClientCPU          time.Duration `json:"client_cpu,omitempty"`
+	RoundTripClientCPU time.Duration `json:"round_trip_client_cpu,omitempty"`
 	// Many is the callers' commit rate (the audit throughput baseline).
 	Many        Summary `json:"many"`
 	ManyCallers int     `json:"many_callers"`
@@ -89,15 +95,22 @@ func (s *suite) measureFloorC1(ctx context.Context, d time.Duration) error {
 		return err
 	}
 	timeLoop(50, time.Second, insert) // warm-up
+	cpu0 := selfCPU()
 	samples, errs := timeLoop(1<<30, d, insert)
 	if len(samples) == 0 {
 		return fmt.Errorf("durable commit floor: every commit failed")
 	}
 	s.report.Floor.C1 = Summarize(samples, 0, errs)
+	s.report.Floor.ClientCPU = (selfCPU() - cpu0) / time.Duration(len(samples)+errs)
 	var one int
+	cpu0 = selfCPU()
 	samples, errs = timeLoop(1<<30, d/2, func(int) error { return pool.QueryRow(ctx, "SELECT 1").Scan(&one) })
 	s.report.Floor.RoundTrip = Summarize(samples, 0, errs)
+	if n := len(samples) + errs; n > 0 {
+		s.report.Floor.RoundTripClientCPU = (selfCPU() - cpu0) / time.Duration(n)
+	}
 	s.log.Info("durable commit floor", "callers", 1, "p50", s.report.Floor.C1.P50, "p99", s.report.Floor.C1.P99, "select1_p50", s.report.Floor.RoundTrip.P50,
+		"client_cpu", s.report.Floor.ClientCPU, "select1_client_cpu", s.report.Floor.RoundTripClientCPU,
 		"fsync", settings["fsync"], "synchronous_commit", settings["synchronous_commit"])
 	return nil
 }

@@ -19,6 +19,9 @@ const (
 	// TargetP99: at concurrency 32, p99 at most this multiple of the bare
 	// server's.
 	TargetP99 = 1.5
+	// TargetOwnCPU: at concurrency 1, connec's own CPU per call (its
+	// server's CPU per call minus the bare server's), issue 15.
+	TargetOwnCPU = 100 * time.Microsecond
 	// TargetDecision: policy decision p50 at 100k rules.
 	TargetDecision = 10 * time.Microsecond
 	// TargetRSS: peak RSS of `connec serve --http` under the invoke load.
@@ -63,6 +66,25 @@ func (r *Report) Targets() []Target {
 			"against the bare server's %s.",
 			fmtDur(floor), fmtDur(added-2*floor), fmtDur(row.ConnecCPU.Server), fmtDur(row.ConnecCPU.DB), fmtDur(row.BareCPU.Server))
 		ts = append(ts, check(t, ratio <= TargetAddedLatency))
+	} else {
+		ts = append(ts, missing(name, limit))
+	}
+
+	name = "Concurrency 1, streamable HTTP: connec's own CPU per call"
+	limit = "≤ " + fmtDur(TargetOwnCPU)
+	if row, ok := r.row(Streamable, 1); ok && row.Bare.Count > 0 && row.Connec.Count > 0 {
+		own := row.ConnecCPU.Server - row.BareCPU.Server
+		t := Target{Name: name, Limit: limit, Measured: fmt.Sprintf("%s (server %s − bare server %s)", fmtDur(own),
+			fmtDur(row.ConnecCPU.Server), fmtDur(row.BareCPU.Server))}
+		t.Why = "its server's CPU per call minus the bare server's."
+		if w := r.Floor.ClientCPU; w > 0 {
+			t.Why = fmt.Sprintf("its server's CPU per call minus the bare server's. A call waits for two durable commits (the decision row "+
+				"before the credential may be used, then the outcome), and waiting for one costs the waiting Go process %s of CPU "+
+				"(section 2: one goroutine, pgx, nothing else to do — the scheduler parking, polling and waking), so the two waits "+
+				"alone cost %s, %.1f × the limit; the rest, %s, is connec's work on the request path (transport, policy, schemas, "+
+				"unseal, redaction, the statements and their hashes).", fmtDur(w), fmtDur(2*w), durRatio(2*w, TargetOwnCPU), fmtDur(own-2*w))
+		}
+		ts = append(ts, check(t, own <= TargetOwnCPU))
 	} else {
 		ts = append(ts, missing(name, limit))
 	}
@@ -273,6 +295,13 @@ func (r *Report) Markdown() string {
 	if rt := r.Floor.RoundTrip; rt.Count > 0 {
 		p("")
 		p("For scale, one round trip that commits nothing (`SELECT 1`, one caller, same pool settings): p50 %s, p99 %s.", fmtDur(rt.P50), fmtDur(rt.P99))
+	}
+	if r.Floor.ClientCPU > 0 {
+		p("")
+		p("The caller's CPU (this Go process: one goroutine, pgx, nothing else to do) per durable commit: %s; per `SELECT 1`: %s. "+
+			"The difference is the cost of waiting: a goroutine that waits a few hundred µs parks, its thread polls and sleeps, "+
+			"and the answer wakes them again. Each durable commit a connec call waits for costs connec's process at least as much.",
+			fmtDur(r.Floor.ClientCPU), fmtDur(r.Floor.RoundTripClientCPU))
 	}
 
 	p("")
