@@ -107,6 +107,33 @@ func Invalid(field, format string, args ...any) *Error {
 	return e
 }
 
+// DetailMCPCode is the Details key of the JSON-RPC error code an MCP
+// server refused a request with, where the MCP spec defines that code as
+// the caller's own answer (a client capability the server requires,
+// -32021): an MCP caller is answered with that code rather than a tool
+// error.
+const DetailMCPCode = "mcp_code"
+
+// DetailRequiredCapabilities is the Details key, beside DetailMCPCode
+// -32021, of the client capabilities the server requires (an object).
+const DetailRequiredCapabilities = "required_capabilities"
+
+// MCPCode returns the code err carries under DetailMCPCode, if any, and
+// its details.
+func MCPCode(err error) (int, map[string]any, bool) {
+	var fe *Error
+	if !errors.As(err, &fe) {
+		return 0, nil, false
+	}
+	switch c := fe.Details[DetailMCPCode].(type) {
+	case int:
+		return c, fe.Details, true
+	case float64: // read back from JSON
+		return int(c), fe.Details, c == float64(int(c))
+	}
+	return 0, nil, false
+}
+
 // WithDetails returns a copy of e carrying details.
 func (e *Error) WithDetails(d map[string]any) *Error {
 	c := *e

@@ -237,17 +237,30 @@ func (s *Server) translateResource(ctx context.Context, body []byte) (_ []byte, 
 	if err != nil || len(tools) == 0 {
 		return nil, nil, "", false
 	}
-	t, upstream, ok := resolveURI(tools, asked)
-	if !ok {
-		return nil, nil, "", false
-	}
 	m.Params["uri"], _ = json.Marshal(instanceResource)
 	out, err := json.Marshal(m)
 	if err != nil {
 		return nil, nil, "", false
 	}
+	t, upstream, ok := resolveURI(tools, asked)
+	if !ok {
+		// No instance of the caller's serves it: answered "not found",
+		// naming the URI, by the hidden resource's handler.
+		return out, context.WithValue(ctx, resourceTargetKey{}, resourceTarget{asked: asked}), asked, true
+	}
 	ctx = context.WithValue(core.AsInstanceTool(ctx, t), resourceTargetKey{}, resourceTarget{upstream: upstream, asked: asked})
 	return out, ctx, asked, true
+}
+
+// resourceNotFound answers a read of uri, a resource no instance of the
+// caller's serves, as the caller's revision says: -32602 from 2026-07-28,
+// -32002 before, with the URI in data.
+func resourceNotFound(ctx context.Context, uri string) error {
+	code := mcp.RESOURCE_NOT_FOUND
+	if mcp.IsModernProtocol(server.RequestProtocolVersion(ctx)) {
+		code = mcp.INVALID_PARAMS
+	}
+	return answerWith(ctx, rpcAnswer{Code: code, Message: "resource not found: " + uri, Data: map[string]string{"uri": uri}})
 }
 
 // resolveURI finds which of tools (one role's, one per instance) a URI or
@@ -278,14 +291,21 @@ func resolveURI(tools []core.InstanceTool, uri string) (core.InstanceTool, strin
 func (s *Server) readInstanceResource(ctx context.Context, req mcp.ReadResourceRequest) ([]mcp.ResourceContents, error) {
 	t, ok := core.InstanceToolOf(ctx)
 	target, tok := ctx.Value(resourceTargetKey{}).(resourceTarget)
-	if !ok || !tok || t.Op.MCP != "resources.read" {
-		return nil, fmt.Errorf("resource %s not found: %w", instanceResource, server.ErrResourceNotFound)
+	if !tok {
+		target.asked = req.Params.URI
+	}
+	if !ok || t.Op.MCP != "resources.read" {
+		// No governed read happened: audited as refused (auditRefusedCall).
+		return nil, fmt.Errorf("%w: %w", server.ErrResourceNotFound, resourceNotFound(ctx, target.asked))
 	}
 	task, err := metaTaskContext(req.Params.Meta)
 	if err != nil {
 		return nil, publicError(err)
 	}
 	out, err := s.callInstanceOp(callctx.WithTask(ctx, task), t, map[string]any{"uri": target.upstream})
+	if fe := fault.As(err); err != nil && fe.Type == fault.InvalidArgument && fe.Details["field"] == "uri" {
+		return nil, resourceNotFound(ctx, target.asked) // the server has no such resource
+	}
 	if err != nil {
 		return nil, publicError(err)
 	}

@@ -110,7 +110,7 @@ func TestUpstreamResourcesAreConnecResources(t *testing.T) {
 		if got, err := read(uri); err != nil || mustJSON(t, got.Contents) != `[{"uri":"`+uri+`","text":"item 42"}]` {
 			t.Fatalf("%s: an item: %v %s", tr, err, mustJSON(t, got))
 		}
-		if _, err := read(qualified("one", "test://nothing")); err == nil || !strings.Contains(err.Error(), "invalid_argument") {
+		if _, err := read(qualified("one", "test://nothing")); err == nil || !strings.Contains(err.Error(), "resource not found: "+qualified("one", "test://nothing")) {
 			t.Fatalf("%s: a resource the server does not have: %v", tr, err)
 		}
 	}

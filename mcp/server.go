@@ -223,6 +223,9 @@ func (s *Server) auditRefusedCall(ctx context.Context, _ any, method mcp.MCPMeth
 		if req, ok := message.(*mcp.ReadResourceRequest); ok && req.Params.URI != "" {
 			name = truncate(req.Params.URI, 100)
 		}
+		if target, ok := ctx.Value(resourceTargetKey{}).(resourceTarget); ok {
+			name = truncate(target.asked, 100) // (translated: the URI as asked)
+		}
 	}
 	if action != "" {
 		ctx = callctx.WithRequestID(ctx, callctx.NewRequestID())

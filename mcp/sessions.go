@@ -25,6 +25,9 @@ type sessionState struct {
 	// canceled holds the ids of requests the client canceled whose answers
 	// must not be sent.
 	canceled map[string]bool
+	// answers are the slots of requests in progress whose answers go on
+	// the session's SSE stream (legacy SSE transport), by request id.
+	answers map[string]*answerSlot
 }
 
 func newSessions() *sessions { return &sessions{byID: map[string]*sessionState{}} }
@@ -34,7 +37,7 @@ const sessionPrefix = "mcp-session-"
 func (s *sessions) open(subject callctx.Subject) string {
 	id := sessionPrefix + uuid.NewString()
 	s.mu.Lock()
-	s.byID[id] = &sessionState{subject: subject, canceled: map[string]bool{}}
+	s.byID[id] = &sessionState{subject: subject, canceled: map[string]bool{}, answers: map[string]*answerSlot{}}
 	s.mu.Unlock()
 	return id
 }
@@ -76,6 +79,29 @@ func (s *sessions) wasCanceled(id, reqID string, forget bool) bool {
 		delete(st.canceled, reqID)
 	}
 	return true
+}
+
+// expect records the slot of request reqID of session id, whose answer
+// will go on the session's stream.
+func (s *sessions) expect(id, reqID string, slot *answerSlot) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if st, ok := s.byID[id]; ok && len(st.answers) < 10000 {
+		st.answers[reqID] = slot
+	}
+}
+
+// answered returns (and forgets) the slot of request reqID of session id.
+func (s *sessions) answered(id, reqID string) *answerSlot {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st, ok := s.byID[id]
+	if !ok {
+		return nil
+	}
+	slot := st.answers[reqID]
+	delete(st.answers, reqID)
+	return slot
 }
 
 // manager is the streamable HTTP session manager for one request: mcp-go

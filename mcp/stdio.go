@@ -208,7 +208,14 @@ func (s *stdioConn) handle(ctx context.Context, line []byte) {
 		} else if body, ictx, _, ok := s.srv.translateResource(hctx, line); ok {
 			line, hctx = body, ictx
 		}
+		hctx, slot := withAnswerSlot(hctx)
 		resp := s.srv.HandleMessage(hctx, line)
+		if e, ok := resp.(mcp.JSONRPCError); ok {
+			if a, set := slot.answer(); set {
+				e.Error.Code, e.Error.Message, e.Error.Data = a.Code, a.Message, a.Data
+				resp = e
+			}
+		}
 		s.mu.Lock()
 		if s.inflight[key] == req {
 			delete(s.inflight, key)

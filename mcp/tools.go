@@ -102,6 +102,20 @@ func fieldOf(err error) string {
 // tool error result (IsError); Go errors are reserved for failures of the
 // protocol itself and never carry internal detail.
 func handler(svc *core.Service, t Tool, pending *pendingCalls) server.ToolHandlerFunc {
+	h := callHandler(svc, t, pending)
+	return func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		res, err := h(ctx, req)
+		if a, ok := answerSlotOf(ctx).answer(); ok && err == nil {
+			// The call's answer is a JSON-RPC error of its own (an
+			// upstream server's refusal the spec makes the caller's).
+			return nil, errors.New(a.Message)
+		}
+		return res, err
+	}
+}
+
+// callHandler is handler before the call's answer is chosen.
+func callHandler(svc *core.Service, t Tool, pending *pendingCalls) server.ToolHandlerFunc {
 	e := t.Entry
 	return func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 		ctx = callctx.WithRequestID(ctx, callctx.NewRequestID())
@@ -123,6 +137,14 @@ func handler(svc *core.Service, t Tool, pending *pendingCalls) server.ToolHandle
 		call := func(ctx context.Context) *mcp.CallToolResult {
 			defer awaitNotifications(ctx)
 			v, err := e.Call(ctx, svc, withoutTaskID(raw))
+			if code, details, ok := fault.MCPCode(err); ok && code == mcp.MISSING_REQUIRED_CLIENT_CAPABILITY {
+				required, _ := details[fault.DetailRequiredCapabilities].(map[string]any)
+				if required == nil {
+					required = map[string]any{}
+				}
+				_ = answerWith(ctx, rpcAnswer{Code: code, Message: fault.PublicOf(err).Message,
+					Data: map[string]any{"requiredCapabilities": required}})
+			}
 			if t, ok := core.InstanceToolOf(ctx); ok {
 				return instanceResult(v, err, t)
 			}

@@ -232,6 +232,17 @@ func (h *httpTransport) messages(transport string, next http.Handler) http.Handl
 		if rbody, ictx, asked, ok := h.srv.translateResource(r.Context(), body); ok && headerAgrees(r.Header, asked) {
 			r = translated(ictx, r, rbody, instanceResource)
 		}
+		if answersOwnError[m.Method] && len(m.ID) > 0 {
+			ctx, slot := withAnswerSlot(r.Context())
+			r = r.WithContext(ctx)
+			if transport == TransportSSE {
+				h.sessions.expect(session, string(m.ID), slot)
+			} else {
+				aw := &answering{ResponseWriter: w, slot: slot, id: m.ID, modern: modern}
+				defer aw.finish()
+				w = aw
+			}
+		}
 		if transport == TransportStreamable && !modern && len(m.ID) > 0 {
 			id := string(m.ID)
 			w = &cancelable{ResponseWriter: w, canceled: func() bool { return h.sessions.wasCanceled(session, id, false) }}
@@ -316,6 +327,11 @@ func (h *httpTransport) sseStream(next http.Handler) http.Handler {
 		defer func() { h.sessions.close(hold.id) }()
 		next.ServeHTTP(&sseFilter{ResponseWriter: w, drop: func(id string) bool {
 			return hold.id != "" && h.sessions.wasCanceled(hold.id, id, true)
+		}, answer: func(id string) *answerSlot {
+			if hold.id == "" || id == "" {
+				return nil
+			}
+			return h.sessions.answered(hold.id, id)
 		}}, r)
 	})
 }

@@ -70,11 +70,22 @@ func (c *cancelable) Unwrap() http.ResponseWriter { return c.ResponseWriter }
 type sseFilter struct {
 	http.ResponseWriter
 	drop func(id string) bool
+	// answer is the slot of the request id answers, if it has one.
+	answer func(id string) *answerSlot
 }
 
 func (s *sseFilter) Write(b []byte) (int, error) {
-	if id, ok := responseID(b); ok && s.drop(id) {
+	id, ok := responseID(b)
+	if ok && s.drop(id) {
 		return len(b), nil
+	}
+	if slot := s.answer(id); ok && slot != nil {
+		if out, ok := slot.rewriteEvent(b, json.RawMessage(id)); ok {
+			if _, err := s.ResponseWriter.Write(out); err != nil {
+				return 0, err
+			}
+			return len(b), nil
+		}
 	}
 	return s.ResponseWriter.Write(b)
 }

@@ -178,13 +178,35 @@ func callOnce(ctx context.Context, c *client.Client, tool *ToolRecord, inv conne
 		return nil, wrapTerminated(err)
 	}
 	if resp.Error != nil {
-		return nil, fault.New(fault.Permanent, "the MCP server refused the call: %s", resp.Error.Message)
+		return nil, refusal(fault.New(fault.Permanent, "the MCP server refused the call: %s", resp.Error.Message), resp.Error.Code, resp.Error.Data)
 	}
 	var res mcp.CallToolResult
 	if err := json.Unmarshal(resp.Result, &res); err != nil {
 		return nil, fault.Wrap(fault.Permanent, err, "the MCP server's result is not a tool result")
 	}
 	return &res, nil
+}
+
+// refusal is e, a server's refusal of a request with code and data,
+// carrying the code where the MCP spec makes it the caller's own answer:
+// the server requires a client capability connec did not declare, and
+// connec declares what it can serve for this caller (elicitation when the
+// caller takes questions, never sampling). The capabilities required go
+// with it as the spec's error data has them (requiredCapabilities, an
+// object; from mcp-go's {"capability": name} if that is what came).
+func refusal(e *fault.Error, code int, data any) *fault.Error {
+	if code != mcp.MISSING_REQUIRED_CLIENT_CAPABILITY {
+		return e
+	}
+	required := map[string]any{}
+	if d, ok := data.(map[string]any); ok {
+		if r, ok := d["requiredCapabilities"].(map[string]any); ok {
+			required = r
+		} else if name, ok := d["capability"].(string); ok && name != "" {
+			required[name] = map[string]any{}
+		}
+	}
+	return e.WithDetails(map[string]any{fault.DetailMCPCode: code, fault.DetailRequiredCapabilities: required})
 }
 
 // requestIDs numbers the requests connec sends itself: ids of their own,

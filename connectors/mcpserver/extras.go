@@ -305,7 +305,7 @@ func sendRound(ctx context.Context, c *client.Client, method mcp.MCPMethod, para
 	}
 	if resp.Error != nil {
 		r := &rpcRefusal{code: resp.Error.Code, message: resp.Error.Message}
-		return nil, fault.Wrap(fault.Permanent, r, "%s", r.Error())
+		return nil, refusal(fault.Wrap(fault.Permanent, r, "%s", r.Error()), r.code, resp.Error.Data)
 	}
 	return resp.Result, nil
 }

@@ -1,0 +1,184 @@
+package mcp
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strings"
+	"sync/atomic"
+
+	"github.com/mark3labs/mcp-go/mcp"
+)
+
+// mcp-go v1.2.1 answers every error a handler returns as -32603 (internal
+// error), but some answers the spec defines carry a code of their own: a
+// resource not found (-32002, or -32602 from 2026-07-28, with data.uri),
+// a client capability the server requires (-32021). A handler that must
+// answer so leaves the answer in its request's slot (answerWith); the
+// transport that carried the request puts it in place of mcp-go's.
+
+// answersOwnError are the methods whose handlers may answer with an error
+// of their own.
+var answersOwnError = map[string]bool{
+	string(mcp.MethodToolsCall):     true,
+	string(mcp.MethodResourcesRead): true,
+	string(mcp.MethodPromptsGet):    true,
+}
+
+// rpcAnswer is the JSON-RPC error a request is answered with.
+type rpcAnswer struct {
+	Code    int    `json:"code"`
+	Message string `json:"message"`
+	Data    any    `json:"data,omitempty"`
+}
+
+// answerSlot is where a request's handler leaves its answer.
+type answerSlot struct{ v atomic.Pointer[rpcAnswer] }
+
+type answerKey struct{}
+
+// withAnswerSlot is ctx with a new slot, for one request.
+func withAnswerSlot(ctx context.Context) (context.Context, *answerSlot) {
+	s := &answerSlot{}
+	return context.WithValue(ctx, answerKey{}, s), s
+}
+
+// answerSlotOf is ctx's slot, if its transport gave it one.
+func answerSlotOf(ctx context.Context) *answerSlot {
+	s, _ := ctx.Value(answerKey{}).(*answerSlot)
+	return s
+}
+
+// answerWith leaves a in ctx's slot and returns the error the handler
+// returns to mcp-go (whose answer carries the same message, for a
+// transport without a slot).
+func answerWith(ctx context.Context, a rpcAnswer) error {
+	if s := answerSlotOf(ctx); s != nil {
+		s.v.Store(&a)
+	}
+	return errors.New(a.Message)
+}
+
+// answer is the slot's answer, if the handler left one.
+func (s *answerSlot) answer() (*rpcAnswer, bool) {
+	if s == nil {
+		return nil, false
+	}
+	a := s.v.Load()
+	return a, a != nil
+}
+
+// rewrite returns msg, one JSON-RPC message, with the slot's answer in
+// place of its error if msg is the error answer to the request id; ok
+// says whether it was.
+func (s *answerSlot) rewrite(msg []byte, id json.RawMessage) (_ []byte, ok bool) {
+	a, set := s.answer()
+	if !set {
+		return msg, false
+	}
+	var m struct {
+		JSONRPC string          `json:"jsonrpc"`
+		ID      json.RawMessage `json:"id"`
+		Error   json.RawMessage `json:"error"`
+	}
+	if json.Unmarshal(msg, &m) != nil || len(m.Error) == 0 || !bytes.Equal(bytes.TrimSpace(m.ID), bytes.TrimSpace(id)) {
+		return msg, false
+	}
+	out, err := json.Marshal(struct {
+		JSONRPC string          `json:"jsonrpc"`
+		ID      json.RawMessage `json:"id"`
+		Error   *rpcAnswer      `json:"error"`
+	}{mcp.JSONRPC_VERSION, m.ID, a})
+	if err != nil {
+		return msg, false
+	}
+	return out, true
+}
+
+// rewriteEvent is rewrite for an SSE event carrying one message.
+func (s *answerSlot) rewriteEvent(event []byte, id json.RawMessage) ([]byte, bool) {
+	lines := bytes.Split(event, []byte("\n"))
+	for i, line := range lines {
+		data, ok := bytes.CutPrefix(line, []byte("data:"))
+		if !ok {
+			continue
+		}
+		msg, ok := s.rewrite(bytes.TrimSpace(data), id)
+		if !ok {
+			return event, false
+		}
+		lines[i] = append([]byte("data: "), msg...)
+		return bytes.Join(lines, []byte("\n")), true
+	}
+	return event, false
+}
+
+// answering is a streamable HTTP response carrying the answer to one
+// request, id, whose handler may leave an answer in slot. Over 2026-07-28
+// the HTTP status follows the answer's code, as mcp-go's own errors do.
+type answering struct {
+	http.ResponseWriter
+	slot   *answerSlot
+	id     json.RawMessage
+	modern bool
+	status int // held until the body shows whether it is the answer
+}
+
+func (a *answering) WriteHeader(status int) {
+	if a.status == 0 {
+		a.status = status
+	}
+}
+
+func (a *answering) Write(b []byte) (int, error) {
+	n := len(b)
+	if strings.HasPrefix(a.Header().Get("Content-Type"), "text/event-stream") {
+		b, _ = a.slot.rewriteEvent(b, a.id)
+	} else if out, ok := a.slot.rewrite(b, a.id); ok && a.status >= 0 {
+		b = out
+		a.Header().Del("Content-Length")
+		if c, _ := a.slot.answer(); a.modern {
+			a.status = statusFor(c.Code)
+		}
+	}
+	a.finish()
+	if _, err := a.ResponseWriter.Write(b); err != nil {
+		return 0, err
+	}
+	return n, nil
+}
+
+// finish sends a status held back for a response without a body.
+func (a *answering) finish() {
+	if a.status == 0 {
+		a.status = http.StatusOK
+	}
+	if a.status > 0 {
+		a.ResponseWriter.WriteHeader(a.status)
+		a.status = -1
+	}
+}
+
+func (a *answering) Flush() {
+	a.finish()
+	if f, ok := a.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+func (a *answering) Unwrap() http.ResponseWriter { return a.ResponseWriter }
+
+// statusFor is the HTTP status of a 2026-07-28 answer with code, as mcp-go
+// maps its own.
+func statusFor(code int) int {
+	switch code {
+	case mcp.METHOD_NOT_FOUND:
+		return http.StatusNotFound
+	case mcp.HEADER_MISMATCH, mcp.MISSING_REQUIRED_CLIENT_CAPABILITY, mcp.UNSUPPORTED_PROTOCOL_VERSION,
+		mcp.INVALID_REQUEST, mcp.INVALID_PARAMS, mcp.PARSE_ERROR:
+		return http.StatusBadRequest
+	}
+	return http.StatusOK
+}
