@@ -125,6 +125,17 @@ func (e *Executor) KeyIDs() []string {
 	return e.keys.KeyIDs()
 }
 
+// DerivedKeys returns a key for purpose derived from each key of the key
+// file, the current key's first (nil without a key file): the servers of
+// one deployment derive the same keys, and nothing derived opens a
+// credential.
+func (e *Executor) DerivedKeys(purpose string) [][]byte {
+	if e.keys == nil {
+		return nil
+	}
+	return e.keys.DerivedKeys(purpose)
+}
+
 // Forget drops any cached data key of a credential (on rotate, revoke,
 // disable; announced by the database on every server).
 func (e *Executor) Forget(credentialID string) {

@@ -103,6 +103,28 @@ func (e *env) peer() *env {
 	return p
 }
 
+// peerWithKey is peer with a key file of its own (the same database): a
+// server that shares nothing secret with e.
+func (e *env) peerWithKey() *env {
+	e.t.Helper()
+	cfg := e.app.Cfg
+	cfg.KeyFile = filepath.Join(e.t.TempDir(), "other.key")
+	if _, err := vault.GenerateKeyFile(cfg.KeyFile, true); err != nil {
+		e.t.Fatal(err)
+	}
+	p := &env{t: e.t, logs: e.logs}
+	a, err := app.Open(context.Background(), cfg, e.app.Log)
+	if err != nil {
+		e.t.Fatalf("open peer: %v", err)
+	}
+	e.t.Cleanup(a.Close)
+	p.app = a
+	p.srv = a.MCPServer()
+	p.http = httptest.NewServer(a.Handler(p.srv))
+	e.t.Cleanup(p.http.Close)
+	return p
+}
+
 // user creates a user (with the owner rule unless bare) and a token for it.
 func (e *env) user(name string, bare bool) (callctx.Subject, string) {
 	e.t.Helper()

@@ -47,14 +47,21 @@ const (
 type pendingCalls struct {
 	mu    sync.Mutex
 	calls map[string]*pendingCall
-	// key seals upstreams' request states (seal).
-	key [32]byte
+	// keys seal upstreams' request states (seal with the first; unseal
+	// with any).
+	keys [][]byte
 }
 
-func newPendingCalls() *pendingCalls {
-	pc := &pendingCalls{calls: map[string]*pendingCall{}}
-	_, _ = rand.Read(pc.key[:])
-	return pc
+// newPendingCalls seals with keys, the keys every server of the deployment
+// derives alike (2026-07-28 is stateless: a round may reach any of them),
+// or, given none, with a key of this process's own.
+func newPendingCalls(keys [][]byte) *pendingCalls {
+	if len(keys) == 0 {
+		own := make([]byte, 32)
+		_, _ = rand.Read(own)
+		keys = [][]byte{own}
+	}
+	return &pendingCalls{calls: map[string]*pendingCall{}, keys: keys}
 }
 
 // pendingCall is one call running in the background.
@@ -212,11 +219,11 @@ func newState() string {
 const sealPrefix = "connec.s1."
 
 // seal wraps an upstream's request state so that only the same caller, as
-// the same tool, can send it back, unaltered: an HMAC under this
-// process's key over all three (the upstream's state is not secret from
+// the same tool, can send it back, unaltered: an HMAC under the
+// deployment's key over all three (the upstream's state is not secret from
 // the caller, who would see it from the upstream directly).
 func (pc *pendingCalls) seal(owner callctx.Subject, tool, state string) string {
-	return sealPrefix + base64.RawURLEncoding.EncodeToString([]byte(state)) + "." + pc.mac(owner, tool, state)
+	return sealPrefix + base64.RawURLEncoding.EncodeToString([]byte(state)) + "." + mac(pc.keys[0], owner, tool, state)
 }
 
 // unseal returns the upstream's state sealed in s for owner and tool.
@@ -225,7 +232,7 @@ func (pc *pendingCalls) unseal(owner callctx.Subject, tool, s string) (string, b
 	if !ok {
 		return "", false
 	}
-	enc, mac, ok := strings.Cut(body, ".")
+	enc, sum, ok := strings.Cut(body, ".")
 	if !ok {
 		return "", false
 	}
@@ -233,14 +240,16 @@ func (pc *pendingCalls) unseal(owner callctx.Subject, tool, s string) (string, b
 	if err != nil {
 		return "", false
 	}
-	if !hmac.Equal([]byte(mac), []byte(pc.mac(owner, tool, string(raw)))) {
-		return "", false
+	for _, key := range pc.keys { // (sealed before a key rotation: an older key)
+		if hmac.Equal([]byte(sum), []byte(mac(key, owner, tool, string(raw)))) {
+			return string(raw), true
+		}
 	}
-	return string(raw), true
+	return "", false
 }
 
-func (pc *pendingCalls) mac(owner callctx.Subject, tool, state string) string {
-	m := hmac.New(sha256.New, pc.key[:])
+func mac(key []byte, owner callctx.Subject, tool, state string) string {
+	m := hmac.New(sha256.New, key)
 	for _, part := range []string{string(owner), tool, state} {
 		m.Write([]byte(strconv.Itoa(len(part))))
 		m.Write([]byte{':'})

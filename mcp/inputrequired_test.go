@@ -17,7 +17,7 @@ import (
 // the same tool with that state, resumes it; its answer reaches the
 // operation, which then completes; a state is used once.
 func TestInputRequiredBridge(t *testing.T) {
-	pc := newPendingCalls()
+	pc := newPendingCalls(nil)
 	as := func(sub string) context.Context {
 		return callctx.WithPrincipal(context.Background(), callctx.Principal{Subject: callctx.Subject(sub)})
 	}

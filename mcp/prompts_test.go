@@ -215,6 +215,24 @@ func TestPromptInputRequiredRoundTrip(t *testing.T) {
 	if b, _ := json.Marshal(second["result"]); !strings.Contains(string(b), "Brief me on") || !strings.Contains(string(b), "sales") {
 		t.Fatalf("round 2: %v", second)
 	}
+
+	// 2026-07-28 is stateless: a deployment's servers share no session, so
+	// the next round may reach another server of it (same database and key
+	// file), which takes the state as its own; another deployment's
+	// server (its own key) does not.
+	peer := e.peer()
+	pr := peer.openRaw(tok, "2026-07-28")
+	pr.caps = r.caps
+	_, _, body := pr.send("prompts/get", map[string]any{"name": "up.up.brief", "inputResponses": answers, "requestState": state})
+	if !strings.Contains(string(body), "Brief me on") {
+		t.Fatalf("round 2 on another server of the deployment: %s", body)
+	}
+	other := e.peerWithKey()
+	or := other.openRaw(tok, "2026-07-28")
+	or.caps = r.caps
+	if _, _, body := or.send("prompts/get", map[string]any{"name": "up.up.brief", "inputResponses": answers, "requestState": state}); !strings.Contains(string(body), `"error"`) {
+		t.Fatalf("a server with another key took the state: %s", body)
+	}
 }
 
 func mustJSONString(v any) string {

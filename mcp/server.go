@@ -83,10 +83,17 @@ type options struct {
 	sets    Toolsets
 	names   ToolNames
 	changes func(fn func(version int64))
+	keys    [][]byte
 }
 
 // Option configures NewServer.
 type Option func(*options)
+
+// WithStateKeys sets the keys that seal upstreams' 2026-07-28 request
+// states (the first seals, any opens): keys every server of a deployment
+// holds alike, so that a round may reach any of them. Without, a server
+// seals with a key of its own.
+func WithStateKeys(keys [][]byte) Option { return func(o *options) { o.keys = keys } }
 
 // WithLogger sets the logger.
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
@@ -118,7 +125,7 @@ func NewServer(svc *core.Service, opts ...Option) *Server {
 	for _, f := range opts {
 		f(&o)
 	}
-	s := &Server{svc: svc, log: o.log, names: o.names, sets: o.sets, tools: map[string]Tool{}, pending: newPendingCalls()}
+	s := &Server{svc: svc, log: o.log, names: o.names, sets: o.sets, tools: map[string]Tool{}, pending: newPendingCalls(o.keys)}
 	inv := Inventory()
 	for _, t := range inv {
 		s.tools[o.names.wireName(t.Def.Name)] = t

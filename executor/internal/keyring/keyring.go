@@ -23,6 +23,7 @@ package keyring
 
 import (
 	"bytes"
+	"crypto/hkdf"
 	"crypto/sha256"
 	"encoding/json"
 	"errors"
@@ -223,6 +224,36 @@ func (k *Keyring) KeyID() string { return k.current.keyID }
 // KeyIDs returns the key ids of every identity, in file order (the last is
 // the current one). Rows under any other key id cannot be opened.
 func (k *Keyring) KeyIDs() []string { return append([]string(nil), k.order...) }
+
+// DerivedKeys returns a 32-byte key for purpose derived from each identity
+// (HKDF-SHA256 over its private key encoding; purpose is the info), the
+// current identity's first. A derived key reveals nothing of the identity
+// and opens no credential: it lets every server holding the same key file
+// agree on a secret (a MAC key) without storing one anywhere.
+func (k *Keyring) DerivedKeys(purpose string) [][]byte {
+	order := []string{k.current.keyID}
+	for _, kid := range k.order {
+		if kid != k.current.keyID {
+			order = append(order, kid)
+		}
+	}
+	out := make([][]byte, 0, len(order))
+	for _, kid := range order {
+		var secret []byte
+		switch id := k.keys[kid].identity.(type) {
+		case *age.HybridIdentity:
+			secret = []byte(id.String())
+		case *age.X25519Identity:
+			secret = []byte(id.String())
+		}
+		key, err := hkdf.Key(sha256.New, secret, nil, "connec derived key: "+purpose, 32)
+		clear(secret)
+		if err == nil {
+			out = append(out, key)
+		}
+	}
+	return out
+}
 
 // Open unseals s for the row ad names and returns its fields, which the
 // caller must Wipe when done. It fails with ErrUnknownKeyID if no identity

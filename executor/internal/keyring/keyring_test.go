@@ -595,3 +595,42 @@ func TestConcurrentOpen(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// TestDerivedKeys checks the keys servers derive to agree on a secret: the
+// same key file gives the same keys, another file or purpose others, the
+// current identity's key comes first after a rotation and the older one
+// stays, and no derived key contains its identity's encoding.
+func TestDerivedKeys(t *testing.T) {
+	for _, kind := range kinds {
+		t.Run(kind.name, func(t *testing.T) {
+			path, _ := newKeyFile(t, kind.hybrid)
+			a, b := load(t, path).DerivedKeys("state"), load(t, path).DerivedKeys("state")
+			if len(a) != 1 || len(a[0]) != 32 || !bytes.Equal(a[0], b[0]) {
+				t.Fatalf("one file, two loads: %x %x", a, b)
+			}
+			if other := load(t, path).DerivedKeys("other"); bytes.Equal(other[0], a[0]) {
+				t.Fatal("two purposes, one key")
+			}
+			otherPath, _ := newKeyFile(t, kind.hybrid)
+			if c := load(t, otherPath).DerivedKeys("state"); bytes.Equal(c[0], a[0]) {
+				t.Fatal("two key files, one key")
+			}
+			if _, err := vault.AppendIdentity(path, kind.hybrid); err != nil {
+				t.Fatal(err)
+			}
+			rotated := load(t, path).DerivedKeys("state")
+			if len(rotated) != 2 || bytes.Equal(rotated[0], a[0]) || !bytes.Equal(rotated[1], a[0]) {
+				t.Fatalf("after rotation: %x (before %x)", rotated, a)
+			}
+			file, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, k := range rotated {
+				if bytes.Contains(file, k) {
+					t.Fatal("a derived key is in the key file")
+				}
+			}
+		})
+	}
+}
