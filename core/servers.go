@@ -109,19 +109,19 @@ type ServerCatalog interface {
 }
 
 // ServerChannel is the channel a change to the added MCP servers is
-// announced on, as "<origin>|<name>": the servers that read the same
-// records (a shared data directory: several local clients on one machine,
-// each with its own connec) load it at once.
+// announced on, as "<origin>|<name>": every other server of the deployment
+// (on the same database) loads it at once.
 const ServerChannel = "connec_mcp_server"
 
 // StagedServer is a reviewed change to the added servers, not made yet.
 type StagedServer interface {
 	Review() Server
-	// Commit makes the change and loads it (the type appears, changes or
-	// goes on this server at once); then Finish drops what an Undo would
-	// have needed, once its audit row is durable, or Undo takes it back
-	// (the row could not be written). Discard drops an uncommitted change.
-	Commit(ctx context.Context) error
+	// Commit makes the change, writing what the servers of the deployment
+	// share in tx (the transaction of its audit row), and loads it (the
+	// type appears, changes or goes on this server at once); then Finish
+	// drops what an Undo would have needed, once tx committed, or Undo
+	// takes it back (tx did not). Discard drops an uncommitted change.
+	Commit(ctx context.Context, tx pgx.Tx) error
 	Finish()
 	Undo()
 	Discard()
@@ -207,7 +207,7 @@ func (s *Service) serverChange(ctx context.Context, tool string, reviewOnly bool
 	c.ev.Reason = c.ev.Reason + "; " + reason(r)
 	committed := false
 	err = c.change(ctx, func(tx pgx.Tx) error {
-		if err := st.Commit(ctx); err != nil {
+		if err := st.Commit(ctx, tx); err != nil {
 			return err
 		}
 		committed = true

@@ -90,27 +90,34 @@ func newEnvPrepared(t *testing.T, prepare func(cfg *app.Config)) *env {
 // second instance of a deployment would be.
 func (e *env) peer() *env {
 	e.t.Helper()
-	p := &env{t: e.t, logs: e.logs}
-	a, err := app.Open(context.Background(), e.app.Cfg, e.app.Log)
-	if err != nil {
-		e.t.Fatalf("open peer: %v", err)
-	}
-	e.t.Cleanup(a.Close)
-	p.app = a
-	p.srv = a.MCPServer()
-	p.http = httptest.NewServer(a.Handler(p.srv))
-	e.t.Cleanup(p.http.Close)
-	return p
+	return e.peerWith(nil)
 }
 
 // peerWithKey is peer with a key file of its own (the same database): a
 // server that shares nothing secret with e.
 func (e *env) peerWithKey() *env {
 	e.t.Helper()
+	return e.peerWith(func(cfg *app.Config) {
+		cfg.KeyFile = filepath.Join(e.t.TempDir(), "other.key")
+		if _, err := vault.GenerateKeyFile(cfg.KeyFile, true); err != nil {
+			e.t.Fatal(err)
+		}
+	})
+}
+
+// peerWithDataDir is peer with a data directory of its own, as a server of
+// a deployment on another machine would be.
+func (e *env) peerWithDataDir() *env {
+	e.t.Helper()
+	return e.peerWith(func(cfg *app.Config) { cfg.DataDir = e.t.TempDir() })
+}
+
+// peerWith is peer with its configuration changed by change.
+func (e *env) peerWith(change func(cfg *app.Config)) *env {
+	e.t.Helper()
 	cfg := e.app.Cfg
-	cfg.KeyFile = filepath.Join(e.t.TempDir(), "other.key")
-	if _, err := vault.GenerateKeyFile(cfg.KeyFile, true); err != nil {
-		e.t.Fatal(err)
+	if change != nil {
+		change(&cfg)
 	}
 	p := &env{t: e.t, logs: e.logs}
 	a, err := app.Open(context.Background(), cfg, e.app.Log)

@@ -192,7 +192,7 @@ func mcpAddCmd(f *flags) *cobra.Command {
 				if err := a.AddMCPServer(ctx, rec); err != nil {
 					return err
 				}
-				fmt.Fprintf(out, "added %s as connector type %s; the connec servers using this data directory load it now (others at their next start)\n", rec.Name, mcpserver.TypeName(rec.Name))
+				fmt.Fprintf(out, "added %s as connector type %s; every connec server on this database loads it now\n", rec.Name, mcpserver.TypeName(rec.Name))
 				return nil
 			})
 		},
@@ -253,7 +253,7 @@ func mcpApproveCmd(f *flags) *cobra.Command {
 				if err := a.ApproveMCPServer(ctx, rec, changes); err != nil {
 					return err
 				}
-				fmt.Fprintf(out, "approved %s; the connec servers using this data directory load it now (others at their next start)\n", rec.Name)
+				fmt.Fprintf(out, "approved %s; every connec server on this database loads it now\n", rec.Name)
 				return nil
 			})
 		},
@@ -333,7 +333,7 @@ func mcpRemoveCmd(f *flags) *cobra.Command {
 				if err := a.RemoveMCPServer(ctx, args[0]); err != nil {
 					return err
 				}
-				fmt.Fprintf(cmd.OutOrStdout(), "removed %s; the connec servers using this data directory unload it now (others at their next start)\n", args[0])
+				fmt.Fprintf(cmd.OutOrStdout(), "removed %s; every connec server on this database unloads it now\n", args[0])
 				return nil
 			})
 		},

@@ -62,7 +62,7 @@ func (s StdioSpec) Source() string {
 // called name (scripts never run) and completes s with what runs: the
 // package's program (bin; the one named binName when it has several) and
 // npm's integrity hash. A failed install leaves nothing behind.
-func InstallPackage(ctx context.Context, dir, name, spec, binName string, npm nodejs.NPM, s *StdioSpec) (err error) {
+func InstallPackage(ctx context.Context, dir, name, spec, binName string, npm nodejs.NPM, s *StdioSpec) error {
 	if err := ValidName(name); err != nil {
 		return err
 	}
@@ -70,6 +70,53 @@ func InstallPackage(ctx context.Context, dir, name, spec, binName string, npm no
 	if err != nil {
 		return err
 	}
+	var bin, integrity string
+	err = install(ctx, dir, name, pkg, version, npm, func(staging string) error {
+		if bin, err = packageBin(nodejs.PackageDir(staging, pkg), pkg, binName); err != nil {
+			return err
+		}
+		integrity, _ = nodejs.LockInfo(staging, pkg)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	*s = StdioSpec{Package: pkg, Version: version, Integrity: integrity, Bin: bin, Args: s.Args, Env: s.Env, CredentialEnv: s.CredentialEnv, EgressHosts: s.EgressHosts}
+	return nil
+}
+
+// Reinstall installs the package of rec, an added server's record, as it
+// was reviewed (on another server of the deployment, whose data directory
+// lacks it): its exact version, and only if npm's integrity hash is the
+// one reviewed and the reviewed program is in it. Otherwise nothing stays
+// installed.
+func Reinstall(ctx context.Context, dir string, rec Record, npm nodejs.NPM) error {
+	s := rec.Stdio
+	if s == nil || s.Package == "" {
+		return nil
+	}
+	if err := ValidName(rec.Name); err != nil {
+		return err
+	}
+	return install(ctx, dir, rec.Name, s.Package, s.Version, npm, func(staging string) error {
+		if integrity, _ := nodejs.LockInfo(staging, s.Package); integrity == "" || integrity != s.Integrity {
+			return fmt.Errorf("%s@%s installs other than reviewed (integrity %q, reviewed %q)", s.Package, s.Version, integrity, s.Integrity)
+		}
+		bin := filepath.Join(nodejs.PackageDir(staging, s.Package), filepath.FromSlash(s.Bin))
+		if !filepath.IsLocal(filepath.FromSlash(s.Bin)) {
+			return fmt.Errorf("%s: its program %q is outside the package", s.Package, s.Bin)
+		}
+		if _, err := os.Stat(bin); err != nil {
+			return fmt.Errorf("%s@%s has no program %s", s.Package, s.Version, s.Bin)
+		}
+		return nil
+	})
+}
+
+// install installs pkg@version into the server's package directory under
+// dir, by way of a staging directory that check approves first (scripts
+// never run). A failed install leaves nothing behind.
+func install(ctx context.Context, dir, name, pkg, version string, npm nodejs.NPM, check func(staging string) error) (err error) {
 	target := PackageDir(dir, name)
 	if _, err := os.Stat(target); err == nil {
 		return fmt.Errorf("a package is installed for %s already (%s): remove the server first", name, target)
@@ -93,19 +140,13 @@ func InstallPackage(ctx context.Context, dir, name, spec, binName string, npm no
 	if err := npm.Install(ctx, staging, pkg+"@"+version); err != nil {
 		return err
 	}
-	bin, err := packageBin(nodejs.PackageDir(staging, pkg), pkg, binName)
-	if err != nil {
+	if err := check(staging); err != nil {
 		return err
 	}
 	if err := nodejs.ReadableByAll(staging); err != nil {
 		return err
 	}
-	integrity, _ := nodejs.LockInfo(staging, pkg)
-	if err := os.Rename(staging, target); err != nil {
-		return err
-	}
-	*s = StdioSpec{Package: pkg, Version: version, Integrity: integrity, Bin: bin, Args: s.Args, Env: s.Env, CredentialEnv: s.CredentialEnv, EgressHosts: s.EgressHosts}
-	return nil
+	return os.Rename(staging, target)
 }
 
 // packageBin is the program of the package in pkgDir: its bin (the one

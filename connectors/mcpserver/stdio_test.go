@@ -397,3 +397,37 @@ func unless(t *testing.T, why string) {
 	}
 	t.Skip(why)
 }
+
+// TestReinstallAsReviewed checks how another server of a deployment
+// installs an added server's package (its data directory lacks it): the
+// version reviewed, taken only if npm's integrity hash and the program are
+// as reviewed; otherwise nothing stays installed.
+func TestReinstallAsReviewed(t *testing.T) {
+	_, rec := localServer(t, "memory", memorySpec, mcpserver.StdioSpec{})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	other := t.TempDir()
+	if err := mcpserver.Reinstall(ctx, other, rec, nodejs.NPM{}); err != nil {
+		t.Fatalf("reinstall as reviewed: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(mcpserver.PackageDir(other, rec.Name), "node_modules", filepath.FromSlash(rec.Stdio.Package))); err != nil {
+		t.Fatalf("the package is not installed: %v", err)
+	}
+	for what, change := range map[string]func(*mcpserver.StdioSpec){
+		"another integrity hash": func(s *mcpserver.StdioSpec) { s.Integrity = "sha512-" + strings.Repeat("A", 86) + "==" },
+		"another program":        func(s *mcpserver.StdioSpec) { s.Bin = "dist/elsewhere.js" },
+		"a program outside it":   func(s *mcpserver.StdioSpec) { s.Bin = "../../../bin/sh" },
+	} {
+		dir := t.TempDir()
+		changed := rec
+		spec := *rec.Stdio
+		change(&spec)
+		changed.Stdio = &spec
+		if err := mcpserver.Reinstall(ctx, dir, changed, nodejs.NPM{}); err == nil {
+			t.Fatalf("%s: installed", what)
+		}
+		if _, err := os.Stat(mcpserver.PackageDir(dir, rec.Name)); !os.IsNotExist(err) {
+			t.Fatalf("%s: something stays installed: %v", what, err)
+		}
+	}
+}

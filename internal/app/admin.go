@@ -217,16 +217,16 @@ func (a *App) audited(ctx context.Context, tool, resource string, fn func(tx pgx
 // between apply and the commit is the change made without its row; the
 // error then says so plainly.
 func (a *App) outsideChange(ctx context.Context, tool, resource string, apply func(ev *core.Note) error) error {
-	return a.announcedChange(ctx, tool, resource, "", "", apply)
+	return a.announcedChange(ctx, tool, resource, "", "", func(_ pgx.Tx, ev *core.Note) error { return apply(ev) })
 }
 
 // announcedChange is outsideChange announced on channel with payload (none
 // when channel is empty) in the transaction of its audit row: told only
-// once it commits.
-func (a *App) announcedChange(ctx context.Context, tool, resource, channel, payload string, apply func(ev *core.Note) error) error {
+// once it commits. apply may write in that transaction too.
+func (a *App) announcedChange(ctx context.Context, tool, resource, channel, payload string, apply func(tx pgx.Tx, ev *core.Note) error) error {
 	applied := false
 	err := a.audited(ctx, tool, resource, func(tx pgx.Tx, ev *core.Note) error {
-		if err := apply(ev); err != nil {
+		if err := apply(tx, ev); err != nil {
 			return err
 		}
 		applied = true

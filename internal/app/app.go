@@ -128,7 +128,17 @@ func (a *App) build(ctx context.Context) error {
 		}
 	}
 	a.reportSandbox()
-	// Added MCP servers become connector types too (connec mcp add).
+	// Added MCP servers become connector types too (connec mcp add): the
+	// deployment's, as the database has them, copied into this server's
+	// data directory (records written there before the database kept them
+	// are taken into it once).
+	servers := &serverCatalog{a: a}
+	if err := servers.importServerRecords(ctx); err != nil {
+		return err
+	}
+	if _, err := servers.syncServerRecords(ctx, ""); err != nil {
+		a.Log.Error("some MCP servers of the deployment cannot be served here", "err", err)
+	}
 	ms, err := mcpserver.LoadDrivers(mcpserver.Dir(a.Cfg.DataDir), a.Log)
 	if err != nil {
 		a.Log.Error("some MCP servers were not loaded", "err", err)
@@ -177,7 +187,7 @@ func (a *App) build(ctx context.Context) error {
 	// A bad proxy list leaves none trusted here; serving refuses to start
 	// with it (checkServe).
 	proxies, _ := authlimit.ParseProxies(a.Cfg.TrustedProxies)
-	svcOpts := []core.Option{core.WithLogger(a.Log), core.WithRuleStore(az), core.WithServerCatalog(&serverCatalog{a: a}),
+	svcOpts := []core.Option{core.WithLogger(a.Log), core.WithRuleStore(az), core.WithServerCatalog(servers),
 		core.WithAuthLimits(authlimit.Config{Interval: max(a.Cfg.AuthFailureInterval, 0),
 			Limit: max(a.Cfg.AuthFailureLimit, 0), Proxies: proxies, Log: a.Log}),
 		core.WithTokenIssuer(func(ctx context.Context, tx pgx.Tx, subject callctx.Subject, name string, ttl time.Duration,

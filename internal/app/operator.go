@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -201,16 +202,21 @@ func (a *App) RemovePlugin(ctx context.Context, name string) error {
 	})
 }
 
-// AddMCPServer puts a reviewed MCP server's record in place, audited: the
-// server becomes connector type mcp-<name> at the next start. A server of
-// that name must not exist yet (ApproveMCPServer replaces one).
+// AddMCPServer puts a reviewed MCP server's record in place for the
+// deployment (the database, in the transaction of its audit row) and in
+// this data directory, audited: the servers of the deployment load it as
+// connector type mcp-<name> when told. A server of that name must not
+// exist yet (ApproveMCPServer replaces one).
 func (a *App) AddMCPServer(ctx context.Context, rec mcpserver.Record) error {
-	dir := mcpserver.Dir(a.Cfg.DataDir)
-	if _, err := mcpserver.Read(dir, rec.Name); err == nil {
+	sc := &serverCatalog{a: a}
+	if _, err := sc.read(ctx, rec.Name); err == nil {
 		return fmt.Errorf("an MCP server called %s was added already: approve its changes (connec mcp approve) or remove it first", rec.Name)
 	}
-	return a.announcedChange(ctx, "mcp.add", "mcp:"+rec.Name, core.ServerChannel, "cli|"+rec.Name, func(ev *core.Note) error {
-		if err := mcpserver.Save(dir, rec); err != nil {
+	return a.announcedChange(ctx, "mcp.add", "mcp:"+rec.Name, core.ServerChannel, "cli|"+rec.Name, func(tx pgx.Tx, ev *core.Note) error {
+		if err := putServerRecord(ctx, tx, rec); err != nil {
+			return err
+		}
+		if err := mcpserver.Save(sc.dir(), rec); err != nil {
 			return err
 		}
 		ev.Reason = fmt.Sprintf("added MCP server %s at %s as connector type %s with %d tools", rec.Name, rec.Where(),
@@ -222,12 +228,15 @@ func (a *App) AddMCPServer(ctx context.Context, rec mcpserver.Record) error {
 // ApproveMCPServer replaces an added server's record with a newly reviewed
 // one (its tools as the server now serves them), audited with what changed.
 func (a *App) ApproveMCPServer(ctx context.Context, rec mcpserver.Record, changes string) error {
-	dir := mcpserver.Dir(a.Cfg.DataDir)
-	if _, err := mcpserver.Read(dir, rec.Name); err != nil {
+	sc := &serverCatalog{a: a}
+	if _, err := sc.read(ctx, rec.Name); err != nil {
 		return err
 	}
-	return a.announcedChange(ctx, "mcp.approve", "mcp:"+rec.Name, core.ServerChannel, "cli|"+rec.Name, func(ev *core.Note) error {
-		if err := mcpserver.Save(dir, rec); err != nil {
+	return a.announcedChange(ctx, "mcp.approve", "mcp:"+rec.Name, core.ServerChannel, "cli|"+rec.Name, func(tx pgx.Tx, ev *core.Note) error {
+		if err := putServerRecord(ctx, tx, rec); err != nil {
+			return err
+		}
+		if err := mcpserver.Save(sc.dir(), rec); err != nil {
 			return err
 		}
 		ev.Reason = fmt.Sprintf("approved the tools of MCP server %s as they are now: %s", rec.Name, changes)
@@ -235,15 +244,18 @@ func (a *App) ApproveMCPServer(ctx context.Context, rec mcpserver.Record, change
 	})
 }
 
-// RemoveMCPServer removes an added MCP server's record, audited.
+// RemoveMCPServer removes an added MCP server, audited.
 func (a *App) RemoveMCPServer(ctx context.Context, name string) error {
-	dir := mcpserver.Dir(a.Cfg.DataDir)
-	rec, err := mcpserver.Read(dir, name)
+	sc := &serverCatalog{a: a}
+	rec, err := sc.read(ctx, name)
 	if err != nil {
 		return err
 	}
-	return a.announcedChange(ctx, "mcp.remove", "mcp:"+name, core.ServerChannel, "cli|"+name, func(ev *core.Note) error {
-		if err := mcpserver.Remove(dir, name); err != nil {
+	return a.announcedChange(ctx, "mcp.remove", "mcp:"+name, core.ServerChannel, "cli|"+name, func(tx pgx.Tx, ev *core.Note) error {
+		if err := dropServerRecord(ctx, tx, name); err != nil {
+			return err
+		}
+		if err := mcpserver.Remove(sc.dir(), name); err != nil && !errors.Is(err, mcpserver.ErrNotAdded) {
 			return err
 		}
 		ev.Reason = fmt.Sprintf("removed MCP server %s at %s (connector type %s)", name, rec.Where(), mcpserver.TypeName(name))

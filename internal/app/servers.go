@@ -10,6 +10,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/connec/connec/connectors/mcpserver"
 	"github.com/connec/connec/core"
 	"github.com/connec/connec/fault"
@@ -28,15 +30,17 @@ type serverCatalog struct {
 
 func (sc *serverCatalog) dir() string { return mcpserver.Dir(sc.a.Cfg.DataDir) }
 
-// Servers lists the added servers.
-func (sc *serverCatalog) Servers(context.Context) ([]core.Server, error) {
-	recs, err := mcpserver.List(sc.dir())
+// Servers lists the added servers, as the deployment has them.
+func (sc *serverCatalog) Servers(ctx context.Context) ([]core.Server, error) {
+	rows, err := serverRows(ctx, sc.a.Pool, "")
 	if err != nil {
-		sc.a.Log.Warn("some MCP server records cannot be read", "err", err)
+		return nil, fault.Wrap(fault.Unavailable, db.Map(err), "the MCP servers cannot be read")
 	}
-	out := make([]core.Server, 0, len(recs))
-	for _, r := range recs {
-		out = append(out, serverOf(r))
+	out := make([]core.Server, 0, len(rows))
+	for _, r := range rows {
+		if r.rec != nil {
+			out = append(out, serverOf(*r.rec))
+		}
 	}
 	return out, nil
 }
@@ -118,8 +122,10 @@ func (sc *serverCatalog) Stage(ctx context.Context, in core.ServerInput) (core.S
 	sc.mu.Lock()
 	defer sc.mu.Unlock()
 	dir := sc.dir()
-	if _, err := mcpserver.Read(dir, in.Name); err == nil {
+	if _, err := sc.read(ctx, in.Name); err == nil {
 		return nil, fault.New(fault.Conflict, "an MCP server called %s was added already: approve its changes or remove it first", in.Name)
+	} else if !errors.Is(err, fault.ErrNotFound) {
+		return nil, err
 	}
 	if _, ok := sc.a.Registry.Type(mcpserver.TypeName(in.Name)); ok {
 		return nil, fault.New(fault.Conflict, "connector type %s exists already", mcpserver.TypeName(in.Name))
@@ -157,7 +163,7 @@ func (sc *serverCatalog) Stage(ctx context.Context, in core.ServerInput) (core.S
 
 // Approval lists an added server's tools as they are now.
 func (sc *serverCatalog) Approval(ctx context.Context, in core.ServerApproval) (core.StagedServer, error) {
-	old, err := sc.read(in.Name)
+	old, err := sc.read(ctx, in.Name)
 	if err != nil {
 		return nil, err
 	}
@@ -188,7 +194,7 @@ func (sc *serverCatalog) Approval(ctx context.Context, in core.ServerApproval) (
 // Removal prepares taking a server out: refused while instances of its
 // type are installed.
 func (sc *serverCatalog) Removal(ctx context.Context, name string) (core.StagedServer, error) {
-	old, err := sc.read(name)
+	old, err := sc.read(ctx, name)
 	if err != nil {
 		return nil, err
 	}
@@ -203,18 +209,18 @@ func (sc *serverCatalog) Removal(ctx context.Context, name string) (core.StagedS
 	return &staged{sc: sc, old: &old, remove: true, review: serverOf(old), discard: func() {}}, nil
 }
 
-func (sc *serverCatalog) read(name string) (mcpserver.Record, error) {
+func (sc *serverCatalog) read(ctx context.Context, name string) (mcpserver.Record, error) {
 	if err := mcpserver.ValidName(name); err != nil {
 		return mcpserver.Record{}, invalid("name", err)
 	}
-	rec, err := mcpserver.Read(sc.dir(), name)
-	if errors.Is(err, mcpserver.ErrNotAdded) {
+	rows, err := serverRows(ctx, sc.a.Pool, name)
+	if err != nil {
+		return mcpserver.Record{}, fault.Wrap(fault.Unavailable, db.Map(err), "the record of MCP server %s cannot be read", name)
+	}
+	if len(rows) == 0 || rows[0].rec == nil {
 		return mcpserver.Record{}, fault.New(fault.NotFound, "no MCP server called %s was added", name)
 	}
-	if err != nil {
-		return mcpserver.Record{}, fault.Wrap(fault.Unavailable, err, "the record of MCP server %s cannot be read", name)
-	}
-	return rec, nil
+	return *rows[0].rec, nil
 }
 
 // staged is one reviewed change: an addition (old nil), an approval, or a
@@ -233,11 +239,20 @@ type staged struct {
 func (s *staged) Review() core.Server { return s.review }
 func (s *staged) Discard()            { s.discard() }
 
-func (s *staged) Commit(ctx context.Context) error {
+func (s *staged) Commit(ctx context.Context, tx pgx.Tx) error {
 	sc := s.sc
 	sc.mu.Lock()
 	defer sc.mu.Unlock()
 	dir, reg := sc.dir(), sc.a.Registry
+	var err error
+	if s.remove {
+		err = dropServerRecord(ctx, tx, s.old.Name)
+	} else {
+		err = putServerRecord(ctx, tx, s.rec)
+	}
+	if err != nil {
+		return fault.Wrap(fault.Unavailable, db.Map(err), "the server's record cannot be written")
+	}
 	if s.remove {
 		aside, err := os.MkdirTemp(dir, ".removed-"+s.old.Name+"-")
 		if err != nil {
@@ -322,16 +337,19 @@ func (s *staged) undoLocked() {
 	}
 }
 
-// Reload loads the record of the server name as this server's data
-// directory holds it now, after another server changed it (when they share
-// the directory): its type is loaded, replaced or taken out. A server whose
-// directory holds no such record and serves no such type has nothing to do.
+// Reload brings the server name in line with the deployment's record of
+// it, after another server changed it: this server's copy (record and
+// package) first, then its type, loaded, replaced or taken out. A server
+// that has no such record and serves no such type has nothing to do.
 func (sc *serverCatalog) Reload(ctx context.Context, name string) (bool, error) {
 	if mcpserver.ValidName(name) != nil {
 		return false, nil
 	}
 	sc.mu.Lock()
 	defer sc.mu.Unlock()
+	if _, err := sc.syncServerRecords(ctx, name); err != nil {
+		return false, err
+	}
 	dir, reg, typ := sc.dir(), sc.a.Registry, mcpserver.TypeName(name)
 	var loaded *mcpserver.Record
 	if ct, ok := reg.Type(typ); ok {

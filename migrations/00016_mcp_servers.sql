@@ -1,0 +1,15 @@
+-- +goose Up
+-- The added MCP servers, as the servers of a deployment share them: each
+-- server keeps a copy of every record (and its npm package) in its own data
+-- directory and brings it in line with this table at start and whenever a
+-- change is announced (connec_mcp_server). A removed server keeps its row,
+-- without a record, so that a server which was down meanwhile drops its
+-- stale copy instead of adding it back.
+CREATE TABLE mcp_servers (
+    name       text PRIMARY KEY CHECK (name ~ '^[a-z][a-z0-9-]{0,27}$'),
+    record     jsonb CHECK (record IS NULL OR (jsonb_typeof(record) = 'object' AND record->>'name' = name)),
+    changed_at timestamptz NOT NULL DEFAULT now()
+);
+
+-- +goose Down
+DROP TABLE mcp_servers;
