@@ -79,8 +79,26 @@ func TestLocalNPMServersThroughConnec(t *testing.T) {
 		}
 		return out
 	}
-	rest("/v1/connector-instances", map[string]any{"type": "mcp-memory", "display_name": "Memory", "handle": "mem", "enable": true})
+	mem := rest("/v1/connector-instances", map[string]any{"type": "mcp-memory", "display_name": "Memory", "handle": "mem", "enable": true})
 	ev := rest("/v1/connector-instances", map[string]any{"type": "mcp-everything", "display_name": "Everything", "handle": "ev", "enable": true})
+	t.Cleanup(func() {
+		// The servers are the shared database's, so every later connec of
+		// this package would install them too: taken out again.
+		for _, id := range []any{mem["id"], ev["id"]} {
+			req, _ := http.NewRequest(http.MethodDelete, srv.url+"/v1/connector-instances/"+id.(string), nil)
+			req.Header.Set("Authorization", "Bearer "+tok)
+			if resp, err := http.DefaultClient.Do(req); err == nil {
+				resp.Body.Close()
+			}
+		}
+		for _, name := range []string{"memory", "everything"} {
+			cmd := exec.Command(f.bin, "mcp", "remove", name)
+			cmd.Env = f.connecEnv("CONNEC_DATA_DIR=" + dataDir)
+			if out, err := cmd.CombinedOutput(); err != nil {
+				t.Errorf("connec mcp remove %s: %v\n%s", name, err, out)
+			}
+		}
+	})
 	const secret = "ev-bearer-93be1f7a"
 	rest("/v1/connector-instances/"+ev["id"].(string)+"/credentials", map[string]any{"kind": "bearer", "secret": map[string]any{"token": secret}})
 
@@ -159,8 +177,48 @@ func TestLocalNPMServersThroughConnec(t *testing.T) {
 		}
 	}
 
+	// A server of the deployment on another machine (a data directory of
+	// its own, the same database) installs the packages as reviewed, in
+	// the background, and serves them once they are.
+	other, err := startServer(ctx, f, "local-other")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(other.stop)
+	c, err := dialGo(ctx, dial{client: clientGo, transport: transportStreamable, token: tok, baseURL: other.url}, f.baseEnv(), os.Stderr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	deadline := time.Now().Add(4 * time.Minute)
+	for {
+		tools, err := c.ListTools(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, tl := range tools {
+			if tl.Name == "mem.memory.read_graph" || tl.Name == "ev.everything.echo" {
+				n++
+			}
+		}
+		if n == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the other machine's server does not serve the added servers; its log:\n%s", other.log.String())
+		}
+		time.Sleep(time.Second)
+	}
+	if res, err := c.CallTool(ctx, "mem.memory.read_graph", map[string]any{}, nil); err != nil || res.IsError {
+		t.Fatalf("memory on the other machine: %+v %v", res, err)
+	}
+	if !strings.Contains(other.log.String(), "installing an MCP server's package as reviewed") {
+		t.Fatalf("the other machine's server did not say it installed the packages:\n%s", other.log.String())
+	}
+
 	// The secret is nowhere in connec's log either.
-	if strings.Contains(srv.log.String(), secret) {
+	if strings.Contains(srv.log.String(), secret) || strings.Contains(other.log.String(), secret) {
 		t.Fatal("the credential is in connec's log")
 	}
 }

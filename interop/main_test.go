@@ -148,7 +148,10 @@ func (f *fixture) connecEnv(extra ...string) []string {
 // stdioEnv is what an MCP host's config for connec sets (README: "Against a
 // shared database, acting as a named user").
 func (f *fixture) stdioEnv(token string, underscore bool) map[string]string {
-	env := map[string]string{"DATABASE_URL": f.dbURL, "CONNEC_KEY_FILE": f.keyFile, "CONNEC_TOKEN": token, "CONNEC_LOG_FORMAT": "json"}
+	env := map[string]string{"DATABASE_URL": f.dbURL, "CONNEC_KEY_FILE": f.keyFile, "CONNEC_TOKEN": token, "CONNEC_LOG_FORMAT": "json",
+		// The default data directory, as the host's config leaves it, but
+		// under this run's directory rather than the machine user's.
+		"XDG_DATA_HOME": filepath.Join(f.dir, "xdg-data")}
 	if underscore {
 		env["CONNEC_TOOL_NAMES"] = "underscore"
 	}

@@ -163,3 +163,35 @@ func testServerChangesReachPeer(t *testing.T, ownDir bool) {
 		t.Fatalf("the stale copy stays: %v", err)
 	}
 }
+
+// TestDataDirectoryOfAnotherDeployment checks that a data directory used
+// with one database first (its copies of that deployment's MCP servers)
+// brings nothing into a deployment on another database: the servers are
+// neither taken into its database nor served, and its copies go.
+func TestDataDirectoryOfAnotherDeployment(t *testing.T) {
+	up := server.NewMCPServer("docs", "1")
+	up.AddTool(mcp.NewTool("lookup", mcp.WithReadOnlyHintAnnotation(true)), func(context.Context, mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		return mcp.NewToolResultText("found it"), nil
+	})
+	hs := httptest.NewServer(server.NewStreamableHTTPServer(up))
+	t.Cleanup(hs.Close)
+	e := newEnv(t)
+	root, tok := e.user("root", true)
+	e.allow(root, "**", "*", "")
+	mustOK(t, e.client(cmcp.TransportStreamable, tok), core.ToolServerAdd, map[string]any{"name": "docs", "url": hs.URL + "/mcp"}, nil)
+	if _, err := os.Stat(filepath.Join(mcpserver.Dir(e.app.Cfg.DataDir), "docs.json")); err != nil {
+		t.Fatalf("no copy in the data directory: %v", err)
+	}
+
+	other := newEnvPrepared(t, func(cfg *app.Config) { cfg.DataDir = e.app.Cfg.DataDir })
+	if _, ok := other.app.Registry.Type("mcp-docs"); ok {
+		t.Fatal("another deployment serves the first one's server")
+	}
+	if n := other.count(`SELECT count(*) FROM mcp_servers`); n != 0 {
+		t.Fatalf("another deployment took %d servers into its database", n)
+	}
+	if _, err := os.Stat(filepath.Join(mcpserver.Dir(e.app.Cfg.DataDir), "docs.json")); !os.IsNotExist(err) {
+		t.Fatalf("the first deployment's copy stays: %v", err)
+	}
+}
+

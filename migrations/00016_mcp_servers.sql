@@ -11,5 +11,16 @@ CREATE TABLE mcp_servers (
     changed_at timestamptz NOT NULL DEFAULT now()
 );
 
+-- The deployment's identity: a data directory records which deployment its
+-- copies are of, so that records found there are taken into the database
+-- only once, by the deployment they came from (a data directory used with
+-- another database first is not one to import from).
+CREATE TABLE connec_deployment (
+    one boolean PRIMARY KEY DEFAULT true CHECK (one),
+    id  uuid NOT NULL DEFAULT gen_random_uuid()
+);
+INSERT INTO connec_deployment DEFAULT VALUES;
+
 -- +goose Down
+DROP TABLE connec_deployment;
 DROP TABLE mcp_servers;

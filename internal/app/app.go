@@ -57,6 +57,9 @@ type App struct {
 
 	closers   []io.Closer
 	closersMu sync.Mutex
+	// installs install the deployment's MCP servers' packages this
+	// server lacks.
+	installs *packageInstalls
 	// plugins are the installed OpenClaw plugins' drivers; pluginsFound
 	// says some are installed (loaded or not).
 	plugins      []*openclaw.Driver
@@ -132,6 +135,8 @@ func (a *App) build(ctx context.Context) error {
 	// deployment's, as the database has them, copied into this server's
 	// data directory (records written there before the database kept them
 	// are taken into it once).
+	a.installs = newPackageInstalls()
+	a.closers = append(a.closers, a.installs)
 	servers := &serverCatalog{a: a}
 	if err := servers.importServerRecords(ctx); err != nil {
 		return err

@@ -8,11 +8,13 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/connec/connec/connectors/mcpserver"
+	"github.com/connec/connec/core"
 	"github.com/connec/connec/internal/platform/db"
 	"github.com/connec/connec/internal/platform/nodejs"
 )
@@ -71,32 +73,53 @@ func serverRows(ctx context.Context, q db.Querier, name string) ([]serverRow, er
 	})
 }
 
-// importServerRecords puts in the table every record of the data directory
-// it has never held (records written before the table existed): a name
-// the table knows, even as removed, is left as the table has it.
+// importServerRecords puts in the table the records of the data directory
+// written before the database kept them, the first time the directory is
+// used with the database (a marker file then names the deployment): a
+// name the table knows, even as removed, is left as the table has it. A
+// directory whose marker names another deployment (the same directory used
+// with another database) is not imported from: its copies are replaced.
 func (sc *serverCatalog) importServerRecords(ctx context.Context) error {
-	recs, err := mcpserver.List(sc.dir())
-	if err != nil {
-		sc.a.Log.Warn("some MCP server records cannot be read", "err", err)
+	var id string
+	if err := sc.a.Pool.QueryRow(ctx, `SELECT id::text FROM connec_deployment`).Scan(&id); err != nil {
+		return fmt.Errorf("read the deployment's id: %w", db.Map(err))
 	}
-	for _, rec := range recs {
-		b, err := json.Marshal(rec)
+	marker := filepath.Join(sc.dir(), ".deployment")
+	b, err := os.ReadFile(marker)
+	switch {
+	case err == nil && string(b) == id:
+		return nil
+	case err == nil:
+		sc.a.Log.Warn("the data directory's MCP servers are another deployment's (it was used with another database): replaced by this one's",
+			"dir", sc.dir())
+	case errors.Is(err, os.ErrNotExist):
+		recs, err := mcpserver.List(sc.dir())
 		if err != nil {
-			return err
+			sc.a.Log.Warn("some MCP server records cannot be read", "err", err)
 		}
-		if _, err := sc.a.Pool.Exec(ctx, `INSERT INTO mcp_servers (name, record) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING`,
-			rec.Name, b); err != nil {
-			return fmt.Errorf("keep MCP server %s in the database: %w", rec.Name, db.Map(err))
+		for _, rec := range recs {
+			b, err := json.Marshal(rec)
+			if err != nil {
+				return err
+			}
+			if _, err := sc.a.Pool.Exec(ctx, `INSERT INTO mcp_servers (name, record) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING`,
+				rec.Name, b); err != nil {
+				return fmt.Errorf("keep MCP server %s in the database: %w", rec.Name, db.Map(err))
+			}
 		}
+	default:
+		return err
 	}
-	return nil
+	if err := os.MkdirAll(sc.dir(), 0o700); err != nil {
+		return err
+	}
+	return os.WriteFile(marker, []byte(id), 0o600)
 }
 
 // syncServerRecords brings this server's copies (records and packages) of
 // the servers named (every one when name is "") in line with the table;
-// it returns the names whose copy changed. A server it cannot bring in
-// (its package cannot be installed, or installs other than reviewed) is
-// reported and left out.
+// it returns the names whose copy changed. A server whose package this
+// server lacks is left out until it is installed (in the background).
 func (sc *serverCatalog) syncServerRecords(ctx context.Context, name string) ([]string, error) {
 	rows, err := serverRows(ctx, sc.a.Pool, name)
 	if err != nil {
@@ -119,14 +142,14 @@ func (sc *serverCatalog) syncServerRecords(ctx context.Context, name string) ([]
 		case has && reflect.DeepEqual(local, *row.rec):
 			continue
 		default:
-			if has && local.Stdio != nil && (row.rec.Stdio == nil || local.Stdio.Package != row.rec.Stdio.Package ||
-				local.Stdio.Version != row.rec.Stdio.Version || local.Stdio.Integrity != row.rec.Stdio.Integrity) {
-				_ = os.RemoveAll(mcpserver.PackageDir(dir, row.name)) // another package now
-			}
-			if err := sc.installFor(ctx, *row.rec); err != nil {
-				// Not served here rather than served as it was.
-				_ = os.Remove(filepath.Join(dir, row.name+".json"))
-				errs = append(errs, fmt.Errorf("MCP server %s: %w", row.name, err))
+			if sc.needsInstall(*row.rec) {
+				// Not served here until its package is (installed in the
+				// background), rather than served as it was.
+				if has {
+					_ = os.Remove(filepath.Join(dir, row.name+".json"))
+					changed = append(changed, row.name)
+				}
+				sc.a.installs.start(sc, *row.rec)
 				continue
 			}
 			if err := mcpserver.Save(dir, *row.rec); err != nil {
@@ -136,19 +159,93 @@ func (sc *serverCatalog) syncServerRecords(ctx context.Context, name string) ([]
 		}
 		changed = append(changed, row.name)
 	}
+	if name == "" {
+		// A copy the deployment has no row for (another deployment's,
+		// in a data directory used with another database) is not served.
+		known := map[string]bool{}
+		for _, row := range rows {
+			known[row.name] = true
+		}
+		locals, _ := mcpserver.List(dir)
+		for _, rec := range locals {
+			if !known[rec.Name] {
+				_ = os.Remove(filepath.Join(dir, rec.Name+".json"))
+				changed = append(changed, rec.Name)
+			}
+		}
+	}
 	return changed, errors.Join(errs...)
 }
 
-// installFor installs the npm package rec names into this server's data
-// directory if it is not there, as reviewed (mcpserver.Reinstall).
-func (sc *serverCatalog) installFor(ctx context.Context, rec mcpserver.Record) error {
+// needsInstall says rec names an npm package this server's data directory
+// does not hold as reviewed (none, or another version or build: npm's
+// integrity hash differs), which it then takes out.
+func (sc *serverCatalog) needsInstall(rec mcpserver.Record) bool {
 	if rec.Stdio == nil || rec.Stdio.Package == "" {
-		return nil
+		return false
 	}
-	if _, err := os.Stat(mcpserver.PackageDir(sc.dir(), rec.Name)); err == nil {
-		return nil
+	pkgDir := mcpserver.PackageDir(sc.dir(), rec.Name)
+	if _, err := os.Stat(pkgDir); err != nil {
+		return true
 	}
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-	defer cancel()
-	return mcpserver.Reinstall(ctx, sc.dir(), rec, nodejs.NPM{})
+	if rec.Stdio.Integrity == "" {
+		return false // nothing to check it against (npm gave no hash at review)
+	}
+	if integrity, _ := nodejs.LockInfo(pkgDir, rec.Stdio.Package); integrity != "" && integrity == rec.Stdio.Integrity {
+		return false
+	}
+	_ = os.RemoveAll(pkgDir)
+	return true
+}
+
+// packageInstalls installs, in the background, the packages of the
+// deployment's servers this server lacks (a start or a change must not
+// wait minutes for npm, nor hold up the other announcements), each once at
+// a time; an installed one is announced on core.ServerChannel, which has
+// every server load it (this one included). Close stops them.
+type packageInstalls struct {
+	mu      sync.Mutex
+	running map[string]bool
+	ctx     context.Context
+	stop    context.CancelFunc
+	wg      sync.WaitGroup
+}
+
+func newPackageInstalls() *packageInstalls {
+	ctx, stop := context.WithCancel(context.Background())
+	return &packageInstalls{running: map[string]bool{}, ctx: ctx, stop: stop}
+}
+
+func (p *packageInstalls) start(sc *serverCatalog, rec mcpserver.Record) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.running[rec.Name] || p.ctx.Err() != nil {
+		return
+	}
+	p.running[rec.Name] = true
+	p.wg.Go(func() {
+		defer func() {
+			p.mu.Lock()
+			delete(p.running, rec.Name)
+			p.mu.Unlock()
+		}()
+		log := sc.a.Log.With("server", rec.Name, "package", rec.Stdio.Package+"@"+rec.Stdio.Version)
+		log.Info("installing an MCP server's package as reviewed")
+		ctx, cancel := context.WithTimeout(p.ctx, 5*time.Minute)
+		defer cancel()
+		if err := mcpserver.Reinstall(ctx, sc.dir(), rec, nodejs.NPM{}); err != nil {
+			log.Error("the MCP server is not served here: its package cannot be installed as reviewed", "err", err)
+			return
+		}
+		if _, err := sc.a.Pool.Exec(ctx, `SELECT pg_notify($1, $2)`, core.ServerChannel, "install|"+rec.Name); err != nil {
+			log.Error("installed, but loaded only at the next start or change: the announcement failed", "err", db.Map(err))
+		}
+	})
+}
+
+// Close stops the installs in progress (nothing of them stays) and waits.
+func (p *packageInstalls) Close() error {
+	p.stop()
+	p.wg.Wait()
+	return nil
 }
