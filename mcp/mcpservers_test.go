@@ -194,4 +194,3 @@ func TestDataDirectoryOfAnotherDeployment(t *testing.T) {
 		t.Fatalf("the first deployment's copy stays: %v", err)
 	}
 }
-
