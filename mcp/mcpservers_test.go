@@ -23,13 +23,7 @@ import (
 // the session is told its tools changed, an instance of the new type is
 // installed, and its tool is there to call, at once, without a restart.
 func TestMCPServerAddedThroughMCP(t *testing.T) {
-	up := server.NewMCPServer("docs", "1")
-	up.AddTool(mcp.NewTool("lookup", mcp.WithReadOnlyHintAnnotation(true), mcp.WithString("q")),
-		func(context.Context, mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-			return mcp.NewToolResultText("found it"), nil
-		})
-	hs := httptest.NewServer(server.NewStreamableHTTPServer(up))
-	t.Cleanup(hs.Close)
+	hs := lookupServer(t)
 
 	e := newEnv(t)
 	root, tok := e.user("root", true)
@@ -169,12 +163,7 @@ func testServerChangesReachPeer(t *testing.T, ownDir bool) {
 // brings nothing into a deployment on another database: the servers are
 // neither taken into its database nor served, and its copies go.
 func TestDataDirectoryOfAnotherDeployment(t *testing.T) {
-	up := server.NewMCPServer("docs", "1")
-	up.AddTool(mcp.NewTool("lookup", mcp.WithReadOnlyHintAnnotation(true)), func(context.Context, mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-		return mcp.NewToolResultText("found it"), nil
-	})
-	hs := httptest.NewServer(server.NewStreamableHTTPServer(up))
-	t.Cleanup(hs.Close)
+	hs := lookupServer(t)
 	e := newEnv(t)
 	root, tok := e.user("root", true)
 	e.allow(root, "**", "*", "")
@@ -193,4 +182,18 @@ func TestDataDirectoryOfAnotherDeployment(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(mcpserver.Dir(e.app.Cfg.DataDir), "docs.json")); !os.IsNotExist(err) {
 		t.Fatalf("the first deployment's copy stays: %v", err)
 	}
+}
+
+// lookupServer serves an MCP server "docs" with one read-only tool,
+// lookup (a string q), over streamable HTTP on loopback.
+func lookupServer(t *testing.T) *httptest.Server {
+	t.Helper()
+	up := server.NewMCPServer("docs", "1")
+	up.AddTool(mcp.NewTool("lookup", mcp.WithReadOnlyHintAnnotation(true), mcp.WithString("q")),
+		func(context.Context, mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+			return mcp.NewToolResultText("found it"), nil
+		})
+	hs := httptest.NewServer(server.NewStreamableHTTPServer(up))
+	t.Cleanup(hs.Close)
+	return hs
 }
