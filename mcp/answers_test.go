@@ -70,10 +70,15 @@ func TestRefusalsKeepTheSpecsCodes(t *testing.T) {
 	e, tok := governedUpstreamAt(t, hs.URL+"/mcp", secret, "one")
 	missing := "test://nothing-here"
 
+	_, bobTok := e.user("bob", false) // no instance of his serves resources
+
 	// Over streamable HTTP, each revision's exact answer.
 	for _, rev := range revisions {
-		r := e.openRaw(tok, rev)
-		for _, uri := range []string{missing, "connec://nobody.up/" + url.PathEscape(missing), "connec:instance-resource"} {
+		r, bob := e.openRaw(tok, rev), e.openRaw(bobTok, rev)
+		for i, uri := range []string{missing, "connec://nobody.up/" + url.PathEscape(missing), "connec:instance-resource", missing} {
+			if i == 3 {
+				r = bob
+			}
 			status, _, body := r.send("resources/read", map[string]any{"uri": uri})
 			code := mcp.RESOURCE_NOT_FOUND
 			if rev == "2026-07-28" {
@@ -94,6 +99,7 @@ func TestRefusalsKeepTheSpecsCodes(t *testing.T) {
 				t.Fatalf("%s: the answer breaks the schema: %v\n%s", rev, err, body)
 			}
 		}
+		r = e.openRaw(tok, rev)
 		status, _, body := r.send("tools/call", map[string]any{"name": "one.up.needs_sampling", "arguments": map[string]any{}})
 		want := http.StatusOK
 		if rev == "2026-07-28" {

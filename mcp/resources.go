@@ -234,7 +234,7 @@ func (s *Server) translateResource(ctx context.Context, body []byte) (_ []byte, 
 		return nil, nil, "", false
 	}
 	tools, err := s.resourceTools(ctx, "resources.read")
-	if err != nil || len(tools) == 0 {
+	if err != nil {
 		return nil, nil, "", false
 	}
 	m.Params["uri"], _ = json.Marshal(instanceResource)
