@@ -34,8 +34,13 @@ type rpcAnswer struct {
 	Data    any    `json:"data,omitempty"`
 }
 
-// answerSlot is where a request's handler leaves its answer.
-type answerSlot struct{ v atomic.Pointer[rpcAnswer] }
+// answerSlot is where a request's handler leaves its answer. late, if
+// set, is the answer to give in place of mcp-go's own invalid-params
+// answer (a check made only then, see checkedLate).
+type answerSlot struct {
+	v    atomic.Pointer[rpcAnswer]
+	late func() *rpcAnswer
+}
 
 type answerKey struct{}
 
@@ -70,20 +75,44 @@ func (s *answerSlot) answer() (*rpcAnswer, bool) {
 	return a, a != nil
 }
 
+// final is the answer in place of mcp-go's error answer with code: the
+// handler's, or else the late check's when mcp-go refused the request as
+// unparsable (invalid request or params) or, over 2026-07-28, found its
+// headers disagree with params it could not read (the name not a string).
+func (s *answerSlot) final(code int) (*rpcAnswer, bool) {
+	if a, ok := s.answer(); ok {
+		return a, true
+	}
+	if s == nil || s.late == nil || (code != mcp.INVALID_PARAMS && code != mcp.INVALID_REQUEST && code != mcp.HEADER_MISMATCH) {
+		return nil, false
+	}
+	a := s.late()
+	if a == nil {
+		return nil, false
+	}
+	s.v.Store(a) // (the answer from now on)
+	return a, true
+}
+
 // rewrite returns msg, one JSON-RPC message, with the slot's answer in
 // place of its error if msg is the error answer to the request id; ok
 // says whether it was.
 func (s *answerSlot) rewrite(msg []byte, id json.RawMessage) (_ []byte, ok bool) {
-	a, set := s.answer()
-	if !set {
-		return msg, false
+	if _, set := s.answer(); !set && (s == nil || s.late == nil || !bytes.Contains(msg, []byte(`"error"`))) {
+		return msg, false // (the common case, without decoding msg)
 	}
 	var m struct {
 		JSONRPC string          `json:"jsonrpc"`
 		ID      json.RawMessage `json:"id"`
-		Error   json.RawMessage `json:"error"`
+		Error   *struct {
+			Code int `json:"code"`
+		} `json:"error"`
 	}
-	if json.Unmarshal(msg, &m) != nil || len(m.Error) == 0 || !bytes.Equal(bytes.TrimSpace(m.ID), bytes.TrimSpace(id)) {
+	if json.Unmarshal(msg, &m) != nil || m.Error == nil || !bytes.Equal(bytes.TrimSpace(m.ID), bytes.TrimSpace(id)) {
+		return msg, false
+	}
+	a, set := s.final(m.Error.Code)
+	if !set {
 		return msg, false
 	}
 	out, err := json.Marshal(struct {

@@ -47,11 +47,9 @@ func checkRequest(m wireMessage) any {
 	if len(m.ID) == 0 {
 		return nil
 	}
-	if params, ok := paramsOf[m.Method]; ok && len(m.Params) > 0 && string(m.Params) != "null" {
-		// mcp-go's own answer to params it cannot decode names Go types.
-		p := params()
-		if err := json.Unmarshal(m.Params, p); err != nil {
-			return rpcError(m.ID, mcp.INVALID_PARAMS, "invalid params: "+shapeError(err, reflect.TypeOf(p)))
+	if !checkedLate[m.Method] {
+		if a := paramsProblem(m); a != nil {
+			return rpcError(m.ID, a.Code, a.Message)
 		}
 	}
 	switch m.Method {
@@ -70,6 +68,28 @@ func checkRequest(m wireMessage) any {
 	}
 	return nil
 }
+
+// paramsProblem is the answer to m if its params are not of its method's
+// shape (mcp-go's own answer to params it cannot decode names Go types),
+// or nil.
+func paramsProblem(m wireMessage) *rpcAnswer {
+	params, ok := paramsOf[m.Method]
+	if !ok || len(m.Params) == 0 || string(m.Params) == "null" {
+		return nil
+	}
+	p := params()
+	if err := json.Unmarshal(m.Params, p); err != nil {
+		return &rpcAnswer{Code: mcp.INVALID_PARAMS, Message: "invalid params: " + shapeError(err, reflect.TypeOf(p))}
+	}
+	return nil
+}
+
+// checkedLate are the methods whose params are checked only once mcp-go
+// refused them (invalid params), in place of its answer (see answerSlot):
+// tools/call is every call's path, and mcp-go decodes its params into the
+// same type, so it refuses exactly what the check would, and a valid call
+// is decoded once less.
+var checkedLate = map[string]bool{string(mcp.MethodToolsCall): true}
 
 // paramsOf are the params of the methods whose params mcp-go decodes into
 // types, as it decodes them.

@@ -19,6 +19,7 @@ func TestMalformedParamsAreAnsweredInTheCallersTerms(t *testing.T) {
 		want   string
 	}{
 		{"tools/call", map[string]any{"name": 7}, "name must be a string"},
+		{"tools/call", map[string]any{"name": []any{"x"}}, "name must be a string"},
 		{"prompts/get", map[string]any{"name": "p", "arguments": "x"}, "arguments must be an object"},
 		{"prompts/get", map[string]any{"name": "p", "arguments": map[string]any{"a": 5}}, "each value of arguments must be a string"},
 		{"resources/read", map[string]any{"uri": 3}, "uri must be a string"},

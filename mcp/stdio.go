@@ -209,9 +209,12 @@ func (s *stdioConn) handle(ctx context.Context, line []byte) {
 			line, hctx = body, ictx
 		}
 		hctx, slot := withAnswerSlot(hctx)
+		if checkedLate[m.Method] {
+			slot.late = func() *rpcAnswer { return paramsProblem(m) }
+		}
 		resp := s.srv.HandleMessage(hctx, line)
 		if e, ok := resp.(mcp.JSONRPCError); ok {
-			if a, set := slot.answer(); set {
+			if a, set := slot.final(e.Error.Code); set {
 				e.Error.Code, e.Error.Message, e.Error.Data = a.Code, a.Message, a.Data
 				resp = e
 			}

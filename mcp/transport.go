@@ -234,6 +234,9 @@ func (h *httpTransport) messages(transport string, next http.Handler) http.Handl
 		}
 		if answersOwnError[m.Method] && len(m.ID) > 0 {
 			ctx, slot := withAnswerSlot(r.Context())
+			if checkedLate[m.Method] {
+				slot.late = func() *rpcAnswer { return paramsProblem(m) }
+			}
 			r = r.WithContext(ctx)
 			if transport == TransportSSE {
 				h.sessions.expect(session, string(m.ID), slot)
