@@ -41,8 +41,10 @@ func (a *App) Handler(srv *mcp.Server) http.Handler {
 }
 
 // MCPServer builds the MCP server over the core. It announces tool-list
-// changes once a new policy is in force here.
+// changes once a new policy is in force here, and this process, serving,
+// installs the packages of the deployment's MCP servers it lacks.
 func (a *App) MCPServer() *mcp.Server {
+	a.installs.serve()
 	names, _ := mcp.ParseToolNames(a.Cfg.ToolNames) // Serve checked them
 	sets, _ := mcp.ParseToolsets(a.Cfg.Toolsets)
 	return mcp.NewServer(a.Service, mcp.WithLogger(a.Log), mcp.WithToolNames(names), mcp.WithToolsets(sets),

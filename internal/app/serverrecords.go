@@ -209,17 +209,25 @@ type packageInstalls struct {
 	ctx     context.Context
 	stop    context.CancelFunc
 	wg      sync.WaitGroup
+	// serving: installs run only in a process that serves (a command
+	// line's process ends before npm would); until then they wait here.
+	serving bool
+	waiting map[string]func()
 }
 
 func newPackageInstalls() *packageInstalls {
 	ctx, stop := context.WithCancel(context.Background())
-	return &packageInstalls{running: map[string]bool{}, ctx: ctx, stop: stop}
+	return &packageInstalls{running: map[string]bool{}, waiting: map[string]func(){}, ctx: ctx, stop: stop}
 }
 
 func (p *packageInstalls) start(sc *serverCatalog, rec mcpserver.Record) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.running[rec.Name] || p.ctx.Err() != nil {
+		return
+	}
+	if !p.serving {
+		p.waiting[rec.Name] = func() { p.start(sc, rec) }
 		return
 	}
 	p.running[rec.Name] = true
@@ -241,6 +249,18 @@ func (p *packageInstalls) start(sc *serverCatalog, rec mcpserver.Record) {
 			log.Error("installed, but loaded only at the next start or change: the announcement failed", "err", db.Map(err))
 		}
 	})
+}
+
+// serve lets installs run, the waiting ones first.
+func (p *packageInstalls) serve() {
+	p.mu.Lock()
+	p.serving = true
+	waiting := p.waiting
+	p.waiting = map[string]func(){}
+	p.mu.Unlock()
+	for _, start := range waiting {
+		start()
+	}
 }
 
 // Close stops the installs in progress (nothing of them stays) and waits.
