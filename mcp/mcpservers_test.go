@@ -98,6 +98,10 @@ func testServerChangesReachPeer(t *testing.T, ownDir bool) {
 
 	mustOK(t, c, core.ToolServerAdd, map[string]any{"name": "docs", "url": hs.URL + "/mcp"}, nil)
 	awaitListChanged(t, s)
+	waitFor(t, "the addition on the peer", func() bool {
+		_, ok := peer.app.Registry.Type("mcp-docs")
+		return ok
+	})
 	if listed := mustOK(t, pc, core.ToolServerList, map[string]any{}, nil); !strings.Contains(string(listed), `"docs"`) {
 		t.Fatalf("the peer does not list the added server: %s", listed)
 	}
