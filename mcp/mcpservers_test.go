@@ -2,6 +2,7 @@ package mcp_test
 
 import (
 	"context"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -185,6 +186,26 @@ func TestDataDirectoryOfAnotherDeployment(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(mcpserver.Dir(e.app.Cfg.DataDir), "docs.json")); !os.IsNotExist(err) {
 		t.Fatalf("the first deployment's copy stays: %v", err)
+	}
+
+	// A copy that appears later, of a server the deployment never added,
+	// is not loaded when a change of that name is announced either.
+	rec, err := mcpserver.DiscoverRemote(context.Background(), mcpserver.Record{Name: "stray", URL: hs.URL + "/mcp"}, nil, http.DefaultClient)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := mcpserver.Save(mcpserver.Dir(e.app.Cfg.DataDir), rec); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := other.app.Pool.Exec(context.Background(), `SELECT pg_notify($1, $2)`, core.ServerChannel, "elsewhere|stray"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the stray copy to go", func() bool {
+		_, err := os.Stat(filepath.Join(mcpserver.Dir(e.app.Cfg.DataDir), "stray.json"))
+		return os.IsNotExist(err)
+	})
+	if _, ok := other.app.Registry.Type("mcp-stray"); ok {
+		t.Fatal("a stray copy is served")
 	}
 }
 

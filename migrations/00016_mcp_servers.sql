@@ -7,7 +7,9 @@
 -- stale copy instead of adding it back.
 CREATE TABLE mcp_servers (
     name       text PRIMARY KEY CHECK (name ~ '^[a-z][a-z0-9-]{0,27}$'),
-    record     jsonb CHECK (record IS NULL OR (jsonb_typeof(record) = 'object' AND record->>'name' = name)),
+    -- json, not jsonb: the record as connec wrote it, byte for byte (its
+    -- schemas are compared and served as reviewed).
+    record     json CHECK (record IS NULL OR (json_typeof(record) = 'object' AND record->>'name' = name)),
     changed_at timestamptz NOT NULL DEFAULT now()
 );
 

@@ -1,13 +1,13 @@
 package app
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"reflect"
 	"sync"
 	"time"
 
@@ -139,7 +139,7 @@ func (sc *serverCatalog) syncServerRecords(ctx context.Context, name string) ([]
 			}
 		case row.rec == nil:
 			continue
-		case has && reflect.DeepEqual(local, *row.rec):
+		case has && sameRecord(local, *row.rec):
 			continue
 		default:
 			if sc.needsInstall(*row.rec) {
@@ -159,6 +159,12 @@ func (sc *serverCatalog) syncServerRecords(ctx context.Context, name string) ([]
 		}
 		changed = append(changed, row.name)
 	}
+	if name != "" && len(rows) == 0 {
+		// Never added to the deployment: a copy of it is not one to serve.
+		if err := os.Remove(filepath.Join(dir, name+".json")); err == nil {
+			changed = append(changed, name)
+		}
+	}
 	if name == "" {
 		// A copy the deployment has no row for (another deployment's,
 		// in a data directory used with another database) is not served.
@@ -175,6 +181,14 @@ func (sc *serverCatalog) syncServerRecords(ctx context.Context, name string) ([]
 		}
 	}
 	return changed, errors.Join(errs...)
+}
+
+// sameRecord says a and b are the same record, as their JSON says (a copy
+// in a file is indented, the database's is not).
+func sameRecord(a, b mcpserver.Record) bool {
+	ja, erra := json.Marshal(a)
+	jb, errb := json.Marshal(b)
+	return erra == nil && errb == nil && bytes.Equal(ja, jb)
 }
 
 // needsInstall says rec names an npm package this server's data directory
