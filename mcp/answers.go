@@ -98,8 +98,10 @@ func (s *answerSlot) final(code int) (*rpcAnswer, bool) {
 // place of its error if msg is the error answer to the request id; ok
 // says whether it was.
 func (s *answerSlot) rewrite(msg []byte, id json.RawMessage) (_ []byte, ok bool) {
-	if _, set := s.answer(); !set && (s == nil || s.late == nil || !bytes.Contains(msg, []byte(`"error"`))) {
-		return msg, false // (the common case, without decoding msg)
+	// The common case, a result, is passed without decoding it (an error
+	// answer is encoded as {"jsonrpc":…,"id":…,"error":{"code":…}}).
+	if _, set := s.answer(); !set && (s == nil || s.late == nil || !bytes.Contains(msg, []byte(`"error":{"code":`))) {
+		return msg, false
 	}
 	var m struct {
 		JSONRPC string          `json:"jsonrpc"`

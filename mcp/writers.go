@@ -76,10 +76,14 @@ type sseFilter struct {
 
 func (s *sseFilter) Write(b []byte) (int, error) {
 	id, ok := responseID(b)
+	var slot *answerSlot
+	if ok {
+		slot = s.answer(id) // (forgotten also when the answer is dropped)
+	}
 	if ok && s.drop(id) {
 		return len(b), nil
 	}
-	if slot := s.answer(id); ok && slot != nil {
+	if slot != nil {
 		if out, ok := slot.rewriteEvent(b, json.RawMessage(id)); ok {
 			if _, err := s.ResponseWriter.Write(out); err != nil {
 				return 0, err

@@ -141,7 +141,7 @@ func (a *App) build(ctx context.Context) error {
 	if err := servers.importServerRecords(ctx); err != nil {
 		return err
 	}
-	if _, err := servers.syncServerRecords(ctx, ""); err != nil {
+	if err := servers.syncServerRecords(ctx, ""); err != nil {
 		a.Log.Error("some MCP servers of the deployment cannot be served here", "err", err)
 	}
 	ms, err := mcpserver.LoadDrivers(mcpserver.Dir(a.Cfg.DataDir), a.Log)

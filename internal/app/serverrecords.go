@@ -117,16 +117,15 @@ func (sc *serverCatalog) importServerRecords(ctx context.Context) error {
 }
 
 // syncServerRecords brings this server's copies (records and packages) of
-// the servers named (every one when name is "") in line with the table;
-// it returns the names whose copy changed. A server whose package this
-// server lacks is left out until it is installed (in the background).
-func (sc *serverCatalog) syncServerRecords(ctx context.Context, name string) ([]string, error) {
+// the servers named (every one when name is "") in line with the table. A
+// server whose package this server lacks is left out until it is
+// installed (in the background).
+func (sc *serverCatalog) syncServerRecords(ctx context.Context, name string) error {
 	rows, err := serverRows(ctx, sc.a.Pool, name)
 	if err != nil {
-		return nil, fmt.Errorf("read the MCP servers: %w", db.Map(err))
+		return fmt.Errorf("read the MCP servers: %w", db.Map(err))
 	}
 	dir := sc.dir()
-	var changed []string
 	var errs []error
 	for _, row := range rows {
 		local, lerr := mcpserver.Read(dir, row.name)
@@ -135,35 +134,22 @@ func (sc *serverCatalog) syncServerRecords(ctx context.Context, name string) ([]
 		case row.rec == nil && has:
 			if err := mcpserver.Remove(dir, row.name); err != nil {
 				errs = append(errs, err)
-				continue
 			}
-		case row.rec == nil:
-			continue
-		case has && sameRecord(local, *row.rec):
-			continue
+		case row.rec == nil, has && sameRecord(local, *row.rec):
+		case sc.needsInstall(*row.rec):
+			// Not served here until its package is (installed in the
+			// background), rather than served as it was.
+			_ = os.Remove(filepath.Join(dir, row.name+".json"))
+			sc.a.installs.start(sc, *row.rec)
 		default:
-			if sc.needsInstall(*row.rec) {
-				// Not served here until its package is (installed in the
-				// background), rather than served as it was.
-				if has {
-					_ = os.Remove(filepath.Join(dir, row.name+".json"))
-					changed = append(changed, row.name)
-				}
-				sc.a.installs.start(sc, *row.rec)
-				continue
-			}
 			if err := mcpserver.Save(dir, *row.rec); err != nil {
 				errs = append(errs, err)
-				continue
 			}
 		}
-		changed = append(changed, row.name)
 	}
 	if name != "" && len(rows) == 0 {
 		// Never added to the deployment: a copy of it is not one to serve.
-		if err := os.Remove(filepath.Join(dir, name+".json")); err == nil {
-			changed = append(changed, name)
-		}
+		_ = os.Remove(filepath.Join(dir, name+".json"))
 	}
 	if name == "" {
 		// A copy the deployment has no row for (another deployment's,
@@ -176,11 +162,10 @@ func (sc *serverCatalog) syncServerRecords(ctx context.Context, name string) ([]
 		for _, rec := range locals {
 			if !known[rec.Name] {
 				_ = os.Remove(filepath.Join(dir, rec.Name+".json"))
-				changed = append(changed, rec.Name)
 			}
 		}
 	}
-	return changed, errors.Join(errs...)
+	return errors.Join(errs...)
 }
 
 // sameRecord says a and b are the same record, as their JSON says (a copy

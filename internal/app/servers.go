@@ -347,7 +347,7 @@ func (sc *serverCatalog) Reload(ctx context.Context, name string) (bool, error) 
 	}
 	sc.mu.Lock()
 	defer sc.mu.Unlock()
-	if _, err := sc.syncServerRecords(ctx, name); err != nil {
+	if err := sc.syncServerRecords(ctx, name); err != nil {
 		return false, err
 	}
 	dir, reg, typ := sc.dir(), sc.a.Registry, mcpserver.TypeName(name)
