@@ -22,6 +22,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -107,6 +108,9 @@ type Store struct {
 	pool     *pgxpool.Pool
 	cache    atomic.Pointer[pgnotify.Cache[tokenKey, tokenEntry]]               // nil until Follow
 	subjects atomic.Pointer[pgnotify.Cache[callctx.Subject, callctx.Principal]] // nil until Follow
+
+	changeMu sync.Mutex
+	onChange []func()
 }
 
 // New returns a Store over pool.

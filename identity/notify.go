@@ -2,6 +2,7 @@ package identity
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/connec/connec/callctx"
 	"github.com/connec/connec/internal/platform/pgnotify"
@@ -33,12 +34,34 @@ func (s *Store) Follow(hub *pgnotify.Hub) error {
 	if err != nil {
 		return fmt.Errorf("identity: follow changes: %w", err)
 	}
-	if err := hub.Handle(NotifyChannel, func(string) { c.InvalidateAll(); subjects.InvalidateAll() }); err != nil {
+	if err := hub.Handle(NotifyChannel, func(string) { c.InvalidateAll(); subjects.InvalidateAll(); s.changed() }); err != nil {
+		return fmt.Errorf("identity: follow changes: %w", err)
+	}
+	if err := hub.OnReset(s.changed); err != nil {
 		return fmt.Errorf("identity: follow changes: %w", err)
 	}
 	s.cache.Store(c)
 	s.subjects.Store(subjects)
 	return nil
+}
+
+// OnChange registers fn to be called after any change of users, groups,
+// memberships or tokens: made through this Store (at once) or, after
+// Follow, by any server (when the database announces it, and whenever an
+// announcement may have been missed). fn must not block.
+func (s *Store) OnChange(fn func()) {
+	s.changeMu.Lock()
+	defer s.changeMu.Unlock()
+	s.onChange = append(s.onChange, fn)
+}
+
+func (s *Store) changed() {
+	s.changeMu.Lock()
+	fns := slices.Clone(s.onChange)
+	s.changeMu.Unlock()
+	for _, fn := range fns {
+		fn()
+	}
 }
 
 // forget drops every remembered token. Store methods that write call it once
@@ -51,4 +74,5 @@ func (s *Store) forget() {
 	if c := s.subjects.Load(); c != nil {
 		c.InvalidateAll()
 	}
+	s.changed()
 }

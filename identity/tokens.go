@@ -223,6 +223,12 @@ const groupsOf = `ARRAY(SELECT 'group:' || m.group_id::text FROM group_members m
 // groups. An unknown or revoked token is an unauthenticated fault; expiry is
 // left to the caller.
 func lookupToken(ctx context.Context, q db.Querier, key tokenKey) (tokenEntry, error) {
+	return lookupTokenWhere(ctx, q, "t.token_hash = $1", key[:])
+}
+
+// lookupTokenWhere is lookupToken for the token where says (its one
+// argument arg).
+func lookupTokenWhere(ctx context.Context, q db.Querier, where string, arg any) (tokenEntry, error) {
 	// One round trip: the token, its user and the user's groups (tokens
 	// belong to users by foreign key, so the user is there).
 	var (
@@ -234,7 +240,7 @@ func lookupToken(ctx context.Context, q db.Querier, key tokenKey) (tokenEntry, e
 	var bound callctx.TaskContext
 	err := q.QueryRow(ctx, `SELECT t.id::text, t.subject, t.revoked_at IS NOT NULL, t.expires_at, u.name,
 			u.disabled_at IS NOT NULL, `+groupsOf+`, `+boundCols+`
-		FROM api_tokens t JOIN users u ON u.id = t.user_id WHERE t.token_hash = $1`, key[:]).Scan(&id, &sub, &revoked, &expires, &name, &disabled, &groups,
+		FROM api_tokens t JOIN users u ON u.id = t.user_id WHERE `+where, arg).Scan(&id, &sub, &revoked, &expires, &name, &disabled, &groups,
 		&bound.TaskID, &bound.ProjectID, &bound.RunID, &bound.JobID, &bound.AgentID)
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
@@ -379,4 +385,32 @@ func (s *Store) Principal(ctx context.Context, subject callctx.Subject) (callctx
 // function.
 func (s *Store) PrincipalFor(ctx context.Context, subject callctx.Subject) (callctx.Principal, error) {
 	return PrincipalFor(ctx, s.pool, subject)
+}
+
+// Refresh reads p's principal again, as it is now: by its token when it has
+// one (unauthenticated once the token is revoked or expired, or its user
+// disabled), else by its subject; with its groups as they are now. The
+// transport is kept.
+func (s *Store) Refresh(ctx context.Context, p callctx.Principal) (callctx.Principal, error) {
+	var (
+		now callctx.Principal
+		err error
+	)
+	if p.TokenID == "" {
+		now, err = PrincipalFor(ctx, s.pool, p.Subject)
+	} else {
+		id, perr := uuid.Parse(p.TokenID)
+		if perr != nil {
+			return callctx.Principal{}, unauthenticated(ErrTokenUnknown)
+		}
+		var e tokenEntry
+		if e, err = lookupTokenWhere(ctx, s.pool, "t.id = $1", id); err == nil {
+			now, err = e.principal(time.Now())
+		}
+	}
+	if err != nil {
+		return callctx.Principal{}, err
+	}
+	now.Transport = p.Transport
+	return now, nil
 }
