@@ -63,7 +63,10 @@ type Operation struct {
 	// mcpserver) "resources.list", "resources.templates" (input {cursor?}),
 	// "resources.read" (input {uri}) or "complete" (input {ref, argument,
 	// context?}), answering as the server does: a transport that speaks
-	// MCP may serve them as its own resources and completions.
+	// MCP may serve them as its own resources and completions. Role
+	// "resources.subscribe" (input {uri}) is a watch: it runs while its
+	// caller keeps it (Invocation.Watch), and a transport serves it only
+	// as MCP's resources/subscribe, never as a tool.
 	MCP string `json:"-"`
 }
 
@@ -126,7 +129,25 @@ type Invocation struct {
 	// the answers the caller gives to what the operation asked before, and
 	// whether the operation may hand its questions back to the caller.
 	Input *InputRound
+	// Watch is set for a watch operation (Operation.MCP
+	// "resources.subscribe") and only for one.
+	Watch *Watch
 }
+
+// Watch is the caller's side of a watch operation: the operation says
+// Ready once it watches (the upstream subscription is in place), Updated
+// for each update the service announces (the URI that changed), and ends
+// with an empty result once Stop is closed. It ends with an error when
+// the service goes (the caller may start it again) and when its context
+// ends.
+type Watch struct {
+	Ready   func()
+	Updated func(uri string)
+	Stop    <-chan struct{}
+}
+
+// WatchRole is the Operation.MCP role of a watch operation.
+const WatchRole = "resources.subscribe"
 
 // InputRound is one round of a multi round-trip call (SEP-2322).
 type InputRound struct {

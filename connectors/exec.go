@@ -33,6 +33,9 @@ type ExecRequest struct {
 	Log Log
 	// Input is the round of a multi round-trip call, if it is one.
 	Input *InputRound
+	// Watch, for a watch operation, is its caller's side (the executor
+	// redacts the URIs it reports first).
+	Watch *Watch
 }
 
 // ExecResult is a validated, capped operation result.

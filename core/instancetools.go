@@ -293,6 +293,14 @@ func WithInputRound(ctx context.Context, answers json.RawMessage, state string, 
 	return context.WithValue(ctx, inputRoundKey{}, &connectors.InputRound{Responses: answers, State: state, Passthrough: passthrough})
 }
 
+type watchKey struct{}
+
+// WithWatch makes ctx's call of a watch operation (connectors.WatchRole)
+// report to w while it watches: only such a call may run one.
+func WithWatch(ctx context.Context, w *connectors.Watch) context.Context {
+	return context.WithValue(ctx, watchKey{}, w)
+}
+
 // ElicitOf is the asking function WithElicit put on ctx, if any.
 func ElicitOf(ctx context.Context) (connectors.Elicit, bool) {
 	e, ok := ctx.Value(elicitKey{}).(connectors.Elicit)

@@ -109,6 +109,17 @@ func (s *Service) Invoke(ctx context.Context, in InvokeInput) (InvokeResult, err
 	if err := s.checkPrivateNetwork(ctx, c, ct, inst); err != nil {
 		return InvokeResult{}, err
 	}
+	watch, _ := ctx.Value(watchKey{}).(*connectors.Watch)
+	switch {
+	case op.MCP == connectors.WatchRole && watch == nil:
+		// A watch runs only for a caller that keeps it (MCP's
+		// resources/subscribe).
+		return InvokeResult{}, c.deny(ctx, fault.Invalid("operation", "operation %s is a resource subscription: subscribe to the resource with MCP resources/subscribe", in.Operation),
+			"invalid argument: a subscription is made with resources/subscribe")
+	case op.MCP != connectors.WatchRole && watch != nil:
+		return InvokeResult{}, c.deny(ctx, fault.Invalid("operation", "operation %s is not a resource subscription", in.Operation),
+			"invalid argument: not a subscription")
+	}
 	if err := validateAgainst(op.In, in.Arguments, "arguments"); err != nil {
 		return InvokeResult{}, c.deny(ctx, err, "invalid argument: arguments do not match the operation's input schema")
 	}
@@ -147,6 +158,7 @@ func (s *Service) Invoke(ctx context.Context, in InvokeInput) (InvokeResult, err
 	if r, ok := ctx.Value(inputRoundKey{}).(*connectors.InputRound); ok && !op.Async {
 		req.Input = r
 	}
+	req.Watch = watch
 	// Time-ordered (UUIDv7): each run row's primary-key entry lands at the
 	// index's right edge, not on a random page of it.
 	runID := uuid.Must(uuid.NewV7()).String()

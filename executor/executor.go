@@ -219,6 +219,24 @@ func (e *Executor) Execute(ctx context.Context, req connectors.ExecRequest) (con
 			req.Log(level, logger, clean)
 		}
 	}
+	if req.Watch != nil {
+		// An update leaves before the result's redaction: its URI is
+		// redacted on its own, like a progress message.
+		w := *req.Watch
+		updated := w.Updated
+		w.Updated = func(uri string) {
+			live.Lock()
+			defer live.Unlock()
+			if ended || updated == nil {
+				return
+			}
+			red := driverkit.ForInvocation(inv)
+			uri = red.String(uri)
+			red.Wipe()
+			updated(uri)
+		}
+		inv.Watch = &w
+	}
 	if req.Elicit != nil {
 		// What the driver asks the user leaves before the result's
 		// redaction: redacted on its own, like progress.

@@ -176,6 +176,10 @@ func TestLocalNPMServersThroughConnec(t *testing.T) {
 			t.Fatalf("prompts and resources over %s: %v", pin, err)
 		}
 	}
+	// A subscription to one of its resources hears of its updates.
+	if err := subscribeThroughConnec(ctx, srv.url, tok); err != nil {
+		t.Fatalf("resource subscription: %v", err)
+	}
 
 	// A server of the deployment on another machine (a data directory of
 	// its own, the same database) installs the packages as reviewed, in
@@ -321,4 +325,57 @@ func primitivesThroughConnec(ctx context.Context, baseURL, token, pin string) er
 		return fmt.Errorf("resources/read %s: %+v %v", uri, read, err)
 	}
 	return nil
+}
+
+// subscribeThroughConnec subscribes, with the official Go SDK client over a
+// 2025-11-25 streamable HTTP session, to a resource of server-everything
+// through connec, has the server start its simulated updates (its
+// toggle-subscriber-updates tool, through connec too), and waits for an
+// update naming the resource as the client subscribed to it.
+func subscribeThroughConnec(ctx context.Context, baseURL, token string) error {
+	updates := make(chan string, 16)
+	c := mcpsdk.NewClient(&mcpsdk.Implementation{Name: "connec-interop-subscriber", Version: "1.0.0"}, &mcpsdk.ClientOptions{
+		ResourceUpdatedHandler: func(_ context.Context, req *mcpsdk.ResourceUpdatedNotificationRequest) {
+			select {
+			case updates <- req.Params.URI:
+			default:
+			}
+		}})
+	cs, err := c.Connect(ctx, &mcpsdk.StreamableClientTransport{Endpoint: baseURL + "/mcp", HTTPClient: bearer(token)},
+		&mcpsdk.ClientSessionOptions{ProtocolVersion: "2025-11-25"})
+	if err != nil {
+		return err
+	}
+	defer cs.Close()
+	if caps := cs.InitializeResult().Capabilities; caps.Resources == nil || !caps.Resources.Subscribe {
+		return fmt.Errorf("connec does not declare resource subscriptions: %+v", caps.Resources)
+	}
+	resources, err := cs.ListResources(ctx, &mcpsdk.ListResourcesParams{})
+	if err != nil || len(resources.Resources) == 0 {
+		return fmt.Errorf("resources/list: %+v %w", resources, err)
+	}
+	uri := resources.Resources[0].URI
+	if err := cs.Subscribe(ctx, &mcpsdk.SubscribeParams{URI: uri}); err != nil {
+		return fmt.Errorf("subscribe to %s: %w", uri, err)
+	}
+	toggle := func() error {
+		res, err := cs.CallTool(ctx, &mcpsdk.CallToolParams{Name: "ev.everything.toggle-subscriber-updates", Arguments: map[string]any{}})
+		if err == nil && res.IsError {
+			err = fmt.Errorf("the tool failed: %+v", res.Content)
+		}
+		return err
+	}
+	if err := toggle(); err != nil {
+		return fmt.Errorf("start the updates: %w", err)
+	}
+	defer func() { _ = toggle() }() // (the server's updates are per process)
+	select {
+	case got := <-updates:
+		if got != uri {
+			return fmt.Errorf("the update names %q, want %q", got, uri)
+		}
+	case <-time.After(30 * time.Second):
+		return fmt.Errorf("no update of %s reached the client", uri)
+	}
+	return cs.Unsubscribe(ctx, &mcpsdk.UnsubscribeParams{URI: uri})
 }

@@ -25,6 +25,8 @@ var answersOwnError = map[string]bool{
 	string(mcp.MethodToolsCall):     true,
 	string(mcp.MethodResourcesRead): true,
 	string(mcp.MethodPromptsGet):    true,
+	// (mcp-go answers it with an empty result, which a refusal replaces.)
+	string(mcp.MethodResourcesSubscribe): true,
 }
 
 // rpcAnswer is the JSON-RPC error a request is answered with.
@@ -40,6 +42,16 @@ type rpcAnswer struct {
 type answerSlot struct {
 	v    atomic.Pointer[rpcAnswer]
 	late func() *rpcAnswer
+	// results says the answer replaces a result too: the request is one
+	// mcp-go answers as done whatever its hook found (resources/subscribe).
+	results bool
+}
+
+// withAnswerSlotFor is withAnswerSlot for a request of method.
+func withAnswerSlotFor(ctx context.Context, method string) (context.Context, *answerSlot) {
+	ctx, s := withAnswerSlot(ctx)
+	s.results = method == string(mcp.MethodResourcesSubscribe)
+	return ctx, s
 }
 
 type answerKey struct{}
@@ -95,7 +107,7 @@ func (s *answerSlot) final(code int) (*rpcAnswer, bool) {
 }
 
 // rewrite returns msg, one JSON-RPC message, with the slot's answer in
-// place of its error if msg is the error answer to the request id; ok
+// place of its error or result if msg is the answer to the request id; ok
 // says whether it was.
 func (s *answerSlot) rewrite(msg []byte, id json.RawMessage) (_ []byte, ok bool) {
 	// The common case, a result, is passed without decoding it (an error
@@ -106,22 +118,26 @@ func (s *answerSlot) rewrite(msg []byte, id json.RawMessage) (_ []byte, ok bool)
 	var m struct {
 		JSONRPC string          `json:"jsonrpc"`
 		ID      json.RawMessage `json:"id"`
+		Result  json.RawMessage `json:"result"`
 		Error   *struct {
 			Code int `json:"code"`
 		} `json:"error"`
 	}
-	if json.Unmarshal(msg, &m) != nil || m.Error == nil || !bytes.Equal(bytes.TrimSpace(m.ID), bytes.TrimSpace(id)) {
+	if json.Unmarshal(msg, &m) != nil || !bytes.Equal(bytes.TrimSpace(m.ID), bytes.TrimSpace(id)) {
 		return msg, false
 	}
-	a, set := s.final(m.Error.Code)
+	var a *rpcAnswer
+	set := false
+	switch {
+	case m.Error != nil:
+		a, set = s.final(m.Error.Code)
+	case len(m.Result) > 0 && s != nil && s.results:
+		a, set = s.answer()
+	}
 	if !set {
 		return msg, false
 	}
-	out, err := json.Marshal(struct {
-		JSONRPC string          `json:"jsonrpc"`
-		ID      json.RawMessage `json:"id"`
-		Error   *rpcAnswer      `json:"error"`
-	}{mcp.JSONRPC_VERSION, m.ID, a})
+	out, err := json.Marshal(answerMessage(m.ID, a))
 	if err != nil {
 		return msg, false
 	}
@@ -212,4 +228,13 @@ func statusFor(code int) int {
 		return http.StatusBadRequest
 	}
 	return http.StatusOK
+}
+
+// answerMessage is the JSON-RPC error answer a to request id.
+func answerMessage(id json.RawMessage, a *rpcAnswer) any {
+	return struct {
+		JSONRPC string          `json:"jsonrpc"`
+		ID      json.RawMessage `json:"id"`
+		Error   *rpcAnswer      `json:"error"`
+	}{mcp.JSONRPC_VERSION, id, a}
 }

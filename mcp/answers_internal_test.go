@@ -20,6 +20,7 @@ func TestAnsweringRewritesOnlyItsOwnError(t *testing.T) {
 	for _, tc := range []struct {
 		name        string
 		set         bool
+		results     bool
 		modern      bool
 		contentType string
 		status      int
@@ -39,6 +40,9 @@ func TestAnsweringRewritesOnlyItsOwnError(t *testing.T) {
 		{name: "a result", set: true, modern: true, contentType: "application/json", status: 200,
 			writes:     []string{`{"jsonrpc":"2.0","id":7,"result":{}}`},
 			wantStatus: 200, wantBody: `{"jsonrpc":"2.0","id":7,"result":{}}`},
+		{name: "a result a refusal replaces (resources/subscribe)", set: true, results: true, contentType: "application/json", status: 200,
+			writes:     []string{`{"jsonrpc":"2.0","id":7,"result":{}}`},
+			wantStatus: 200, wantBody: `{"jsonrpc":"2.0","id":7,"error":{"code":-32021,"message":"declare sampling","data":{"requiredCapabilities":{}}}}`},
 		{name: "upgraded to SSE", set: true, modern: true, contentType: "text/event-stream", status: 200,
 			writes: []string{"event: message\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{}}\n\n",
 				"event: message\ndata: " + internal + "\n\n"},
@@ -47,6 +51,7 @@ func TestAnsweringRewritesOnlyItsOwnError(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx, slot := withAnswerSlot(context.Background())
+			slot.results = tc.results
 			if tc.set {
 				if err := answerWith(ctx, own); err == nil || err.Error() != own.Message {
 					t.Fatalf("answerWith: %v", err)

@@ -12,6 +12,7 @@ import (
 	"github.com/mark3labs/mcp-go/mcp"
 
 	"github.com/connec/connec/callctx"
+	"github.com/connec/connec/connectors"
 	"github.com/connec/connec/core"
 )
 
@@ -78,6 +79,9 @@ func (s *Server) appendInstanceTools(ctx context.Context, _ any, req *mcp.ListTo
 	for _, t := range tools[i:] {
 		if len(all) > len(res.Tools)+listPage {
 			break
+		}
+		if t.Op.MCP == connectors.WatchRole {
+			continue // served as resources/subscribe only
 		}
 		if wire := s.names.wireName(t.Name); len(wire) <= s.names.maxLen() {
 			all = append(all, instanceToolDef(t, wire))

@@ -49,6 +49,8 @@ func (a *announcer) changed(int64) {
 	}
 	time.AfterFunc(listSettle, func() {
 		a.pending.Store(false)
+		// Subscriptions are decided again under what is now in force.
+		a.srv.subs.changed()
 		a.srv.SendNotificationToAllClients(string(mcp.MethodNotificationToolsListChanged), nil)
 		if a.srv.sets.instances() {
 			// Instance prompts come and go with instance tools.

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"log/slog"
 	"strings"
+	"sync/atomic"
+	"time"
 
 	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/mark3labs/mcp-go/server"
@@ -79,11 +81,22 @@ func (t Toolsets) instances() bool  { return t != ManagementTools }
 func WithToolsets(t Toolsets) Option { return func(o *options) { o.sets = t } }
 
 type options struct {
-	log     *slog.Logger
-	sets    Toolsets
-	names   ToolNames
-	changes func(fn func(version int64))
-	keys    [][]byte
+	log      *slog.Logger
+	sets     Toolsets
+	names    ToolNames
+	changes  func(fn func(version int64))
+	keys     [][]byte
+	identity func(fn func())
+	refresh  func(ctx context.Context, p callctx.Principal) (callctx.Principal, error)
+}
+
+// WithIdentityChanges makes the server follow changes of users, groups and
+// tokens, which subscribe registers a function to be told of (whichever
+// server made them): then it reads the subscriber of each resource
+// subscription again with refresh, so that a revoked token, a disabled
+// user or a lost group membership ends what it no longer allows.
+func WithIdentityChanges(subscribe func(fn func()), refresh func(ctx context.Context, p callctx.Principal) (callctx.Principal, error)) Option {
+	return func(o *options) { o.identity, o.refresh = subscribe, refresh }
 }
 
 // Option configures NewServer.
@@ -114,6 +127,8 @@ type Server struct {
 	tools map[string]Tool // by wire name
 	// pending are 2026-07-28 calls waiting on their client's user.
 	pending *pendingCalls
+	// subs are the sessions' resource subscriptions.
+	subs *subscriptions
 }
 
 // NewServer builds the MCP server over svc: every inventory tool, a filter
@@ -125,7 +140,7 @@ func NewServer(svc *core.Service, opts ...Option) *Server {
 	for _, f := range opts {
 		f(&o)
 	}
-	s := &Server{svc: svc, log: o.log, names: o.names, sets: o.sets, tools: map[string]Tool{}, pending: newPendingCalls(o.keys)}
+	s := &Server{svc: svc, log: o.log, names: o.names, sets: o.sets, tools: map[string]Tool{}, pending: newPendingCalls(o.keys), subs: newSubscriptions()}
 	inv := Inventory()
 	for _, t := range inv {
 		s.tools[o.names.wireName(t.Def.Name)] = t
@@ -137,6 +152,10 @@ func NewServer(svc *core.Service, opts ...Option) *Server {
 		hooks.AddAfterListPrompts(s.appendInstancePrompts)
 		hooks.AddAfterListResources(s.appendInstanceResources)
 		hooks.AddAfterListResourceTemplates(s.appendInstanceTemplates)
+		hooks.AddBeforeSubscribe(s.subscribe)
+		hooks.AddBeforeUnsubscribe(s.unsubscribe)
+		hooks.AddAfterDiscover(noModernSubscriptions)
+		hooks.AddBeforeSubscriptionsListen(noListenSubscriptions)
 	}
 	srvOpts := []server.ServerOption{
 		server.WithToolCapabilities(true),
@@ -155,7 +174,7 @@ func NewServer(svc *core.Service, opts ...Option) *Server {
 	}
 	if o.sets.instances() {
 		srvOpts = append(srvOpts, server.WithPromptCapabilities(o.changes != nil), server.WithPromptFilter(hidePrompt),
-			server.WithResourceCapabilities(false, o.changes != nil),
+			server.WithResourceCapabilities(true, o.changes != nil),
 			server.WithCompletions(), server.WithLogging(), server.WithPromptCompletionProvider(completions{s}), server.WithResourceCompletionProvider(completions{s}))
 	}
 	// mcp-go logs a line per request and per tool call: the audit trail
@@ -179,6 +198,20 @@ func NewServer(svc *core.Service, opts ...Option) *Server {
 		o.changes(a.changed)
 		// Instance tools come and go with instances too.
 		svc.OnInstanceChange(func() { a.changed(0) })
+	} else {
+		svc.OnInstanceChange(s.subs.changed)
+	}
+	if o.identity != nil && o.refresh != nil {
+		var pending atomic.Bool
+		o.identity(func() {
+			if pending.Swap(true) {
+				return
+			}
+			time.AfterFunc(listSettle, func() {
+				pending.Store(false)
+				s.subs.refresh(o.refresh)
+			})
+		})
 	}
 	return s
 }

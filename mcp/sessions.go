@@ -18,6 +18,8 @@ import (
 type sessions struct {
 	mu   sync.Mutex
 	byID map[string]*sessionState
+	// ended, if set, is told of each session that ends.
+	ended func(id string)
 }
 
 type sessionState struct {
@@ -55,6 +57,9 @@ func (s *sessions) close(id string) {
 	s.mu.Lock()
 	delete(s.byID, id)
 	s.mu.Unlock()
+	if s.ended != nil {
+		s.ended(id)
+	}
 }
 
 // cancel records that the client of session id canceled request reqID.

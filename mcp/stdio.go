@@ -56,6 +56,7 @@ func RunStdio(ctx context.Context, srv *Server, auth StdioAuth, in io.Reader, ou
 		return fmt.Errorf("register stdio session: %w", err)
 	}
 	defer srv.UnregisterSession(base, s.session.id)
+	defer srv.subs.endSession(s.session.id)
 	serving = srv.WithContext(serving, s.session)
 
 	notesDone := make(chan struct{})
@@ -200,7 +201,7 @@ func (s *stdioConn) handle(ctx context.Context, line []byte) {
 	s.mu.Unlock()
 	s.wg.Go(func() {
 		defer cancel()
-		hctx := withListCheck(rctx)
+		hctx := withSubscribeParams(withListCheck(rctx), m)
 		if body, ictx, _, _, ok := s.srv.translateCall(hctx, line); ok {
 			line, hctx = body, ictx
 		} else if body, ictx, _, ok := s.srv.translatePrompt(hctx, line); ok {
@@ -208,7 +209,7 @@ func (s *stdioConn) handle(ctx context.Context, line []byte) {
 		} else if body, ictx, _, ok := s.srv.translateResource(hctx, line); ok {
 			line, hctx = body, ictx
 		}
-		hctx, slot := withAnswerSlot(hctx)
+		hctx, slot := withAnswerSlotFor(hctx, m.Method)
 		if checkedLate[m.Method] {
 			slot.late = func() *rpcAnswer { return paramsProblem(m) }
 		}
@@ -218,6 +219,9 @@ func (s *stdioConn) handle(ctx context.Context, line []byte) {
 				e.Error.Code, e.Error.Message, e.Error.Data = a.Code, a.Message, a.Data
 				resp = e
 			}
+		} else if a, set := slot.answer(); set && slot.results && resp != nil {
+			// A refusal of a request mcp-go answers as done.
+			resp = answerMessage(m.ID, a)
 		}
 		s.mu.Lock()
 		if s.inflight[key] == req {

@@ -55,6 +55,7 @@ func HTTPHandler(srv *Server, auth Authenticator, o HTTPOptions) http.Handler {
 		o.Log = slog.Default()
 	}
 	h := &httpTransport{srv: srv, auth: auth, log: o.Log, sessions: newSessions(), origins: newOriginPolicy(o.AllowedOrigins)}
+	h.sessions.ended = srv.subs.endSession
 	sse := server.NewSSEServer(srv.MCPServer,
 		server.WithSSEEndpoint("/sse"),
 		server.WithMessageEndpoint("/message"),
@@ -233,7 +234,7 @@ func (h *httpTransport) messages(transport string, next http.Handler) http.Handl
 			r = translated(ictx, r, rbody, instanceResource)
 		}
 		if answersOwnError[m.Method] && len(m.ID) > 0 {
-			ctx, slot := withAnswerSlot(r.Context())
+			ctx, slot := withAnswerSlotFor(withSubscribeParams(r.Context(), m), m.Method)
 			if checkedLate[m.Method] {
 				slot.late = func() *rpcAnswer { return paramsProblem(m) }
 			}

@@ -208,6 +208,9 @@ func (d *Driver) Invoke(ctx context.Context, inv connectors.Invocation) (json.Ra
 		}
 	}
 	if tool == nil {
+		if d.rec.Resources && inv.Operation == d.rec.Name+".resources.subscribe" {
+			return d.watch(ctx, inv)
+		}
 		return d.invokeExtra(ctx, inv)
 	}
 	if d.procs != nil {
@@ -304,6 +307,9 @@ type hello struct {
 	// server's handlers that ask the old way (a request to the client
 	// within the call) fail on 2026-07-28, for connec as for any client.
 	modern bool
+	// listen keeps a stream open for what the server sends outside any
+	// call (a watch's updates; streamable HTTP's GET stream).
+	listen bool
 }
 
 // clientInfo is who connec says it is to servers.
@@ -323,7 +329,12 @@ func connect(ctx context.Context, rawURL, kind string, headers map[string]string
 		// host; the egress guard refuses any host but the server's).
 		tr, err = transport.NewSSE(rawURL, transport.WithHTTPClient(hc))
 	case "", TransportStreamableHTTP:
-		tr, err = transport.NewStreamableHTTP(rawURL, transport.WithHTTPBasicClient(hc))
+		opts := []transport.StreamableHTTPCOption{transport.WithHTTPBasicClient(hc)}
+		if h.listen {
+			//lint:ignore SA1019 a watch speaks 2025-11-25 (resources/subscribe), whose updates come on the GET stream
+			opts = append(opts, transport.WithContinuousListening())
+		}
+		tr, err = transport.NewStreamableHTTP(rawURL, opts...)
 	default:
 		return nil, fault.Invalid("transport", "transport %q is not streamable-http or sse", kind)
 	}

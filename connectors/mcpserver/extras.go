@@ -113,7 +113,8 @@ func (d *Driver) extraOperations() []connectors.Operation {
 			connectors.Operation{Name: d.rec.Name + ".resources.read", Kind: connectors.KindRead, Timeout: 60 * time.Second,
 				Description: "Read one resource of the MCP server " + d.rec.Name + " by its URI.",
 				Input:       json.RawMessage(`{"type":"object","properties":{"uri":{"type":"string","minLength":1,"maxLength":4096}},"required":["uri"],"additionalProperties":false}`),
-				Output:      json.RawMessage(objectOutput), MCP: "resources.read"})
+				Output:      json.RawMessage(objectOutput), MCP: "resources.read"},
+			d.watchOperation())
 	}
 	if d.rec.Completions {
 		ops = append(ops, connectors.Operation{Name: d.rec.Name + ".complete", Kind: connectors.KindRead, Timeout: 30 * time.Second,

@@ -164,6 +164,10 @@ type stdioProc struct {
 	retiring bool
 	idle     *time.Timer
 	lastErr  string // the last stderr line, redacted
+	// watchers are the watches of each URI (watch.go); subMu orders the
+	// subscribing and unsubscribing their joining and leaving cause.
+	watchers map[string][]*watcher
+	subMu    sync.Mutex
 }
 
 // stdioCall is a call in progress on a stdioProc.
@@ -346,6 +350,10 @@ func (p *stdioProc) notified(n mcp.JSONRPCNotification) {
 		p.mu.Unlock()
 		if call != nil && call.progress != nil {
 			reportProgress(n, call.progress)
+		}
+	case mcp.MethodNotificationResourceUpdated:
+		if uri, ok := updatedURI(n); ok {
+			p.updated(uri)
 		}
 	case string(mcp.MethodNotificationMessage):
 		// A log message names no call: it goes to the one in progress,

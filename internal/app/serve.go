@@ -48,7 +48,8 @@ func (a *App) MCPServer() *mcp.Server {
 	names, _ := mcp.ParseToolNames(a.Cfg.ToolNames) // Serve checked them
 	sets, _ := mcp.ParseToolsets(a.Cfg.Toolsets)
 	return mcp.NewServer(a.Service, mcp.WithLogger(a.Log), mcp.WithToolNames(names), mcp.WithToolsets(sets),
-		mcp.WithChanges(a.Authz.OnChange), mcp.WithStateKeys(a.Executor.DerivedKeys("mcp request state")))
+		mcp.WithChanges(a.Authz.OnChange), mcp.WithStateKeys(a.Executor.DerivedKeys("mcp request state")),
+		mcp.WithIdentityChanges(a.Identity.OnChange, a.Identity.Refresh))
 }
 
 // checkServe reports a serving setting that cannot be used, in the terms of

@@ -15,6 +15,7 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"sync"
 	"syscall"
 	"time"
 
@@ -23,7 +24,38 @@ import (
 )
 
 func main() {
-	s := server.NewMCPServer("stdioserver", "1", server.WithToolCapabilities(true))
+	// Resource subscriptions: counted, and a tool announces an update.
+	var subMu sync.Mutex
+	subscribes, unsubscribes := 0, 0
+	hooks := &server.Hooks{}
+	hooks.AddAfterSubscribe(func(context.Context, any, *mcp.SubscribeRequest, *mcp.EmptyResult) {
+		subMu.Lock()
+		subscribes++
+		subMu.Unlock()
+	})
+	hooks.AddAfterUnsubscribe(func(context.Context, any, *mcp.UnsubscribeRequest, *mcp.EmptyResult) {
+		subMu.Lock()
+		unsubscribes++
+		subMu.Unlock()
+	})
+	s := server.NewMCPServer("stdioserver", "1", server.WithToolCapabilities(true), server.WithResourceCapabilities(true, false),
+		server.WithHooks(hooks))
+	s.AddResource(mcp.NewResource("test://notes/readme", "readme", mcp.WithMIMEType("text/plain")),
+		func(ctx context.Context, req mcp.ReadResourceRequest) ([]mcp.ResourceContents, error) {
+			return []mcp.ResourceContents{mcp.TextResourceContents{URI: req.Params.URI, MIMEType: "text/plain", Text: "read me"}}, nil
+		})
+	s.AddTool(mcp.NewTool("touch", mcp.WithDescription("Announce that a resource changed."), mcp.WithString("uri", mcp.Required())),
+		func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+			s.SendNotificationToAllClients(mcp.MethodNotificationResourceUpdated, map[string]any{"uri": req.GetString("uri", "")})
+			return mcp.NewToolResultText("touched"), nil
+		})
+	s.AddTool(mcp.NewTool("subscriptions", mcp.WithDescription("Report how often the server was subscribed and unsubscribed."),
+		mcp.WithReadOnlyHintAnnotation(true)),
+		func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+			subMu.Lock()
+			defer subMu.Unlock()
+			return mcp.NewToolResultText(fmt.Sprintf("%d/%d", subscribes, unsubscribes)), nil
+		})
 	echo := func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 		return mcp.NewToolResultText("echo: " + req.GetString("message", "")), nil
 	}
