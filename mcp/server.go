@@ -154,8 +154,7 @@ func NewServer(svc *core.Service, opts ...Option) *Server {
 		hooks.AddAfterListResourceTemplates(s.appendInstanceTemplates)
 		hooks.AddBeforeSubscribe(s.subscribe)
 		hooks.AddBeforeUnsubscribe(s.unsubscribe)
-		hooks.AddAfterDiscover(noModernSubscriptions)
-		hooks.AddBeforeSubscriptionsListen(noListenSubscriptions)
+		hooks.AddBeforeSubscriptionsListen(s.listen)
 	}
 	srvOpts := []server.ServerOption{
 		server.WithToolCapabilities(true),

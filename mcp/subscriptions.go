@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/mark3labs/mcp-go/server"
 
@@ -46,6 +47,9 @@ type subscription struct {
 	stop     chan struct{}   // closed when the subscription ends
 	once     sync.Once
 	redecide chan struct{} // (1) something changed: decide again
+	// notify, when set, sends an update to a 2026-07-28 listen stream
+	// (else it goes to the legacy session).
+	notify func(n mcp.JSONRPCNotification)
 
 	mu sync.Mutex
 	p  callctx.Principal // the subscriber, as last read
@@ -212,24 +216,43 @@ func (s *Server) subscribe(ctx context.Context, _ any, req *mcp.SubscribeRequest
 		_ = answerWith(ctx, rpcAnswer{Code: mcp.INVALID_PARAMS, Message: publicError(err).Error()})
 		return
 	}
+	err = s.establish(ctx, &subscription{session: session.SessionID(), asked: asked}, task)
+	var nf notFound
+	switch {
+	case err == nil:
+	case errors.As(err, &nf):
+		_ = resourceNotFound(ctx, asked)
+	case fault.As(err).Type == fault.InvalidArgument || errors.Is(err, errTooManySubscriptions):
+		_ = answerWith(ctx, rpcAnswer{Code: mcp.INVALID_PARAMS, Message: publicError(err).Error()})
+	default:
+		_ = answerWith(ctx, rpcAnswer{Code: mcp.INTERNAL_ERROR, Message: publicError(err).Error()})
+	}
+}
+
+// notFound says no instance of the caller's serves a resource, or its
+// server has no such resource.
+type notFound struct{ uri string }
+
+func (e notFound) Error() string { return "resource not found: " + e.uri }
+
+// establish starts sub (its session, URI and delivery set) for the caller
+// on ctx with task, and returns once the server has taken it or it was
+// refused. A subscription the session has already is no error.
+func (s *Server) establish(ctx context.Context, sub *subscription, task callctx.TaskContext) error {
 	tools, err := s.resourceTools(ctx, "resources.read")
 	if err != nil {
-		_ = answerWith(ctx, rpcAnswer{Code: mcp.INTERNAL_ERROR, Message: publicError(err).Error()})
-		return
+		return err
 	}
-	read, upstream, ok := resolveURI(tools, asked)
+	read, upstream, ok := resolveURI(tools, sub.asked)
 	if !ok {
-		_ = resourceNotFound(ctx, asked)
-		return
+		return notFound{sub.asked}
 	}
-	p, _ := callctx.PrincipalFrom(ctx)
-	sub := &subscription{session: session.SessionID(), asked: asked, upstream: upstream, tool: s.watchTool(ctx, read), p: p,
-		ctx: callctx.WithTask(context.WithoutCancel(ctx), task), stop: make(chan struct{}), redecide: make(chan struct{}, 1)}
-	if added, err := s.subs.add(sub); err != nil {
-		_ = answerWith(ctx, rpcAnswer{Code: mcp.INVALID_REQUEST, Message: publicError(err).Error()})
-		return
-	} else if !added {
-		return // subscribed already: nothing changes
+	sub.upstream, sub.tool = upstream, s.watchTool(ctx, read)
+	sub.p, _ = callctx.PrincipalFrom(ctx)
+	sub.ctx = callctx.WithTask(context.WithoutCancel(ctx), task)
+	sub.stop, sub.redecide = make(chan struct{}), make(chan struct{}, 1)
+	if added, err := s.subs.add(sub); err != nil || !added {
+		return err // (not added: subscribed already, nothing changes)
 	}
 	first := make(chan error, 1)
 	go s.keep(sub, first)
@@ -241,18 +264,13 @@ func (s *Server) subscribe(ctx context.Context, _ any, req *mcp.SubscribeRequest
 		err = fault.New(fault.Timeout, "the MCP server did not take the subscription within %s", subscribeWait)
 	}
 	if err == nil {
-		return
+		return nil
 	}
-	s.subs.remove(sub.session, asked, sub)
+	s.subs.remove(sub.session, sub.asked, sub)
 	if fe := fault.As(err); fe.Type == fault.InvalidArgument && fe.Details["field"] == "uri" && fe.Details["reason"] == nil {
-		_ = resourceNotFound(ctx, asked) // the server has no such resource
-		return
+		return notFound{sub.asked} // the server has no such resource
 	}
-	code := mcp.INTERNAL_ERROR
-	if fault.As(err).Type == fault.InvalidArgument {
-		code = mcp.INVALID_PARAMS
-	}
-	_ = answerWith(ctx, rpcAnswer{Code: code, Message: publicError(err).Error()})
+	return err
 }
 
 // watchTool is the watch operation of read's instance as the caller's
@@ -412,6 +430,12 @@ func (s *Server) deliver(sub *subscription, uri string) {
 	if uri != sub.upstream {
 		exposed = exposeURI(sub.tool, !strings.HasPrefix(sub.asked, resourceScheme), uri)
 	}
+	if sub.notify != nil {
+		n := mcp.JSONRPCNotification{JSONRPC: mcp.JSONRPC_VERSION, Notification: mcp.Notification{Method: mcp.MethodNotificationResourceUpdated,
+			Params: mcp.NotificationParams{AdditionalFields: map[string]any{"uri": exposed}}}}
+		sub.notify(n)
+		return
+	}
 	err := s.SendNotificationToSpecificClient(sub.session, mcp.MethodNotificationResourceUpdated, map[string]any{"uri": exposed})
 	if err != nil {
 		// A streamable HTTP session hears notifications only while its
@@ -420,22 +444,52 @@ func (s *Server) deliver(sub *subscription, uri string) {
 	}
 }
 
-// noModernSubscriptions says, over 2026-07-28, that resources cannot be
-// subscribed to: that revision subscribes on a subscriptions/listen
-// stream, which connec does not pass resource updates on yet.
-func noModernSubscriptions(_ context.Context, _ any, _ *mcp.DiscoverRequest, res *mcp.DiscoverResult) {
-	if res == nil || res.Capabilities.Resources == nil {
+// listen establishes, over 2026-07-28, the resource subscriptions a
+// subscriptions/listen request asks for (each as resources/subscribe does
+// on 2025-11-25), before mcp-go acknowledges the request: those refused
+// are taken out of it, so that the acknowledgment names only those
+// established. Their updates go on the request's stream, and they end
+// with it.
+func (s *Server) listen(ctx context.Context, id any, req *mcp.SubscriptionsListenRequest) {
+	if req == nil || len(req.Params.Notifications.ResourceSubscriptions) == 0 {
 		return
 	}
-	r := *res.Capabilities.Resources
-	r.Subscribe = false
-	res.Capabilities.Resources = &r
-}
-
-// noListenSubscriptions drops the resources a subscriptions/listen request
-// asks to hear of, so that its acknowledgment says truly that none are.
-func noListenSubscriptions(_ context.Context, _ any, req *mcp.SubscriptionsListenRequest) {
-	if req != nil {
-		req.Params.Notifications.ResourceSubscriptions = nil
+	uris := req.Params.Notifications.ResourceSubscriptions
+	req.Params.Notifications.ResourceSubscriptions = nil
+	session := server.ClientSessionFromContext(ctx)
+	task, err := metaTaskContext(req.Params.Meta)
+	if session == nil || err != nil {
+		s.log.DebugContext(ctx, "a listen request's resource subscriptions are refused", "err", err)
+		return
 	}
+	key := "listen-" + uuid.NewString()
+	context.AfterFunc(ctx, func() { s.subs.endSession(key) })
+	notify := func(n mcp.JSONRPCNotification) {
+		n.Params.Meta = map[string]any{mcp.MetaKeySubscriptionID: id}
+		select {
+		case session.NotificationChannel() <- n:
+		default:
+			s.log.DebugContext(ctx, "a resource update could not be passed on: the stream is full")
+		}
+	}
+	var (
+		mu   sync.Mutex
+		kept []string
+		wg   sync.WaitGroup
+	)
+	for _, uri := range slices.Compact(slices.Sorted(slices.Values(uris))) {
+		wg.Go(func() {
+			err := s.establish(ctx, &subscription{session: key, asked: uri, notify: notify}, task)
+			if err != nil {
+				s.log.DebugContext(ctx, "a resource subscription is refused", "uri", uri, "err", publicError(err))
+				return
+			}
+			mu.Lock()
+			kept = append(kept, uri)
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	slices.Sort(kept)
+	req.Params.Notifications.ResourceSubscriptions = kept
 }

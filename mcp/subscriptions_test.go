@@ -361,3 +361,57 @@ func TestResourceSubscriptionsEndWhenRevokedOnAnotherServer(t *testing.T) {
 	mustOK(t, alice, core.ToolInstanceDisable, map[string]any{"instance_id": inst.ID}, nil)
 	ended("instance disabled", frank)
 }
+
+// Over 2026-07-28 a subscriptions/listen request names the resources to
+// hear of: connec establishes each as resources/subscribe does before it
+// acknowledges the request, the acknowledgment naming only those
+// established (a resource connec does not serve is left out), passes their
+// updates on the stream, tagged with its subscription id, and ends them
+// with the stream; on stdio and streamable HTTP alike.
+func TestListenStreamsCarryResourceUpdates(t *testing.T) {
+	const secret = "listen-bearer-2c7e0b9f4d"
+	up := newWatchedUpstream(secret)
+	e, tok := governedUpstream(t, up.MCPServer, secret, "one")
+	readme := "connec://one.up/" + url.PathEscape("test://notes/readme")
+	missing := "connec://nobody.up/" + url.PathEscape("test://notes/readme")
+	for _, tr := range []string{cmcp.TransportStreamable, cmcp.TransportStdio} {
+		c := e.clientAt(tr, tok, mcp.ProtocolVersion20260728)
+		updates := make(chan string, 16)
+		acks := make(chan []any, 1)
+		c.OnNotification(func(n mcp.JSONRPCNotification) {
+			switch n.Method {
+			case mcp.MethodNotificationResourceUpdated:
+				uri, _ := n.Params.AdditionalFields["uri"].(string)
+				if n.Params.Meta[mcp.MetaKeySubscriptionID] == nil {
+					uri = "untagged " + uri
+				}
+				updates <- uri
+			case mcp.MethodNotificationSubscriptionsAcknowledged:
+				f, _ := n.Params.AdditionalFields["notifications"].(map[string]any)
+				subs, _ := f["resourceSubscriptions"].([]any)
+				acks <- subs
+			}
+		})
+		stop, err := c.ListenAsync(context.Background(), mcp.SubscriptionFilter{ResourceSubscriptions: []string{readme, missing}}, nil)
+		if err != nil {
+			t.Fatalf("%s: listen: %v", tr, err)
+		}
+		select {
+		case subs := <-acks:
+			if len(subs) != 1 || subs[0] != readme {
+				t.Fatalf("%s: acknowledged %v, want only %s", tr, subs, readme)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatalf("%s: no acknowledgment", tr)
+		}
+		if got := awaitUpdate(t, up, "", updates); got != readme {
+			t.Fatalf("%s: the update names %q, want %q", tr, got, readme)
+		}
+		stop()
+		waitFor(t, tr+": the upstream subscription to end with the stream", func() bool { return up.subscribers() == 0 })
+	}
+	waitFor(t, "the subscriptions' runs to end", func() bool {
+		return e.count(`SELECT count(*) FROM connector_runs WHERE operation = 'up.resources.subscribe' AND status = 'succeeded'`) >= 2 &&
+			e.count(`SELECT count(*) FROM connector_runs WHERE operation = 'up.resources.subscribe' AND status <> 'succeeded'`) == 0
+	})
+}
