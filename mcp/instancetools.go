@@ -12,7 +12,6 @@ import (
 	"github.com/mark3labs/mcp-go/mcp"
 
 	"github.com/connec/connec/callctx"
-	"github.com/connec/connec/connectors"
 	"github.com/connec/connec/core"
 )
 
@@ -80,7 +79,7 @@ func (s *Server) appendInstanceTools(ctx context.Context, _ any, req *mcp.ListTo
 		if len(all) > len(res.Tools)+listPage {
 			break
 		}
-		if t.Op.MCP == connectors.WatchRole {
+		if t.IsWatch() {
 			continue // served as resources/subscribe only
 		}
 		if wire := s.names.wireName(t.Name); len(wire) <= s.names.maxLen() {

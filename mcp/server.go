@@ -208,7 +208,7 @@ func NewServer(svc *core.Service, opts ...Option) *Server {
 			}
 			time.AfterFunc(listSettle, func() {
 				pending.Store(false)
-				s.subs.refresh(o.refresh)
+				s.subs.refresh(context.Background(), o.refresh)
 			})
 		})
 	}

@@ -14,24 +14,18 @@ import (
 	"github.com/mark3labs/mcp-go/server"
 
 	"github.com/connec/connec/callctx"
-	"github.com/connec/connec/connectors"
 	"github.com/connec/connec/core"
 	"github.com/connec/connec/fault"
-	"github.com/connec/connec/internal/platform/retry"
 )
 
-// Resource subscriptions (2025-11-25's resources/subscribe): a session's
-// subscription to one of its caller's instance resources is kept as runs
-// of the instance's watch operation (connectors.WatchRole), each decided,
-// audited and recorded like any read, the caller's task context that of
-// the subscribe request. The first run answers the request: the
-// subscription exists once the upstream server has taken it, and a
-// refusal is the request's error. Later runs keep it: one starts again,
-// decided anew, when the run's time is up, when the server went away
-// (after a growing wait), and at once when policy, an instance or a
-// credential changes, so that a caller no longer allowed stops hearing
-// of updates as soon as the change is in force. A refused run ends the
-// subscription. Unsubscribing, or the session's end, ends it too.
+// Resource subscriptions: a session's subscription to one of its caller's
+// instance resources (2025-11-25's resources/subscribe; on 2026-07-28 a
+// resource a subscriptions/listen request names) is a core.Subscription,
+// kept here by session and URI as the caller named it; its updates go to
+// the session (or the listen stream) named as the caller named them. A
+// change of policy, instances or credentials makes every subscription
+// decide again; a change of identity, those whose subscriber it changed.
+// Unsubscribing, or the session's end, ends it.
 
 // subscribeWait bounds how long a subscribe request waits for the
 // upstream server to take the subscription.
@@ -39,38 +33,47 @@ const subscribeWait = time.Minute
 
 // subscription is one session's subscription to one resource.
 type subscription struct {
-	session  string
-	asked    string // the URI as the caller sees it
-	upstream string // the server's own
-	tool     core.InstanceTool
-	ctx      context.Context // the subscriber's (principal, task), detached from the request
-	stop     chan struct{}   // closed when the subscription ends
-	once     sync.Once
-	redecide chan struct{} // (1) something changed: decide again
+	session string
+	asked   string // the URI as the caller sees it
 	// notify, when set, sends an update to a 2026-07-28 listen stream
 	// (else it goes to the legacy session).
 	notify func(n mcp.JSONRPCNotification)
 
-	mu sync.Mutex
-	p  callctx.Principal // the subscriber, as last read
+	mu     sync.Mutex
+	sub    *core.Subscription // once started
+	cancel context.CancelFunc // ends it while it starts
+	ended  bool
 }
 
-// runContext is the context a run of sub's watch is decided in.
-func (sub *subscription) runContext() context.Context {
-	sub.mu.Lock()
-	defer sub.mu.Unlock()
-	return callctx.WithPrincipal(sub.ctx, sub.p)
-}
-
-// decideAgain makes sub decide again (it does not wait).
-func (sub *subscription) decideAgain() {
-	select {
-	case sub.redecide <- struct{}{}:
-	default:
+// end ends the subscription, started or starting.
+func (e *subscription) end() {
+	e.mu.Lock()
+	e.ended = true
+	sub, cancel := e.sub, e.cancel
+	e.mu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
+	if sub != nil {
+		sub.End()
 	}
 }
 
-func (sub *subscription) end() { sub.once.Do(func() { close(sub.stop) }) }
+// started records the core's subscription, unless the subscription ended
+// meanwhile (false: then the caller ends it).
+func (e *subscription) started(sub *core.Subscription) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.sub = sub
+	return !e.ended
+}
+
+// core is the core's subscription, once started.
+func (e *subscription) core() *core.Subscription {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.sub
+}
 
 // subscriptions are a server's subscriptions by session and URI.
 type subscriptions struct {
@@ -152,8 +155,10 @@ func (ss *subscriptions) all() []*subscription {
 
 // changed makes every subscription decide again.
 func (ss *subscriptions) changed() {
-	for _, sub := range ss.all() {
-		sub.decideAgain()
+	for _, e := range ss.all() {
+		if sub := e.core(); sub != nil {
+			sub.Redecide()
+		}
 	}
 }
 
@@ -161,20 +166,19 @@ func (ss *subscriptions) changed() {
 // users, groups or tokens: a subscription whose subscriber is no longer
 // valid, or whose groups changed, decides again (a refusal then ends it,
 // audited); one whose subscriber cannot be read now is left as it is.
-func (ss *subscriptions) refresh(refresh func(ctx context.Context, p callctx.Principal) (callctx.Principal, error)) {
-	for _, sub := range ss.all() {
-		sub.mu.Lock()
-		p := sub.p
-		sub.mu.Unlock()
-		now, err := refresh(sub.ctx, p)
+func (ss *subscriptions) refresh(ctx context.Context, refresh func(ctx context.Context, p callctx.Principal) (callctx.Principal, error)) {
+	for _, e := range ss.all() {
+		sub := e.core()
+		if sub == nil {
+			continue
+		}
+		p := sub.Principal()
+		now, err := refresh(ctx, p)
 		switch {
 		case err != nil && fault.As(err).Type == fault.Unauthenticated:
-			sub.decideAgain() // decided with what it had: the guard refuses it
+			sub.Redecide() // decided as it was: the commit's guard refuses it
 		case err == nil && !slices.Equal(now.Groups, p.Groups):
-			sub.mu.Lock()
-			sub.p = now
-			sub.mu.Unlock()
-			sub.decideAgain()
+			sub.Reauthenticate(now)
 		}
 	}
 }
@@ -235,60 +239,48 @@ type notFound struct{ uri string }
 
 func (e notFound) Error() string { return "resource not found: " + e.uri }
 
-// establish starts sub (its session, URI and delivery set) for the caller
+// establish starts e (its session, URI and delivery set) for the caller
 // on ctx with task, and returns once the server has taken it or it was
 // refused. A subscription the session has already is no error.
-func (s *Server) establish(ctx context.Context, sub *subscription, task callctx.TaskContext) error {
+func (s *Server) establish(ctx context.Context, e *subscription, task callctx.TaskContext) error {
 	tools, err := s.resourceTools(ctx, "resources.read")
 	if err != nil {
 		return err
 	}
-	read, upstream, ok := resolveURI(tools, sub.asked)
+	read, upstream, ok := resolveURI(tools, e.asked)
 	if !ok {
-		return notFound{sub.asked}
+		return notFound{e.asked}
 	}
-	sub.upstream, sub.tool = upstream, s.watchTool(ctx, read)
-	sub.p, _ = callctx.PrincipalFrom(ctx)
-	sub.ctx = callctx.WithTask(context.WithoutCancel(ctx), task)
-	sub.stop, sub.redecide = make(chan struct{}), make(chan struct{}, 1)
-	if added, err := s.subs.add(sub); err != nil || !added {
+	bare := !strings.HasPrefix(e.asked, resourceScheme)
+	wctx, cancel := context.WithTimeout(callctx.WithTask(ctx, task), subscribeWait)
+	defer cancel()
+	e.cancel = cancel
+	if added, err := s.subs.add(e); err != nil || !added {
 		return err // (not added: subscribed already, nothing changes)
 	}
-	first := make(chan error, 1)
-	go s.keep(sub, first)
-	wctx, cancel := context.WithTimeout(ctx, subscribeWait)
-	defer cancel()
-	select {
-	case err = <-first:
-	case <-wctx.Done():
-		err = fault.New(fault.Timeout, "the MCP server did not take the subscription within %s", subscribeWait)
+	sub, err := s.svc.Subscribe(wctx, core.SubscribeInput{Read: read, URI: upstream,
+		Updated: func(uri string) {
+			exposed := e.asked
+			if uri != upstream {
+				exposed = exposeURI(read, bare, uri)
+			}
+			s.deliver(e, exposed)
+		},
+		OnEnd: func(error) { s.subs.remove(e.session, e.asked, e) }})
+	if err == nil && !e.started(sub) {
+		sub.End() // unsubscribed, or the session ended, meanwhile
 	}
 	if err == nil {
 		return nil
 	}
-	s.subs.remove(sub.session, sub.asked, sub)
+	s.subs.remove(e.session, e.asked, e)
+	if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+		return fault.New(fault.Timeout, "the MCP server did not take the subscription within %s", subscribeWait)
+	}
 	if fe := fault.As(err); fe.Type == fault.InvalidArgument && fe.Details["field"] == "uri" && fe.Details["reason"] == nil {
-		return notFound{sub.asked} // the server has no such resource
+		return notFound{e.asked} // the server has no such resource
 	}
 	return err
-}
-
-// watchTool is the watch operation of read's instance as the caller's
-// instance tool; when the caller could not be allowed it, one named as it
-// would be, for the call to be refused and audited as such.
-func (s *Server) watchTool(ctx context.Context, read core.InstanceTool) core.InstanceTool {
-	if tools, err := s.svc.InstanceTools(ctx); err == nil {
-		for _, t := range tools {
-			if t.InstanceID == read.InstanceID && t.Op.MCP == connectors.WatchRole {
-				return t
-			}
-		}
-	}
-	t := read
-	t.Op.Name = strings.TrimSuffix(read.Op.Name, "read") + "subscribe"
-	t.Name = strings.TrimSuffix(read.Name, "read") + "subscribe"
-	t.Op.MCP = connectors.WatchRole
-	return t
 }
 
 // unsubscribe ends the session's subscription to the request's URI (one
@@ -299,148 +291,18 @@ func (s *Server) unsubscribe(ctx context.Context, _ any, req *mcp.UnsubscribeReq
 	}
 }
 
-// run is one run of a subscription's watch.
-type run struct {
-	stop  chan struct{} // closed to end it
-	ready chan struct{} // closed once it watches
-	done  chan error    // its outcome: nil when it was ended
-}
-
-// start starts a run of sub's watch, decided and audited as a read of it.
-func (s *Server) start(sub *subscription) *run {
-	r := &run{stop: make(chan struct{}), ready: make(chan struct{}), done: make(chan error, 1)}
-	var once sync.Once
-	w := &connectors.Watch{
-		Ready:   func() { once.Do(func() { close(r.ready) }) },
-		Updated: func(uri string) { s.deliver(sub, uri) },
-		Stop:    r.stop,
-	}
-	go func() {
-		_, err := s.callInstanceOp(core.WithWatch(sub.runContext(), w), sub.tool, map[string]any{"uri": sub.upstream})
-		r.done <- err
-	}()
-	return r
-}
-
-// retryable says whether a run's failure is the server's or the moment's,
-// after which the subscription starts again (a refusal ends it).
-func retryable(err error) bool {
-	switch fault.As(err).Type {
-	case fault.Unavailable, fault.Transient, fault.Timeout, fault.QuotaExceeded:
-		return true
-	}
-	return false
-}
-
-// keep keeps sub by runs of its watch; the first run's start (nil) or the
-// failure that ends it before it started goes to first. A run decided
-// again (a change) starts before the one it replaces ends, so that no
-// update is missed in between.
-func (s *Server) keep(sub *subscription, first chan<- error) {
-	b := retry.Backoff{Min: time.Second, Max: time.Minute}
-	cur := s.start(sub)
-	ready := cur.ready
-	// ended handles the end of a run: whether (and when) to start anew.
-	ended := func(err error) bool {
-		select {
-		case <-sub.stop:
-			return false
-		default:
-		}
-		if err == nil {
-			return true // its time was up: decided again
-		}
-		if first == nil && retryable(err) {
-			s.log.DebugContext(sub.ctx, "a resource subscription's watch ended; starting it again", "uri", sub.asked, "err", err)
-			t := time.NewTimer(b.Next())
-			defer t.Stop()
-			select {
-			case <-t.C:
-				return true
-			case <-sub.stop:
-				return false
-			}
-		}
-		if first != nil {
-			first <- err
-			first = nil
-		} else {
-			s.log.InfoContext(sub.ctx, "a resource subscription ended", "uri", sub.asked, "err", publicError(err))
-		}
-		s.subs.remove(sub.session, sub.asked, sub)
-		return false
-	}
-	defer func() {
-		if first != nil {
-			first <- errors.New("the subscription ended before it started")
-		}
-	}()
-	for {
-		select {
-		case <-ready:
-			ready = nil
-			if first != nil {
-				first <- nil
-				first = nil
-			}
-		case err := <-cur.done:
-			if !ended(err) {
-				return
-			}
-			cur = s.start(sub)
-			ready = cur.ready
-		case <-sub.stop:
-			close(cur.stop)
-			return
-		case <-sub.redecide:
-			next := s.start(sub)
-			select {
-			case <-next.ready:
-				close(cur.stop)
-				cur, ready = next, nil
-				if first != nil {
-					first <- nil
-					first = nil
-				}
-			case err := <-next.done:
-				close(cur.stop)
-				if !ended(err) {
-					return
-				}
-				cur = s.start(sub)
-				ready = cur.ready
-			case <-sub.stop:
-				close(next.stop)
-				close(cur.stop)
-				return
-			}
-		}
-	}
-}
-
-// deliver tells sub's session that uri, a resource of its subscription's
-// server, was updated, naming it as the session sees it.
-func (s *Server) deliver(sub *subscription, uri string) {
-	select {
-	case <-sub.stop:
-		return
-	default:
-	}
-	exposed := sub.asked
-	if uri != sub.upstream {
-		exposed = exposeURI(sub.tool, !strings.HasPrefix(sub.asked, resourceScheme), uri)
-	}
-	if sub.notify != nil {
-		n := mcp.JSONRPCNotification{JSONRPC: mcp.JSONRPC_VERSION, Notification: mcp.Notification{Method: mcp.MethodNotificationResourceUpdated,
-			Params: mcp.NotificationParams{AdditionalFields: map[string]any{"uri": exposed}}}}
-		sub.notify(n)
+// deliver tells e's session (or listen stream) that uri, as the caller
+// names it, was updated.
+func (s *Server) deliver(e *subscription, uri string) {
+	if e.notify != nil {
+		e.notify(mcp.JSONRPCNotification{JSONRPC: mcp.JSONRPC_VERSION, Notification: mcp.Notification{Method: mcp.MethodNotificationResourceUpdated,
+			Params: mcp.NotificationParams{AdditionalFields: map[string]any{"uri": uri}}}})
 		return
 	}
-	err := s.SendNotificationToSpecificClient(sub.session, mcp.MethodNotificationResourceUpdated, map[string]any{"uri": exposed})
-	if err != nil {
+	if err := s.SendNotificationToSpecificClient(e.session, mcp.MethodNotificationResourceUpdated, map[string]any{"uri": uri}); err != nil {
 		// A streamable HTTP session hears notifications only while its
 		// GET stream is open.
-		s.log.DebugContext(sub.ctx, "a resource update could not be passed on", "uri", exposed, "err", err)
+		s.log.Debug("a resource update could not be passed on", "uri", uri, "err", err)
 	}
 }
 

@@ -12,7 +12,7 @@ import (
 func TestSessionSubscriptionsAreBounded(t *testing.T) {
 	ss := newSubscriptions()
 	sub := func(session, uri string) *subscription {
-		return &subscription{session: session, asked: uri, stop: make(chan struct{}), redecide: make(chan struct{}, 1)}
+		return &subscription{session: session, asked: uri}
 	}
 	var first *subscription
 	for i := range maxSessionSubscriptions {
@@ -34,9 +34,10 @@ func TestSessionSubscriptionsAreBounded(t *testing.T) {
 		t.Fatalf("another session's: %v %v", added, err)
 	}
 	ss.endSession("a")
-	select {
-	case <-first.stop:
-	default:
+	first.mu.Lock()
+	ended := first.ended
+	first.mu.Unlock()
+	if !ended {
 		t.Fatal("the session ended, its subscription did not")
 	}
 	if n := len(ss.all()); n != 1 {

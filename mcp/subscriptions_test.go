@@ -171,6 +171,11 @@ func TestResourceSubscriptionsArePassedOn(t *testing.T) {
 		if got := awaitUpdate(t, up, "test://notes/readme/part", updates); got != "connec://one.up/"+url.PathEscape("test://notes/readme/part") {
 			t.Fatalf("%s: the update of a part names %q", tr, got)
 		}
+		// An update naming the credential has it redacted.
+		if got := awaitUpdate(t, up, "test://notes/readme/"+secret, updates); strings.Contains(got, secret) ||
+			got != "connec://one.up/"+url.PathEscape("test://notes/readme/[REDACTED]") {
+			t.Fatalf("%s: the update naming the credential names %q", tr, got)
+		}
 		// Subscribing twice changes nothing.
 		if err := subscribe(c, readme); err != nil {
 			t.Fatalf("%s: subscribing again: %v", tr, err)
