@@ -234,6 +234,16 @@ func (sub *Subscription) keep(first chan<- error) {
 		sub.end(err)
 		return false
 	}
+	// again starts the next run after one ended with err (false: the
+	// subscription ended).
+	again := func(err error) bool {
+		if !ended(err) {
+			return false
+		}
+		cur = sub.start()
+		ready = cur.ready
+		return true
+	}
 	defer func() {
 		if first != nil {
 			first <- errEndedEarly
@@ -245,11 +255,9 @@ func (sub *Subscription) keep(first chan<- error) {
 			ready = nil
 			started()
 		case err := <-cur.done:
-			if !ended(err) {
+			if !again(err) {
 				return
 			}
-			cur = sub.start()
-			ready = cur.ready
 		case <-sub.stop:
 			close(cur.stop)
 			return
@@ -262,11 +270,9 @@ func (sub *Subscription) keep(first chan<- error) {
 				started()
 			case err := <-next.done:
 				close(cur.stop)
-				if !ended(err) {
+				if !again(err) {
 					return
 				}
-				cur = sub.start()
-				ready = cur.ready
 			case <-sub.stop:
 				close(next.stop)
 				close(cur.stop)
