@@ -348,6 +348,43 @@ func (c *tsClient) CallTool(ctx context.Context, name string, args, meta map[str
 	return out, nil
 }
 
+// Subscribe subscribes the session to uri (resources/subscribe).
+func (c *tsClient) Subscribe(ctx context.Context, uri string) error {
+	return c.d.call(ctx, map[string]any{"op": "subscribe", "session": c.session, "uri": uri}, nil)
+}
+
+// Unsubscribe ends the session's subscription to uri.
+func (c *tsClient) Unsubscribe(ctx context.Context, uri string) error {
+	return c.d.call(ctx, map[string]any{"op": "unsubscribe", "session": c.session, "uri": uri}, nil)
+}
+
+// ResourceURIs lists the URIs of the first page of resources.
+func (c *tsClient) ResourceURIs(ctx context.Context) ([]string, error) {
+	var res struct {
+		Resources []struct {
+			URI string `json:"uri"`
+		} `json:"resources"`
+	}
+	if err := c.d.call(ctx, map[string]any{"op": "listResources", "session": c.session}, &res); err != nil {
+		return nil, err
+	}
+	var uris []string
+	for _, r := range res.Resources {
+		uris = append(uris, r.URI)
+	}
+	return uris, nil
+}
+
+// NextUpdate is the URI of the next resource update the session got
+// (waiting up to 30 seconds for one).
+func (c *tsClient) NextUpdate(ctx context.Context) (string, error) {
+	var res struct {
+		URI string `json:"uri"`
+	}
+	err := c.d.call(ctx, map[string]any{"op": "nextUpdate", "session": c.session, "timeoutMs": 30000}, &res)
+	return res.URI, err
+}
+
 func (c *tsClient) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

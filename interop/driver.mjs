@@ -10,7 +10,11 @@
 //   {"id":2,"op":"listTools","session":"s1"}           → {"id":2,"result":{"tools":[…]}}
 //   {"id":3,"op":"callTool","session":"s1","name":"…","arguments":{…},"meta":{…}}
 //     → {"id":3,"result":<CallToolResult as the SDK returned it>}
-//   {"id":4,"op":"close","session":"s1"}               → {"id":4,"result":{}}
+//   {"id":4,"op":"listResources","session":"s1"}       → {"id":4,"result":{"resources":[…]}} (the first page)
+//   {"id":5,"op":"subscribe","session":"s1","uri":"…"} → {"id":5,"result":{}} (and "unsubscribe")
+//   {"id":6,"op":"nextUpdate","session":"s1","timeoutMs":30000}
+//     → {"id":6,"result":{"uri":"…"}}: the next notifications/resources/updated the session got
+//   {"id":7,"op":"close","session":"s1"}               → {"id":7,"result":{}}
 //
 // A failure replies {"id":…,"error":{"message":"…","code":…}}. The story and
 // its assertions live in Go, so every client is held to the same story; this
@@ -21,6 +25,7 @@ import { Client as ClientV1 } from '@modelcontextprotocol/sdk/client/index.js';
 import { SSEClientTransport as SSEV1 } from '@modelcontextprotocol/sdk/client/sse.js';
 import { StdioClientTransport as StdioV1 } from '@modelcontextprotocol/sdk/client/stdio.js';
 import { StreamableHTTPClientTransport as HTTPV1 } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { ResourceUpdatedNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
 import { Client as ClientV2, SSEClientTransport as SSEV2, StreamableHTTPClientTransport as HTTPV2 } from '@modelcontextprotocol/client';
 import { StdioClientTransport as StdioV2 } from '@modelcontextprotocol/client/stdio';
 
@@ -74,6 +79,15 @@ async function connect(req) {
   const set = transport.setProtocolVersion?.bind(transport);
   transport.setProtocolVersion = (v) => { negotiated = v; set?.(v); };
   const client = new sdk.Client({ name: `connec-interop-${req.sdk}`, version: '1.0.0' }, clientOptions(req.sdk, req.pin));
+  // Resource updates queue up until nextUpdate takes them.
+  const updates = { queue: [], waiters: [] };
+  const onUpdate = (n) => {
+    const w = updates.waiters.shift();
+    if (w) w(n.params.uri);
+    else updates.queue.push(n.params.uri);
+  };
+  if (req.sdk === 'ts-v1') client.setNotificationHandler(ResourceUpdatedNotificationSchema, onUpdate);
+  else client.setNotificationHandler('notifications/resources/updated', onUpdate);
   try {
     await client.connect(transport, { timeout: 60000 });
   } catch (e) {
@@ -82,7 +96,7 @@ async function connect(req) {
     throw e;
   }
   const id = `s${++nextSession}`;
-  sessions.set(id, { client, transport, stderr: () => stderr });
+  sessions.set(id, { client, transport, updates, stderr: () => stderr });
   const version = client.getNegotiatedProtocolVersion?.() ?? negotiated;
   return { session: id, protocolVersion: version ?? '', serverInfo: client.getServerVersion() };
 }
@@ -112,6 +126,36 @@ async function callTool(req) {
   return client.callTool(params, undefined, { timeout: 60000 });
 }
 
+async function listResources(req) {
+  const { client } = session(req);
+  return client.listResources({}, { timeout: 60000 });
+}
+
+async function subscribe(req) {
+  const { client } = session(req);
+  await client.subscribeResource({ uri: req.uri }, { timeout: 60000 });
+  return {};
+}
+
+async function unsubscribe(req) {
+  const { client } = session(req);
+  await client.unsubscribeResource({ uri: req.uri }, { timeout: 60000 });
+  return {};
+}
+
+async function nextUpdate(req) {
+  const { updates } = session(req);
+  if (updates.queue.length > 0) return { uri: updates.queue.shift() };
+  return new Promise((resolve, reject) => {
+    const waiter = (uri) => { clearTimeout(timer); resolve({ uri }); };
+    const timer = setTimeout(() => {
+      updates.waiters = updates.waiters.filter((w) => w !== waiter);
+      reject(new Error('no resource update came'));
+    }, req.timeoutMs ?? 30000);
+    updates.waiters.push(waiter);
+  });
+}
+
 async function close(req) {
   const s = session(req);
   sessions.delete(req.session);
@@ -119,7 +163,7 @@ async function close(req) {
   return {};
 }
 
-const ops = { connect, listTools, callTool, close };
+const ops = { connect, listTools, callTool, listResources, subscribe, unsubscribe, nextUpdate, close };
 
 function reply(obj) {
   process.stdout.write(JSON.stringify(obj) + '\n');

@@ -154,6 +154,27 @@ func TestLocalNPMServersThroughConnec(t *testing.T) {
 			if strings.Contains(all, secret) || !strings.Contains(all, "API_TOKEN") || !strings.Contains(all, "[REDACTED]") {
 				t.Fatalf("get-env: the credential is not redacted: %.400s", all)
 			}
+			if ts, ok := c.(*tsClient); ok {
+				// A subscription to one of its resources hears of its
+				// updates (the server's simulated ones, started and
+				// stopped by its toggle tool, through connec too).
+				uris, err := ts.ResourceURIs(ctx)
+				if err != nil || len(uris) == 0 {
+					t.Fatalf("resources/list: %v %v", uris, err)
+				}
+				if err := ts.Subscribe(ctx, uris[0]); err != nil {
+					t.Fatalf("subscribe to %s: %v", uris[0], err)
+				}
+				call("ev.everything.toggle-subscriber-updates", map[string]any{})
+				got, err := ts.NextUpdate(ctx)
+				call("ev.everything.toggle-subscriber-updates", map[string]any{})
+				if err != nil || got != uris[0] {
+					t.Fatalf("the update: %q %v, want %s", got, err, uris[0])
+				}
+				if err := ts.Unsubscribe(ctx, uris[0]); err != nil {
+					t.Fatalf("unsubscribe: %v", err)
+				}
+			}
 		})
 	}
 	// A tool that asks the user: over a 2025-11-25 streamable HTTP session
