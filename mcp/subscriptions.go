@@ -167,13 +167,25 @@ func (ss *subscriptions) changed() {
 // valid, or whose groups changed, decides again (a refusal then ends it,
 // audited); one whose subscriber cannot be read now is left as it is.
 func (ss *subscriptions) refresh(ctx context.Context, refresh func(ctx context.Context, p callctx.Principal) (callctx.Principal, error)) {
+	type read struct {
+		p   callctx.Principal
+		err error
+	}
+	seen := map[[2]string]read{} // each subscriber read once
 	for _, e := range ss.all() {
 		sub := e.core()
 		if sub == nil {
 			continue
 		}
 		p := sub.Principal()
-		now, err := refresh(ctx, p)
+		key := [2]string{string(p.Subject), p.TokenID}
+		r, ok := seen[key]
+		if !ok {
+			r.p, r.err = refresh(ctx, p)
+			seen[key] = r
+		}
+		now, err := r.p, r.err
+		now.Transport = p.Transport // (the same subscriber over another transport)
 		switch {
 		case err != nil && fault.As(err).Type == fault.Unauthenticated:
 			sub.Redecide() // decided as it was: the commit's guard refuses it
