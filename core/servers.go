@@ -155,7 +155,7 @@ func (s *Service) ListServers(ctx context.Context) ([]Server, error) {
 // catalog's administration: connector.admin on catalog.
 func (s *Service) AddServer(ctx context.Context, in ServerInput) (Server, error) {
 	defer wipe(in.Headers)
-	return s.serverChange(ctx, ToolServerAdd, in.ReviewOnly, func() (StagedServer, error) { return s.servers.Stage(ctx, in) },
+	return s.serverChange(ctx, ToolServerAdd, in.ReviewOnly, catalogDecision(ctx), func() (StagedServer, error) { return s.servers.Stage(ctx, in) },
 		func(r Server) string {
 			return fmt.Sprintf("added MCP server %s (%s) as connector type %s with %d tools", r.Name, r.Where, r.Type, len(r.Tools))
 		})
@@ -165,7 +165,7 @@ func (s *Service) AddServer(ctx context.Context, in ServerInput) (Server, error)
 // added and gone tools), or only shows what changed (review_only).
 func (s *Service) ApproveServer(ctx context.Context, in ServerApproval) (Server, error) {
 	defer wipe(in.Headers)
-	return s.serverChange(ctx, ToolServerApprove, in.ReviewOnly, func() (StagedServer, error) { return s.servers.Approval(ctx, in) },
+	return s.serverChange(ctx, ToolServerApprove, in.ReviewOnly, s.approvalDecision(ctx, in.Name), func() (StagedServer, error) { return s.servers.Approval(ctx, in) },
 		func(r Server) string {
 			return fmt.Sprintf("approved the tools of MCP server %s as they are now: %s", r.Name, r.Changes)
 		})
@@ -174,7 +174,7 @@ func (s *Service) ApproveServer(ctx context.Context, in ServerApproval) (Server,
 // RemoveServer takes an added server out; one with live instances is
 // refused (uninstall them first).
 func (s *Service) RemoveServer(ctx context.Context, in ServerRef) (Server, error) {
-	return s.serverChange(ctx, ToolServerRemove, false, func() (StagedServer, error) { return s.servers.Removal(ctx, in.Name) },
+	return s.serverChange(ctx, ToolServerRemove, false, catalogDecision(ctx), func() (StagedServer, error) { return s.servers.Removal(ctx, in.Name) },
 		func(r Server) string {
 			return fmt.Sprintf("removed MCP server %s (%s, connector type %s)", r.Name, r.Where, r.Type)
 		})
@@ -183,12 +183,12 @@ func (s *Service) RemoveServer(ctx context.Context, in ServerRef) (Server, error
 // serverChange is the scaffold of the three: decide, stage (the listing
 // and any install happen before the row), then the change and its audit
 // row together; a change whose row cannot be written is undone.
-func (s *Service) serverChange(ctx context.Context, tool string, reviewOnly bool, stage func() (StagedServer, error), reason func(Server) string) (Server, error) {
+func (s *Service) serverChange(ctx context.Context, tool string, reviewOnly bool, decide func(c *call) error, stage func() (StagedServer, error), reason func(Server) string) (Server, error) {
 	c, err := s.begin(ctx, tool, authz.ActionAdmin)
 	if err != nil {
 		return Server{}, err
 	}
-	if err := c.decide(ctx, authz.ResourceCatalog); err != nil {
+	if err := decide(c); err != nil {
 		return Server{}, err
 	}
 	if s.servers == nil {

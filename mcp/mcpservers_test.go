@@ -11,9 +11,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mark3labs/mcp-go/client"
 	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/mark3labs/mcp-go/server"
 
+	"github.com/connec/connec/callctx"
 	"github.com/connec/connec/connectors/mcpserver"
 	"github.com/connec/connec/core"
 	"github.com/connec/connec/internal/app"
@@ -221,4 +223,48 @@ func lookupServer(t *testing.T) *httptest.Server {
 	hs := httptest.NewServer(server.NewStreamableHTTPServer(up))
 	t.Cleanup(hs.Close)
 	return hs
+}
+
+// An added server's tools may be approved by the catalog's administrator,
+// or by whoever administers every live instance of the server (an
+// approval binds them all): an owner approves the server only it uses, and
+// is refused, audited, once another owner has an instance of it too.
+func TestInstanceAdministratorsApproveTheirServer(t *testing.T) {
+	hs := lookupServer(t)
+	e := newEnv(t)
+	root, rootTok := e.user("root", true)
+	e.allow(root, "**", "*", "")
+	rootC := e.client(cmcp.TransportStreamable, rootTok)
+	mustOK(t, rootC, core.ToolServerAdd, map[string]any{"name": "docs", "url": hs.URL + "/mcp"}, nil)
+	bob, bobTok := e.user("bob", false)
+	carol, carolTok := e.user("carol", false)
+	for _, s := range []callctx.Subject{bob, carol} {
+		e.allow(s, "network/private", "connector.admin", "") // the server is on loopback
+	}
+	bobC := e.client(cmcp.TransportStreamable, bobTok)
+	install := func(c *client.Client) {
+		t.Helper()
+		mustOK(t, c, core.ToolInstanceInstall, map[string]any{"type": "mcp-docs", "display_name": "docs",
+			"config": map[string]any{"allow_private_network": true}, "enable": true}, nil)
+	}
+	approve := map[string]any{"name": "docs"}
+
+	// No instance yet: the catalog's alone.
+	mustFail(t, bobC, core.ToolServerApprove, approve, nil, "policy_denied")
+	install(bobC)
+	if !slices.Contains(toolNames(t, bobC), core.ToolServerApprove) {
+		t.Fatal("the approve tool is not listed for an instance's administrator")
+	}
+	mustOK(t, bobC, core.ToolServerApprove, approve, nil)
+
+	// Another owner's instance of it: bob's approval would bind carol's.
+	install(e.client(cmcp.TransportStreamable, carolTok))
+	o := mustFail(t, bobC, core.ToolServerApprove, approve, nil, "policy_denied")
+	if o.Error == nil {
+		t.Fatalf("bob approves carol's instance's server: %s", o.Raw)
+	}
+	if n := e.count(`SELECT count(*) FROM audit_events WHERE subject = $1 AND tool = $2 AND decision = 'deny'`, string(bob), core.ToolServerApprove); n != 2 {
+		t.Fatalf("refused approvals audited: %d, want 2", n)
+	}
+	mustOK(t, rootC, core.ToolServerApprove, approve, nil)
 }
