@@ -184,8 +184,15 @@ func TestModernStdioNotificationsOptIn(t *testing.T) {
 			break
 		}
 	}
-	if m, _ := listening.nextMessage(); m["method"] != string(mcp.MethodNotificationToolsListChanged) {
+	m, _ := listening.nextMessage()
+	if m["method"] != string(mcp.MethodNotificationToolsListChanged) {
 		t.Fatalf("subscribed stdio client: want tools/list_changed, got %s", short2(m))
+	}
+	// Tagged with the subscription, as every message of a listen stream.
+	params, _ := m["params"].(map[string]any)
+	meta, _ := params["_meta"].(map[string]any)
+	if id, _ := meta[mcp.MetaKeySubscriptionID].(float64); int(id) != listen {
+		t.Fatalf("subscribed stdio client: tools/list_changed is not tagged with its subscription %d: %s", listen, short2(m))
 	}
 	for range 2 {
 		id := quiet.request("tools/list", map[string]any{"_meta": modernMeta()})

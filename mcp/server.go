@@ -147,6 +147,7 @@ func NewServer(svc *core.Service, opts ...Option) *Server {
 	}
 	hooks := &server.Hooks{}
 	hooks.AddOnError(s.auditRefusedCall)
+	hooks.AddBeforeSubscriptionsListen(tagStdioListen)
 	if o.sets.instances() {
 		hooks.AddAfterListTools(s.appendInstanceTools)
 		hooks.AddAfterListPrompts(s.appendInstancePrompts)

@@ -9,12 +9,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/mark3labs/mcp-go/mcp"
+	"github.com/mark3labs/mcp-go/server"
 
 	"github.com/connec/connec/callctx"
 	"github.com/connec/connec/fault"
@@ -301,7 +303,7 @@ func (s *stdioConn) forwardNotifications(ctx context.Context, done chan<- struct
 	for {
 		select {
 		case n := <-s.session.notes:
-			s.write(n)
+			s.write(s.session.tagged(n))
 		case <-ctx.Done():
 			return
 		}
@@ -323,6 +325,9 @@ type stdioSession struct {
 	modern atomic.Bool
 	// level is the log level the client set (logging/setLevel).
 	level atomic.Value
+	// listenID is the id of the subscriptions/listen request the session
+	// serves as its stream, while it does (nil otherwise).
+	listenID atomic.Pointer[any]
 
 	// send writes a message to the client; pending are the requests sent
 	// to it (by id) that await its answer.
@@ -438,4 +443,34 @@ func (s *stdioSession) SubscriptionFilter() (mcp.SubscriptionFilter, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.filter, s.listening || s.modern.Load()
+}
+
+// tagged is n as the session sends it: on a 2026-07-28 listen stream
+// tagged with its subscription (the listen request's id), as mcp-go tags
+// what it sends on its HTTP streams.
+func (s *stdioSession) tagged(n mcp.JSONRPCNotification) mcp.JSONRPCNotification {
+	id := s.listenID.Load()
+	if id == nil {
+		return n
+	}
+	if _, ok := n.Params.Meta[mcp.MetaKeySubscriptionID]; ok {
+		return n
+	}
+	meta := make(map[string]any, len(n.Params.Meta)+1) // (a broadcast shares its map)
+	maps.Copy(meta, n.Params.Meta)
+	meta[mcp.MetaKeySubscriptionID] = *id
+	n.Params.Meta = meta
+	return n
+}
+
+// tagStdioListen makes a stdio session that serves a subscriptions/listen
+// request tag what it sends with the request's id while the request lasts.
+func tagStdioListen(ctx context.Context, id any, _ *mcp.SubscriptionsListenRequest) {
+	ss, ok := server.ClientSessionFromContext(ctx).(*stdioSession)
+	if !ok || id == nil {
+		return
+	}
+	p := &id
+	ss.listenID.Store(p)
+	context.AfterFunc(ctx, func() { ss.listenID.CompareAndSwap(p, nil) })
 }
