@@ -35,27 +35,31 @@ func WithChanges(subscribe func(fn func(version int64))) Option {
 	return func(o *options) { o.changes = subscribe }
 }
 
-// announcer sends notifications/tools/list_changed to every session that
-// may receive it: legacy sessions with a stream, and 2026-07-28
-// subscriptions/listen streams that asked for toolsListChanged.
-type announcer struct {
-	srv     *Server
-	pending atomic.Bool
+// settled returns a function that runs fn once a burst of calls to it has
+// settled (listSettle after the first; calls meanwhile are gathered in).
+func settled(fn func()) func() {
+	var pending atomic.Bool
+	return func() {
+		if pending.Swap(true) {
+			return
+		}
+		time.AfterFunc(listSettle, func() {
+			pending.Store(false)
+			fn()
+		})
+	}
 }
 
-func (a *announcer) changed(int64) {
-	if a.pending.Swap(true) {
-		return
+// announce sends notifications/tools/list_changed to every session that
+// may receive it (legacy sessions with a stream, and 2026-07-28
+// subscriptions/listen streams that asked for toolsListChanged), and has
+// every resource subscription decided again under what is now in force.
+func (s *Server) announce() {
+	s.subs.changed()
+	s.SendNotificationToAllClients(string(mcp.MethodNotificationToolsListChanged), nil)
+	if s.sets.instances() {
+		// Instance prompts come and go with instance tools.
+		s.SendNotificationToAllClients(string(mcp.MethodNotificationPromptsListChanged), nil)
+		s.SendNotificationToAllClients(string(mcp.MethodNotificationResourcesListChanged), nil)
 	}
-	time.AfterFunc(listSettle, func() {
-		a.pending.Store(false)
-		// Subscriptions are decided again under what is now in force.
-		a.srv.subs.changed()
-		a.srv.SendNotificationToAllClients(string(mcp.MethodNotificationToolsListChanged), nil)
-		if a.srv.sets.instances() {
-			// Instance prompts come and go with instance tools.
-			a.srv.SendNotificationToAllClients(string(mcp.MethodNotificationPromptsListChanged), nil)
-			a.srv.SendNotificationToAllClients(string(mcp.MethodNotificationResourcesListChanged), nil)
-		}
-	})
 }

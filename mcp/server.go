@@ -5,8 +5,6 @@ import (
 	"errors"
 	"log/slog"
 	"strings"
-	"sync/atomic"
-	"time"
 
 	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/mark3labs/mcp-go/server"
@@ -194,24 +192,15 @@ func NewServer(svc *core.Service, opts ...Option) *Server {
 		s.AddResource(mcp.NewResource(instanceResource, "connec instance resource"), s.readInstanceResource)
 	}
 	if o.changes != nil {
-		a := &announcer{srv: s}
-		o.changes(a.changed)
+		changed := settled(s.announce)
+		o.changes(func(int64) { changed() })
 		// Instance tools come and go with instances too.
-		svc.OnInstanceChange(func() { a.changed(0) })
+		svc.OnInstanceChange(changed)
 	} else {
 		svc.OnInstanceChange(s.subs.changed)
 	}
 	if o.identity != nil && o.refresh != nil {
-		var pending atomic.Bool
-		o.identity(func() {
-			if pending.Swap(true) {
-				return
-			}
-			time.AfterFunc(listSettle, func() {
-				pending.Store(false)
-				s.subs.refresh(context.Background(), o.refresh)
-			})
-		})
+		o.identity(settled(func() { s.subs.refresh(context.Background(), o.refresh) }))
 	}
 	return s
 }
