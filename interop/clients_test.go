@@ -385,6 +385,24 @@ func (c *tsClient) NextUpdate(ctx context.Context) (string, error) {
 	return res.URI, err
 }
 
+// Listen opens a 2026-07-28 subscriptions/listen stream for the updates of
+// uris, and returns its id and the URIs the server acknowledged.
+func (c *tsClient) Listen(ctx context.Context, uris []string) (string, []string, error) {
+	var res struct {
+		Subscription string `json:"subscription"`
+		Honored      struct {
+			ResourceSubscriptions []string `json:"resourceSubscriptions"`
+		} `json:"honored"`
+	}
+	err := c.d.call(ctx, map[string]any{"op": "listen", "session": c.session, "filter": map[string]any{"resourceSubscriptions": uris}}, &res)
+	return res.Subscription, res.Honored.ResourceSubscriptions, err
+}
+
+// CloseListen ends the listen stream id.
+func (c *tsClient) CloseListen(ctx context.Context, id string) error {
+	return c.d.call(ctx, map[string]any{"op": "closeListen", "session": c.session, "subscription": id}, nil)
+}
+
 func (c *tsClient) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

@@ -14,7 +14,9 @@
 //   {"id":5,"op":"subscribe","session":"s1","uri":"…"} → {"id":5,"result":{}} (and "unsubscribe")
 //   {"id":6,"op":"nextUpdate","session":"s1","timeoutMs":30000}
 //     → {"id":6,"result":{"uri":"…"}}: the next notifications/resources/updated the session got
-//   {"id":7,"op":"close","session":"s1"}               → {"id":7,"result":{}}
+//   {"id":7,"op":"listen","session":"s1","filter":{…}} → {"id":7,"result":{"subscription":"l1","honored":{…}}}
+//     (2026-07-28 subscriptions/listen: the filter the server acknowledged; "closeListen" with the id ends it)
+//   {"id":8,"op":"close","session":"s1"}               → {"id":8,"result":{}}
 //
 // A failure replies {"id":…,"error":{"message":"…","code":…}}. The story and
 // its assertions live in Go, so every client is held to the same story; this
@@ -156,6 +158,25 @@ async function nextUpdate(req) {
   });
 }
 
+const listens = new Map();
+let nextListen = 0;
+
+async function listen(req) {
+  const { client } = session(req);
+  const sub = await client.listen(req.filter, { timeout: 60000 });
+  const id = `l${++nextListen}`;
+  listens.set(id, sub);
+  return { subscription: id, honored: sub.honoredFilter };
+}
+
+async function closeListen(req) {
+  const sub = listens.get(req.subscription);
+  if (!sub) throw new Error(`no subscription ${req.subscription}`);
+  listens.delete(req.subscription);
+  await sub.close();
+  return {};
+}
+
 async function close(req) {
   const s = session(req);
   sessions.delete(req.session);
@@ -163,7 +184,7 @@ async function close(req) {
   return {};
 }
 
-const ops = { connect, listTools, callTool, listResources, subscribe, unsubscribe, nextUpdate, close };
+const ops = { connect, listTools, callTool, listResources, subscribe, unsubscribe, nextUpdate, listen, closeListen, close };
 
 function reply(obj) {
   process.stdout.write(JSON.stringify(obj) + '\n');

@@ -201,6 +201,10 @@ func TestLocalNPMServersThroughConnec(t *testing.T) {
 	if err := subscribeThroughConnec(ctx, srv.url, tok); err != nil {
 		t.Fatalf("resource subscription: %v", err)
 	}
+	// On 2026-07-28 the official TypeScript client (v2) subscribes on a
+	// listen stream: acknowledged for the resource connec serves only,
+	// and the updates come on it.
+	listenThroughConnec(ctx, t, f.driver(t), srv.url, tok)
 
 	// A server of the deployment on another machine (a data directory of
 	// its own, the same database) installs the packages as reviewed, in
@@ -399,4 +403,43 @@ func subscribeThroughConnec(ctx context.Context, baseURL, token string) error {
 		return fmt.Errorf("no update of %s reached the client", uri)
 	}
 	return cs.Unsubscribe(ctx, &mcpsdk.UnsubscribeParams{URI: uri})
+}
+
+// listenThroughConnec opens, with the official TypeScript client (v2) over
+// a 2026-07-28 streamable HTTP session, a subscriptions/listen stream for a
+// resource of server-everything through connec and one connec does not
+// serve, checks that only the first is acknowledged, and waits for an
+// update of it (the server's simulated ones, started by its toggle tool).
+func listenThroughConnec(ctx context.Context, t *testing.T, d *nodeDriver, baseURL, token string) {
+	t.Helper()
+	c, err := dialTS(ctx, d, dial{client: clientTSv2, transport: transportStreamable, pin: "2026-07-28", token: token, baseURL: baseURL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ts := c.(*tsClient)
+	uris, err := ts.ResourceURIs(ctx)
+	if err != nil || len(uris) == 0 {
+		t.Fatalf("resources/list over 2026-07-28: %v %v", uris, err)
+	}
+	const missing = "connec://nobody.everything/demo%3A%2F%2Fnothing"
+	id, honored, err := ts.Listen(ctx, []string{uris[0], missing})
+	if err != nil || len(honored) != 1 || honored[0] != uris[0] {
+		t.Fatalf("subscriptions/listen: acknowledged %v (%v), want only %s", honored, err, uris[0])
+	}
+	toggle := func() {
+		t.Helper()
+		if res, err := c.CallTool(ctx, "ev.everything.toggle-subscriber-updates", map[string]any{}, nil); err != nil || res.IsError {
+			t.Fatalf("toggle-subscriber-updates: %+v %v", res, err)
+		}
+	}
+	toggle()
+	got, err := ts.NextUpdate(ctx)
+	toggle()
+	if err != nil || got != uris[0] {
+		t.Fatalf("the update on the listen stream: %q %v, want %s", got, err, uris[0])
+	}
+	if err := ts.CloseListen(ctx, id); err != nil {
+		t.Fatalf("closing the listen stream: %v", err)
+	}
 }
