@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/connec/connec/core"
+	"github.com/connec/connec/internal/testkit/npmreg"
 	"github.com/connec/connec/internal/testkit/pgtest"
 )
 
@@ -76,7 +77,9 @@ func TestOperatorChangesAreAudited(t *testing.T) {
 	_, haveNode := exec.LookPath("node")
 	_, haveNPM := exec.LookPath("npm")
 	if haveNode == nil && haveNPM == nil {
-		env = append(env, npmRegistry(t, filepath.Join("..", "..", "connectors", "openclaw", "testdata", "connec-test-plugin"))...)
+		reg := npmreg.New(t)
+		reg.PublishDir(t, filepath.Join("..", "..", "connectors", "openclaw", "testdata", "connec-test-plugin"))
+		env = append(env, reg.Env(t)...)
 	}
 	pool, err := pgxpool.New(context.Background(), url)
 	if err != nil {

@@ -231,3 +231,12 @@ func withTimeout(t testing.TB, d time.Duration) context.Context {
 var _ connectors.Driver = (*Driver)(nil)
 
 func sinkLogger(s *logSink) *slog.Logger { return slog.New(sinkHandler{s: s}) }
+
+// needNPM skips t without npm.
+func needNPM(t *testing.T) {
+	t.Helper()
+	needNode(t)
+	if _, err := exec.LookPath("npm"); err != nil {
+		t.Skip("npm is not installed: plugins cannot be installed through the real path")
+	}
+}

@@ -18,6 +18,7 @@ import (
 	"github.com/connec/connec/connectors"
 	"github.com/connec/connec/connectors/driverkit/drivertest"
 	"github.com/connec/connec/internal/platform/pgcluster"
+	"github.com/connec/connec/internal/testkit/npmreg"
 )
 
 // attempt is one escape attempt the hostile plugin reports.
@@ -186,14 +187,14 @@ func newHostileEnv(t *testing.T, opts ...Option) *hostileEnv {
 	}()
 	targets["udpPort"] = udp.LocalAddr().(*net.UDPAddr).Port
 
-	files := readTestdata(t, "testdata/hostile-plugin")
+	files := npmreg.ReadDir(t, "testdata/hostile-plugin")
 	tj, err := json.Marshal(targets)
 	if err != nil {
 		t.Fatal(err)
 	}
 	files["targets.json"] = tj
-	reg := newNPMRegistry(t)
-	reg.publish(t, "connec-hostile-plugin", "1.0.0", files)
+	reg := npmreg.New(t)
+	reg.Publish(t, "connec-hostile-plugin", "1.0.0", files)
 
 	e.plugins = filepath.Join(t.TempDir(), "plugins")
 	e.state = filepath.Join(t.TempDir(), "state")
