@@ -135,7 +135,7 @@ func (a *App) build(ctx context.Context) error {
 	// deployment's, as the database has them, copied into this server's
 	// data directory (records written there before the database kept them
 	// are taken into it once).
-	a.installs = newPackageInstalls()
+	a.installs = newPackageInstalls(a.Cfg.installRetry)
 	a.closers = append(a.closers, a.installs)
 	servers := &serverCatalog{a: a}
 	if err := servers.importServerRecords(ctx); err != nil {

@@ -73,6 +73,9 @@ type Config struct {
 
 	// policyMaxStale overrides the authorizer's allowed staleness (tests).
 	policyMaxStale time.Duration
+	// installRetry overrides the first wait before a failed MCP server
+	// package install is tried again (tests).
+	installRetry time.Duration
 }
 
 // FromEnv reads the configuration from the environment.

@@ -201,7 +201,9 @@ func (sc *serverCatalog) needsInstall(rec mcpserver.Record) bool {
 // deployment's servers this server lacks (a start or a change must not
 // wait minutes for npm, nor hold up the other announcements), each once at
 // a time; an installed one is announced on core.ServerChannel, which has
-// every server load it (this one included). Close stops them.
+// every server load it (this one included). A failed install (the
+// registry unreachable, say) is tried again after a growing wait, from
+// the server's record as it then is. Close stops them.
 type packageInstalls struct {
 	mu      sync.Mutex
 	running map[string]bool
@@ -212,11 +214,27 @@ type packageInstalls struct {
 	// line's process ends before npm would); until then they wait here.
 	serving bool
 	waiting map[string]func()
+	// failures counts each server's failed installs in a row; retries
+	// are the timers of the next attempts; firstRetry is the first wait.
+	failures   map[string]int
+	retries    map[string]*time.Timer
+	firstRetry time.Duration
 }
 
-func newPackageInstalls() *packageInstalls {
+// Waits between a server's failed installs: from the first (30 s unless
+// configured), doubling, to maxInstallRetry.
+const (
+	defaultInstallRetry = 30 * time.Second
+	maxInstallRetry     = 30 * time.Minute
+)
+
+func newPackageInstalls(firstRetry time.Duration) *packageInstalls {
+	if firstRetry <= 0 {
+		firstRetry = defaultInstallRetry
+	}
 	ctx, stop := context.WithCancel(context.Background())
-	return &packageInstalls{running: map[string]bool{}, waiting: map[string]func(){}, ctx: ctx, stop: stop}
+	return &packageInstalls{running: map[string]bool{}, waiting: map[string]func(){}, ctx: ctx, stop: stop,
+		failures: map[string]int{}, retries: map[string]*time.Timer{}, firstRetry: firstRetry}
 }
 
 func (p *packageInstalls) start(sc *serverCatalog, rec mcpserver.Record) {
@@ -241,13 +259,47 @@ func (p *packageInstalls) start(sc *serverCatalog, rec mcpserver.Record) {
 		ctx, cancel := context.WithTimeout(p.ctx, 5*time.Minute)
 		defer cancel()
 		if err := mcpserver.Reinstall(ctx, sc.dir(), rec, nodejs.NPM{}); err != nil {
-			log.Error("the MCP server is not served here: its package cannot be installed as reviewed", "err", err)
+			if p.ctx.Err() != nil {
+				return // stopped, not failed
+			}
+			wait := p.retryLater(rec.Name, func() { sc.installAgain(p.ctx, rec.Name) })
+			log.Error("the MCP server is not served here: its package cannot be installed as reviewed; trying again",
+				"err", err, "retry_in", wait)
 			return
 		}
+		p.mu.Lock()
+		delete(p.failures, rec.Name)
+		p.mu.Unlock()
 		if _, err := sc.a.Pool.Exec(ctx, `SELECT pg_notify($1, $2)`, core.ServerChannel, "install|"+rec.Name); err != nil {
 			log.Error("installed, but loaded only at the next start or change: the announcement failed", "err", db.Map(err))
 		}
 	})
+}
+
+// retryLater has again run after a wait that grows with name's failures
+// in a row, and returns the wait.
+func (p *packageInstalls) retryLater(name string, again func()) time.Duration {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.failures[name]++
+	wait := p.firstRetry
+	for i := 1; i < p.failures[name] && wait < maxInstallRetry; i++ {
+		wait *= 2
+	}
+	wait = min(wait, maxInstallRetry)
+	if t := p.retries[name]; t != nil {
+		t.Stop()
+	}
+	p.retries[name] = time.AfterFunc(wait, func() {
+		p.mu.Lock()
+		delete(p.retries, name)
+		stopped := p.ctx.Err() != nil
+		p.mu.Unlock()
+		if !stopped {
+			again()
+		}
+	})
+	return wait
 }
 
 // serve lets installs run, the waiting ones first.
@@ -264,7 +316,23 @@ func (p *packageInstalls) serve() {
 
 // Close stops the installs in progress (nothing of them stays) and waits.
 func (p *packageInstalls) Close() error {
+	p.mu.Lock() // (start checks p.ctx and adds to p.wg under it)
 	p.stop()
+	for _, t := range p.retries {
+		t.Stop()
+	}
+	p.mu.Unlock()
 	p.wg.Wait()
 	return nil
+}
+
+// installAgain brings the copy of server name in line with its record as
+// the deployment now has it, which installs its package if it still lacks
+// it (a removed or changed server is not installed as it was).
+func (sc *serverCatalog) installAgain(ctx context.Context, name string) {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	if err := sc.syncServerRecords(ctx, name); err != nil {
+		sc.a.Log.Warn("an MCP server's package could not be tried again", "server", name, "err", err)
+	}
 }
