@@ -5,43 +5,10 @@ import (
 	"testing"
 	"time"
 
-	dto "github.com/prometheus/client_model/go"
-
 	"github.com/connec/connec/connectors/driverkit/drivertest"
 	"github.com/connec/connec/fault"
-	"github.com/connec/connec/internal/platform/metrics"
+	"github.com/connec/connec/internal/testkit/metricstest"
 )
-
-// metricValue reads a counter or gauge of connec's registry by its labels.
-func metricValue(t *testing.T, name string, labels map[string]string) float64 {
-	t.Helper()
-	fams, err := metrics.Registry.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range fams {
-		if f.GetName() != name {
-			continue
-		}
-	next:
-		for _, m := range f.GetMetric() {
-			for _, lp := range m.GetLabel() {
-				if v, ok := labels[lp.GetName()]; ok && v != lp.GetValue() {
-					continue next
-				}
-			}
-			return value(m)
-		}
-	}
-	return 0
-}
-
-func value(m *dto.Metric) float64 {
-	if c := m.GetCounter(); c != nil {
-		return c.GetValue()
-	}
-	return m.GetGauge().GetValue()
-}
 
 // A plugin whose host keeps dying: every death is logged with how it
 // ended and counted; from the third in a row the instance is reported
@@ -52,10 +19,10 @@ func TestCrashLoopsAreLoggedCountedAndReported(t *testing.T) {
 	canary := drivertest.Canary(t)
 	typ := f.driver.Spec().Name
 	failures := func() float64 {
-		return metricValue(t, "connec_openclaw_host_failures_total", map[string]string{"type": typ, "reason": "exited"})
+		return metricstest.Value(t, "connec_openclaw_host_failures_total", map[string]string{"type": typ, "reason": "exited"})
 	}
 	looping := func() float64 {
-		return metricValue(t, "connec_openclaw_instances_crash_looping", map[string]string{"type": typ})
+		return metricstest.Value(t, "connec_openclaw_instances_crash_looping", map[string]string{"type": typ})
 	}
 	base, baseLooping := failures(), looping()
 	for i := 1; i <= crashLoopAfter; i++ {
