@@ -308,7 +308,11 @@ func (s *Service) settle(ctx context.Context, c *call, runID string, req job, o 
 	} else {
 		ev.Status = audit.StatusOK
 	}
-	metrics.ObserveInvocation(req.Type.Spec.Name, req.Op.Name, status, s.now().Sub(o.startedAt))
+	ran := s.now().Sub(o.startedAt)
+	if req.Op.MCP == connectors.WatchRole {
+		ran = 0 // a subscription's run lasts as long as it: no operation latency
+	}
+	metrics.ObserveInvocation(req.Type.Spec.Name, req.Op.Name, status, ran)
 	u := commit.Unit{Event: ev, Finish: runFinish(runID, o)}
 	err := s.audit.Commit(ctx, u)
 	if err == nil {

@@ -18,6 +18,7 @@ import (
 	"github.com/connec/connec/authz"
 	"github.com/connec/connec/callctx"
 	"github.com/connec/connec/core"
+	"github.com/connec/connec/internal/testkit/metricstest"
 	cmcp "github.com/connec/connec/mcp"
 )
 
@@ -198,6 +199,15 @@ func TestResourceSubscriptionsArePassedOn(t *testing.T) {
 		return e.count(`SELECT count(*) FROM connector_runs WHERE operation = 'up.resources.subscribe' AND status = 'succeeded'`) >= 3 &&
 			e.count(`SELECT count(*) FROM connector_runs WHERE operation = 'up.resources.subscribe' AND status <> 'succeeded'`) == 0
 	})
+	// A subscription's run lasts as long as the subscription: counted,
+	// but no operation latency (it would swamp the operations' figures).
+	watch := map[string]string{"type": "mcp-up", "operation": "up.resources.subscribe"}
+	if n := metricstest.Value(t, "connec_invocations_total", map[string]string{"type": "mcp-up", "operation": "up.resources.subscribe", "status": "ok"}); n < 3 {
+		t.Errorf("subscription runs counted: %v, want at least 3", n)
+	}
+	if n := metricstest.Value(t, "connec_operation_duration_seconds", watch); n != 0 {
+		t.Errorf("subscription runs observed as operation latency: %v", n)
+	}
 
 	// The session's end ends its subscriptions.
 	updates := make(chan string, 16)

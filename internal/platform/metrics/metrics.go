@@ -40,7 +40,7 @@ var (
 	}, []string{"type", "operation", "status"})
 	operationSeconds = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Namespace: "connec", Name: "operation_duration_seconds",
-		Help:    "Time to run one connector operation (executor), by connector type and operation.",
+		Help:    "Time to run one connector operation (executor), by connector type and operation (a resource subscription's runs, which last as long as the subscription, are not observed).",
 		Buckets: latencyBuckets,
 	}, []string{"type", "operation"})
 	decisions = prometheus.NewCounterVec(prometheus.CounterOpts{
