@@ -76,6 +76,8 @@ type Service struct {
 	toolLists *pgnotify.Cache[string, toolList]
 	// origin tells this service's announcements from other servers'.
 	origin string
+	// rounds relays rounds of calls waiting on their caller (rounds.go).
+	rounds rounds
 }
 
 // Option configures a Service.
@@ -96,6 +98,7 @@ func NewService(pool *pgxpool.Pool, reg *connectors.Registry, az Authorizer, aw 
 	s.guard = authlimit.New(s.authCfg, s.RecordRefusal)
 	s.follow()
 	s.followServers()
+	s.followRounds()
 	return s
 }
 

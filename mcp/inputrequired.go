@@ -50,6 +50,11 @@ type pendingCalls struct {
 	// keys seal upstreams' request states (seal with the first; unseal
 	// with any).
 	keys [][]byte
+	// relay passes a round whose call waits on another server of the
+	// deployment there (nil: none does).
+	relay func(ctx context.Context, r core.Round) (json.RawMessage, error)
+	// tag names these pendingCalls in the states they issue.
+	tag string
 }
 
 // newPendingCalls seals with keys, the keys every server of the deployment
@@ -61,7 +66,9 @@ func newPendingCalls(keys [][]byte) *pendingCalls {
 		_, _ = rand.Read(own)
 		keys = [][]byte{own}
 	}
-	return &pendingCalls{calls: map[string]*pendingCall{}, keys: keys}
+	var tag [6]byte
+	_, _ = rand.Read(tag[:])
+	return &pendingCalls{calls: map[string]*pendingCall{}, keys: keys, tag: base64.RawURLEncoding.EncodeToString(tag[:])}
 }
 
 // pendingCall is one call running in the background.
@@ -91,7 +98,7 @@ var errNoAnswer = fault.New(fault.Unavailable, "the client did not answer in tim
 // start runs call in the background for a 2026-07-28 client that can be
 // asked, and answers the first of its result or its first question.
 func (pc *pendingCalls) start(ctx context.Context, tool string, call func(ctx context.Context) *mcp.CallToolResult) *mcp.CallToolResult {
-	p := &pendingCall{state: newState(), tool: tool, asks: make(chan question), done: make(chan *mcp.CallToolResult, 1)}
+	p := &pendingCall{state: pc.newState(), tool: tool, asks: make(chan question), done: make(chan *mcp.CallToolResult, 1)}
 	if pr, ok := callctx.PrincipalFrom(ctx); ok {
 		p.owner = pr.Subject
 	}
@@ -118,20 +125,74 @@ func (pc *pendingCalls) start(ctx context.Context, tool string, call func(ctx co
 }
 
 // resume delivers the answers of a client's next call to the call its
-// request state names, and answers as start does.
+// request state names, and answers as start does. A call waiting on
+// another server of the deployment gets them there (core.RelayRound).
 func (pc *pendingCalls) resume(ctx context.Context, tool string, params mcp.MultiRoundTripParams) (*mcp.CallToolResult, error) {
-	pc.mu.Lock()
-	p := pc.calls[params.RequestState]
 	var owner callctx.Subject
 	if pr, ok := callctx.PrincipalFrom(ctx); ok {
 		owner = pr.Subject
 	}
-	if p == nil || p.owner != owner || p.tool != tool {
-		pc.mu.Unlock()
+	if p := pc.take(params.RequestState, owner, tool); p != nil {
+		return pc.answer(ctx, p, params), nil
+	}
+	if pc.relay == nil || pc.issued(params.RequestState) {
 		return nil, errBadState
 	}
+	raw, err := json.Marshal(params)
+	if err != nil {
+		return nil, errBadState
+	}
+	out, err := pc.relay(ctx, core.Round{Owner: owner, Tool: tool, Params: raw})
+	switch {
+	case errors.Is(err, core.ErrRoundNotHeld):
+		return nil, errBadState
+	case err != nil:
+		return encode(nil, err), nil
+	}
+	var res mcp.CallToolResult
+	if err := json.Unmarshal(out, &res); err != nil {
+		return encode(nil, fault.New(fault.Unavailable, "the server the call waits on answered with no result")), nil
+	}
+	return &res, nil
+}
+
+// hold takes a round another server relays when its call waits here
+// (core.RoundHolder); a state issued here whose call is not (used,
+// expired, another caller's) is refused.
+func (pc *pendingCalls) hold(r core.Round) (func(context.Context) json.RawMessage, core.RoundVerdict) {
+	var params mcp.MultiRoundTripParams
+	if json.Unmarshal(r.Params, &params) != nil || !pc.issued(params.RequestState) {
+		return nil, core.RoundNotMine
+	}
+	p := pc.take(params.RequestState, r.Owner, r.Tool)
+	if p == nil {
+		return nil, core.RoundRefused
+	}
+	return func(ctx context.Context) json.RawMessage {
+		b, err := json.Marshal(pc.answer(ctx, p, params))
+		if err != nil {
+			b, _ = json.Marshal(encode(nil, fault.New(fault.Internal, "the call's answer cannot be encoded")))
+		}
+		return b
+	}, core.RoundHeld
+}
+
+// take removes the call state names from those waiting here, if it is
+// owner's, as tool: a state resumes its call once.
+func (pc *pendingCalls) take(state string, owner callctx.Subject, tool string) *pendingCall {
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
+	p := pc.calls[state]
+	if p == nil || p.owner != owner || p.tool != tool {
+		return nil
+	}
 	delete(pc.calls, p.state)
-	pc.mu.Unlock()
+	return p
+}
+
+// answer delivers params' answer to the question p asked, and answers as
+// start does.
+func (pc *pendingCalls) answer(ctx context.Context, p *pendingCall, params mcp.MultiRoundTripParams) *mcp.CallToolResult {
 	p.mu.Lock()
 	q := p.asked
 	p.asked = nil
@@ -148,7 +209,7 @@ func (pc *pendingCalls) resume(ctx context.Context, tool string, params mcp.Mult
 		}
 		q.answer <- answer
 	}
-	return pc.wait(ctx, p), nil
+	return pc.wait(ctx, p)
 }
 
 // errBadState refuses a request state connec did not issue to this caller
@@ -175,7 +236,7 @@ func (pc *pendingCalls) wait(ctx context.Context, p *pendingCall) *mcp.CallToolR
 			return pc.wait(ctx, p)
 		}
 		// Each round its own state: a state answers one question once.
-		p.state = newState()
+		p.state = pc.newState()
 		pc.park(p)
 		return server.NewInputRequestBuilder(p.state).Elicit(q.id, params).ToolResult()
 	case <-ctx.Done():
@@ -208,11 +269,18 @@ const pendingPrefix = "connec-"
 
 func isPendingState(s string) bool { return strings.HasPrefix(s, pendingPrefix) }
 
-// newState is an unguessable request state.
-func newState() string {
+// issued says state names these pendingCalls.
+func (pc *pendingCalls) issued(state string) bool {
+	return strings.HasPrefix(state, pendingPrefix+pc.tag+".")
+}
+
+// newState is an unguessable request state, which names the pendingCalls
+// that issued it (so that another server relaying it hears at once when
+// the call is gone).
+func (pc *pendingCalls) newState() string {
 	var b [18]byte
 	_, _ = rand.Read(b[:])
-	return pendingPrefix + base64.RawURLEncoding.EncodeToString(b[:])
+	return pendingPrefix + pc.tag + "." + base64.RawURLEncoding.EncodeToString(b[:])
 }
 
 // sealPrefix marks an upstream's own request state, sealed.

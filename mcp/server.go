@@ -139,6 +139,10 @@ func NewServer(svc *core.Service, opts ...Option) *Server {
 		f(&o)
 	}
 	s := &Server{svc: svc, log: o.log, names: o.names, sets: o.sets, tools: map[string]Tool{}, pending: newPendingCalls(o.keys), subs: newSubscriptions()}
+	// A call waiting on its caller here may be answered through another
+	// server of the deployment, and the other way round.
+	s.pending.relay = svc.RelayRound
+	svc.HoldRounds(s.pending.hold)
 	inv := Inventory()
 	for _, t := range inv {
 		s.tools[o.names.wireName(t.Def.Name)] = t
