@@ -1,6 +1,7 @@
 package core
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -61,9 +62,9 @@ const (
 var ErrRoundNotHeld = errors.New("no server of the deployment holds the call")
 
 const (
-	// roundClaimWait is how long a relayed round waits for the server
-	// holding its call to claim it.
-	roundClaimWait = 5 * time.Second
+	// defaultRoundClaimWait is how long a relayed round waits for the
+	// server holding its call to claim it.
+	defaultRoundClaimWait = 5 * time.Second
 	// roundMaxWait bounds a claimed round (the call's question waits 5
 	// minutes for its answer, its result 1 more to be collected).
 	roundMaxWait = 7 * time.Minute
@@ -77,6 +78,8 @@ type rounds struct {
 	holders []RoundHolder
 	waiting map[string]chan string        // rounds this server relayed: their announcements
 	running map[string]context.CancelFunc // rounds this server answers
+	// claimWait overrides defaultRoundClaimWait (tests).
+	claimWait time.Duration
 }
 
 // HoldRounds has h take the rounds other servers relay.
@@ -116,8 +119,11 @@ func (s *Service) RelayRound(ctx context.Context, r Round) (json.RawMessage, err
 	if err != nil {
 		return nil, fault.Wrap(fault.Unavailable, db.Map(err), "the round cannot be passed to the server the call waits on")
 	}
-	claimBy := time.Now().Add(roundClaimWait)
-	claim := time.NewTimer(roundClaimWait)
+	s.rounds.mu.Lock()
+	wait := cmp.Or(s.rounds.claimWait, defaultRoundClaimWait)
+	s.rounds.mu.Unlock()
+	claimBy := time.Now().Add(wait)
+	claim := time.NewTimer(wait)
 	defer claim.Stop()
 	poll := time.NewTicker(roundPoll)
 	defer poll.Stop()

@@ -1,0 +1,101 @@
+package core_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/connec/connec/core"
+	"github.com/connec/connec/internal/platform/pgnotify"
+)
+
+// A round relayed by one server reaches the server whose holder holds its
+// call, through PostgreSQL, and comes back with the call's answer; a
+// round its issuer refuses, or that nobody holds, is ErrRoundNotHeld; a
+// caller that goes away has the holder's answer told (its context ends);
+// no row outlives its round.
+func TestRoundsAreRelayedBetweenServers(t *testing.T) {
+	f := newFixture(t, liveHub)
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	hub := pgnotify.New(f.other.Config().ConnConfig, pgnotify.WithLogger(quiet))
+	b := core.NewService(f.other, f.reg, f.az, f.aw, f.runner, core.WithNotify(hub), core.WithLogger(quiet))
+	t.Cleanup(b.Wait)
+	hctx, stop := context.WithCancel(context.Background())
+	t.Cleanup(func() { stop(); <-hub.Done() })
+	if err := hub.Start(hctx); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "both hubs to listen", func() bool { return hub.Live() && f.hub.Live() })
+	core.SetRoundClaimWait(b, 300*time.Millisecond)
+
+	gone := make(chan struct{})
+	f.svc.HoldRounds(func(r core.Round) (func(context.Context) json.RawMessage, core.RoundVerdict) {
+		var p struct{ RequestState string }
+		_ = json.Unmarshal(r.Params, &p)
+		switch p.RequestState {
+		case "held":
+			if r.Owner != "user:alice" || r.Tool != "mail.send" {
+				t.Errorf("round as held: %+v", r)
+			}
+			return func(context.Context) json.RawMessage { return json.RawMessage(`{"content":[],"answered":"` + p.RequestState + `"}`) }, core.RoundHeld
+		case "slow":
+			return func(ctx context.Context) json.RawMessage {
+				<-ctx.Done()
+				close(gone)
+				return json.RawMessage(`{}`)
+			}, core.RoundHeld
+		case "refused":
+			return nil, core.RoundRefused
+		}
+		return nil, core.RoundNotMine
+	})
+	round := func(state string) core.Round {
+		return core.Round{Owner: "user:alice", Tool: "mail.send", Params: json.RawMessage(`{"requestState":"` + state + `"}`)}
+	}
+	ctx := context.Background()
+	out, err := b.RelayRound(ctx, round("held"))
+	if err != nil || string(out) != `{"content":[],"answered":"held"}` {
+		t.Fatalf("held: %s %v", out, err)
+	}
+	for _, state := range []string{"refused", "nobody's"} {
+		if out, err := b.RelayRound(ctx, round(state)); !errors.Is(err, core.ErrRoundNotHeld) {
+			t.Fatalf("%s: %s %v", state, out, err)
+		}
+	}
+	// The caller goes away once the holder has claimed the round.
+	cctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { _, err := b.RelayRound(cctx, round("slow")); done <- err }()
+	waitFor(t, "the slow round to be claimed", func() bool {
+		var n int
+		_ = f.other.QueryRow(ctx, `SELECT count(*) FROM input_rounds WHERE claimed_by IS NOT NULL`).Scan(&n)
+		return n == 1
+	})
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("the relaying caller went away: %v", err)
+	}
+	select {
+	case <-gone:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the holder's answer was not told its caller went away")
+	}
+	waitFor(t, "no round left", func() bool {
+		var n int
+		_ = f.other.QueryRow(ctx, `SELECT count(*) FROM input_rounds`).Scan(&n)
+		return n == 0
+	})
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); !cond(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
