@@ -41,7 +41,9 @@ func TestRoundsAreRelayedBetweenServers(t *testing.T) {
 			if r.Owner != "user:alice" || r.Tool != "mail.send" {
 				t.Errorf("round as held: %+v", r)
 			}
-			return func(context.Context) json.RawMessage { return json.RawMessage(`{"content":[],"answered":"` + p.RequestState + `"}`) }, core.RoundHeld
+			return func(context.Context) json.RawMessage {
+				return json.RawMessage(`{"content":[],"answered":"` + p.RequestState + `"}`)
+			}, core.RoundHeld
 		case "slow":
 			return func(ctx context.Context) json.RawMessage {
 				<-ctx.Done()
