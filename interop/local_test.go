@@ -5,12 +5,17 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -245,6 +250,17 @@ func TestLocalNPMServersThroughConnec(t *testing.T) {
 	if !strings.Contains(other.log.String(), "installing an MCP server's package as reviewed") {
 		t.Fatalf("the other machine's server did not say it installed the packages:\n%s", other.log.String())
 	}
+	// Behind a load balancer that alternates between the two servers, the
+	// official Go SDK client's 2026-07-28 rounds of one call land on both:
+	// the answer reaches the tool that asked, on the server where it waits.
+	lb := newAlternating(t, srv.url, other.url)
+	text, asked, err = elicitThroughConnec(ctx, t, lb.url, tok, "2026-07-28")
+	if err != nil || asked == "" || !strings.Contains(text, "declined") {
+		t.Fatalf("elicitation over 2026-07-28 through both servers: asked %q, tool said %q, %v", asked, text, err)
+	}
+	if calls := lb.toolCalls(); calls[0] == 0 || calls[1] == 0 {
+		t.Fatalf("the call's rounds did not reach both servers: %v", calls)
+	}
 
 	// The secret is nowhere in connec's log either.
 	if strings.Contains(srv.log.String(), secret) || strings.Contains(other.log.String(), secret) {
@@ -442,4 +458,48 @@ func listenThroughConnec(ctx context.Context, t *testing.T, d *nodeDriver, baseU
 	if err := ts.CloseListen(ctx, id); err != nil {
 		t.Fatalf("closing the listen stream: %v", err)
 	}
+}
+
+// alternating is a load balancer that sends each request to the next of
+// two servers in turn (no stickiness of any kind).
+type alternating struct {
+	url   string
+	mu    sync.Mutex
+	next  int
+	calls [2]int // tools/call requests each server got
+}
+
+func newAlternating(t *testing.T, a, b string) *alternating {
+	t.Helper()
+	lb := &alternating{}
+	var proxies [2]*httputil.ReverseProxy
+	for i, raw := range []string{a, b} {
+		u, err := url.Parse(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		proxies[i] = httputil.NewSingleHostReverseProxy(u)
+		proxies[i].FlushInterval = -1 // (event streams pass as they come)
+	}
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		lb.mu.Lock()
+		i := lb.next
+		lb.next = 1 - i
+		if bytes.Contains(body, []byte(`"method":"tools/call"`)) {
+			lb.calls[i]++
+		}
+		lb.mu.Unlock()
+		proxies[i].ServeHTTP(w, r)
+	}))
+	t.Cleanup(hs.Close)
+	lb.url = hs.URL
+	return lb
+}
+
+func (lb *alternating) toolCalls() [2]int {
+	lb.mu.Lock()
+	defer lb.mu.Unlock()
+	return lb.calls
 }
