@@ -146,7 +146,9 @@ func (s *Service) RelayRound(ctx context.Context, r Round) (json.RawMessage, err
 		case <-limit.C:
 			return nil, fault.New(fault.Timeout, "the server the call waits on did not answer in time")
 		case <-ctx.Done():
-			_, _ = s.pool.Exec(context.WithoutCancel(ctx), `SELECT pg_notify($1, $2)`, RoundChannel, "gone|"+id)
+			gctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			_, _ = s.pool.Exec(gctx, `SELECT pg_notify($1, $2)`, RoundChannel, "gone|"+id)
+			cancel()
 			return nil, ctx.Err()
 		}
 		if !check {
