@@ -82,6 +82,23 @@ type rounds struct {
 	claimWait time.Duration
 }
 
+func newRounds() rounds {
+	return rounds{waiting: map[string]chan string{}, running: map[string]context.CancelFunc{}}
+}
+
+// keep puts v under id in m, one of r's maps, and returns what takes it
+// out again.
+func keep[V any](r *rounds, m map[string]V, id string, v V) (drop func()) {
+	r.mu.Lock()
+	m[id] = v
+	r.mu.Unlock()
+	return func() {
+		r.mu.Lock()
+		delete(m, id)
+		r.mu.Unlock()
+	}
+}
+
 // HoldRounds has h take the rounds other servers relay.
 func (s *Service) HoldRounds(h RoundHolder) {
 	s.rounds.mu.Lock()
@@ -98,16 +115,9 @@ func (s *Service) RelayRound(ctx context.Context, r Round) (json.RawMessage, err
 	}
 	id := uuid.NewString()
 	events := make(chan string, 4)
-	s.rounds.mu.Lock()
-	if s.rounds.waiting == nil {
-		s.rounds.waiting = map[string]chan string{}
-	}
-	s.rounds.waiting[id] = events
-	s.rounds.mu.Unlock()
+	drop := keep(&s.rounds, s.rounds.waiting, id, events)
 	defer func() {
-		s.rounds.mu.Lock()
-		delete(s.rounds.waiting, id)
-		s.rounds.mu.Unlock()
+		drop()
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
 		_, _ = s.pool.Exec(dctx, `DELETE FROM input_rounds WHERE id = $1`, id)
@@ -238,17 +248,7 @@ func (s *Service) answerRound(id string, holders []RoundHolder) {
 	if answer == nil {
 		return // another server's, or nobody's
 	}
-	s.rounds.mu.Lock()
-	if s.rounds.running == nil {
-		s.rounds.running = map[string]context.CancelFunc{}
-	}
-	s.rounds.running[id] = cancel
-	s.rounds.mu.Unlock()
-	defer func() {
-		s.rounds.mu.Lock()
-		delete(s.rounds.running, id)
-		s.rounds.mu.Unlock()
-	}()
+	defer keep(&s.rounds, s.rounds.running, id, cancel)()
 	tag, err := s.pool.Exec(ctx, `WITH claim AS (UPDATE input_rounds SET claimed_by = $2 WHERE id = $1 AND claimed_by IS NULL RETURNING id)
 		SELECT pg_notify($3, 'claimed|' || id) FROM claim`, id, s.origin, RoundChannel)
 	if err != nil || tag.RowsAffected() == 0 {

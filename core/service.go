@@ -88,7 +88,8 @@ func WithLogger(l *slog.Logger) Option { return func(s *Service) { s.log = l } }
 
 // NewService wires the core.
 func NewService(pool *pgxpool.Pool, reg *connectors.Registry, az Authorizer, aw *commit.Writer, runner connectors.Runner, opts ...Option) *Service {
-	s := &Service{pool: pool, reg: reg, authz: az, audit: aw, runner: runner, log: slog.Default(), now: time.Now, origin: uuid.NewString()}
+	s := &Service{pool: pool, reg: reg, authz: az, audit: aw, runner: runner, log: slog.Default(), now: time.Now, origin: uuid.NewString(),
+		rounds: newRounds()}
 	for _, o := range opts {
 		o(s)
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 
@@ -42,15 +41,7 @@ func TestBridgedQuestionsAreAnsweredThroughAnyServer(t *testing.T) {
 	// its call.
 	stream := server.NewStreamableHTTPServer(up, server.WithStateful(true),
 		server.WithStreamableHTTPProtocolVersions(mcp.LATEST_LEGACY_PROTOCOL_VERSION))
-	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Header.Get("Authorization") != "Bearer "+secret {
-			http.Error(w, "unauthorized", http.StatusUnauthorized)
-			return
-		}
-		stream.ServeHTTP(w, r)
-	}))
-	t.Cleanup(hs.Close)
-	e, tok := governedUpstreamAt(t, hs.URL+"/mcp", secret, "up")
+	e, tok := governedUpstreamAt(t, behindBearer(t, secret, stream), secret, "up")
 	p := e.peer()
 	canAsk := map[string]any{"elicitation": map[string]any{}}
 

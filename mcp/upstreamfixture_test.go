@@ -20,7 +20,13 @@ import (
 // with the bearer credential. It returns the connec and alice's token.
 func governedUpstream(t *testing.T, up *server.MCPServer, secret string, handles ...string) (*env, string) {
 	t.Helper()
-	stream := server.NewStreamableHTTPServer(up)
+	return governedUpstreamAt(t, behindBearer(t, secret, server.NewStreamableHTTPServer(up)), secret, handles...)
+}
+
+// behindBearer serves an upstream's streamable HTTP endpoint on loopback,
+// refusing requests without the bearer secret, and returns its URL.
+func behindBearer(t *testing.T, secret string, stream http.Handler) string {
+	t.Helper()
 	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("Authorization") != "Bearer "+secret {
 			http.Error(w, "unauthorized", http.StatusUnauthorized)
@@ -29,7 +35,7 @@ func governedUpstream(t *testing.T, up *server.MCPServer, secret string, handles
 		stream.ServeHTTP(w, r)
 	}))
 	t.Cleanup(hs.Close)
-	return governedUpstreamAt(t, hs.URL+"/mcp", secret, handles...)
+	return hs.URL + "/mcp"
 }
 
 // governedUpstreamAt is governedUpstream for a server already listening at
