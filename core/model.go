@@ -35,7 +35,7 @@ type Instance struct {
 	DisplayName   string          `json:"display_name"`
 	Owner         callctx.Subject `json:"owner"`
 	ProjectID     string          `json:"project_id,omitempty"`
-	Config        json.RawMessage `json:"config" jsonschema:"The instance configuration (the type's config schema); never holds a credential."`
+	Config        json.RawMessage `json:"config" jsonschema:"The instance configuration (the type's config schema); never holds a credential." schema:"type=object"`
 	Limits        Limits          `json:"limits"`
 	State         string          `json:"state"`
 	CreatedBy     callctx.Subject `json:"created_by"`

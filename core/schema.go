@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -74,6 +75,7 @@ func mustSchema[T any]() json.RawMessage {
 	if err != nil {
 		panic(err)
 	}
+	singleTyped(s)
 	raw, err := json.Marshal(s)
 	if err != nil {
 		panic(err)
@@ -118,6 +120,39 @@ func dropNull(s *jsonschema.Schema) {
 	}
 	dropNull(s.Items)
 	dropNull(s.AdditionalProperties)
+}
+
+// singleTyped spells each nullable schema, {"type": ["null", T], …}, as
+// {"anyOf": [{"type": T, …}, {"type": "null"}]}: the same in 2020-12, but
+// clients that map tool schemas onto a single-type dialect (the OpenAPI
+// subset some model providers take) reject type arrays, and the MCP
+// Inspector's portability check flags them.
+func singleTyped(s *jsonschema.Schema) {
+	if s == nil {
+		return
+	}
+	for _, m := range []map[string]*jsonschema.Schema{s.Properties, s.PatternProperties, s.Defs, s.Definitions} {
+		for _, x := range m {
+			singleTyped(x)
+		}
+	}
+	for _, list := range [][]*jsonschema.Schema{s.AllOf, s.AnyOf, s.OneOf, s.PrefixItems} {
+		for _, x := range list {
+			singleTyped(x)
+		}
+	}
+	singleTyped(s.Items)
+	singleTyped(s.AdditionalProperties)
+	if len(s.Types) != 2 || !slices.Contains(s.Types, "null") {
+		return
+	}
+	branch := *s
+	branch.Type, branch.Types = s.Types[0], nil
+	if branch.Type == "null" {
+		branch.Type = s.Types[1]
+	}
+	branch.Title, branch.Description = "", "" // (said once, outside)
+	*s = jsonschema.Schema{Title: s.Title, Description: s.Description, AnyOf: []*jsonschema.Schema{&branch, {Type: "null"}}}
 }
 
 // constrain applies the schema tags of t's fields to s, recursively.
@@ -254,5 +289,6 @@ func SchemaOf(t reflect.Type) (json.RawMessage, error) {
 	if err != nil {
 		return nil, err
 	}
+	singleTyped(s)
 	return json.Marshal(s)
 }
