@@ -154,11 +154,10 @@ func (s *Service) RelayRound(ctx context.Context, r Round) (json.RawMessage, err
 		case <-claim.C:
 			check = !claimed // (or its announcement was lost)
 		case <-limit.C:
+			s.roundGone(ctx, id)
 			return nil, fault.New(fault.Timeout, "the server the call waits on did not answer in time")
 		case <-ctx.Done():
-			gctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-			_, _ = s.pool.Exec(gctx, `SELECT pg_notify($1, $2)`, RoundChannel, "gone|"+id)
-			cancel()
+			s.roundGone(ctx, id)
 			return nil, ctx.Err()
 		}
 		if !check {
@@ -166,7 +165,10 @@ func (s *Service) RelayRound(ctx context.Context, r Round) (json.RawMessage, err
 		}
 		var by *string
 		var res []byte
-		err := s.pool.QueryRow(ctx, `SELECT claimed_by, result FROM input_rounds WHERE id = $1`, id).Scan(&by, &res)
+		var lost bool
+		err := s.pool.QueryRow(ctx, `SELECT claimed_by, result, result IS NULL AND claim_lease IS NOT NULL AND NOT EXISTS
+			(SELECT 1 FROM connec_servers WHERE id = claim_lease AND expires_at > now()) FROM input_rounds WHERE id = $1`, id).
+			Scan(&by, &res, &lost)
 		switch {
 		case err != nil && ctx.Err() != nil:
 			continue // (said by the next turn)
@@ -174,12 +176,22 @@ func (s *Service) RelayRound(ctx context.Context, r Round) (json.RawMessage, err
 			return nil, fault.Wrap(fault.Unavailable, db.Map(err), "the round's answer cannot be read")
 		case res != nil:
 			return res, nil
+		case lost:
+			s.roundGone(ctx, id) // (in case it is only slow)
+			return nil, fault.New(fault.Unavailable, "the server the call waited on stopped: its answer is lost; call the tool again")
 		case by != nil:
 			claimed = true
 		case !claimed && !time.Now().Before(claimBy):
 			return nil, ErrRoundNotHeld
 		}
 	}
+}
+
+// roundGone tells the server answering round id that its caller went away.
+func (s *Service) roundGone(ctx context.Context, id string) {
+	gctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	_, _ = s.pool.Exec(gctx, `SELECT pg_notify($1, $2)`, RoundChannel, "gone|"+id)
 }
 
 // followRounds takes the rounds other servers relay and the announcements
@@ -249,8 +261,12 @@ func (s *Service) answerRound(id string, holders []RoundHolder) {
 		return // another server's, or nobody's
 	}
 	defer keep(&s.rounds, s.rounds.running, id, cancel)()
-	tag, err := s.pool.Exec(ctx, `WITH claim AS (UPDATE input_rounds SET claimed_by = $2 WHERE id = $1 AND claimed_by IS NULL RETURNING id)
-		SELECT pg_notify($3, 'claimed|' || id) FROM claim`, id, s.origin, RoundChannel)
+	var lease *string
+	if l := s.leaseID(); l != "" {
+		lease = &l
+	}
+	tag, err := s.pool.Exec(ctx, `WITH claim AS (UPDATE input_rounds SET claimed_by = $2, claim_lease = $4 WHERE id = $1 AND claimed_by IS NULL RETURNING id)
+		SELECT pg_notify($3, 'claimed|' || id) FROM claim`, id, s.origin, RoundChannel, lease)
 	if err != nil || tag.RowsAffected() == 0 {
 		// Its caller is gone already: the call is kept for the caller's
 		// next request, as when a caller goes away here.

@@ -6,10 +6,12 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/connec/connec/core"
+	"github.com/connec/connec/fault"
 	"github.com/connec/connec/internal/platform/pgnotify"
 )
 
@@ -86,6 +88,34 @@ func TestRoundsAreRelayedBetweenServers(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("the holder's answer was not told its caller went away")
 	}
+	// The server holding a claimed round stops (its lease runs out): the
+	// relaying server gives up rather than wait for an answer that will
+	// not come, and says so.
+	lctx, endLease := context.WithCancel(ctx)
+	t.Cleanup(endLease)
+	if err := f.svc.StartLease(lctx, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	gone = make(chan struct{})
+	done = make(chan error, 1)
+	go func() { _, err := b.RelayRound(ctx, round("slow")); done <- err }()
+	waitFor(t, "the slow round to be claimed under the lease", func() bool {
+		var n int
+		_ = f.other.QueryRow(ctx, `SELECT count(*) FROM input_rounds WHERE claim_lease IS NOT NULL`).Scan(&n)
+		return n == 1
+	})
+	if _, err := f.other.Exec(ctx, `DELETE FROM connec_servers`); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if fault.As(err).Type != fault.Unavailable || !strings.Contains(err.Error(), "stopped") {
+			t.Fatalf("relayed to a stopped server: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the relaying server still waits on a stopped one")
+	}
+	<-gone
 	waitFor(t, "no round left", func() bool {
 		var n int
 		_ = f.other.QueryRow(ctx, `SELECT count(*) FROM input_rounds`).Scan(&n)

@@ -17,6 +17,9 @@ CREATE TABLE input_rounds (
     -- (JSON, kept as bytes: jsonb refuses what JSON allows, a \u0000).
     params     bytea NOT NULL,
     claimed_by text,
+    -- The lease (connec_servers) of the server that claimed it, when it
+    -- holds one: a round whose server's lease has run out is given up.
+    claim_lease uuid,
     -- The call's next answer (a tools/call result), once there is one.
     result     bytea,
     created_at timestamptz NOT NULL DEFAULT now()
