@@ -664,3 +664,57 @@ func TestRememberedIsMemoryOnly(t *testing.T) {
 		t.Fatal("an expired token is still remembered")
 	}
 }
+
+// Creating a token, a user or a group changes no principal anyone holds:
+// through the Store or elsewhere, it leaves every remembered token
+// remembered and tells no one of a change (an orchestrator that mints a
+// token per task must not make every server forget every token).
+func TestCreationsKeepTheCache(t *testing.T) {
+	ctx := context.Background()
+	f := newFollowed(t)
+	alice, err := f.s.CreateUser(ctx, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, _, err := f.s.CreateToken(ctx, alice.Subject(), "laptop", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.warm(t, tok)
+	var changes atomic.Int64
+	f.s.OnChange(func() { changes.Add(1) })
+	if _, _, err := f.s.CreateToken(ctx, alice.Subject(), "task", time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := f.s.CreateBoundToken(ctx, alice.Subject(), "bound", time.Hour, callctx.TaskContext{TaskID: uuid.NewString()}, "test"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.s.CreateUser(ctx, "bob"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.s.CreateGroup(ctx, "eng"); err != nil {
+		t.Fatal(err)
+	}
+	other := f.other(t)
+	if _, _, err := identity.CreateToken(ctx, other, alice.Subject(), "elsewhere", time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := identity.CreateUser(ctx, other, "carol"); err != nil {
+		t.Fatal(err)
+	}
+	f.settle(t)
+	if _, ok := f.s.Remembered(tok); !ok {
+		t.Fatal("a creation made the Store forget a remembered token")
+	}
+	if n := changes.Load(); n != 0 {
+		t.Fatalf("creations announced %d identity changes", n)
+	}
+	// A change still is one.
+	if _, err := other.Exec(ctx, `UPDATE users SET name = 'bobby' WHERE name = 'bob'`); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the rename to be announced", func() bool { return changes.Load() > 0 })
+	if _, ok := f.s.Remembered(tok); ok {
+		t.Fatal("a remembered token outlived an identity change")
+	}
+}

@@ -299,15 +299,14 @@ func PrincipalFor(ctx context.Context, q db.Querier, subject callctx.Subject) (c
 }
 
 // CreateBoundToken issues a task-bound token; see the CreateBoundToken
-// function.
+// function. A new token changes no principal anyone holds: nothing
+// remembered is forgotten (nor is it announced, see migrations 00018).
 func (s *Store) CreateBoundToken(ctx context.Context, subject callctx.Subject, name string, ttl time.Duration, bound callctx.TaskContext, mintedBy string) (string, Token, error) {
-	defer s.forget()
 	return CreateBoundToken(ctx, s.pool, subject, name, ttl, bound, mintedBy)
 }
 
 // CreateToken issues an API token; see the CreateToken function.
 func (s *Store) CreateToken(ctx context.Context, subject callctx.Subject, name string, ttl time.Duration) (plaintext string, t Token, err error) {
-	defer s.forget()
 	return CreateToken(ctx, s.pool, subject, name, ttl)
 }
 

@@ -319,7 +319,6 @@ func EnsureLocalOperator(ctx context.Context, q db.Querier) (u User, created boo
 
 // CreateUser adds a user named name.
 func (s *Store) CreateUser(ctx context.Context, name string) (User, error) {
-	defer s.forget()
 	return CreateUser(ctx, s.pool, name)
 }
 
@@ -338,7 +337,6 @@ func (s *Store) ListUsers(ctx context.Context) ([]User, error) { return ListUser
 
 // CreateGroup adds a group named name.
 func (s *Store) CreateGroup(ctx context.Context, name string) (Group, error) {
-	defer s.forget()
 	return CreateGroup(ctx, s.pool, name)
 }
 
