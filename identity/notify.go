@@ -9,8 +9,9 @@ import (
 )
 
 // NotifyChannel is the notification channel the database announces identity
-// changes on: any change to api_tokens, users, groups or group_members, by
-// anyone (see migrations: connec_identity_changed).
+// changes on: any update or removal of api_tokens, users or groups, and any
+// change of group_members, by anyone (see migrations: connec_identity_changed;
+// a creation changes no principal anyone holds and is not announced).
 const NotifyChannel = "connec_identity"
 
 // maxCachedTokens bounds the authentication cache; when full it starts over.
