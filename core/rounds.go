@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -222,8 +223,44 @@ func (s *Service) followRounds() {
 			}
 		}
 	})
+	if err == nil {
+		// Rounds announced while this server was not listening are
+		// looked for once it listens again.
+		err = s.hub.OnReset(func() { go s.answerUnclaimed() })
+	}
 	if err != nil {
 		s.log.Error("rounds of calls waiting on their caller are not relayed between servers", "err", err)
+	}
+}
+
+// answerUnclaimed answers the rounds of the last minute nobody has claimed,
+// those whose call waits here.
+func (s *Service) answerUnclaimed() {
+	s.rounds.mu.Lock()
+	holders := slices.Clone(s.rounds.holders)
+	s.rounds.mu.Unlock()
+	if len(holders) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	rows, err := s.pool.Query(ctx, `SELECT id::text FROM input_rounds WHERE claimed_by IS NULL AND created_at > now() - interval '1 minute'`)
+	if err == nil {
+		var ids []string
+		if ids, err = pgx.CollectRows(rows, pgx.RowTo[string]); err == nil {
+			for _, id := range ids {
+				s.rounds.mu.Lock()
+				mine := s.rounds.waiting[id] != nil
+				s.rounds.mu.Unlock()
+				if !mine {
+					go s.answerRound(id, holders)
+				}
+			}
+			return
+		}
+	}
+	if ctx.Err() == nil {
+		s.log.Warn("rounds relayed while notifications were down cannot be looked for", "err", db.Map(err))
 	}
 }
 
@@ -231,6 +268,22 @@ func (s *Service) followRounds() {
 func (s *Service) answerRound(id string, holders []RoundHolder) {
 	ctx, cancel := context.WithTimeout(context.Background(), roundMaxWait)
 	defer cancel()
+	// Once per round here (its announcement and a scan after a reset
+	// may both bring it).
+	s.rounds.mu.Lock()
+	_, twice := s.rounds.running[id]
+	if !twice {
+		s.rounds.running[id] = cancel
+	}
+	s.rounds.mu.Unlock()
+	if twice {
+		return
+	}
+	defer func() {
+		s.rounds.mu.Lock()
+		delete(s.rounds.running, id)
+		s.rounds.mu.Unlock()
+	}()
 	var r Round
 	var owner string
 	var params []byte
@@ -260,7 +313,6 @@ func (s *Service) answerRound(id string, holders []RoundHolder) {
 	if answer == nil {
 		return // another server's, or nobody's
 	}
-	defer keep(&s.rounds, s.rounds.running, id, cancel)()
 	var lease *string
 	if l := s.leaseID(); l != "" {
 		lease = &l

@@ -6,7 +6,9 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -116,6 +118,56 @@ func TestRoundsAreRelayedBetweenServers(t *testing.T) {
 		t.Fatal("the relaying server still waits on a stopped one")
 	}
 	<-gone
+	// A round announced while the server holding its call was not
+	// listening is found by that server once it listens again.
+	var down atomic.Bool
+	cfg := f.other.Config().ConnConfig.Copy()
+	dial := cfg.DialFunc
+	cfg.DialFunc = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		if down.Load() {
+			return nil, errors.New("test: the listener is held down")
+		}
+		return dial(ctx, network, addr)
+	}
+	lateHub := pgnotify.New(cfg, pgnotify.WithLogger(quiet), pgnotify.WithBackoff(10*time.Millisecond, 100*time.Millisecond),
+		pgnotify.WithApplicationName("connec-late-hub"))
+	c := core.NewService(f.other, f.reg, f.az, f.aw, f.runner, core.WithNotify(lateHub), core.WithLogger(quiet))
+	t.Cleanup(c.Wait)
+	c.HoldRounds(func(r core.Round) (func(context.Context) json.RawMessage, core.RoundVerdict) {
+		if !strings.Contains(string(r.Params), `"late"`) {
+			return nil, core.RoundNotMine
+		}
+		return func(context.Context) json.RawMessage { return json.RawMessage(`{"content":[],"answered":"late"}`) }, core.RoundHeld
+	})
+	lctx2, stopLate := context.WithCancel(ctx)
+	t.Cleanup(func() { stopLate(); <-lateHub.Done() })
+	if err := lateHub.Start(lctx2); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the late server to listen", lateHub.Live)
+	down.Store(true)
+	if _, err := f.other.Exec(ctx, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'connec-late-hub'`); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the late server to stop listening", func() bool { return !lateHub.Live() })
+	core.SetRoundClaimWait(b, 30*time.Second)
+	late := make(chan []byte, 1)
+	go func() {
+		out, err := b.RelayRound(ctx, round("late"))
+		if err != nil {
+			t.Errorf("late: %v", err)
+		}
+		late <- out
+	}()
+	waitFor(t, "the late round to be written", func() bool {
+		var n int
+		_ = f.other.QueryRow(ctx, `SELECT count(*) FROM input_rounds`).Scan(&n)
+		return n == 1
+	})
+	down.Store(false)
+	if out := <-late; string(out) != `{"content":[],"answered":"late"}` {
+		t.Fatalf("late: %s", out)
+	}
 	waitFor(t, "no round left", func() bool {
 		var n int
 		_ = f.other.QueryRow(ctx, `SELECT count(*) FROM input_rounds`).Scan(&n)
