@@ -18,6 +18,10 @@
 //     (2026-07-28 subscriptions/listen: the filter the server acknowledged; "closeListen" with the id ends it)
 //   {"id":8,"op":"close","session":"s1"}               → {"id":8,"result":{}}
 //
+// connect with "elicit":"decline" (ts-v2) declares elicitation and declines
+// every question, as a host whose user says no; "asked" then lists the
+// questions' messages ({"op":"asked","session":"s1"} → {"messages":[…]}).
+//
 // A failure replies {"id":…,"error":{"message":"…","code":…}}. The story and
 // its assertions live in Go, so every client is held to the same story; this
 // file only drives each SDK the way a host application would.
@@ -80,7 +84,19 @@ async function connect(req) {
   let negotiated;
   const set = transport.setProtocolVersion?.bind(transport);
   transport.setProtocolVersion = (v) => { negotiated = v; set?.(v); };
-  const client = new sdk.Client({ name: `connec-interop-${req.sdk}`, version: '1.0.0' }, clientOptions(req.sdk, req.pin));
+  const options = clientOptions(req.sdk, req.pin);
+  const asked = [];
+  if (req.elicit) {
+    if (req.sdk !== 'ts-v2') throw new Error('elicit is driven for ts-v2 only');
+    options.capabilities = { elicitation: {} };
+  }
+  const client = new sdk.Client({ name: `connec-interop-${req.sdk}`, version: '1.0.0' }, options);
+  if (req.elicit) {
+    client.setRequestHandler('elicitation/create', async (r) => {
+      asked.push(r.params?.message ?? '');
+      return { action: req.elicit };
+    });
+  }
   // Resource updates queue up until nextUpdate takes them.
   const updates = { queue: [], waiters: [] };
   const onUpdate = (n) => {
@@ -98,7 +114,7 @@ async function connect(req) {
     throw e;
   }
   const id = `s${++nextSession}`;
-  sessions.set(id, { client, transport, updates, stderr: () => stderr });
+  sessions.set(id, { client, transport, updates, asked, stderr: () => stderr });
   const version = client.getNegotiatedProtocolVersion?.() ?? negotiated;
   return { session: id, protocolVersion: version ?? '', serverInfo: client.getServerVersion() };
 }
@@ -184,7 +200,11 @@ async function close(req) {
   return {};
 }
 
-const ops = { connect, listTools, callTool, listResources, subscribe, unsubscribe, nextUpdate, listen, closeListen, close };
+async function askedOp(req) {
+  return { messages: session(req).asked };
+}
+
+const ops = { connect, asked: askedOp, listTools, callTool, listResources, subscribe, unsubscribe, nextUpdate, listen, closeListen, close };
 
 function reply(obj) {
   process.stdout.write(JSON.stringify(obj) + '\n');

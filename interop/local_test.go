@@ -261,6 +261,16 @@ func TestLocalNPMServersThroughConnec(t *testing.T) {
 	if calls := lb.toolCalls(); calls[0] == 0 || calls[1] == 0 {
 		t.Fatalf("the call's rounds did not reach both servers: %v", calls)
 	}
+	// The official TypeScript client (v2) drives the same rounds its own
+	// way, through the same load balancer.
+	lb = newAlternating(t, srv.url, other.url)
+	text, asked, err = elicitTSv2(ctx, f.driver(t), lb.url, tok)
+	if err != nil || asked == "" || !strings.Contains(text, "declined") {
+		t.Fatalf("TypeScript v2 elicitation over 2026-07-28 through both servers: asked %q, tool said %q, %v", asked, text, err)
+	}
+	if calls := lb.toolCalls(); calls[0] == 0 || calls[1] == 0 {
+		t.Fatalf("the TypeScript client's rounds did not reach both servers: %v", calls)
+	}
 
 	// The secret is nowhere in connec's log either.
 	if strings.Contains(srv.log.String(), secret) || strings.Contains(other.log.String(), secret) {
@@ -502,4 +512,32 @@ func (lb *alternating) toolCalls() [2]int {
 	lb.mu.Lock()
 	defer lb.mu.Unlock()
 	return lb.calls
+}
+
+// elicitTSv2 calls server-everything's elicitation tool through connec with
+// the official TypeScript client (v2) on 2026-07-28, whose user declines,
+// and returns the tool's text and the question's message.
+func elicitTSv2(ctx context.Context, d *nodeDriver, baseURL, token string) (string, string, error) {
+	var conn struct{ Session string }
+	if err := d.call(ctx, map[string]any{"op": "connect", "sdk": clientTSv2, "transport": transportStreamable, "pin": "2026-07-28",
+		"url": baseURL + "/mcp", "headers": map[string]string{"Authorization": "Bearer " + token}, "elicit": "decline"}, &conn); err != nil {
+		return "", "", err
+	}
+	defer func() { _ = d.call(context.WithoutCancel(ctx), map[string]any{"op": "close", "session": conn.Session}, nil) }()
+	var res struct {
+		Content []struct{ Type, Text string }
+	}
+	if err := d.call(ctx, map[string]any{"op": "callTool", "session": conn.Session, "name": "ev.everything.trigger-elicitation-request",
+		"arguments": map[string]any{}}, &res); err != nil {
+		return "", "", err
+	}
+	var asked struct{ Messages []string }
+	if err := d.call(ctx, map[string]any{"op": "asked", "session": conn.Session}, &asked); err != nil {
+		return "", "", err
+	}
+	var text []string
+	for _, c := range res.Content {
+		text = append(text, c.Text)
+	}
+	return strings.Join(text, " "), strings.Join(asked.Messages, " "), nil
 }
