@@ -523,7 +523,9 @@ func elicitTSv2(ctx context.Context, d *nodeDriver, baseURL, token string) (stri
 		"url": baseURL + "/mcp", "headers": map[string]string{"Authorization": "Bearer " + token}, "elicit": "decline"}, &conn); err != nil {
 		return "", "", err
 	}
-	defer func() { _ = d.call(context.WithoutCancel(ctx), map[string]any{"op": "close", "session": conn.Session}, nil) }()
+	defer func() {
+		_ = d.call(context.WithoutCancel(ctx), map[string]any{"op": "close", "session": conn.Session}, nil)
+	}()
 	var res struct {
 		Content []struct{ Type, Text string }
 	}

@@ -46,20 +46,34 @@ func TestBridgedQuestionsAreAnsweredThroughAnyServer(t *testing.T) {
 	canAsk := map[string]any{"elicitation": map[string]any{}}
 
 	// call sends a tools/call of up.up.ask through r and returns its result.
-	var callAs func(r *rawMCP, tool string, params map[string]any) (json.RawMessage, *struct{ Message string })
-	call := func(r *rawMCP, params map[string]any) (json.RawMessage, *struct{ Message string }) {
+	var callAs func(r *rawMCP, tool string, params map[string]any) (json.RawMessage, *struct {
+		Code    int
+		Message string
+	})
+	call := func(r *rawMCP, params map[string]any) (json.RawMessage, *struct {
+		Code    int
+		Message string
+	}) {
 		t.Helper()
 		return callAs(r, "up.up.ask", params)
 	}
-	callAs = func(r *rawMCP, tool string, params map[string]any) (json.RawMessage, *struct{ Message string }) {
+	callAs = func(r *rawMCP, tool string, params map[string]any) (json.RawMessage, *struct {
+		Code    int
+		Message string
+	}) {
 		t.Helper()
 		params["name"], params["arguments"] = tool, map[string]any{}
 		status, _, body := r.send("tools/call", params)
 		var msg struct {
 			Result json.RawMessage
-			Error  *struct{ Message string }
+			Error  *struct {
+				Code    int
+				Message string
+			}
 		}
-		if err := json.Unmarshal(body, &msg); status != http.StatusOK || err != nil {
+		// (A JSON-RPC error on 2026-07-28 HTTP has the status its code
+		// maps to: 400 for invalid params.)
+		if err := json.Unmarshal(body, &msg); err != nil || (msg.Error == nil) != (status == http.StatusOK) {
 			t.Fatalf("tools/call: %d %s", status, body)
 		}
 		return msg.Result, msg.Error
@@ -106,7 +120,7 @@ func TestBridgedQuestionsAreAnsweredThroughAnyServer(t *testing.T) {
 	e.allow(mallory, authz.InstanceResource(inst.Owner, inst.Type, inst.ID.UUID())+"/*", authz.ActionRead, "")
 	onPMallory := p.openRaw(malloryTok, "2026-07-28")
 	onPMallory.caps = canAsk
-	if _, rpcErr := callAs(onPMallory, "alice.up.up.ask", answer(first.RequestState, "elicitation-1", "Mallory")); rpcErr == nil || !strings.Contains(rpcErr.Message, "requestState") {
+	if _, rpcErr := callAs(onPMallory, "alice.up.up.ask", answer(first.RequestState, "elicitation-1", "Mallory")); rpcErr == nil || rpcErr.Code != mcp.INVALID_PARAMS || !strings.Contains(rpcErr.Message, "requestState") {
 		t.Fatalf("another caller's round was taken: %+v", rpcErr)
 	}
 
@@ -122,8 +136,8 @@ func TestBridgedQuestionsAreAnsweredThroughAnyServer(t *testing.T) {
 	}
 	// A used state is refused on either server.
 	for _, r := range []*rawMCP{onE, onP} {
-		if _, rpcErr := call(r, answer(first.RequestState, "elicitation-1", "Again")); rpcErr == nil {
-			t.Fatal("a used state resumed the call again")
+		if _, rpcErr := call(r, answer(first.RequestState, "elicitation-1", "Again")); rpcErr == nil || rpcErr.Code != mcp.INVALID_PARAMS {
+			t.Fatalf("a used state: %+v, want invalid params", rpcErr)
 		}
 	}
 	// The last answer, through the server where the call waits this

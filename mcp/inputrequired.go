@@ -355,6 +355,17 @@ func canElicit(ctx context.Context) bool {
 	return info != nil && info.ClientCapabilities != nil && info.ClientCapabilities.Elicitation != nil
 }
 
+// roundRefusal answers err, when it refuses the request's round (a bad
+// requestState or inputResponses), as invalid params (-32602), as SDKs
+// answer state that fails verification (mcp-go would say internal error);
+// any other err as it is.
+func roundRefusal(ctx context.Context, err error) error {
+	if errors.Is(err, errBadState) || errors.Is(err, errBadAnswers) {
+		return answerWith(ctx, rpcAnswer{Code: mcp.INVALID_PARAMS, Message: err.Error()})
+	}
+	return err
+}
+
 // errBadAnswers refuses inputResponses that are not answers.
 var errBadAnswers = errors.New("invalid inputResponses: each answer must be a JSON object (the result of the request it answers)")
 

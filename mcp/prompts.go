@@ -139,10 +139,11 @@ func (s *Server) getInstancePrompt(ctx context.Context, req mcp.GetPromptRequest
 		// 2026-07-28: a prompt that needs its user's input first asks by
 		// input_required round trips, as a tool does; the server's state
 		// goes sealed to this caller and prompt.
-		var err error
-		if ctx, err = s.pending.upstreamRound(ctx, owner, t.Name, req.Params.MultiRoundTripParams); err != nil {
-			return nil, err
+		rctx, err := s.pending.upstreamRound(ctx, owner, t.Name, req.Params.MultiRoundTripParams)
+		if err != nil {
+			return nil, roundRefusal(ctx, err)
 		}
+		ctx = rctx
 	}
 	task, err := metaTaskContext(req.Params.Meta)
 	if err == nil {

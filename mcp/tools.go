@@ -161,12 +161,14 @@ func callHandler(svc *core.Service, t Tool, pending *pendingCalls) server.ToolHa
 				owner = p.Subject
 			}
 			if isPendingState(req.Params.RequestState) {
-				return pending.resume(ctx, tool, req.Params.MultiRoundTripParams)
+				res, err := pending.resume(ctx, tool, req.Params.MultiRoundTripParams)
+				return res, roundRefusal(ctx, err)
 			}
-			ctx, err := pending.upstreamRound(ctx, owner, tool, req.Params.MultiRoundTripParams)
+			rctx, err := pending.upstreamRound(ctx, owner, tool, req.Params.MultiRoundTripParams)
 			if err != nil {
-				return nil, err
+				return nil, roundRefusal(ctx, err)
 			}
+			ctx := rctx
 			sealed := func(ctx context.Context) *mcp.CallToolResult {
 				r := call(ctx)
 				if r.NeedsInput() {
