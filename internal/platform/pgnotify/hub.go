@@ -59,8 +59,13 @@ type Option func(*Hub)
 // WithLogger sets the hub's logger.
 func WithLogger(l *slog.Logger) Option { return func(h *Hub) { h.log = l } }
 
+// minPingTimeout is the least time a ping has to answer before the hub
+// takes its connection for lost.
+const minPingTimeout = 5 * time.Second
+
 // WithPingEvery sets how long the hub waits for a notification before it
-// checks the connection is still there (default 10s).
+// checks the connection is still there (default 10s); the check may take
+// as long, and 5s at least.
 func WithPingEvery(d time.Duration) Option { return func(h *Hub) { h.pingEvery = d } }
 
 // WithBackoff sets the first and the longest wait between attempts to
@@ -248,7 +253,10 @@ func (h *Hub) listen(ctx context.Context, conn *pgx.Conn) error {
 		case ctx.Err() != nil:
 			return ctx.Err()
 		case errors.Is(err, context.DeadlineExceeded) && !conn.IsClosed():
-			pctx, cancel := context.WithTimeout(ctx, h.pingEvery)
+			// A ping slower than the interval is a busy database, not
+			// a lost connection (listening anew would lose what is
+			// sent meanwhile): it has minPingTimeout at least.
+			pctx, cancel := context.WithTimeout(ctx, max(h.pingEvery, minPingTimeout))
 			err := conn.Ping(pctx)
 			cancel()
 			if err != nil {
