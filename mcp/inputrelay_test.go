@@ -120,6 +120,11 @@ func TestBridgedQuestionsAreAnsweredThroughAnyServer(t *testing.T) {
 	e.allow(mallory, authz.InstanceResource(inst.Owner, inst.Type, inst.ID.UUID())+"/*", authz.ActionRead, "")
 	onPMallory := p.openRaw(malloryTok, "2026-07-28")
 	onPMallory.caps = canAsk
+	// (The rule reaches the other server by notification.)
+	waitFor(t, "mallory's tool on the other server", func() bool {
+		_, _, body := onPMallory.send("tools/list", map[string]any{})
+		return strings.Contains(string(body), `"alice.up.up.ask"`)
+	})
 	if _, rpcErr := callAs(onPMallory, "alice.up.up.ask", answer(first.RequestState, "elicitation-1", "Mallory")); rpcErr == nil || rpcErr.Code != mcp.INVALID_PARAMS || !strings.Contains(rpcErr.Message, "requestState") {
 		t.Fatalf("another caller's round was taken: %+v", rpcErr)
 	}
