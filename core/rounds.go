@@ -87,19 +87,6 @@ func newRounds() rounds {
 	return rounds{waiting: map[string]chan string{}, running: map[string]context.CancelFunc{}}
 }
 
-// keep puts v under id in m, one of r's maps, and returns what takes it
-// out again.
-func keep[V any](r *rounds, m map[string]V, id string, v V) (drop func()) {
-	r.mu.Lock()
-	m[id] = v
-	r.mu.Unlock()
-	return func() {
-		r.mu.Lock()
-		delete(m, id)
-		r.mu.Unlock()
-	}
-}
-
 // HoldRounds has h take the rounds other servers relay.
 func (s *Service) HoldRounds(h RoundHolder) {
 	s.rounds.mu.Lock()
@@ -116,9 +103,13 @@ func (s *Service) RelayRound(ctx context.Context, r Round) (json.RawMessage, err
 	}
 	id := uuid.NewString()
 	events := make(chan string, 4)
-	drop := keep(&s.rounds, s.rounds.waiting, id, events)
+	s.rounds.mu.Lock()
+	s.rounds.waiting[id] = events
+	s.rounds.mu.Unlock()
 	defer func() {
-		drop()
+		s.rounds.mu.Lock()
+		delete(s.rounds.waiting, id)
+		s.rounds.mu.Unlock()
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
 		_, _ = s.pool.Exec(dctx, `DELETE FROM input_rounds WHERE id = $1`, id)
@@ -208,7 +199,7 @@ func (s *Service) followRounds() {
 		switch kind {
 		case "ask":
 			if len(s.rounds.holders) > 0 && s.rounds.waiting[id] == nil {
-				go s.answerRound(id, append([]RoundHolder(nil), s.rounds.holders...))
+				go s.answerRound(id, slices.Clone(s.rounds.holders))
 			}
 		case "claimed", "refused", "done":
 			if ch := s.rounds.waiting[id]; ch != nil {
